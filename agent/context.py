@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What every component receives at start: config, host paths, store, registry and buses.
+
+A component is any object with ``name``, ``start(ctx)``, ``stop()`` and ``status()``. Each
+subsystem exposes ``build(ctx) -> Component | None`` in ``agent/<subsystem>/component.py``
+(``None`` when disabled in config); ``agent.app`` starts them in order and stops them in reverse.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+
+from agent.config import AgentConfig
+from agent.events import Event
+from agent.findings import Finding
+from agent.hostfs import HostPaths
+from agent.pipeline import Bus
+from agent.runtime.model import ContainerRegistry
+from agent.store import Store
+
+ControlHandler = Callable[[Mapping[str, Any]], Any]
+
+
+class Component(Protocol):
+    name: str
+
+    def start(self, ctx: AgentContext) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def status(self) -> Mapping[str, Any]: ...
+
+
+@dataclass
+class AgentContext:
+    """Shared services of one running agent (or of one test)."""
+
+    config: AgentConfig
+    paths: HostPaths
+    store: Store
+    registry: ContainerRegistry
+    events: Bus[Event]
+    findings: Bus[Finding]
+    metrics: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    stopping: threading.Event = field(default_factory=threading.Event)
+    # Control-socket methods: name -> handler(params) -> JSON-serialisable result.
+    control_methods: dict[str, ControlHandler] = field(default_factory=dict)
+    # Named components, so one subsystem can reach another's public API (e.g. the response
+    # engine asks the vuln scanner for a container's packages).
+    components: dict[str, Any] = field(default_factory=dict)
+
+    def publish(self, event: Event) -> bool:
+        """Hand an event to the dispatcher; never blocks (a full queue counts a drop)."""
+        return self.events.publish(event)
+
+    def report(self, finding: Finding) -> bool:
+        """Hand a finding to the response; never blocks."""
+        return self.findings.publish(finding)
+
+    def control(self, method: str, handler: ControlHandler) -> None:
+        """Register a control-socket method (``riskguardctl`` talks to these)."""
+        if method in self.control_methods:
+            raise ValueError(f"control method {method!r} registered twice")
+        self.control_methods[method] = handler

@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Bounded queues with drop counters, and the buses that carry events and findings.
+
+Sources never block: ``publish`` on a full queue counts a drop and returns ``False``. One
+dispatcher thread per bus drains its queue and calls the subscribers in order; a subscriber that
+raises is logged and counted, it never stops the bus. ``process`` runs the same path
+synchronously, so tests push values through without threads.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import structlog
+
+log = structlog.get_logger("agent.pipeline")
+
+T = TypeVar("T")
+
+
+@dataclass
+class StageStats:
+    """Counters of one bus, exported by ``status`` and Prometheus."""
+
+    published: int = 0
+    processed: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    filtered: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "published": self.published,
+            "processed": self.processed,
+            "dropped": dict(self.dropped),
+            "errors": dict(self.errors),
+            "filtered": self.filtered,
+        }
+
+
+class BoundedQueue(Generic[T]):
+    """A FIFO that never blocks its producer: a full queue counts a drop per key."""
+
+    def __init__(self, name: str, maxsize: int) -> None:
+        self.name = name
+        self._q: queue.Queue[T] = queue.Queue(maxsize=maxsize)
+        self.dropped: Counter[str] = Counter()
+
+    def put(self, item: T, key: str = "") -> bool:
+        try:
+            self._q.put_nowait(item)
+            return True
+        except queue.Full:
+            self.dropped[key or type(item).__name__] += 1
+            return False
+
+    def get(self, timeout: float) -> T | None:
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def qsize(self) -> int:
+        return self._q.qsize()
+
+
+Handler = Callable[[T], None]
+
+
+class Bus(Generic[T]):
+    """A bounded queue, a chain of ``prepare`` steps (may drop a value) and subscribers."""
+
+    def __init__(self, name: str, maxsize: int = 65536) -> None:
+        self.name = name
+        self.queue: BoundedQueue[T] = BoundedQueue(name, maxsize)
+        self.stats = StageStats()
+        self._prepare: list[Callable[[T], T | None]] = []
+        self._subscribers: list[tuple[type | None, str, Handler[Any]]] = []
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._inflight = 0
+
+    # --- wiring ------------------------------------------------------------------------
+    def add_prepare(self, step: Callable[[T], T | None]) -> None:
+        """Add a step run before subscribers; returning ``None`` filters the value out."""
+        self._prepare.append(step)
+
+    def subscribe(self, handler: Handler[Any], kind: type | None = None, name: str = "") -> None:
+        """Call ``handler`` for every value (of type ``kind`` when given)."""
+        self._subscribers.append((kind, name or getattr(handler, "__qualname__", repr(handler)), handler))
+
+    # --- producing ---------------------------------------------------------------------
+    def publish(self, value: T) -> bool:
+        self.stats.published += 1
+        with self._idle:
+            self._inflight += 1
+        if self.queue.put(value):
+            return True
+        self.stats.dropped[type(value).__name__] += 1
+        with self._idle:
+            self._inflight -= 1
+            self._idle.notify_all()
+        return False
+
+    # --- consuming ---------------------------------------------------------------------
+    def process(self, value: T) -> None:
+        """Run ``value`` through prepare steps and subscribers, synchronously."""
+        item: T | None = value
+        for step in self._prepare:
+            item = step(item)  # type: ignore[arg-type]
+            if item is None:
+                self.stats.filtered += 1
+                return
+        for kind, name, handler in self._subscribers:
+            if kind is not None and not isinstance(item, kind):
+                continue
+            try:
+                handler(item)
+            except Exception as exc:  # a faulty analyser must not stop the bus
+                self.stats.errors[name] += 1
+                log.error("subscriber_failed", bus=self.name, subscriber=name, error=repr(exc))
+        self.stats.processed += 1
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"bus-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = self.queue.get(timeout=0.2)
+            if value is None:
+                continue
+            try:
+                self.process(value)
+            finally:
+                with self._idle:
+                    self._inflight -= 1
+                    self._idle.notify_all()
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until everything published so far has been processed."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._inflight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.drain(timeout)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def status(self) -> dict[str, Any]:
+        snap = self.stats.snapshot()
+        snap["queue_depth"] = self.queue.qsize()
+        return snap

@@ -1,0 +1,12 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The base of every config section: frozen, unknown keys rejected."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    """A frozen config model whose unknown keys are errors (``extra="forbid"``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
