@@ -137,3 +137,17 @@ def _no_stray_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The daemon reads these; a developer's shell must not leak them into tests.
     for var in ("RISKGUARD_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def container_record() -> Callable[[Any], Any]:
+    """``container_record(docker_container)`` → our ``Container`` record (cgroups, cgroup id…)."""
+    from agent.runtime.docker import container_from_inspect
+
+    def _record(c: Any) -> Any:
+        c.reload()
+        rec = container_from_inspect(HostPaths(), c.attrs)
+        assert rec is not None, f"container {c.name} is not running"
+        return rec
+
+    return _record

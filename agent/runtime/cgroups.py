@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: Apache-2.0
+"""cgroup facts of processes and containers: /proc/<pid>/cgroup, cgroup ids, runtime patterns.
+
+All reads go through ``HostPaths``. A pid that exits mid-read is normal: functions return empty
+values (``ProcessGone`` is raised only where the caller asked for a specific process).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.hostfs import HostPaths
+
+
+class ProcessGone(Exception):
+    """The process exited (or was never there) while we read it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcCgroups:
+    """A process's cgroup membership: v1 per controller, and its v2 path."""
+
+    v1: dict[str, str]
+    v2: str | None  # None: the process is in no v2 hierarchy (pure v1 host)
+
+
+def parse_proc_cgroup(text: str) -> ProcCgroups:
+    """Parse ``/proc/<pid>/cgroup`` (``id:controllers:path`` lines)."""
+    v1: dict[str, str] = {}
+    v2: str | None = None
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hid, controllers, path = parts
+        if hid == "0" and controllers == "":
+            v2 = path
+            continue
+        for ctrl in controllers.split(","):
+            if ctrl:
+                v1[ctrl.removeprefix("name=")] = path
+    return ProcCgroups(v1=v1, v2=v2)
+
+
+def read_proc_cgroup(paths: HostPaths, pid: int) -> ProcCgroups:
+    try:
+        return parse_proc_cgroup((paths.pid_dir(pid) / "cgroup").read_text())
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise ProcessGone(pid) from exc
+    except OSError as exc:  # ESRCH while reading a dying task
+        raise ProcessGone(pid) from exc
+
+
+def cgroup_id_of(paths: HostPaths, v2_path: str) -> int:
+    """The cgroup id of a v2 cgroup: the inode of its directory (kernfs node id), which is what
+    ``bpf_get_current_cgroup_id()`` returns. 0 when the directory does not exist."""
+    try:
+        return os.stat(paths.cgroup_v2 / v2_path.lstrip("/")).st_ino
+    except OSError:
+        return 0
+
+
+def netns_inode(paths: HostPaths, pid: int) -> int:
+    try:
+        return os.stat(paths.pid_netns(pid)).st_ino
+    except OSError:
+        return 0
+
+
+# Container cgroup path patterns of the common runtimes (cgroupfs and systemd drivers).
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("docker", re.compile(r"/docker/(?P<id>[0-9a-f]{64})(?:/|$)")),
+    ("docker", re.compile(r"/docker-(?P<id>[0-9a-f]{64})\.scope(?:/|$)")),
+    ("cri-o", re.compile(r"/crio-(?:conmon-)?(?P<id>[0-9a-f]{64})\.scope(?:/|$)")),
+    ("cri-o", re.compile(r"/crio/(?P<id>[0-9a-f]{64})(?:/|$)")),
+    ("containerd", re.compile(r"/cri-containerd-(?P<id>[0-9a-f]{64})\.scope(?:/|$)")),
+    ("containerd", re.compile(r"/kubepods[^:]*/pod[0-9a-f_-]+/(?P<id>[0-9a-f]{64})(?:/|$)")),
+    ("podman", re.compile(r"/libpod-(?:conmon-)?(?P<id>[0-9a-f]{64})\.scope(?:/|$)")),
+    ("podman", re.compile(r"/machine\.slice/libpod-(?P<id>[0-9a-f]{64})(?:/|$)")),
+)
+
+
+def match_container_cgroup(path: str) -> tuple[str, str, str] | None:
+    """Recognise a container's cgroup path; return (runtime, container id, container cgroup path).
+
+    The returned path is the container's own cgroup (a process may sit in a child of it).
+    """
+    for runtime, pattern in _PATTERNS:
+        m = pattern.search(path)
+        if m:
+            return runtime, m.group("id"), path[: m.end()].rstrip("/")
+    return None
+
+
+def container_cgroups(paths: HostPaths, pid: int) -> tuple[dict[str, str], str]:
+    """(v1 controller -> path, v2 path) for a container's init pid, trimmed to the container's own
+    cgroup. Raises ``ProcessGone``."""
+    cg = read_proc_cgroup(paths, pid)
+    v1 = {}
+    for ctrl, p in cg.v1.items():
+        m = match_container_cgroup(p)
+        v1[ctrl] = m[2] if m else p
+    v2 = ""
+    if cg.v2 is not None and cg.v2 not in ("", "/"):
+        m = match_container_cgroup(cg.v2)
+        v2 = m[2] if m else cg.v2
+    return v1, v2
+
+
+def cgroup_dir_v1(paths: HostPaths, controller: str, path: str) -> Path:
+    return paths.cgroup_v1(controller) / path.lstrip("/")
+
+
+def cgroup_dir_v2(paths: HostPaths, path: str) -> Path:
+    return paths.cgroup_v2 / path.lstrip("/")

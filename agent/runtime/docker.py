@@ -1,0 +1,92 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Docker: turn ``docker inspect`` data into ``Container`` records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from agent.hostfs import HostPaths
+from agent.runtime.cgroups import ProcessGone, cgroup_id_of, container_cgroups, netns_inode
+from agent.runtime.model import Container
+
+
+def _parse_time(value: str) -> float:
+    if not value or value.startswith("0001-"):
+        return 0.0
+    # Docker prints nanoseconds; Python parses microseconds.
+    head, _, frac = value.rstrip("Z").partition(".")
+    frac = (frac[:6]).ljust(6, "0") if frac else "000000"
+    try:
+        return datetime.fromisoformat(f"{head}.{frac}+00:00").timestamp()
+    except ValueError:
+        return 0.0
+
+
+def details_from_inspect(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of inspect data other subsystems need, in stable names."""
+    host = attrs.get("HostConfig") or {}
+    net = attrs.get("NetworkSettings") or {}
+    graph = (attrs.get("GraphDriver") or {}).get("Data") or {}
+    return {
+        "network_mode": host.get("NetworkMode", ""),
+        "networks": sorted((net.get("Networks") or {}).keys()),
+        "ip_addresses": {
+            name: n.get("IPAddress", "") for name, n in (net.get("Networks") or {}).items() if n
+        },
+        "ports": net.get("Ports") or {},
+        "privileged": bool(host.get("Privileged")),
+        "cap_add": list(host.get("CapAdd") or []),
+        "cap_drop": list(host.get("CapDrop") or []),
+        "pid_mode": host.get("PidMode", ""),
+        "ipc_mode": host.get("IpcMode", ""),
+        "mounts": [
+            {
+                "source": m.get("Source", ""),
+                "destination": m.get("Destination", ""),
+                "mode": m.get("Mode", ""),
+                "rw": bool(m.get("RW")),
+                "type": m.get("Type", ""),
+            }
+            for m in attrs.get("Mounts") or []
+        ],
+        "devices": list(host.get("Devices") or []),
+        "log_path": attrs.get("LogPath", ""),
+        "log_driver": (host.get("LogConfig") or {}).get("Type", ""),
+        "upper_dir": graph.get("UpperDir", ""),
+        "lower_dirs": [d for d in (graph.get("LowerDir") or "").split(":") if d],
+        "merged_dir": graph.get("MergedDir", ""),
+        "user": (attrs.get("Config") or {}).get("User", ""),
+        "cmd": list((attrs.get("Config") or {}).get("Cmd") or []),
+        "entrypoint": list((attrs.get("Config") or {}).get("Entrypoint") or []),
+    }
+
+
+def container_from_inspect(paths: HostPaths, attrs: Mapping[str, Any]) -> Container | None:
+    """A ``Container`` for a running container's inspect data; ``None`` if it is not running or
+    its init process is already gone."""
+    state = attrs.get("State") or {}
+    pid = int(state.get("Pid") or 0)
+    if not state.get("Running") or pid <= 0:
+        return None
+    try:
+        v1, v2 = container_cgroups(paths, pid)
+    except ProcessGone:
+        return None
+    config = attrs.get("Config") or {}
+    return Container(
+        id=str(attrs["Id"]),
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        image=str(config.get("Image", "")),
+        image_id=str(attrs.get("Image", "")),
+        runtime="docker",
+        init_pid=pid,
+        cgroup_v1=v1,
+        cgroup_v2=v2,
+        cgroup_id=cgroup_id_of(paths, v2) if v2 else 0,
+        netns_inode=netns_inode(paths, pid),
+        labels=dict(config.get("Labels") or {}),
+        started_at=_parse_time(str(state.get("StartedAt", ""))),
+        details=details_from_inspect(attrs),
+    )
