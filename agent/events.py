@@ -55,6 +55,9 @@ class ProcessExec(Event):
     parent_comm: str = ""
     # Where the executable lives: "" (on disk), "memfd", "deleted"; filled when known.
     exe_origin: str = ""
+    # Targets of fds 0, 1, 2 read from /proc at exec time when known ("socket:[123]",
+    # "/dev/pts/0", "pipe:[9]"): a shell whose stdio is a socket is a reverse-shell shape.
+    stdio: tuple[str, ...] = ()
     source: str = "ebpf"
 
 
