@@ -96,6 +96,10 @@ class Bus(Generic[T]):
         """Call ``handler`` for every value (of type ``kind`` when given)."""
         self._subscribers.append((kind, name or getattr(handler, "__qualname__", repr(handler)), handler))
 
+    def clear_subscribers(self) -> None:
+        """Forget every subscriber (prepare steps stay): used when subsystems restart on reload."""
+        self._subscribers.clear()
+
     # --- producing ---------------------------------------------------------------------
     def publish(self, value: T) -> bool:
         self.stats.published += 1

@@ -77,12 +77,15 @@ for m in bcc audit.py _audit auparse nftables selinux _selinux; do
 done
 echo "$BIND" > "$SITE/riskguard-debian-bindings.pth"
 
+# compat mode: a plain .pth entry for the checkout, so sub-packages added later are importable
+# without reinstalling (setuptools' default editable finder is a static map).
+PIP_INSTALL=(install -q -e ".[dev]" --config-settings editable_mode=compat)
 stamp="$VENV/.riskguard-installed"
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$( { cat pyproject.toml; echo "${PIP_INSTALL[*]}"; } | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing the project into $VENV (editable, with dev tools)"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e ".[dev]"
+  "$VENV/bin/pip" "${PIP_INSTALL[@]}"
   echo "$want" > "$stamp"
 fi
 

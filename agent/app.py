@@ -1,0 +1,354 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The daemon: start-up and teardown as ordered steps over one ``AppState``.
+
+Each step is a small function of the state (testable on a bare state); teardown runs the undo of
+every step that completed, in reverse. SIGTERM/SIGINT stop cleanly, SIGHUP reloads the config (an
+invalid new config keeps the old one running and says why).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent import __version__
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.context import AgentContext, Component
+from agent.control import ControlServer
+from agent.events import Event
+from agent.findings import Finding
+from agent.hostfs import HostPaths
+from agent.pipeline import Bus
+from agent.runtime.discovery import Discovery
+from agent.runtime.enrich import Enricher
+from agent.runtime.model import ContainerRegistry
+from agent.sdnotify import notify, watchdog_interval
+from agent.store import Store
+
+log = structlog.get_logger("agent.app")
+
+# Subsystem components in start order: consumers of findings first, then analysers, then the
+# sources that feed them; stopped in reverse. "module:function" → build(ctx) -> Component | None.
+COMPONENT_BUILDERS: tuple[str, ...] = (
+    "agent.outputs.component:build",
+    "agent.actions.component:build",
+    "agent.detectors.component:build",
+    "agent.behavior.component:build",
+    "agent.logs.component:build",
+    "agent.sources.window:build",
+    "agent.vuln.component:build",
+    "agent.netpolicy.component:build",
+    "agent.sources.ebpf:build",
+    "agent.sources.auditd:build",
+    "agent.sources.procfs:build",
+    "agent.sources.capture:build",
+)
+
+# Keys that cannot change on SIGHUP: they name resources the running process already holds.
+RESTART_ONLY = (("state", "dir"), ("control", "socket"), ("host", "root"))
+
+
+def host_paths(config: AgentConfig) -> HostPaths:
+    """The host paths for ``config``: re-rooted under ``host.root``, agent dirs from config."""
+    base = HostPaths() if config.host.root == Path("/") else HostPaths.under(config.host.root)
+    return base.with_state(config.state.dir, run=config.control.socket.parent)
+
+
+@dataclass
+class AppState:
+    config: AgentConfig
+    config_source: str
+    config_path: Path | None = None
+    paths: HostPaths | None = None
+    store: Store | None = None
+    registry: ContainerRegistry = field(default_factory=ContainerRegistry)
+    ctx: AgentContext | None = None
+    enricher: Enricher | None = None
+    discovery: Discovery | None = None
+    components: list[Component] = field(default_factory=list)
+    component_errors: dict[str, str] = field(default_factory=dict)
+    control: ControlServer | None = None
+    started_at: float = field(default_factory=time.time)
+    undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+    reloads: int = 0
+
+
+# --- start-up steps ---------------------------------------------------------------------------
+def step_prepare_dirs(state: AppState) -> None:
+    state.paths = host_paths(state.config)
+    for d in (state.config.state.dir, state.config.control.socket.parent):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+
+
+def step_open_store(state: AppState) -> None:
+    state.store = Store(state.config.state.dir / "agent.db")
+    store = state.store
+    state.undo.append(("store", store.close))
+
+
+def step_context(state: AppState) -> None:
+    assert state.paths is not None and state.store is not None
+    events: Bus[Event] = Bus("events", maxsize=65536)
+    findings: Bus[Finding] = Bus("findings", maxsize=8192)
+    state.enricher = Enricher(state.paths, state.registry, state.config.runtime.include_host)
+    events.add_prepare(state.enricher)
+    state.ctx = AgentContext(
+        config=state.config,
+        paths=state.paths,
+        store=state.store,
+        registry=state.registry,
+        events=events,
+        findings=findings,
+    )
+    state.ctx.control("status", lambda _p: status(state))
+    state.ctx.control("containers", lambda _p: [c.to_dict() for c in state.registry.all()])
+
+
+def step_discovery(state: AppState) -> None:
+    assert state.paths is not None
+    state.discovery = Discovery(state.paths, state.config.runtime, state.registry)
+    state.discovery.start()
+    state.undo.append(("discovery", state.discovery.stop))
+
+
+def _load_builder(spec: str) -> Callable[[AgentContext], Component | None] | None:
+    module_name, _, func = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None  # subsystem not part of this build
+        raise
+    fn: Callable[[AgentContext], Component | None] = getattr(module, func)
+    return fn
+
+
+def step_components(state: AppState) -> None:
+    """Build and start every enabled subsystem; one that fails is reported, not fatal."""
+    ctx = state.ctx
+    assert ctx is not None
+    started: list[Component] = []
+    for spec in COMPONENT_BUILDERS:
+        label = spec.split(":")[0].removeprefix("agent.")
+        try:
+            builder = _load_builder(spec)
+            if builder is None:
+                continue
+            comp = builder(ctx)
+            if comp is None:
+                log.info("component_disabled", component=label)
+                continue
+            comp.start(ctx)
+        except Exception as exc:
+            state.component_errors[label] = f"{type(exc).__name__}: {exc}"
+            log.error("component_failed", component=label, error=f"{type(exc).__name__}: {exc}"[:500])
+            continue
+        ctx.components.setdefault(comp.name, comp)
+        started.append(comp)
+        log.info("component_started", component=comp.name)
+    state.components = started
+
+    def stop_all() -> None:
+        for comp in reversed(started):
+            try:
+                comp.stop()
+            except Exception as exc:
+                log.error("component_stop_failed", component=comp.name, error=repr(exc))
+
+    state.undo.append(("components", stop_all))
+
+
+def step_buses(state: AppState) -> None:
+    ctx = state.ctx
+    assert ctx is not None
+    ctx.findings.start()
+    ctx.events.start()
+
+    def stop() -> None:
+        ctx.events.stop(2)
+        ctx.findings.stop(5)
+
+    state.undo.append(("buses", stop))
+
+
+def step_control(state: AppState) -> None:
+    ctx = state.ctx
+    assert ctx is not None
+    state.control = ControlServer(state.config.control.socket, ctx.control_methods)
+    state.control.start()
+    state.undo.append(("control", state.control.stop))
+
+
+STARTUP_STEPS: tuple[Callable[[AppState], None], ...] = (
+    step_prepare_dirs,
+    step_open_store,
+    step_context,
+    step_buses,
+    step_discovery,
+    step_components,
+    step_control,
+)
+
+
+def startup(state: AppState) -> None:
+    for step in STARTUP_STEPS:
+        step(state)
+
+
+def teardown(state: AppState) -> None:
+    while state.undo:
+        name, fn = state.undo.pop()
+        try:
+            fn()
+        except Exception as exc:
+            log.error("teardown_step_failed", step=name, error=repr(exc))
+
+
+def status(state: AppState) -> dict[str, Any]:
+    """The answer to ``riskguardctl status``."""
+    ctx = state.ctx
+    comps: dict[str, Any] = {}
+    for comp in state.components:
+        try:
+            comps[comp.name] = {"state": "running", **dict(comp.status())}
+        except Exception as exc:
+            comps[comp.name] = {"state": "error", "error": repr(exc)}
+    for label, err in state.component_errors.items():
+        comps[label] = {"state": "failed", "error": err}
+    return {
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime_seconds": round(time.time() - state.started_at, 1),
+        "config": state.config_source,
+        "reloads": state.reloads,
+        "response_mode": state.config.response.mode,
+        "containers": len(state.registry),
+        "runtime": state.discovery.status() if state.discovery else None,
+        "components": comps,
+        "events": ctx.events.status() if ctx else None,
+        "findings": ctx.findings.status() if ctx else None,
+        "unattributed_events": state.enricher.unattributed if state.enricher else 0,
+    }
+
+
+def reload_config(state: AppState) -> bool:
+    """SIGHUP: validate the file again; restart the subsystems on the new config if it is good."""
+    try:
+        new, source = load_config(state.config_path)
+    except ConfigError as exc:
+        log.error("config_reload_rejected", config=exc.source, problems=exc.problems, kept="previous config")
+        return False
+    for section, key in RESTART_ONLY:
+        if getattr(getattr(new, section), key) != getattr(getattr(state.config, section), key):
+            log.error(
+                "config_reload_rejected",
+                config=source,
+                problems=[f"{section}.{key}: cannot change while running; restart the agent"],
+                kept="previous config",
+            )
+            return False
+    if new == state.config:
+        log.info("config_reload_unchanged", config=source)
+        return True
+    ctx = state.ctx
+    assert ctx is not None
+    # Stop the subsystems, swap the config, start them again on it. Discovery, the store, the
+    # buses and the control socket keep running.
+    idx = next(i for i, (name, _) in enumerate(state.undo) if name == "components")
+    _, stop_components = state.undo.pop(idx)
+    stop_components()
+    for name in list(ctx.control_methods):
+        if name not in ("status", "containers"):
+            del ctx.control_methods[name]
+    ctx.components.clear()
+    ctx.events.clear_subscribers()
+    ctx.findings.clear_subscribers()
+    state.config = new
+    state.config_source = source
+    ctx.config = new
+    if state.enricher is not None:
+        state.enricher.include_host = new.runtime.include_host
+    state.component_errors.clear()
+    step_components(state)
+    # keep "components" before "control" in the undo order
+    comp_undo = state.undo.pop()
+    ctl_idx = next((i for i, (name, _) in enumerate(state.undo) if name == "control"), len(state.undo))
+    state.undo.insert(ctl_idx, comp_undo)
+    state.reloads += 1
+    log.info("config_reloaded", config=source, components=[c.name for c in state.components])
+    return True
+
+
+def run(config: AgentConfig, config_source: str, config_path: Path | None) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT; return the exit code."""
+    state = AppState(config=config, config_source=config_source, config_path=config_path)
+    stop = threading.Event()
+    hup = threading.Event()
+
+    def on_stop(signum: int, _frame: Any) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    def on_hup(_signum: int, _frame: Any) -> None:
+        hup.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+
+    log.info("agent_starting", version=__version__, config=config_source, pid=os.getpid(), euid=os.geteuid())
+    if os.geteuid() != 0:
+        log.warning("agent_not_root", detail="eBPF, audit, cgroup writes and nftables need root; those parts will report as unavailable")
+    try:
+        startup(state)
+    except Exception as exc:
+        log.error("agent_start_failed", error=f"{type(exc).__name__}: {exc}")
+        teardown(state)
+        return 1
+    s = status(state)
+    log.info(
+        "agent_started",
+        containers=s["containers"],
+        components=sorted(s["components"]),
+        control_socket=str(config.control.socket),
+        response_mode=config.response.mode,
+        findings_to=_findings_destinations(state),
+    )
+    notify(f"READY=1\nSTATUS=watching {len(state.registry)} containers")
+    wd = watchdog_interval()
+    tick = min(wd or 1.0, 1.0)
+    last_status = ""
+    while not stop.wait(tick):
+        if hup.is_set():
+            hup.clear()
+            notify("RELOADING=1")
+            reload_config(state)
+            notify("READY=1")
+        if wd is not None:
+            notify("WATCHDOG=1")
+        line = f"STATUS=watching {len(state.registry)} containers"
+        if line != last_status:
+            notify(line)
+            last_status = line
+    notify("STOPPING=1")
+    teardown(state)
+    log.info("agent_stopped")
+    return 0
+
+
+def _findings_destinations(state: AppState) -> list[str]:
+    out = ["journal/stdout", f"store:{state.config.state.dir / 'agent.db'}"]
+    alerts = getattr(state.config.outputs, "alerts_file", None)
+    if alerts:
+        out.append(f"alerts:{alerts}")
+    return out

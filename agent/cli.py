@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``riskguard-agent``: the daemon and its offline tools.
+
+Machine-readable output (``--format json|jsonl``) goes to stdout and is never mixed with log
+lines: the offline tools log to stderr; only ``run`` logs to stdout (journald keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from agent import __version__
+from agent.config import ConfigError, config_path_from_env, load_config
+from agent.logsetup import configure_logging
+
+# Sub-command groups contributed by subsystems: each module has register(subparsers).
+CLI_MODULES: tuple[str, ...] = (
+    "agent.sources.cli",  # probes
+    "agent.behavior.cli",  # syscalls fit|score
+    "agent.logs.cli",  # logs parse|fit|score
+    "agent.vuln.cli",  # scan, vulndb
+)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    path = config_path_from_env(args.config)
+    try:
+        config, source = load_config(path)
+    except ConfigError as exc:
+        configure_logging("info", "auto")
+        import structlog
+
+        structlog.get_logger("agent.app").error("config_rejected", config=exc.source, problems=exc.problems)
+        for p in exc.problems:
+            print(f"{exc.source}: {p}", file=sys.stderr)
+        return 2
+    configure_logging(config.log.level, config.log.format)
+    from agent.app import run
+
+    return run(config, source, path)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = config_path_from_env(args.config)
+    try:
+        _config, source = load_config(path)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 2
+    print(f"ok: {source}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="riskguard-agent", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--version", action="version", version=f"riskguard-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon in the foreground (systemd notify)")
+    p.add_argument("--config", help="agent.yaml (default /etc/riskguard/agent.yaml, else the embedded default)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate agent.yaml: exit 0, or 2 with dotted path: reason")
+    p.add_argument("--config", help="agent.yaml (default /etc/riskguard/agent.yaml)")
+    p.set_defaults(func=cmd_check_config)
+
+    for name in CLI_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if args.command not in ("run",):
+        configure_logging("warning", "json", stream=sys.stderr)
+    try:
+        rc: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
