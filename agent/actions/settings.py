@@ -11,8 +11,73 @@ from pydantic import Field
 from agent.settings_base import Section
 
 
+class ResponseOverride(Section):
+    """A per-image or per-label adjustment of the response (first matching override wins)."""
+
+    # fnmatch pattern on the image reference ("nginx:*", "registry.local/app/*"); "" = any.
+    image: str = ""
+    # Labels that must all be present with these values; {} = any.
+    labels: dict[str, str] = Field(default_factory=dict)
+    # Mode for matching containers; None = the global mode.
+    mode: Literal["observe", "enforce"] | None = None
+    # The highest rung of the ladder allowed for matching containers; None = no cap.
+    max_action: Literal["none", "alert", "freeze", "quarantine", "patch"] | None = None
+    # True: matching containers are never acted on (alerts only), like the exempt label.
+    exempt: bool = False
+
+
 class ResponseSettings(Section):
+    """Findings → verdicts → actions: mode, thresholds, allowlists, ladder and limits."""
+
+    enabled: bool = True
+    # observe: verdicts are recorded and alerted, never applied; enforce: actions are applied.
     mode: Literal["observe", "enforce"] = "observe"
+    # Findings below this severity are stored without a verdict (action "none").
+    alert_severity: Literal["info", "low", "medium", "high", "critical"] = "low"
+    # Findings at or above this severity climb the ladder past "alert".
+    action_severity: Literal["info", "low", "medium", "high", "critical"] = "high"
+    # Source → rung of the graded ladder (alert → freeze → quarantine → patch).
+    ladder: dict[str, Literal["none", "alert", "freeze", "quarantine", "patch"]] = Field(
+        default_factory=lambda: {
+            "behavior": "freeze",
+            "rule": "freeze",
+            "audit": "freeze",
+            "logs": "quarantine",
+            "network": "quarantine",
+            "syscall_chain": "quarantine",
+            "vuln": "patch",
+            "netpolicy": "alert",
+            "operator": "freeze",
+        }
+    )
+    # A container carrying this label with value "true" is never acted on.
+    exempt_label: str = "riskguard.exempt"
+    # Never acted on: container ids (or unique prefixes ≥ 12 chars), names, and image patterns.
+    allow_containers: list[str] = Field(default_factory=list)
+    allow_images: list[str] = Field(default_factory=list)
+    overrides: list[ResponseOverride] = Field(default_factory=list)
+    # One verdict per container per incident: later findings within this many seconds of the
+    # incident's last finding join it (no new verdict unless they call for a higher rung).
+    incident_seconds: float = Field(default=600.0, gt=0)
+    # At most this many applied actions per minute on the whole host; beyond, verdicts are
+    # downgraded to alerts (a burst of findings must not freeze the fleet).
+    max_actions_per_minute: int = Field(default=10, ge=0)
+    # Dry run: actions are recorded with what they would do, nothing is written to the host.
+    dry_run: bool = False
+    # Freeze through the v1 freezer, the v2 cgroup.freeze, or auto (v1 when the container has
+    # a freezer cgroup, like Docker on a hybrid host, else v2).
+    freezer: Literal["auto", "v1", "v2"] = "auto"
+    # Seconds to wait for the kernel to report a cgroup frozen.
+    freeze_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Network quarantine method: auto (kubernetes for pods when enabled, else cgroup, falling
+    # back to netns), cgroup (nft match on the container's cgroup inside its netns), netns
+    # (deny-all ruleset in the container's netns, loopback kept), docker (network disconnect).
+    quarantine: Literal["auto", "cgroup", "netns", "docker", "kubernetes"] = "auto"
+    # Which cgroup the "cgroup" method matches: v2 (socket cgroupv2), v1 (net_cls classid +
+    # meta cgroup), or auto (v2 when the container has a v2 cgroup).
+    quarantine_cgroup: Literal["auto", "v1", "v2"] = "auto"
+    # Events kept per container for the evidence snapshot taken before an action.
+    evidence_events: int = Field(default=50, ge=0)
 
 
 class KubernetesSettings(Section):
