@@ -30,18 +30,36 @@ class EbpfSettings(Section):
 
 class AuditSettings(Section):
     enabled: bool = True
+    # netlink: read-only multicast listener (AUDIT_NLGRP_READLOG); file: tail log_file.
     mode: str = Field(default="netlink", pattern="^(netlink|file)$")
     log_file: Path = Path("/var/log/audit/audit.log")
+    # Install `rules` (tagged -k rule_key) at start, remove them at stop. Every armed syscall
+    # rule slows every syscall on the host: see docs/bench/sources.md.
     manage_rules: bool = False
-    rule_key: str = "riskguard"
+    rule_key: str = Field(default="riskguard", pattern=r"^[A-Za-z0-9_.:-]{1,31}$")
+    rules: tuple[str, ...] = ("-a always,exit -F arch=b64 -S execve,execveat",)
+    # An event without EOE is complete this long after its first record.
+    event_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    max_events_per_second_per_container: int = Field(default=500, ge=1)
+    receive_buffer_bytes: int = Field(default=8 * 1024 * 1024, ge=65536)
 
 
 class ProcfsSettings(Section):
     enabled: bool = True
+    # Snapshot period; 0 follows behavior.window_seconds.
+    interval_seconds: float = Field(default=0.0, ge=0)
+    # Bound the work per container per snapshot (tree, fds).
+    max_processes_per_container: int = Field(default=2000, ge=1)
 
 
 class CaptureSettings(Section):
     enabled: bool = False
+    # Kernel BPF filter (tcpdump syntax) applied to each container's capture socket.
+    bpf_filter: str = "ip or ip6"
+    # Window period; 0 follows behavior.window_seconds.
+    interval_seconds: float = Field(default=0.0, ge=0)
+    snaplen: int = Field(default=512, ge=64, le=65535)
+    max_packets_per_second_per_container: int = Field(default=20000, ge=1)
     pcap_evidence: bool = False
     pcap_dir: Path = Path("/var/lib/riskguard/pcap")
     pcap_file_mb: int = Field(default=8, ge=1)
