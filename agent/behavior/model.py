@@ -1,0 +1,512 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The per-image deviation model: fitted with pyod/scikit-learn, scored with numpy only.
+
+``DeviationModel.fit`` trains pyod's IForest (or ECOD) on an image's normal windows and clusters
+them into behaviour modes (scikit-learn KMeans or DBSCAN). The fitted detector is then compiled
+into flat numpy arrays (``IForestScorer`` walks every isolation tree at once; ``EcodScorer``
+keeps the sorted training columns), so scoring a window needs neither pyod nor scikit-learn:
+the daemon pays their 100–180 MiB import only while fitting, and scoring is vectorised (one
+window in well under a millisecond, >100K windows/s batched). The compiled IForest reproduces
+pyod's ``decision_function`` exactly (tests compare them).
+
+Scores follow pyod's convention (higher = more anomalous). The threshold is the ``quantile`` of
+the training windows' scores. Explanations are per-feature robust z-scores against the training
+windows (median and a spread of max(1.4826·MAD, IQR/1.349, floor)), reported with the feature's
+raw value and its normal range (the training quantiles 1-q and q).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agent.behavior.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, SCALE_FLOOR, transform
+from agent.behavior.settings import BehaviorSettings
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Array = npt.NDArray[Any]
+
+MODEL_FORMAT = 1
+_CHUNK = 256  # rows per traversal chunk: keeps the (rows x trees) index arrays in cache
+
+
+class ModelError(ValueError):
+    """A model blob that cannot be used (corrupt, another feature version, another format)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureContribution:
+    """One feature's share in an explanation: its value, normal range and robust z-score."""
+
+    name: str
+    value: float
+    low: float
+    high: float
+    z: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.name,
+            "value": _round(self.value),
+            "normal_range": [_round(self.low), _round(self.high)],
+            "z": round(self.z, 2),
+            "direction": "above" if self.z > 0 else "below",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WindowResult:
+    """The verdict of the deviation model on one window."""
+
+    score: float
+    threshold: float
+    deviating: bool
+    novelty: bool  # some feature lies far outside everything seen in training
+    mode: int  # nearest behaviour mode, -1 without modes
+    mode_distance: float
+    mode_radius: float
+    mode_deviation: bool
+    top: tuple[FeatureContribution, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": round(self.score, 6),
+            "threshold": round(self.threshold, 6),
+            "deviating": self.deviating,
+            "novelty": self.novelty,
+            "mode": self.mode,
+            "mode_distance": round(self.mode_distance, 3),
+            "mode_radius": round(self.mode_radius, 3),
+            "mode_deviation": self.mode_deviation,
+            "top_features": [c.to_dict() for c in self.top],
+        }
+
+
+def _round(v: float) -> float:
+    if v == 0 or not math.isfinite(v):
+        return float(v) if math.isfinite(v) else 0.0
+    return round(v, max(0, 4 - int(math.floor(math.log10(abs(v))))))
+
+
+class IForestScorer:
+    """A fitted isolation forest as flat arrays; ``score`` equals pyod ``IForest.decision_function``."""
+
+    def __init__(self, arrays: dict[str, Array]) -> None:
+        import numpy as np
+
+        self.feat = arrays["if_feat"].astype(np.int32)
+        self.thr = arrays["if_thr"].astype(np.float64)
+        self.left = arrays["if_left"].astype(np.int32)
+        self.right = arrays["if_right"].astype(np.int32)
+        self.val = arrays["if_val"].astype(np.float64)
+        t, m, depth = (int(v) for v in arrays["if_shape"])
+        self.trees, self.max_nodes, self.depth = t, m, depth
+        self.denominator = float(arrays["if_consts"][0])
+        self.offset = float(arrays["if_consts"][1])
+        self._base = np.arange(t, dtype=np.int32) * m
+
+    @classmethod
+    def from_pyod(cls, clf: Any) -> IForestScorer:
+        """Compile a fitted ``pyod.models.iforest.IForest`` (its sklearn ``detector_``)."""
+        import numpy as np
+        from sklearn.ensemble._iforest import _average_path_length
+
+        sk = clf.detector_
+        trees = len(sk.estimators_)
+        m = max(e.tree_.node_count for e in sk.estimators_)
+        feat = np.zeros((trees, m), np.int32)
+        thr = np.full((trees, m), np.inf)
+        left = np.zeros((trees, m), np.int32)
+        right = np.zeros((trees, m), np.int32)
+        val = np.zeros((trees, m), np.float64)
+        for t, (est, features) in enumerate(zip(sk.estimators_, sk.estimators_features_, strict=True)):
+            tr = est.tree_
+            n = tr.node_count
+            leaf = tr.children_left == -1
+            nodes = np.arange(n)
+            # Trees are fitted on a permutation of the columns (sklearn bagging draws
+            # ``estimators_features_`` even with max_features=1.0): map back to our columns.
+            feat[t, :n] = np.where(leaf, 0, np.asarray(features)[np.maximum(tr.feature, 0)])
+            thr[t, :n] = np.where(leaf, np.inf, tr.threshold)
+            # Leaves point at themselves, so every row can take exactly ``depth`` steps.
+            left[t, :n] = np.where(leaf, nodes, tr.children_left) + t * m
+            right[t, :n] = np.where(leaf, nodes, tr.children_right) + t * m
+            # Same per-leaf path length sklearn's _compute_score_samples adds up.
+            val[t, :n] = sk._decision_path_lengths[t] + sk._average_path_length_per_tree[t] - 1.0
+        depth = max(int(e.tree_.max_depth) for e in sk.estimators_)
+        denominator = trees * float(_average_path_length([sk._max_samples])[0])
+        return cls(
+            {
+                "if_feat": feat.ravel(),
+                "if_thr": thr.ravel(),
+                "if_left": left.ravel(),
+                "if_right": right.ravel(),
+                "if_val": val.ravel(),
+                "if_shape": np.array([trees, m, depth], np.int64),
+                "if_consts": np.array([denominator, float(sk.offset_)]),
+            }
+        )
+
+    def arrays(self) -> dict[str, Array]:
+        import numpy as np
+
+        return {
+            "if_feat": self.feat.astype(np.int16 if N_FEATURES < 32767 else np.int32),
+            "if_thr": self.thr,
+            "if_left": self.left,
+            "if_right": self.right,
+            "if_val": self.val.astype(np.float32),
+            "if_shape": np.array([self.trees, self.max_nodes, self.depth], np.int64),
+            "if_consts": np.array([self.denominator, self.offset]),
+        }
+
+    def score(self, x: Array) -> Array:
+        """Anomaly scores of rows ``x`` (model space); higher = more anomalous."""
+        import numpy as np
+
+        # sklearn trees compare float32 inputs against float64 thresholds (tree.apply casts X
+        # to float32): cast the same way or scores drift at split boundaries.
+        xq = np.asarray(x, dtype=np.float32).astype(np.float64)
+        n, nf = xq.shape
+        depths = np.empty(n)
+        for s in range(0, n, _CHUNK):
+            xf = xq[s : s + _CHUNK].ravel()
+            b = len(xf) // nf
+            idx = np.tile(self._base, (b, 1))
+            rows = (np.arange(b, dtype=np.int32) * nf)[:, None]
+            for _ in range(self.depth):
+                f = self.feat.take(idx)
+                f += rows
+                go_left = xf.take(f) <= self.thr.take(idx)
+                idx = np.where(go_left, self.left.take(idx), self.right.take(idx))
+            depths[s : s + b] = self.val.take(idx).sum(axis=1)
+        # pyod inverts sklearn's decision_function: -(score_samples - offset_), with
+        # score_samples = -2^(-E[h(x)] / c(max_samples)).
+        result: Array = np.power(2.0, -depths / self.denominator) + self.offset
+        return result
+
+
+class EcodScorer:
+    """ECOD (empirical cumulative distribution outlier detection) against the training columns.
+
+    Per feature, left and right tail probabilities of a value among the training values (plus
+    the value itself, as pyod does when it concatenates one row to ``X_train``); the skewness
+    sign of each training column picks the tail; the score is the sum of -log tail probabilities.
+    """
+
+    def __init__(self, arrays: dict[str, Array]) -> None:
+        import numpy as np
+
+        self.sorted = np.asarray(arrays["ecod_sorted"], dtype=np.float64)
+        self.skew_sign = np.asarray(arrays["ecod_skew"], dtype=np.float64)
+
+    @classmethod
+    def from_training(cls, x: Array) -> EcodScorer:
+        import numpy as np
+        from scipy.stats import skew
+
+        with np.errstate(all="ignore"):
+            sk = np.nan_to_num(np.sign(skew(x, axis=0)))
+        return cls({"ecod_sorted": np.sort(x, axis=0), "ecod_skew": sk})
+
+    def arrays(self) -> dict[str, Array]:
+        return {"ecod_sorted": self.sorted, "ecod_skew": self.skew_sign}
+
+    def tails(self, x: Array) -> Array:
+        """Per-feature outlyingness -log(tail probability), shape (rows, features)."""
+        import numpy as np
+
+        n = self.sorted.shape[0]
+        le = np.empty(x.shape)
+        ge = np.empty(x.shape)
+        for j in range(x.shape[1]):
+            col = self.sorted[:, j]
+            le[:, j] = np.searchsorted(col, x[:, j], side="right")
+            ge[:, j] = n - np.searchsorted(col, x[:, j], side="left")
+        u_l = -np.log((le + 1.0) / (n + 1.0))
+        u_r = -np.log((ge + 1.0) / (n + 1.0))
+        u_skew = u_l * -1 * np.sign(self.skew_sign - 1) + u_r * np.sign(self.skew_sign + 1)
+        out: Array = np.maximum(np.maximum(u_l, u_r), u_skew)
+        return out
+
+    def score(self, x: Array) -> Array:
+        out: Array = self.tails(x).sum(axis=1)
+        return out
+
+
+@dataclass
+class DeviationModel:
+    """An image's fitted baseline: detector, threshold, normal ranges and behaviour modes."""
+
+    algorithm: str
+    ref_seconds: float
+    quantile: float
+    threshold: float
+    median: Array
+    scale: Array
+    raw_low: Array
+    raw_high: Array
+    scorer: IForestScorer | EcodScorer
+    centres: Array  # (k, features) in robust-z space; k = 0 without modes
+    radii: Array
+    novelty_z: float
+    explain_min_z: float
+    distance_factor: float
+    top_k: int
+    windows: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # --- fitting ----------------------------------------------------------------------
+    @classmethod
+    def fit(cls, raw: Array, settings: BehaviorSettings, ref_seconds: float | None = None) -> DeviationModel:
+        """Fit on (n, N_FEATURES) human-unit rows of normal windows (n ≥ 8)."""
+        import numpy as np
+
+        raw = np.asarray(raw, dtype=np.float64)
+        if raw.ndim != 2 or raw.shape[1] != N_FEATURES:
+            raise ModelError(f"expected (n, {N_FEATURES}) feature rows, got {raw.shape}")
+        if raw.shape[0] < 8:
+            raise ModelError(f"need at least 8 windows to fit, got {raw.shape[0]}")
+        started = time.perf_counter()
+        ref = float(ref_seconds or settings.window_seconds)
+        x = transform(raw, ref)
+        q = settings.quantile
+        median = np.median(x, axis=0)
+        mad = np.median(np.abs(x - median), axis=0) * 1.4826
+        iqr = (np.quantile(x, 0.75, axis=0) - np.quantile(x, 0.25, axis=0)) / 1.349
+        scale = np.maximum(np.maximum(mad, iqr), np.asarray(SCALE_FLOOR))
+        scorer: IForestScorer | EcodScorer
+        if settings.algorithm == "iforest":
+            from pyod.models.iforest import IForest  # lazy: ~180 MiB, only while fitting
+
+            clf = IForest(
+                n_estimators=settings.iforest_trees,
+                max_samples=min(settings.iforest_max_samples, x.shape[0]),
+                random_state=settings.seed,
+            )
+            clf.fit(x)
+            scorer = IForestScorer.from_pyod(clf)
+        else:
+            from pyod.models.ecod import ECOD  # lazy, as above
+
+            ECOD().fit(x)  # validates the data the way pyod does; scoring uses the tails below
+            scorer = EcodScorer.from_training(x)
+        train_scores = scorer.score(x)
+        threshold = float(np.quantile(train_scores, q))
+        z = (x - median) / scale
+        centres, radii = _fit_modes(z, settings)
+        model = cls(
+            algorithm=settings.algorithm,
+            ref_seconds=ref,
+            quantile=q,
+            threshold=threshold,
+            median=median,
+            scale=scale,
+            raw_low=np.quantile(raw, 1 - q, axis=0),
+            raw_high=np.quantile(raw, q, axis=0),
+            scorer=scorer,
+            centres=centres,
+            radii=radii,
+            novelty_z=settings.novelty_z,
+            explain_min_z=settings.explain_min_z,
+            distance_factor=settings.modes.distance_factor,
+            top_k=settings.top_features,
+            windows=int(raw.shape[0]),
+            meta={
+                "fit_seconds": round(time.perf_counter() - started, 3),
+                "train_score_median": float(np.median(train_scores)),
+                "train_score_max": float(np.max(train_scores)),
+                "modes_algorithm": settings.modes.algorithm if settings.modes.enabled else "",
+            },
+        )
+        return model
+
+    # --- scoring ----------------------------------------------------------------------
+    def score_raw(self, raw: Array) -> list[WindowResult]:
+        """Score (n, N_FEATURES) human-unit rows; one ``WindowResult`` per row."""
+        import numpy as np
+
+        raw = np.atleast_2d(np.asarray(raw, dtype=np.float64))
+        x = transform(raw, self.ref_seconds)
+        scores = self.scorer.score(x)
+        z = (x - self.median) / self.scale
+        absz = np.abs(z)
+        maxz = absz.max(axis=1)
+        if len(self.centres):
+            d = np.sqrt(((z[:, None, :] - self.centres[None, :, :]) ** 2).sum(axis=2))
+            modes = d.argmin(axis=1)
+            dist = d[np.arange(len(z)), modes]
+            radius = self.radii[modes]
+        else:
+            modes = np.full(len(z), -1)
+            dist = np.zeros(len(z))
+            radius = np.zeros(len(z))
+        k = min(self.top_k, N_FEATURES)
+        top_idx = np.argsort(-absz, axis=1)[:, :k]
+        results = []
+        for i in range(len(z)):
+            novelty = bool(maxz[i] >= self.novelty_z)
+            over = bool(scores[i] > self.threshold)
+            explained = bool(maxz[i] >= self.explain_min_z)
+            mode_dev = bool(len(self.centres) and dist[i] > radius[i] * self.distance_factor and explained)
+            top = tuple(
+                FeatureContribution(
+                    FEATURE_NAMES[j], float(raw[i, j]), float(self.raw_low[j]), float(self.raw_high[j]), float(z[i, j])
+                )
+                for j in top_idx[i]
+                if absz[i, j] >= min(self.explain_min_z, 1.0)
+            )
+            results.append(
+                WindowResult(
+                    score=float(scores[i]),
+                    threshold=self.threshold,
+                    deviating=(over and explained) or novelty,
+                    novelty=novelty,
+                    mode=int(modes[i]),
+                    mode_distance=float(dist[i]),
+                    mode_radius=float(radius[i]),
+                    mode_deviation=mode_dev,
+                    top=top,
+                )
+            )
+        return results
+
+    def scores_only(self, raw: Array) -> Array:
+        """The raw detector scores of rows (the fast path benchmarks measure)."""
+        out: Array = self.scorer.score(transform(raw, self.ref_seconds))
+        return out
+
+    # --- persistence ------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """An ``.npz`` blob (no pickle): arrays plus a JSON header."""
+        import numpy as np
+
+        header = {
+            "format": MODEL_FORMAT,
+            "feature_version": FEATURE_VERSION,
+            "features": list(FEATURE_NAMES),
+            "algorithm": self.algorithm,
+            "ref_seconds": self.ref_seconds,
+            "quantile": self.quantile,
+            "threshold": self.threshold,
+            "novelty_z": self.novelty_z,
+            "explain_min_z": self.explain_min_z,
+            "distance_factor": self.distance_factor,
+            "top_k": self.top_k,
+            "windows": self.windows,
+            "meta": self.meta,
+        }
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            header=np.array(json.dumps(header)),
+            median=self.median,
+            scale=self.scale,
+            raw_low=self.raw_low,
+            raw_high=self.raw_high,
+            centres=self.centres,
+            radii=self.radii,
+            **self.scorer.arrays(),
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> DeviationModel:
+        """Load a blob written by ``to_bytes``; ``ModelError`` when it cannot be used."""
+        import numpy as np
+
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            header = json.loads(str(arrays.pop("header")))
+        except Exception as exc:  # zipfile/ValueError/KeyError/JSON: all mean "unusable"
+            raise ModelError(f"unreadable behaviour model: {exc!r}") from None
+        if header.get("format") != MODEL_FORMAT or header.get("feature_version") != FEATURE_VERSION:
+            raise ModelError(
+                f"model format {header.get('format')}/features v{header.get('feature_version')} "
+                f"!= {MODEL_FORMAT}/v{FEATURE_VERSION}"
+            )
+        scorer: IForestScorer | EcodScorer
+        scorer = IForestScorer(arrays) if header["algorithm"] == "iforest" else EcodScorer(arrays)
+        return cls(
+            algorithm=header["algorithm"],
+            ref_seconds=float(header["ref_seconds"]),
+            quantile=float(header["quantile"]),
+            threshold=float(header["threshold"]),
+            median=arrays["median"],
+            scale=arrays["scale"],
+            raw_low=arrays["raw_low"],
+            raw_high=arrays["raw_high"],
+            scorer=scorer,
+            centres=arrays["centres"],
+            radii=arrays["radii"],
+            novelty_z=float(header["novelty_z"]),
+            explain_min_z=float(header["explain_min_z"]),
+            distance_factor=float(header["distance_factor"]),
+            top_k=int(header["top_k"]),
+            windows=int(header["windows"]),
+            meta=dict(header.get("meta", {})),
+        )
+
+    @property
+    def modes(self) -> int:
+        return int(len(self.centres))
+
+
+def _fit_modes(z: Array, settings: BehaviorSettings) -> tuple[Array, Array]:
+    """Cluster training windows (robust-z space) into modes: centres and radii."""
+    import numpy as np
+
+    empty = (np.zeros((0, z.shape[1])), np.zeros(0))
+    ms = settings.modes
+    if not ms.enabled or len(z) < 4:
+        return empty
+    # Clip so one extreme training window cannot drag a centre far away.
+    zc = np.clip(z, -settings.novelty_z, settings.novelty_z)
+    labels: Array
+    if ms.algorithm == "kmeans":
+        from sklearn.cluster import KMeans  # lazy, as in DeviationModel.fit
+
+        ks = [ms.k] if ms.k else list(range(1, min(ms.max_k, len(zc) - 1) + 1))
+        best: tuple[float, Array] | None = None
+        for k in ks:
+            if k == 1:
+                labels = np.zeros(len(zc), dtype=np.int64)
+                quality = 0.25  # a second mode must beat this silhouette to be kept
+            else:
+                from sklearn.metrics import silhouette_score
+
+                labels = KMeans(n_clusters=k, n_init=4, random_state=settings.seed).fit_predict(zc)
+                if len(set(labels.tolist())) < 2:
+                    continue
+                quality = float(silhouette_score(zc, labels))
+            if best is None or quality > best[0]:
+                best = (quality, labels)
+        assert best is not None
+        labels = best[1]
+    else:
+        from sklearn.cluster import DBSCAN
+
+        labels = DBSCAN(eps=ms.dbscan_eps, min_samples=ms.dbscan_min_samples).fit_predict(zc)
+        if (labels >= 0).sum() == 0:
+            labels = np.zeros(len(zc), dtype=np.int64)  # no dense region: one mode of everything
+    ids = sorted(int(v) for v in set(labels.tolist()) if v >= 0)
+    centres = np.array([zc[labels == i].mean(axis=0) for i in ids])
+    radii = []
+    for ci, i in enumerate(ids):
+        d = np.sqrt(((zc[labels == i] - centres[ci]) ** 2).sum(axis=1))
+        radii.append(max(float(np.quantile(d, settings.quantile)), 1.0))
+    return centres, np.asarray(radii)
+
+
+def model_size(blob: bytes | Sequence[Any]) -> int:
+    """Bytes of a stored model."""
+    return len(blob)
