@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The rule-detector component: runs every enabled detector on the events it needs.
+
+It subscribes to exactly the event types the enabled detectors declare, evaluates them in id
+order on the events bus thread, suppresses repeats of the same (detector, container, subject)
+within ``detectors.repeat_suppress_seconds`` and reports the rest with ``ctx.report``. A
+detector that raises is counted and logged; it never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+from prometheus_client import Counter as PromCounter
+
+from agent.context import AgentContext
+from agent.detectors.registry import BY_ID, enabled
+from agent.detectors.settings import DetectorsSettings
+from agent.detectors.spec import Detector, DetectorState
+from agent.events import Event, ProcessExec, ProcessExit
+from agent.findings import Finding
+
+log = structlog.get_logger("agent.detectors")
+
+_MAX_SUPPRESS_KEYS = 65536
+
+
+def settings_of(ctx: AgentContext) -> DetectorsSettings:
+    """The ``detectors`` config section (defaults until the section exists in ``AgentConfig``)."""
+    value = getattr(ctx.config, "detectors", None)
+    return value if isinstance(value, DetectorsSettings) else DetectorsSettings()
+
+
+def evaluate_all(detectors: Iterable[Detector], event: Event, state: DetectorState) -> list[Finding]:
+    """Run ``detectors`` that need ``event``'s type on it; exceptions propagate (tests, replays)."""
+    out: list[Finding] = []
+    for d in detectors:
+        if isinstance(event, d.events):
+            f = d.evaluate(event, state)
+            if f is not None:
+                out.append(f)
+    return out
+
+
+class DetectorsComponent:
+    """Dispatches events to rule detectors and reports their findings."""
+
+    name = "detectors"
+
+    def __init__(self, settings: DetectorsSettings, detectors: tuple[Detector, ...]) -> None:
+        self.settings = settings
+        self.detectors = detectors
+        self.state = DetectorState(settings=settings)
+        self._by_type: dict[type[Event], list[Detector]] = {}
+        for d in detectors:
+            for t in d.events:
+                self._by_type.setdefault(t, []).append(d)
+        self._last: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self.findings: Counter[str] = Counter()
+        self.suppressed: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.evaluated: Counter[str] = Counter()
+        self._ctx: AgentContext | None = None
+        self._m_findings: PromCounter | None = None
+        self._m_suppressed: PromCounter | None = None
+        self._m_errors: PromCounter | None = None
+
+    # --- component -----------------------------------------------------------------------
+    def start(self, ctx: AgentContext) -> None:
+        self._ctx = ctx
+        registry = ctx.registry
+
+        def init_pid(container_id: str) -> int:
+            c = registry.get(container_id) if container_id else None
+            return c.init_pid if c is not None else 0
+
+        self.state.init_pid = init_pid
+        for t in self._by_type:
+            ctx.events.subscribe(self.handle, kind=t, name=f"detectors:{t.__name__}")
+        if ProcessExec not in self._by_type:
+            ctx.events.subscribe(self.handle, kind=ProcessExec, name="detectors:ProcessExec")
+        ctx.events.subscribe(self._forget, kind=ProcessExit, name="detectors:ProcessExit")
+        self._m_findings = PromCounter(
+            "riskguard_detector_findings",
+            "Findings reported by rule detectors",
+            ["detector", "severity"],
+            registry=ctx.metrics,
+        )
+        self._m_suppressed = PromCounter(
+            "riskguard_detector_suppressed",
+            "Repeated rule findings suppressed within detectors.repeat_suppress_seconds",
+            ["detector"],
+            registry=ctx.metrics,
+        )
+        self._m_errors = PromCounter(
+            "riskguard_detector_errors",
+            "Rule detector evaluations that raised",
+            ["detector"],
+            registry=ctx.metrics,
+        )
+        ctx.control("detectors.list", lambda _params: self.describe())
+        ctx.components[self.name] = self
+        log.info(
+            "detectors_started",
+            enabled=[d.id for d in self.detectors],
+            events=sorted(t.__name__ for t in self._by_type),
+        )
+
+    def stop(self) -> None:
+        self._ctx = None
+
+    def status(self) -> Mapping[str, Any]:
+        return {
+            "enabled": [d.id for d in self.detectors],
+            "evaluated": dict(self.evaluated),
+            "findings": dict(self.findings),
+            "suppressed": dict(self.suppressed),
+            "errors": dict(self.errors),
+            "known_processes": len(self.state.comms),
+        }
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every known detector with whether it runs and what it found so far."""
+        on = {d.id for d in self.detectors}
+        return [
+            {**d.describe(), "enabled": d.id in on, "findings": self.findings[d.id]} for d in BY_ID.values()
+        ]
+
+    # --- event path ----------------------------------------------------------------------
+    def handle(self, event: Event) -> None:
+        """Evaluate the detectors that need ``event`` and report what they find."""
+        for d in self._by_type.get(type(event), ()):
+            self.evaluated[d.id] += 1
+            try:
+                finding = d.evaluate(event, self.state)
+            except Exception as exc:  # a faulty rule must not stop the others
+                self.errors[d.id] += 1
+                if self._m_errors is not None:
+                    self._m_errors.labels(d.id).inc()
+                log.error("detector_failed", detector=d.id, event=event.kind, error=repr(exc))
+                continue
+            if finding is not None:
+                self._emit(finding)
+        if isinstance(event, ProcessExec):
+            self.state.remember_exec(event)
+
+    def _forget(self, event: ProcessExit) -> None:
+        cid = event.container.id if event.container is not None else ""
+        self.state.comms.pop((cid, event.pid), None)
+
+    def _emit(self, finding: Finding) -> None:
+        key = (finding.detector_id, finding.container_id, str(finding.evidence.get("subject", "")))
+        window = self.settings.repeat_suppress_seconds
+        last = self._last.get(key)
+        if window > 0 and last is not None and 0 <= finding.ts - last < window:
+            self.suppressed[finding.detector_id] += 1
+            if self._m_suppressed is not None:
+                self._m_suppressed.labels(finding.detector_id).inc()
+            return
+        self._last[key] = finding.ts
+        self._last.move_to_end(key)
+        while len(self._last) > _MAX_SUPPRESS_KEYS:
+            self._last.popitem(last=False)
+        self.findings[finding.detector_id] += 1
+        if self._m_findings is not None:
+            self._m_findings.labels(finding.detector_id, str(finding.severity)).inc()
+        log.info(
+            "rule_matched",
+            detector=finding.detector_id,
+            container_id=finding.container_id[:12],
+            severity=str(finding.severity),
+            summary=finding.summary,
+        )
+        if self._ctx is not None:
+            self._ctx.report(finding)
+
+
+def build(ctx: AgentContext) -> DetectorsComponent | None:
+    """The detectors component, or ``None`` when ``detectors.enabled`` is false."""
+    settings = settings_of(ctx)
+    if not settings.enabled:
+        return None
+    unknown = sorted(set(settings.disabled) - set(BY_ID))
+    if unknown:
+        log.warning("detectors_unknown_disabled", ids=unknown)
+    return DetectorsComponent(settings, enabled(settings.disabled))

@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: Apache-2.0
+"""RG-0012: cryptominer signs: stratum URLs or miner names in a command line, pool DNS names,
+connections to common mining-pool ports.
+
+A command line (``xmrig -o stratum+tcp://…``) or a pool DNS name is high severity; a bare
+connect to a pool port (3333, 4444, 5555, 7777, 14444, 45700 …) is medium, because those
+ports are also used by ordinary services.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from agent.detectors.spec import Detector, DetectorState, argv_text
+from agent.events import FlowWindow, NetConnect, ProcessExec
+from agent.findings import Finding, Severity
+
+
+def evaluate(ev: ProcessExec | NetConnect | FlowWindow, state: DetectorState) -> Finding | None:
+    s = state.settings
+    if isinstance(ev, ProcessExec):
+        text = (argv_text(ev) or ev.filename).lower()
+        words = [w for w in s.miner_words if w.lower() in text or w.lower() == ev.comm.lower()]
+        if not words:
+            return None
+        return SPEC.finding(
+            ev,
+            f"{ev.comm} looks like a cryptominer ({', '.join(words)})",
+            {
+                "comm": ev.comm,
+                "filename": ev.filename,
+                "argv": list(ev.argv),
+                "matched": words,
+                "uid": ev.uid,
+            },
+            subject=f"exec:{ev.filename}",
+        )
+    if isinstance(ev, NetConnect):
+        if ev.op != "connect" or ev.dport not in s.miner_ports:
+            return None
+        peer = f"{ev.daddr}:{ev.dport}"
+        return SPEC.finding(
+            ev,
+            f"{ev.comm} connected to {peer}, a common mining-pool port",
+            {"comm": ev.comm, "peer": peer, "daddr": ev.daddr, "dport": ev.dport, "protocol": ev.protocol},
+            subject=f"connect:{peer}",
+            severity=Severity.MEDIUM,
+        )
+    names = sorted(
+        n
+        for n in ev.dns_names
+        if any(w in n.lower() for w in s.miner_dns_words)
+        and not any(fnmatchcase(n.lower().rstrip("."), p) for p in s.miner_dns_ignore)
+    )
+    if not names:
+        return None
+    ports = sorted(p for p in ev.dst_ports if p in s.miner_ports)
+    return SPEC.finding(
+        ev,
+        f"DNS queries for mining pools: {', '.join(names[:5])}",
+        {"dns_names": names, "pool_ports": ports, "peers": sorted(ev.peers)[:20]},
+        subject="dns:" + ",".join(names),
+    )
+
+
+SPEC = Detector(
+    id="RG-0012",
+    name="cryptominer_stratum",
+    events=(ProcessExec, NetConnect, FlowWindow),
+    severity=Severity.HIGH,
+    mitre="T1496",
+    description="A command line with stratum+tcp://, xmrig, cpuminer, --donate-level …; DNS "
+    "names of mining pools (pool., supportxmr, nanopool …); or a TCP connect to a common "
+    "mining-pool port (medium).",
+    false_positives="Services on ports 4444/5555/7777 (e.g. Metasploit labs, adb, game "
+    "servers); hostnames that merely contain `pool.` (the NTP pool is ignored by "
+    "detectors.miner_dns_ignore; add others there).",
+    evaluate=evaluate,
+)

@@ -1,0 +1,61 @@
+# SPDX-License-Identifier: Apache-2.0
+"""RG-0008: mount, unshare or setns from inside a container: a namespace or mount escape attempt.
+
+Containers start with their namespaces and mounts made by the runtime (whose own calls in
+``runc init`` are excluded by comm); a workload that mounts filesystems or enters/creates
+namespaces is trying to reach the host (mounting the host disk, ``nsenter -t 1``, user
+namespaces for kernel exploits). Failed attempts are reported one step lower.
+"""
+
+from __future__ import annotations
+
+from agent.detectors.spec import Detector, DetectorState, comm_matches, syscall_name
+from agent.events import PrivilegeEvent
+from agent.findings import Finding, Severity
+
+_CALLS = (
+    "mount",
+    "umount",
+    "umount2",
+    "unshare",
+    "setns",
+    "pivot_root",
+    "fsmount",
+    "move_mount",
+    "open_tree",
+)
+
+
+def evaluate(ev: PrivilegeEvent, state: DetectorState) -> Finding | None:
+    call = syscall_name(ev.syscall)
+    if call not in _CALLS or comm_matches(ev.comm, state.settings.runtime_comms):
+        return None
+    ok = ev.ret >= 0
+    return SPEC.finding(
+        ev,
+        f"{ev.comm} called {call}" + ("" if ok else f" and failed ({ev.ret})"),
+        {
+            "comm": ev.comm,
+            "syscall": call,
+            "args": list(ev.args),
+            "uid": ev.uid,
+            "ret": ev.ret,
+            "succeeded": ok,
+        },
+        subject=f"{call}:{ev.comm}",
+        severity=SPEC.severity if ok else Severity.MEDIUM,
+    )
+
+
+SPEC = Detector(
+    id="RG-0008",
+    name="namespace_escape_syscall",
+    events=(PrivilegeEvent,),
+    severity=Severity.HIGH,
+    mitre="T1611",
+    description="A containerised process calls mount/umount, unshare, setns or pivot_root "
+    "(namespace or mount manipulation: escape to host).",
+    false_positives="Sandboxing tools (bubblewrap, Chrome's sandbox, unshare -U in CI images), "
+    "build tools that mount (buildah/kaniko in-container builds), FUSE-based workloads.",
+    evaluate=evaluate,
+)

@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: Apache-2.0
+"""RG-0006: a non-root process asks to become root (setuid family with a 0 id), or sets capabilities.
+
+``setuid(0)``, ``setreuid(…, 0)``, ``setresuid(…0…)``, ``setfsuid(0)`` and their gid twins
+from a caller whose uid is not 0: a set-uid binary or an exploit turning into root. ``capset``
+is reported at low severity (daemons drop capabilities at start; the runtime's own capset in
+``runc init`` is not counted). Attempts that failed are reported too, one step lower.
+"""
+
+from __future__ import annotations
+
+from agent.detectors.spec import Detector, DetectorState, comm_matches, syscall_name
+from agent.events import PrivilegeEvent
+from agent.findings import Finding, Severity
+
+_ID_CALLS = {
+    "setuid": 1,
+    "setreuid": 2,
+    "setresuid": 3,
+    "setfsuid": 1,
+    "setgid": 1,
+    "setregid": 2,
+    "setresgid": 3,
+    "setfsgid": 1,
+}
+
+
+def evaluate(ev: PrivilegeEvent, state: DetectorState) -> Finding | None:
+    if comm_matches(ev.comm, state.settings.runtime_comms):
+        return None
+    call = syscall_name(ev.syscall)
+    ok = ev.ret >= 0
+    base = {
+        "comm": ev.comm,
+        "syscall": call,
+        "args": list(ev.args),
+        "uid": ev.uid,
+        "ret": ev.ret,
+        "succeeded": ok,
+    }
+    if call in _ID_CALLS:
+        if ev.uid == 0:
+            return None
+        # -1 (as u32 0xffffffff) means "unchanged" for the multi-id calls.
+        ids = [a & 0xFFFFFFFF for a in ev.args[: _ID_CALLS[call]]]
+        if 0 not in ids:
+            return None
+        return SPEC.finding(
+            ev,
+            f"{ev.comm} (uid {ev.uid}) called {call}({', '.join(map(str, ids))})"
+            + ("" if ok else f" and failed ({ev.ret})"),
+            base,
+            subject=f"{call}:{ev.comm}",
+            severity=SPEC.severity if ok else Severity.MEDIUM,
+        )
+    if call == "capset":
+        return SPEC.finding(
+            ev,
+            f"{ev.comm} (uid {ev.uid}) changed its capabilities",
+            base,
+            subject=f"capset:{ev.comm}",
+            severity=Severity.LOW,
+        )
+    return None
+
+
+SPEC = Detector(
+    id="RG-0006",
+    name="privilege_change",
+    events=(PrivilegeEvent,),
+    severity=Severity.HIGH,
+    mitre="T1548",
+    description="A process whose uid is not 0 calls the setuid/setgid family with a 0 id "
+    "(becoming root), or any process calls capset (low).",
+    false_positives="su/sudo/newgrp inside containers (rare in production images); daemons "
+    "dropping capabilities at start show as low-severity capset findings.",
+    evaluate=evaluate,
+)

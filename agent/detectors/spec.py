@@ -1,0 +1,159 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The declarative shape of a rule detector and the state every detector may consult.
+
+A detector is one ``Detector`` value in its own module: a stable id (``RG-NNNN``, never reused),
+a name, the event types it needs, a severity, a MITRE ATT&CK technique and a pure
+``evaluate(event, state) -> Finding | None``. ``DetectorState`` carries the settings and the
+little memory the component keeps between events (process names by pid, container init pids,
+repeat suppression); detectors read it, only the component writes it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.detectors.settings import DetectorsSettings
+from agent.events import Event, ProcessExec
+from agent.findings import Finding, Severity, Source
+
+# The kernel's task comm is TASK_COMM_LEN (16) bytes with the terminating NUL.
+COMM_LEN = 15
+
+
+@dataclass
+class DetectorState:
+    """What detectors may know beyond the event itself."""
+
+    settings: DetectorsSettings = field(default_factory=DetectorsSettings)
+    # (container id, pid) -> comm of processes seen exec'ing, so a child's parent can be named
+    # when the source could not (bounded, oldest forgotten first).
+    comms: OrderedDict[tuple[str, int], str] = field(default_factory=OrderedDict)
+    max_comms: int = 65536
+    # container id -> host pid of the container's init process (0 when unknown).
+    init_pid: Callable[[str], int] = field(default=lambda _cid: 0)
+
+    def remember_exec(self, ev: ProcessExec) -> None:
+        """Record ``ev``'s pid → comm so later children of it can name their parent."""
+        key = (container_key(ev), ev.pid)
+        self.comms[key] = ev.comm
+        self.comms.move_to_end(key)
+        while len(self.comms) > self.max_comms:
+            self.comms.popitem(last=False)
+
+    def parent_comm(self, ev: ProcessExec) -> str:
+        """The parent's comm from the event, else from an exec seen earlier, else ""."""
+        if ev.parent_comm:
+            return ev.parent_comm
+        return self.comms.get((container_key(ev), ev.ppid), "")
+
+
+def container_key(ev: Event) -> str:
+    return ev.container.id if ev.container is not None else ""
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One rule detector: its declarative spec and its pure evaluation function."""
+
+    id: str
+    name: str
+    events: tuple[type[Event], ...]
+    severity: Severity
+    mitre: str
+    description: str
+    evaluate: Callable[[Any, DetectorState], Finding | None]
+    # Short false-positive notes, rendered in docs and ``detectors list``.
+    false_positives: str = ""
+
+    def finding(
+        self,
+        ev: Event,
+        summary: str,
+        evidence: Mapping[str, Any],
+        *,
+        subject: str,
+        severity: Severity | None = None,
+        mitre: str = "",
+    ) -> Finding:
+        """A ``rule`` finding of this detector about ``ev``'s container.
+
+        ``subject`` names what the finding is about (a path, a binary, a peer) and goes into
+        the evidence as ``subject``; the component suppresses repeats on it.
+        """
+        return Finding(
+            container=ev.container,
+            source=Source.RULE,
+            detector_id=self.id,
+            severity=self.severity if severity is None else severity,
+            summary=summary,
+            evidence={
+                "event": ev.kind,
+                "pid": ev.pid,
+                "cgroup_id": ev.cgroup_id,
+                **evidence,
+                "subject": subject,
+            },
+            mitre=mitre or self.mitre,
+            ts=ev.ts or time.time(),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "events": [t.__name__ for t in self.events],
+            "severity": str(self.severity),
+            "mitre": self.mitre,
+            "description": self.description,
+            "false_positives": self.false_positives,
+        }
+
+
+# --- helpers shared by detectors ---------------------------------------------------------
+def basename(path: str) -> str:
+    return posixpath.basename(path.rstrip("/")) if path else ""
+
+
+def comm_matches(comm: str, names: Iterable[str]) -> bool:
+    """``comm`` equals one of ``names`` as the kernel would truncate it."""
+    return bool(comm) and any(comm == n[:COMM_LEN] for n in names)
+
+
+def program_names(ev: ProcessExec) -> tuple[str, list[str]]:
+    """The program a process runs and its arguments, seeing through busybox applets.
+
+    Busybox dispatches on ``argv[0]`` (``/bin/sh`` → ``sh``) or on ``argv[1]`` when run as
+    ``busybox sh``; a script's interpreter shows as ``argv[0]`` after binfmt_script.
+    """
+    argv = list(ev.argv)
+    name = basename(ev.filename) or ev.comm
+    if name == "busybox" or ev.comm == "busybox":
+        if argv and basename(argv[0]) != "busybox":
+            return basename(argv[0]), argv[1:]
+        if len(argv) > 1:
+            return basename(argv[1]), argv[2:]
+    return name, argv[1:]
+
+
+def is_named(ev: ProcessExec, names: Iterable[str]) -> bool:
+    """The process is one of ``names`` by comm, executable basename or busybox applet."""
+    names = tuple(names)
+    prog, _ = program_names(ev)
+    return comm_matches(ev.comm, names) or prog in names or basename(ev.filename) in names
+
+
+def argv_text(ev: ProcessExec) -> str:
+    return " ".join(ev.argv)
+
+
+def syscall_name(name: str) -> str:
+    """``sys_setuid`` / ``__x64_sys_setuid`` / ``setuid`` → ``setuid``."""
+    for prefix in ("__x64_sys_", "__ia32_sys_", "sys_"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
