@@ -1,0 +1,474 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The local vulnerability database: OSV and NVD CVE JSON 2.0 records in an indexed sqlite file.
+
+``import_paths`` loads OSV JSON (a single record, a list, an ecosystem ``all.zip`` export or a
+folder of records) and NVD CVE JSON 2.0 feeds. Re-import is incremental: a zip or file whose
+mtime and size are unchanged is skipped without being opened, files in a folder older than the
+folder's last import are skipped, and a record whose ``modified`` time equals the stored one is
+not rewritten. Malformed records are counted and skipped.
+
+OSV ``affected`` entries are stored one row per (ecosystem, package) and indexed, so the matcher
+does one indexed lookup per installed package. NVD records carry no ecosystem package names (only
+CPE configurations, which are not matched here): they enrich severity through aliases.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import sys
+import time
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from tqdm import tqdm
+
+from agent.vuln.severity import rating_from_nvd, rating_from_osv
+
+log = structlog.get_logger("agent.vuln")
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    path TEXT PRIMARY KEY, kind TEXT NOT NULL, mtime REAL NOT NULL, size INTEGER NOT NULL,
+    imported_at REAL NOT NULL, records INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vulns (
+    origin TEXT NOT NULL,           -- osv | nvd
+    id TEXT NOT NULL,
+    modified TEXT NOT NULL,
+    published TEXT NOT NULL,
+    withdrawn INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    severity TEXT NOT NULL,         -- critical | high | medium | low | ""
+    score REAL,                     -- CVSS base score when a vector was present
+    vector TEXT NOT NULL,
+    aliases TEXT NOT NULL,          -- JSON list
+    PRIMARY KEY (origin, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS aliases (alias TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (alias, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS affected (
+    vuln_id TEXT NOT NULL,
+    eco_base TEXT NOT NULL,         -- Debian, Alpine, PyPI, npm …
+    eco_release TEXT NOT NULL,      -- 12, 3.19, 22.04 … ("" for language ecosystems)
+    name TEXT NOT NULL,
+    ranges TEXT NOT NULL,           -- JSON list of {"type", "events"}
+    versions TEXT NOT NULL,         -- JSON list
+    severity TEXT NOT NULL          -- ecosystem_specific / database_specific rating
+);
+CREATE INDEX IF NOT EXISTS affected_pkg ON affected(eco_base, name);
+CREATE INDEX IF NOT EXISTS affected_vuln ON affected(vuln_id);
+"""
+
+_PEP503 = re.compile(r"[-_.]+")
+
+
+def split_ecosystem(ecosystem: str) -> tuple[str, str]:
+    """``Debian:12`` → (``Debian``, ``12``); ``Alpine:v3.19`` → (``Alpine``, ``3.19``);
+    ``Ubuntu:Pro:22.04:LTS`` → (``Ubuntu``, ``22.04``); ``PyPI`` → (``PyPI``, ``"")``."""
+    base, _, rest = ecosystem.partition(":")
+    if not rest:
+        return base, ""
+    if base == "Ubuntu":
+        m = re.search(r"\d+\.\d+", rest)
+        return base, m.group(0) if m else rest
+    if base == "Alpine":
+        return base, rest.lstrip("v")
+    return base, rest
+
+
+def normalize_name(eco_base: str, name: str) -> str:
+    """Package names as the ecosystem compares them (PyPI: PEP 503)."""
+    if eco_base == "PyPI":
+        return _PEP503.sub("-", name).lower()
+    return name
+
+
+@dataclass
+class ImportSummary:
+    """Counts of one ``import_paths`` run."""
+
+    sources: int = 0
+    sources_skipped: int = 0
+    records: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    withdrawn: int = 0
+    malformed: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class AffectedRow:
+    vuln_id: str
+    eco_base: str
+    eco_release: str
+    name: str
+    ranges: list[dict[str, Any]]
+    versions: list[str]
+    severity: str
+
+
+@dataclass(frozen=True, slots=True)
+class VulnRecord:
+    origin: str
+    id: str
+    modified: str
+    withdrawn: bool
+    summary: str
+    severity: str
+    score: float | None
+    vector: str
+    aliases: list[str]
+
+
+class VulnDB:
+    """A handle on one vulnerability database file (created on first use)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(SCHEMA)
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self.conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RuntimeError(f"vulnerability database {path} is newer (schema {row[0]}) than this agent")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- metadata ----------------------------------------------------------------------
+    def generation(self) -> int:
+        """A counter bumped by every import that changed records (the matcher's cache key)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def status(self) -> dict[str, Any]:
+        """Sources, counts and age, for ``vulndb status``."""
+        c = self.conn
+        sources = [
+            {
+                "path": r[0],
+                "kind": r[1],
+                "imported_at": r[2],
+                "records": r[3],
+                "age_seconds": round(time.time() - r[2]),
+            }
+            for r in c.execute("SELECT path, kind, imported_at, records FROM sources ORDER BY path")
+        ]
+        by_eco = {
+            r[0]: r[1]
+            for r in c.execute(
+                "SELECT eco_base || CASE WHEN eco_release = '' THEN '' ELSE ':' || eco_release END, "
+                "COUNT(DISTINCT vuln_id) FROM affected GROUP BY 1 ORDER BY 1"
+            )
+        }
+        last = c.execute("SELECT MAX(imported_at) FROM sources").fetchone()[0]
+        newest = c.execute("SELECT MAX(modified) FROM vulns").fetchone()[0]
+        return {
+            "path": str(self.path),
+            "generation": self.generation(),
+            "vulnerabilities": c.execute("SELECT COUNT(*) FROM vulns WHERE origin='osv'").fetchone()[0],
+            "nvd_cves": c.execute("SELECT COUNT(*) FROM vulns WHERE origin='nvd'").fetchone()[0],
+            "withdrawn": c.execute("SELECT COUNT(*) FROM vulns WHERE withdrawn=1").fetchone()[0],
+            "affected_rows": c.execute("SELECT COUNT(*) FROM affected").fetchone()[0],
+            "ecosystems": by_eco,
+            "sources": sources,
+            "last_import": last,
+            "age_seconds": round(time.time() - last) if last else None,
+            "newest_modified": newest or "",
+            "size_bytes": self.path.stat().st_size if self.path.exists() else 0,
+        }
+
+    # --- queries -----------------------------------------------------------------------
+    def affected_for(self, eco_base: str, name: str) -> list[AffectedRow]:
+        """Non-withdrawn affected entries for one package name in one ecosystem family."""
+        rows = self.conn.execute(
+            "SELECT a.vuln_id, a.eco_base, a.eco_release, a.name, a.ranges, a.versions, a.severity "
+            "FROM affected a JOIN vulns v ON v.origin = 'osv' AND v.id = a.vuln_id "
+            "WHERE a.eco_base = ? AND a.name = ? AND v.withdrawn = 0",
+            (eco_base, normalize_name(eco_base, name)),
+        )
+        return [AffectedRow(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6]) for r in rows]
+
+    def records(self, ids: Iterable[str]) -> list[VulnRecord]:
+        """Every record (OSV and NVD) whose id is in ``ids``."""
+        wanted = sorted(set(ids))
+        out: list[VulnRecord] = []
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            q = ",".join("?" * len(chunk))
+            for r in self.conn.execute(
+                "SELECT origin, id, modified, withdrawn, summary, severity, score, vector, aliases "
+                f"FROM vulns WHERE id IN ({q})",
+                chunk,
+            ):
+                out.append(VulnRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], json.loads(r[8])))
+        return out
+
+    def aliases_of(self, ids: Iterable[str]) -> dict[str, set[str]]:
+        """Ids that name ``ids`` as an alias (reverse aliases), keyed by the alias."""
+        wanted = sorted(set(ids))
+        out: dict[str, set[str]] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            q = ",".join("?" * len(chunk))
+            for alias, vid in self.conn.execute(f"SELECT alias, id FROM aliases WHERE alias IN ({q})", chunk):
+                out.setdefault(alias, set()).add(vid)
+        return out
+
+    # --- import ------------------------------------------------------------------------
+    def import_paths(self, paths: Iterable[str | os.PathLike[str]], progress: bool = True) -> ImportSummary:
+        """Import every path (file, zip or folder); returns the counts."""
+        summary = ImportSummary()
+        start = time.monotonic()
+        known: dict[str, str] = {
+            f"{o}\0{i}": m for o, i, m in self.conn.execute("SELECT origin, id, modified FROM vulns")
+        }
+        bar = tqdm(desc="import", unit="rec", file=sys.stderr, disable=not progress, mininterval=0.5)
+        changed = False
+        try:
+            for p in paths:
+                path = Path(p)
+                if not path.exists():
+                    summary.errors.append(f"{path}: no such file or directory")
+                    continue
+                st = path.stat()
+                prev = self.conn.execute(
+                    "SELECT mtime, size, imported_at FROM sources WHERE path = ?", (str(path.resolve()),)
+                ).fetchone()
+                kind = "folder" if path.is_dir() else ("zip" if zipfile.is_zipfile(path) else "json")
+                if kind != "folder" and prev is not None and prev[0] == st.st_mtime and prev[1] == st.st_size:
+                    summary.sources_skipped += 1
+                    continue
+                since = prev[2] if (kind == "folder" and prev is not None) else 0.0
+                summary.sources += 1
+                before = summary.records
+                batch: list[dict[str, Any]] = []
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for rec in self._iter_source(path, kind, since, summary):
+                        batch.append(rec)
+                        if len(batch) >= 2000:
+                            changed |= self._write(batch, known, summary)
+                            bar.update(len(batch))
+                            batch = []
+                    if batch:
+                        changed |= self._write(batch, known, summary)
+                        bar.update(len(batch))
+                    self.conn.execute(
+                        "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
+                        "kind=excluded.kind, mtime=excluded.mtime, size=excluded.size, "
+                        "imported_at=excluded.imported_at, records=sources.records * (excluded.kind = 'folder') + excluded.records",
+                        (
+                            str(path.resolve()),
+                            kind,
+                            st.st_mtime,
+                            st.st_size,
+                            time.time(),
+                            summary.records - before,
+                        ),
+                    )
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+            if changed:
+                self.conn.execute(
+                    "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+        finally:
+            bar.close()
+        summary.seconds = round(time.monotonic() - start, 3)
+        log.info(
+            "vulndb_imported",
+            db=str(self.path),
+            **{k: v for k, v in summary.to_dict().items() if k != "errors"},
+        )
+        return summary
+
+    def _iter_source(
+        self, path: Path, kind: str, since: float, summary: ImportSummary
+    ) -> Iterator[dict[str, Any]]:
+        if kind == "folder":
+            for f in sorted(path.rglob("*.json")):
+                try:
+                    if f.stat().st_mtime <= since:
+                        continue
+                    data = f.read_bytes()
+                except OSError as exc:
+                    summary.errors.append(f"{f}: {exc.strerror}")
+                    continue
+                yield from self._records_of(data, str(f), summary)
+        elif kind == "zip":
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    for info in zf.infolist():
+                        if info.filename.endswith(".json"):
+                            yield from self._records_of(zf.read(info), f"{path}!{info.filename}", summary)
+            except (zipfile.BadZipFile, OSError) as exc:
+                summary.errors.append(f"{path}: {exc}")
+        else:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                summary.errors.append(f"{path}: {exc.strerror}")
+                return
+            yield from self._records_of(data, str(path), summary)
+
+    @staticmethod
+    def _records_of(data: bytes, where: str, summary: ImportSummary) -> Iterator[dict[str, Any]]:
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            summary.malformed += 1
+            log.debug("vulndb_record_malformed", where=where, reason="not JSON")
+            return
+        if isinstance(doc, dict) and isinstance(doc.get("vulnerabilities"), list):  # NVD CVE JSON 2.0
+            for item in doc["vulnerabilities"]:
+                cve = item.get("cve") if isinstance(item, dict) else None
+                if isinstance(cve, dict):
+                    yield {"__nvd__": True, **cve}
+                else:
+                    summary.malformed += 1
+        elif isinstance(doc, list):
+            for item in doc:
+                if isinstance(item, dict):
+                    yield item
+                else:
+                    summary.malformed += 1
+        elif isinstance(doc, dict):
+            yield doc
+        else:
+            summary.malformed += 1
+
+    def _write(self, batch: list[dict[str, Any]], known: dict[str, str], summary: ImportSummary) -> bool:
+        vulns: list[tuple[Any, ...]] = []
+        affected: list[tuple[Any, ...]] = []
+        aliases: list[tuple[str, str]] = []
+        replaced: list[tuple[str]] = []
+        for rec in batch:
+            try:
+                parsed = _parse_nvd(rec) if rec.get("__nvd__") else _parse_osv(rec)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                summary.malformed += 1
+                log.debug("vulndb_record_malformed", id=str(rec.get("id", "?"))[:80], reason=str(exc)[:200])
+                continue
+            summary.records += 1
+            row, aff = parsed
+            origin, vid, modified = row[0], row[1], row[2]
+            key = f"{origin}\0{vid}"
+            prev = known.get(key)
+            if prev == modified:
+                summary.unchanged += 1
+                continue
+            if prev is None:
+                summary.added += 1
+            else:
+                summary.updated += 1
+                if origin == "osv":
+                    replaced.append((vid,))
+            if row[4]:
+                summary.withdrawn += 1
+            known[key] = modified
+            vulns.append(row)
+            affected.extend(aff)
+            aliases.extend((a, vid) for a in json.loads(row[9]))
+        if replaced:
+            self.conn.executemany("DELETE FROM affected WHERE vuln_id = ?", replaced)
+            self.conn.executemany("DELETE FROM aliases WHERE id = ?", replaced)
+        self.conn.executemany("INSERT OR REPLACE INTO vulns VALUES (?,?,?,?,?,?,?,?,?,?)", vulns)
+        self.conn.executemany("INSERT INTO affected VALUES (?,?,?,?,?,?,?)", affected)
+        self.conn.executemany("INSERT OR IGNORE INTO aliases VALUES (?,?)", aliases)
+        return bool(vulns)
+
+
+def _parse_osv(rec: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    vid = str(rec["id"])
+    if not vid or not isinstance(rec.get("affected", []), list):
+        raise ValueError("OSV record without id or with a malformed affected list")
+    modified = str(rec.get("modified") or "")
+    if not modified:
+        raise ValueError("OSV record without modified")
+    severity, score, vector = rating_from_osv(rec)
+    aliases = sorted({str(a) for a in rec.get("aliases") or [] if a and str(a) != vid})
+    row = (
+        "osv",
+        vid,
+        modified,
+        str(rec.get("published") or ""),
+        1 if rec.get("withdrawn") else 0,
+        str(rec.get("summary") or rec.get("details") or "")[:300],
+        severity,
+        score,
+        vector,
+        json.dumps(aliases),
+    )
+    affected = []
+    for a in rec.get("affected") or []:
+        pkg = a.get("package") or {}
+        eco, name = str(pkg.get("ecosystem") or ""), str(pkg.get("name") or "")
+        if not eco or not name:
+            continue  # affected by commit ranges only (GIT): nothing to match packages against
+        base, release = split_ecosystem(eco)
+        ranges = []
+        for r in a.get("ranges") or []:
+            events = [
+                {k: str(v) for k, v in e.items() if k in ("introduced", "fixed", "last_affected", "limit")}
+                for e in r.get("events") or []
+                if isinstance(e, dict)
+            ]
+            ranges.append({"type": str(r.get("type") or ""), "events": [e for e in events if e]})
+        versions = [str(v) for v in a.get("versions") or []]
+        spec = {**(a.get("database_specific") or {}), **(a.get("ecosystem_specific") or {})}
+        aff_sev = str(spec.get("severity") or spec.get("urgency") or "")
+        affected.append(
+            (
+                vid,
+                base,
+                release,
+                normalize_name(base, name),
+                json.dumps(ranges, separators=(",", ":")),
+                json.dumps(versions),
+                aff_sev,
+            )
+        )
+    return row, affected
+
+
+def _parse_nvd(cve: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    vid = str(cve["id"])
+    modified = str(cve.get("lastModified") or "")
+    if not vid.startswith("CVE-") or not modified:
+        raise ValueError("NVD item without a CVE id or lastModified")
+    severity, score, vector = rating_from_nvd(cve.get("metrics") or {})
+    desc = next((d.get("value", "") for d in cve.get("descriptions") or [] if d.get("lang") == "en"), "")
+    row = (
+        "nvd",
+        vid,
+        modified,
+        str(cve.get("published") or ""),
+        1 if str(cve.get("vulnStatus", "")).lower() == "rejected" else 0,
+        str(desc)[:300],
+        severity,
+        score,
+        vector,
+        "[]",
+    )
+    return row, []
