@@ -200,6 +200,8 @@ class AuditSource:
         self.rules = AuditRules(settings.rule_key)
         self.counters: Counter[str] = Counter()
         self._owner: dict[int, Container | None] = {}  # serial -> container, resolved at first record
+        self._gone: set[int] = set()  # serials whose process was gone (or a host process)
+        self._root_devs: dict[str, str] = {}  # "maj:min" of a container's root fs -> container id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -248,6 +250,8 @@ class AuditSource:
             "lost": self.counters["lost"],
             "published": self.counters["published"],
             "host_ignored": self.counters["host_ignored"],
+            "attributed_by_device": self.counters["attributed_by_device"],
+            "unattributed_gone": self.counters["unattributed_gone"],
             "rate_limited": dict(self.limiter.dropped),
             "managed_rules": list(self.rules.installed),
         }
@@ -306,30 +310,58 @@ class AuditSource:
     def feed_record(self, rec: AuditRecord) -> None:
         if rec.serial not in self._owner and "pid" in rec.fields:
             # Resolve the container now: the process may exit milliseconds later.
-            self._owner[rec.serial] = self._resolve(rec.fields)
+            owner = self._resolve(rec.fields)
+            self._owner[rec.serial] = owner
+            if owner is None and not self._alive(rec.fields):
+                self._gone.add(rec.serial)
+        elif rec.type == "PATH" and rec.serial in self._gone and rec.fields.get("item") == "0":
+            # The process was already gone: fall back to the device of the executed file. Each
+            # container's overlay root is its own anonymous device ("00:27"), so a PATH on it
+            # names the container (files on volumes or host mounts stay unattributed).
+            owner = self.container_of_dev(rec.fields.get("dev", ""))
+            self._owner[rec.serial] = owner
+            self._gone.discard(rec.serial)
+            self.counters["attributed_by_device" if owner else "unattributed_gone"] += 1
         for ev in self.assembler.add(rec, time.monotonic()):
             self._deliver(ev)
         for ev in self.assembler.expire(time.monotonic()):
             self._deliver(ev)
 
     def _resolve(self, fields: Mapping[str, str]) -> Container | None:
-        for key in ("pid", "ppid"):
-            try:
-                pid = int(fields.get(key, "0"))
-            except ValueError:
-                continue
-            if pid > 0:
-                c = container_of_pid(self.paths, self.registry, pid)
-                if c is not None:
-                    return c
-                if key == "pid" and (self.paths.pid_dir(pid)).exists():
-                    return None  # alive and not in a container: a host process
+        try:
+            pid = int(fields.get("pid", "0"))
+        except ValueError:
+            return None
+        return container_of_pid(self.paths, self.registry, pid) if pid > 0 else None
+
+    def _alive(self, fields: Mapping[str, str]) -> bool:
+        pid = fields.get("pid", "")
+        return pid.isdigit() and self.paths.pid_dir(int(pid)).exists()
+
+    def container_of_dev(self, dev: str) -> Container | None:
+        """The container whose root filesystem is on device ``dev`` (audit's ``maj:min`` hex)."""
+        if not dev or dev == "00:00":
+            return None
+        for attempt in (0, 1):
+            if attempt or not self._root_devs:
+                self._root_devs = {}
+                for c in self.registry.all():
+                    try:
+                        st = os.stat(self.paths.pid_root(c.init_pid))
+                    except OSError:
+                        continue
+                    self._root_devs[f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"] = c.id
+            cid = self._root_devs.get(dev)
+            if cid is not None:
+                return self.registry.get(cid)
         return None
 
     def _deliver(self, ev: AuditEvent) -> None:
         owner = self._owner.pop(ev.serial, None)
+        self._gone.discard(ev.serial)
         if len(self._owner) > 4 * self.assembler.max_pending:  # serials that never assembled
             self._owner.clear()
+            self._gone.clear()
         if owner is None:
             if not self.include_host:
                 self.counters["host_ignored"] += 1
