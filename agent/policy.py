@@ -65,7 +65,7 @@ def _matches(override: ResponseOverride, image: str, labels: dict[str, str]) -> 
 def _allowed(settings: ResponseSettings, cid: str, name: str, image: str) -> str:
     """The allow-list entry that covers this container, or ''."""
     for entry in settings.allow_containers:
-        if entry and (entry == name or entry == cid or (len(entry) >= 12 and cid.startswith(entry))):
+        if entry and (entry in (name, cid) or (len(entry) >= 12 and cid.startswith(entry))):
             return f"allow_containers={entry}"
     for pattern in settings.allow_images:
         if pattern and fnmatch.fnmatchcase(image, pattern):

@@ -139,7 +139,9 @@ def freeze(
         attempts = _freeze_v1(cgdir, timeout) if kind == "v1" else _freeze_v2(cgdir, timeout)
     except (OSError, FreezeError) as exc:
         log.error("container_freeze_failed", container_id=container.id, error=str(exc))
-        return ActionResult(action=Action.FREEZE, container_id=container.id, ok=False, detail=str(exc), state=state)
+        return ActionResult(
+            action=Action.FREEZE, container_id=container.id, ok=False, detail=str(exc), state=state
+        )
     confirmed = read_state(kind, cgdir)
     ok = confirmed == "frozen"
     state["attempts"] = attempts
@@ -152,13 +154,19 @@ def freeze(
     )
 
 
-def thaw(paths: HostPaths, container_id: str, state: Mapping[str, Any], dry_run: bool = False) -> ActionResult:
+def thaw(
+    paths: HostPaths, container_id: str, state: Mapping[str, Any], dry_run: bool = False
+) -> ActionResult:
     """Thaw the cgroup recorded in ``state`` (what ``freeze`` returned); confirmed by read-back."""
     kind: FreezerKind = "v1" if state.get("freezer") == "v1" else "v2"
     cgdir = Path(str(state.get("cgroup", "")))
     if dry_run:
         return ActionResult(
-            action=Action.FREEZE, container_id=container_id, ok=True, detail=f"would thaw {cgdir}", dry_run=True
+            action=Action.FREEZE,
+            container_id=container_id,
+            ok=True,
+            detail=f"would thaw {cgdir}",
+            dry_run=True,
         )
     try:
         if kind == "v1":
@@ -167,7 +175,10 @@ def thaw(paths: HostPaths, container_id: str, state: Mapping[str, Any], dry_run:
             (cgdir / "cgroup.freeze").write_text("0")
     except FileNotFoundError:
         return ActionResult(
-            action=Action.FREEZE, container_id=container_id, ok=True, detail=f"{cgdir} is gone (container exited)"
+            action=Action.FREEZE,
+            container_id=container_id,
+            ok=True,
+            detail=f"{cgdir} is gone (container exited)",
         )
     except OSError as exc:
         return ActionResult(action=Action.FREEZE, container_id=container_id, ok=False, detail=str(exc))

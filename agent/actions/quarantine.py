@@ -34,7 +34,6 @@ import errno
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -146,7 +145,9 @@ def container_netns(paths: HostPaths, container: Container) -> Path:
     try:
         inode = os.stat(ns).st_ino
     except OSError as exc:
-        raise QuarantineError(f"container {container.short_id}: init pid {container.init_pid} is gone") from exc
+        raise QuarantineError(
+            f"container {container.short_id}: init pid {container.init_pid} is gone"
+        ) from exc
     if container.netns_inode and inode != container.netns_inode:
         raise QuarantineError(f"container {container.short_id}: netns changed (pid reused?)")
     return ns
@@ -239,6 +240,44 @@ def _free_classid(mount: Path, container: Container) -> int:
     raise QuarantineError("no free net_cls classid")
 
 
+def _move_into(paths: HostPaths, container: Container, cgdir: Path, target_rel: str) -> int:
+    """Move every process of the container into the net_cls cgroup ``cgdir``; return how many
+    moved. Forks during the move land in the parent's old cgroup: repeat until none is left."""
+    moved = 0
+    for _ in range(20):
+        pending = []
+        for pid in _container_pids(paths, container):
+            try:
+                if read_proc_cgroup(paths, pid).v1.get("net_cls", "/") != target_rel:
+                    pending.append(pid)
+            except Exception:
+                continue
+        if not pending:
+            break
+        for pid in pending:
+            try:
+                (cgdir / "cgroup.procs").write_text(str(pid))
+                moved += 1
+            except ProcessLookupError:
+                continue
+            except OSError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+    return moved
+
+
+def sweep_netcls(paths: HostPaths, container: Container, state: Mapping[str, Any]) -> int:
+    """Re-home processes that entered the container after a v1 quarantine into its net_cls
+    cgroup. Needed when net_cls was mounted after the container started: the runtime's
+    ``exec`` joins the cgroups it knew at creation, i.e. the root net_cls cgroup."""
+    if state.get("cgroup_version") != "v1" or not state.get("netcls_moved_from"):
+        return 0
+    cgdir = Path(str(state["netcls_mount"])) / str(state["netcls_cgroup"]).lstrip("/")
+    if not cgdir.exists():
+        return 0
+    return _move_into(paths, container, cgdir, str(state["netcls_cgroup"]))
+
+
 def _apply_netcls(paths: HostPaths, container: Container, state: dict[str, Any]) -> int:
     """Put the container in a net_cls cgroup of its own with a fresh classid; return it."""
     mount, mounted = _netcls_mount(paths)
@@ -259,26 +298,7 @@ def _apply_netcls(paths: HostPaths, container: Container, state: dict[str, Any])
         created = not cgdir.exists()
         cgdir.mkdir(parents=True, exist_ok=True)
         state.update(netcls_cgroup=target_rel, netcls_created=created, netcls_moved_from=current)
-        # Forks during the move land in the parent's cgroup: repeat until nobody is left behind.
-        for _ in range(20):
-            pids = _container_pids(paths, container)
-            pending = []
-            for pid in pids:
-                try:
-                    if read_proc_cgroup(paths, pid).v1.get("net_cls", "/") != target_rel:
-                        pending.append(pid)
-                except Exception:
-                    continue
-            if not pending:
-                break
-            for pid in pending:
-                try:
-                    (cgdir / "cgroup.procs").write_text(str(pid))
-                except ProcessLookupError:
-                    continue
-                except OSError as exc:
-                    if exc.errno != errno.ESRCH:
-                        raise
+        _move_into(paths, container, cgdir, target_rel)
     else:
         cgdir = mount / current.lstrip("/")
         state.update(netcls_cgroup=current, netcls_created=False, netcls_moved_from="")
@@ -326,7 +346,9 @@ def _v2_match(paths: HostPaths, container: Container) -> tuple[int, str]:
     try:
         nft_path = full.relative_to(NFT_CGROUP2_ROOT)
     except ValueError:
-        raise QuarantineError(f"nft resolves cgroupv2 paths below {NFT_CGROUP2_ROOT}; {full} is not") from None
+        raise QuarantineError(
+            f"nft resolves cgroupv2 paths below {NFT_CGROUP2_ROOT}; {full} is not"
+        ) from None
     return len(rel.split("/")), str(nft_path)
 
 
@@ -345,7 +367,12 @@ def apply_cgroup(
         if dry_run:
             detail = f"would add table inet {name} in netns {state['netns_inode']} ({version} match)"
             return ActionResult(
-                action=Action.QUARANTINE, container_id=container.id, ok=True, detail=detail, dry_run=True, state=state
+                action=Action.QUARANTINE,
+                container_id=container.id,
+                ok=True,
+                detail=detail,
+                dry_run=True,
+                state=state,
             )
         if version == "v2":
             level, nft_path = _v2_match(paths, container)
@@ -359,7 +386,8 @@ def apply_cgroup(
                     # drops the level), so these two rules go as text.
                     for chain in ("input", "output"):
                         _nft_text(
-                            f'add rule inet {name} {chain} socket cgroupv2 level {level} "{nft_path}" counter drop'
+                            f"add rule inet {name} {chain} "
+                            f'socket cgroupv2 level {level} "{nft_path}" counter drop'
                         )
                 return existed
 
@@ -404,7 +432,8 @@ def apply_netns(paths: HostPaths, container: Container, dry_run: bool = False) -
         state["netns_inode"] = inode
         if inode == host_netns_inode(paths):
             raise QuarantineError(
-                f"container {container.short_id} shares the host's network namespace: deny-all would cut the host"
+                f"container {container.short_id} shares the host's network namespace: "
+                "deny-all would cut the host"
             )
         if dry_run:
             return ActionResult(
@@ -479,7 +508,9 @@ def apply_docker(paths: HostPaths, container: Container, dry_run: bool = False) 
             nets: Mapping[str, Any] = (dc.attrs.get("NetworkSettings") or {}).get("Networks") or {}
             for net_name, info in nets.items():
                 ipam = (info or {}).get("IPAMConfig") or {}
-                aliases = [a for a in (info.get("Aliases") or []) if a not in (container.short_id, container.id)]
+                aliases = [
+                    a for a in (info.get("Aliases") or []) if a not in (container.short_id, container.id)
+                ]
                 state["networks"].append(
                     {
                         "name": net_name,
@@ -513,11 +544,17 @@ def apply_docker(paths: HostPaths, container: Container, dry_run: bool = False) 
         finally:
             client.close()
     except QuarantineError as exc:
-        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state)
+        return ActionResult(
+            action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state
+        )
     except Exception as exc:  # docker.errors.* and socket errors
         log.error("container_quarantine_failed", container_id=container.id, method="docker", error=repr(exc))
         return ActionResult(
-            action=Action.QUARANTINE, container_id=container.id, ok=False, detail=f"docker: {exc}", state=state
+            action=Action.QUARANTINE,
+            container_id=container.id,
+            ok=False,
+            detail=f"docker: {exc}",
+            state=state,
         )
     return ActionResult(
         action=Action.QUARANTINE,
@@ -564,19 +601,26 @@ def _release_docker(paths: HostPaths, container_id: str, state: Mapping[str, Any
 
 
 # --- kubernetes -----------------------------------------------------------------------------
-def apply_kubernetes(kube: Any, container: Container, dry_run: bool = False, reason: str = "") -> ActionResult:
+def apply_kubernetes(
+    kube: Any, container: Container, dry_run: bool = False, reason: str = ""
+) -> ActionResult:
     """Label the container's pod and select it with a deny-all NetworkPolicy (kube helper)."""
     from agent.actions.kube import KubeError, pod_of
 
     ref = pod_of(container.ref())
     if ref is None:
         return ActionResult(
-            action=Action.QUARANTINE, container_id=container.id, ok=False, detail="not a Kubernetes pod container"
+            action=Action.QUARANTINE,
+            container_id=container.id,
+            ok=False,
+            detail="not a Kubernetes pod container",
         )
     try:
         kstate = kube.quarantine_pod(ref.namespace, ref.name, dry_run=dry_run, reason=reason)
     except KubeError as exc:
-        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=f"kubernetes: {exc}")
+        return ActionResult(
+            action=Action.QUARANTINE, container_id=container.id, ok=False, detail=f"kubernetes: {exc}"
+        )
     return ActionResult(
         action=Action.QUARANTINE,
         container_id=container.id,
@@ -606,7 +650,10 @@ def apply(
     if method == "kubernetes":
         if kube is None:
             return ActionResult(
-                action=Action.QUARANTINE, container_id=container.id, ok=False, detail="kubernetes is not enabled"
+                action=Action.QUARANTINE,
+                container_id=container.id,
+                ok=False,
+                detail="kubernetes is not enabled",
             )
         return apply_kubernetes(kube, container, dry_run, reason)
     if method == "docker":
@@ -633,7 +680,11 @@ def release(
     method = str(state.get("method", ""))
     if dry_run:
         return ActionResult(
-            action=Action.QUARANTINE, container_id=container_id, ok=True, detail=f"would release {method}", dry_run=True
+            action=Action.QUARANTINE,
+            container_id=container_id,
+            ok=True,
+            detail=f"would release {method}",
+            dry_run=True,
         )
     try:
         if method == "kubernetes":
@@ -668,13 +719,3 @@ def is_applied(paths: HostPaths, init_pid: int, state: Mapping[str, Any]) -> boo
             return False
         return in_netns(ns, lambda: _table_exists(str(state["table"])))
     return None
-
-
-def wait_gone(path: Path, timeout: float = 2.0) -> bool:
-    """Wait for ``path`` to disappear (a cgroup directory after its last task exits)."""
-    deadline = time.monotonic() + timeout
-    while path.exists():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

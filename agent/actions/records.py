@@ -1,0 +1,294 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Response records: every action written to the store before it touches the host.
+
+An action row moves through phases, each transition stored (with its time) before the next step:
+
+    intended → applied → confirmed → release_intended → released
+           ↘ failed        ↘ failed            ↘ (release failed: stays confirmed)
+    intended / applied at start-up → completed (applied + confirmed) or rolled_back
+
+``active`` is 1 while an isolation is (or may be) in effect: from ``intended`` until
+``released``/``rolled_back``/``failed``/``gone``. Evidence snapshots are stored next to the action
+that they justify. Findings themselves live in the core ``findings`` table with their verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from agent.findings import Finding, Verdict
+from agent.store import Store
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE response_actions (
+        id TEXT PRIMARY KEY,
+        container_id TEXT NOT NULL,
+        container_name TEXT NOT NULL DEFAULT '',
+        image TEXT NOT NULL DEFAULT '',
+        init_pid INTEGER NOT NULL DEFAULT 0,
+        action TEXT NOT NULL,
+        method TEXT NOT NULL DEFAULT '',
+        phase TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1,
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        finding_id TEXT NOT NULL DEFAULT '',
+        verdict_id TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT '{}',
+        detail TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE INDEX response_actions_container ON response_actions(container_id, active);
+    CREATE INDEX response_actions_phase ON response_actions(phase);
+    CREATE TABLE response_history (
+        action_id TEXT NOT NULL,
+        ts REAL NOT NULL,
+        phase TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX response_history_action ON response_history(action_id, ts);
+    CREATE TABLE response_evidence (
+        action_id TEXT NOT NULL,
+        ts REAL NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX response_evidence_action ON response_evidence(action_id)
+    """,
+)
+
+# Phases in which an interrupted action must be looked at again at start-up.
+PENDING = ("intended", "applied", "release_intended")
+ENDED = ("released", "rolled_back", "failed", "gone")
+
+
+def migrate(store: Store) -> None:
+    store.migrate("response", MIGRATIONS)
+
+
+def _row(r: Any) -> dict[str, Any]:
+    d = dict(r)
+    d["state"] = json.loads(d.get("state") or "{}")
+    d["active"] = bool(d["active"])
+    d["dry_run"] = bool(d["dry_run"])
+    return d
+
+
+class Records:
+    """Reads and writes of ``response_actions``, ``response_history``, ``response_evidence`` and
+    the verdict column of the core ``findings`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        migrate(store)
+
+    # --- findings ------------------------------------------------------------------------
+    def save_finding(
+        self, finding: Finding, verdict: Verdict | None, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        """Store a finding with its verdict (JSON) in the core ``findings`` table (idempotent)."""
+        d = finding.to_dict()
+        v = (
+            {
+                "id": verdict.id,
+                "action": str(verdict.action),
+                "enforce": verdict.enforce,
+                "reason": verdict.reason,
+                **(extra or {}),
+            }
+            if verdict
+            else {}
+        )
+        self.store.execute(
+            "INSERT INTO findings(id, ts, container_id, container_name, image, source, detector_id, severity,"
+            " summary, evidence, mitre, verdict) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(id) DO UPDATE SET verdict = excluded.verdict",
+            (
+                d["id"],
+                d["ts"],
+                d["container_id"],
+                d["container_name"],
+                d["image"],
+                d["source"],
+                d["detector_id"],
+                int(finding.severity),
+                d["summary"],
+                json.dumps(d["evidence"], default=str, sort_keys=True),
+                d["mitre"],
+                json.dumps(v, default=str, sort_keys=True) if v else "",
+            ),
+        )
+
+    def set_finding_verdict(self, finding_id: str, verdict: Mapping[str, Any]) -> None:
+        self.store.execute(
+            "UPDATE findings SET verdict = ? WHERE id = ?",
+            (json.dumps(verdict, default=str, sort_keys=True), finding_id),
+        )
+
+    def findings(
+        self,
+        container: str = "",
+        source: str = "",
+        min_severity: int | None = None,
+        limit: int = 100,
+        since: float = 0.0,
+    ) -> list[dict[str, Any]]:
+        """Stored findings, newest first, filtered (container: id prefix or name)."""
+        sql = "SELECT * FROM findings WHERE ts >= ?"
+        args: list[Any] = [since]
+        if container:
+            sql += " AND (container_id LIKE ? OR container_name = ?)"
+            args += [container.replace("%", "").replace("_", "\\_") + "%", container]
+            sql = sql.replace("LIKE ?", "LIKE ? ESCAPE '\\'")
+        if source:
+            sql += " AND source = ?"
+            args.append(source)
+        if min_severity is not None:
+            sql += " AND severity >= ?"
+            args.append(min_severity)
+        sql += " ORDER BY ts DESC LIMIT ?"
+        args.append(max(1, min(limit, 10000)))
+        out = []
+        for r in self.store.query(sql, args):
+            d = dict(r)
+            d["evidence"] = json.loads(d["evidence"] or "{}")
+            d["verdict"] = json.loads(d["verdict"]) if d["verdict"] else {}
+            out.append(d)
+        return out
+
+    # --- actions -------------------------------------------------------------------------
+    def intend(
+        self,
+        *,
+        container_id: str,
+        container_name: str,
+        image: str,
+        init_pid: int,
+        action: str,
+        method: str,
+        actor: str,
+        reason: str,
+        dry_run: bool,
+        finding_id: str = "",
+        verdict_id: str = "",
+        evidence: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Record an action about to be applied (and its evidence) in one transaction."""
+        action_id = uuid.uuid4().hex
+        now = time.time()
+        with self.store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO response_actions(id, container_id, container_name, image, init_pid, action,"
+                " method, phase, active, dry_run, actor, reason, finding_id, verdict_id, created, updated)"
+                " VALUES (?,?,?,?,?,?,?,'intended',?,?,?,?,?,?,?,?)",
+                (
+                    action_id,
+                    container_id,
+                    container_name,
+                    image,
+                    init_pid,
+                    action,
+                    method,
+                    0 if dry_run else 1,
+                    int(dry_run),
+                    actor,
+                    reason,
+                    finding_id,
+                    verdict_id,
+                    now,
+                    now,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO response_history(action_id, ts, phase, detail) VALUES (?,?,?,?)",
+                (action_id, now, "intended", reason),
+            )
+            if evidence is not None:
+                conn.execute(
+                    "INSERT INTO response_evidence(action_id, ts, data) VALUES (?,?,?)",
+                    (action_id, now, json.dumps(evidence, default=str)),
+                )
+        return action_id
+
+    def advance(
+        self,
+        action_id: str,
+        phase: str,
+        detail: str = "",
+        state: Mapping[str, Any] | None = None,
+        active: bool | None = None,
+        method: str | None = None,
+    ) -> None:
+        """Move an action to ``phase`` (history kept); ``state`` replaces the stored state."""
+        now = time.time()
+        sets = ["phase = ?", "updated = ?", "detail = ?"]
+        args: list[Any] = [phase, now, detail]
+        if state is not None:
+            sets.append("state = ?")
+            args.append(json.dumps(dict(state), default=str, sort_keys=True))
+        if active is None:
+            active = phase not in ENDED
+        sets.append("active = CASE WHEN dry_run = 1 THEN 0 ELSE ? END")
+        args.append(int(active))
+        if method is not None:
+            sets.append("method = ?")
+            args.append(method)
+        with self.store.transaction() as conn:
+            conn.execute(f"UPDATE response_actions SET {', '.join(sets)} WHERE id = ?", (*args, action_id))
+            conn.execute(
+                "INSERT INTO response_history(action_id, ts, phase, detail) VALUES (?,?,?,?)",
+                (action_id, now, phase, detail),
+            )
+
+    def get(self, action_id: str) -> dict[str, Any] | None:
+        rows = self.store.query("SELECT * FROM response_actions WHERE id = ?", (action_id,))
+        return _row(rows[0]) if rows else None
+
+    def active(self, container_id: str = "") -> list[dict[str, Any]]:
+        """Isolations in effect (or pending), oldest first."""
+        sql = "SELECT * FROM response_actions WHERE active = 1"
+        args: list[Any] = []
+        if container_id:
+            sql += " AND container_id = ?"
+            args.append(container_id)
+        return [_row(r) for r in self.store.query(sql + " ORDER BY created", args)]
+
+    def pending(self) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(PENDING))
+        return [
+            _row(r)
+            for r in self.store.query(
+                f"SELECT * FROM response_actions WHERE phase IN ({marks}) ORDER BY created", PENDING
+            )
+        ]
+
+    def actions(self, container: str = "", limit: int = 100) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM response_actions"
+        args: list[Any] = []
+        if container:
+            sql += " WHERE container_id LIKE ? OR container_name = ?"
+            args += [container + "%", container]
+        sql += " ORDER BY created DESC LIMIT ?"
+        args.append(max(1, min(limit, 10000)))
+        return [_row(r) for r in self.store.query(sql, args)]
+
+    def history(self, action_id: str) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in self.store.query(
+                "SELECT ts, phase, detail FROM response_history WHERE action_id = ? ORDER BY ts, rowid",
+                (action_id,),
+            )
+        ]
+
+    def evidence(self, action_id: str) -> list[dict[str, Any]]:
+        return [
+            json.loads(r["data"])
+            for r in self.store.query("SELECT data FROM response_evidence WHERE action_id = ?", (action_id,))
+        ]
