@@ -1,0 +1,294 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Structuring of one log line: sanitise, parse (JSON, logfmt or a grok pattern), mine a template.
+
+Everything that comes out of here is data: field names are restricted to ``[A-Za-z0-9_.@-]``
+and capped, values are capped strings/numbers/bools, so a container can never forge the keys of
+the agent's own structlog lines (callers pass ``fields`` as one value, never as ``**kwargs``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.logs.grok import DEFAULT_GROK_DIR, Grok, GrokError, GrokLibrary
+from agent.logs.templates import TemplateCache
+
+# CSI / OSC / other ESC sequences (ECMA-48), then any remaining C0/C1 control except TAB.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_KEY_OK = re.compile(r"[^A-Za-z0-9_.@-]")
+_LOGFMT = re.compile(r'([A-Za-z_][\w.-]*)=("(?:\\.|[^"\\])*"|[^\s"]*)')
+
+MAX_FIELDS = 64
+MAX_KEY = 64
+MAX_VALUE = 1024
+
+# Canonical names the sequence rules and sessions use, from common grok / JSON names.
+ALIASES: dict[str, str] = {
+    "clientip": "client_ip",
+    "remote_addr": "client_ip",
+    "src_ip": "client_ip",
+    "ip": "client_ip",
+    "response": "status",
+    "status_code": "status",
+    "verb": "method",
+    "request": "path",
+    "url": "path",
+    "uri": "path",
+    "auth": "user",
+    "username": "user",
+    "request_id": "request_id",
+    "msg": "message",
+}
+
+DEFAULT_PATTERNS: tuple[str, ...] = (
+    "JSON",
+    "COMBINEDAPACHELOG",
+    "NGINXACCESS",
+    "COMMONAPACHELOG",
+    "BUSYBOXHTTPD",
+    "AUTHLINE",
+    "SYSLOGLINE",
+    "SYSLOG5424LINE",
+    "HTTPD_ERRORLOG",
+    "NGINXERROR",
+    "LOGFMT",
+)
+
+_AUTH_FAIL = re.compile(
+    r"(?i)\b(failed password|authentication fail(?:ure|ed)|invalid (?:user|password|credentials)|"
+    r"login fail(?:ed|ure)|bad password|access denied)\b"
+)
+_AUTH_OK = re.compile(
+    r"(?i)\b(accepted (?:password|publickey)|login succe(?:eded|ssful)|authenticated|session opened)\b"
+)
+
+
+@dataclass
+class SanitizeStats:
+    invalid_utf8: int = 0
+    ansi_stripped: int = 0
+    control_stripped: int = 0
+    truncated: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "invalid_utf8": self.invalid_utf8,
+            "ansi_stripped": self.ansi_stripped,
+            "control_stripped": self.control_stripped,
+            "truncated": self.truncated,
+        }
+
+
+def sanitize(raw: bytes | str, max_len: int, stats: SanitizeStats | None = None) -> str:
+    """Decode (invalid UTF-8 replaced), strip ANSI escapes and control characters, cap length."""
+    if isinstance(raw, bytes):
+        if len(raw) > max_len * 4:
+            raw = raw[: max_len * 4]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", errors="replace")
+            if stats:
+                stats.invalid_utf8 += 1
+    else:
+        text = raw
+    text = text.rstrip("\r\n")
+    if "\x1b" in text:
+        text, n = _ANSI.subn("", text)
+        if n and stats:
+            stats.ansi_stripped += 1
+    if _CONTROL.search(text):
+        text = _CONTROL.sub("", text)
+        if stats:
+            stats.control_stripped += 1
+    if len(text) > max_len:
+        text = text[:max_len]
+        if stats:
+            stats.truncated += 1
+    return text
+
+
+def clean_key(key: str) -> str:
+    """A field name as the agent may emit it: safe characters only, capped."""
+    return _KEY_OK.sub("_", key)[:MAX_KEY] or "_"
+
+
+def clean_value(value: Any) -> Any:
+    """A field value as the agent may emit it: scalar, strings capped; containers as capped JSON."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if not isinstance(value, str):
+        try:
+            value = json.dumps(value, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            value = str(value)
+    return value[:MAX_VALUE]
+
+
+def clean_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """At most ``MAX_FIELDS`` cleaned fields, plus canonical aliases (``client_ip``, ``status``…)."""
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        if len(out) >= MAX_FIELDS:
+            break
+        out[clean_key(str(k))] = clean_value(v)
+    for k, canon in ALIASES.items():
+        if k in out and canon not in out:
+            out[canon] = out[k]
+    status = out.get("status")
+    if isinstance(status, str) and status.isdigit():
+        out["status"] = int(status)
+    path = out.get("path")
+    if isinstance(path, str) and "url_path" not in out:
+        out["url_path"] = path.split("?", 1)[0]
+    return out
+
+
+def parse_json(line: str) -> dict[str, Any] | None:
+    """Top-level keys of a JSON object line, else None."""
+    s = line.lstrip()
+    if not s.startswith("{"):
+        return None
+    try:
+        obj = json.loads(s)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def parse_logfmt(line: str) -> dict[str, Any] | None:
+    """``key=value key2="quoted value"`` pairs; None unless at least two pairs cover the line."""
+    pairs = _LOGFMT.findall(line)
+    if len(pairs) < 2:
+        return None
+    covered = sum(len(k) + 1 + len(v) for k, v in pairs) + len(pairs) - 1
+    if covered < 0.8 * len(line.strip()):
+        return None
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if v.startswith('"') and v.endswith('"') and len(v) >= 2:
+            try:
+                v = json.loads(v)
+            except ValueError:
+                v = v[1:-1]
+        out[k] = v
+    return out
+
+
+def auth_outcome(line: str) -> str:
+    """``failure`` / ``success`` / "" from the wording of an authentication line."""
+    if _AUTH_FAIL.search(line):
+        return "failure"
+    if _AUTH_OK.search(line):
+        return "success"
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class Structured:
+    """One structured line."""
+
+    line: str
+    template_id: int
+    template: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    pattern: str = ""
+
+
+class Structurer:
+    """Parse lines with the first matching parser (per-stream preference learnt), then template them.
+
+    Patterns are tried in order; the last pattern that matched for a ``key`` (an image or a
+    container) is tried first next time, so a container's format is detected once.
+    """
+
+    def __init__(
+        self,
+        patterns: Sequence[str] = DEFAULT_PATTERNS,
+        grok_dirs: Iterable[Path] = (DEFAULT_GROK_DIR,),
+        templates: TemplateCache | None = None,
+        max_line: int = 16384,
+    ) -> None:
+        self.library = GrokLibrary.load(grok_dirs)
+        self.order: list[str] = list(patterns)
+        self.compiled: dict[str, Grok] = {}
+        self.unsupported: dict[str, str] = {}
+        for name in self.order:
+            if name in ("JSON", "LOGFMT"):
+                continue
+            try:
+                self.compiled[name] = self.library.get(name)
+            except GrokError as exc:
+                self.unsupported[name] = str(exc)
+        self.templates = templates or TemplateCache()
+        self.max_line = max_line
+        self.preferred: dict[str, str] = {}
+        self.matched: Counter[str] = Counter()
+        self.sanitize_stats = SanitizeStats()
+        # Servers that log the request and its answer on two lines (busybox httpd: "url:" then
+        # "response:") are paired by client address and port, so the answer carries the path.
+        self._pending_paths: dict[tuple[str, str, str], str] = {}
+
+    def _parse_with(self, name: str, line: str) -> dict[str, Any] | None:
+        if name == "JSON":
+            return parse_json(line)
+        if name == "LOGFMT":
+            return parse_logfmt(line)
+        grok = self.compiled.get(name)
+        return grok.match(line) if grok else None
+
+    def parse(self, line: str, key: str = "") -> tuple[str, dict[str, Any]]:
+        """``(pattern, raw fields)`` of the first parser that matches, ``("", {})`` if none."""
+        first = self.preferred.get(key)
+        if first:
+            got = self._parse_with(first, line)
+            if got is not None:
+                return first, got
+        for name in self.order:
+            if name == first or name in self.unsupported:
+                continue
+            got = self._parse_with(name, line)
+            if got is not None:
+                self.preferred[key] = name
+                return name, got
+        return "", {}
+
+    def _pair_request(self, key: str, fields: dict[str, Any]) -> None:
+        port = fields.get("clientport")
+        ip = fields.get("client_ip")
+        if port is None or ip is None:
+            return
+        k = (key, str(ip), str(port))
+        if "path" in fields and "status" not in fields:
+            if len(self._pending_paths) >= 10_000:
+                self._pending_paths.clear()
+            self._pending_paths[k] = str(fields["path"])
+        elif "status" in fields and "path" not in fields:
+            path = self._pending_paths.pop(k, None)
+            if path is not None:
+                fields["path"] = path
+                fields["url_path"] = path.split("?", 1)[0]
+
+    def structure(self, raw: bytes | str, key: str = "") -> Structured:
+        """Sanitise, parse and template one line."""
+        line = sanitize(raw, self.max_line, self.sanitize_stats)
+        pattern, raw_fields = self.parse(line, key)
+        fields = clean_fields(raw_fields)
+        self._pair_request(key, fields)
+        self.matched[pattern or "none"] += 1
+        # The free text to mine: the message of a structured line, else the whole line.
+        text = fields.get("message")
+        if not isinstance(text, str) or not text:
+            text = line
+        outcome = auth_outcome(text)
+        if outcome:
+            fields["auth_outcome"] = outcome
+        tpl = self.templates.add(text)
+        return Structured(line=line, template_id=tpl.id, template=tpl.text, fields=fields, pattern=pattern)
