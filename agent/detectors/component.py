@@ -140,7 +140,7 @@ class DetectorsComponent:
                 self.errors[d.id] += 1
                 if self._m_errors is not None:
                     self._m_errors.labels(d.id).inc()
-                log.error("detector_failed", detector=d.id, event=event.kind, error=repr(exc))
+                log.error("detector_failed", detector=d.id, event_kind=event.kind, error=repr(exc))
                 continue
             if finding is not None:
                 self._emit(finding)
