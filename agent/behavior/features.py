@@ -200,7 +200,8 @@ def window_vector(w: BehaviorWindow) -> list[float]:
     exec_after_fd = sum(
         c for (a, b), c in w.transitions.items() if b in EXEC_NRS and a in FD_SHAPING_NRS and c > 0
     )
-    return groups + [
+    return [
+        *groups,
         total / duration,
         float(distinct),
         entropy,

@@ -5,7 +5,7 @@
 them into behaviour modes (scikit-learn KMeans or DBSCAN). The fitted detector is then compiled
 into flat numpy arrays (``IForestScorer`` walks every isolation tree at once; ``EcodScorer``
 keeps the sorted training columns), so scoring a window needs neither pyod nor scikit-learn:
-the daemon pays their 100–180 MiB import only while fitting, and scoring is vectorised (one
+the daemon pays their 100-180 MiB import only while fitting, and scoring is vectorised (one
 window in well under a millisecond, >100K windows/s batched). The compiled IForest reproduces
 pyod's ``decision_function`` exactly (tests compare them).
 
@@ -29,7 +29,6 @@ from agent.behavior.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, 
 from agent.behavior.settings import BehaviorSettings
 
 if TYPE_CHECKING:
-    import numpy as np
     import numpy.typing as npt
 
     Array = npt.NDArray[Any]
@@ -93,7 +92,7 @@ class WindowResult:
 def _round(v: float) -> float:
     if v == 0 or not math.isfinite(v):
         return float(v) if math.isfinite(v) else 0.0
-    return round(v, max(0, 4 - int(math.floor(math.log10(abs(v))))))
+    return round(v, max(0, 4 - math.floor(math.log10(abs(v)))))
 
 
 class IForestScorer:
@@ -359,7 +358,11 @@ class DeviationModel:
             mode_dev = bool(len(self.centres) and dist[i] > radius[i] * self.distance_factor and explained)
             top = tuple(
                 FeatureContribution(
-                    FEATURE_NAMES[j], float(raw[i, j]), float(self.raw_low[j]), float(self.raw_high[j]), float(z[i, j])
+                    FEATURE_NAMES[j],
+                    float(raw[i, j]),
+                    float(self.raw_low[j]),
+                    float(self.raw_high[j]),
+                    float(z[i, j]),
                 )
                 for j in top_idx[i]
                 if absz[i, j] >= min(self.explain_min_z, 1.0)
@@ -405,17 +408,17 @@ class DeviationModel:
             "meta": self.meta,
         }
         buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
-            header=np.array(json.dumps(header)),
-            median=self.median,
-            scale=self.scale,
-            raw_low=self.raw_low,
-            raw_high=self.raw_high,
-            centres=self.centres,
-            radii=self.radii,
+        arrays: dict[str, Any] = {
+            "header": np.array(json.dumps(header)),
+            "median": self.median,
+            "scale": self.scale,
+            "raw_low": self.raw_low,
+            "raw_high": self.raw_high,
+            "centres": self.centres,
+            "radii": self.radii,
             **self.scorer.arrays(),
-        )
+        }
+        np.savez_compressed(buf, **arrays)
         return buf.getvalue()
 
     @classmethod
@@ -458,7 +461,7 @@ class DeviationModel:
 
     @property
     def modes(self) -> int:
-        return int(len(self.centres))
+        return len(self.centres)
 
 
 def _fit_modes(z: Array, settings: BehaviorSettings) -> tuple[Array, Array]:

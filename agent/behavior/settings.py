@@ -44,6 +44,9 @@ class BehaviorSettings(Section):
     enabled: bool = True
     window_seconds: float = Field(default=10.0, gt=0)
     learning_seconds: float = Field(default=600.0, ge=0)
+    # Containers carrying this label share the baseline named by its value instead of their
+    # image's ("" disables), e.g. a deployment name when replicas run differently tagged images.
+    group_label: str = "riskguard.baseline"
     # Deviation detector: pyod IForest (isolation forest) or ECOD (empirical tails).
     algorithm: Literal["iforest", "ecod"] = "iforest"
     # Threshold = this quantile of the training windows' scores.

@@ -1,0 +1,429 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Behaviour analysis without threads: learn per baseline, score batches, build findings.
+
+``BehaviorEngine.process(windows, now)`` is the whole analysis of a batch of ``BehaviorWindow``
+events; the component calls it from its own thread, tests call it directly. Per baseline key
+(the container's image, or the value of its ``behavior.group_label`` label, so replicas share
+one baseline):
+
+1. *learning*: windows of containers without an open finding become training rows (stored)
+   and their syscall transitions feed the bigram chain model; once ``learning_seconds`` have
+   passed since the first window and ``min_windows`` rows exist, the models are fitted and
+   stored as version 1;
+2. *scoring*: each window gets a ``WindowResult``; deviating windows, mode deviations, peer
+   outliers and unseen sensitive syscall chains become findings; clean windows of containers
+   without an open finding extend the training set, and the models are refitted every
+   ``refit_seconds`` unless an operator froze the baseline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from agent.behavior.baseline import BaselineRow, BaselineStore
+from agent.behavior.features import window_vector
+from agent.behavior.model import DeviationModel, ModelError, WindowResult
+from agent.behavior.ngram import ChainHit, NgramError, NgramModel
+from agent.behavior.settings import BehaviorSettings
+from agent.events import BehaviorWindow, ContainerRef
+from agent.findings import Finding, Severity, Source
+from agent.store import Store
+
+log = structlog.get_logger("agent.behavior")
+
+DETECTOR_DEVIATION = "behavior.deviation"
+DETECTOR_MODE = "behavior.mode_deviation"
+DETECTOR_PEER = "behavior.peer_outlier"
+DETECTOR_CHAIN = "behavior.syscall_chain"
+
+
+@dataclass
+class _Baseline:
+    row: BaselineRow
+    model: DeviationModel | None = None
+    chain: NgramModel = field(default_factory=NgramModel)
+    pending_rows: int = 0  # training rows added since the last fit
+    # container id -> recent mode labels (peer comparison)
+    modes: dict[str, deque[int]] = field(default_factory=dict)
+    peer_flagged: set[str] = field(default_factory=set)
+
+
+@dataclass
+class ScoredWindow:
+    """One window's outcome, as ``process`` returns it (tests and status read these)."""
+
+    window: BehaviorWindow
+    key: str
+    learning: bool
+    result: WindowResult | None = None
+    chain_hits: tuple[ChainHit, ...] = ()
+    unseen_transitions: int = 0
+    learned: bool = False
+    findings: tuple[Finding, ...] = ()
+
+
+class BehaviorEngine:
+    """Per-baseline learning and scoring over the agent's store."""
+
+    def __init__(self, settings: BehaviorSettings, store: Store) -> None:
+        self.settings = settings
+        self.db = BaselineStore(store)
+        self._baselines: dict[str, _Baseline] = {}
+        self._last_finding: dict[tuple[str, str], float] = {}
+        self._pending_findings: dict[str, list[str]] = {}  # container -> ids not yet in store
+        self.counters: Counter[str] = Counter()
+
+    # --- keys and state ---------------------------------------------------------------
+    def baseline_key(self, c: ContainerRef) -> str:
+        label = self.settings.group_label
+        if label and c.labels.get(label):
+            return f"group:{c.labels[label]}"
+        return c.image or c.image_id or "unknown"
+
+    def baseline(self, key: str, now: float) -> _Baseline:
+        b = self._baselines.get(key)
+        if b is not None:
+            return b
+        row = self.db.get(key) or self.db.create(key, now)
+        b = _Baseline(row=row)
+        if row.state == "scoring":
+            self._load_models(b)
+        if b.model is None:
+            # Learning (or an unusable stored model): rebuild the chain model from scratch.
+            b.row.state = "learning"
+        self._baselines[key] = b
+        return b
+
+    def _load_models(self, b: _Baseline) -> None:
+        dev = self.db.load_model(b.row.image, "deviation")
+        chain = self.db.load_model(b.row.image, "chain")
+        if dev is None or chain is None:
+            return
+        try:
+            b.model = DeviationModel.from_bytes(dev[1])
+            b.chain = NgramModel.from_json(chain[1])
+            b.row.version = dev[0]
+            log.info("baseline_loaded", image=b.row.image, version=dev[0], windows=b.model.windows)
+        except (ModelError, NgramError) as exc:
+            log.warning("baseline_model_discarded", image=b.row.image, error=str(exc))
+            b.model = None
+            b.chain = NgramModel()
+
+    # --- guards -----------------------------------------------------------------------
+    def container_tainted(self, container_id: str) -> bool:
+        """True while the container has an open finding (or one of ours not yet stored)."""
+        if self.db.has_open_finding(container_id):
+            return True
+        pending = self._pending_findings.get(container_id)
+        if not pending:
+            return False
+        known = self.db.known_finding_ids(pending)
+        left = [i for i in pending if i not in known]
+        if left:
+            self._pending_findings[container_id] = left
+            return True
+        self._pending_findings.pop(container_id, None)
+        return False
+
+    # --- the batch --------------------------------------------------------------------
+    def process(self, windows: Sequence[BehaviorWindow], now: float | None = None) -> list[ScoredWindow]:
+        """Learn from or score every window of the batch; return one ``ScoredWindow`` each."""
+        import numpy as np
+
+        now = time.time() if now is None else now
+        out: list[ScoredWindow] = []
+        to_score: dict[str, list[tuple[BehaviorWindow, list[float]]]] = {}
+        tainted: dict[str, bool] = {}
+        for w in windows:
+            if w.container is None:
+                self.counters["no_container"] += 1
+                continue
+            try:
+                vec = window_vector(w)
+            except (TypeError, ValueError, AttributeError) as exc:
+                self.counters["malformed"] += 1
+                log.warning("window_skipped", container_id=w.container.short_id, error=repr(exc))
+                continue
+            key = self.baseline_key(w.container)
+            b = self.baseline(key, now)
+            if b.model is None:
+                cid = w.container.id
+                if cid not in tainted:
+                    tainted[cid] = self.container_tainted(cid)
+                sw = ScoredWindow(window=w, key=key, learning=True)
+                if not tainted[cid]:
+                    self._learn(b, w, vec)
+                    sw.learned = True
+                else:
+                    self.counters["not_learned_open_finding"] += 1
+                out.append(sw)
+                self._maybe_fit(b, now)
+            else:
+                to_score.setdefault(key, []).append((w, vec))
+        for key, items in to_score.items():
+            b = self._baselines[key]
+            assert b.model is not None
+            results = b.model.score_raw(np.asarray([v for _, v in items]))
+            for (w, vec), res in zip(items, results, strict=True):
+                out.append(self._after_score(b, w, vec, res, now, tainted))
+            self._maybe_refit(b, now)
+        return out
+
+    def _learn(self, b: _Baseline, w: BehaviorWindow, vec: list[float]) -> None:
+        assert w.container is not None
+        self.db.add_training(b.row.image, w.container.id, w.end, vec)
+        b.chain.add_transitions(w.transitions)
+        b.pending_rows += 1
+        self.counters["learned"] += 1
+
+    def _after_score(
+        self,
+        b: _Baseline,
+        w: BehaviorWindow,
+        vec: list[float],
+        res: WindowResult,
+        now: float,
+        tainted: dict[str, bool],
+    ) -> ScoredWindow:
+        assert w.container is not None and b.model is not None
+        c = w.container
+        self.counters["scored"] += 1
+        hits: tuple[ChainHit, ...] = ()
+        if self.settings.syscall_chain.enabled:
+            hits = tuple(b.chain.chain_hits(w.transitions, self.settings.syscall_chain.rare_fraction))
+        unseen = b.chain.unseen_transitions(w.transitions)
+        findings: list[Finding] = []
+        evidence_base = {
+            "baseline": b.row.image,
+            "model_version": b.row.version,
+            "window": {"start": w.start, "end": w.end, "sources": sorted(w.sources)},
+        }
+        if res.deviating:
+            self.counters["deviating"] += 1
+            f = self._finding(
+                c,
+                Source.BEHAVIOR,
+                DETECTOR_DEVIATION,
+                Severity.HIGH if res.novelty and res.score > res.threshold else Severity.MEDIUM,
+                f"behaviour of {c.name or c.short_id} deviates from baseline {b.row.image}: " + _explain(res),
+                {**evidence_base, **res.to_dict(), "unseen_transitions": unseen},
+                now,
+            )
+            if f:
+                findings.append(f)
+        elif res.mode_deviation:
+            self.counters["mode_deviation"] += 1
+            f = self._finding(
+                c,
+                Source.BEHAVIOR,
+                DETECTOR_MODE,
+                Severity.LOW,
+                f"{c.name or c.short_id} is far from every behaviour mode of {b.row.image}: " + _explain(res),
+                {**evidence_base, **res.to_dict()},
+                now,
+            )
+            if f:
+                findings.append(f)
+        if hits:
+            self.counters["chain_hits"] += 1
+            top = hits[0]
+            f = self._finding(
+                c,
+                Source.SYSCALL_CHAIN,
+                DETECTOR_CHAIN,
+                Severity.HIGH,
+                f"illegal syscall chain in {c.name or c.short_id}: "
+                + ", ".join(h.chain for h in hits[:5])
+                + f" never seen in baseline {b.row.image}",
+                {
+                    **evidence_base,
+                    "chains": [h.to_dict() for h in hits[:20]],
+                    "reverse_shell_shape": any(h.reverse_shell_shape for h in hits),
+                    "unseen_transitions": unseen,
+                },
+                now,
+                mitre=top.mitre,
+            )
+            if f:
+                findings.append(f)
+        peer = self._peer_update(b, c, res.mode, now)
+        if peer:
+            findings.append(peer)
+        learned = False
+        clean = not (res.deviating or res.mode_deviation or hits)
+        if clean and not b.row.frozen:
+            if c.id not in tainted:
+                tainted[c.id] = self.container_tainted(c.id)
+            if not tainted[c.id]:
+                self._learn(b, w, vec)
+                learned = True
+        return ScoredWindow(
+            window=w,
+            key=b.row.image,
+            learning=False,
+            result=res,
+            chain_hits=hits,
+            unseen_transitions=unseen,
+            learned=learned,
+            findings=tuple(findings),
+        )
+
+    # --- peers ------------------------------------------------------------------------
+    def _peer_update(self, b: _Baseline, c: ContainerRef, mode: int, now: float) -> Finding | None:
+        ms = self.settings.modes
+        if mode < 0 or b.model is None or b.model.modes < 2:
+            return None
+        hist = b.modes.setdefault(c.id, deque(maxlen=ms.peer_windows))
+        hist.append(mode)
+        others = [h for cid, h in b.modes.items() if cid != c.id and len(h) >= ms.peer_min_windows]
+        if len(hist) < ms.peer_min_windows or not others:
+            return None
+        k = b.model.modes
+        mine = _mix(hist, k)
+        pooled = _mix([m for h in others for m in h], k)
+        tvd = 0.5 * sum(abs(a - p) for a, p in zip(mine, pooled, strict=True))
+        if tvd <= ms.peer_tvd:
+            b.peer_flagged.discard(c.id)
+            return None
+        if c.id in b.peer_flagged:
+            return None
+        b.peer_flagged.add(c.id)
+        self.counters["peer_outlier"] += 1
+        return self._finding(
+            c,
+            Source.BEHAVIOR,
+            DETECTOR_PEER,
+            Severity.LOW,
+            f"{c.name or c.short_id} behaves unlike its {len(others)} replica(s) of {b.row.image} "
+            f"(mode-mix distance {tvd:.2f})",
+            {
+                "baseline": b.row.image,
+                "tvd": round(tvd, 3),
+                "mode_mix": [round(v, 3) for v in mine],
+                "replica_mode_mix": [round(v, 3) for v in pooled],
+                "replicas": len(others),
+            },
+            now,
+        )
+
+    # --- fitting ----------------------------------------------------------------------
+    def _maybe_fit(self, b: _Baseline, now: float) -> None:
+        s = self.settings
+        if now - b.row.first_seen < s.learning_seconds or b.pending_rows == 0:
+            return
+        if self.db.training_count(b.row.image) < s.min_windows:
+            return
+        self.fit(b.row.image, now)
+
+    def _maybe_refit(self, b: _Baseline, now: float) -> None:
+        s = self.settings
+        if b.row.frozen or s.refit_seconds <= 0 or b.pending_rows == 0:
+            return
+        if now - b.row.fitted >= s.refit_seconds:
+            self.fit(b.row.image, now)
+
+    def fit(self, key: str, now: float | None = None) -> int:
+        """Fit (or refit) the models of baseline ``key`` from its stored rows; return the version."""
+        now = time.time() if now is None else now
+        b = self.baseline(key, now)
+        s = self.settings
+        self.db.trim_training(key, s.max_windows)
+        rows = self.db.training(key, s.max_windows)
+        model = DeviationModel.fit(rows, s)
+        version = self.db.save_models(
+            key,
+            {"deviation": model.to_bytes(), "chain": b.chain.to_json().encode()},
+            s.algorithm,
+            int(rows.shape[0]),
+            model.meta,
+            now,
+        )
+        b.model = model
+        b.row.state, b.row.version, b.row.fitted = "scoring", version, now
+        b.pending_rows = 0
+        self.counters["fits"] += 1
+        log.info(
+            "baseline_fitted",
+            image=key,
+            version=version,
+            windows=int(rows.shape[0]),
+            threshold=round(model.threshold, 5),
+            modes=model.modes,
+            fit_seconds=model.meta.get("fit_seconds"),
+        )
+        return version
+
+    # --- operator ---------------------------------------------------------------------
+    def freeze(self, key: str, frozen: bool = True) -> bool:
+        ok = self.db.set_frozen(key, frozen)
+        if key in self._baselines:
+            self._baselines[key].row.frozen = frozen
+        return ok
+
+    def relearn(self, key: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self.db.reset(key, now)
+        self._baselines.pop(key, None)
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for row in self.db.all():
+            b = self._baselines.get(row.image)
+            d = row.to_dict()
+            d["training_windows"] = self.db.training_count(row.image)
+            if b is not None and b.model is not None:
+                d.update(threshold=b.model.threshold, modes=b.model.modes, algorithm=b.model.algorithm)
+            d["models"] = self.db.model_versions(row.image)
+            out.append(d)
+        return out
+
+    # --- findings ---------------------------------------------------------------------
+    def _finding(
+        self,
+        c: ContainerRef,
+        source: Source,
+        detector: str,
+        severity: Severity,
+        summary: str,
+        evidence: dict[str, Any],
+        now: float,
+        mitre: str = "",
+    ) -> Finding | None:
+        last = self._last_finding.get((c.id, detector))
+        if last is not None and now - last < self.settings.finding_cooldown_seconds:
+            self.counters["findings_suppressed"] += 1
+            return None
+        self._last_finding[(c.id, detector)] = now
+        f = Finding(
+            container=c,
+            source=source,
+            detector_id=detector,
+            severity=severity,
+            summary=summary,
+            evidence=evidence,
+            mitre=mitre,
+            ts=now,
+        )
+        self._pending_findings.setdefault(c.id, []).append(f.id)
+        self.counters[f"finding:{detector}"] += 1
+        return f
+
+
+def _mix(modes: Sequence[int] | deque[int], k: int) -> list[float]:
+    counts = Counter(modes)
+    n = max(len(modes), 1)
+    return [counts.get(i, 0) / n for i in range(k)]
+
+
+def _explain(res: WindowResult, k: int = 3) -> str:
+    parts = []
+    for c in res.top[:k]:
+        d = c.to_dict()
+        parts.append(f"{c.name}={d['value']} (normal {d['normal_range'][0]}..{d['normal_range'][1]})")
+    return ", ".join(parts) if parts else f"score {res.score:.3f} > {res.threshold:.3f}"
