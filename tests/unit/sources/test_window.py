@@ -38,9 +38,17 @@ def exec_(ref: ContainerRef, path: str, source: str = "ebpf") -> ProcessExec:
 
 def connect(ref: ContainerRef, daddr: str, dport: int, op: str = "connect") -> NetConnect:
     return NetConnect(
-        ts=1.0, container=ref, op=op, comm="curl", family=socket.AF_INET, protocol="tcp",
-        saddr="10.0.0.2", sport=40000, daddr=daddr, dport=dport,
-    )  # fmt: skip
+        ts=1.0,
+        container=ref,
+        op=op,
+        comm="curl",
+        family=socket.AF_INET,
+        protocol="tcp",
+        saddr="10.0.0.2",
+        sport=40000,
+        daddr=daddr,
+        dport=dport,
+    )
 
 
 def snapshot(ref: ContainerRef, cpu: float, procs: int = 3) -> ProcSnapshot:
@@ -100,7 +108,7 @@ def test_every_field_is_filled_from_what_arrived() -> None:
                 syn_sent=3,
                 syn_unanswered=2,
                 dns_names=frozenset({"example.org"}),
-            ),  # fmt: skip
+            ),
             snapshot(A, cpu=5.0),
             LogEntry(ts=1.0, container=A, line="GET /"),
             LogEntry(ts=1.0, container=A, line="GET /x"),
