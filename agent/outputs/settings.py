@@ -1,12 +1,79 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Config section ``outputs``."""
+"""Config section ``outputs``: logs, alerts file, webhook, Prometheus, Elastic Common Schema."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+
+from pydantic import Field, field_validator
 
 from agent.settings_base import Section
 
 
+class WebhookSettings(Section):
+    """POST one JSON object per finding (and per action result) to ``url``; "" disables it."""
+
+    url: str = ""
+    # Sent as "Authorization: Bearer <file content>" when set (keep the file 0600).
+    token_file: Path | None = None
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    # Attempts after the first one; the wait doubles from backoff_seconds up to backoff_max_seconds.
+    max_retries: int = Field(default=5, ge=0)
+    backoff_seconds: float = Field(default=0.5, gt=0)
+    backoff_max_seconds: float = Field(default=30.0, gt=0)
+    # Objects waiting to be sent; when full, new ones are dropped and counted (detection never waits).
+    queue_size: int = Field(default=1000, ge=1)
+    send_actions: bool = True
+
+
+class MetricsSettings(Section):
+    """Prometheus exposition on http://<address>:<port>/metrics."""
+
+    enabled: bool = True
+    address: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)  # 0: any free port (tests)
+    # Serving on a non-loopback address must be asked for explicitly.
+    allow_remote: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        ipaddress.ip_address(v)
+        return v
+
+
+class EcsSettings(Section):
+    """Findings and action results as Elastic Common Schema documents."""
+
+    # A JSON-lines file of ECS documents (for Filebeat / Logstash); null disables it.
+    file: Path | None = None
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=4096)
+    keep: int = Field(default=5, ge=1)
+    # An Elasticsearch (or compatible) base URL; documents go to <url>/_bulk. "" disables it.
+    elasticsearch_url: str = ""
+    index: str = "logs-riskguard.alerts-default"
+    # "Authorization: ApiKey <file content>" when set.
+    api_key_file: Path | None = None
+    batch_size: int = Field(default=200, ge=1)
+    flush_seconds: float = Field(default=2.0, gt=0)
+    queue_size: int = Field(default=5000, ge=1)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    backoff_seconds: float = Field(default=0.5, gt=0)
+    backoff_max_seconds: float = Field(default=30.0, gt=0)
+    verify_tls: bool = True
+
+
 class OutputsSettings(Section):
+    # One JSON object per finding, rotated by size: alerts.jsonl → alerts.jsonl.1 … .<keep>.
     alerts_file: Path | None = Path("/var/lib/riskguard/alerts.jsonl")
+    alerts_max_bytes: int = Field(default=50 * 1024 * 1024, ge=4096)
+    alerts_keep: int = Field(default=5, ge=1)
+    # Each finding and action result also as a structured log line (journald keeps the fields).
+    log_findings: bool = True
+    # host.name in alerts and ECS documents; "" = $NODE_NAME, else the kernel's hostname.
+    host_name: str = ""
+    webhook: WebhookSettings = WebhookSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    ecs: EcsSettings = EcsSettings()

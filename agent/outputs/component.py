@@ -1,0 +1,213 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The outputs component: every finding and action result to logs, the alerts file, a webhook,
+Prometheus and Elastic Common Schema (a JSON-lines file and/or Elasticsearch ``_bulk``).
+
+Wiring: ``build(ctx)`` subscribes to the findings bus; the response engine, once attached
+(``ctx.components["outputs"].attach_engine()``), reports each finding itself with its verdict and
+action through ``emit_finding(finding, verdict, action)`` (the bus subscription then stands
+down so a finding is written once) and each action result through ``emit_action(result)``.
+Scanners report scan durations with ``observe_scan(seconds, kind)``. Nothing here blocks the
+caller for longer than a local file append: the network outputs sit behind bounded queues.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from agent.context import AgentContext
+from agent.findings import ActionResult, Finding, Verdict
+from agent.outputs.alert import action_record, finding_record
+from agent.outputs.ecs import action_to_ecs, finding_to_ecs
+from agent.outputs.files import RotatingJsonl
+from agent.outputs.metrics import MetricsServer, OutputMetrics
+from agent.outputs.settings import OutputsSettings
+from agent.outputs.shipper import BulkSender, Shipper, WebhookSender
+
+log = structlog.get_logger("agent.outputs")
+
+_LEVEL = {"info": "info", "low": "info", "medium": "warning", "high": "warning", "critical": "error"}
+
+
+def _host_name(settings: OutputsSettings) -> str:
+    return settings.host_name or os.environ.get("NODE_NAME", "") or socket.gethostname()
+
+
+class Outputs:
+    """Fans findings and action results out to every configured output."""
+
+    name = "outputs"
+
+    def __init__(self, ctx: AgentContext, settings: OutputsSettings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.host = _host_name(settings)
+        self.alerts: RotatingJsonl | None = None
+        self.ecs_file: RotatingJsonl | None = None
+        self.webhook: Shipper | None = None
+        self.elastic: Shipper | None = None
+        self._senders: list[Any] = []
+        self.metrics: OutputMetrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.via_engine = False
+        self.findings_emitted = 0
+        self.actions_emitted = 0
+        self._lock = threading.Lock()
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self, ctx: AgentContext) -> None:
+        s = self.settings
+        if s.alerts_file is not None:
+            self.alerts = RotatingJsonl(s.alerts_file, s.alerts_max_bytes, s.alerts_keep)
+        if s.ecs.file is not None:
+            self.ecs_file = RotatingJsonl(s.ecs.file, s.ecs.max_bytes, s.ecs.keep)
+        if s.webhook.url:
+            sender = WebhookSender(s.webhook.url, s.webhook.timeout_seconds, s.webhook.token_file)
+            self._senders.append(sender)
+            self.webhook = Shipper(
+                "webhook",
+                sender,
+                queue_size=s.webhook.queue_size,
+                max_retries=s.webhook.max_retries,
+                backoff_seconds=s.webhook.backoff_seconds,
+                backoff_max_seconds=s.webhook.backoff_max_seconds,
+            )
+            self.webhook.start()
+        if s.ecs.elasticsearch_url:
+            bulk = BulkSender(
+                s.ecs.elasticsearch_url,
+                s.ecs.index,
+                s.ecs.timeout_seconds,
+                s.ecs.api_key_file,
+                s.ecs.verify_tls,
+            )
+            self._senders.append(bulk)
+            self.elastic = Shipper(
+                "elasticsearch",
+                bulk,
+                queue_size=s.ecs.queue_size,
+                batch_size=s.ecs.batch_size,
+                flush_seconds=s.ecs.flush_seconds,
+                max_retries=s.ecs.max_retries,
+                backoff_seconds=s.ecs.backoff_seconds,
+                backoff_max_seconds=s.ecs.backoff_max_seconds,
+            )
+            self.elastic.start()
+        self.metrics = OutputMetrics(ctx.metrics, ctx, self._shipper_status)
+        if s.metrics.enabled:
+            self.metrics_server = MetricsServer(ctx.metrics, s.metrics.address, s.metrics.port)
+            self.metrics_server.start()
+        ctx.findings.subscribe(self._on_bus_finding, kind=Finding, name="outputs")
+        ctx.components[self.name] = self
+        log.info(
+            "outputs_started",
+            alerts=str(s.alerts_file or ""),
+            webhook=bool(self.webhook),
+            elasticsearch=bool(self.elastic),
+            ecs_file=str(s.ecs.file or ""),
+            metrics=self.metrics_server.url if self.metrics_server else "",
+        )
+
+    def stop(self) -> None:
+        for shipper in (self.webhook, self.elastic):
+            if shipper is not None:
+                shipper.stop()
+        for sender in self._senders:
+            sender.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        if self.metrics is not None:
+            self.metrics.unregister()
+        for f in (self.alerts, self.ecs_file):
+            if f is not None:
+                f.close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "findings_emitted": self.findings_emitted,
+            "actions_emitted": self.actions_emitted,
+            "via_engine": self.via_engine,
+            "alerts": self.alerts.status() if self.alerts else None,
+            "ecs_file": self.ecs_file.status() if self.ecs_file else None,
+            "webhook": self.webhook.status() if self.webhook else None,
+            "elasticsearch": self.elastic.status() if self.elastic else None,
+            "metrics": self.metrics_server.url if self.metrics_server else None,
+        }
+
+    # --- API for the response engine and scanners ----------------------------------------
+    def attach_engine(self) -> None:
+        """The engine reports findings (with verdicts) itself from now on; the bus path stands down."""
+        self.via_engine = True
+
+    def emit_finding(
+        self,
+        finding: Finding | Mapping[str, Any],
+        verdict: Verdict | Mapping[str, Any] | str | None = None,
+        action: ActionResult | Mapping[str, Any] | str | None = None,
+    ) -> dict[str, Any]:
+        """Send one finding (with the verdict and action taken) to every output; return the record."""
+        rec = finding_record(finding, verdict, action, host=self.host)
+        with self._lock:
+            self.findings_emitted += 1
+        if self.metrics is not None:
+            self.metrics.findings.labels(rec["source"], rec["severity"]).inc()
+        if self.settings.log_findings:
+            level = _LEVEL.get(rec["severity"], "warning")
+            fields = {k: v for k, v in rec.items() if k not in ("type", "ts", "time", "id")}
+            getattr(log, level)("finding_reported", finding_id=rec["id"], **fields)
+        if self.alerts is not None:
+            self.alerts.write(rec)
+        if self.ecs_file is not None or self.elastic is not None:
+            doc = finding_to_ecs(rec)
+            if self.ecs_file is not None:
+                self.ecs_file.write(doc)
+            if self.elastic is not None:
+                self.elastic.offer(doc)
+        if self.webhook is not None:
+            self.webhook.offer(rec)
+        return rec
+
+    def emit_action(self, result: ActionResult | Mapping[str, Any]) -> dict[str, Any]:
+        """Send one action result to the log, metrics, webhook and ECS outputs; return the record."""
+        rec = action_record(result, host=self.host)
+        with self._lock:
+            self.actions_emitted += 1
+        if self.metrics is not None:
+            self.metrics.actions.labels(rec.get("kind", ""), rec.get("result", "")).inc()
+        if self.settings.log_findings:
+            fields = {k: v for k, v in rec.items() if k not in ("type", "ts", "time")}
+            fields["action_kind"] = fields.pop("kind", "")
+            (log.info if rec.get("ok") is not False else log.warning)("action_reported", **fields)
+        if self.ecs_file is not None or self.elastic is not None:
+            doc = action_to_ecs(rec)
+            if self.ecs_file is not None:
+                self.ecs_file.write(doc)
+            if self.elastic is not None:
+                self.elastic.offer(doc)
+        if self.webhook is not None and self.settings.webhook.send_actions:
+            self.webhook.offer(rec)
+        return rec
+
+    def observe_scan(self, seconds: float, kind: str = "container") -> None:
+        """Record one vulnerability scan's duration."""
+        if self.metrics is not None:
+            self.metrics.scan_duration.labels(kind).observe(seconds)
+
+    # --- internals -----------------------------------------------------------------------
+    def _on_bus_finding(self, finding: Finding) -> None:
+        if self.via_engine:
+            return
+        self.emit_finding(finding)
+
+    def _shipper_status(self) -> dict[str, dict[str, Any]]:
+        return {s.name: s.status() for s in (self.webhook, self.elastic) if s is not None}
+
+
+def build(ctx: AgentContext) -> Outputs:
+    """The outputs component (always on: the alerts file and logs are the minimum)."""
+    return Outputs(ctx, ctx.config.outputs)

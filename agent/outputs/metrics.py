@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Prometheus metrics on ``ctx.metrics`` and their HTTP exposition on a loopback address.
+
+Counters the outputs own: ``riskguard_findings_total{source,severity}``,
+``riskguard_actions_total{kind,result}`` and the histogram
+``riskguard_scan_duration_seconds{kind}``. Read at scrape time from the running agent:
+``riskguard_lost_events_total{source}`` (drops of the event bus per event type, and every
+component's ``lost``/``lost_events``/``dropped`` status counters),
+``riskguard_queue_depth{queue}`` (events, findings, and the outputs' own queues), and
+``riskguard_output_sent_total`` / ``_dropped_total`` / ``_failed_total`` ``{output}`` of the
+webhook and Elasticsearch shippers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import start_http_server
+from prometheus_client.registry import Collector
+
+from agent.context import AgentContext
+
+LOST_KEYS = ("lost", "lost_events", "dropped")
+
+
+def _numbers(prefix: str, value: Any) -> Iterable[tuple[str, float]]:
+    """Flatten an int or a {key: int} status value into (label, number) pairs."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield prefix, float(value)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                yield f"{prefix}:{k}", float(v)
+
+
+class RuntimeCollector(Collector):
+    """Lost events and queue depths, read from the buses and components at each scrape."""
+
+    def __init__(self, ctx: AgentContext, shippers: Callable[[], Mapping[str, Mapping[str, Any]]]) -> None:
+        self.ctx = ctx
+        self.shippers = shippers
+        self.own = "outputs"
+
+    def collect(self) -> Iterable[Metric]:
+        lost = CounterMetricFamily(
+            "riskguard_lost_events", "Events lost before analysis, per source", labels=["source"]
+        )
+        for kind, n in sorted(self.ctx.events.stats.dropped.items()):
+            lost.add_metric([f"bus:{kind}"], float(n))
+        for name, comp in sorted(self.ctx.components.items()):
+            if name == self.own or not hasattr(comp, "status"):
+                continue
+            try:
+                st = comp.status()
+            except Exception:  # a component's status must never break a scrape
+                continue
+            for key in LOST_KEYS:
+                if key in st:
+                    for label, value in _numbers(name, st[key]):
+                        lost.add_metric([label], value)
+        yield lost
+        depth = GaugeMetricFamily("riskguard_queue_depth", "Items waiting in a queue", labels=["queue"])
+        depth.add_metric(["events"], float(self.ctx.events.queue.qsize()))
+        depth.add_metric(["findings"], float(self.ctx.findings.queue.qsize()))
+        shippers = self.shippers()
+        for name, st in sorted(shippers.items()):
+            depth.add_metric([name], float(st.get("queue_depth", 0)))
+        yield depth
+        for what, help_text in (
+            ("sent", "Records an output delivered"),
+            ("dropped", "Records an output dropped because its queue was full"),
+            ("failed", "Records an output gave up on after its retries"),
+        ):
+            fam = CounterMetricFamily(f"riskguard_output_{what}", help_text, labels=["output"])
+            for name, st in sorted(shippers.items()):
+                fam.add_metric([name], float(st.get(what, 0)))
+            yield fam
+
+
+class OutputMetrics:
+    """The outputs' metrics registered on one registry; ``unregister`` undoes it (config reload)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        ctx: AgentContext,
+        shippers: Callable[[], Mapping[str, Mapping[str, Any]]],
+    ) -> None:
+        self.registry = registry
+        self.findings = Counter(
+            "riskguard_findings", "Findings reported", ["source", "severity"], registry=None
+        )
+        self.actions = Counter(
+            "riskguard_actions", "Response actions taken", ["kind", "result"], registry=None
+        )
+        self.scan_duration = Histogram(
+            "riskguard_scan_duration_seconds",
+            "Duration of vulnerability scans",
+            ["kind"],
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=None,
+        )
+        self.runtime = RuntimeCollector(ctx, shippers)
+        self._collectors: list[Collector] = [
+            self.findings,
+            self.actions,
+            self.scan_duration,
+            self.runtime,
+        ]
+        for c in self._collectors:
+            registry.register(c)
+
+    def unregister(self) -> None:
+        for c in self._collectors:
+            with contextlib.suppress(KeyError):
+                self.registry.unregister(c)
+
+
+class MetricsServer:
+    """``/metrics`` over HTTP on ``address:port`` in a daemon thread (prometheus_client's WSGI server)."""
+
+    def __init__(self, registry: CollectorRegistry, address: str, port: int) -> None:
+        self.registry = registry
+        self.address = address
+        self.port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        server, thread = start_http_server(self.port, addr=self.address, registry=self.registry)
+        self._server, self._thread = server, thread
+        self.port = int(server.server_port)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(2)
+            self._thread = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}/metrics"
