@@ -1,0 +1,222 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``riskguard-agent scan rootfs|image|container`` and ``riskguard-agent vulndb import|status|update``.
+
+JSON output (stdout only) is a list of ``{"package", "version", "ecosystem", "source_package",
+"vulnerability", "aliases", "severity", "fixed_version", "path"}``; logs and progress go to stderr.
+Exit codes: 0 done (vulnerabilities found or not), 2 bad input (missing path, unknown
+container, unreadable database), 3 ``vulndb update`` without network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent.vuln.db import VulnDB
+from agent.vuln.rootfs import DirRoot, RootError
+from agent.vuln.scanner import ScanError, ScanResult, scan_container, scan_image, scan_root
+
+log = structlog.get_logger("agent.vuln")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The agent config from ``--config`` / ``RISKGUARD_CONFIG`` / the default path."""
+    from agent.config import ConfigError, config_path_from_env, load_config
+
+    try:
+        config, _source = load_config(config_path_from_env(getattr(args, "config", None)))
+    except ConfigError as exc:
+        print(f"error: config {exc.source}: {'; '.join(exc.problems)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return config
+
+
+def _open_db(args: argparse.Namespace, must_exist: bool) -> VulnDB | None:
+    path = Path(args.db) if args.db else _config(args).vulndb.path
+    if must_exist and not path.exists():
+        print(f"error: no vulnerability database at {path} (run `riskguard-agent vulndb import`)", file=sys.stderr)
+        return None
+    try:
+        return VulnDB(path)
+    except Exception as exc:  # sqlite3.DatabaseError, PermissionError: a clear line, no traceback
+        print(f"error: cannot open vulnerability database {path}: {exc}", file=sys.stderr)
+        return None
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A plain aligned text table on stdout."""
+    widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def emit(result: ScanResult, fmt: str) -> None:
+    rows = [m.report_row() for m in result.matches]
+    if fmt == "json":
+        json.dump(rows, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    table = [
+        {**r, "aliases": ",".join(r["aliases"][:3]) + ("…" if len(r["aliases"]) > 3 else "")} for r in rows
+    ]
+    print_table(
+        table, ["package", "version", "vulnerability", "severity", "fixed_version", "source_package", "aliases"]
+    )
+    s = result.summary()
+    print(
+        f"\n{s['target']}: {s['os'] or 'unknown OS'}, {s['packages']} packages, "
+        f"{s['vulnerabilities']} vulnerabilities {s['by_severity']}",
+        file=sys.stderr,
+    )
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    db = _open_db(args, must_exist=True)
+    if db is None:
+        return 2
+    try:
+        if args.kind == "rootfs":
+            if not Path(args.target).is_dir():
+                print(f"error: {args.target} is not a directory", file=sys.stderr)
+                return 2
+            root = DirRoot(args.target)
+            try:
+                result = scan_root(root, db, target=args.target)
+            finally:
+                root.close()
+        elif args.kind == "image":
+            result = scan_image(args.target, db)
+        else:
+            result = scan_container(args.target, db)
+    except (ScanError, RootError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.close()
+    emit(result, args.format)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    db = _open_db(args, must_exist=False)
+    if db is None:
+        return 2
+    try:
+        summary = db.import_paths(args.paths, progress=not args.quiet)
+    finally:
+        db.close()
+    d = summary.to_dict()
+    if args.json:
+        json.dump(d, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(
+            f"imported {d['records']} records from {d['sources']} sources in {d['seconds']}s: "
+            f"{d['added']} added, {d['updated']} updated, {d['unchanged']} unchanged, "
+            f"{d['withdrawn']} withdrawn, {d['malformed']} malformed skipped, "
+            f"{d['sources_skipped']} sources unchanged",
+            file=sys.stderr,
+        )
+    for e in summary.errors:
+        print(f"error: {e}", file=sys.stderr)
+    return 2 if summary.errors and not summary.records else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    db = _open_db(args, must_exist=True)
+    if db is None:
+        return 2
+    try:
+        st = db.status()
+    finally:
+        db.close()
+    if args.json:
+        json.dump(st, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    age = st["age_seconds"]
+    print(f"database   {st['path']} ({st['size_bytes'] // 1024} KiB, generation {st['generation']})")
+    print(f"records    {st['vulnerabilities']} OSV, {st['nvd_cves']} NVD CVEs, {st['withdrawn']} withdrawn")
+    print(f"age        last import {'never' if age is None else f'{age}s ago'}, newest record {st['newest_modified']}")
+    print_table([{"ecosystem": k, "vulnerabilities": v} for k, v in st["ecosystems"].items()], ["ecosystem", "vulnerabilities"])
+    print()
+    print_table(st["sources"], ["path", "kind", "records", "age_seconds"])
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from agent.vuln.update import UpdateError, update
+
+    cfg = _config(args).vulndb
+    db = _open_db(args, must_exist=False)
+    if db is None:
+        return 2
+    try:
+        summary = update(db, cfg.sources, cfg.download_dir, cfg.update_timeout_seconds, progress=not args.quiet)
+    except UpdateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        db.close()
+    json.dump(summary.to_dict(), sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``scan rootfs|image|container`` and ``vulndb import|status|update``."""
+    scan = subparsers.add_parser("scan", help="scan a rootfs, image or container for vulnerable packages")
+    kinds = scan.add_subparsers(dest="kind", required=True)
+    for kind, helptext in (
+        ("rootfs", "a directory holding an unpacked root filesystem"),
+        ("image", "a local Docker image (name or id) or a `docker save` tarball"),
+        ("container", "a Docker container (id or name); read through /proc/<pid>/root"),
+    ):
+        p = kinds.add_parser(kind, help=helptext)
+        p.add_argument("target", metavar="PATH" if kind == "rootfs" else "REF")
+        p.add_argument("--db", help="vulnerability database (default: vulndb.path from config)")
+        p.add_argument("--config", help="agent.yaml (for vulndb.path)")
+        p.add_argument("--format", choices=("json", "table"), default="table")
+        p.set_defaults(func=cmd_scan)
+
+    vdb = subparsers.add_parser("vulndb", help="the local vulnerability database")
+    sub = vdb.add_subparsers(dest="vulndb_command", required=True)
+    p = sub.add_parser("import", help="import OSV JSON (zip, folder, file) and NVD CVE JSON 2.0 files")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--db")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--config", help="agent.yaml (for the vulndb section)")
+    p.set_defaults(func=cmd_import)
+    p = sub.add_parser("status", help="sources, counts and age of the database")
+    p.add_argument("--db")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--config", help="agent.yaml (for the vulndb section)")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("update", help="fetch the configured public OSV exports (needs network) and import")
+    p.add_argument("--db")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--config", help="agent.yaml (for the vulndb section)")
+    p.set_defaults(func=cmd_update)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m agent.vuln.cli``) until the top-level CLI wires ``register``."""
+    from agent.logsetup import configure_logging
+
+    configure_logging("warning", "json", stream=sys.stderr)
+    parser = argparse.ArgumentParser(prog="riskguard-agent")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
