@@ -261,6 +261,10 @@ def _addr(hexaddr: str) -> tuple[str, int]:
     return str(ipaddress.ip_address(b"".join(words))), int(port, 16)
 
 
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def parse_proc_net(text: str, protocol: str) -> list[dict[str, Any]]:
     """Parse ``/proc/<pid>/net/{tcp,tcp6,udp,udp6}``; malformed lines are skipped."""
     out: list[dict[str, Any]] = []
@@ -276,8 +280,8 @@ def parse_proc_net(text: str, protocol: str) -> list[dict[str, Any]]:
         out.append(
             {
                 "protocol": protocol,
-                "local": f"{laddr}:{lport}",
-                "remote": f"{raddr}:{rport}",
+                "local": _hostport(laddr, lport),
+                "remote": _hostport(raddr, rport),
                 "state": _TCP_STATES.get(f[3], f[3]) if protocol.startswith("tcp") else "",
                 "inode": int(f[9]) if f[9].isdigit() else 0,
             }

@@ -1,0 +1,276 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The response engine on a captured-style host tree (``HostPaths.under``): records, guards,
+reconcile, dry run, and the riskguardctl commands over a real control socket."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import structlog.testing
+
+from agent.actions.component import ResponseComponent, build
+from agent.actions.engine import ResponseEngine, ResponseError
+from agent.actions.freeze import parse_proc_net
+from agent.config import AgentConfig
+from agent.context import AgentContext
+from agent.control import ControlServer
+from agent.events import ProcessExec
+from agent.findings import Action, Finding, Severity, Source
+from agent.hostfs import HostPaths
+from agent.runtime.model import Container
+
+CID = "f" * 64
+PID = 4242
+TCP = (
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1\n"
+    "   1: 020011AC:9C40 010011AC:0050 01 00000000:00000000 00:00000000 00000000     0        0 1235 1\n"
+    "   2: garbage\n"
+)
+
+
+def fake_host(root: Path, cid: str = CID, pid: int = PID) -> tuple[HostPaths, Container]:
+    paths = HostPaths.under(root)
+    cg = paths.cgroup / "freezer" / "docker" / cid
+    cg.mkdir(parents=True)
+    (cg / "freezer.state").write_text("THAWED\n")
+    (cg / "cgroup.procs").write_text(f"{pid}\n{pid + 1}\n")
+    for p, ppid, comm in ((pid, 1, "sh"), (pid + 1, pid, "nc (evil)")):
+        d = paths.pid_dir(p)
+        (d / "net").mkdir(parents=True)
+        (d / "stat").write_text(f"{p} ({comm}) S {ppid} {p} {p} 0 -1 4194560 0 0\n")
+        (d / "cmdline").write_bytes(comm.encode() + b"\0-l\0")
+        (d / "cgroup").write_text(f"6:freezer:/docker/{cid}\n0::/docker/{cid}\n")
+        (d / "net" / "tcp").write_text(TCP)
+    c = Container(
+        id=cid,
+        name="web",
+        image="nginx:1",
+        image_id="",
+        runtime="docker",
+        init_pid=pid,
+        cgroup_v1={"freezer": f"/docker/{cid}"},
+        cgroup_v2="",
+        labels={},
+    )
+    return paths, c
+
+
+@pytest.fixture
+def env(tmp_path: Path, make_ctx: Callable[..., AgentContext]) -> Callable[..., tuple[AgentContext, Container]]:
+    def _env(**response: Any) -> tuple[AgentContext, Container]:
+        paths, c = fake_host(tmp_path / "host")
+        cfg = AgentConfig.model_validate({"response": {"mode": "enforce", **response}})
+        ctx = make_ctx(config=cfg, paths=paths)
+        ctx.registry.upsert(c)
+        return ctx, c
+
+    return _env
+
+
+def state_file(ctx: AgentContext, c: Container) -> Path:
+    return ctx.paths.cgroup / "freezer" / c.cgroup_v1["freezer"].lstrip("/") / "freezer.state"
+
+
+def rule_finding(c: Container, **kw: Any) -> Finding:
+    return Finding(
+        container=kw.pop("ref", c.ref()),
+        source=kw.pop("source", Source.RULE),
+        detector_id="RG-0001",
+        severity=kw.pop("severity", Severity.CRITICAL),
+        summary="denied exec",
+        **kw,
+    )
+
+
+def test_enforced_finding_is_recorded_then_frozen_and_confirmed(env: Any) -> None:
+    ctx, c = env()
+    engine = ResponseEngine(ctx)
+    engine.on_event(ProcessExec(ts=1.0, pid=PID, container=c.ref(), ppid=1, uid=0, comm="nc", filename="/bin/nc"))
+    v = engine.on_finding(rule_finding(c))
+    assert v.action == Action.FREEZE and v.enforce
+    assert state_file(ctx, c).read_text().strip() == "FROZEN"
+    [rec] = engine.records.active(c.id)
+    assert rec["phase"] == "confirmed" and rec["actor"] == "policy:RG-0001"
+    assert [h["phase"] for h in engine.records.history(rec["id"])] == ["intended", "applied", "confirmed"]
+    [ev] = engine.records.evidence(rec["id"])
+    assert {p["comm"] for p in ev["processes"]} == {"sh", "nc (evil)"}
+    assert {
+        "protocol": "tcp",
+        "local": "127.0.0.1:8080",
+        "remote": "0.0.0.0:0",
+        "state": "LISTEN",
+        "inode": 1234,
+    } in ev["connections"]
+    assert ev["recent_events"][0]["filename"] == "/bin/nc"
+    [f] = engine.records.findings(container="web")
+    assert f["verdict"]["action_id"] == rec["id"] and f["verdict"]["result"] == "confirmed"
+    # A second finding joins the incident: no second action.
+    engine.on_finding(rule_finding(c, source=Source.BEHAVIOR))
+    assert len(engine.records.actions()) == 1
+
+
+def test_observe_mode_records_but_never_writes(env: Any) -> None:
+    ctx, c = env(mode="observe")
+    engine = ResponseEngine(ctx)
+    v = engine.on_finding(rule_finding(c))
+    assert v.action == Action.FREEZE and not v.enforce
+    assert state_file(ctx, c).read_text().strip() == "THAWED"
+    assert engine.records.actions() == []
+    assert engine.records.findings()[0]["verdict"]["enforce"] is False
+
+
+@pytest.mark.parametrize("case", ["unknown", "exempt", "host", "impostor"])
+def test_never_acts_outside_the_registry_on_the_host_or_exempt(env: Any, case: str) -> None:
+    ctx, c = env()
+    engine = ResponseEngine(ctx)
+    if case == "unknown":
+        ctx.registry.remove(c.id)
+        f = rule_finding(c)
+    elif case == "exempt":
+        ctx.registry.upsert(Container(**{**c.to_dict(), "labels": {"riskguard.exempt": "true"}, "details": {}}))
+        f = rule_finding(c, ref=ctx.registry.get(c.id).ref())  # type: ignore[union-attr]
+    elif case == "host":
+        f = rule_finding(c, ref=None)
+    else:  # a finding naming the container's name but another id: not that container
+        from agent.events import ContainerRef
+
+        f = rule_finding(c, ref=ContainerRef(id="0" * 64, name="web", image="nginx:1"))
+    v = engine.on_finding(f)
+    assert v.action == Action.ALERT and not v.enforce
+    assert state_file(ctx, c).read_text().strip() == "THAWED"
+    assert engine.records.actions() == []
+    if case in ("unknown", "exempt"):
+        with pytest.raises(ResponseError):
+            engine.isolate(c.id)
+        assert state_file(ctx, c).read_text().strip() == "THAWED"
+
+
+def test_agent_own_cgroup_is_refused(env: Any) -> None:
+    import os
+
+    ctx, c = env()
+    engine = ResponseEngine(ctx)
+    me = Container(**{**c.to_dict(), "id": "e" * 64, "name": "me", "init_pid": os.getpid(), "details": {}})
+    ctx.registry.upsert(me)
+    with pytest.raises(ResponseError, match="the agent itself"):
+        engine.isolate(me.id)
+
+
+def test_interrupted_intent_is_completed_at_startup(env: Any) -> None:
+    ctx, c = env()
+    first = ResponseEngine(ctx)
+    aid = first.records.intend(
+        container_id=c.id, container_name=c.name, image=c.image, init_pid=c.init_pid, action="freeze",
+        method="auto", actor="operator", reason="test", dry_run=False,
+    )  # fmt: skip
+    assert state_file(ctx, c).read_text().strip() == "THAWED"
+    second = ResponseEngine(ctx)  # "restart": a fresh engine on the same store
+    second.reconcile()
+    assert state_file(ctx, c).read_text().strip() == "FROZEN"
+    rec = second.records.get(aid)
+    assert rec is not None and rec["phase"] == "confirmed" and rec["active"]
+    assert second.isolations()[0]["freezer_state"] == "frozen"
+
+
+def test_interrupted_intent_on_a_gone_container_is_rolled_back(env: Any) -> None:
+    ctx, _c = env()
+    engine = ResponseEngine(ctx)
+    aid = engine.records.intend(
+        container_id="9" * 64, container_name="gone", image="x", init_pid=999999, action="quarantine",
+        method="netns", actor="operator", reason="test", dry_run=False,
+    )  # fmt: skip
+    engine.reconcile()
+    rec = engine.records.get(aid)
+    assert rec is not None and rec["phase"] == "rolled_back" and not rec["active"]
+
+
+def test_thawed_behind_our_back_is_refrozen_and_release_thaws(env: Any) -> None:
+    ctx, c = env()
+    engine = ResponseEngine(ctx)
+    engine.isolate(c.id, "freeze")
+    state_file(ctx, c).write_text("THAWED")  # e.g. `docker unpause`
+    ResponseEngine(ctx).reconcile()
+    assert state_file(ctx, c).read_text().strip() == "FROZEN"
+    [rec] = engine.release("web")
+    assert rec["phase"] == "released" and not rec["active"]
+    assert state_file(ctx, c).read_text().strip() == "THAWED"
+    assert [h["phase"] for h in engine.records.history(rec["id"])][-2:] == ["release_intended", "released"]
+    with pytest.raises(ResponseError, match="nothing to release"):
+        engine.release(c.id)
+
+
+def test_dry_run_records_and_changes_nothing(env: Any) -> None:
+    ctx, c = env(dry_run=True)
+    engine = ResponseEngine(ctx)
+    engine.on_finding(rule_finding(c))
+    assert state_file(ctx, c).read_text().strip() == "THAWED"
+    [rec] = engine.records.actions()
+    assert rec["dry_run"] and not rec["active"] and rec["phase"] == "confirmed"
+    assert "would write freezer.state=FROZEN" in rec["detail"]
+
+
+def test_build_is_none_when_disabled(make_ctx: Callable[..., AgentContext]) -> None:
+    ctx = make_ctx(config=AgentConfig.model_validate({"response": {"enabled": False}}))
+    assert build(ctx) is None
+
+
+def test_parse_proc_net_ipv6() -> None:
+    text = (
+        "  sl  local_address                         remote_address                        st\n"
+        "   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A"
+        " 00000000:00000000 00:00000000 00000000     0        0 77 1\n"
+    )
+    assert parse_proc_net(text, "tcp6") == [
+        {"protocol": "tcp6", "local": "[::1]:80", "remote": "[::]:0", "state": "LISTEN", "inode": 77}
+    ]
+
+
+def test_riskguardctl_over_the_control_socket(env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent import ctl
+
+    ctx, c = env(mode="observe")
+    comp = build(ctx)
+    assert isinstance(comp, ResponseComponent)
+    comp.start(ctx)
+    server = ControlServer(tmp_path / "s.sock", ctx.control_methods)
+    server.start()
+    # The agent's log lines must not mix into riskguardctl's stdout: capture them.
+    capture = structlog.testing.capture_logs()
+    logs = capture.__enter__()
+    try:
+        ctx.findings.process(rule_finding(c, severity=Severity.HIGH))
+        ctx.findings.process(rule_finding(c, source=Source.VULN, severity=Severity.LOW))
+        sock = ["--socket", str(tmp_path / "s.sock")]
+        assert ctl.main([*sock, "findings", "--json", "--severity", "high"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert [r["source"] for r in rows] == ["rule"] and rows[0]["verdict"]["action"] == "freeze"
+        assert ctl.main([*sock, "findings", "--source", "vuln"]) == 0
+        out = capsys.readouterr().out
+        assert "low" in out and "rule" not in out
+        assert ctl.main([*sock, "findings", "--container", "nope", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == []
+        # Operator isolation works in observe mode too.
+        assert ctl.main([*sock, "isolate", "web", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["phase"] == "confirmed"
+        assert state_file(ctx, c).read_text().strip() == "FROZEN"
+        assert comp.status()["isolations"][0]["freezer_state"] == "frozen"
+        assert ctl.main([*sock, "actions"]) == 0
+        assert "intended → applied → confirmed" in capsys.readouterr().out
+        assert ctl.main([*sock, "release", c.id[:12]]) == 0
+        assert "released" in capsys.readouterr().out
+        assert state_file(ctx, c).read_text().strip() == "THAWED"
+        assert ctl.main([*sock, "release", "web"]) == 1
+        assert "nothing to release" in capsys.readouterr().err
+        assert ctl.main([*sock, "isolate", "nope"]) == 1
+        assert "no discovered container" in capsys.readouterr().err
+        assert any(e["event"] == "container_frozen" for e in logs)
+    finally:
+        capture.__exit__(None, None, None)
+        server.stop()
+        comp.stop()
