@@ -80,6 +80,8 @@ class AppState:
     started_at: float = field(default_factory=time.time)
     undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     reloads: int = 0
+    # Which subsystems to build (tests of the start-up steps pass an empty tuple).
+    builders: tuple[str, ...] = COMPONENT_BUILDERS
 
 
 # --- start-up steps ---------------------------------------------------------------------------
@@ -138,7 +140,7 @@ def step_components(state: AppState) -> None:
     ctx = state.ctx
     assert ctx is not None
     started: list[Component] = []
-    for spec in COMPONENT_BUILDERS:
+    for spec in state.builders:
         label = spec.split(":")[0].removeprefix("agent.")
         try:
             builder = _load_builder(spec)
@@ -308,7 +310,10 @@ def run(config: AgentConfig, config_source: str, config_path: Path | None) -> in
 
     log.info("agent_starting", version=__version__, config=config_source, pid=os.getpid(), euid=os.geteuid())
     if os.geteuid() != 0:
-        log.warning("agent_not_root", detail="eBPF, audit, cgroup writes and nftables need root; those parts will report as unavailable")
+        log.warning(
+            "agent_not_root",
+            detail="eBPF, audit, cgroup writes and nftables need root; those parts will report as unavailable",
+        )
     try:
         startup(state)
     except Exception as exc:

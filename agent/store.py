@@ -95,9 +95,11 @@ class Store:
 
     # --- schema versions -----------------------------------------------------------------
     def schema_version(self, component: str) -> int:
-        row = self.connection().execute(
-            "SELECT version FROM schema_versions WHERE component = ?", (component,)
-        ).fetchone()
+        row = (
+            self.connection()
+            .execute("SELECT version FROM schema_versions WHERE component = ?", (component,))
+            .fetchone()
+        )
         return int(row[0]) if row else 0
 
     def migrate(self, component: str, migrations: Sequence[str]) -> int:
@@ -107,9 +109,7 @@ class Store:
         agent never writes into a schema it does not understand.
         """
         with self._lock, self.transaction() as conn:
-            row = conn.execute(
-                "SELECT version FROM schema_versions WHERE component = ?", (component,)
-            ).fetchone()
+            row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
             current = int(row[0]) if row else 0
             if current > len(migrations):
                 raise RuntimeError(
@@ -128,9 +128,11 @@ class Store:
 
     # --- key/value ---------------------------------------------------------------------
     def kv_get(self, namespace: str, key: str) -> bytes | None:
-        row = self.connection().execute(
-            "SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
-        ).fetchone()
+        row = (
+            self.connection()
+            .execute("SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+            .fetchone()
+        )
         return None if row is None else bytes(row[0])
 
     def kv_put(self, namespace: str, key: str, value: bytes) -> None:

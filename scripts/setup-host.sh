@@ -14,6 +14,25 @@ VENV="$ROOT/.venv"
 PY=/usr/bin/python3           # Debian's Python: python3-bpfcc & co. are built for it
 log() { printf 'setup-host: %s\n' "$*" >&2; }
 
+# Debian-only bindings (bcc, libauparse, libnftables, libselinux) are exposed one by one through
+# a .pth file rather than with --system-site-packages, so nothing else leaks in from Debian.
+link_debian_bindings() {
+  local venv=$1 site bind src m
+  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  bind="$venv/debian-bindings"
+  mkdir -p "$bind"
+  for m in bcc audit.py _audit auparse nftables selinux _selinux; do
+    for src in /usr/lib/python3/dist-packages/$m*; do
+      if [ -e "$src" ]; then ln -sfn "$src" "$bind/$(basename "$src")"; fi
+    done
+  done
+  echo "$bind" > "$site/riskguard-debian-bindings.pth"
+}
+if [ "${1:-}" = "--bindings-only" ]; then
+  link_debian_bindings "${2:?usage: setup-host.sh --bindings-only VENV}"
+  exit 0
+fi
+
 if [ "$(id -u)" != 0 ]; then
   log "must run as root (it installs packages, mounts tracefs and starts dockerd)"; exit 1
 fi
@@ -65,17 +84,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
   "$PY" -m venv "$VENV"
 fi
-# Debian-only bindings (bcc, libauparse, libnftables, libselinux) are exposed one by one through
-# a .pth file rather than with --system-site-packages, so nothing else leaks in from Debian.
-SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-BIND="$VENV/debian-bindings"
-mkdir -p "$BIND"
-for m in bcc audit.py _audit auparse nftables selinux _selinux; do
-  for src in /usr/lib/python3/dist-packages/$m*; do
-    [ -e "$src" ] && ln -sfn "$src" "$BIND/$(basename "$src")"
-  done
-done
-echo "$BIND" > "$SITE/riskguard-debian-bindings.pth"
+link_debian_bindings "$VENV"
 
 # compat mode: a plain .pth entry for the checkout, so sub-packages added later are importable
 # without reinstalling (setuptools' default editable finder is a static map).

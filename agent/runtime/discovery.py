@@ -164,9 +164,8 @@ class DockerWatcher:
             c = self.registry.remove(cid)
             if c is not None:
                 log.info("container_removed", container_id=c.short_id, container_name=c.name, reason=action)
-        elif action == "rename" or action == "update":
-            if cid in self.registry.ids():
-                self._inspect_and_add(cid)
+        elif action in ("rename", "update") and cid in self.registry.ids():
+            self._inspect_and_add(cid)
 
 
 class CgroupScanner:
@@ -230,14 +229,17 @@ class CgroupScanner:
                 runtime, cid, cpath = m
                 if runtime in self.skip_runtimes or cid in found:
                     continue
+                pids = _cgroup_pids(root / cpath.lstrip("/"))
+                if not pids:
+                    continue  # an empty cgroup the runtime has not removed yet: no container
                 known = self.registry.get(cid)
-                if known is not None and known.id == cid:
+                if known is not None and known.id == cid and known.init_pid in pids:
                     found[cid] = known
                     continue
-                c = self._container_from_cgroup(hier, root, runtime, cid, cpath)
+                c = self._container_from_cgroup(hier, runtime, cid, pids)
                 if c is not None:
                     found[cid] = c
-        for cid, c in found.items():
+        for c in found.values():
             if self.registry.upsert(c) == "added":
                 log.info(
                     "container_discovered",
@@ -249,14 +251,13 @@ class CgroupScanner:
                     via="cgroup_scan",
                 )
         for c in self.registry.all():
-            if c.runtime not in self.skip_runtimes and c.details.get("discovered_by") == "cgroup_scan":
-                if c.id not in found:
-                    self.registry.remove(c.id)
-                    log.info("container_removed", container_id=c.short_id, container_name=c.name, reason="cgroup_gone")
+            scanned = c.runtime not in self.skip_runtimes and c.details.get("discovered_by") == "cgroup_scan"
+            if scanned and c.id not in found:
+                self.registry.remove(c.id)
+                log.info("container_removed", container_id=c.short_id, container_name=c.name, reason="cgroup_gone")
         return found
 
-    def _container_from_cgroup(self, hier: str, root: Path, runtime: str, cid: str, cpath: str) -> Container | None:
-        pids = _cgroup_pids(root / cpath.lstrip("/"))
+    def _container_from_cgroup(self, hier: str, runtime: str, cid: str, pids: set[int]) -> Container | None:
         for pid in sorted(pids):
             try:
                 cg = read_proc_cgroup(self.paths, pid)

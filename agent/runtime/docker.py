@@ -32,9 +32,7 @@ def details_from_inspect(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "network_mode": host.get("NetworkMode", ""),
         "networks": sorted((net.get("Networks") or {}).keys()),
-        "ip_addresses": {
-            name: n.get("IPAddress", "") for name, n in (net.get("Networks") or {}).items() if n
-        },
+        "ip_addresses": {name: n.get("IPAddress", "") for name, n in (net.get("Networks") or {}).items() if n},
         "ports": net.get("Ports") or {},
         "privileged": bool(host.get("Privileged")),
         "cap_add": list(host.get("CapAdd") or []),

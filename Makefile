@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: Apache-2.0
+# riskguard-agent. On a fresh Debian 12 host, as root: `make run` or `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+CONFIG ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## install apt/pip dependencies, mount tracefs, start dockerd, build the test image (idempotent)
+	@bash scripts/setup-host.sh
+
+.PHONY: run
+run: setup ## run the agent in the foreground (embedded default config unless CONFIG=path)
+	$(VENV)/bin/riskguard-agent run $(if $(CONFIG),--config $(CONFIG))
+
+.PHONY: test
+test: setup ## run every test: unit, privileged (root, kernel, Docker), e2e
+	$(PYTEST) tests/unit -q -p no:cacheprovider
+	$(PYTEST) tests/privileged -q -p no:cacheprovider
+	$(PYTEST) tests/e2e -q -p no:cacheprovider
+
+.PHONY: test-unit
+test-unit: setup ## the unit tier only (no root needed once set up)
+	$(PYTEST) tests/unit -q
+
+.PHONY: lint
+lint: setup ## ruff check + ruff format --check + mypy --strict on agent/
+	$(VENV)/bin/ruff check agent tests scripts
+	$(VENV)/bin/ruff format --check agent tests scripts
+	$(VENV)/bin/mypy
+
+.PHONY: bench
+bench: setup ## run every benchmark in scripts/bench (ratios against a baseline measured in the same run)
+	@set -e; for b in scripts/bench/*.py; do echo "== $$b"; $(PY) $$b; done
+
+.PHONY: install
+install: setup ## install as a systemd service: /opt/riskguard (venv), /etc/riskguard (config), the unit
+	@bash scripts/install.sh
+
+.PHONY: clean
+clean: ## remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Installs riskguard-agent as a systemd service (called by `make install`, after setup-host.sh):
+#   /opt/riskguard/venv            the agent and its Python dependencies (not editable)
+#   /opt/riskguard/docs            the operator docs
+#   /etc/riskguard/agent.yaml      the documented default config (kept if it already exists)
+#   /etc/systemd/system/riskguard-agent.service
+# Then: systemctl enable --now riskguard-agent
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PREFIX=${PREFIX:-/opt/riskguard}
+ETC=${ETC:-/etc/riskguard}
+UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
+log() { printf 'install: %s\n' "$*" >&2; }
+
+[ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
+
+mkdir -p "$PREFIX" "$ETC"
+[ -x "$PREFIX/venv/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX/venv"
+"$PREFIX/venv/bin/pip" install -q --upgrade pip >/dev/null
+"$PREFIX/venv/bin/pip" install -q .
+# The Debian-only bindings, exposed one by one exactly as in setup-host.sh.
+bash scripts/setup-host.sh --bindings-only "$PREFIX/venv"
+
+rm -rf "$PREFIX/docs"; cp -r docs "$PREFIX/docs"
+if [ ! -e "$ETC/agent.yaml" ]; then
+  install -m 0600 config/agent.yaml "$ETC/agent.yaml"
+  log "wrote $ETC/agent.yaml"
+else
+  log "kept existing $ETC/agent.yaml"
+fi
+chmod 0700 "$ETC"
+install -m 0644 systemd/riskguard-agent.service "$UNIT_DIR/riskguard-agent.service"
+"$PREFIX/venv/bin/riskguard-agent" check-config --config "$ETC/agent.yaml"
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  log "installed; start it with: systemctl enable --now riskguard-agent"
+else
+  log "installed; systemd is not PID 1 here, run it in the foreground: $PREFIX/venv/bin/riskguard-agent run"
+fi

@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Buses: never block the producer, count drops and subscriber errors, filter in prepare steps."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from agent.events import Event, ProcessExit
+from agent.pipeline import Bus
+
+
+def ev(pid: int) -> ProcessExit:
+    return ProcessExit(ts=time.time(), pid=pid, comm="x")
+
+
+def test_full_queue_counts_drops_without_blocking() -> None:
+    bus: Bus[Event] = Bus("t", maxsize=2)
+    t0 = time.monotonic()
+    results = [bus.publish(ev(i)) for i in range(5)]
+    assert time.monotonic() - t0 < 0.5
+    assert results == [True, True, False, False, False]
+    assert bus.stats.dropped["ProcessExit"] == 3
+    assert bus.status()["queue_depth"] == 2
+
+
+def test_subscribers_by_kind_prepare_filter_and_error_isolation() -> None:
+    bus: Bus[Event] = Bus("t")
+    seen: list[int] = []
+    bus.add_prepare(lambda e: None if e.pid == 13 else e)
+
+    def broken(_e: Event) -> None:
+        raise RuntimeError("analyser bug")
+
+    bus.subscribe(broken, name="broken")
+    bus.subscribe(lambda e: seen.append(e.pid), kind=ProcessExit)
+    for i in (1, 13, 2):
+        bus.process(ev(i))
+    assert seen == [1, 2]
+    assert bus.stats.filtered == 1
+    assert bus.stats.errors["broken"] == 2
+    assert bus.stats.processed == 2
+
+
+def test_thread_drains_everything_published() -> None:
+    bus: Bus[Event] = Bus("t")
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def add(e: Event) -> None:
+        with lock:
+            seen.append(e.pid)
+
+    bus.subscribe(add)
+    bus.start()
+    for i in range(1000):
+        bus.publish(ev(i))
+    assert bus.drain(5)
+    bus.stop()
+    assert sorted(seen) == list(range(1000))
