@@ -1,0 +1,241 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Decode raw ring-buffer records of the riskguard probes (``probes/*.h``) into events.
+
+Pure functions: tests feed them recorded bytes. ``decode_record`` raises ``DecodeError`` for a
+record that is too short or of an unknown type; the source counts and skips those. Timestamps
+in records are ``CLOCK_MONOTONIC`` nanoseconds (``bpf_ktime_get_ns``); ``mono_offset`` (wall
+clock minus monotonic clock, seconds) turns them into Unix seconds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from agent.events import Event, FileOpen, NetConnect, PrivilegeEvent, ProcessExec
+
+# Probe ids, as RG_PROBE_* in probes/common.h (they index the kernel's loss counters).
+PROBES: tuple[str, ...] = ("syscalls", "exec", "net", "files", "priv")
+
+EV_EXEC, EV_NET, EV_OPEN, EV_PRIV = 1, 2, 3, 4
+PROBE_OF_TYPE: Mapping[int, str] = {EV_EXEC: "exec", EV_NET: "net", EV_OPEN: "files", EV_PRIV: "priv"}
+
+# struct rg_hdr: u32 type, u32 pid, u64 cgroup_id, u64 ts_ns, u32 tid, u32 uid, char comm[16]
+HDR = struct.Struct("<IIQQII16s")
+# struct rg_exec_event after the header: u32 ppid, argc, args_size, truncated; char
+# parent_comm[16]; char filename[256]; then args (variable length).
+EXEC = struct.Struct("<IIII16s256s")
+# struct rg_net_event after the header.
+NET = struct.Struct("<HHHH16s16sBBBBi")
+# struct rg_open_event after the header.
+OPEN = struct.Struct("<iIII256s")
+# struct rg_priv_event after the header.
+PRIV = struct.Struct("<iiq6Q")
+
+NET_OPS: Mapping[int, str] = {1: "connect", 2: "accept", 3: "listen"}
+OPEN_MATCH: Mapping[int, str] = {1: "prefix", 2: "write", 4: "proc_mem"}
+# include/net/tcp_states.h
+TCP_STATES: Mapping[int, str] = {
+    0: "",
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "NEW_SYN_RECV",
+}
+# x86_64 numbers of the syscalls the priv probe attaches to (arch/x86/entry/syscalls/syscall_64.tbl).
+PRIV_SYSCALLS: Mapping[str, int] = {
+    "ptrace": 101,
+    "setuid": 105,
+    "setgid": 106,
+    "setreuid": 113,
+    "setregid": 114,
+    "setresuid": 117,
+    "setresgid": 119,
+    "setfsuid": 122,
+    "setfsgid": 123,
+    "capset": 126,
+    "pivot_root": 155,
+    "chroot": 161,
+    "mount": 165,
+    "umount2": 166,
+    "init_module": 175,
+    "unshare": 272,
+    "setns": 308,
+    "finit_module": 313,
+    "bpf": 321,
+}
+PRIV_NAMES: Mapping[int, str] = {nr: name for name, nr in PRIV_SYSCALLS.items()}
+# Argument counts: the probe copies six slots, those past the arity are not the syscall's.
+PRIV_ARITY: Mapping[str, int] = {
+    "ptrace": 4,
+    "setuid": 1,
+    "setgid": 1,
+    "setreuid": 2,
+    "setregid": 2,
+    "setresuid": 3,
+    "setresgid": 3,
+    "setfsuid": 1,
+    "setfsgid": 1,
+    "capset": 2,
+    "pivot_root": 2,
+    "chroot": 1,
+    "mount": 5,
+    "umount2": 2,
+    "init_module": 3,
+    "unshare": 1,
+    "setns": 2,
+    "finit_module": 3,
+    "bpf": 3,
+}
+O_WRITE_MASK = 0o1 | 0o2 | 0o100 | 0o1000  # O_WRONLY | O_RDWR | O_CREAT | O_TRUNC
+
+
+class DecodeError(ValueError):
+    """A raw record that is not one of ours (too short, unknown type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    type: int
+    pid: int
+    cgroup_id: int
+    ts_ns: int
+    tid: int
+    uid: int
+    comm: str
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _need(raw: bytes, size: int, what: str) -> None:
+    if len(raw) < size:
+        raise DecodeError(f"{what} record is {len(raw)} bytes, needs {size}")
+
+
+def decode_header(raw: bytes) -> Header:
+    """Decode the common ``struct rg_hdr`` at the start of every record."""
+    _need(raw, HDR.size, "header")
+    t, pid, cg, ts, tid, uid, comm = HDR.unpack_from(raw)
+    return Header(t, pid, cg, ts, tid, uid, _cstr(comm))
+
+
+def _addr(family: int, raw: bytes) -> str:
+    if family == socket.AF_INET:
+        return str(ipaddress.IPv4Address(raw[:4]))
+    if family == socket.AF_INET6:
+        return str(ipaddress.IPv6Address(raw[:16]))
+    return ""
+
+
+def decode_exec(h: Header, raw: bytes, ts: float) -> ProcessExec:
+    base = HDR.size
+    _need(raw, base + EXEC.size, "exec")
+    ppid, argc, args_size, truncated, pcomm, filename = EXEC.unpack_from(raw, base)
+    args_raw = raw[base + EXEC.size : base + EXEC.size + args_size]
+    argv = tuple(a.decode("utf-8", "replace") for a in args_raw.split(b"\0")[:argc])
+    if truncated:
+        argv = (*argv, "...")
+    return ProcessExec(
+        ts=ts,
+        cgroup_id=h.cgroup_id,
+        pid=h.pid,
+        ppid=ppid,
+        uid=h.uid,
+        comm=h.comm,
+        filename=_cstr(filename),
+        argv=argv,
+        parent_comm=_cstr(pcomm),
+    )
+
+
+def decode_net(h: Header, raw: bytes, ts: float) -> NetConnect:
+    _need(raw, HDR.size + NET.size, "net")
+    family, proto, sport, dport, saddr, daddr, op, old, new, _pad, fd = NET.unpack_from(raw, HDR.size)
+    if op not in NET_OPS:
+        raise DecodeError(f"net record has unknown op {op}")
+    return NetConnect(
+        ts=ts,
+        cgroup_id=h.cgroup_id,
+        pid=h.pid,
+        op=NET_OPS[op],
+        comm=h.comm,
+        family=family,
+        protocol="tcp" if proto == socket.IPPROTO_TCP else str(proto),
+        saddr=_addr(family, saddr),
+        sport=sport,
+        daddr=_addr(family, daddr),
+        dport=dport,
+        state=TCP_STATES.get(new, str(new)),
+        old_state=TCP_STATES.get(old, str(old)),
+        fd=fd,
+    )
+
+
+def decode_open(h: Header, raw: bytes, ts: float) -> FileOpen:
+    _need(raw, HDR.size + OPEN.size, "open")
+    ret, flags, _match, _pad, path = OPEN.unpack_from(raw, HDR.size)
+    return FileOpen(
+        ts=ts,
+        cgroup_id=h.cgroup_id,
+        pid=h.pid,
+        comm=h.comm,
+        path=_cstr(path),
+        flags=flags,
+        write=bool(flags & O_WRITE_MASK),
+        ret=ret,
+    )
+
+
+def decode_priv(h: Header, raw: bytes, ts: float) -> PrivilegeEvent:
+    _need(raw, HDR.size + PRIV.size, "priv")
+    nr, _pad, ret, *args = PRIV.unpack_from(raw, HDR.size)
+    name = PRIV_NAMES.get(nr, f"syscall_{nr}")
+    return PrivilegeEvent(
+        ts=ts,
+        cgroup_id=h.cgroup_id,
+        pid=h.pid,
+        comm=h.comm,
+        syscall=name,
+        args=tuple(args[: PRIV_ARITY.get(name, 6)]),
+        ret=ret,
+        uid=h.uid,
+    )
+
+
+_DECODERS = {EV_EXEC: decode_exec, EV_NET: decode_net, EV_OPEN: decode_open, EV_PRIV: decode_priv}
+
+
+def decode_record(raw: bytes, mono_offset: float = 0.0) -> Event:
+    """Decode one raw record into its event; raise ``DecodeError`` when it is malformed."""
+    h = decode_header(raw)
+    fn = _DECODERS.get(h.type)
+    if fn is None:
+        raise DecodeError(f"unknown record type {h.type}")
+    return fn(h, raw, h.ts_ns / 1e9 + mono_offset)  # type: ignore[operator]
+
+
+def syscall_window_rows(
+    counts: Mapping[tuple[int, int], int], transitions: Mapping[tuple[int, int, int], int]
+) -> dict[int, tuple[dict[int, int], dict[tuple[int, int], int]]]:
+    """Group ``{(cgroup, nr): n}`` and ``{(cgroup, prev, cur): n}`` by cgroup id."""
+    out: dict[int, tuple[dict[int, int], dict[tuple[int, int], int]]] = {}
+    for (cg, nr), n in counts.items():
+        crow = out.setdefault(cg, ({}, {}))[0]
+        crow[nr] = crow.get(nr, 0) + n
+    for (cg, prev, cur), n in transitions.items():
+        row = out.setdefault(cg, ({}, {}))[1]
+        row[(prev, cur)] = row.get((prev, cur), 0) + n
+    return out

@@ -1,0 +1,663 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The eBPF source: loads the probes in ``probes/`` with bcc and turns their output into events.
+
+Stages, in order (``EbpfSource.start``):
+
+1. ``detect_support``: root, tracefs, bcc importable, ring buffer map type (else perf buffer).
+   Anything missing is reported in ``status()``; the agent keeps running without this source.
+2. ``compile_probes``: the selected probes are assembled into one program (one shared container
+   filter map, one compilation); when that fails each probe is compiled alone to find the
+   culprit, and the others are loaded without it.
+3. run-time settings go into maps: monitored cgroup ids (from the registry, kept current by a
+   listener), ``include_host``, the per-container rate limit, the sensitive path prefixes.
+4. one reader thread drains every ring (or perf) buffer in batches, decodes records
+   (``agent.decoders.ebpf``), completes them from /proc (stdio, ppid, parent comm) and publishes;
+   one window thread flips the syscall-count generation every ``behavior.window_seconds`` and
+   publishes one ``SyscallWindow`` per cgroup.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import ipaddress
+import os
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from agent.context import AgentContext
+from agent.decoders.ebpf import PRIV_SYSCALLS, PROBE_OF_TYPE, PROBES, DecodeError, decode_record
+from agent.events import Event, NetConnect, ProcessExec, SyscallWindow
+from agent.hostfs import HostPaths
+from agent.runtime.model import Container
+from agent.sources.settings import EbpfSettings
+
+log = structlog.get_logger("agent.sources.ebpf")
+
+PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"
+
+# Event probes and the output map each one declares (RG_OUTPUT in probes/<name>.bpf.c).
+OUTPUTS: Mapping[str, str] = {
+    "exec": "rg_exec_events",
+    "net": "rg_net_events",
+    "files": "rg_open_events",
+    "priv": "rg_priv_events",
+}
+CONF_ALL, CONF_RATE, CONF_GEN = 0, 1, 2
+MATCH_ANY, MATCH_WRITE = 1, 2
+PREFIX_LEN = 64  # RG_PREFIX_LEN in probes/files.h
+BPF_MAP_TYPE_RINGBUF = 27  # include/uapi/linux/bpf.h
+_INCLUDE = re.compile(r'^#include "([A-Za-z0-9_.-]+)"\s*$', re.M)
+
+
+# --- program text ----------------------------------------------------------------------------
+def available_probes(probes_dir: Path = PROBES_DIR) -> list[str]:
+    """Names of the probes shipped in ``probes_dir`` (``<name>.bpf.c``)."""
+    return sorted(p.name.removesuffix(".bpf.c") for p in probes_dir.glob("*.bpf.c"))
+
+
+def probe_hooks(name: str, probes_dir: Path = PROBES_DIR) -> str:
+    """The header comment of a probe (its purpose, hooks, maps and caveats)."""
+    text = (probes_dir / f"{name}.bpf.c").read_text()
+    m = re.search(r"/\*(.*?)\*/", text, re.S)
+    return m.group(1).strip() if m else ""
+
+
+def cflags(settings: EbpfSettings, ringbuf: bool) -> dict[str, str]:
+    """Load-time constants of the probes, passed as ``-D`` flags."""
+    flags = {
+        "RG_RINGBUF_PAGES": str(settings.ring_buffer_pages),
+        "RG_MAX_CGROUPS": str(settings.max_cgroups),
+        "RG_ARGV_MAX": str(settings.argv_max),
+    }
+    if ringbuf:
+        flags["RG_RINGBUF"] = "1"
+    return flags
+
+
+def _inline(name: str, probes_dir: Path, seen: set[str]) -> str:
+    if name in seen:
+        return ""
+    seen.add(name)
+    path = probes_dir / name
+    if not path.is_file():
+        raise FileNotFoundError(f"probe source {path} does not exist")
+    text = path.read_text()
+    return _INCLUDE.sub(lambda m: _inline(m.group(1), probes_dir, seen), text)
+
+
+def program_text(names: Sequence[str], defines: Mapping[str, str], probes_dir: Path = PROBES_DIR) -> str:
+    """The final program: ``#define`` lines for the cflags, then the probes with their local
+    headers inlined (each once). This is exactly what is compiled and what ``probes --print``
+    shows."""
+    seen: set[str] = set()
+    head = "".join(f"#define {k} {v}\n" for k, v in sorted(defines.items()))
+    body = "\n".join(_inline(f"{n}.bpf.c", probes_dir, seen) for n in names)
+    return f"/* riskguard probes: {' '.join(names)} */\n{head}\n{body}"
+
+
+# --- support detection -------------------------------------------------------------------------
+@dataclass
+class Support:
+    """What this host offers the eBPF source; ``problems`` say why it cannot run."""
+
+    problems: list[str] = field(default_factory=list)
+    ringbuf: bool = False
+    btf: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def ringbuf_supported() -> bool:
+    """Probe the kernel for BPF_MAP_TYPE_RINGBUF (5.8+) with libbpf, not from the version."""
+    name = ctypes.util.find_library("bpf")
+    if not name:
+        return False
+    try:
+        lib = ctypes.CDLL(name)
+        probe = lib.libbpf_probe_bpf_map_type
+    except (OSError, AttributeError):
+        return False
+    probe.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    probe.restype = ctypes.c_int
+    return bool(probe(BPF_MAP_TYPE_RINGBUF, None) == 1)
+
+
+def detect_support(paths: HostPaths) -> Support:
+    s = Support()
+    if os.geteuid() != 0:
+        s.problems.append("not running as root (loading BPF programs needs CAP_BPF + CAP_PERFMON)")
+    if not (paths.tracefs / "events").is_dir():
+        s.problems.append(f"tracefs is not mounted at {paths.tracefs} (mount -t tracefs tracefs {paths.tracefs})")
+    try:
+        import bcc  # noqa: F401
+    except Exception as exc:  # ImportError, or libbcc failing to load
+        s.problems.append(f"bcc is not importable ({exc}); install python3-bpfcc")
+    s.btf = paths.btf_vmlinux.exists()
+    if not s.problems:
+        s.ringbuf = ringbuf_supported()
+    return s
+
+
+def syscall_tp_layout_ok(paths: HostPaths, tp: str) -> bool:
+    """Does ``syscalls:<tp>`` have the layout probes/priv.h assumes (nr at 8, args from 16)?"""
+    try:
+        fmt = (paths.tracefs / "events" / "syscalls" / tp / "format").read_text()
+    except OSError:
+        return False
+    if "__syscall_nr;\toffset:8;" not in fmt:
+        return False
+    return "offset:16;\tsize:8;" in fmt
+
+
+# --- the source ---------------------------------------------------------------------------------
+class _Collector(Collector):
+    def __init__(self, source: EbpfSource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        lost = CounterMetricFamily(
+            "riskguard_events_lost", "Events lost before user space (buffer full)", labels=["source", "probe"]
+        )
+        limited = CounterMetricFamily(
+            "riskguard_events_rate_limited",
+            "Events dropped by the per-container rate limit",
+            labels=["source", "probe"],
+        )
+        delivered = CounterMetricFamily(
+            "riskguard_events_delivered", "Events decoded and published", labels=["source", "probe"]
+        )
+        active = GaugeMetricFamily("riskguard_probe_active", "1 when the probe is loaded", labels=["probe"])
+        lost_now = self.source.lost_counts()
+        limited_now = self.source.rate_limited_counts()
+        for p in PROBES:
+            lost.add_metric(["ebpf", p], lost_now.get(p, 0))
+            limited.add_metric(["ebpf", p], limited_now.get(p, 0))
+            delivered.add_metric(["ebpf", p], self.source.delivered.get(p, 0))
+            active.add_metric([p], 1.0 if p in self.source.active else 0.0)
+        yield lost
+        yield limited
+        yield delivered
+        yield active
+
+
+class EbpfSource:
+    """bcc loader and reader of the riskguard probes (see the module docstring for the stages)."""
+
+    name = "ebpf"
+
+    def __init__(self, settings: EbpfSettings, window_seconds: float, include_host: bool) -> None:
+        self.settings = settings
+        self.window_seconds = window_seconds
+        self.include_host = include_host
+        self.ctx: AgentContext | None = None
+        self.bpf: Any = None
+        self.support = Support()
+        self.active: list[str] = []
+        self.inactive: dict[str, str] = {}
+        self.skipped_hooks: list[str] = []
+        self.delivered: Counter[str] = Counter()
+        self.malformed = 0
+        self.perf_lost: Counter[str] = Counter()
+        self.windows_published = 0
+        self.syscalls_counted = 0
+        self.count_map_full = 0
+        self.poll_batches = 0
+        self._batch: list[tuple[str, bytes]] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._mono_offset = time.time() - time.monotonic()
+        self._gen = 0
+        self._window_start = time.time()
+        self._monitored: set[int] = set()
+        self._collector: _Collector | None = None
+        self._on_event: Callable[[Event], object] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self, ctx: AgentContext) -> None:
+        """Load what can be loaded; never raises for a missing kernel feature."""
+        self.ctx = ctx
+        self._on_event = ctx.publish
+        wanted = [p for p in self.settings.probes if p in PROBES]
+        self.support = detect_support(ctx.paths)
+        if not self.support.ok:
+            reason = "; ".join(self.support.problems)
+            self.inactive = {p: reason for p in wanted}
+            log.warning("ebpf_unavailable", reason=reason)
+        else:
+            self._load(ctx, wanted)
+        if self._collector is None:
+            self._collector = _Collector(self)
+            ctx.metrics.register(self._collector)
+        if "ebpf.status" not in ctx.control_methods:
+            ctx.control("ebpf.status", lambda _params: self.status())
+        ctx.components["ebpf"] = self
+
+    def _compile(self, names: Sequence[str]) -> Any:
+        from bcc import BPF
+
+        text = program_text(names, cflags(self.settings, self.support.ringbuf))
+        # Warnings of the generic kernel headers are noise here; errors still raise.
+        return BPF(text=text, cflags=["-Wno-unused-function", "-Wno-macro-redefined"])
+
+    def _load(self, ctx: AgentContext, wanted: list[str]) -> None:
+        t0 = time.monotonic()
+        try:
+            self.bpf = self._compile(wanted)
+            loaded = list(wanted)
+        except Exception as exc:
+            log.warning("ebpf_compile_failed", probes=wanted, error=str(exc)[-500:])
+            good: list[str] = []
+            for p in wanted:
+                try:
+                    b = self._compile([p])
+                    b.cleanup()
+                    good.append(p)
+                except Exception as one:
+                    self.inactive[p] = f"compile/load failed: {str(one).strip()[-300:]}"
+            loaded = good
+            self.bpf = None
+            if good:
+                try:
+                    self.bpf = self._compile(good)
+                except Exception as again:
+                    for p in good:
+                        self.inactive[p] = f"compile/load failed with the others: {again}"
+                    loaded = []
+        if self.bpf is None:
+            return
+        if "priv" in loaded:
+            self._attach_priv(ctx.paths)
+        self._configure(loaded)
+        self._open_outputs([p for p in loaded if p in OUTPUTS])
+        self.active = loaded
+        ctx.registry.add_listener(self._on_container)
+        for c in ctx.registry.all():
+            self._on_container("added", c)
+        log.info(
+            "ebpf_probes_loaded",
+            probes=loaded,
+            inactive=sorted(self.inactive),
+            ringbuf=self.support.ringbuf,
+            seconds=round(time.monotonic() - t0, 2),
+        )
+        self._stop.clear()
+        reader = threading.Thread(target=self._read_loop, name="ebpf-reader", daemon=True)
+        reader.start()
+        self._threads.append(reader)
+        if "syscalls" in loaded:
+            self._window_start = time.time()
+            win = threading.Thread(target=self._window_loop, name="ebpf-windows", daemon=True)
+            win.start()
+            self._threads.append(win)
+
+    def _attach_priv(self, paths: HostPaths) -> None:
+        assert self.bpf is not None
+        for sc in PRIV_SYSCALLS:
+            enter, exit_ = f"sys_enter_{sc}", f"sys_exit_{sc}"
+            if not (syscall_tp_layout_ok(paths, enter) and (paths.tracefs / "events/syscalls" / exit_).is_dir()):
+                self.skipped_hooks.append(f"syscalls:{enter}")
+                continue
+            try:
+                self.bpf.attach_tracepoint(tp=f"syscalls:{enter}", fn_name="rg_priv_enter")
+                self.bpf.attach_tracepoint(tp=f"syscalls:{exit_}", fn_name="rg_priv_exit")
+            except Exception as exc:  # a missing tracepoint (arch without this syscall)
+                self.skipped_hooks.append(f"syscalls:{enter} ({exc})")
+
+    def _configure(self, loaded: Sequence[str]) -> None:
+        assert self.bpf is not None
+        conf = self.bpf["rg_conf"]
+        conf[ctypes.c_int(CONF_ALL)] = ctypes.c_ulonglong(1 if self.include_host else 0)
+        conf[ctypes.c_int(CONF_RATE)] = ctypes.c_ulonglong(self.settings.max_events_per_second_per_container)
+        conf[ctypes.c_int(CONF_GEN)] = ctypes.c_ulonglong(self._gen)
+        if "files" in loaded:
+            self.set_sensitive(self.settings.sensitive_paths, self.settings.sensitive_write_prefixes)
+
+    def set_sensitive(self, any_open: Sequence[str], write_only: Sequence[str]) -> None:
+        """Replace the kernel's sensitive prefix set (an LPM trie: longest prefix wins)."""
+        assert self.bpf is not None
+        trie = self.bpf["rg_sensitive"]
+        trie.clear()
+        entries: dict[str, int] = {}
+        for p in write_only:
+            entries[p] = entries.get(p, 0) | MATCH_WRITE
+        for p in any_open:
+            entries[p] = entries.get(p, 0) | MATCH_ANY
+        for prefix, kind in entries.items():
+            data = prefix.encode()[:PREFIX_LEN]
+            k = trie.Key()
+            k.prefixlen = len(data) * 8
+            k.data = data  # a c_char array field: assignment copies (k.data reads a bytes copy)
+            trie[k] = ctypes.c_uint(kind)
+
+    def _open_outputs(self, names: Sequence[str]) -> None:
+        assert self.bpf is not None
+        for probe in names:
+            table = self.bpf[OUTPUTS[probe]]
+            cb = self._make_callback(probe)
+            if self.support.ringbuf:
+                table.open_ring_buffer(cb)
+            else:
+                table.open_perf_buffer(cb, page_cnt=self.settings.ring_buffer_pages, lost_cb=self._make_lost_cb(probe))
+
+    def _make_callback(self, probe: str) -> Callable[[Any, Any, int], int]:
+        batch = self._batch
+
+        def _cb(_ctx: Any, data: Any, size: int) -> int:
+            batch.append((probe, ctypes.string_at(data, size)))
+            return 0
+
+        return _cb
+
+    def _make_lost_cb(self, probe: str) -> Callable[[int], None]:
+        def _lost(n: int) -> None:
+            self.perf_lost[probe] += n
+
+        return _lost
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=3)
+        self._threads.clear()
+        if self.bpf is not None:
+            try:
+                self.bpf.cleanup()
+            except Exception as exc:
+                log.warning("ebpf_cleanup_failed", error=repr(exc))
+            self.bpf = None
+        if self._collector is not None and self.ctx is not None:
+            try:
+                self.ctx.metrics.unregister(self._collector)
+            except KeyError:
+                pass
+            self._collector = None
+        self.active = []
+
+    # --- container filter ---------------------------------------------------------------
+    def _on_container(self, what: str, c: Container) -> None:
+        """Registry listener: keep the kernel's monitored-cgroup map equal to the registry."""
+        bpf = self.bpf
+        if bpf is None or not c.cgroup_id:
+            return
+        table = bpf["rg_cgroups"]
+        key = ctypes.c_ulonglong(c.cgroup_id)
+        with self._lock:
+            if what == "removed":
+                try:
+                    del table[key]
+                except KeyError:
+                    pass
+                self._monitored.discard(c.cgroup_id)
+            else:
+                table[key] = ctypes.c_ubyte(1)
+                self._monitored.add(c.cgroup_id)
+
+    def monitor_cgroup(self, cgroup_id: int, on: bool = True) -> None:
+        """Add (or remove) one cgroup id to the kernel filter directly (benchmarks, tests)."""
+        c = Container(id=f"cgroup-{cgroup_id}", name="", image="", image_id="", runtime="", init_pid=0)
+        self._on_container("added" if on else "removed", _with_cgroup(c, cgroup_id))
+
+    # --- reading --------------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        bpf = self.bpf
+        while not self._stop.is_set() and bpf is not None:
+            try:
+                if self.support.ringbuf:
+                    bpf.ring_buffer_poll(100)
+                else:
+                    bpf.perf_buffer_poll(100)
+            except Exception as exc:  # EINTR and friends: keep reading
+                log.warning("ebpf_poll_failed", error=repr(exc))
+                time.sleep(0.1)
+            if self._batch:
+                self.process_batch()
+
+    def process_batch(self) -> int:
+        """Decode, complete and publish the records gathered by the last poll."""
+        batch = self._batch[:]
+        del self._batch[: len(batch)]
+        self.poll_batches += 1
+        n = 0
+        for probe, raw in batch:
+            try:
+                ev = decode_record(raw, self._mono_offset)
+            except DecodeError as exc:
+                self.malformed += 1
+                log.debug("ebpf_record_malformed", probe=probe, error=str(exc))
+                continue
+            if isinstance(ev, ProcessExec) and self.ctx is not None:
+                ev = complete_exec(ev, self.ctx.paths)
+            elif isinstance(ev, NetConnect) and ev.op == "accept" and not ev.dport and self.ctx is not None:
+                ev = complete_accept(ev, self.ctx.paths)
+            self.delivered[PROBE_OF_TYPE.get(_type_of(raw), probe)] += 1
+            if self._on_event is not None:
+                self._on_event(ev)
+            n += 1
+        return n
+
+    # --- syscall windows ------------------------------------------------------------------
+    def _window_loop(self) -> None:
+        while not self._stop.wait(self.window_seconds):
+            try:
+                self.flush_window()
+            except Exception as exc:
+                log.error("ebpf_window_failed", error=repr(exc))
+
+    def flush_window(self) -> list[SyscallWindow]:
+        """Flip the count generation, read and delete the old one, publish per-cgroup windows."""
+        bpf = self.bpf
+        if bpf is None or "syscalls" not in self.active:
+            return []
+        with self._lock:
+            old = self._gen
+            self._gen ^= 1
+            bpf["rg_conf"][ctypes.c_int(CONF_GEN)] = ctypes.c_ulonglong(self._gen)
+            start, end = self._window_start, time.time()
+            self._window_start = end
+        # Programs that read the old generation just before the flip finish within
+        # microseconds (they run with preemption disabled); give them a moment.
+        time.sleep(0.002)
+        per_cg: dict[int, tuple[dict[int, int], dict[tuple[int, int], int]]] = {}
+        counts = bpf["rg_sc_counts"]
+        for k, v in list(counts.items()):
+            if k.gen != old:
+                continue
+            n = sum(v)
+            del counts[k]
+            row = per_cg.setdefault(k.cgroup_id, ({}, {}))[0]
+            row[k.nr] = row.get(k.nr, 0) + n
+            self.syscalls_counted += n
+        trans = bpf["rg_sc_trans"]
+        for k, v in list(trans.items()):
+            if k.gen != old:
+                continue
+            n = sum(v)
+            del trans[k]
+            tr = per_cg.setdefault(k.cgroup_id, ({}, {}))[1]
+            tr[(k.prev, k.cur)] = tr.get((k.prev, k.cur), 0) + n
+        full = bpf["rg_sc_full"]
+        self.count_map_full = sum(full[ctypes.c_int(0)])
+        out = []
+        for cg, (c, t) in per_cg.items():
+            w = SyscallWindow(ts=end, cgroup_id=cg, start=start, end=end, counts=c, transitions=t)
+            out.append(w)
+            if self._on_event is not None:
+                self._on_event(w)
+        self.windows_published += len(out)
+        return out
+
+    # --- counters -------------------------------------------------------------------------
+    def lost_counts(self) -> dict[str, int]:
+        """Events lost per probe: ring/perf buffer full in the kernel, plus perf lost callbacks."""
+        out: Counter[str] = Counter(self.perf_lost)
+        bpf = self.bpf
+        if bpf is not None:
+            try:
+                table = bpf["rg_lost"]
+                for i, p in enumerate(PROBES):
+                    out[p] += sum(table[ctypes.c_int(i)])
+            except Exception:  # stopped concurrently
+                pass
+        return dict(out)
+
+    def rate_limited_counts(self, by_cgroup: bool = False) -> dict[str, int]:
+        """Events dropped by the per-container rate limit, per probe (or per "cgroup/probe")."""
+        out: Counter[str] = Counter()
+        bpf = self.bpf
+        if bpf is None:
+            return {}
+        try:
+            for k, v in bpf["rg_ratedrop"].items():
+                probe = PROBES[k.value & 7] if (k.value & 7) < len(PROBES) else str(k.value & 7)
+                out[f"{k.value >> 3}/{probe}" if by_cgroup else probe] += v.value
+        except Exception:
+            pass
+        return dict(out)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "active": list(self.active),
+            "inactive": dict(self.inactive),
+            "problems": list(self.support.problems),
+            "output": ("ringbuf" if self.support.ringbuf else "perfbuf") if self.active else "",
+            "btf": self.support.btf,
+            "skipped_hooks": list(self.skipped_hooks),
+            "monitored_cgroups": len(self._monitored),
+            "include_host": self.include_host,
+            "delivered": dict(self.delivered),
+            "lost": self.lost_counts(),
+            "rate_limited": self.rate_limited_counts(by_cgroup=True),
+            "malformed": self.malformed,
+            "windows_published": self.windows_published,
+            "syscalls_counted": self.syscalls_counted,
+            "count_map_full": self.count_map_full,
+        }
+
+
+def _type_of(raw: bytes) -> int:
+    return int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
+
+
+def _with_cgroup(c: Container, cgroup_id: int) -> Container:
+    import dataclasses
+
+    return dataclasses.replace(c, cgroup_id=cgroup_id)
+
+
+def _read_link(p: Path) -> str:
+    try:
+        return os.readlink(p)
+    except OSError:
+        return ""
+
+
+def _ppid_of(paths: HostPaths, pid: int) -> int:
+    try:
+        for line in (paths.pid_dir(pid) / "status").read_text().splitlines():
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _comm_of(paths: HostPaths, pid: int) -> str:
+    try:
+        return (paths.pid_dir(pid) / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def complete_exec(ev: ProcessExec, paths: HostPaths) -> ProcessExec:
+    """Fill what the kernel record lacks from /proc, best effort (the process may be gone):
+    stdio targets, ppid and parent comm when the probe did not see the fork, exe origin."""
+    import dataclasses
+
+    fd_dir = paths.pid_dir(ev.pid) / "fd"
+    stdio = tuple(_read_link(fd_dir / str(i)) for i in range(3))
+    changes: dict[str, Any] = {}
+    if any(stdio):
+        changes["stdio"] = stdio
+    ppid = ev.ppid or _ppid_of(paths, ev.pid)
+    if ppid != ev.ppid:
+        changes["ppid"] = ppid
+    if not ev.parent_comm and ppid:
+        changes["parent_comm"] = _comm_of(paths, ppid)
+    exe = _read_link(paths.pid_dir(ev.pid) / "exe")
+    if exe.startswith("/memfd:") or ev.filename.startswith("/memfd:"):
+        changes["exe_origin"] = "memfd"
+    elif exe.endswith(" (deleted)"):
+        changes["exe_origin"] = "deleted"
+    return dataclasses.replace(ev, **changes) if changes else ev
+
+
+def _hex_addr(text: str) -> tuple[str, int]:
+    """``0100007F:1F90`` (/proc/net/tcp: 32-bit words in host order) -> ("127.0.0.1", 8080)."""
+    addr, port = text.split(":")
+    raw = bytes.fromhex(addr)
+    # Each 32-bit word is printed in host (little-endian) order.
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(words)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped), int(port, 16)
+    return str(ip), int(port, 16)
+
+
+def socket_tuple(paths: HostPaths, pid: int, fd: int) -> tuple[int, str, int, str, int] | None:
+    """(family, local addr, local port, remote addr, remote port) of a TCP socket fd, read from
+    the process's own /proc/<pid>/net/tcp{,6} (its network namespace); None when gone."""
+    link = _read_link(paths.pid_dir(pid) / "fd" / str(fd))
+    m = re.fullmatch(r"socket:\[(\d+)\]", link)
+    if not m:
+        return None
+    inode = m.group(1)
+    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        try:
+            lines = (paths.pid_dir(pid) / "net" / name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[9] == inode:
+                try:
+                    la, lp = _hex_addr(f[1])
+                    ra, rp = _hex_addr(f[2])
+                except ValueError:
+                    return None
+                return family, la, lp, ra, rp
+    return None
+
+
+def complete_accept(ev: NetConnect, paths: HostPaths) -> NetConnect:
+    """Fill an accepted connection's addresses from /proc when the probe could not read them
+    (the task passed no sockaddr to accept(), or the listener predates the probe)."""
+    import dataclasses
+
+    t = socket_tuple(paths, ev.pid, ev.fd)
+    if t is None:
+        return ev
+    family, la, lp, ra, rp = t
+    return dataclasses.replace(ev, family=family, saddr=la, sport=lp, daddr=ra, dport=rp)
+
+
+def build(ctx: AgentContext) -> EbpfSource | None:
+    """The eBPF source of this agent, or ``None`` when ``ebpf.enabled`` is false."""
+    cfg = ctx.config
+    if not cfg.ebpf.enabled:
+        return None
+    return EbpfSource(cfg.ebpf, cfg.behavior.window_seconds, cfg.runtime.include_host)

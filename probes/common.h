@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: GPL-2.0
+/* common.h: what every riskguard probe shares.
+ *
+ * - The container filter: rg_cgroups holds the v2 cgroup ids the agent monitors (kept current
+ *   from the container registry). rg_wanted() is the first thing every hook calls; a task whose
+ *   cgroup is not in the map leaves there. rg_conf[RG_CONF_ALL] = 1 monitors every task (the
+ *   agent's runtime.include_host).
+ * - The record header every event starts with (decoded by agent/decoders/ebpf.py).
+ * - Per-probe loss counters (ring buffer full) and the per-container rate limit: a container
+ *   that floods events is cut at rg_conf[RG_CONF_RATE] events per second, counted in
+ *   rg_ratedrop, so it cannot fill the ring buffer that other containers share.
+ *
+ * Load-time constants come as -D cflags from the loader (RG_RINGBUF, RG_RINGBUF_PAGES,
+ * RG_MAX_CGROUPS); run-time settings live in maps (rg_conf, rg_sensitive).
+ * Only tracepoints and BPF helpers are used: the kernel headers on the target may not match
+ * the running kernel, so no kernel struct is ever dereferenced.
+ */
+#ifndef RG_COMMON_H
+#define RG_COMMON_H
+
+#ifndef RG_MAX_CGROUPS
+#define RG_MAX_CGROUPS 4096
+#endif
+#ifndef RG_RINGBUF_PAGES
+#define RG_RINGBUF_PAGES 64
+#endif
+
+#define RG_EV_EXEC 1
+#define RG_EV_NET 2
+#define RG_EV_OPEN 3
+#define RG_EV_PRIV 4
+
+/* Probe ids index rg_lost / rg_ratedrop (kept in step with agent/decoders/ebpf.py PROBES). */
+#define RG_PROBE_SYSCALLS 0
+#define RG_PROBE_EXEC 1
+#define RG_PROBE_NET 2
+#define RG_PROBE_FILES 3
+#define RG_PROBE_PRIV 4
+#define RG_NPROBES 5
+
+#define RG_CONF_ALL 0   /* 1: monitor every cgroup (include_host) */
+#define RG_CONF_RATE 1  /* max events per second per cgroup (0: unlimited) */
+#define RG_CONF_GEN 2   /* current generation of the syscall count maps (0 or 1) */
+#define RG_NCONF 4
+
+struct rg_hdr {
+    u32 type;
+    u32 pid;        /* tgid */
+    u64 cgroup_id;
+    u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+    u32 tid;
+    u32 uid;
+    char comm[16];
+};
+
+struct rg_rate {
+    u64 second;
+    u64 count;
+};
+
+BPF_HASH(rg_cgroups, u64, u8, RG_MAX_CGROUPS);
+BPF_ARRAY(rg_conf, u64, RG_NCONF);
+BPF_PERCPU_ARRAY(rg_lost, u64, RG_NPROBES);
+BPF_HASH(rg_rate, u64, struct rg_rate, RG_MAX_CGROUPS);
+/* key: cgroup id << 3 | probe id */
+BPF_HASH(rg_ratedrop, u64, u64, RG_MAX_CGROUPS * 4);
+
+static __always_inline u64 rg_conf_get(int idx)
+{
+    u64 *v = rg_conf.lookup(&idx);
+    return v ? *v : 0;
+}
+
+/* Is the current task in a monitored cgroup? Returns its cgroup id, or 0. */
+static __always_inline u64 rg_wanted(void)
+{
+    u64 cg = bpf_get_current_cgroup_id();
+    if (rg_cgroups.lookup(&cg))
+        return cg;
+    if (rg_conf_get(RG_CONF_ALL))
+        return cg ? cg : 1;
+    return 0;
+}
+
+static __always_inline void rg_count_lost(int probe)
+{
+    u64 *v = rg_lost.lookup(&probe);
+    if (v)
+        *v += 1;
+}
+
+/* Per-cgroup, per-second budget shared by all event probes. Returns 1 when the event may go. */
+static __always_inline int rg_rate_ok(u64 cg, int probe)
+{
+    u64 limit = rg_conf_get(RG_CONF_RATE);
+    if (!limit)
+        return 1;
+    u64 sec = bpf_ktime_get_ns() / 1000000000ULL;
+    struct rg_rate *r = rg_rate.lookup(&cg);
+    if (!r) {
+        struct rg_rate init = {.second = sec, .count = 1};
+        rg_rate.update(&cg, &init);
+        return 1;
+    }
+    if (r->second != sec) {
+        r->second = sec;
+        r->count = 1;
+        return 1;
+    }
+    if (__sync_fetch_and_add(&r->count, 1) < limit)
+        return 1;
+    u64 key = (cg << 3) | (u64)probe;
+    u64 one = 1;
+    u64 *d = rg_ratedrop.lookup(&key);
+    if (d)
+        __sync_fetch_and_add(d, 1);
+    else
+        rg_ratedrop.update(&key, &one);
+    return 0;
+}
+
+static __always_inline void rg_fill_hdr(struct rg_hdr *h, u32 type, u64 cg)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    h->type = type;
+    h->pid = id >> 32;
+    h->tid = (u32)id;
+    h->cgroup_id = cg;
+    h->ts_ns = bpf_ktime_get_ns();
+    h->uid = (u32)bpf_get_current_uid_gid();
+    bpf_get_current_comm(&h->comm, sizeof(h->comm));
+}
+
+/* RG_OUTPUT declares a probe's event channel: a BPF ring buffer when the kernel has one
+ * (5.8+, probed at run time by the loader), else a perf buffer. */
+#ifdef RG_RINGBUF
+#define RG_OUTPUT(name) BPF_RINGBUF_OUTPUT(name, RG_RINGBUF_PAGES)
+#else
+#define RG_OUTPUT(name) BPF_PERF_OUTPUT(name)
+#endif
+
+#endif /* RG_COMMON_H */

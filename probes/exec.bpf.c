@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: GPL-2.0
+/* exec: one event per successful execve in a monitored container.
+ *
+ * Hooks: tracepoint sched:sched_process_fork  (remember parent tgid + comm of each child)
+ *        tracepoint syscalls:sys_enter_execve, sys_enter_execveat (copy a bounded argv)
+ *        tracepoint sched:sched_process_exec  (emit: pid, ppid, uid, comm, filename, argv)
+ * Maps:  rg_exec_parent  LRU hash child tgid -> {ppid, parent comm}
+ *        rg_exec_pending LRU hash thread id -> event under construction (argv)
+ *        rg_exec_scratch per-CPU array: an event when no argv was captured
+ *        rg_exec_events  ring buffer (or perf buffer)
+ * Caveats: ppid comes from the fork seen by this probe; for processes forked before the probe
+ * was loaded it is 0 and the agent fills it from /proc. argv is capped at RG_ARGV_MAX
+ * arguments of RG_ARG_LEN bytes each (truncated = 1 then). Failed execs leave no event.
+ */
+#include "common.h"
+#include "exec.h"
+
+struct rg_parent {
+    u32 ppid;
+    u32 pad;
+    char comm[16];
+};
+
+BPF_TABLE("lru_hash", u32, struct rg_parent, rg_exec_parent, 16384);
+BPF_TABLE("lru_hash", u32, struct rg_exec_event, rg_exec_pending, 1024);
+BPF_PERCPU_ARRAY(rg_exec_scratch, struct rg_exec_event, 1);
+RG_OUTPUT(rg_exec_events);
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    if (!rg_wanted())
+        return 0;
+    struct rg_parent p = {};
+    p.ppid = bpf_get_current_pid_tgid() >> 32;
+    bpf_get_current_comm(&p.comm, sizeof(p.comm));
+    u32 child = args->child_pid;
+    rg_exec_parent.update(&child, &p);
+    return 0;
+}
+
+static __always_inline int rg_exec_enter(const char *const *argv)
+{
+    if (!rg_wanted())
+        return 0;
+    int zero = 0;
+    struct rg_exec_event *ev = rg_exec_scratch.lookup(&zero);
+    if (!ev)
+        return 0;
+    ev->argc = 0;
+    ev->args_size = 0;
+    ev->truncated = 0;
+    u32 off = 0;
+#pragma unroll
+    for (int i = 0; i < RG_ARGV_MAX; i++) {
+        const char *arg = 0;
+        if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg)
+            goto done;
+        if (off >= RG_ARGS_BYTES)
+            goto done;
+        long n = bpf_probe_read_user_str(&ev->args[off & (RG_ARGS_BYTES - 1)], RG_ARG_LEN, arg);
+        if (n <= 0)
+            goto done;
+        if (n == RG_ARG_LEN)
+            ev->truncated = 1;
+        off += n;
+        ev->argc++;
+    }
+    {
+        const char *more = 0;
+        bpf_probe_read_user(&more, sizeof(more), &argv[RG_ARGV_MAX]);
+        if (more)
+            ev->truncated = 1;
+    }
+done:
+    ev->args_size = off > RG_ARGS_BYTES ? RG_ARGS_BYTES : off;
+    {
+        u32 tid = (u32)bpf_get_current_pid_tgid();
+        rg_exec_pending.update(&tid, ev);
+    }
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    return rg_exec_enter((const char *const *)args->argv);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+    return rg_exec_enter((const char *const *)args->argv);
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u64 cg = rg_wanted();
+    if (!cg)
+        return 0;
+    u32 old = args->old_pid;
+    struct rg_exec_event *ev = rg_exec_pending.lookup(&old);
+    if (!ev) {
+        int zero = 0;
+        ev = rg_exec_scratch.lookup(&zero);
+        if (!ev)
+            return 0;
+        ev->argc = 0;
+        ev->args_size = 0;
+        ev->truncated = 0;
+    }
+    rg_fill_hdr(&ev->h, RG_EV_EXEC, cg);
+    u32 tgid = ev->h.pid;
+    struct rg_parent *p = rg_exec_parent.lookup(&tgid);
+    if (p) {
+        ev->ppid = p->ppid;
+        __builtin_memcpy(ev->parent_comm, p->comm, sizeof(ev->parent_comm));
+    } else {
+        ev->ppid = 0;
+        ev->parent_comm[0] = 0;
+    }
+    TP_DATA_LOC_READ_STR(ev->filename, filename, RG_FILENAME_LEN);
+    if (rg_rate_ok(cg, RG_PROBE_EXEC)) {
+        u32 size = offsetof(struct rg_exec_event, args) + (ev->args_size & (RG_ARGS_BYTES - 1));
+        if (ev->args_size >= RG_ARGS_BYTES)
+            size = offsetof(struct rg_exec_event, args) + RG_ARGS_BYTES;
+#ifdef RG_RINGBUF
+        if (rg_exec_events.ringbuf_output(ev, size, 0))
+            rg_count_lost(RG_PROBE_EXEC);
+#else
+        if (rg_exec_events.perf_submit(args, ev, size))
+            rg_count_lost(RG_PROBE_EXEC);
+#endif
+    }
+    rg_exec_pending.delete(&old);
+    return 0;
+}
