@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agent.settings_base import Section
 
@@ -24,8 +24,33 @@ class EbpfSettings(Section):
     )
     # Opens for writing below these prefixes are reported too.
     sensitive_write_prefixes: tuple[str, ...] = ("/etc/",)
+    # Pages per probe output buffer (ring buffer, or perf buffer per CPU); a power of two.
     ring_buffer_pages: int = Field(default=64, ge=8, le=4096)
+    # Events per second one container may send to user space, all probes together; above it
+    # events are dropped in the kernel and counted (status: ebpf.rate_limited).
     max_events_per_second_per_container: int = Field(default=2000, ge=10)
+    # Which probes of probes/ to load (syscalls, exec, net, files, priv).
+    probes: tuple[str, ...] = ("syscalls", "exec", "net", "files", "priv")
+    # Size of the monitored-cgroup map (and of the per-container rate-limit maps).
+    max_cgroups: int = Field(default=4096, ge=16, le=65536)
+    # Arguments copied per exec event (each up to 128 bytes; more are marked "...").
+    argv_max: int = Field(default=16, ge=1, le=16)
+
+    @field_validator("ring_buffer_pages")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError("must be a power of two (the kernel's ring and perf buffers need one)")
+        return v
+
+    @field_validator("probes")
+    @classmethod
+    def _known_probes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        known = ("syscalls", "exec", "net", "files", "priv")
+        bad = [p for p in v if p not in known]
+        if bad:
+            raise ValueError(f"unknown probe(s) {bad}; known: {list(known)}")
+        return v
 
 
 class AuditSettings(Section):
