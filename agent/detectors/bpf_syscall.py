@@ -42,8 +42,7 @@ SPEC = Detector(
     events=(PrivilegeEvent,),
     severity=Severity.HIGH,
     mitre="T1014",
-    description="A containerised process calls bpf() (creating maps or loading programs into "
-    "the shared kernel).",
+    description="A containerised process calls bpf() (creating maps or loading programs into the shared kernel).",
     false_positives="Observability and networking agents shipped as containers (Cilium, "
     "Falco, this agent itself if containerised): disable RG-0010 for their images.",
     evaluate=evaluate,

@@ -125,9 +125,7 @@ class DetectorsComponent:
     def describe(self) -> list[dict[str, Any]]:
         """Every known detector with whether it runs and what it found so far."""
         on = {d.id for d in self.detectors}
-        return [
-            {**d.describe(), "enabled": d.id in on, "findings": self.findings[d.id]} for d in BY_ID.values()
-        ]
+        return [{**d.describe(), "enabled": d.id in on, "findings": self.findings[d.id]} for d in BY_ID.values()]
 
     # --- event path ----------------------------------------------------------------------
     def handle(self, event: Event) -> None:

@@ -31,6 +31,9 @@ def evaluate(ev: PrivilegeEvent, state: DetectorState) -> Finding | None:
     if call not in _CALLS or comm_matches(ev.comm, state.settings.runtime_comms):
         return None
     ok = ev.ret >= 0
+    severity = SPEC.severity if ok else Severity.MEDIUM
+    if call == "chroot":  # sshd privilege separation and build tools chroot on purpose
+        severity = Severity.MEDIUM if ok else Severity.LOW
     return SPEC.finding(
         ev,
         f"{ev.comm} called {call}" + ("" if ok else f" and failed ({ev.ret})"),
@@ -43,7 +46,7 @@ def evaluate(ev: PrivilegeEvent, state: DetectorState) -> Finding | None:
             "succeeded": ok,
         },
         subject=f"{call}:{ev.comm}",
-        severity=SPEC.severity if ok else Severity.MEDIUM,
+        severity=severity,
     )
 
 
@@ -54,8 +57,8 @@ SPEC = Detector(
     severity=Severity.HIGH,
     mitre="T1611",
     description="A containerised process calls mount/umount, unshare, setns or pivot_root "
-    "(namespace or mount manipulation: escape to host).",
+    "(namespace or mount manipulation: escape to host); chroot is reported at medium/low.",
     false_positives="Sandboxing tools (bubblewrap, Chrome's sandbox, unshare -U in CI images), "
-    "build tools that mount (buildah/kaniko in-container builds), FUSE-based workloads.",
+    "build tools that mount (buildah/kaniko in-container builds), FUSE-based workloads; sshd's privilege separation chroots (medium).",
     evaluate=evaluate,
 )

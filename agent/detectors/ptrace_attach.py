@@ -35,8 +35,7 @@ def evaluate(ev: PrivilegeEvent, state: DetectorState) -> Finding | None:
     name = _REQUESTS.get(request, "unknown request")
     return SPEC.finding(
         ev,
-        f"{ev.comm} called ptrace({name}) on pid {target}"
-        + ("" if ev.ret >= 0 else f" and failed ({ev.ret})"),
+        f"{ev.comm} called ptrace({name}) on pid {target}" + ("" if ev.ret >= 0 else f" and failed ({ev.ret})"),
         {
             "comm": ev.comm,
             "syscall": "ptrace",

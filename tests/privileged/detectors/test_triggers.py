@@ -1,0 +1,284 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Each rule detector triggered for real inside a container, seen through the eBPF source.
+
+One container and one agent chain (eBPF source → enrichment → detectors → findings) per module:
+bcc compiles the probes once, which costs seconds of CPU. Every test runs its behaviour with
+``docker exec`` and waits for the finding of its detector about that container.
+
+The container runs with ``seccomp=unconfined``: Docker's default seccomp profile rejects
+mount/unshare/setns/bpf/init_module before the kernel's syscall tracepoints run, so such
+attempts are invisible to tracepoint probes (they are also already blocked). Without the
+profile the kernel itself refuses them (no capabilities), the tracepoints fire, and the
+detectors report the failed attempt.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import AgentConfig
+from agent.context import AgentContext
+from agent.detectors.component import DetectorsComponent
+from agent.detectors.registry import DETECTORS
+from agent.detectors.settings import DetectorsSettings
+from agent.events import Event
+from agent.findings import Finding, Severity, Source
+from agent.hostfs import HostPaths
+from agent.pipeline import Bus
+from agent.runtime.docker import container_from_inspect
+from agent.runtime.enrich import Enricher
+from agent.runtime.model import ContainerRegistry
+from agent.store import Store
+from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root, need_tool, wait_for
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Chain:
+    ctx: AgentContext
+    container: Any  # docker Container
+    findings: list[Finding]
+    lock: threading.Lock
+
+    def exec(self, *cmd: str, user: str = "", stdin: str | None = None, timeout: float = 20) -> str:
+        """Run ``cmd`` in the container (``docker exec``), return its combined output."""
+        args = ["docker", "exec", *(["-i"] if stdin is not None else [])]
+        if user:
+            args += ["-u", user]
+        proc = subprocess.run(
+            [*args, self.container.id, *cmd], input=stdin, capture_output=True, text=True, timeout=timeout
+        )
+        return proc.stdout + proc.stderr
+
+    def wait(self, detector: str, pred: Callable[[Finding], bool] = lambda f: True, timeout: float = 15) -> Finding:
+        def hit() -> Finding | None:
+            with self.lock:
+                for f in self.findings:
+                    if f.detector_id == detector and f.container_id == self.container.id and pred(f):
+                        return f
+            return None
+
+        found = wait_for(hit, timeout=timeout, what=f"a {detector} finding; got {self.summaries()}")
+        assert isinstance(found, Finding)
+        return found
+
+    def summaries(self) -> list[str]:
+        with self.lock:
+            return [f"{f.detector_id}: {f.summary}" for f in self.findings]
+
+
+@pytest.fixture(scope="module")
+def trigger_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``rgtrigger`` (ptrace, bpf, setuid(0), memfd exec) built static for the busybox image."""
+    gcc = need_tool("gcc")
+    out = tmp_path_factory.mktemp("rgbin")
+    res = subprocess.run(
+        [gcc, "-static", "-O1", "-o", str(out / "rgtrigger"), str(HERE / "rgtrigger.c")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    need(
+        res.returncode == 0,
+        f"This test needs gcc with a static libc (libc6-dev) to build its helper: {res.stderr[-300:]}",
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def chain(docker_client: Any, trigger_binary: Path) -> Iterator[Chain]:
+    need_root()
+    try:
+        from agent.sources import ebpf
+    except ImportError as exc:
+        need(False, f"This test needs the eBPF source (agent/sources/ebpf.py): {exc}")
+        raise
+    state = Path(tempfile.mkdtemp(prefix="rg-detectors-"))
+    ctx = AgentContext(
+        config=AgentConfig(),
+        paths=HostPaths().with_state(state, run=state / "run"),
+        store=Store(state / "agent.db"),
+        registry=ContainerRegistry(),
+        events=Bus[Event]("events"),
+        findings=Bus[Finding]("findings"),
+    )
+    c = docker_client.containers.run(
+        TEST_IMAGE,
+        ["sleep", "900"],
+        detach=True,
+        name=f"rgtest-det-{uuid.uuid4().hex[:8]}",
+        labels={TEST_LABEL: "1"},
+        network_mode="none",
+        security_opt=["seccomp=unconfined"],
+        volumes={str(trigger_binary): {"bind": "/opt/rg", "mode": "ro"}},
+    )
+    components: list[Any] = []
+    try:
+        c.reload()
+        rec = container_from_inspect(HostPaths(), c.attrs)
+        assert rec is not None and rec.cgroup_id, "the test container has no cgroup id"
+        ctx.registry.upsert(rec)
+        ctx.events.add_prepare(Enricher(ctx.paths, ctx.registry))
+        source = ebpf.build(ctx)
+        need(source is not None, "The eBPF source is disabled or unavailable on this machine.")
+        assert source is not None
+        detectors = DetectorsComponent(DetectorsSettings(repeat_suppress_seconds=0), DETECTORS)
+        findings: list[Finding] = []
+        lock = threading.Lock()
+
+        def collect(f: Finding) -> None:
+            with lock:
+                findings.append(f)
+
+        ctx.findings.subscribe(collect)
+        for comp in (source, detectors):
+            comp.start(ctx)
+            components.append(comp)
+        ctx.events.start()
+        ctx.findings.start()
+        status = source.status()
+        need(not status.get("error"), f"The eBPF source did not start: {status}")
+        yield Chain(ctx, c, findings, lock)
+    finally:
+        for comp in reversed(components):
+            try:
+                comp.stop()
+            except Exception:
+                pass
+        ctx.events.stop(1)
+        ctx.findings.stop(1)
+        ctx.store.close()
+        c.remove(force=True)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _rule(f: Finding) -> None:
+    assert f.source is Source.RULE and f.container is not None and f.mitre
+
+
+def test_rg0001_web_shell_through_httpd_cgi(chain: Chain) -> None:
+    # busybox httpd runs cgi-bin/sh (a link to busybox) with the POST body on stdin: a web
+    # shell; the shell's parent is the web server.
+    chain.exec("sh", "-c", "mkdir -p /var/www/cgi-bin && ln -sf /bin/busybox /var/www/cgi-bin/sh")
+    chain.exec("httpd", "-p", "127.0.0.1:8080", "-h", "/var/www")
+    out = chain.exec(
+        "sh",
+        "-c",
+        "sleep 0.3; wget -q -O- --post-data 'echo Content-Type: text/plain; echo; id' http://127.0.0.1:8080/cgi-bin/sh",
+    )
+    assert "uid=0" in out, out
+    f = chain.wait("RG-0001", lambda f: f.evidence["parent"] == "httpd")
+    _rule(f)
+    assert f.evidence["comm"] == "sh" and f.severity is Severity.HIGH
+    # the docker exec shells above (parent containerd-shim) were not reported
+    with chain.lock:
+        assert all(x.evidence.get("parent") == "httpd" for x in chain.findings if x.detector_id == "RG-0001")
+
+
+def test_rg0002_reading_shadow_and_writing_etc(chain: Chain) -> None:
+    assert "root:" in chain.exec("cat", "/etc/shadow")
+    f = chain.wait("RG-0002", lambda f: f.evidence["path"] == "/etc/shadow")
+    _rule(f)
+    assert f.evidence["write"] is False and f.evidence["comm"] == "cat" and f.mitre == "T1003.008"
+    chain.exec("sh", "-c", "echo evil > /etc/rg-dropped.conf")
+    w = chain.wait("RG-0002", lambda f: f.evidence["path"] == "/etc/rg-dropped.conf")
+    assert w.evidence["write"] is True
+
+
+def test_rg0003_package_manager(chain: Chain) -> None:
+    chain.exec("dpkg", "-l")
+    f = chain.wait("RG-0003")
+    _rule(f)
+    assert f.evidence["tool"] == "dpkg" and f.evidence["argv"][:2] == ["dpkg", "-l"]
+
+
+def test_rg0004_exec_from_tmp_and_memfd(chain: Chain) -> None:
+    chain.exec("sh", "-c", "cp /bin/busybox /tmp/rgdrop && /tmp/rgdrop true")
+    f = chain.wait("RG-0004", lambda f: f.evidence["filename"] == "/tmp/rgdrop")
+    _rule(f)
+    assert f.evidence["why"] == "writable_dir"
+    out = chain.exec("/opt/rg/rgtrigger", "memfd", "/bin/busybox")
+    assert "fexecve" not in out, out
+    m = chain.wait("RG-0004", lambda f: f.evidence["why"] == "memfd")
+    assert m.mitre == "T1620"
+
+
+def test_rg0005_netcat_exec_shell(chain: Chain) -> None:
+    out = chain.exec("sh", "-c", "nc -l -p 9001 -e sh & sleep 0.3; echo 'echo pwned-$((6*7))' | nc -w 2 127.0.0.1 9001")
+    assert "pwned-42" in out, out
+    f = chain.wait("RG-0005", lambda f: f.evidence.get("how") == "-e sh")
+    _rule(f)
+    assert f.evidence["comm"] == "nc"
+
+
+def test_rg0006_setuid_root_from_non_root(chain: Chain) -> None:
+    out = chain.exec("/opt/rg/rgtrigger", "setuid0", user="1000:1000")
+    assert "setuid=-1" in out, out
+    f = chain.wait("RG-0006", lambda f: f.evidence["syscall"] == "setuid")
+    _rule(f)
+    assert f.evidence["uid"] == 1000 and f.evidence["succeeded"] is False
+
+
+def test_rg0007_ptrace_attach(chain: Chain) -> None:
+    out = chain.exec("/opt/rg/rgtrigger", "ptrace")
+    assert "ptrace=" in out, out
+    f = chain.wait("RG-0007")
+    _rule(f)
+    assert f.evidence["request"] == "PTRACE_ATTACH" and f.evidence["comm"] == "rgtrigger"
+
+
+def test_rg0008_namespace_escape_attempts(chain: Chain) -> None:
+    chain.exec("mount", "-t", "tmpfs", "none", "/mnt")
+    f = chain.wait("RG-0008", lambda f: f.evidence["syscall"] == "mount")
+    _rule(f)
+    assert f.evidence["succeeded"] is False  # no CAP_SYS_ADMIN
+    chain.exec("nsenter", "-t", "1", "-m", "true")
+    chain.wait("RG-0008", lambda f: f.evidence["syscall"] == "setns")
+    chain.exec("unshare", "-n", "true")
+    chain.wait("RG-0008", lambda f: f.evidence["syscall"] == "unshare")
+
+
+def test_rg0009_kernel_module(chain: Chain) -> None:
+    chain.exec("sh", "-c", "echo not-a-module > /root/rg.ko; insmod /root/rg.ko")
+    f = chain.wait("RG-0009")
+    _rule(f)
+    assert f.evidence["succeeded"] is False and f.evidence["syscall"] in ("init_module", "finit_module")
+
+
+def test_rg0010_bpf(chain: Chain) -> None:
+    out = chain.exec("/opt/rg/rgtrigger", "bpf")
+    assert "bpf=-1" in out, out  # no CAP_BPF in the container
+    f = chain.wait("RG-0010")
+    _rule(f)
+    assert f.evidence["cmd"] == "BPF_MAP_CREATE"
+
+
+def test_rg0011_runtime_socket(chain: Chain) -> None:
+    # A file at the socket's path: the open is what the rule sees (no real dockerd socket is
+    # ever given to the container).
+    chain.exec("sh", "-c", "mkdir -p /var/run && touch /var/run/docker.sock && cat /var/run/docker.sock")
+    f = chain.wait("RG-0011")
+    _rule(f)
+    assert f.evidence["path"] == "/var/run/docker.sock" and f.severity is Severity.CRITICAL
+
+
+def test_rg0012_pool_port_and_stratum_argv(chain: Chain) -> None:
+    out = chain.exec("sh", "-c", "nc -l -p 3333 >/dev/null & sleep 0.3; echo hello | nc -w 1 127.0.0.1 3333; echo done")
+    assert "done" in out
+    f = chain.wait("RG-0012", lambda f: f.evidence.get("dport") == 3333)
+    _rule(f)
+    assert f.evidence["daddr"] == "127.0.0.1" and f.severity is Severity.MEDIUM
+    chain.exec("/bin/true", "-o", "stratum+tcp://127.0.0.1:3333", "--donate-level", "1")
+    s = chain.wait("RG-0012", lambda f: "stratum+tcp://" in f.evidence.get("matched", []))
+    assert s.severity is Severity.HIGH
