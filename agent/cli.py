@@ -22,6 +22,7 @@ CLI_MODULES: tuple[str, ...] = (
     "agent.behavior.cli",  # syscalls fit|score
     "agent.logs.cli",  # logs parse|fit|score
     "agent.vuln.cli",  # scan, vulndb
+    "agent.detectors.cli",  # detectors list
 )
 
 
@@ -56,7 +57,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="riskguard-agent", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser = argparse.ArgumentParser(
+        prog="riskguard-agent", description="riskguard-agent: the container security daemon and its offline tools."
+    )
     parser.add_argument("--version", action="version", version=f"riskguard-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -23,6 +23,7 @@ CTL_MODULES: tuple[str, ...] = (
     "agent.actions.plans_ctl",  # plans
     "agent.vuln.ctl",  # scan
     "agent.netpolicy.ctl",  # netpolicy
+    "agent.detectors.ctl",  # detectors
 )
 
 
