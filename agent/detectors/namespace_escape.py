@@ -23,6 +23,7 @@ _CALLS = (
     "fsmount",
     "move_mount",
     "open_tree",
+    "chroot",
 )
 
 
@@ -59,6 +60,7 @@ SPEC = Detector(
     description="A containerised process calls mount/umount, unshare, setns or pivot_root "
     "(namespace or mount manipulation: escape to host); chroot is reported at medium/low.",
     false_positives="Sandboxing tools (bubblewrap, Chrome's sandbox, unshare -U in CI images), "
-    "build tools that mount (buildah/kaniko in-container builds), FUSE-based workloads; sshd's privilege separation chroots (medium).",
+    "build tools that mount (buildah/kaniko in-container builds), FUSE-based workloads; "
+    "sshd's privilege separation chroots (medium).",
     evaluate=evaluate,
 )
