@@ -109,9 +109,10 @@ class GmpScanner:
         """Scan ``address`` and return the report's results (raises ``GmpScanError``)."""
         s = self.settings
         label = f"riskguard {name} {address} {int(time.time())}"
+        secret = self._secret()
         try:
             with Gmp(_connection(s, self._timeout), transform=EtreeCheckCommandTransform()) as gmp:
-                gmp.authenticate(s.username, self._secret())
+                gmp.authenticate(s.username, secret)
                 target_id = gmp.create_target(name=label, hosts=[address], port_list_id=s.port_list_id).get("id")
                 task_id = gmp.create_task(
                     name=label, config_id=s.scan_config_id, target_id=target_id, scanner_id=s.scanner_id
