@@ -185,8 +185,7 @@ class BaselineStore:
                     (image, kind, version, now, FEATURE_VERSION, algorithm, windows, json.dumps(meta), blob),
                 )
             conn.execute(
-                "UPDATE behavior_baselines SET state = 'scoring', version = ?, fitted = ?, updated = ? "
-                "WHERE image = ?",
+                "UPDATE behavior_baselines SET state = 'scoring', version = ?, fitted = ?, updated = ? WHERE image = ?",
                 (version, now, now, image),
             )
             conn.execute(

@@ -33,12 +33,8 @@ def register(subparsers: Any) -> None:
     f = sub.add_parser("fit", help="learn normal syscall chains from a folder of traces")
     f.add_argument("--traces", required=True, type=Path, help="folder of trace files (normal behaviour)")
     f.add_argument("--model", required=True, type=Path, help="where to write the model (JSON)")
-    f.add_argument(
-        "--arch", default="x86_64", choices=sorted(ARCHES), help="syscall numbering (default x86_64)"
-    )
-    f.add_argument(
-        "--ngram", type=int, default=3, help="n-gram order (default 3; the daemon's kernel model is 2)"
-    )
+    f.add_argument("--arch", default="x86_64", choices=sorted(ARCHES), help="syscall numbering (default x86_64)")
+    f.add_argument("--ngram", type=int, default=3, help="n-gram order (default 3; the daemon's kernel model is 2)")
     f.add_argument("--frame", type=int, default=20, help="locality frame in n-grams (default 20)")
     f.add_argument("--quantile", type=float, default=0.995, help="threshold quantile of leave-one-out scores")
     f.set_defaults(func=cmd_fit)
@@ -46,9 +42,7 @@ def register(subparsers: Any) -> None:
     s = sub.add_parser("score", help="score traces against a model: JSON lines on stdout")
     s.add_argument("--traces", required=True, type=Path, help="folder of trace files to score")
     s.add_argument("--model", required=True, type=Path, help="a model written by 'syscalls fit'")
-    s.add_argument(
-        "--arch", default=None, choices=sorted(ARCHES), help="syscall numbering (default: the model's)"
-    )
+    s.add_argument("--arch", default=None, choices=sorted(ARCHES), help="syscall numbering (default: the model's)")
     s.set_defaults(func=cmd_score)
 
 
@@ -123,9 +117,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     for path, seq in traces:
         score = model.score_sequence(seq)
         rel = path.relative_to(args.traces).as_posix()
-        out.write(
-            json.dumps({"file": rel, "score": round(score, 6), "anomalous": model.is_anomalous(score)}) + "\n"
-        )
+        out.write(json.dumps({"file": rel, "score": round(score, 6), "anomalous": model.is_anomalous(score)}) + "\n")
     out.flush()
     if bad:
         print(f"syscalls score: {bad} trace(s) skipped", file=sys.stderr)

@@ -136,8 +136,8 @@ class BehaviorEngine:
         """Learn from or score every window of the batch; return one ``ScoredWindow`` each."""
         import numpy as np
 
-        now = time.time() if now is None else now
         out: list[ScoredWindow] = []
+        latest = 0.0
         to_score: dict[str, list[tuple[BehaviorWindow, list[float]]]] = {}
         tainted: dict[str, bool] = {}
         for w in windows:
@@ -150,8 +150,11 @@ class BehaviorEngine:
                 self.counters["malformed"] += 1
                 log.warning("window_skipped", container_id=w.container.short_id, error=repr(exc))
                 continue
+            # Event time drives learning periods, refits and cooldowns (replays behave like live).
+            t = w.end if now is None else now
+            latest = max(latest, t)
             key = self.baseline_key(w.container)
-            b = self.baseline(key, now)
+            b = self.baseline(key, t)
             if b.model is None:
                 cid = w.container.id
                 if cid not in tainted:
@@ -163,7 +166,7 @@ class BehaviorEngine:
                 else:
                     self.counters["not_learned_open_finding"] += 1
                 out.append(sw)
-                self._maybe_fit(b, now)
+                self._maybe_fit(b, t)
             else:
                 to_score.setdefault(key, []).append((w, vec))
         for key, items in to_score.items():
@@ -171,8 +174,8 @@ class BehaviorEngine:
             assert b.model is not None
             results = b.model.score_raw(np.asarray([v for _, v in items]))
             for (w, vec), res in zip(items, results, strict=True):
-                out.append(self._after_score(b, w, vec, res, now, tainted))
-            self._maybe_refit(b, now)
+                out.append(self._after_score(b, w, vec, res, w.end if now is None else now, tainted))
+            self._maybe_refit(b, latest)
         return out
 
     def _learn(self, b: _Baseline, w: BehaviorWindow, vec: list[float]) -> None:

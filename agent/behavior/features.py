@@ -109,9 +109,7 @@ SENSITIVE_SYSCALLS: frozenset[str] = frozenset(
     + ("setuid", "setresuid", "setreuid", "capset")
 )
 # Predecessors that turn a following execve into a reverse-shell / injected-exec shape.
-FD_SHAPING_SYSCALLS: frozenset[str] = frozenset(
-    ("accept", "accept4", "dup", "dup2", "dup3", "connect", "socket")
-)
+FD_SHAPING_SYSCALLS: frozenset[str] = frozenset(("accept", "accept4", "dup", "dup2", "dup3", "connect", "socket"))
 
 _NAME_TO_NR = {name: nr for nr, name in X86_64.items()}
 _GROUP_OF_NR: dict[int, int] = {}
@@ -168,8 +166,9 @@ FEATURE_INDEX: dict[str, int] = {n: i for i, n in enumerate(FEATURE_NAMES)}
 
 # The smallest spread (in transformed units) a feature's normal range is given, so a feature
 # that never moved during learning still has a finite robust z-score: a single new event in a
-# window (log1p(1) = 0.69) is then ~7 z for rates and counts, 5 percentage points for fractions.
-SCALE_FLOOR: tuple[float, ...] = tuple(0.1 if k != "fraction" else 0.02 for k in FEATURE_KINDS)
+# window (log1p(1) = 0.69) is then ~14 z for rates and counts, 2 percentage points ~1 z for
+# fractions.
+SCALE_FLOOR: tuple[float, ...] = tuple(0.05 if k != "fraction" else 0.02 for k in FEATURE_KINDS)
 
 
 def _entropy(counts: Iterable[int]) -> tuple[float, int]:
@@ -197,9 +196,7 @@ def window_vector(w: BehaviorWindow) -> list[float]:
     tr_total = sum(c for c in w.transitions.values() if c > 0)
     tr_self = sum(c for (a, b), c in w.transitions.items() if a == b and c > 0)
     into_sensitive = sum(c for (_a, b), c in w.transitions.items() if b in SENSITIVE_NRS and c > 0)
-    exec_after_fd = sum(
-        c for (a, b), c in w.transitions.items() if b in EXEC_NRS and a in FD_SHAPING_NRS and c > 0
-    )
+    exec_after_fd = sum(c for (a, b), c in w.transitions.items() if b in EXEC_NRS and a in FD_SHAPING_NRS and c > 0)
     return [
         *groups,
         total / duration,

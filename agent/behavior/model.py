@@ -11,7 +11,7 @@ pyod's ``decision_function`` exactly (tests compare them).
 
 Scores follow pyod's convention (higher = more anomalous). The threshold is the ``quantile`` of
 the training windows' scores. Explanations are per-feature robust z-scores against the training
-windows (median and a spread of max(1.4826·MAD, IQR/1.349, floor)), reported with the feature's
+windows (median and a spread of max(1.4826·MAD, IQR/1.349, normal range/4, floor)), reported with the feature's
 raw value and its normal range (the training quantiles 1-q and q).
 """
 
@@ -281,7 +281,10 @@ class DeviationModel:
         median = np.median(x, axis=0)
         mad = np.median(np.abs(x - median), axis=0) * 1.4826
         iqr = (np.quantile(x, 0.75, axis=0) - np.quantile(x, 0.25, axis=0)) / 1.349
-        scale = np.maximum(np.maximum(mad, iqr), np.asarray(SCALE_FLOOR))
+        # A quarter of the normal range (quantiles 1-q..q) is also a lower bound, so a value
+        # learning did see now and then (an occasional extra process) stays well below novelty_z.
+        span = (np.quantile(x, q, axis=0) - np.quantile(x, 1 - q, axis=0)) / 4.0
+        scale = np.maximum(np.maximum(np.maximum(mad, iqr), span), np.asarray(SCALE_FLOOR))
         scorer: IForestScorer | EcodScorer
         if settings.algorithm == "iforest":
             from pyod.models.iforest import IForest  # lazy: ~180 MiB, only while fitting

@@ -148,9 +148,7 @@ class NgramModel:
     def is_anomalous(self, score: float) -> bool:
         return score > self.threshold
 
-    def chain_hits(
-        self, transitions: Mapping[tuple[int, int], int], rare_fraction: float = 0.0
-    ) -> list[ChainHit]:
+    def chain_hits(self, transitions: Mapping[tuple[int, int], int], rare_fraction: float = 0.0) -> list[ChainHit]:
         """Transitions into sensitive syscalls that learning never (or rarely) saw."""
         hits = []
         for (a, b), c in transitions.items():
@@ -164,9 +162,7 @@ class NgramModel:
 
     def unseen_transitions(self, transitions: Mapping[tuple[int, int], int]) -> int:
         """How many of a window's transitions (by count) learning never saw."""
-        return sum(
-            c for k, c in transitions.items() if c > 0 and self.counts.get((int(k[0]), int(k[1])), 0) == 0
-        )
+        return sum(c for k, c in transitions.items() if c > 0 and self.counts.get((int(k[0]), int(k[1])), 0) == 0)
 
     # --- persistence --------------------------------------------------------------------
     def to_json(self) -> str:
@@ -191,9 +187,7 @@ class NgramModel:
         try:
             doc = json.loads(text)
             if doc.get("kind") != "syscall-ngram" or doc.get("format") != NGRAM_FORMAT:
-                raise NgramError(
-                    f"not a syscall n-gram model (kind={doc.get('kind')!r}, format={doc.get('format')!r})"
-                )
+                raise NgramError(f"not a syscall n-gram model (kind={doc.get('kind')!r}, format={doc.get('format')!r})")
             n = int(doc["n"])
             model = cls(
                 n=n,

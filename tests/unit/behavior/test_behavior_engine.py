@@ -1,0 +1,253 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Learning, scoring, guards, persistence and peers of ``BehaviorEngine`` and the component."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from behavior_synth import IMAGE, container, normal_window, with_cpu_burner, with_reverse_shell, with_shadow_read
+
+from agent.behavior.component import BehaviorComponent, build
+from agent.behavior.engine import DETECTOR_CHAIN, DETECTOR_DEVIATION, DETECTOR_PEER, BehaviorEngine
+from agent.behavior.settings import BehaviorSettings
+from agent.config import AgentConfig
+from agent.context import AgentContext
+from agent.events import BehaviorWindow, ContainerRef
+from agent.findings import Finding, Source
+from agent.store import Store
+from tests.support import REPO
+
+SETTINGS = BehaviorSettings(window_seconds=2.0, learning_seconds=60.0, min_windows=30, refit_seconds=0)
+
+
+def feed(engine: BehaviorEngine, windows: list[BehaviorWindow]) -> list:  # type: ignore[type-arg]
+    out = []
+    for w in windows:
+        out += engine.process([w], now=w.end)
+    return out
+
+
+def learned_engine(store: Store, settings: BehaviorSettings = SETTINGS, seed: int = 1) -> BehaviorEngine:
+    engine = BehaviorEngine(settings, store)
+    rng = random.Random(seed)
+    c = container(1)
+    feed(engine, [normal_window(rng, 1000 + 2 * i, c) for i in range(60)])
+    return engine
+
+
+def test_learns_then_scores(store: Store) -> None:
+    engine = BehaviorEngine(SETTINGS, store)
+    rng = random.Random(1)
+    c = container(1)
+    early = feed(engine, [normal_window(rng, 1000 + 2 * i, c) for i in range(29)])
+    assert all(s.learning and s.learned and s.result is None for s in early)
+    assert engine.db.get(IMAGE).state == "learning"  # type: ignore[union-attr]
+    # 30 windows but only 60 s of learning: still learning until the period is over.
+    feed(engine, [normal_window(rng, 1058 + 2 * i, c) for i in range(2)])
+    assert engine.db.get(IMAGE).state == "scoring"  # type: ignore[union-attr]
+    row = engine.db.get(IMAGE)
+    assert row is not None and row.version == 1
+    (s,) = engine.process([normal_window(rng, 2000, c)], now=2002)
+    assert not s.learning and s.result is not None and not s.result.deviating and not s.findings
+    assert s.learned  # continued learning from a clean window
+
+
+def test_deviation_becomes_an_explained_finding(store: Store) -> None:
+    engine = learned_engine(store)
+    rng = random.Random(9)
+    c = container(1)
+    (s,) = engine.process([with_shadow_read(with_cpu_burner(normal_window(rng, 3000, c)))], now=3002)
+    assert s.result is not None and s.result.deviating and not s.learned
+    (f,) = [f for f in s.findings if f.detector_id == DETECTOR_DEVIATION]
+    assert f.source is Source.BEHAVIOR and f.container == c
+    names = [t["feature"] for t in f.evidence["top_features"]]
+    assert {"cpu_cores", "sensitive_open_rate"} <= set(names[:4]), names
+    assert "cpu_cores=" in f.summary and "normal" in f.summary
+    assert f.evidence["baseline"] == IMAGE and f.evidence["model_version"] == 1
+    # Cooldown: the next deviating window of the same container reports nothing new.
+    (s2,) = engine.process([with_cpu_burner(normal_window(rng, 3002, c))], now=3004)
+    assert s2.result is not None and s2.result.deviating and not s2.findings
+
+
+def test_unseen_sensitive_chain_is_a_syscall_chain_finding(store: Store) -> None:
+    engine = learned_engine(store)
+    (s,) = engine.process([with_reverse_shell(normal_window(random.Random(3), 3000, container(1)))], now=3002)
+    (f,) = [f for f in s.findings if f.detector_id == DETECTOR_CHAIN]
+    assert f.source is Source.SYSCALL_CHAIN and f.mitre == "T1059"
+    assert f.evidence["reverse_shell_shape"] is True
+    assert f.evidence["chains"][0]["chain"] == "dup2->execve"
+    (s,) = engine.process([normal_window(random.Random(4), 3010, container(2))], now=3012)
+    assert not s.chain_hits
+
+
+def test_never_learns_from_a_container_with_an_open_finding(store: Store) -> None:
+    engine = BehaviorEngine(SETTINGS, store)
+    bad, good = container(1), container(2)
+    store.execute(
+        "INSERT INTO findings(id, ts, container_id, container_name, image, source, detector_id, severity, "
+        "summary, evidence, status) VALUES ('f1', 1, ?, 'web-1', ?, 'rule', 'RG-0001', 3, 's', '{}', 'open')",
+        (bad.id, IMAGE),
+    )
+    rng = random.Random(1)
+    out = feed(engine, [normal_window(rng, 1000 + 2 * i, bad) for i in range(5)])
+    assert not any(s.learned for s in out) and engine.db.training_count(IMAGE) == 0
+    out = feed(engine, [normal_window(rng, 1010 + 2 * i, good) for i in range(5)])
+    assert all(s.learned for s in out) and engine.db.training_count(IMAGE) == 5
+    store.execute("UPDATE findings SET status = 'closed' WHERE id = 'f1'")
+    (s,) = engine.process([normal_window(rng, 1030, bad)], now=1032)
+    assert s.learned
+
+
+def test_own_findings_block_learning_until_stored(store: Store) -> None:
+    engine = learned_engine(store)
+    c = container(1)
+    rng = random.Random(5)
+    (s,) = engine.process([with_cpu_burner(normal_window(rng, 3000, c))], now=3002)
+    assert s.findings
+    # Not yet in the findings table (the response stores it asynchronously): still tainted.
+    assert engine.container_tainted(c.id)
+    (s,) = engine.process([normal_window(rng, 3002, c)], now=3004)
+    assert not s.learned
+
+
+def test_frozen_baseline_stops_learning_and_refits(store: Store) -> None:
+    settings = SETTINGS.model_copy(update={"refit_seconds": 10.0})
+    engine = learned_engine(store, settings)
+    before = engine.db.training_count(IMAGE)
+    version = engine.db.get(IMAGE).version  # type: ignore[union-attr]
+    assert version > 1  # continued learning refitted every 10 s
+    assert engine.freeze(IMAGE)
+    rng = random.Random(6)
+    out = feed(engine, [normal_window(rng, 4000 + 2 * i, container(1)) for i in range(10)])
+    assert not any(s.learned for s in out)
+    assert engine.db.training_count(IMAGE) == before and engine.db.get(IMAGE).version == version  # type: ignore[union-attr]
+    engine.freeze(IMAGE, False)
+    feed(engine, [normal_window(rng, 5000 + 2 * i, container(1)) for i in range(10)])
+    assert engine.db.get(IMAGE).version > version  # type: ignore[union-attr]
+    assert len(engine.db.model_versions(IMAGE)) == 6  # the newest 3 versions x (deviation, chain)
+    engine.relearn(IMAGE, now=6000)
+    assert engine.db.get(IMAGE).state == "learning" and engine.db.training_count(IMAGE) == 0  # type: ignore[union-attr]
+
+
+def test_models_survive_a_restart_with_the_same_scores(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "agent.db"
+    s1 = Store(path)
+    engine = learned_engine(s1)
+    rng = random.Random(8)
+    probe = [normal_window(rng, 7000 + 2 * i, container(3)) for i in range(5)] + [
+        with_cpu_burner(normal_window(rng, 7100, container(3)))
+    ]
+    first = [s.result for s in engine.process(probe, now=7200)]
+    s1.close()
+    s2 = Store(path)  # a new handle, a new engine: as after a daemon restart
+    engine2 = BehaviorEngine(SETTINGS, s2)
+    second = [s.result for s in engine2.process(probe, now=7200)]
+    assert [r.score for r in first] == pytest.approx([r.score for r in second], abs=1e-6)  # type: ignore[union-attr]
+    assert [r.deviating for r in first] == [r.deviating for r in second]  # type: ignore[union-attr]
+    assert engine2.db.get(IMAGE).version == 1  # type: ignore[union-attr]
+    s2.close()
+
+
+def test_replicas_share_a_baseline_and_a_group_label_overrides_it(store: Store) -> None:
+    engine = BehaviorEngine(SETTINGS, store)
+    a = container(1)
+    b = ContainerRef(id="b" * 64, name="b", image="other/image:2", labels={"riskguard.baseline": "web"})
+    assert engine.baseline_key(a) == engine.baseline_key(container(2)) == IMAGE
+    assert engine.baseline_key(b) == "group:web"
+
+
+def test_peer_outlier_when_mode_mix_differs(store: Store) -> None:
+    settings = SETTINGS.model_copy(
+        update={
+            "modes": SETTINGS.modes.model_copy(
+                update={"k": 2, "peer_min_windows": 5, "peer_windows": 10, "peer_tvd": 0.4}
+            )
+        }
+    )
+    engine = BehaviorEngine(settings, store)
+    rng = random.Random(1)
+    c1, c2, c3 = container(1), container(2), container(3)
+
+    def quiet(w: BehaviorWindow) -> BehaviorWindow:
+        from dataclasses import replace
+
+        return replace(w, syscalls={k: max(1, v // 8) for k, v in w.syscalls.items()}, bytes_out=100, bytes_in=20)
+
+    train = []
+    for i in range(40):
+        w = normal_window(rng, 1000 + 2 * i, c1)
+        train.append(w if i % 2 else quiet(w))
+    feed(engine, train)
+    assert engine.db.get(IMAGE).state == "scoring"  # type: ignore[union-attr]
+    findings: list[Finding] = []
+    for i in range(10):
+        t = 2000 + 2 * i
+        ws = [normal_window(rng, t, c1) if i % 2 else quiet(normal_window(rng, t, c1)),
+              normal_window(rng, t, c2) if i % 2 else quiet(normal_window(rng, t, c2)),
+              quiet(normal_window(rng, t, c3))]  # fmt: skip
+        for s in engine.process(ws, now=t + 2):
+            findings += s.findings
+    peers = [f for f in findings if f.detector_id == DETECTOR_PEER]
+    assert [f.container for f in peers] == [c3]
+    assert peers[0].evidence["tvd"] > 0.4
+
+
+def test_malformed_windows_are_counted_not_raised(store: Store) -> None:
+    engine = BehaviorEngine(SETTINGS, store)
+    w = BehaviorWindow(ts=1, container=container(1), start=0, end=1, syscalls={"x": "y"})  # type: ignore[dict-item]
+    no_container = BehaviorWindow(ts=1, start=0, end=1)
+    assert engine.process([w, no_container], now=2) == []
+    assert engine.counters["malformed"] == 1 and engine.counters["no_container"] == 1
+
+
+# --- the component ---------------------------------------------------------------------------
+def test_component_on_real_buses(make_ctx: Callable[..., AgentContext]) -> None:
+    cfg = AgentConfig(behavior=SETTINGS.model_copy(update={"batch_seconds": 0.05}))
+    ctx = make_ctx(cfg)
+    comp = build(ctx)
+    assert isinstance(comp, BehaviorComponent)
+    reported: list[Finding] = []
+    ctx.findings.subscribe(reported.append)
+    comp.start(ctx)
+    try:
+        rng = random.Random(1)
+        c = container(1)
+        for i in range(60):
+            ctx.events.process(normal_window(rng, 1000 + 2 * i, c))
+        assert comp.drain(60)
+        # The window timestamps are in the past: learning_seconds counts from the first window.
+        listing = ctx.control_methods["baseline"]({"action": "list"})
+        (b,) = listing["baselines"]
+        assert b["image"] == IMAGE and b["state"] == "scoring" and b["training_windows"] >= 30
+        ctx.events.process(with_reverse_shell(with_cpu_burner(normal_window(rng, 5000, c))))
+        assert comp.drain(30)
+        ctx.findings.drain(5)
+        for f in list(ctx.findings.queue._q.queue):  # the findings bus has no dispatcher here
+            reported.append(f)
+        sources = {f.source for f in reported}
+        assert sources == {Source.BEHAVIOR, Source.SYSCALL_CHAIN}
+        assert ctx.control_methods["baseline"]({"action": "freeze", "image": IMAGE}) == {"image": IMAGE, "frozen": True}
+        with pytest.raises(ValueError, match="no baseline"):
+            ctx.control_methods["baseline"]({"action": "freeze", "image": "nope"})
+        with pytest.raises(ValueError, match="unknown action"):
+            ctx.control_methods["baseline"]({"action": "explode", "image": IMAGE})
+        st = comp.status()
+        assert st["counters"]["scored"] >= 1 and st["baselines"] == 1 and st["dropped"] == 0
+        assert ctx.components["behavior"] is comp
+    finally:
+        comp.stop()
+    assert build(make_ctx(AgentConfig(behavior=BehaviorSettings(enabled=False)))) is None
+
+
+def test_daemon_imports_no_ml_library_until_it_fits() -> None:
+    code = (
+        "import sys, agent.behavior.component, agent.behavior.cli, agent.behavior.engine; "
+        "print(sorted(m for m in ('sklearn', 'pyod', 'numba', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
