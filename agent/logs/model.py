@@ -10,6 +10,7 @@ events fall outside the top-k predicted by the n-gram model, or when it lacks pa
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,7 @@ class SequenceModel:
         self.next_counts = {}
         for seq in sessions:
             full = [START, *seq, END]
-            for a, b in zip(full, full[1:], strict=False):
+            for a, b in pairwise(full):
                 self.transitions[(a, b)] += 1
                 self.outgoing[a] += 1
             hist = p.ngram - 1
@@ -71,11 +72,7 @@ class SequenceModel:
     def always_patterns(self) -> list[tuple[tuple[str, ...], float]]:
         """Maximal patterns that at least ``always_support`` of sessions show."""
         always = [(pat, s) for pat, s in self.patterns if s >= self.params.always_support]
-        maximal = [
-            (pat, s)
-            for pat, s in always
-            if not any(len(o) > len(pat) and contains(o, pat) for o, _ in always)
-        ]
+        maximal = [(pat, s) for pat, s in always if not any(len(o) > len(pat) and contains(o, pat) for o, _ in always)]
         return maximal
 
     def score(self, seq: Sequence[str]) -> tuple[float, bool, list[dict[str, Any]]]:
@@ -85,7 +82,7 @@ class SequenceModel:
         full = [START, *seq, END]
         steps = len(full) - 1
         bad = 0.0
-        for a, b in zip(full, full[1:], strict=False):
+        for a, b in pairwise(full):
             count = self.transitions.get((a, b), 0)
             if count == 0:
                 bad += 1
@@ -105,7 +102,9 @@ class SequenceModel:
             if padded[i] not in expected:
                 misses += 1
                 if len(why) < 30:
-                    why.append({"kind": "next_event_not_in_top_k", "history": list(h), "next": padded[i], "expected": expected})
+                    why.append(
+                        {"kind": "next_event_not_in_top_k", "history": list(h), "next": padded[i], "expected": expected}
+                    )
         missing = 0
         for pat, sup in self.always_patterns():
             if not contains(seq, pat):

@@ -218,7 +218,9 @@ class SequenceEngine:
         self.states: dict[tuple[str, str, str], _State] = {}
         self.evicted = 0
 
-    def feed(self, container_id: str, ts: float, line: str, template: str, fields: Mapping[str, Any]) -> list[RuleMatch]:
+    def feed(
+        self, container_id: str, ts: float, line: str, template: str, fields: Mapping[str, Any]
+    ) -> list[RuleMatch]:
         entry = dict(fields)
         entry["_line"] = line
         entry["_template"] = template

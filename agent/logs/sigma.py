@@ -38,7 +38,6 @@ from sigma.types import (
     SigmaNull,
     SigmaNumber,
     SigmaRegularExpression,
-    SigmaRegularExpressionFlag,
     SigmaString,
 )
 
@@ -97,7 +96,28 @@ AUDIT_FIELDS: dict[str, Getter] = {
 }
 for _i in range(16):
     AUDIT_FIELDS[f"a{_i}"] = _audit_arg(_i)
-for _name in ("euid", "suid", "fsuid", "gid", "egid", "tty", "ses", "nametype", "mode", "ouid", "saddr", "res", "op", "acct", "terminal", "addr", "hostname", "subj", "items", "arch"):
+for _name in (
+    "euid",
+    "suid",
+    "fsuid",
+    "gid",
+    "egid",
+    "tty",
+    "ses",
+    "nametype",
+    "mode",
+    "ouid",
+    "saddr",
+    "res",
+    "op",
+    "acct",
+    "terminal",
+    "addr",
+    "hostname",
+    "subj",
+    "items",
+    "arch",
+):
     AUDIT_FIELDS.setdefault(_name, _audit_field(_name))
 NETWORK_FIELDS: dict[str, Getter] = {
     "Image": lambda e: e.comm,
@@ -178,10 +198,9 @@ def _value_matcher(value: Any) -> Callable[[FieldValue], bool]:
     if isinstance(value, SigmaRegularExpression):
         flags = 0
         for f in value.flags:
-            flags |= SigmaRegularExpression.sigma_to_python_flags[f] if f in SigmaRegularExpression.sigma_to_python_flags else 0
+            flags |= SigmaRegularExpression.sigma_to_python_flags.get(f, 0)
         if value.flags - set(SigmaRegularExpression.sigma_to_python_flags):
             raise Unsupported(f"regex flags {value.flags}")
-        _ = SigmaRegularExpressionFlag  # (flags enumerated above)
         rx = re.compile(str(value.regexp), flags)
 
         def m_re(v: FieldValue) -> bool:
@@ -359,13 +378,15 @@ class SigmaEngine:
             try:
                 if r.matcher(event):
                     out.append(SigmaMatch(r, event))
-            except Exception:  # a rule must never break the event stream  # noqa: BLE001
+            except Exception:  # a rule must never break the event stream
                 continue
         return out
 
     def report(self) -> dict[str, Any]:
         """What loaded and what did not (with reasons)."""
         return {
-            "loaded": [{"id": r.id, "title": r.title, "logsource": r.logsource, "file": r.source_file} for r in self.rules],
+            "loaded": [
+                {"id": r.id, "title": r.title, "logsource": r.logsource, "file": r.source_file} for r in self.rules
+            ],
             "unsupported": dict(self.unsupported),
         }

@@ -1,0 +1,207 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The ``logs`` component: tails container logs every ``logs.poll_seconds``, publishes
+``LogEntry`` events, analyses them (sequence rules, sessions, sequence models) and evaluates
+Sigma rules over ``AuditEvent`` / ``ProcessExec`` / ``NetConnect`` events from the bus.
+
+Findings: source ``logs`` for sequence rules and anomalous sessions; ``audit`` (audit events)
+or ``rule`` (process/network events) for Sigma matches. Template-miner state and fitted models
+are kept in the store (``kv`` namespace ``logs.state``) so template ids survive restarts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from agent.context import AgentContext
+from agent.events import AuditEvent, Event, LogEntry, NetConnect, ProcessExec
+from agent.logs.analyzer import LogAnalyzer
+from agent.sources.logs import TailerSet
+
+log = structlog.get_logger("agent.logs")
+
+STATE_NS = "logs.state"
+
+
+class _Metrics(Collector):
+    def __init__(self, comp: LogsComponent) -> None:
+        self.comp = comp
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        totals = self.comp.tailers.stats()["totals"] if self.comp.tailers else {}
+        c = CounterMetricFamily("riskguard_log_lines", "Container log lines by outcome", labels=["outcome"])
+        c.add_metric(["read"], float(totals.get("lines", 0)))
+        for k in ("truncated", "rate_dropped", "malformed", "oversized_records"):
+            c.add_metric([k], float(totals.get(k, 0)))
+        yield c
+        g = GaugeMetricFamily("riskguard_log_tailers", "Container logs being tailed")
+        g.add_metric([], float(len(self.comp.tailers.tailers) if self.comp.tailers else 0))
+        yield g
+
+
+class LogsComponent:
+    """Threads: one tail loop (daemon thread). Analysis runs on the event bus's thread."""
+
+    name = "logs"
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.config.logs
+        self.analyzer = LogAnalyzer(self.settings)
+        st = self.settings
+        self.tailers = TailerSet(
+            paths=ctx.paths,
+            registry=ctx.registry,
+            store=ctx.store,
+            options={
+                "max_line": st.max_line_bytes,
+                "max_record": st.max_record_bytes,
+                "start_at": st.start_at,
+                "rate_per_second": st.rate_limit_lines_per_second,
+                "burst": st.rate_limit_burst,
+            },
+            drivers=tuple(st.docker_drivers),
+            cri=st.cri,
+            max_lines_per_poll=st.max_lines_per_poll,
+        )
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # analyzer state: bus thread vs tail thread
+        self.published = 0
+        self.publish_dropped = 0
+        self.findings = 0
+        self.last_poll = 0.0
+        self._last_save = time.monotonic()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self, ctx: AgentContext) -> None:
+        self._restore()
+        ctx.events.subscribe(self._on_log, kind=LogEntry, name="logs.sessions")
+        for kind in (AuditEvent, ProcessExec, NetConnect):
+            ctx.events.subscribe(self._on_event, kind=kind, name=f"logs.sigma.{kind.__name__}")
+        ctx.control("logs.status", lambda _p: self.status())
+        ctx.control("logs.rules", lambda _p: self.rules())
+        try:
+            ctx.metrics.register(_Metrics(self))
+        except ValueError:
+            pass  # registered by an earlier instance on the same registry (tests)
+        ctx.components["logs"] = self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="logs-tail", daemon=True)
+        self._thread.start()
+        log.info(
+            "logs_started",
+            sigma_loaded=len(self.analyzer.sigma.rules),
+            sigma_unsupported=len(self.analyzer.sigma.unsupported),
+            sequence_rules=len(self.analyzer.engine.rules),
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        self.tailers.close()
+        self._save()
+
+    def status(self) -> Mapping[str, Any]:
+        with self._lock:
+            a = self.analyzer.status()
+        return {
+            "tail": self.tailers.stats(),
+            "published": self.published,
+            "publish_dropped": self.publish_dropped,
+            "findings": self.findings,
+            "last_poll": self.last_poll,
+            "analysis": a,
+        }
+
+    def rules(self) -> dict[str, Any]:
+        return {
+            "sigma": self.analyzer.sigma.report(),
+            "sequences": {
+                "loaded": [{"id": r.id, "title": r.title, "mitre": r.mitre} for r in self.analyzer.engine.rules],
+                "errors": self.analyzer.rule_errors,
+            },
+        }
+
+    # --- loop ----------------------------------------------------------------------------
+    def poll_once(self) -> int:
+        """Read every log once and publish its lines; returns how many were published."""
+        raws = self.tailers.poll()
+        n = 0
+        for raw in raws:
+            with self._lock:
+                entry = self.analyzer.entry(raw.target.container, raw.ts, raw.stream, raw.data)
+            if self.ctx.publish(entry):
+                n += 1
+            else:
+                self.publish_dropped += 1
+        self.published += n
+        self.last_poll = time.time()
+        with self._lock:
+            closed = self.analyzer.tick(time.time(), {c.id: c.ref() for c in self.ctx.registry.all()})
+        self._report(closed)
+        if time.monotonic() - self._last_save > 300:
+            self._save()
+        return n
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:  # keep tailing whatever one poll hit
+                log.error("logs_poll_failed", error=repr(exc)[:300])
+            self._stop.wait(self.settings.poll_seconds)
+
+    def _on_log(self, e: LogEntry) -> None:
+        with self._lock:
+            found = self.analyzer.on_log(e)
+        self._report(found)
+
+    def _on_event(self, e: Event) -> None:
+        self._report(self.analyzer.on_event(e))
+
+    def _report(self, findings: list[Any]) -> None:
+        for f in findings:
+            self.findings += 1
+            self.ctx.report(f)
+            log.info(
+                "log_finding_reported", detector_id=f.detector_id, container_id=f.container_id, summary=f.summary[:200]
+            )
+
+    # --- state ---------------------------------------------------------------------------
+    def _save(self) -> None:
+        try:
+            with self._lock:
+                blob = self.analyzer.templates.dump()
+                models = self.analyzer.models_dump()
+            self.ctx.store.kv_put(STATE_NS, "templates", blob.encode())
+            self.ctx.store.kv_put_json(STATE_NS, "models", models)
+            self._last_save = time.monotonic()
+        except Exception as exc:
+            log.warning("logs_state_save_failed", error=repr(exc)[:300])
+
+    def _restore(self) -> None:
+        try:
+            blob = self.ctx.store.kv_get(STATE_NS, "templates")
+            if blob:
+                self.analyzer.templates.load(blob.decode())
+            models = self.ctx.store.kv_get_json(STATE_NS, "models")
+            if isinstance(models, dict):
+                self.analyzer.models_load(models)
+        except Exception as exc:
+            log.warning("logs_state_restore_failed", error=repr(exc)[:300])
+
+
+def build(ctx: AgentContext) -> LogsComponent | None:
+    """The logs component, or None when ``logs.enabled`` is false."""
+    if not ctx.config.logs.enabled:
+        return None
+    return LogsComponent(ctx)
