@@ -104,12 +104,13 @@ def read_netlink(
             yield (-1, data)
 
 
-def tail_lines(path: Path, stop: threading.Event, from_end: bool = True) -> Iterator[str | None]:
-    """Yield appended lines of ``path``, following rotation (inode change or truncation);
+def tail_lines(path: Path, stop: threading.Event, start: tuple[int, int] | None = None) -> Iterator[str | None]:
+    """Yield lines appended to ``path`` after ``start`` (inode, offset; taken by the caller so no
+    line written after it is missed), following rotation (inode change or truncation);
     ``None`` on every idle 0.2 s tick."""
     fh = None
-    ino = -1
-    pos = 0
+    ino, pos = start if start is not None else (-1, 0)
+    from_end = start is not None
     buf = ""
     first = True
     while not stop.is_set():
@@ -121,8 +122,9 @@ def tail_lines(path: Path, stop: threading.Event, from_end: bool = True) -> Iter
             if fh is not None:
                 fh.close()
             fh = open(path, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - kept open while tailing
+            resume = first and from_end and st.st_ino == ino and st.st_size >= pos
             ino = st.st_ino
-            pos = st.st_size if (first and from_end) else 0
+            pos = pos if resume else 0
             fh.seek(pos)
             buf = ""
         first = False
@@ -193,9 +195,7 @@ class AuditSource:
         self.paths = paths
         self.registry = registry
         self._publish = publish
-        self.assembler = EventAssembler(
-            timeout=settings.event_timeout_seconds, ordered=settings.mode == "file"
-        )
+        self.assembler = EventAssembler(timeout=settings.event_timeout_seconds, ordered=settings.mode == "file")
         self.limiter = RateLimiter(settings.max_events_per_second_per_container)
         self.rules = AuditRules(settings.rule_key)
         self.counters: Counter[str] = Counter()
@@ -206,14 +206,19 @@ class AuditSource:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self.error = ""
+        self._tail_from: tuple[int, int] | None = None
 
     # --- life cycle --------------------------------------------------------------------
     def start(self, ctx: AgentContext | None = None) -> None:
         """Open the reader (raises ``AuditUnavailable``), install managed rules, start the thread."""
         if self.settings.mode == "netlink":
             self._sock = open_netlink(self.settings.receive_buffer_bytes)
-        elif not self.settings.log_file.exists():
-            raise AuditUnavailable(f"audit log {self.settings.log_file} does not exist")
+        else:
+            try:
+                st = os.stat(self.settings.log_file)
+            except OSError as exc:
+                raise AuditUnavailable(f"audit log {self.settings.log_file}: {exc}") from exc
+            self._tail_from = (st.st_ino, st.st_size)  # start reading at the end, from now on
         if self.settings.manage_rules:
             self.rules.clear()
             for rule in self.settings.rules:
@@ -268,7 +273,7 @@ class AuditSource:
                     else:
                         self.feed_netlink(item[0], item[1])
             else:
-                for line in tail_lines(self.settings.log_file, self._stop):
+                for line in tail_lines(self.settings.log_file, self._stop, self._tail_from):
                     if line is None:
                         self._tick()
                     else:
