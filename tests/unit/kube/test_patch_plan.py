@@ -60,9 +60,7 @@ def seed(fake: RunningFake, image: str = "registry.local:5000/shop/web:1.4.2") -
     dep = fake.kube.add("deployments", workload("Deployment", "web", "shop", image=image))
     rs = fake.kube.add(
         "replicasets",
-        workload(
-            "ReplicaSet", "web-7d9f", "shop", image=image, owner=("Deployment", "web", dep["metadata"]["uid"])
-        ),
+        workload("ReplicaSet", "web-7d9f", "shop", image=image, owner=("Deployment", "web", dep["metadata"]["uid"])),
     )
     fake.kube.add(
         "pods",
@@ -126,9 +124,7 @@ def test_plan_on_kubernetes_dry_runs_the_deployment_patch(
 ) -> None:
     seed(fake)
     ctx = k8s_ctx(make_ctx, fake, fixed_images={"registry.local:5000/shop/web": "1.4.3"})
-    c = ContainerRef(
-        id="c0ffee", name="k8s_app_web", image="registry.local:5000/shop/web:1.4.2", labels=K8S_LABELS
-    )
+    c = ContainerRef(id="c0ffee", name="k8s_app_web", image="registry.local:5000/shop/web:1.4.2", labels=K8S_LABELS)
     plan = patch.plan_for(ctx, c, [vuln("openssl", "3.0.11-1", "3.0.13-1")])
 
     assert plan.status == patch.DRY_RUN_OK, plan.detail
@@ -144,11 +140,7 @@ def test_plan_on_kubernetes_dry_runs_the_deployment_patch(
     assert patches[0].query["dryRun"] == ["All"]
     assert patches[0].content_type.startswith("application/strategic-merge-patch+json")
     assert patches[0].body == {
-        "spec": {
-            "template": {
-                "spec": {"containers": [{"name": "app", "image": "registry.local:5000/shop/web:1.4.3"}]}
-            }
-        }
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "registry.local:5000/shop/web:1.4.3"}]}}}
     }
     # Dry run: the stored Deployment is unchanged.
     dep = fake.kube.get("deployments", "shop", "web")
@@ -164,9 +156,7 @@ def test_plan_applies_when_configured(make_ctx: Callable[..., AgentContext], fak
     assert plan.status == patch.APPLIED
     assert "dryRun" not in fake.kube.seen("PATCH")[0].query
     dep = fake.kube.get("deployments", "shop", "web")
-    assert (
-        dep is not None and dep["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25.3-fixed"
-    )
+    assert dep is not None and dep["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25.3-fixed"
 
 
 def test_plan_without_known_fixed_image_sends_no_patch(
@@ -177,17 +167,12 @@ def test_plan_without_known_fixed_image_sends_no_patch(
     c = ContainerRef(id="c2", name="web", image="x", labels=K8S_LABELS)
     plan = patch.plan_for(ctx, c, [vuln("zlib", "1", "2")])
     assert plan.status == patch.NO_FIXED_IMAGE
-    assert (
-        plan.kubernetes is not None
-        and plan.kubernetes["current_image"] == "registry.local:5000/shop/web:1.4.2"
-    )
+    assert plan.kubernetes is not None and plan.kubernetes["current_image"] == "registry.local:5000/shop/web:1.4.2"
     assert fake.kube.seen("PATCH") == []
     assert plan.commands == ["apt-get install -y --only-upgrade zlib=2"]
 
 
-def test_plan_for_a_vanished_pod_is_stored_as_failed(
-    make_ctx: Callable[..., AgentContext], fake: RunningFake
-) -> None:
+def test_plan_for_a_vanished_pod_is_stored_as_failed(make_ctx: Callable[..., AgentContext], fake: RunningFake) -> None:
     ctx = k8s_ctx(make_ctx, fake)
     c = ContainerRef(id="c3", name="web", image="x", labels=K8S_LABELS)
     plan = patch.plan_for(ctx, c, [vuln("zlib", "1", "2")])
@@ -201,9 +186,7 @@ def test_riskguardctl_plans_over_the_control_socket(
     ctx = make_ctx()
     patch.register_control(ctx)
     patch.register_control(ctx)  # idempotent
-    plan = patch.plan_for(
-        ctx, ContainerRef(id="abc", name="web", image="debian:12"), [vuln("curl", "7", "8")]
-    )
+    plan = patch.plan_for(ctx, ContainerRef(id="abc", name="web", image="debian:12"), [vuln("curl", "7", "8")])
     sockdir = Path(tempfile.mkdtemp(prefix="rg-"))  # short path: AF_UNIX paths are ≤ 107 bytes
     server = ControlServer(sockdir / "s", ctx.control_methods)
     server.start()
