@@ -145,19 +145,26 @@ def container_netns(paths: HostPaths, container: Container) -> Path:
     try:
         inode = os.stat(ns).st_ino
     except OSError as exc:
-        raise QuarantineError(
-            f"container {container.short_id}: init pid {container.init_pid} is gone"
-        ) from exc
+        raise QuarantineError(f"container {container.short_id}: init pid {container.init_pid} is gone") from exc
     if container.netns_inode and inode != container.netns_inode:
         raise QuarantineError(f"container {container.short_id}: netns changed (pid reused?)")
     return ns
 
 
-def host_netns_inode(paths: HostPaths) -> int:
-    try:
-        return os.stat(paths.pid_netns(1)).st_ino
-    except OSError:
-        return 0
+def host_netns_inodes(paths: HostPaths) -> set[int]:
+    """Inodes of the host's netns (pid 1's) and of the agent's own: neither may get a deny-all.
+
+    Some sandboxes refuse even root a readlink/stat of /proc/1/ns/net; the agent's own netns
+    (the host's, for a DaemonSet with hostNetwork) still counts. Empty: cannot tell (callers
+    refuse).
+    """
+    found = set()
+    for ns in (paths.pid_netns(1), paths.proc / "self" / "ns" / "net"):
+        try:
+            found.add(os.stat(ns).st_ino)
+        except OSError:
+            continue
+    return found
 
 
 def _base_chains(name: str, policy: str) -> list[dict[str, Any]]:
@@ -346,15 +353,11 @@ def _v2_match(paths: HostPaths, container: Container) -> tuple[int, str]:
     try:
         nft_path = full.relative_to(NFT_CGROUP2_ROOT)
     except ValueError:
-        raise QuarantineError(
-            f"nft resolves cgroupv2 paths below {NFT_CGROUP2_ROOT}; {full} is not"
-        ) from None
+        raise QuarantineError(f"nft resolves cgroupv2 paths below {NFT_CGROUP2_ROOT}; {full} is not") from None
     return len(rel.split("/")), str(nft_path)
 
 
-def apply_cgroup(
-    paths: HostPaths, container: Container, version: str = "auto", dry_run: bool = False
-) -> ActionResult:
+def apply_cgroup(paths: HostPaths, container: Container, version: str = "auto", dry_run: bool = False) -> ActionResult:
     """Drop every packet of the container's sockets, matched by cgroup, inside its netns."""
     if version == "auto":
         version = "v2" if container.cgroup_v2.strip("/") else "v1"
@@ -363,7 +366,7 @@ def apply_cgroup(
     try:
         ns = container_netns(paths, container)
         state["netns_inode"] = os.stat(ns).st_ino
-        state["host_netns"] = state["netns_inode"] == host_netns_inode(paths)
+        state["host_netns"] = state["netns_inode"] in host_netns_inodes(paths)
         if dry_run:
             detail = f"would add table inet {name} in netns {state['netns_inode']} ({version} match)"
             return ActionResult(
@@ -386,8 +389,7 @@ def apply_cgroup(
                     # drops the level), so these two rules go as text.
                     for chain in ("input", "output"):
                         _nft_text(
-                            f"add rule inet {name} {chain} "
-                            f'socket cgroupv2 level {level} "{nft_path}" counter drop'
+                            f'add rule inet {name} {chain} socket cgroupv2 level {level} "{nft_path}" counter drop'
                         )
                 return existed
 
@@ -409,9 +411,7 @@ def apply_cgroup(
         confirmed = in_netns(ns, lambda: _table_exists(name))
     except (OSError, QuarantineError) as exc:
         log.error("container_quarantine_failed", container_id=container.id, method="cgroup", error=str(exc))
-        return ActionResult(
-            action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state
-        )
+        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state)
     return ActionResult(
         action=Action.QUARANTINE,
         container_id=container.id,
@@ -430,10 +430,12 @@ def apply_netns(paths: HostPaths, container: Container, dry_run: bool = False) -
         ns = container_netns(paths, container)
         inode = os.stat(ns).st_ino
         state["netns_inode"] = inode
-        if inode == host_netns_inode(paths):
+        hosts = host_netns_inodes(paths)
+        if not hosts:
+            raise QuarantineError("cannot tell the host's network namespace: deny-all refused")
+        if inode in hosts:
             raise QuarantineError(
-                f"container {container.short_id} shares the host's network namespace: "
-                "deny-all would cut the host"
+                f"container {container.short_id} shares the host's network namespace: deny-all would cut the host"
             )
         if dry_run:
             return ActionResult(
@@ -458,9 +460,7 @@ def apply_netns(paths: HostPaths, container: Container, dry_run: bool = False) -
         confirmed = in_netns(ns, lambda: _table_exists(name))
     except (OSError, QuarantineError) as exc:
         log.error("container_quarantine_failed", container_id=container.id, method="netns", error=str(exc))
-        return ActionResult(
-            action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state
-        )
+        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state)
     return ActionResult(
         action=Action.QUARANTINE,
         container_id=container.id,
@@ -508,9 +508,7 @@ def apply_docker(paths: HostPaths, container: Container, dry_run: bool = False) 
             nets: Mapping[str, Any] = (dc.attrs.get("NetworkSettings") or {}).get("Networks") or {}
             for net_name, info in nets.items():
                 ipam = (info or {}).get("IPAMConfig") or {}
-                aliases = [
-                    a for a in (info.get("Aliases") or []) if a not in (container.short_id, container.id)
-                ]
+                aliases = [a for a in (info.get("Aliases") or []) if a not in (container.short_id, container.id)]
                 state["networks"].append(
                     {
                         "name": net_name,
@@ -544,9 +542,7 @@ def apply_docker(paths: HostPaths, container: Container, dry_run: bool = False) 
         finally:
             client.close()
     except QuarantineError as exc:
-        return ActionResult(
-            action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state
-        )
+        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state)
     except Exception as exc:  # docker.errors.* and socket errors
         log.error("container_quarantine_failed", container_id=container.id, method="docker", error=repr(exc))
         return ActionResult(
@@ -601,9 +597,7 @@ def _release_docker(paths: HostPaths, container_id: str, state: Mapping[str, Any
 
 
 # --- kubernetes -----------------------------------------------------------------------------
-def apply_kubernetes(
-    kube: Any, container: Container, dry_run: bool = False, reason: str = ""
-) -> ActionResult:
+def apply_kubernetes(kube: Any, container: Container, dry_run: bool = False, reason: str = "") -> ActionResult:
     """Label the container's pod and select it with a deny-all NetworkPolicy (kube helper)."""
     from agent.actions.kube import KubeError, pod_of
 
@@ -618,9 +612,7 @@ def apply_kubernetes(
     try:
         kstate = kube.quarantine_pod(ref.namespace, ref.name, dry_run=dry_run, reason=reason)
     except KubeError as exc:
-        return ActionResult(
-            action=Action.QUARANTINE, container_id=container.id, ok=False, detail=f"kubernetes: {exc}"
-        )
+        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=f"kubernetes: {exc}")
     return ActionResult(
         action=Action.QUARANTINE,
         container_id=container.id,
