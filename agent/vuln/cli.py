@@ -62,9 +62,7 @@ def emit(result: ScanResult, fmt: str) -> None:
         json.dump(rows, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return
-    table = [
-        {**r, "aliases": ",".join(r["aliases"][:3]) + ("…" if len(r["aliases"]) > 3 else "")} for r in rows
-    ]
+    table = [{**r, "aliases": ",".join(r["aliases"][:3]) + ("…" if len(r["aliases"]) > 3 else "")} for r in rows]
     print_table(
         table, ["package", "version", "vulnerability", "severity", "fixed_version", "source_package", "aliases"]
     )
@@ -144,7 +142,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"database   {st['path']} ({st['size_bytes'] // 1024} KiB, generation {st['generation']})")
     print(f"records    {st['vulnerabilities']} OSV, {st['nvd_cves']} NVD CVEs, {st['withdrawn']} withdrawn")
     print(f"age        last import {'never' if age is None else f'{age}s ago'}, newest record {st['newest_modified']}")
-    print_table([{"ecosystem": k, "vulnerabilities": v} for k, v in st["ecosystems"].items()], ["ecosystem", "vulnerabilities"])
+    print_table(
+        [{"ecosystem": k, "vulnerabilities": v} for k, v in st["ecosystems"].items()], ["ecosystem", "vulnerabilities"]
+    )
     print()
     print_table(st["sources"], ["path", "kind", "records", "age_seconds"])
     return 0

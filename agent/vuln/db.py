@@ -275,7 +275,8 @@ class VulnDB:
                     self.conn.execute(
                         "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
                         "kind=excluded.kind, mtime=excluded.mtime, size=excluded.size, "
-                        "imported_at=excluded.imported_at, records=sources.records * (excluded.kind = 'folder') + excluded.records",
+                        "imported_at=excluded.imported_at, "
+                        "records=sources.records * (excluded.kind = 'folder') + excluded.records",
                         (
                             str(path.resolve()),
                             kind,
@@ -291,7 +292,8 @@ class VulnDB:
                     raise
             if changed:
                 self.conn.execute(
-                    "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                    "INSERT INTO meta VALUES ('generation', '1') "
+                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
                 )
         finally:
             bar.close()
@@ -303,9 +305,7 @@ class VulnDB:
         )
         return summary
 
-    def _iter_source(
-        self, path: Path, kind: str, since: float, summary: ImportSummary
-    ) -> Iterator[dict[str, Any]]:
+    def _iter_source(self, path: Path, kind: str, since: float, summary: ImportSummary) -> Iterator[dict[str, Any]]:
         if kind == "folder":
             for f in sorted(path.rglob("*.json")):
                 try:

@@ -65,7 +65,11 @@ def parse_results(report: Any) -> list[GmpResult]:
         except ValueError:
             score = 0.0
         cves = sorted(
-            {ref.get("id", "") for ref in (nvt.iterfind("refs/ref") if nvt is not None else []) if ref.get("type") == "cve"}
+            {
+                ref.get("id", "")
+                for ref in (nvt.iterfind("refs/ref") if nvt is not None else [])
+                if ref.get("type") == "cve"
+            }
         )
         out.append(
             GmpResult(
@@ -111,7 +115,8 @@ class GmpScanner:
         label = f"riskguard {name} {address} {int(time.time())}"
         secret = self._secret()
         try:
-            with Gmp(_connection(s, self._timeout), transform=EtreeCheckCommandTransform()) as gmp:
+            transform = EtreeCheckCommandTransform()  # type: ignore[no-untyped-call]
+            with Gmp(_connection(s, self._timeout), transform=transform) as gmp:
                 gmp.authenticate(s.username, secret)
                 target_id = gmp.create_target(name=label, hosts=[address], port_list_id=s.port_list_id).get("id")
                 task_id = gmp.create_task(

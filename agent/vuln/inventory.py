@@ -16,6 +16,7 @@ import re
 import sqlite3
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -466,20 +467,19 @@ def read_inventory(root: Root) -> Inventory:
     """Read every supported package database in ``root``."""
     os_rel = read_os_release(root)
     inv = Inventory(os=os_rel)
-    for label, reader in (
+
+    def apk() -> list[Package]:
+        text = root.try_read_text(APK_INSTALLED)
+        return parse_apk_installed(text, os_rel, APK_INSTALLED, inv.skipped) if text else []
+
+    readers: list[tuple[str, Callable[[], list[Package]]]] = [
         ("dpkg", lambda: read_dpkg(root, os_rel, inv.skipped)),
-        (
-            "apk",
-            lambda: (
-                parse_apk_installed(t, os_rel, APK_INSTALLED, inv.skipped)
-                if (t := root.try_read_text(APK_INSTALLED))
-                else []
-            ),
-        ),
+        ("apk", apk),
         ("rpm", lambda: read_rpm(root, os_rel, inv.skipped)),
         ("pypi", lambda: read_python(root, inv.skipped)),
         ("npm", lambda: read_npm(root, inv.skipped)),
-    ):
+    ]
+    for label, reader in readers:
         try:
             found = reader()
         except RootError as exc:

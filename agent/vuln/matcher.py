@@ -98,9 +98,8 @@ def in_range(scheme: str, version: str, rng: dict[str, Any]) -> tuple[bool, str]
         elif kind == "last_affected":
             if k < v:
                 affected = False
-        elif kind == "limit":
-            if not v < k:
-                return False, ""
+        elif kind == "limit" and not v < k:
+            return False, ""
     return affected, fixed if affected else ""
 
 

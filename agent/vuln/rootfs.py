@@ -289,9 +289,7 @@ class LayeredRoot(VirtualRoot):
         # RESOLVE_NO_SYMLINKS: the kernel follows no symlink at all inside a layer; a symlinked
         # parent is handled by _resolve in the merged view, never by the host's resolution.
         try:
-            fd = openat2(
-                layer._fd, _rel(path), os.O_PATH | os.O_NOFOLLOW, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS
-            )
+            fd = openat2(layer._fd, _rel(path), os.O_PATH | os.O_NOFOLLOW, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
         except OSError:
             return None
         try:
@@ -301,9 +299,7 @@ class LayeredRoot(VirtualRoot):
 
     def _is_opaque(self, layer: DirRoot, path: str) -> bool:
         try:
-            fd = openat2(
-                layer._fd, _rel(path), os.O_PATH | os.O_NOFOLLOW, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS
-            )
+            fd = openat2(layer._fd, _rel(path), os.O_PATH | os.O_NOFOLLOW, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
         except OSError:
             return False
         try:
@@ -367,9 +363,7 @@ class LayeredRoot(VirtualRoot):
                     break  # a non-directory in an upper layer hides lower directories
                 continue
             try:
-                fd = openat2(
-                    layer._fd, _rel(path), os.O_RDONLY | os.O_DIRECTORY, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS
-                )
+                fd = openat2(layer._fd, _rel(path), os.O_RDONLY | os.O_DIRECTORY, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
             except OSError:
                 continue
             try:
@@ -389,7 +383,9 @@ class LayeredRoot(VirtualRoot):
         return list(names)
 
     def _read(self, node: Node, limit: int) -> bytes:
-        layer, path = node.ref  # type: ignore[misc]
+        ref = node.ref
+        assert isinstance(ref, tuple)
+        layer, path = ref
         assert isinstance(layer, DirRoot) and isinstance(path, str)
         return layer.read_bytes(path, limit)
 

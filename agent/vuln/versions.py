@@ -2,7 +2,8 @@
 """Ecosystem-correct version ordering: one ``key(ecosystem, version)`` for every comparison.
 
 dpkg versions go through python-debian (epochs, ``~`` sorting before everything, ``+debNuM``),
-PEP 440 through ``packaging``, rpm and semver through ``univers``, apk by apk-tools' rules (``apk_key``). A version the ecosystem's
+PEP 440 through ``packaging``, rpm and semver through ``univers``, apk by apk-tools' rules
+(``apk_key``). A version the ecosystem's
 parser rejects raises ``VersionError``; the matcher then falls back to exact string equality.
 """
 

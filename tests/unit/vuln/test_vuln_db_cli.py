@@ -14,9 +14,9 @@ import pytest
 
 from agent.vuln.cli import main
 from agent.vuln.db import VulnDB
+from agent.vuln.inventory import read_inventory
 from agent.vuln.matcher import Matcher
 from agent.vuln.rootfs import DirRoot
-from agent.vuln.inventory import read_inventory
 from tests.fixtures.vuln.builders import CRITICAL, nvd_feed, osv, write_dpkg_status, write_os_release, write_records
 
 
@@ -37,7 +37,10 @@ def _root(tmp: Path) -> Path:
 
 
 def test_zip_import_incremental_and_withdrawal(tmp_path: Path) -> None:
-    recs = [osv(f"DEBIAN-CVE-2024-{i:04d}", "Debian:12", "expat" if i == 1 else f"pkg{i}", fixed="2.5.0-1+deb12u1") for i in range(1, 51)]
+    recs = [
+        osv(f"DEBIAN-CVE-2024-{i:04d}", "Debian:12", "expat" if i == 1 else f"pkg{i}", fixed="2.5.0-1+deb12u1")
+        for i in range(1, 51)
+    ]
     z = _zip(tmp_path / "all.zip", recs, {"bad.json": b"{not json", "noid.json": b'{"modified": "x"}'})
     db = VulnDB(tmp_path / "db.sqlite")
     s1 = db.import_paths([z], progress=False)
@@ -53,7 +56,12 @@ def test_zip_import_incremental_and_withdrawal(tmp_path: Path) -> None:
 
     # A new export where one record was withdrawn (newer modified) and the rest unchanged.
     recs[0] = osv(
-        "DEBIAN-CVE-2024-0001", "Debian:12", "expat", fixed="2.5.0-1+deb12u1", withdrawn=True, modified="2024-03-01T00:00:00Z"
+        "DEBIAN-CVE-2024-0001",
+        "Debian:12",
+        "expat",
+        fixed="2.5.0-1+deb12u1",
+        withdrawn=True,
+        modified="2024-03-01T00:00:00Z",
     )
     time.sleep(0.01)
     _zip(z, recs)
@@ -93,7 +101,16 @@ def test_cli_import_status_scan(tmp_path: Path, capsys: pytest.CaptureFixture[st
     db = tmp_path / "v.sqlite"
     feeds = write_records(
         tmp_path / "osv",
-        [osv("DSA-1-1", "Debian:12", "expat", fixed="2.5.0-1+deb12u1", aliases=["CVE-2024-9"], severity_vector=CRITICAL)],
+        [
+            osv(
+                "DSA-1-1",
+                "Debian:12",
+                "expat",
+                fixed="2.5.0-1+deb12u1",
+                aliases=["CVE-2024-9"],
+                severity_vector=CRITICAL,
+            )
+        ],
     )
     assert main(["vulndb", "import", str(feeds), "--db", str(db), "--quiet", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["added"] == 1

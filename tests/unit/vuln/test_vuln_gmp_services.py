@@ -36,7 +36,14 @@ def test_gmp_scan_creates_target_task_and_imports_results(tmp_path: Path, sock: 
     state = GmpState(
         results={
             "10.99.0.2": [
-                ("OpenSSH Multiple Vulnerabilities", "22/tcp", "1.3.6.1.4.1.25623.1.0.1", 7.5, "High", ["CVE-2023-38408"]),
+                (
+                    "OpenSSH Multiple Vulnerabilities",
+                    "22/tcp",
+                    "1.3.6.1.4.1.25623.1.0.1",
+                    7.5,
+                    "High",
+                    ["CVE-2023-38408"],
+                ),
                 ("TCP timestamps", "general/tcp", "1.3.6.1.4.1.25623.1.0.2", 2.6, "Low", []),
             ],
             "10.99.0.3": [("other host", "80/tcp", "1.3", 9.0, "High", [])],
@@ -86,10 +93,10 @@ TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retr
 TCP6 = """  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000000000000000000001000000:0016 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2001 1 0 100 0 0 10 0
    1: 0000000000000000FFFF00000200000A:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2002 1 0 100 0 0 10 0
-"""
+"""  # noqa: E501
 UDP = """   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   5: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 3001 2 0 0
-"""
+"""  # noqa: E501
 
 
 def test_listening_services_from_captured_netns(tmp_path: Path) -> None:
