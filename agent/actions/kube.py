@@ -31,6 +31,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from agent.actions.settings import KubernetesSettings
 from agent.events import ContainerRef
+from agent.runtime.model import Container
 
 log = structlog.get_logger("agent.kube")
 
@@ -67,11 +68,9 @@ class PodRef:
     uid: str = ""
 
 
-def pod_of(container: ContainerRef | Mapping[str, Any]) -> PodRef | None:
+def pod_of(container: ContainerRef | Container | Mapping[str, Any]) -> PodRef | None:
     """The pod a container belongs to, from its CRI labels; ``None`` outside Kubernetes."""
-    labels: Mapping[str, Any] = (
-        container.labels if isinstance(container, ContainerRef) else (container.get("labels") or {})
-    )
+    labels: Mapping[str, Any] = container.get("labels") or {} if isinstance(container, Mapping) else container.labels
     name = str(labels.get(POD_NAME_LABEL, ""))
     namespace = str(labels.get(POD_NAMESPACE_LABEL, ""))
     if not name or not namespace:
@@ -174,9 +173,7 @@ class KubeClient:
     def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
         return self._call(f"get pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace)
 
-    def list_pods(
-        self, namespace: str = "", label_selector: str = "", node_name: str = ""
-    ) -> list[dict[str, Any]]:
+    def list_pods(self, namespace: str = "", label_selector: str = "", node_name: str = "") -> list[dict[str, Any]]:
         """Pods of one namespace (or all), optionally on one node."""
         kwargs: dict[str, Any] = {}
         if label_selector:
@@ -189,9 +186,7 @@ class KubeClient:
             data = self._call("list pods", self.core.list_pod_for_all_namespaces, **kwargs)
         return list(data.get("items") or [])
 
-    def patch_pod(
-        self, namespace: str, name: str, body: Mapping[str, Any], dry_run: bool = False
-    ) -> dict[str, Any]:
+    def patch_pod(self, namespace: str, name: str, body: Mapping[str, Any], dry_run: bool = False) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"_content_type": STRATEGIC_MERGE}
         if dry_run:
             kwargs["dry_run"] = "All"
@@ -276,9 +271,7 @@ class KubeClient:
             name = name[:242] + "-" + hashlib.sha256(pod.encode()).hexdigest()[:10]
         return name
 
-    def quarantine_pod(
-        self, namespace: str, name: str, dry_run: bool = False, reason: str = ""
-    ) -> dict[str, Any]:
+    def quarantine_pod(self, namespace: str, name: str, dry_run: bool = False, reason: str = "") -> dict[str, Any]:
         """Label the pod and create a deny-all (ingress + egress) NetworkPolicy selecting that label.
 
         Returns the state ``release_pod`` needs: namespace, pod, uid, label key/value, the label's

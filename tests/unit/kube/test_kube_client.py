@@ -11,6 +11,7 @@ import pytest
 from agent.actions.kube import KubeClient, KubeError, pod_of
 from agent.actions.settings import KubernetesSettings
 from agent.events import ContainerRef
+from agent.runtime.model import Container
 from tests.fakes.kube_api import RunningFake, pod, serve, workload
 
 
@@ -52,6 +53,8 @@ def test_pod_of_reads_cri_labels() -> None:
     p = pod_of(ref)
     assert p is not None and (p.namespace, p.name, p.container) == ("shop", "web-1", "app")
     assert pod_of(ContainerRef(id="c2", name="plain", image="busybox")) is None
+    rec = Container(id="c3", name="x", image="i", image_id="", runtime="containerd", init_pid=1, labels=ref.labels)
+    assert pod_of(rec) == pod_of({"labels": dict(ref.labels)}) == p
 
 
 def test_owner_chain_walks_pod_replicaset_deployment(fake: RunningFake, kc: KubeClient) -> None:
