@@ -151,6 +151,15 @@ class KubeClient:
         """Connect as the config section says (in-cluster, kubeconfig or URL + token)."""
         return cls(k8s.ApiClient(_configuration(settings)), settings)
 
+    @property
+    def node_name(self) -> str:
+        """This node's name: ``kubernetes.node_name``, else ``$NODE_NAME`` (the DaemonSet's downward API)."""
+        return self.settings.node_name or os.environ.get("NODE_NAME", "")
+
+    def pods_on_this_node(self) -> list[dict[str, Any]]:
+        """Pods scheduled on this node (all pods when the node name is unknown)."""
+        return self.list_pods(node_name=self.node_name)
+
     def close(self) -> None:
         self.api.close()  # type: ignore[no-untyped-call]
 

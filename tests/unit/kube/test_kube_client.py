@@ -169,7 +169,7 @@ def test_auto_connection_without_cluster_is_explained(monkeypatch: pytest.Monkey
         KubeClient.from_settings(KubernetesSettings(enabled=True))
 
 
-def test_list_pods_on_node(fake: RunningFake, kc: KubeClient) -> None:
+def test_list_pods_on_node(fake: RunningFake, kc: KubeClient, monkeypatch: pytest.MonkeyPatch) -> None:
     fake.kube.add("pods", pod("a"))
     other = pod("b")
     other["spec"]["nodeName"] = "node-2"
@@ -177,3 +177,5 @@ def test_list_pods_on_node(fake: RunningFake, kc: KubeClient) -> None:
     names = [p["metadata"]["name"] for p in kc.list_pods(node_name="node-1")]
     assert names == ["a"]
     assert fake.kube.requests[-1].query["fieldSelector"] == ["spec.nodeName=node-1"]
+    monkeypatch.setenv("NODE_NAME", "node-2")
+    assert [p["metadata"]["name"] for p in kc.pods_on_this_node()] == ["b"]
