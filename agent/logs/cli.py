@@ -167,7 +167,7 @@ def register(subparsers: Any) -> None:
     pf = sub.add_parser("fit", help="learn normal sessions of FILE into a model")
     model_opts(pf)
     pf.add_argument("--ngram", type=int, default=3)
-    pf.add_argument("--top-k", type=int, default=3)
+    pf.add_argument("--top-k", type=int, default=5)
     pf.add_argument("--min-support", type=float, default=0.2)
     pf.add_argument("--threshold", type=float, default=0.3)
     pf.set_defaults(func=cmd_fit)

@@ -10,9 +10,9 @@ events fall outside the top-k predicted by the n-gram model, or when it lacks pa
 from __future__ import annotations
 
 from collections import Counter
-from itertools import pairwise
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from agent.logs.prefixspan import contains, frequent_patterns
@@ -24,7 +24,7 @@ END = "</s>"
 @dataclass
 class ModelParams:
     ngram: int = 3  # history length + 1
-    top_k: int = 3
+    top_k: int = 5
     min_support: float = 0.2  # PrefixSpan support, as a fraction of sessions
     always_support: float = 0.97  # patterns at least this frequent are "always" shown
     max_pattern_len: int = 4
@@ -111,7 +111,7 @@ class SequenceModel:
                 missing += 1
                 if len(why) < 40:
                     why.append({"kind": "missing_pattern", "pattern": list(pat), "support": round(sup, 3)})
-        score = max(bad / steps, misses / (steps)) + 0.25 * missing
+        score = max(bad / steps, 0.5 * misses / steps) + 0.25 * missing
         score = min(1.0, round(score, 4))
         return score, score >= p.threshold, why
 

@@ -62,7 +62,7 @@ class LogsSettings(Section):
     learn_sessions: int = Field(default=200, ge=5)
     anomaly_threshold: float = Field(default=0.3, gt=0, le=1)
     ngram: int = Field(default=3, ge=2, le=6)
-    top_k: int = Field(default=3, ge=1)
+    top_k: int = Field(default=5, ge=1)
     min_support: float = Field(default=0.2, gt=0, le=1)
     # Malicious-sequence rules (YAML) and Sigma rules: shipped sets plus these directories.
     sequence_rules: bool = True

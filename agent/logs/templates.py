@@ -26,7 +26,7 @@ from drain3.template_miner_config import TemplateMinerConfig
 # Masks, in order. Each depends only on character classes, never on digit values (see above).
 MASKS: tuple[tuple[str, str], ...] = (
     (r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "UUID"),
-    (r"(?<![\w.:])\d+\.\d+\.\d+\.\d+(?::\d+)?(?![\w.])", "IP"),
+    (r"(?<![\w.])\d+\.\d+\.\d+\.\d+(?::\d+)?(?![\w.])", "IP"),
     (r"(?<![\w:])(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}(?![\w:])", "MAC"),
     (r"\b0[xX][0-9a-fA-F]+\b", "HEX"),
     (r"(?<![\w])[0-9a-f]{16,}(?![\w])", "HEX"),
