@@ -226,6 +226,8 @@ class EbpfSource:
         self._monitored: set[int] = set()
         self._collector: _Collector | None = None
         self._on_event: Callable[[Event], object] | None = None
+        # "auto" (ring buffer when the kernel has one), "ringbuf" or "perfbuf" (tests, benches).
+        self.output = "auto"
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self, ctx: AgentContext) -> None:
@@ -239,6 +241,8 @@ class EbpfSource:
             self.inactive = {p: reason for p in wanted}
             log.warning("ebpf_unavailable", reason=reason)
         else:
+            if self.output != "auto":
+                self.support.ringbuf = self.output == "ringbuf" and self.support.ringbuf
             self._load(ctx, wanted)
         if self._collector is None:
             self._collector = _Collector(self)
@@ -313,14 +317,14 @@ class EbpfSource:
                 self.skipped_hooks.append(f"syscalls:{enter}")
                 continue
             try:
-                self.bpf.attach_tracepoint(tp=f"syscalls:{enter}", fn_name="rg_priv_enter")
-                self.bpf.attach_tracepoint(tp=f"syscalls:{exit_}", fn_name="rg_priv_exit")
+                self.bpf.attach_tracepoint(tp=f"syscalls:{enter}".encode(), fn_name=b"rg_priv_enter")
+                self.bpf.attach_tracepoint(tp=f"syscalls:{exit_}".encode(), fn_name=b"rg_priv_exit")
             except Exception as exc:  # a missing tracepoint (arch without this syscall)
                 self.skipped_hooks.append(f"syscalls:{enter} ({exc})")
 
     def _configure(self, loaded: Sequence[str]) -> None:
         assert self.bpf is not None
-        conf = self.bpf["rg_conf"]
+        conf = self.bpf[b"rg_conf"]
         conf[ctypes.c_int(CONF_ALL)] = ctypes.c_ulonglong(1 if self.include_host else 0)
         conf[ctypes.c_int(CONF_RATE)] = ctypes.c_ulonglong(self.settings.max_events_per_second_per_container)
         conf[ctypes.c_int(CONF_GEN)] = ctypes.c_ulonglong(self._gen)
@@ -330,7 +334,7 @@ class EbpfSource:
     def set_sensitive(self, any_open: Sequence[str], write_only: Sequence[str]) -> None:
         """Replace the kernel's sensitive prefix set (an LPM trie: longest prefix wins)."""
         assert self.bpf is not None
-        trie = self.bpf["rg_sensitive"]
+        trie = self.bpf[b"rg_sensitive"]
         trie.clear()
         entries: dict[str, int] = {}
         for p in write_only:
@@ -347,7 +351,7 @@ class EbpfSource:
     def _open_outputs(self, names: Sequence[str]) -> None:
         assert self.bpf is not None
         for probe in names:
-            table = self.bpf[OUTPUTS[probe]]
+            table = self.bpf[OUTPUTS[probe].encode()]
             cb = self._make_callback(probe)
             if self.support.ringbuf:
                 table.open_ring_buffer(cb)
@@ -394,7 +398,7 @@ class EbpfSource:
         bpf = self.bpf
         if bpf is None or not c.cgroup_id:
             return
-        table = bpf["rg_cgroups"]
+        table = bpf[b"rg_cgroups"]
         key = ctypes.c_ulonglong(c.cgroup_id)
         with self._lock:
             if what == "removed":
@@ -466,14 +470,14 @@ class EbpfSource:
         with self._lock:
             old = self._gen
             self._gen ^= 1
-            bpf["rg_conf"][ctypes.c_int(CONF_GEN)] = ctypes.c_ulonglong(self._gen)
+            bpf[b"rg_conf"][ctypes.c_int(CONF_GEN)] = ctypes.c_ulonglong(self._gen)
             start, end = self._window_start, time.time()
             self._window_start = end
         # Programs that read the old generation just before the flip finish within
         # microseconds (they run with preemption disabled); give them a moment.
         time.sleep(0.002)
         per_cg: dict[int, tuple[dict[int, int], dict[tuple[int, int], int]]] = {}
-        counts = bpf["rg_sc_counts"]
+        counts = bpf[b"rg_sc_counts"]
         for k, v in list(counts.items()):
             if k.gen != old:
                 continue
@@ -482,7 +486,7 @@ class EbpfSource:
             row = per_cg.setdefault(k.cgroup_id, ({}, {}))[0]
             row[k.nr] = row.get(k.nr, 0) + n
             self.syscalls_counted += n
-        trans = bpf["rg_sc_trans"]
+        trans = bpf[b"rg_sc_trans"]
         for k, v in list(trans.items()):
             if k.gen != old:
                 continue
@@ -490,7 +494,7 @@ class EbpfSource:
             del trans[k]
             tr = per_cg.setdefault(k.cgroup_id, ({}, {}))[1]
             tr[(k.prev, k.cur)] = tr.get((k.prev, k.cur), 0) + n
-        full = bpf["rg_sc_full"]
+        full = bpf[b"rg_sc_full"]
         self.count_map_full = sum(full[ctypes.c_int(0)])
         out = []
         for cg, (c, t) in per_cg.items():
@@ -508,7 +512,7 @@ class EbpfSource:
         bpf = self.bpf
         if bpf is not None:
             try:
-                table = bpf["rg_lost"]
+                table = bpf[b"rg_lost"]
                 for i, p in enumerate(PROBES):
                     out[p] += sum(table[ctypes.c_int(i)])
             except Exception:  # stopped concurrently
@@ -522,7 +526,7 @@ class EbpfSource:
         if bpf is None:
             return {}
         try:
-            for k, v in bpf["rg_ratedrop"].items():
+            for k, v in bpf[b"rg_ratedrop"].items():
                 probe = PROBES[k.value & 7] if (k.value & 7) < len(PROBES) else str(k.value & 7)
                 out[f"{k.value >> 3}/{probe}" if by_cgroup else probe] += v.value
         except Exception:
@@ -618,14 +622,21 @@ def _hex_addr(text: str) -> tuple[str, int]:
     return str(ip), int(port, 16)
 
 
-def socket_tuple(paths: HostPaths, pid: int, fd: int) -> tuple[int, str, int, str, int] | None:
-    """(family, local addr, local port, remote addr, remote port) of a TCP socket fd, read from
-    the process's own /proc/<pid>/net/tcp{,6} (its network namespace); None when gone."""
-    link = _read_link(paths.pid_dir(pid) / "fd" / str(fd))
-    m = re.fullmatch(r"socket:\[(\d+)\]", link)
-    if not m:
+def socket_tuple(paths: HostPaths, pid: int, fd: int, local_port: int = 0) -> tuple[int, str, int, str, int] | None:
+    """(family, local addr, local port, remote addr, remote port) of a connected TCP socket of
+    ``pid``, read from its own /proc/<pid>/net/tcp{,6} (its network namespace): the socket at
+    ``fd``, else (the task may have moved it, e.g. busybox nc dup2s it to stdin) any connected
+    socket of the process on ``local_port``. None when the process or socket is gone."""
+    inodes: dict[str, int] = {}
+    try:
+        fds = list((paths.pid_dir(pid) / "fd").iterdir())
+    except OSError:
         return None
-    inode = m.group(1)
+    for entry in fds:
+        m = re.fullmatch(r"socket:\[(\d+)\]", _read_link(entry))
+        if m:
+            inodes[m.group(1)] = int(entry.name) if entry.name.isdigit() else -1
+    best: tuple[int, str, int, str, int] | None = None
     for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
         try:
             lines = (paths.pid_dir(pid) / "net" / name).read_text().splitlines()[1:]
@@ -633,14 +644,18 @@ def socket_tuple(paths: HostPaths, pid: int, fd: int) -> tuple[int, str, int, st
             continue
         for line in lines:
             f = line.split()
-            if len(f) > 9 and f[9] == inode:
-                try:
-                    la, lp = _hex_addr(f[1])
-                    ra, rp = _hex_addr(f[2])
-                except ValueError:
-                    return None
+            if len(f) <= 9 or f[9] not in inodes:
+                continue
+            try:
+                la, lp = _hex_addr(f[1])
+                ra, rp = _hex_addr(f[2])
+            except ValueError:
+                continue
+            if inodes[f[9]] == fd:
                 return family, la, lp, ra, rp
-    return None
+            if local_port and lp == local_port and rp and best is None:
+                best = (family, la, lp, ra, rp)
+    return best
 
 
 def complete_accept(ev: NetConnect, paths: HostPaths) -> NetConnect:
@@ -648,7 +663,7 @@ def complete_accept(ev: NetConnect, paths: HostPaths) -> NetConnect:
     (the task passed no sockaddr to accept(), or the listener predates the probe)."""
     import dataclasses
 
-    t = socket_tuple(paths, ev.pid, ev.fd)
+    t = socket_tuple(paths, ev.pid, ev.fd, ev.sport)
     if t is None:
         return ev
     family, la, lp, ra, rp = t

@@ -1,0 +1,309 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The eBPF source against real containers: every event and count lands on the container that
+caused it, and on no other.
+
+One agent (probes compiled once: bcc costs seconds of CPU) and two containers per module: ``a``
+does things, ``b`` only sleeps; ``b`` must never receive an event caused by ``a``. ``a`` runs
+with ``seccomp=unconfined`` because Docker's default profile rejects unshare/mount before the
+syscall tracepoints run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import AgentConfig
+from agent.context import AgentContext
+from agent.events import Event, FileOpen, NetConnect, PrivilegeEvent, ProcessExec, SyscallWindow
+from agent.findings import Finding
+from agent.hostfs import HostPaths
+from agent.pipeline import Bus
+from agent.runtime.docker import container_from_inspect
+from agent.runtime.model import Container, ContainerRegistry
+from agent.sources.ebpf import CONF_RATE, EbpfSource, build
+from agent.store import Store
+from tests.support import TEST_IMAGE, TEST_LABEL, need_root, wait_for
+
+SYS_READ, SYS_WRITE = 0, 1
+
+
+@dataclass
+class Agent:
+    ctx: AgentContext
+    source: EbpfSource
+    a: Any  # docker container that acts
+    b: Any  # docker container that only sleeps
+    ra: Container
+    rb: Container
+    events: list[Event] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def collect(self, ev: Event) -> None:
+        with self.lock:
+            self.events.append(ev)
+
+    def exec_a(self, *cmd: str, timeout: float = 30) -> str:
+        p = subprocess.run(["docker", "exec", self.a.id, *cmd], capture_output=True, text=True, timeout=timeout)
+        return p.stdout + p.stderr
+
+    def of(self, kind: type, pred: Callable[[Any], bool] = lambda e: True) -> list[Any]:
+        with self.lock:
+            return [e for e in self.events if isinstance(e, kind) and pred(e)]
+
+    def wait(self, kind: type, pred: Callable[[Any], bool], what: str, timeout: float = 10) -> list[Any]:
+        found = wait_for(lambda: self.of(kind, pred), timeout=timeout, what=what)
+        assert isinstance(found, list)
+        return found
+
+
+@pytest.fixture(scope="module")
+def agent(docker_client: Any) -> Iterator[Agent]:
+    need_root()
+    state = Path(tempfile.mkdtemp(prefix="rg-ebpf-"))
+    # Windows are flushed by the tests themselves (flush_window): no timer in the way.
+    config = AgentConfig.model_validate({"behavior": {"window_seconds": 3600}})
+    ctx = AgentContext(
+        config=config,
+        paths=HostPaths().with_state(state, run=state / "run"),
+        store=Store(state / "agent.db"),
+        registry=ContainerRegistry(),
+        events=Bus[Event]("events"),
+        findings=Bus[Finding]("findings"),
+    )
+    started: list[Any] = []
+    source: EbpfSource | None = None
+    try:
+        for role, extra in (("a", {"security_opt": ["seccomp=unconfined"]}), ("b", {})):
+            c = docker_client.containers.run(
+                TEST_IMAGE,
+                ["sleep", "900"],
+                detach=True,
+                name=f"rgtest-ebpf-{role}-{uuid.uuid4().hex[:6]}",
+                labels={TEST_LABEL: "1"},
+                network_mode="none",
+                **extra,
+            )
+            started.append(c)
+            c.reload()
+        recs = [container_from_inspect(HostPaths(), c.attrs) for c in started]
+        assert all(r is not None and r.cgroup_id for r in recs), "test containers have no cgroup id"
+        ra, rb = recs[0], recs[1]
+        assert ra is not None and rb is not None
+        source = build(ctx)
+        assert source is not None
+        ag = Agent(ctx=ctx, source=source, a=started[0], b=started[1], ra=ra, rb=rb)
+        ctx.events.subscribe(ag.collect)
+        ctx.events.start()
+        ctx.registry.upsert(ra)  # before start: picked up by registry.all()
+        source.start(ctx)
+        st = source.status()
+        assert st["active"] == ["syscalls", "exec", "net", "files", "priv"], st
+        ctx.registry.upsert(rb)  # after start: through the listener
+        yield ag
+    finally:
+        if source is not None:
+            source.stop()
+        ctx.events.stop(1)
+        ctx.store.close()
+        for c in started:
+            try:
+                c.remove(force=True)
+            except Exception:
+                pass
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _assert_b_untouched(ag: Agent) -> None:
+    """``b`` only sleeps: no event of any kind may carry its cgroup."""
+    stray = [e for e in ag.of(Event) if e.cgroup_id == ag.rb.cgroup_id and not isinstance(e, SyscallWindow)]
+    assert stray == [], stray
+
+
+def test_status_reports_probes_and_filter(agent: Agent) -> None:
+    st = agent.source.status()
+    assert st["output"] == "ringbuf"
+    assert st["monitored_cgroups"] == 2
+    assert st["problems"] == []
+    assert agent.source.bpf is not None
+    cg = agent.source.bpf[b"rg_cgroups"]
+    assert {k.value for k in cg} == {agent.ra.cgroup_id, agent.rb.cgroup_id}
+
+
+def test_exec_of_ls_is_attributed_to_its_container(agent: Agent) -> None:
+    agent.exec_a("ls", "/etc")
+    ev = agent.wait(ProcessExec, lambda e: e.argv[:2] == ("ls", "/etc"), "exec of ls /etc")[0]
+    assert ev.cgroup_id == agent.ra.cgroup_id
+    assert ev.filename == "/bin/ls"
+    assert ev.comm == "ls"
+    assert ev.uid == 0
+    assert ev.ppid > 0
+    assert ev.pid > 0
+    _assert_b_untouched(agent)
+
+
+def test_cat_shadow_is_a_sensitive_open_of_that_container(agent: Agent) -> None:
+    out = agent.exec_a("cat", "/etc/shadow")
+    assert "root:" in out
+    opens = agent.wait(FileOpen, lambda e: e.path == "/etc/shadow" and e.comm == "cat", "open of /etc/shadow")
+    assert all(e.cgroup_id == agent.ra.cgroup_id for e in opens)
+    assert opens[0].ret >= 0 and not opens[0].write
+    # A read of an ordinary file is filtered out in the kernel.
+    agent.exec_a("cat", "/etc/passwd")
+    agent.wait(ProcessExec, lambda e: e.argv[:2] == ("cat", "/etc/passwd"), "exec of cat /etc/passwd")
+    assert not agent.of(FileOpen, lambda e: e.path == "/etc/passwd")
+    # A write below /etc is reported (sensitive_write_prefixes).
+    agent.exec_a("sh", "-c", "echo x > /etc/rg-written")
+    w = agent.wait(FileOpen, lambda e: e.path == "/etc/rg-written", "write below /etc")[0]
+    assert w.write and w.cgroup_id == agent.ra.cgroup_id
+    _assert_b_untouched(agent)
+
+
+def test_host_processes_are_ignored(agent: Agent) -> None:
+    subprocess.run(["cat", "/etc/shadow"], capture_output=True, check=True)
+    subprocess.run(["ls", "/etc/rg-host-marker-does-not-exist"], capture_output=True)
+    time.sleep(0.5)
+    agent.ctx.events.drain()
+    cgs = {agent.ra.cgroup_id, agent.rb.cgroup_id}
+    assert [e for e in agent.of(Event) if e.cgroup_id not in cgs] == []
+
+
+def test_nc_listen_connect_accept_with_four_tuple(agent: Agent) -> None:
+    # Listener and client inside a's own network namespace (network none: loopback only).
+    agent.exec_a(
+        "sh",
+        "-c",
+        "sleep 2 | nc -l -p 8080 >/dev/null & sleep 0.3; (echo hi; sleep 1) | nc 127.0.0.1 8080; wait",
+    )
+    listen = agent.wait(NetConnect, lambda e: e.op == "listen" and e.sport == 8080, "listen on 8080")[0]
+    assert listen.state == "LISTEN" and listen.cgroup_id == agent.ra.cgroup_id and listen.comm == "nc"
+    conn = agent.wait(NetConnect, lambda e: e.op == "connect" and e.dport == 8080, "connect to 8080")[0]
+    assert conn.daddr == "127.0.0.1" and conn.saddr == "127.0.0.1" and conn.sport > 0
+    assert conn.state == "ESTABLISHED" and conn.old_state == "SYN_SENT"
+    assert conn.cgroup_id == agent.ra.cgroup_id
+    acc = agent.wait(NetConnect, lambda e: e.op == "accept" and e.sport == 8080, "accept on 8080")[0]
+    assert acc.cgroup_id == agent.ra.cgroup_id and acc.fd >= 0
+    # busybox nc passes no sockaddr to accept(): the peer comes from /proc while it is alive.
+    assert (acc.daddr, acc.dport) == ("127.0.0.1", conn.sport)
+    _assert_b_untouched(agent)
+
+
+def test_failed_connect_is_reported(agent: Agent) -> None:
+    agent.exec_a("sh", "-c", "nc 127.0.0.1 9 </dev/null; true")
+    ev = agent.wait(NetConnect, lambda e: e.op == "connect" and e.dport == 9, "connect to port 9")[0]
+    assert ev.state == "CLOSE" and ev.cgroup_id == agent.ra.cgroup_id
+
+
+def test_privilege_syscall_is_reported_with_result(agent: Agent) -> None:
+    out = agent.exec_a("unshare", "-m", "true")
+    assert "not permitted" in out.lower() or out == ""
+    ev = agent.wait(PrivilegeEvent, lambda e: e.syscall == "unshare" and e.comm == "unshare", "unshare")[0]
+    assert ev.cgroup_id == agent.ra.cgroup_id
+    assert ev.args == (0x00020000,)  # CLONE_NEWNS
+    assert ev.ret == -1  # -EPERM: the container has no CAP_SYS_ADMIN
+    _assert_b_untouched(agent)
+
+
+def test_syscall_loop_counts_and_transitions_in_the_kernel(agent: Agent) -> None:
+    agent.source.flush_window()  # start from an empty window
+    n = 20000
+    agent.exec_a("dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={n}")
+    windows = agent.source.flush_window()
+    by_cg = {w.cgroup_id: w for w in windows}
+    wa = by_cg[agent.ra.cgroup_id]
+    assert wa.counts.get(SYS_READ, 0) >= n and wa.counts.get(SYS_WRITE, 0) >= n
+    assert wa.transitions.get((SYS_READ, SYS_WRITE), 0) >= n - 1
+    assert wa.transitions.get((SYS_WRITE, SYS_READ), 0) >= n - 1
+    assert wa.start < wa.end
+    # b slept through it: at most a handful of syscalls, never a's loop.
+    wb = by_cg.get(agent.rb.cgroup_id)
+    assert wb is None or sum(wb.counts.values()) < 100
+    # Nothing outside the two containers is counted.
+    assert set(by_cg) <= {agent.ra.cgroup_id, agent.rb.cgroup_id}
+    # The windows went out on the bus too.
+    agent.ctx.events.drain()
+    assert agent.of(SyscallWindow, lambda w: w is wa)
+
+
+def test_flooding_container_is_rate_limited_without_starving_others(agent: Agent) -> None:
+    bpf = agent.source.bpf
+    assert bpf is not None
+    conf = bpf[b"rg_conf"]
+    conf[ctypes.c_int(CONF_RATE)] = ctypes.c_ulonglong(20)
+    try:
+        before = len(agent.of(ProcessExec, lambda e: e.cgroup_id == agent.ra.cgroup_id))
+        agent.exec_a("sh", "-c", "i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done")
+        time.sleep(0.3)
+        agent.ctx.events.drain()
+        got = len(agent.of(ProcessExec, lambda e: e.cgroup_id == agent.ra.cgroup_id)) - before
+        assert got < 150, got
+        limited = agent.source.rate_limited_counts(by_cgroup=True)
+        assert limited.get(f"{agent.ra.cgroup_id}/exec", 0) >= 300 - got - 5, limited
+        # Another container's events still go through in the same second.
+        subprocess.run(["docker", "exec", agent.b.id, "ls", "/var"], capture_output=True, timeout=30)
+        agent.wait(
+            ProcessExec,
+            lambda e: e.argv[:2] == ("ls", "/var") and e.cgroup_id == agent.rb.cgroup_id,
+            "b's exec despite a's flood",
+        )
+    finally:
+        conf[ctypes.c_int(CONF_RATE)] = ctypes.c_ulonglong(agent.source.settings.max_events_per_second_per_container)
+    st = agent.source.status()
+    assert st["lost"]["exec"] == 0
+    assert f"{agent.ra.cgroup_id}/exec" in st["rate_limited"]
+
+
+def test_removed_container_leaves_the_kernel_filter(agent: Agent) -> None:
+    bpf = agent.source.bpf
+    assert bpf is not None
+    agent.ctx.registry.remove(agent.rb.id)
+    try:
+        assert agent.rb.cgroup_id not in {k.value for k in bpf[b"rg_cgroups"]}
+        subprocess.run(["docker", "exec", agent.b.id, "ls", "/usr"], capture_output=True, timeout=30)
+        time.sleep(0.5)
+        agent.ctx.events.drain()
+        assert not agent.of(ProcessExec, lambda e: e.argv[:2] == ("ls", "/usr"))
+    finally:
+        agent.ctx.registry.upsert(agent.rb)
+
+
+def test_metrics_export_lost_and_rate_limited_per_probe(agent: Agent) -> None:
+    from prometheus_client import generate_latest
+
+    text = generate_latest(agent.ctx.metrics).decode()
+    for probe in ("exec", "net", "files", "priv"):
+        assert f'riskguard_events_lost_total{{probe="{probe}",source="ebpf"}} 0.0' in text
+    assert 'riskguard_events_rate_limited_total{probe="exec",source="ebpf"}' in text
+    assert 'riskguard_probe_active{probe="syscalls"} 1.0' in text
+
+
+def test_perf_buffer_fallback_delivers_the_same_events(agent: Agent, make_ctx: Callable[..., AgentContext]) -> None:
+    ctx = make_ctx(AgentConfig.model_validate({"ebpf": {"probes": ["exec"]}}))
+    got: list[Event] = []
+    ctx.events.subscribe(got.append)
+    ctx.events.start()
+    ctx.registry.upsert(agent.ra)
+    src = build(ctx)
+    assert src is not None
+    src.output = "perfbuf"
+    src.start(ctx)
+    try:
+        assert src.status()["output"] == "perfbuf" and src.active == ["exec"]
+        agent.exec_a("ls", "/tmp")
+        wait_for(
+            lambda: [e for e in got if isinstance(e, ProcessExec) and e.argv[:2] == ("ls", "/tmp")],
+            what="exec through the perf buffer",
+        )
+    finally:
+        src.stop()
