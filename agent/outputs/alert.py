@@ -95,9 +95,7 @@ def finding_record(
     return rec
 
 
-def action_record(
-    result: ActionResult | Mapping[str, Any], host: str = "", ts: float | None = None
-) -> dict[str, Any]:
+def action_record(result: ActionResult | Mapping[str, Any], host: str = "", ts: float | None = None) -> dict[str, Any]:
     """The record of one action result (``type: "action"``)."""
     a = action_dict(result) or {}
     when = float(a.pop("ts", None) or ts or time.time())

@@ -55,6 +55,7 @@ class Outputs:
         self.metrics: OutputMetrics | None = None
         self.metrics_server: MetricsServer | None = None
         self.via_engine = False
+        self.errors: dict[str, str] = {}
         self.findings_emitted = 0
         self.actions_emitted = 0
         self._lock = threading.Lock()
@@ -66,42 +67,29 @@ class Outputs:
             self.alerts = RotatingJsonl(s.alerts_file, s.alerts_max_bytes, s.alerts_keep)
         if s.ecs.file is not None:
             self.ecs_file = RotatingJsonl(s.ecs.file, s.ecs.max_bytes, s.ecs.keep)
+        # Each network output is set up on its own: a missing token file or a taken port
+        # disables that output (reported in status), never the alerts file and the logs.
         if s.webhook.url:
-            sender = WebhookSender(s.webhook.url, s.webhook.timeout_seconds, s.webhook.token_file)
-            self._senders.append(sender)
-            self.webhook = Shipper(
-                "webhook",
-                sender,
-                queue_size=s.webhook.queue_size,
-                max_retries=s.webhook.max_retries,
-                backoff_seconds=s.webhook.backoff_seconds,
-                backoff_max_seconds=s.webhook.backoff_max_seconds,
-            )
-            self.webhook.start()
+            try:
+                self._start_webhook()
+            except OSError as exc:
+                self.errors["webhook"] = str(exc)
+                log.error("output_unavailable", output="webhook", error=str(exc))
         if s.ecs.elasticsearch_url:
-            bulk = BulkSender(
-                s.ecs.elasticsearch_url,
-                s.ecs.index,
-                s.ecs.timeout_seconds,
-                s.ecs.api_key_file,
-                s.ecs.verify_tls,
-            )
-            self._senders.append(bulk)
-            self.elastic = Shipper(
-                "elasticsearch",
-                bulk,
-                queue_size=s.ecs.queue_size,
-                batch_size=s.ecs.batch_size,
-                flush_seconds=s.ecs.flush_seconds,
-                max_retries=s.ecs.max_retries,
-                backoff_seconds=s.ecs.backoff_seconds,
-                backoff_max_seconds=s.ecs.backoff_max_seconds,
-            )
-            self.elastic.start()
+            try:
+                self._start_elastic()
+            except OSError as exc:
+                self.errors["elasticsearch"] = str(exc)
+                log.error("output_unavailable", output="elasticsearch", error=str(exc))
         self.metrics = OutputMetrics(ctx.metrics, ctx, self._shipper_status)
         if s.metrics.enabled:
-            self.metrics_server = MetricsServer(ctx.metrics, s.metrics.address, s.metrics.port)
-            self.metrics_server.start()
+            server = MetricsServer(ctx.metrics, s.metrics.address, s.metrics.port)
+            try:
+                server.start()
+                self.metrics_server = server
+            except OSError as exc:  # EADDRINUSE: another agent or exporter holds the port
+                self.errors["metrics"] = f"{s.metrics.address}:{s.metrics.port}: {exc}"
+                log.error("output_unavailable", output="metrics", error=self.errors["metrics"])
         ctx.findings.subscribe(self._on_bus_finding, kind=Finding, name="outputs")
         ctx.components[self.name] = self
         log.info(
@@ -112,6 +100,36 @@ class Outputs:
             ecs_file=str(s.ecs.file or ""),
             metrics=self.metrics_server.url if self.metrics_server else "",
         )
+
+    def _start_webhook(self) -> None:
+        w = self.settings.webhook
+        sender = WebhookSender(w.url, w.timeout_seconds, w.token_file)
+        self._senders.append(sender)
+        self.webhook = Shipper(
+            "webhook",
+            sender,
+            queue_size=w.queue_size,
+            max_retries=w.max_retries,
+            backoff_seconds=w.backoff_seconds,
+            backoff_max_seconds=w.backoff_max_seconds,
+        )
+        self.webhook.start()
+
+    def _start_elastic(self) -> None:
+        e = self.settings.ecs
+        bulk = BulkSender(e.elasticsearch_url, e.index, e.timeout_seconds, e.api_key_file, e.verify_tls)
+        self._senders.append(bulk)
+        self.elastic = Shipper(
+            "elasticsearch",
+            bulk,
+            queue_size=e.queue_size,
+            batch_size=e.batch_size,
+            flush_seconds=e.flush_seconds,
+            max_retries=e.max_retries,
+            backoff_seconds=e.backoff_seconds,
+            backoff_max_seconds=e.backoff_max_seconds,
+        )
+        self.elastic.start()
 
     def stop(self) -> None:
         for shipper in (self.webhook, self.elastic):
@@ -137,6 +155,7 @@ class Outputs:
             "webhook": self.webhook.status() if self.webhook else None,
             "elasticsearch": self.elastic.status() if self.elastic else None,
             "metrics": self.metrics_server.url if self.metrics_server else None,
+            "errors": dict(self.errors),
         }
 
     # --- API for the response engine and scanners ----------------------------------------

@@ -39,9 +39,7 @@ class RotatingJsonl:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # O_NOFOLLOW: a symlink planted at the alerts path is refused, not followed.
-            fd = os.open(
-                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-            )
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             self._fd = fd
             self._size = os.fstat(fd).st_size
         return self._fd

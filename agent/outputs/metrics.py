@@ -94,12 +94,8 @@ class OutputMetrics:
         shippers: Callable[[], Mapping[str, Mapping[str, Any]]],
     ) -> None:
         self.registry = registry
-        self.findings = Counter(
-            "riskguard_findings", "Findings reported", ["source", "severity"], registry=None
-        )
-        self.actions = Counter(
-            "riskguard_actions", "Response actions taken", ["kind", "result"], registry=None
-        )
+        self.findings = Counter("riskguard_findings", "Findings reported", ["source", "severity"], registry=None)
+        self.actions = Counter("riskguard_actions", "Response actions taken", ["kind", "result"], registry=None)
         self.scan_duration = Histogram(
             "riskguard_scan_duration_seconds",
             "Duration of vulnerability scans",

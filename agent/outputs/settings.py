@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.settings_base import Section
 
@@ -26,6 +27,13 @@ class WebhookSettings(Section):
     queue_size: int = Field(default=1000, ge=1)
     send_actions: bool = True
 
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if v and urlsplit(v).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
 
 class MetricsSettings(Section):
     """Prometheus exposition on http://<address>:<port>/metrics."""
@@ -41,6 +49,12 @@ class MetricsSettings(Section):
     def _ip(cls, v: str) -> str:
         ipaddress.ip_address(v)
         return v
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> MetricsSettings:
+        if not ipaddress.ip_address(self.address).is_loopback and not self.allow_remote:
+            raise ValueError(f"address {self.address} is not loopback: set allow_remote: true to serve it")
+        return self
 
 
 class EcsSettings(Section):
@@ -63,6 +77,13 @@ class EcsSettings(Section):
     backoff_seconds: float = Field(default=0.5, gt=0)
     backoff_max_seconds: float = Field(default=30.0, gt=0)
     verify_tls: bool = True
+
+    @field_validator("elasticsearch_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if v and urlsplit(v).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
 
 
 class OutputsSettings(Section):

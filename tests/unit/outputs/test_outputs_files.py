@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, ConfigError, parse_config
 from agent.context import AgentContext
 from agent.events import ContainerRef
 from agent.findings import Action, ActionResult, Finding, Severity, Source, Verdict
 from agent.outputs.component import Outputs, build
 from agent.outputs.files import RotatingJsonl
-from agent.outputs.settings import MetricsSettings, OutputsSettings
+from agent.outputs.settings import MetricsSettings, OutputsSettings, WebhookSettings
 
 WEB = ContainerRef(id="a" * 64, name="web", image="nginx:1.25.3")
 
@@ -120,3 +121,54 @@ def test_unwritable_directory_never_raises(tmp_path: Path) -> None:
     blocker.write_text("")
     w = RotatingJsonl(blocker / "alerts.jsonl", max_bytes=4096, keep=1)  # parent is a file
     assert w.write({"x": 1}) is False and w.errors == 1
+
+
+def test_a_broken_network_output_never_takes_the_alerts_file_down(
+    make_ctx: Callable[..., AgentContext], tmp_path: Path
+) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        settings = OutputsSettings(
+            alerts_file=tmp_path / "alerts.jsonl",
+            metrics=MetricsSettings(port=taken.getsockname()[1]),  # EADDRINUSE
+            webhook=WebhookSettings(url="http://127.0.0.1:9/", token_file=tmp_path / "missing-token"),
+        )
+        ctx = make_ctx(AgentConfig(outputs=settings))
+        out = build(ctx)
+        out.start(ctx)
+        try:
+            ctx.findings.process(finding())
+            st = out.status()
+            assert set(st["errors"]) == {"metrics", "webhook"}
+            assert "missing-token" in st["errors"]["webhook"]
+            assert len(lines(tmp_path / "alerts.jsonl")) == 1
+        finally:
+            out.stop()
+    finally:
+        taken.close()
+
+
+@pytest.mark.parametrize(
+    "data,problem",
+    [
+        (
+            {"outputs": {"metrics": {"address": "0.0.0.0"}}},
+            "outputs.metrics: Value error, address 0.0.0.0 is not loopback",
+        ),
+        ({"outputs": {"metrics": {"address": "localhost"}}}, "outputs.metrics.address"),
+        ({"outputs": {"webhook": {"url": "file:///etc/passwd"}}}, "outputs.webhook.url"),
+        ({"outputs": {"ecs": {"elasticsearch_url": "gopher://x"}}}, "outputs.ecs.elasticsearch_url"),
+        ({"outputs": {"alerts_keep": 0}}, "outputs.alerts_keep"),
+    ],
+)
+def test_bad_outputs_config_is_refused_with_its_path(data: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert any(p.startswith(problem) for p in err.value.problems), err.value.problems
+
+
+def test_remote_metrics_address_when_allowed() -> None:
+    cfg = parse_config({"outputs": {"metrics": {"address": "0.0.0.0", "allow_remote": True}}})
+    assert cfg.outputs.metrics.address == "0.0.0.0"
