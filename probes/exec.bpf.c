@@ -8,8 +8,8 @@
  *        rg_exec_pending LRU hash thread id -> event under construction (argv)
  *        rg_exec_scratch per-CPU array: an event when no argv was captured
  *        rg_exec_events  ring buffer (or perf buffer)
- * Caveats: ppid comes from the fork seen by this probe; for processes forked before the probe
- * was loaded it is 0 and the agent fills it from /proc. argv is capped at RG_ARGV_MAX
+ * Caveats: ppid comes from the fork seen by this probe (all forks are recorded, see below); for
+ * processes forked before the probe was loaded it is 0 and the agent fills it from /proc. argv is capped at RG_ARGV_MAX
  * arguments of RG_ARG_LEN bytes each (truncated = 1 then). Failed execs leave no event.
  */
 #include "common.h"
@@ -26,10 +26,11 @@ BPF_TABLE("lru_hash", u32, struct rg_exec_event, rg_exec_pending, 1024);
 BPF_PERCPU_ARRAY(rg_exec_scratch, struct rg_exec_event, 1);
 RG_OUTPUT(rg_exec_events);
 
+/* Every fork is remembered, monitored or not: a process usually enters a container's cgroup
+ * after its fork (runc init joins the cgroup, then execs the command of `docker exec`), so a
+ * filtered fork hook would miss exactly the parents we need. One LRU update per fork. */
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
-    if (!rg_wanted())
-        return 0;
     struct rg_parent p = {};
     p.ppid = bpf_get_current_pid_tgid() >> 32;
     bpf_get_current_comm(&p.comm, sizeof(p.comm));

@@ -1,0 +1,191 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The eBPF loader without a kernel: program text, settings, /proc completion, degraded start."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from agent.cli import main
+from agent.config import AgentConfig
+from agent.context import AgentContext
+from agent.events import NetConnect, ProcessExec
+from agent.hostfs import HostPaths
+from agent.sources.ebpf import (
+    PROBES_DIR,
+    _hex_addr,
+    available_probes,
+    build,
+    cflags,
+    complete_accept,
+    complete_exec,
+    detect_support,
+    program_text,
+    syscall_tp_layout_ok,
+)
+from agent.sources.settings import EbpfSettings
+
+
+def test_every_probe_ships_with_header_comment_hooks_and_maps() -> None:
+    names = available_probes()
+    assert names == ["exec", "files", "net", "priv", "syscalls"]
+    for n in names:
+        text = (PROBES_DIR / f"{n}.bpf.c").read_text()
+        assert text.startswith("// SPDX-License-Identifier: GPL-2.0")
+        assert re.search(r"Hooks?:", text) and "Maps:" in text, n
+    readme = (PROBES_DIR / "README.md").read_text()
+    for n in names:
+        assert f"| {n} " in readme or f"| `{n}`" in readme, f"{n} missing from probes/README.md"
+
+
+def test_program_text_inlines_headers_once_and_starts_with_the_cflags() -> None:
+    text = program_text(["exec", "net"], cflags(EbpfSettings(), ringbuf=True))
+    assert text.splitlines()[1:6] == [
+        "#define RG_ARGV_MAX 16",
+        "#define RG_MAX_CGROUPS 4096",
+        "#define RG_RINGBUF 1",
+        "#define RG_RINGBUF_PAGES 64",
+        "",
+    ]
+    assert '#include "' not in text  # every local header inlined
+    assert text.count("#define RG_COMMON_H") == 1  # common.h once for both probes
+    assert "TRACEPOINT_PROBE(sched, sched_process_exec)" in text
+    assert "TRACEPOINT_PROBE(sock, inet_sock_set_state)" in text
+    perf = program_text(["exec"], cflags(EbpfSettings(ring_buffer_pages=128, argv_max=4), ringbuf=False))
+    assert "#define RG_RINGBUF 1" not in perf
+    assert "#define RG_RINGBUF_PAGES 128" in perf and "#define RG_ARGV_MAX 4" in perf
+
+
+def test_program_text_refuses_a_missing_probe(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        program_text(["nope"], {}, tmp_path)
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValidationError, match="power of two"):
+        EbpfSettings(ring_buffer_pages=48)
+    with pytest.raises(ValidationError, match="unknown probe"):
+        EbpfSettings(probes=("exec", "kprobe_magic"))
+    with pytest.raises(ValidationError):
+        EbpfSettings(max_events_per_second_per_container=1)
+    assert EbpfSettings(probes=("exec",)).probes == ("exec",)
+
+
+def test_build_is_none_when_disabled(make_ctx: Callable[..., AgentContext]) -> None:
+    assert build(make_ctx(AgentConfig.model_validate({"ebpf": {"enabled": False}}))) is None
+    assert build(make_ctx()) is not None
+
+
+def test_start_without_tracefs_reports_why_and_keeps_running(
+    make_ctx: Callable[..., AgentContext], host_tree: HostPaths
+) -> None:
+    ctx = make_ctx(paths=host_tree)
+    src = build(ctx)
+    assert src is not None
+    src.start(ctx)  # must not raise
+    st = src.status()
+    assert st["active"] == []
+    assert set(st["inactive"]) == {"syscalls", "exec", "net", "files", "priv"}
+    assert any("tracefs is not mounted" in p for p in st["problems"])
+    assert ctx.components["ebpf"] is src
+    assert ctx.control_methods["ebpf.status"]({})["active"] == []
+    src.stop()
+    src.flush_window()  # no-op without probes
+    assert src.lost_counts() == {}
+
+
+def test_detect_support_names_each_missing_piece(host_tree: HostPaths) -> None:
+    s = detect_support(host_tree)
+    assert not s.ok and not s.btf
+    if os.geteuid() != 0:
+        assert any("root" in p for p in s.problems)
+
+
+def test_syscall_tracepoint_layout_check(host_tree: HostPaths) -> None:
+    d = host_tree.tracefs / "events" / "syscalls" / "sys_enter_setuid"
+    d.mkdir(parents=True)
+    (d / "format").write_text(
+        "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:uid_t uid;\toffset:16;\tsize:8;\tsigned:0;\n"
+    )
+    assert syscall_tp_layout_ok(host_tree, "sys_enter_setuid")
+    (d / "format").write_text("\tfield:int __syscall_nr;\toffset:12;\tsize:4;\tsigned:1;\n")
+    assert not syscall_tp_layout_ok(host_tree, "sys_enter_setuid")
+    assert not syscall_tp_layout_ok(host_tree, "sys_enter_missing")
+
+
+def test_hex_addresses_of_proc_net_tcp() -> None:
+    assert _hex_addr("0100007F:1F90") == ("127.0.0.1", 8080)
+    assert _hex_addr("0000000000000000FFFF00000100007F:D3F6") == ("127.0.0.1", 0xD3F6)
+    assert _hex_addr("00000000000000000000000001000000:0016") == ("::1", 22)
+
+
+def _proc_tree(host: HostPaths, pid: int, ppid: int) -> Path:
+    d = host.pid_dir(pid)
+    (d / "fd").mkdir(parents=True)
+    (d / "net").mkdir()
+    (d / "status").write_text(f"Name:\tsh\nPPid:\t{ppid}\n")
+    pd = host.pid_dir(ppid)
+    pd.mkdir(parents=True)
+    (pd / "comm").write_text("nginx\n")
+    return d
+
+
+def test_complete_exec_fills_stdio_ppid_parent_and_memfd(host_tree: HostPaths) -> None:
+    d = _proc_tree(host_tree, 100, 50)
+    os.symlink("socket:[777]", d / "fd" / "0")
+    os.symlink("socket:[777]", d / "fd" / "1")
+    os.symlink("/dev/pts/0", d / "fd" / "2")
+    os.symlink("/memfd:x (deleted)", d / "exe")
+    ev = ProcessExec(ts=1.0, pid=100, cgroup_id=9, ppid=0, uid=0, comm="sh", filename="/bin/sh")
+    done = complete_exec(ev, host_tree)
+    assert done.stdio == ("socket:[777]", "socket:[777]", "/dev/pts/0")
+    assert (done.ppid, done.parent_comm, done.exe_origin) == (50, "nginx", "memfd")
+    # The process is gone: the event is kept as it came.
+    gone = ProcessExec(ts=1.0, pid=4242, ppid=0, uid=0, comm="ls", filename="/bin/ls")
+    assert complete_exec(gone, host_tree) == gone
+
+
+def test_complete_accept_reads_the_peer_from_the_process_netns(host_tree: HostPaths) -> None:
+    d = _proc_tree(host_tree, 200, 1)
+    os.symlink("socket:[555]", d / "fd" / "0")  # nc moved the accepted socket to stdin
+    (d / "net" / "tcp").write_text("  sl  local_address rem_address   st ...\n")
+    (d / "net" / "tcp6").write_text(
+        "  sl  local_address                         remote_address                        st tx_queue "
+        "rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:D3F6 01 "
+        "00000000:00000000 00:00000000 00000000     0        0 555 1 0000000000000000 20 4 30 10 -1\n"
+    )
+    ev = NetConnect(
+        ts=1.0,
+        pid=200,
+        op="accept",
+        comm="nc",
+        family=10,
+        protocol="tcp",
+        saddr="::",
+        sport=8080,
+        daddr="::",
+        dport=0,
+        fd=4,
+    )
+    done = complete_accept(ev, host_tree)
+    assert (done.saddr, done.sport, done.daddr, done.dport) == ("127.0.0.1", 8080, "127.0.0.1", 0xD3F6)
+    assert complete_accept(dataclasses.replace(ev, pid=999), host_tree).dport == 0
+
+
+def test_probes_cli_lists_and_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["probes", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^syscalls\s+raw tracepoint raw_syscalls:sys_enter", out, re.M)
+    assert main(["probes", "--print", "files", "--output", "perfbuf"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("/* riskguard probes: files */\n#define ")
+    assert "BPF_LPM_TRIE(rg_sensitive" in out and "#define RG_RINGBUF 1" not in out
+    assert main(["probes", "--print", "nope"]) == 2
+    assert "unknown probe" in capsys.readouterr().err
