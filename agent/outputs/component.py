@@ -6,7 +6,7 @@ Wiring: ``build(ctx)`` subscribes to the findings bus; the response engine, once
 (``ctx.components["outputs"].attach_engine()``), reports each finding itself with its verdict and
 action through ``emit_finding(finding, verdict, action)`` (the bus subscription then stands
 down so a finding is written once) and each action result through ``emit_action(result)``.
-Scanners report scan durations with ``observe_scan(seconds, kind)``. Nothing here blocks the
+Nothing here blocks the
 caller for longer than a local file append: the network outputs sit behind bounded queues.
 """
 
@@ -211,11 +211,6 @@ class Outputs:
         if self.webhook is not None and self.settings.webhook.send_actions:
             self.webhook.offer(rec)
         return rec
-
-    def observe_scan(self, seconds: float, kind: str = "container") -> None:
-        """Record one vulnerability scan's duration."""
-        if self.metrics is not None:
-            self.metrics.scan_duration.labels(kind).observe(seconds)
 
     # --- internals -----------------------------------------------------------------------
     def _on_bus_finding(self, finding: Finding) -> None:

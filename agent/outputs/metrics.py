@@ -2,8 +2,8 @@
 """Prometheus metrics on ``ctx.metrics`` and their HTTP exposition on a loopback address.
 
 Counters the outputs own: ``riskguard_findings_total{source,severity}``,
-``riskguard_actions_total{kind,result}`` and the histogram
-``riskguard_scan_duration_seconds{kind}``. Read at scrape time from the running agent:
+``riskguard_actions_total{kind,result}``. Scan durations are the vulnerability scanner's own
+histogram (``riskguard_vuln_scan_seconds``, same registry). Read at scrape time from the running agent:
 ``riskguard_lost_events_total{source}`` (drops of the event bus per event type, and every
 component's ``lost``/``lost_events``/``dropped`` status counters),
 ``riskguard_queue_depth{queue}`` (events, findings, and the outputs' own queues), and
@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
@@ -96,18 +96,10 @@ class OutputMetrics:
         self.registry = registry
         self.findings = Counter("riskguard_findings", "Findings reported", ["source", "severity"], registry=None)
         self.actions = Counter("riskguard_actions", "Response actions taken", ["kind", "result"], registry=None)
-        self.scan_duration = Histogram(
-            "riskguard_scan_duration_seconds",
-            "Duration of vulnerability scans",
-            ["kind"],
-            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-            registry=None,
-        )
         self.runtime = RuntimeCollector(ctx, shippers)
         self._collectors: list[Collector] = [
             self.findings,
             self.actions,
-            self.scan_duration,
             self.runtime,
         ]
         for c in self._collectors:
