@@ -89,7 +89,7 @@ def with_cpu_burner(w: BehaviorWindow) -> BehaviorWindow:
 
 
 def with_reverse_shell(w: BehaviorWindow) -> BehaviorWindow:
-    """accept → dup2 ×3 → execve(/bin/sh): the kernel transitions of a bind/reverse shell."""
+    """accept → dup2 x3 → execve(/bin/sh): the kernel transitions of a bind/reverse shell."""
     calls = dict(w.syscalls)
     calls[nr("dup2")] = 3
     calls[nr("execve")] = calls.get(nr("execve"), 0) + 1
