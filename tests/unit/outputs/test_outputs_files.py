@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from agent.config import AgentConfig, ConfigError, parse_config
 from agent.context import AgentContext
@@ -172,3 +173,17 @@ def test_bad_outputs_config_is_refused_with_its_path(data: dict[str, object], pr
 def test_remote_metrics_address_when_allowed() -> None:
     cfg = parse_config({"outputs": {"metrics": {"address": "0.0.0.0", "allow_remote": True}}})
     assert cfg.outputs.metrics.address == "0.0.0.0"
+
+
+def test_finding_and_action_log_lines_carry_structured_fields(outputs: Outputs) -> None:
+    f = finding(severity=Severity.CRITICAL)
+    with structlog.testing.capture_logs() as logs:
+        outputs.emit_finding(f, "freeze")
+        outputs.emit_action({"kind": "freeze", "ok": False, "detail": "cgroup gone", "container_id": WEB.id})
+    [found] = [e for e in logs if e["event"] == "finding_reported"]
+    assert found["log_level"] == "error"  # critical findings log at error
+    assert (found["finding_id"], found["container_id"], found["detector_id"]) == (f.id, WEB.id, "RG-0001")
+    assert found["severity"] == "critical" and found["verdict"] == "freeze" and found["mitre"] == "T1059.004"
+    assert found["evidence"]["argv"] == ["/bin/sh", "-i"]
+    [act] = [e for e in logs if e["event"] == "action_reported"]
+    assert act["log_level"] == "warning" and act["action_kind"] == "freeze" and act["result"] == "failed"
