@@ -172,3 +172,44 @@ def test_gmp_results_become_findings(
     ctx.findings.drain()
     g = [f for f in found if f.detector_id == "vuln.gmp"]
     assert len(g) == 1 and g[0].severity == Severity.CRITICAL and g[0].evidence["cves"] == ["CVE-X"]
+
+
+def test_riskguardctl_scan_over_the_control_socket(
+    setup: tuple[AgentContext, VulnComponent, list[Finding], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import json
+
+    import structlog.testing
+
+    from agent.control import ControlServer
+    from agent.vuln.ctl import register
+
+    ctx, comp, _, _ = setup
+    c = _container()
+    ctx.registry.upsert(c)
+    wait_for(lambda: comp.results(c.id), what="scan on start")
+    capsys.readouterr()  # drop the background scan's log lines
+    d = Path(tempfile.mkdtemp(prefix="ctl-"))
+    server = ControlServer(d / "agent.sock", ctx.control_methods)
+    server.start()
+    try:
+        parser = argparse.ArgumentParser()
+        register(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(["scan", c.id[:12], "--json"])
+        args.socket = d / "agent.sock"
+        with structlog.testing.capture_logs():  # the in-process agent's logs, not ctl output
+            assert args.func(args) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["summary"]["container_id"] == c.id and out["services"][0]["port"] == 80
+        args = parser.parse_args(["scan", "web"])
+        args.socket = d / "agent.sock"
+        assert args.func(args) == 0
+        assert "1 packages" in capsys.readouterr().out
+        args = parser.parse_args(["scan", "missing"])
+        args.socket = d / "agent.sock"
+        assert args.func(args) == 1
+        assert "no such container: missing" in capsys.readouterr().err
+    finally:
+        server.stop()
+        shutil.rmtree(d, ignore_errors=True)
