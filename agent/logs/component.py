@@ -73,6 +73,7 @@ class LogsComponent:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()  # analyzer state: bus thread vs tail thread
+        self._tail_lock = threading.Lock()  # one poll at a time (the loop, or a direct call)
         self.published = 0
         self.publish_dropped = 0
         self.findings = 0
@@ -134,6 +135,10 @@ class LogsComponent:
     # --- loop ----------------------------------------------------------------------------
     def poll_once(self) -> int:
         """Read every log once and publish its lines; returns how many were published."""
+        with self._tail_lock:
+            return self._poll_locked()
+
+    def _poll_locked(self) -> int:
         raws = self.tailers.poll()
         n = 0
         for raw in raws:

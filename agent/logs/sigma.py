@@ -326,7 +326,7 @@ class SigmaEngine:
         try:
             text = path.read_text(encoding="utf-8")
             collection = SigmaCollection.from_yaml(text, collect_errors=True)
-        except Exception as exc:  # noqa: BLE001 - YAML, pySigma or I/O: reported, never fatal
+        except Exception as exc:
             self.unsupported[str(path)] = f"cannot parse: {str(exc)[:300]}"
             return
         for rule in collection.rules:

@@ -23,7 +23,8 @@ from agent.logs.templates import TemplateCache
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _KEY_OK = re.compile(r"[^A-Za-z0-9_.@-]")
-_LOGFMT = re.compile(r'([A-Za-z_][\w.-]*)=("(?:\\.|[^"\\])*"|[^\s"]*)')
+# Keys start only at the line start or after whitespace, so a long run without "=" costs O(n).
+_LOGFMT = re.compile(r'(?<!\S)([A-Za-z_][\w.-]*)=("(?:\\.|[^"\\])*"|[^\s"]*)')
 
 MAX_FIELDS = 64
 MAX_KEY = 64
@@ -60,6 +61,11 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     "NGINXERROR",
     "LOGFMT",
 )
+
+# Patterns that begin with a literal and may sit anywhere in a line: searched, not anchored.
+SEARCHED_PATTERNS = frozenset({"AUTHLINE"})
+# Grok sees at most this much of a line (bounds the cost of any pattern on hostile input).
+GROK_MAX_CHARS = 4096
 
 _AUTH_FAIL = re.compile(
     r"(?i)\b(failed password|authentication fail(?:ure|ed)|invalid (?:user|password|credentials)|"
@@ -224,7 +230,12 @@ class Structurer:
             if name in ("JSON", "LOGFMT"):
                 continue
             try:
-                self.compiled[name] = self.library.get(name)
+                if name not in self.library.patterns:
+                    self.library.get(name)  # raises the "unknown grok pattern" error
+                # Anchored at the line start: these formats begin there, and an unanchored search
+                # of IPORHOST-led patterns is quadratic on hostile lines (a ReDoS lever).
+                expr = "%{" + name + "}" if name in SEARCHED_PATTERNS else "^(?:%{" + name + "})"
+                self.compiled[name] = self.library.compile(expr, name=name)
             except GrokError as exc:
                 self.unsupported[name] = str(exc)
         self.templates = templates or TemplateCache()
@@ -242,7 +253,7 @@ class Structurer:
         if name == "LOGFMT":
             return parse_logfmt(line)
         grok = self.compiled.get(name)
-        return grok.match(line) if grok else None
+        return grok.match(line[:GROK_MAX_CHARS]) if grok else None
 
     def parse(self, line: str, key: str = "") -> tuple[str, dict[str, Any]]:
         """``(pattern, raw fields)`` of the first parser that matches, ``("", {})`` if none."""

@@ -236,6 +236,7 @@ class LogTailer:
         self._pending_stream = "stdout"
         self._pending_start = 0  # file offset of the first record of the pending line
         self._rec_pos = 0
+        self._tail = b""  # the bytes just before the offset, to notice in-place rewrites
         self._loaded = False
         self._last_commit: tuple[Any, ...] = ()
 
@@ -287,6 +288,7 @@ class LogTailer:
         self._fh = fh
         self._ident = (st.st_dev, st.st_ino)
         self._offset = offset if offset <= st.st_size else 0
+        self._tail = b""
         self._pending.clear()
         return True
 
@@ -340,6 +342,7 @@ class LogTailer:
         if self._fh is None and not self._open(self.target.path, 0):
             self.stats.missing += 1
             return out
+        self._check_truncation()
         self._read(out, max_lines)
         if len(out) < max_lines:
             self._check_rotation(out, max_lines)
@@ -384,6 +387,25 @@ class LogTailer:
             self._skipping_record = self._skipping_line = False
             self._read(out, budget)
 
+    def _check_truncation(self) -> None:
+        """Detect a file cut or rewritten in place (same inode): smaller than our offset, or the
+        bytes just before our offset changed (a truncate followed by new writes of equal size)."""
+        fh = self._fh
+        if fh is None or self._offset == 0:
+            return
+        size = os.fstat(fh.fileno()).st_size
+        rewritten = False
+        if size >= self._offset and self._tail:
+            fh.seek(self._offset - len(self._tail))
+            rewritten = fh.read(len(self._tail)) != self._tail
+        if size < self._offset or rewritten:
+            self.stats.truncations += 1
+            log.info("log_truncated", container_id=self.target.key, path=str(self.target.path))
+            self._offset = 0
+            self._tail = b""
+            self._pending.clear()
+            self._skipping_record = self._skipping_line = False
+
     def _rate_limit(self, lines: list[RawLine]) -> list[RawLine]:
         if self.rate <= 0 or not lines:
             return lines
@@ -412,6 +434,7 @@ class LogTailer:
             if consumed == 0:
                 return  # an incomplete trailing record: wait for the writer
             self._offset += consumed
+            self._tail = buf[max(0, consumed - 256) : consumed]
 
     def _parse(self, buf: bytes, out: list[RawLine], budget: int) -> int:
         if self.target.fmt == "local":

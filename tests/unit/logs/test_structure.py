@@ -50,3 +50,21 @@ def test_busybox_response_line_carries_request_path() -> None:
     s.structure("[::ffff:127.0.0.1]:5000: url:/admin/../../etc/passwd", key="img")
     e = s.structure("[::ffff:127.0.0.1]:5000: response:200", key="img")
     assert e.fields["status"] == 200 and e.fields["path"] == "/admin/../../etc/passwd"
+
+
+def test_hostile_lines_cost_little_in_every_parser() -> None:
+    import time
+
+    s = Structurer()
+    hostile = [c * 16384 for c in 'a1 .:[/-"\\'] + [
+        "a." * 8192,
+        "1.1.1.1 " * 2000,
+        "a b=" * 4000,
+        "Failed password for " * 800,
+        "Jan 1 " * 2700,
+        "::" * 8192,
+    ]
+    for line in hostile:
+        t0 = time.perf_counter()
+        s.structure(line)
+        assert time.perf_counter() - t0 < 0.25, f"slow on {line[:12]!r}…"

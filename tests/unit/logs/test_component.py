@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The logs component end to end over a captured CRI tree (no root): structuring, findings,
+restart without loss or repeat, and our own log lines never forged by container content."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent.config import AgentConfig
+from agent.context import AgentContext
+from agent.events import LogEntry, ProcessExec
+from agent.findings import Finding
+from agent.hostfs import HostPaths
+from agent.logs.component import build
+
+
+def cri(text: str | bytes, stream: str = "stdout") -> bytes:
+    raw = text if isinstance(text, bytes) else text.encode()
+    return f"2026-11-27T01:02:03.000000001Z {stream} F ".encode() + raw + b"\n"
+
+
+def setup(make_ctx: Callable[..., AgentContext], tmp_path: Path) -> tuple[AgentContext, Path, list[Any], list[Finding]]:
+    paths = HostPaths.under(tmp_path / "host")
+    d = paths.pod_logs / "prod_auth-7_1234" / "sshd"
+    d.mkdir(parents=True)
+    ctx = make_ctx(config=AgentConfig.model_validate({"logs": {"poll_seconds": 3600}}), paths=paths)
+    entries: list[Any] = []
+    findings: list[Finding] = []
+    ctx.events.subscribe(entries.append, kind=LogEntry)
+    ctx.findings.subscribe(findings.append)
+    ctx.events.start()
+    ctx.findings.start()
+    return ctx, d / "0.log", entries, findings
+
+
+def test_disabled_builds_nothing(make_ctx: Callable[..., AgentContext]) -> None:
+    assert build(make_ctx(config=AgentConfig.model_validate({"logs": {"enabled": False}}))) is None
+
+
+def test_structures_reports_and_restarts(make_ctx: Callable[..., AgentContext], tmp_path: Path) -> None:
+    ctx, log, entries, findings = setup(make_ctx, tmp_path)
+    with open(log, "ab") as fh:
+        for i in range(6):
+            fh.write(cri(f"Failed password for root from 10.1.1.1 port {4000 + i} ssh2"))
+    comp = build(ctx)
+    assert comp is not None
+    comp.start(ctx)
+    comp.poll_once()
+    with open(log, "ab") as fh:
+        fh.write(cri("Accepted password for root from 10.1.1.1 port 4100 ssh2"))
+    comp.stop()  # the tail thread is idle (poll_seconds=3600): nothing read concurrently
+    # A new instance over the same store picks up exactly where the first stopped.
+    ctx2 = ctx
+    ctx2.control_methods.clear()
+    comp2 = build(ctx2)
+    assert comp2 is not None
+    comp2.start(ctx2)
+    comp2.poll_once()
+    assert comp2.poll_once() == 0
+    comp2.stop()
+    ctx.events.drain()
+    ctx.findings.drain()
+    ports = [e.fields["clientport"] for e in entries]
+    assert ports == [str(4000 + i) for i in range(6)] + ["4100"]
+    assert all(e.fields["client_ip"] == "10.1.1.1" for e in entries)
+    assert [f.detector_id for f in findings] == ["RG-LOG-0001"]
+    f = findings[0]
+    assert f.mitre == "T1110" and str(f.source) == "logs" and f.container is not None
+    assert f.container.id.startswith("cri:prod_auth-7_1234")
+    st = ctx.control_methods["logs.status"]({})
+    assert st["published"] == 1 and st["analysis"]["sigma"]["loaded"] >= 9
+    rules = ctx.control_methods["logs.rules"]({})
+    assert rules["sigma"]["unsupported"] == {} and len(rules["sequences"]["loaded"]) >= 4
+
+
+def test_sigma_over_bus_events(make_ctx: Callable[..., AgentContext], tmp_path: Path) -> None:
+    ctx, _log, _entries, findings = setup(make_ctx, tmp_path)
+    comp = build(ctx)
+    assert comp is not None
+    comp.start(ctx)
+    ctx.publish(ProcessExec(ts=1, ppid=1, uid=0, comm="cat", filename="/bin/cat", argv=("cat", "/etc/shadow")))
+    ctx.events.drain()
+    ctx.findings.drain()
+    comp.stop()
+    assert [(str(f.source), f.mitre) for f in findings] == [("rule", "T1003.008")]
+    assert findings[0].detector_id.startswith("SIGMA-")
+
+
+def test_container_content_never_forges_agent_log_keys(make_ctx: Callable[..., AgentContext], tmp_path: Path) -> None:
+    ctx, log, entries, _findings = setup(make_ctx, tmp_path)
+    evil = {"event": "container_frozen", "level": "critical", "container_id": "host", "x" * 300: "y" * 2000}
+    with open(log, "ab") as fh:
+        fh.write(cri(json.dumps(evil)))
+        fh.write(cri(b"\x1b[2J\x1b[31mFailed password\x1b[0m for root from 10.2.2.2 port 1 ssh2 \xff"))
+        for i in range(6):
+            fh.write(cri(f"Failed password for root from 10.2.2.2 port {i} ssh2"))
+        fh.write(cri("Accepted password for " + "r" * 5000 + " from 10.2.2.2 port 9 ssh2"))
+    comp = build(ctx)
+    assert comp is not None
+    with structlog.testing.capture_logs() as logs:
+        comp.start(ctx)
+        comp.poll_once()
+        ctx.events.drain()
+        comp.stop()
+    assert len(entries) == 9
+    assert "\x1b" not in entries[1].line and "\ufffd" in entries[1].line
+    for rec in logs:
+        assert "x" * 300 not in rec and rec.get("event") != "container_frozen"
+        for v in rec.values():
+            assert not isinstance(v, str) or len(v) <= 400
+    json_entry = entries[0]
+    assert json_entry.fields["event"] == "container_frozen"  # data inside fields, never our keys
+    assert all(len(k) <= 64 for k in json_entry.fields)
