@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -296,9 +297,7 @@ def save_plan(ctx: AgentContext, plan: Plan) -> None:
     )
 
 
-def list_plans(
-    ctx: AgentContext, container: str = "", plan_id: str = "", limit: int = 50
-) -> list[dict[str, Any]]:
+def list_plans(ctx: AgentContext, container: str = "", plan_id: str = "", limit: int = 50) -> list[dict[str, Any]]:
     """Stored plans, newest first; ``container`` matches an id prefix or a name."""
     migrate(ctx)
     sql = "SELECT body FROM patch_plans"
@@ -350,16 +349,43 @@ def kube_client(ctx: AgentContext) -> KubeClient | None:
 
 
 # --- the planner -----------------------------------------------------------------------------
+def stored_vuln_findings(ctx: AgentContext, container_id: str, limit: int = 5000) -> list[dict[str, Any]]:
+    """The container's open vulnerability findings from the core ``findings`` table."""
+    try:
+        rows = ctx.store.query(
+            "SELECT detector_id, evidence FROM findings WHERE container_id = ? AND source = 'vuln' "
+            "AND status = 'open' ORDER BY ts DESC LIMIT ?",
+            (container_id, limit),
+        )
+    except sqlite3.Error:
+        return []
+    out = []
+    for r in rows:
+        try:
+            ev = json.loads(r["evidence"])
+        except (TypeError, ValueError):
+            continue  # a malformed stored row is skipped, the plan still covers the rest
+        if isinstance(ev, dict):
+            out.append({"evidence": ev, "detector_id": r["detector_id"]})
+    return out
+
+
 def plan_for(
     ctx: AgentContext,
     container: Container | ContainerRef,
     vuln_findings: Sequence[Finding | Mapping[str, Any]],
     kube: KubeClient | None = None,
+    include_stored: bool = True,
 ) -> Plan:
-    """Build, dry-run (or apply, when configured) and store the patch plan for ``container``."""
+    """Build, dry-run (or apply, when configured) and store the patch plan for ``container``.
+
+    The plan covers ``vuln_findings`` and, with ``include_stored``, every open vulnerability
+    finding already stored for the container, so one plan fixes all known packages at once.
+    """
     ref = container.ref() if isinstance(container, Container) else container
     plan = Plan(container_id=ref.id, container_name=ref.name, image=ref.image)
-    plan.packages = fixes_from_findings(vuln_findings)
+    stored = stored_vuln_findings(ctx, ref.id) if include_stored else []
+    plan.packages = fixes_from_findings([*vuln_findings, *stored])
     pod = pod_of(ref)
     settings = ctx.config.kubernetes
     if pod is None or not settings.enabled:
@@ -396,9 +422,7 @@ def _plan_kubernetes(
     # The outermost readable workload is what to patch (a Deployment rather than its ReplicaSet,
     # whose template the Deployment would overwrite); a bare pod is patched in place.
     target = next((c for c in reversed(chain) if c["object"] is not None), chain[0])
-    current = _image_of(target["object"], target["kind"], container) or _image_of(
-        chain[0]["object"], "Pod", container
-    )
+    current = _image_of(target["object"], target["kind"], container) or _image_of(chain[0]["object"], "Pod", container)
     if not container:
         cs = _containers_of(chain[0]["object"], "Pod")
         container = str(cs[0].get("name", "")) if len(cs) == 1 else ""

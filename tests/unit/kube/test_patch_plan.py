@@ -201,3 +201,41 @@ def test_riskguardctl_plans_over_the_control_socket(
     finally:
         server.stop()
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def test_plan_covers_the_containers_stored_vuln_findings(make_ctx: Callable[..., AgentContext]) -> None:
+    ctx = make_ctx()
+    rows = [
+        (
+            "f1",
+            "abc",
+            "vuln",
+            json.dumps(
+                {
+                    "package": "zlib",
+                    "version": "1",
+                    "fixed_version": "2",
+                    "ecosystem": "Debian:12",
+                    "vulnerability": "CVE-Z",
+                }
+            ),
+        ),
+        ("f2", "abc", "vuln", "{not json"),  # malformed: skipped
+        ("f3", "other", "vuln", json.dumps({"package": "curl", "version": "7", "fixed_version": "8"})),
+        ("f4", "abc", "rule", json.dumps({"package": "bash", "fixed_version": "9"})),  # not a vuln finding
+    ]
+    for fid, cid, source, evidence in rows:
+        ctx.store.execute(
+            "INSERT INTO findings(id, ts, container_id, container_name, image, source, detector_id, severity, summary,"
+            " evidence) VALUES (?, 0, ?, '', '', ?, 'vuln.package', 3, '', ?)",
+            (fid, cid, source, evidence),
+        )
+    plan = patch.plan_for(
+        ctx, ContainerRef(id="abc", name="web", image="debian:12"), [vuln("openssl", "3.0.11-1", "3.0.13-1")]
+    )
+    assert [(p.name, p.fixed, p.vulns) for p in plan.packages] == [
+        ("openssl", "3.0.13-1", ("CVE-2024-0001",)),
+        ("zlib", "2", ("CVE-Z",)),
+    ]
+    only = patch.plan_for(ctx, ContainerRef(id="abc", name="web", image="d"), [], include_stored=False)
+    assert only.status == patch.NO_FIX and only.packages == []
