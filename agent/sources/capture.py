@@ -1,0 +1,355 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Per-container traffic capture: one AF_PACKET socket inside each container's network namespace,
+a kernel BPF filter, flow features per window (``FlowWindow``), optional rolling pcap evidence.
+
+Each container gets a dedicated thread that enters the container's netns with ``setns(2)``
+(pyroute2): for CLONE_NEWNET the switch affects only the calling thread, so the socket it opens
+sees the container's interfaces and the rest of the agent stays in the host namespace. Loopback
+traffic inside the container is not counted (it never leaves the container). Containers sharing
+the host's netns (``--network host``) or with no network are skipped: capturing there would
+account host traffic to a container.
+
+The filter is compiled by libpcap through scapy (``compile_filter``) and attached with
+SO_ATTACH_FILTER, so the kernel drops uninteresting packets before they reach us.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agent.context import AgentContext
+from agent.decoders.packets import FlowAccumulator, MalformedPacket, decode_frame
+from agent.events import FlowWindow
+from agent.hostfs import HostPaths
+from agent.runtime.model import Container, ContainerRegistry
+from agent.sources.ratelimit import RateLimiter
+from agent.sources.settings import CaptureSettings
+
+log = structlog.get_logger("agent.sources.capture")
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4  # linux/if_packet.h: sll_pkttype of a frame we sent
+SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+RECEIVE_BUFFER = 8 * 1024 * 1024
+DLT_EN10MB = 1
+
+
+class CaptureUnavailable(RuntimeError):
+    """Capture cannot run for this container (reason in the message)."""
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def attach_filter(sock: socket.socket, expression: str) -> None:
+    """Compile a tcpdump-syntax filter with libpcap (via scapy) and attach it in the kernel."""
+    from scapy.arch.common import compile_filter  # lazy: scapy's import is slow
+
+    prog = compile_filter(expression, linktype=DLT_EN10MB)
+    fprog = _SockFprog(prog.bf_len, ctypes.cast(prog.bf_insns, ctypes.c_void_p))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))  # type: ignore[arg-type]
+
+
+def enter_netns(netns_path: Path) -> None:
+    """Move the calling thread into the network namespace at ``netns_path``."""
+    from pyroute2.netns import setns
+
+    fd = os.open(netns_path, os.O_RDONLY)
+    try:
+        # An fd, not a path: given a name, pyroute2 may *create* a namespace (flags=O_CREAT).
+        setns(fd, flags=0)
+    finally:
+        os.close(fd)
+
+
+class ContainerCapture:
+    """The capture thread, flow accumulator and pcap writer of one container."""
+
+    def __init__(self, c: Container, paths: HostPaths, settings: CaptureSettings, limiter: RateLimiter) -> None:
+        self.container = c
+        self.paths = paths
+        self.settings = settings
+        self.limiter = limiter
+        self.flows = FlowAccumulator()
+        self.lock = threading.Lock()
+        self.counters: Counter[str] = Counter()
+        self.ready = threading.Event()
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tcpdump: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.container.short_id}", daemon=True)
+        self._thread.start()
+        if self.settings.pcap_evidence:
+            self._start_tcpdump()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self._tcpdump is not None:
+            self._tcpdump.terminate()
+            try:
+                self._tcpdump.wait(5)
+            except subprocess.TimeoutExpired:
+                self._tcpdump.kill()
+                self._tcpdump.wait()
+
+    @property
+    def pcap_dir(self) -> Path:
+        return self.settings.pcap_dir / self.container.id
+
+    def _start_tcpdump(self) -> None:
+        """Rolling evidence: at most ``pcap_files`` files of ``pcap_file_mb`` MB per container."""
+        tcpdump, nsenter = shutil.which("tcpdump"), shutil.which("nsenter")
+        if tcpdump is None or nsenter is None:
+            self.counters["pcap_unavailable"] += 1
+            log.warning(
+                "pcap_evidence_unavailable", container_id=self.container.short_id, reason="tcpdump or nsenter missing"
+            )
+            return
+        self.pcap_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cmd = [
+            nsenter, f"--net={self.paths.pid_netns(self.container.init_pid)}", "--",
+            tcpdump, "-i", "any", "-n", "-U", "-Z", "root", "-s", str(self.settings.snaplen),
+            "-C", str(self.settings.pcap_file_mb), "-W", str(self.settings.pcap_files),
+            "-w", str(self.pcap_dir / "evidence.pcap"),
+            f"not net 127.0.0.0/8 and not ip6 host ::1 and ({self.settings.bpf_filter})",
+        ]  # fmt: skip
+        self._tcpdump = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log.info("pcap_evidence_started", container_id=self.container.short_id, dir=str(self.pcap_dir))
+
+    def _run(self) -> None:
+        try:
+            enter_netns(self.paths.pid_netns(self.container.init_pid))
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        except OSError as exc:
+            self.error = f"cannot open a capture socket in the container's netns: {exc}"
+            log.warning("capture_failed", container_id=self.container.short_id, error=self.error)
+            self.ready.set()
+            return
+        try:
+            try:  # a burst must fit while we decode: SO_RCVBUFFORCE ignores net.core.rmem_max
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            attach_filter(sock, self.settings.bpf_filter)
+            sock.settimeout(0.2)
+            self.ready.set()
+            self._loop(sock)
+        except Exception as exc:  # a broken capture must be visible in status, not kill the agent
+            self.error = repr(exc)
+            log.error("capture_failed", container_id=self.container.short_id, error=repr(exc))
+        finally:
+            self.ready.set()
+            sock.close()
+
+    def _loop(self, sock: socket.socket) -> None:
+        buf = bytearray(self.settings.snaplen)
+        view = memoryview(buf)
+        cid = self.container.id
+        while not self._stop.is_set():
+            try:
+                # MSG_TRUNC on a packet socket returns the frame's real length even when it is
+                # longer than our buffer: bytes are counted exactly, headers fit the snaplen.
+                n, addr = sock.recvfrom_into(buf, len(buf), socket.MSG_TRUNC)
+            except TimeoutError:
+                self._read_drops(sock)
+                continue
+            ifname, _proto, pkttype = addr[0], addr[1], addr[2]
+            if ifname == "lo":
+                continue
+            outgoing = pkttype == PACKET_OUTGOING
+            now = time.time()
+            if not self.limiter.allow(cid):
+                with self.lock:  # over budget: size and direction only, no decoding
+                    self.flows.count_only(outgoing, n)
+                continue
+            try:
+                info = decode_frame(bytes(view[: min(n, len(buf))]), outgoing, wire_length=n)
+            except MalformedPacket:
+                self.counters["malformed"] += 1
+                with self.lock:
+                    self.flows.malformed += 1
+                    self.flows.count_only(outgoing, n)
+                continue
+            with self.lock:
+                self.flows.add(info, now)
+            self.counters["packets"] += 1
+            if self.counters["packets"] % 4096 == 0:
+                self._read_drops(sock)
+
+    def _read_drops(self, sock: socket.socket) -> None:
+        """Add the kernel's drop count (PACKET_STATISTICS, reset on read) to our counters."""
+        try:
+            raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+        except OSError:
+            return
+        _packets, drops = struct.unpack("II", raw)
+        if drops:
+            self.counters["kernel_drops"] += drops
+            log.warning("capture_packets_dropped", container_id=self.container.short_id, drops=drops)
+
+    def close_window(self, start: float, now: float) -> FlowWindow:
+        with self.lock:
+            fields = self.flows.close(now)
+        c = self.container
+        return FlowWindow(
+            ts=now, cgroup_id=c.cgroup_id, pid=c.init_pid, container=c.ref(), start=start, end=now, **fields
+        )  # type: ignore[arg-type]
+
+
+class CaptureSource:
+    """Captures every eligible registered container and publishes one ``FlowWindow`` each per window."""
+
+    name = "capture"
+
+    def __init__(
+        self,
+        settings: CaptureSettings,
+        paths: HostPaths,
+        registry: ContainerRegistry,
+        publish: Callable[[FlowWindow], Any],
+        interval: float,
+    ) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.registry = registry
+        self._publish = publish
+        self.interval = interval
+        self.limiter = RateLimiter(settings.max_packets_per_second_per_container)
+        self.captures: dict[str, ContainerCapture] = {}
+        self.skipped: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._window_start = time.time()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def eligible(self, c: Container) -> str:
+        """Why ``c`` cannot be captured ("" when it can)."""
+        mode = str(c.details.get("network_mode", ""))
+        if mode == "host" or mode == "none":
+            return f"network mode {mode}"
+        try:
+            theirs = os.stat(self.paths.pid_netns(c.init_pid)).st_ino
+        except OSError as exc:
+            return f"netns unreadable: {exc}"
+        # The host's netns: pid 1's, or ours when pid 1 is not readable (a sandboxed init);
+        # the agent runs in the host network namespace.
+        for pid in (1, os.getpid()):
+            try:
+                if os.stat(self.paths.pid_netns(pid)).st_ino == theirs:
+                    return "shares the host network namespace"
+            except OSError:
+                continue
+        return ""
+
+    def add(self, c: Container) -> ContainerCapture | None:
+        """Start capturing ``c`` (no-op when already captured or not eligible)."""
+        with self._lock:
+            if c.id in self.captures:
+                return self.captures[c.id]
+            why = self.eligible(c)
+            if why:
+                self.skipped[c.id] = why
+                log.info("capture_skipped", container_id=c.short_id, reason=why)
+                return None
+            cap = ContainerCapture(c, self.paths, self.settings, self.limiter)
+            self.captures[c.id] = cap
+        cap.start()
+        return cap
+
+    def remove(self, container_id: str) -> None:
+        with self._lock:
+            cap = self.captures.pop(container_id, None)
+            self.skipped.pop(container_id, None)
+        if cap is not None:
+            cap.stop()
+
+    def _on_registry(self, what: str, c: Container) -> None:
+        if what == "removed":
+            self.remove(c.id)
+        elif what == "added":
+            self.add(c)
+
+    def start(self, ctx: AgentContext | None = None) -> None:
+        self._stop.clear()
+        self.registry.add_listener(self._on_registry)
+        for c in self.registry.all():
+            self.add(c)
+        self._window_start = time.time()
+        self._thread = threading.Thread(target=self._run, name="capture-windows", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        for cid in list(self.captures):
+            self.remove(cid)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush(time.time())
+
+    def flush(self, now: float) -> list[FlowWindow]:
+        """Close the window of every captured container; publish and return the windows."""
+        start, self._window_start = self._window_start, now
+        with self._lock:
+            caps = list(self.captures.values())
+        out = [cap.close_window(start, now) for cap in caps]
+        for w in out:
+            self._publish(w)
+        return out
+
+    def status(self) -> Mapping[str, Any]:
+        with self._lock:
+            caps = dict(self.captures)
+        return {
+            "containers": {
+                cid[:12]: {
+                    "error": cap.error,
+                    "malformed": cap.counters["malformed"],
+                    "kernel_drops": cap.counters["kernel_drops"],
+                    "packets": cap.counters["packets"],
+                    "pcap_dir": str(cap.pcap_dir) if self.settings.pcap_evidence else "",
+                }
+                for cid, cap in caps.items()
+            },
+            "skipped": {cid[:12]: why for cid, why in self.skipped.items()},
+            "rate_limited_packets": dict(self.limiter.dropped),
+        }
+
+
+def build(ctx: AgentContext) -> CaptureSource | None:
+    """The capture source (``None`` unless ``capture.enabled``)."""
+    settings = ctx.config.capture
+    if not settings.enabled:
+        return None
+    if settings.pcap_dir == CaptureSettings().pcap_dir:
+        settings = settings.model_copy(update={"pcap_dir": ctx.paths.state / "pcap"})
+    interval = settings.interval_seconds or ctx.config.behavior.window_seconds
+    src = CaptureSource(settings, ctx.paths, ctx.registry, ctx.publish, interval)
+    ctx.components["capture"] = src
+    ctx.control("capture.status", lambda _params: dict(src.status()))
+    return src
