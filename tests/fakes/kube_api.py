@@ -226,9 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
         fs = (query.get("fieldSelector") or [""])[0]
         # /api/v1/pods  (all namespaces)
         if seg[:3] == ["api", "v1", "pods"] and self.command == "GET":
-            items = [
-                o for (r, _, _), o in sorted(kube.objects.items()) if r == "pods" and _matches(o, ls, fs)
-            ]
+            items = [o for (r, _, _), o in sorted(kube.objects.items()) if r == "pods" and _matches(o, ls, fs)]
             return 200, {
                 "apiVersion": "v1",
                 "kind": "PodList",
@@ -248,9 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {"networkpolicies": "NetworkPolicy"}.get(resource),
             )
         else:
-            return 404, _status(
-                404, "NotFound", f"the server could not find the requested resource {'/'.join(seg)}"
-            )
+            return 404, _status(404, "NotFound", f"the server could not find the requested resource {'/'.join(seg)}")
         if group_kind is None:
             return 404, _status(404, "NotFound", f"unknown resource {resource}")
         with kube.lock:
