@@ -178,7 +178,7 @@ def test_model_blob_round_trip_scores_identically(iforest: DeviationModel) -> No
     blob = iforest.to_bytes()
     assert len(blob) < 2 * 1024 * 1024
     again = DeviationModel.from_bytes(blob)
-    probe = feature_matrix(windows(20, seed=4) + [with_cpu_burner(windows(1)[0])])
+    probe = feature_matrix([*windows(20, seed=4), with_cpu_burner(windows(1)[0])])
     np.testing.assert_allclose(again.scores_only(probe), iforest.scores_only(probe), atol=1e-6)
     assert [r.deviating for r in again.score_raw(probe)] == [r.deviating for r in iforest.score_raw(probe)]
     assert again.modes == iforest.modes and again.threshold == iforest.threshold
