@@ -9,7 +9,9 @@ Executables absent from the image are reported at low severity when
 
 from __future__ import annotations
 
-from agent.detectors.spec import Detector, DetectorState, comm_matches
+import re
+
+from agent.detectors.spec import Detector, DetectorState, comm_matches, program_names
 from agent.events import ProcessExec, ProcSnapshot
 from agent.findings import Finding, Severity
 
@@ -20,9 +22,17 @@ def _memfd(path: str) -> bool:
     return path.startswith(("/memfd:", "memfd:"))
 
 
+# fexecve()/execveat(fd, "", AT_EMPTY_PATH) shows the filename as /dev/fd/<n>: the exec of an
+# already-open file, typically a memfd, whose origin the source could not read in time (the
+# process may have exited before /proc was looked at).
+_FD_EXEC = re.compile(r"/(dev|proc/self|proc/\d+)/fd/\d+")
+
+
 def _why(path: str, origin: str, state: DetectorState) -> str:
     if origin == "memfd" or _memfd(path):
         return "memfd"
+    if _FD_EXEC.fullmatch(path):
+        return "fd_exec"
     if any(path.startswith(d) for d in state.settings.writable_exec_dirs):
         return "writable_dir"
     if origin == "deleted" or path.endswith(" (deleted)"):
@@ -37,7 +47,8 @@ def evaluate(ev: ProcessExec | ProcSnapshot, state: DetectorState) -> Finding | 
             return None
         return SPEC.finding(
             ev,
-            f"{ev.comm} executed from {'a memfd' if why == 'memfd' else ev.filename}",
+            f"{program_names(ev)[0]} executed from {'a memfd' if why == 'memfd' else ev.filename}"
+            + (" (a file descriptor: fexecve)" if why == "fd_exec" else ""),
             {
                 "comm": ev.comm,
                 "filename": ev.filename,
@@ -48,7 +59,7 @@ def evaluate(ev: ProcessExec | ProcSnapshot, state: DetectorState) -> Finding | 
                 "parent": state.parent_comm(ev),
             },
             subject=f"{ev.pid}:{ev.filename}",
-            mitre="T1620" if why == "memfd" else "",
+            mitre="T1620" if why in ("memfd", "fd_exec") else "",
         )
     hits = []
     for pid, exe, reason in ev.suspicious_exes:
@@ -67,7 +78,7 @@ def evaluate(ev: ProcessExec | ProcSnapshot, state: DetectorState) -> Finding | 
         {"exe_pid": pid, "filename": exe, "why": why, "all": [list(h) for h in hits]},
         subject=";".join(f"{p}:{e}" for p, e, _ in sorted(hits)),
         severity=Severity.LOW if why == "not_in_image" else SPEC.severity,
-        mitre="T1620" if why == "memfd" else "",
+        mitre="T1620" if why in ("memfd", "fd_exec") else "",
     )
 
 

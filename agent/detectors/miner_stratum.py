@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from agent.detectors.spec import Detector, DetectorState, argv_text
+from agent.detectors.spec import Detector, DetectorState, argv_text, program_names
 from agent.events import FlowWindow, NetConnect, ProcessExec
 from agent.findings import Finding, Severity
 
@@ -25,7 +25,7 @@ def evaluate(ev: ProcessExec | NetConnect | FlowWindow, state: DetectorState) ->
             return None
         return SPEC.finding(
             ev,
-            f"{ev.comm} looks like a cryptominer ({', '.join(words)})",
+            f"{program_names(ev)[0]} looks like a cryptominer ({', '.join(words)})",
             {
                 "comm": ev.comm,
                 "filename": ev.filename,

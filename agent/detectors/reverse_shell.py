@@ -59,7 +59,7 @@ def evaluate(ev: ProcessExec, state: DetectorState) -> Finding | None:
         if sockets:
             return SPEC.finding(
                 ev,
-                f"shell {ev.comm} has its stdio on a socket ({', '.join(sockets)})",
+                f"shell {prog} has its stdio on a socket ({', '.join(sockets)})",
                 {**base, "stdio": list(ev.stdio), "parent": state.parent_comm(ev)},
                 subject=f"shell-socket:{ev.pid}",
                 severity=Severity.CRITICAL,

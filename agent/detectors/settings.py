@@ -121,6 +121,8 @@ class DetectorsSettings(Section):
         "cri-dockerd.sock",
         "dockershim.sock",
     )
+    # Kernel module loaders (RG-0009 reports their exec with a module argument).
+    module_loaders: tuple[str, ...] = ("insmod", "modprobe")
     # Netcat-family tools (comm or executable basename).
     netcat_names: tuple[str, ...] = ("nc", "ncat", "netcat", "nc.traditional", "nc.openbsd", "pwncat")
     # Mining pools: TCP ports, command-line words and DNS name fragments.

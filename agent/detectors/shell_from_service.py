@@ -9,7 +9,15 @@ exec names it: a finding needs a named parent).
 
 from __future__ import annotations
 
-from agent.detectors.spec import Detector, DetectorState, argv_text, comm_matches, container_key, is_named
+from agent.detectors.spec import (
+    Detector,
+    DetectorState,
+    argv_text,
+    comm_matches,
+    container_key,
+    is_named,
+    program_names,
+)
 from agent.events import ProcessExec
 from agent.findings import Finding, Severity
 
@@ -22,13 +30,15 @@ def evaluate(ev: ProcessExec, state: DetectorState) -> Finding | None:
     if init_pid and ev.pid == init_pid:
         return None  # the container's entrypoint itself
     parent = state.parent_comm(ev)
-    if not parent or comm_matches(parent, s.shells) or comm_matches(parent, s.trusted_shell_parents):
+    if not parent or comm_matches(parent, s.shells):
         return None
-    if init_pid and ev.ppid == init_pid and comm_matches(parent, s.runtime_comms):
+    # runc's set-up stages (runc:[1:CHILD] …) are the parents of `docker exec` processes.
+    if comm_matches(parent, s.trusted_shell_parents) or comm_matches(parent, s.runtime_comms):
         return None
+    shell = program_names(ev)[0]
     return SPEC.finding(
         ev,
-        f"shell {ev.comm} started by {parent} (pid {ev.ppid})",
+        f"shell {shell} started by {parent} (pid {ev.ppid})",
         {
             "comm": ev.comm,
             "filename": ev.filename,
@@ -38,7 +48,7 @@ def evaluate(ev: ProcessExec, state: DetectorState) -> Finding | None:
             "parent": parent,
             "cmdline": argv_text(ev),
         },
-        subject=f"{parent}>{ev.comm}",
+        subject=f"{parent}>{shell}",
     )
 
 

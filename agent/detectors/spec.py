@@ -11,6 +11,7 @@ repeat suppression); detectors read it, only the component writes it.
 from __future__ import annotations
 
 import posixpath
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -40,14 +41,15 @@ class DetectorState:
     def remember_exec(self, ev: ProcessExec) -> None:
         """Record ``ev``'s pid → comm so later children of it can name their parent."""
         key = (container_key(ev), ev.pid)
-        self.comms[key] = ev.comm
+        self.comms[key] = program_names(ev)[0] or ev.comm
         self.comms.move_to_end(key)
         while len(self.comms) > self.max_comms:
             self.comms.popitem(last=False)
 
     def parent_comm(self, ev: ProcessExec) -> str:
-        """The parent's comm from the event, else from an exec seen earlier, else ""."""
-        if ev.parent_comm:
+        """The parent's name: the event's parent comm, else the program of an exec seen
+        earlier for that pid (also when the comm is only "exe", see ``REEXEC_COMMS``), else ""."""
+        if ev.parent_comm and ev.parent_comm not in REEXEC_COMMS:
             return ev.parent_comm
         return self.comms.get((container_key(ev), ev.ppid), "")
 
@@ -95,6 +97,7 @@ class Detector:
                 "event": ev.kind,
                 "pid": ev.pid,
                 "cgroup_id": ev.cgroup_id,
+                **({"program": program_names(ev)[0]} if isinstance(ev, ProcessExec) else {}),
                 **evidence,
                 "subject": subject,
             },
@@ -124,14 +127,25 @@ def comm_matches(comm: str, names: Iterable[str]) -> bool:
     return bool(comm) and any(comm == n[:COMM_LEN] for n in names)
 
 
+# Busybox ash built with FEATURE_SH_STANDALONE (Debian's busybox-static) runs its applets by
+# exec'ing /proc/self/exe with argv[0] set to the applet: the kernel then names the process
+# "exe" (comm is the basename of the exec'd path) and the program is only known from argv[0].
+# fexecve() of a memfd shows the filename "/dev/fd/<n>", equally uninformative.
+_SELF_EXE = re.compile(r"/proc/(self|\d+)/exe|/(dev|proc/self|proc/\d+)/fd/\d+")
+REEXEC_COMMS = ("exe",)
+
+
 def program_names(ev: ProcessExec) -> tuple[str, list[str]]:
     """The program a process runs and its arguments, seeing through busybox applets.
 
     Busybox dispatches on ``argv[0]`` (``/bin/sh`` → ``sh``) or on ``argv[1]`` when run as
-    ``busybox sh``; a script's interpreter shows as ``argv[0]`` after binfmt_script.
+    ``busybox sh``; an exec of ``/proc/self/exe`` (busybox ash running an applet) or of
+    ``/dev/fd/<n>`` (fexecve) is named by ``argv[0]``.
     """
     argv = list(ev.argv)
     name = basename(ev.filename) or ev.comm
+    if argv and _SELF_EXE.fullmatch(ev.filename):
+        name = basename(argv[0])
     if name == "busybox" or ev.comm == "busybox":
         if argv and basename(argv[0]) != "busybox":
             return basename(argv[0]), argv[1:]

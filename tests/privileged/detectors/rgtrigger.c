@@ -4,7 +4,8 @@
 //   rgtrigger ptrace   fork a child and PTRACE_ATTACH to it
 //   rgtrigger bpf      bpf(BPF_MAP_CREATE) (fails with EPERM without CAP_BPF)
 //   rgtrigger setuid0  setuid(0) (run as a non-root user: fails with EPERM)
-//   rgtrigger memfd P  copy executable P into a memfd and fexecve it with argv "true"
+//   rgtrigger memfd P [ARG...]  copy executable P into a memfd and fexecve it with argv ARG...
+//                               (default "true")
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -62,8 +63,8 @@ int main(int argc, char **argv) {
 		while ((n = read(src, buf, sizeof(buf))) > 0)
 			if (write(fd, buf, n) != n)
 				return 4;
-		char *args[] = {"true", NULL};
-		fexecve(fd, args, environ);
+		char *deflt[] = {"true", NULL};
+		fexecve(fd, argc > 3 ? argv + 3 : deflt, environ);
 		perror("fexecve");
 		return 5;
 	}

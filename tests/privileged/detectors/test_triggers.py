@@ -210,16 +210,26 @@ def test_rg0004_exec_from_tmp_and_memfd(chain: Chain) -> None:
     assert f.evidence["why"] == "writable_dir"
     out = chain.exec("/opt/rg/rgtrigger", "memfd", "/bin/busybox")
     assert "fexecve" not in out, out
-    m = chain.wait("RG-0004", lambda f: f.evidence["why"] == "memfd")
+    # The payload exits at once: the source may not read /proc/<pid>/exe in time, so the rule
+    # sees either the memfd origin or the fexecve filename (/dev/fd/N).
+    m = chain.wait("RG-0004", lambda f: f.evidence["why"] in ("memfd", "fd_exec"))
     assert m.mitre == "T1620"
+    # A payload that keeps running is seen as memfd-backed (/proc/<pid>/exe is "/memfd:…").
+    chain.exec("/opt/rg/rgtrigger", "memfd", "/bin/busybox", "sleep", "2")
+    chain.wait("RG-0004", lambda f: f.evidence["why"] == "memfd" and f.evidence["argv"][:1] == ["sleep"])
 
 
 def test_rg0005_netcat_exec_shell(chain: Chain) -> None:
-    out = chain.exec("sh", "-c", "nc -l -p 9001 -e sh & sleep 0.3; echo 'echo pwned-$((6*7))' | nc -w 2 127.0.0.1 9001")
+    out = chain.exec(
+        "sh", "-c", "nc -l -p 9001 -e sh & sleep 0.3; echo 'echo pwned-$((6*7)); sleep 1' | nc -w 3 127.0.0.1 9001"
+    )
     assert "pwned-42" in out, out
     f = chain.wait("RG-0005", lambda f: f.evidence.get("how") == "-e sh")
     _rule(f)
-    assert f.evidence["comm"] == "nc"
+    assert f.evidence["program"] == "nc"
+    # nc then execs the shell with the accepted connection as its stdin/stdout
+    s = chain.wait("RG-0005", lambda f: "stdio" in f.evidence)
+    assert s.severity is Severity.CRITICAL and s.evidence["stdio"][0].startswith("socket:[")
 
 
 def test_rg0006_setuid_root_from_non_root(chain: Chain) -> None:
@@ -250,10 +260,18 @@ def test_rg0008_namespace_escape_attempts(chain: Chain) -> None:
 
 
 def test_rg0009_kernel_module(chain: Chain) -> None:
-    chain.exec("sh", "-c", "echo not-a-module > /root/rg.ko; insmod /root/rg.ko")
-    f = chain.wait("RG-0009")
+    # Run directly: busybox ash may run some applets forked but without exec (NOEXEC applets).
+    chain.exec("sh", "-c", "echo not-a-module > /root/rg.ko")
+    out = chain.exec("insmod", "/root/rg.ko")
+    assert "can't insert" in out, out
+    f = chain.wait("RG-0009", lambda f: f.evidence.get("program") == "insmod")
     _rule(f)
-    assert f.evidence["succeeded"] is False and f.evidence["syscall"] in ("init_module", "finit_module")
+    assert f.evidence["argv"] == ["insmod", "/root/rg.ko"] and f.severity is Severity.MEDIUM
+    # Where the kernel has module support the syscall itself is seen too (EPERM: no
+    # CAP_SYS_MODULE); this lab's kernel has neither modules nor their tracepoints.
+    if (Path("/sys/kernel/tracing/events/syscalls") / "sys_enter_finit_module").exists():
+        s = chain.wait("RG-0009", lambda f: f.evidence.get("syscall") in ("init_module", "finit_module"))
+        assert s.evidence["succeeded"] is False
 
 
 def test_rg0010_bpf(chain: Chain) -> None:

@@ -178,6 +178,7 @@ CASES = [
     Case("shell-from-shell", "RG-0001", exe("sh", parent="bash"), None),
     Case("docker-exec-shell", "RG-0001", exe("sh", parent="containerd-shim"), None),
     Case("runc-init-parent", "RG-0001", exe("sh", parent="runc:[2:INIT]"), None),
+    Case("runc-child-parent", "RG-0001", exe("sh", parent="runc:[1:CHILD]"), None),
     Case("long-shim-name-truncated", "RG-0001", exe("bash", parent="containerd-shim"), None),
     Case("entrypoint-is-init", "RG-0001", exe("sh", pid=INIT_PID, parent="dockerd"), None, {"init": INIT_PID}),
     Case("unknown-parent", "RG-0001", exe("sh", parent=""), None),
@@ -246,6 +247,10 @@ CASES = [
     Case("dev-shm", "RG-0004", exe("kworker", "/dev/shm/.k"), {"why": "writable_dir"}),
     Case("var-tmp", "RG-0004", exe("a", "/var/tmp/a"), {"why": "writable_dir"}),
     Case("memfd-origin", "RG-0004", exe("3", "/dev/fd/3", origin="memfd"), {"why": "memfd", "mitre": "T1620"}),
+    Case("fexecve-fd", "RG-0004", exe("3", "/dev/fd/3"), {"why": "fd_exec", "mitre": "T1620"}),
+    Case("fexecve-proc-self-fd", "RG-0004", exe("5", "/proc/self/fd/5"), {"why": "fd_exec"}),
+    Case("dev-fd-dir-not-exec", "RG-0004", exe("x", "/dev/fd/x"), None),
+    Case("fexecve-program-from-argv", "RG-0004", exe("4", "/dev/fd/4", ("sleep", "2")), {"program": "sleep"}),
     Case("memfd-name", "RG-0004", exe("x", "/memfd:payload (deleted)"), {"why": "memfd"}),
     Case("deleted-origin", "RG-0004", exe("x", "/usr/bin/x", origin="deleted"), {"why": "deleted"}),
     Case("usr-bin", "RG-0004", exe("ls", "/usr/bin/ls"), None),
@@ -290,6 +295,18 @@ CASES = [
         "RG-0005",
         exe("ncat", argv=("ncat", "--exec=/bin/bash", "h", "1")),
         {"how": "--exec=/bin/bash"},
+    ),
+    Case(
+        "selfexe-nc-e",
+        "RG-0005",
+        exe("exe", "/proc/self/exe", ("nc", "-l", "-p", "9001", "-e", "sh")),
+        {"how": "-e sh", "program": "nc"},
+    ),
+    Case(
+        "selfexe-sh-socket",
+        "RG-0005",
+        exe("exe", "/proc/self/exe", ("sh",), stdio=("socket:[1]", "socket:[1]", "pipe:[2]")),
+        {"program": "sh", "severity": Severity.CRITICAL},
     ),
     Case("nc-plain", "RG-0005", exe("nc", argv=("nc", "-v", "db", "5432")), None),
     Case(
@@ -356,6 +373,20 @@ CASES = [
     Case("finit-module-failed", "RG-0009", priv("finit_module", ret=-1), {"severity": Severity.HIGH}),
     Case("init-module-ok", "RG-0009", priv("init_module", uid=0), {"severity": Severity.CRITICAL}),
     Case("bpf-not-module", "RG-0009", priv("bpf"), None),
+    Case(
+        "insmod-exec",
+        "RG-0009",
+        exe("insmod", "/sbin/insmod", ("insmod", "/root/rk.ko")),
+        {"severity": Severity.MEDIUM},
+    ),
+    Case(
+        "busybox-selfexe-modprobe",
+        "RG-0009",
+        exe("exe", "/proc/self/exe", ("modprobe", "rootkit")),
+        {"program": "modprobe"},
+    ),
+    Case("modprobe-dry-run", "RG-0009", exe("modprobe", "/sbin/modprobe", ("modprobe", "-n", "x")), None),
+    Case("modprobe-no-module", "RG-0009", exe("modprobe", "/sbin/modprobe", ("modprobe", "-V")), None),
     # --- RG-0010 bpf ---------------------------------------------------------------------
     Case("bpf-prog-load", "RG-0010", priv("bpf", (5,), uid=0), {"cmd": "BPF_PROG_LOAD"}),
     Case(
@@ -467,6 +498,16 @@ def test_parent_from_earlier_exec() -> None:
     # another container's pid 4300 is someone else
     other = ContainerRef(id="ff" * 32, name="db", image="pg")
     assert BY_ID["RG-0001"].evaluate(exe("sh", parent="", ppid=4300, container=other), st) is None
+
+
+def test_parent_named_exe_is_resolved_from_the_earlier_exec() -> None:
+    # busybox ash re-execs /proc/self/exe for applets: the kernel names the parent "exe".
+    st = DetectorState()
+    st.remember_exec(exe("exe", "/proc/self/exe", ("sh", "-c", "x"), pid=4300, parent="containerd-shim"))
+    assert BY_ID["RG-0001"].evaluate(exe("sh", parent="exe", ppid=4300), st) is None
+    st.remember_exec(exe("exe", "/proc/self/exe", ("httpd", "-f"), pid=4301, parent="sh"))
+    f = BY_ID["RG-0001"].evaluate(exe("sh", parent="exe", ppid=4301), st)
+    assert f is not None and f.evidence["parent"] == "httpd"
 
 
 def test_remember_is_bounded() -> None:
