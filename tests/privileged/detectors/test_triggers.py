@@ -300,3 +300,22 @@ def test_rg0012_pool_port_and_stratum_argv(chain: Chain) -> None:
     chain.exec("/bin/true", "-o", "stratum+tcp://127.0.0.1:3333", "--donate-level", "1")
     s = chain.wait("RG-0012", lambda f: "stratum+tcp://" in f.evidence.get("matched", []))
     assert s.severity is Severity.HIGH
+
+
+def test_ordinary_commands_raise_nothing_and_findings_name_only_this_container(chain: Chain) -> None:
+    with chain.lock:
+        before = len(chain.findings)
+    # What an operator or an entrypoint does every day: docker exec shells and pipelines,
+    # reading ordinary files, a shell script calling applets, a loopback connect to a normal port.
+    chain.exec("ls", "/")
+    chain.exec("sh", "-c", "cat /etc/hostname /etc/passwd | wc -l; ls /var/www | grep -c html; id")
+    chain.exec("sh", "-c", "for i in 1 2 3; do sh -c 'echo $i' >/dev/null; done")
+    chain.exec("sh", "-c", "nc -l -p 8081 >/dev/null & sleep 0.3; echo hi | nc -w 1 127.0.0.1 8081")
+    # A marker the rules do report, so every earlier event has gone through the chain.
+    chain.exec("cat", "/etc/gshadow")
+    chain.wait("RG-0002", lambda f: f.evidence["path"] == "/etc/gshadow")
+    with chain.lock:
+        new = chain.findings[before:]
+        everything = list(chain.findings)
+    assert [f.evidence["path"] for f in new] == ["/etc/gshadow"], [f.summary for f in new]
+    assert {f.container_id for f in everything} == {chain.container.id}
