@@ -148,22 +148,22 @@ class ResponseEngine:
                     finding=finding,
                     verdict=verdict,
                 )
-                self.records.set_finding_verdict(
-                    finding.id,
-                    {
-                        "id": verdict.id,
-                        "action": str(verdict.action),
-                        "enforce": True,
-                        "reason": verdict.reason,
-                        "incident": incident,
-                        "action_id": rec["id"],
-                        "result": rec["phase"],
-                    },
-                )
+                if rec["phase"] != "confirmed" or rec["finding_id"] != finding.id:
+                    # Failed, or an isolation already in place (idempotent): say which record.
+                    self.records.set_finding_verdict(
+                        finding.id,
+                        {
+                            "id": verdict.id,
+                            "action": str(verdict.action),
+                            "enforce": True,
+                            "reason": verdict.reason,
+                            "incident": incident,
+                            "action_id": rec["id"],
+                            "result": rec["phase"],
+                        },
+                    )
             except ResponseError as exc:
-                log.warning(
-                    "response_refused", container_id=c.id, action=str(verdict.action), reason=str(exc)
-                )
+                log.warning("response_refused", container_id=c.id, action=str(verdict.action), reason=str(exc))
         return verdict
 
     # --- actions -------------------------------------------------------------------------
@@ -194,9 +194,13 @@ class ResponseEngine:
                 for rec in self.records.active(c.id):
                     if rec["action"] == str(action) and rec["phase"] in ("confirmed", "applied", "intended"):
                         return rec  # idempotent: already isolated this way
+            late_connections = action == Action.FREEZE and self.settings.evidence_connections == "after_freeze"
             evidence = (
                 freezer.evidence_snapshot(
-                    self.ctx.paths, c, [_event_dict(e) for e in list(self._recent.get(c.id, ()))]
+                    self.ctx.paths,
+                    c,
+                    [_event_dict(e) for e in list(self._recent.get(c.id, ()))],
+                    connections=not late_connections,
                 )
                 if action in ISOLATIONS
                 else None
@@ -217,7 +221,7 @@ class ResponseEngine:
             )
             for observer in self.intent_observers:
                 observer(action_id, c, action)
-            return self._apply(action_id, c, action, method, dry, finding, reason)
+            return self._apply(action_id, c, action, method, dry, finding, reason, verdict, late_connections)
 
     def _apply(
         self,
@@ -228,6 +232,8 @@ class ResponseEngine:
         dry: bool,
         finding: Finding | None,
         reason: str,
+        verdict: Verdict | None = None,
+        late_connections: bool = False,
     ) -> dict[str, Any]:
         result = self._do(c, action, method, dry, finding, reason)
         state = dict(result.state)
@@ -237,8 +243,34 @@ class ResponseEngine:
             self.counters[f"{action}_failed"] += 1
             log.error("response_action_failed", container_id=c.id, action=str(action), detail=result.detail)
         else:
-            self.records.advance(action_id, "applied", result.detail, state=state, method=used)
-            self.records.advance(action_id, "confirmed", result.detail, active=action in ISOLATIONS)
+            late = (
+                {"ts": time.time(), "container_id": c.id, "connections": freezer.connections_of(self.ctx.paths, c)}
+                if late_connections and not dry
+                else None
+            )
+            verdict_record = (
+                {
+                    "id": verdict.id,
+                    "action": str(action),
+                    "enforce": True,
+                    "reason": verdict.reason,
+                    "incident": incident_id(self.policy, c.id),
+                    "action_id": action_id,
+                    "result": "confirmed",
+                }
+                if verdict is not None and finding is not None
+                else None
+            )
+            self.records.complete(
+                action_id,
+                result.detail,
+                state,
+                used,
+                active=action in ISOLATIONS,
+                evidence=late,
+                finding_id=finding.id if finding else "",
+                verdict=verdict_record,
+            )
             self.counters[f"{action}_{'dry_run' if dry else 'confirmed'}"] += 1
             log.info(
                 "container_frozen" if action == Action.FREEZE else f"container_{action}_applied",
@@ -326,9 +358,7 @@ class ResponseEngine:
         cid = c.id if c is not None else container
         recs = self.records.active(cid)
         if not recs and c is None:
-            hits = {
-                r["container_id"] for r in self.records.active() if r["container_id"].startswith(container)
-            }
+            hits = {r["container_id"] for r in self.records.active() if r["container_id"].startswith(container)}
             hits |= {r["container_id"] for r in self.records.active() if r["container_name"] == container}
             if len(hits) == 1:
                 recs = self.records.active(hits.pop())
@@ -347,9 +377,7 @@ class ResponseEngine:
         state = rec["state"]
         if rec["phase"] in ("intended",) or not state:
             # Never applied: nothing on the host to undo.
-            result = ActionResult(
-                action=Action(rec["action"]), container_id=rec["container_id"], ok=True, detail=""
-            )
+            result = ActionResult(action=Action(rec["action"]), container_id=rec["container_id"], ok=True, detail="")
         elif rec["action"] == str(Action.FREEZE):
             result = freezer.thaw(self.ctx.paths, rec["container_id"], state)
         else:
@@ -358,9 +386,7 @@ class ResponseEngine:
             )
         if result.ok:
             self.records.advance(rec["id"], "released", f"by {actor}: {result.detail}", active=False)
-            log.info(
-                "container_released", container_id=rec["container_id"], action=rec["action"], actor=actor
-            )
+            log.info("container_released", container_id=rec["container_id"], action=rec["action"], actor=actor)
         else:
             self.records.advance(rec["id"], "confirmed", f"release failed: {result.detail}", active=True)
             log.error("container_release_failed", container_id=rec["container_id"], detail=result.detail)
@@ -404,9 +430,7 @@ class ResponseEngine:
                 self.records.advance(
                     rec["id"], "rolled_back", "container gone before the action completed", active=False
                 )
-                log.warning(
-                    "action_rolled_back", container_id=rec["container_id"], action=str(action), why="gone"
-                )
+                log.warning("action_rolled_back", container_id=rec["container_id"], action=str(action), why="gone")
             got = self.records.get(rec["id"])
             assert got is not None
             return got
@@ -419,9 +443,7 @@ class ResponseEngine:
         if rec["phase"] == "applied" and rec["state"] and self._in_effect(rec) is True:
             self.records.advance(rec["id"], "confirmed", "confirmed at start-up", active=action in ISOLATIONS)
         else:
-            log.info(
-                "action_completed_at_startup", container_id=c.id, action=str(action), action_id=rec["id"]
-            )
+            log.info("action_completed_at_startup", container_id=c.id, action=str(action), action_id=rec["id"])
             with self._lock(c.id):
                 self._apply(
                     rec["id"],

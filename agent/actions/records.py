@@ -89,9 +89,7 @@ class Records:
         migrate(store)
 
     # --- findings ------------------------------------------------------------------------
-    def save_finding(
-        self, finding: Finding, verdict: Verdict | None, extra: Mapping[str, Any] | None = None
-    ) -> None:
+    def save_finding(self, finding: Finding, verdict: Verdict | None, extra: Mapping[str, Any] | None = None) -> None:
         """Store a finding with its verdict (JSON) in the core ``findings`` table (idempotent)."""
         d = finding.to_dict()
         v = (
@@ -246,6 +244,42 @@ class Records:
                 (action_id, now, phase, detail),
             )
 
+    def complete(
+        self,
+        action_id: str,
+        detail: str,
+        state: Mapping[str, Any],
+        method: str,
+        active: bool,
+        evidence: Mapping[str, Any] | None = None,
+        finding_id: str = "",
+        verdict: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``applied`` then ``confirmed`` (the effect was read back) in one transaction, with the
+        late part of the evidence and the finding's verdict: one commit on the hot path."""
+        now = time.time()
+        with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE response_actions SET phase = 'confirmed', updated = ?, detail = ?, state = ?, method = ?,"
+                " active = CASE WHEN dry_run = 1 THEN 0 ELSE ? END WHERE id = ?",
+                (now, detail, json.dumps(dict(state), default=str, sort_keys=True), method, int(active), action_id),
+            )
+            for phase in ("applied", "confirmed"):
+                conn.execute(
+                    "INSERT INTO response_history(action_id, ts, phase, detail) VALUES (?,?,?,?)",
+                    (action_id, now, phase, detail),
+                )
+            if evidence is not None:
+                conn.execute(
+                    "INSERT INTO response_evidence(action_id, ts, data) VALUES (?,?,?)",
+                    (action_id, now, json.dumps(evidence, default=str)),
+                )
+            if finding_id and verdict is not None:
+                conn.execute(
+                    "UPDATE findings SET verdict = ? WHERE id = ?",
+                    (json.dumps(dict(verdict), default=str, sort_keys=True), finding_id),
+                )
+
     def get(self, action_id: str) -> dict[str, Any] | None:
         rows = self.store.query("SELECT * FROM response_actions WHERE id = ?", (action_id,))
         return _row(rows[0]) if rows else None
@@ -288,7 +322,10 @@ class Records:
         ]
 
     def evidence(self, action_id: str) -> list[dict[str, Any]]:
+        """Evidence rows of an action, in the order they were taken."""
         return [
             json.loads(r["data"])
-            for r in self.store.query("SELECT data FROM response_evidence WHERE action_id = ?", (action_id,))
+            for r in self.store.query(
+                "SELECT data FROM response_evidence WHERE action_id = ? ORDER BY ts, rowid", (action_id,)
+            )
         ]
