@@ -32,7 +32,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 
 KEY = f"rgbench{os.getpid()}"
 UID = 54320
@@ -99,7 +98,8 @@ def main() -> int:
         return 0
     print(f"audit rule cost: dd bs=1 loop, {syscalls} syscalls per run, {args.runs} interleaved runs each")
     print(
-        f"{'condition':<14} {'median ns':>10} {'vs none':>8} {'vs unaudited':>13} {'min ns':>8} {'min vs unaud.':>14} {'spread%':>8}"
+        f"{'condition':<14} {'median ns':>10} {'vs none':>8} {'vs unaudited':>13}"
+        f" {'min ns':>8} {'min vs unaud.':>14} {'spread%':>8}"
     )
     for n in names:
         print(
