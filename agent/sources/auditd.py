@@ -44,6 +44,7 @@ from agent.events import AuditEvent, AuditRecord
 from agent.hostfs import HostPaths
 from agent.runtime.enrich import container_of_pid
 from agent.runtime.model import Container, ContainerRegistry
+from agent.sources.collectors import StatusCollector
 from agent.sources.ratelimit import RateLimiter
 from agent.sources.settings import AuditSettings
 
@@ -388,5 +389,20 @@ def build(ctx: AgentContext) -> AuditSource | None:
         settings = settings.model_copy(update={"log_file": ctx.paths.audit_log})
     src = AuditSource(settings, ctx.paths, ctx.registry, ctx.publish, ctx.config.runtime.include_host)
     ctx.control("audit.status", lambda _params: dict(src.status()))
+    ctx.metrics.register(
+        StatusCollector(
+            "riskguard_audit",
+            src.status,
+            [
+                ("records", "Audit records read"),
+                ("events", "Audit events assembled"),
+                ("malformed", "Audit records or events that could not be parsed (skipped)"),
+                ("lost", "Receive-queue overflows of the netlink socket (ENOBUFS): records lost"),
+                ("published", "Audit events published"),
+                ("host_ignored", "Audit events of host processes (ignored)"),
+                ("rate_limited", "Audit events dropped by the per-container rate limit"),
+            ],
+        )
+    )
     ctx.components["audit"] = src
     return src

@@ -35,6 +35,7 @@ from agent.decoders.packets import FlowAccumulator, MalformedPacket, decode_fram
 from agent.events import FlowWindow
 from agent.hostfs import HostPaths
 from agent.runtime.model import Container, ContainerRegistry
+from agent.sources.collectors import StatusCollector
 from agent.sources.ratelimit import RateLimiter
 from agent.sources.settings import CaptureSettings
 
@@ -322,6 +323,17 @@ class CaptureSource:
             self._publish(w)
         return out
 
+    def counters_by_container(self) -> Mapping[str, Any]:
+        """Per-container counters for Prometheus: {counter: {container id: n}}."""
+        with self._lock:
+            caps = dict(self.captures)
+        out: dict[str, dict[str, int]] = {k: {} for k in ("packets", "malformed", "kernel_drops")}
+        for cid, cap in caps.items():
+            for k in out:
+                out[k][cid] = cap.counters[k]
+        out["rate_limited"] = dict(self.limiter.dropped)
+        return out
+
     def status(self) -> Mapping[str, Any]:
         with self._lock:
             caps = dict(self.captures)
@@ -352,4 +364,16 @@ def build(ctx: AgentContext) -> CaptureSource | None:
     src = CaptureSource(settings, ctx.paths, ctx.registry, ctx.publish, interval)
     ctx.components["capture"] = src
     ctx.control("capture.status", lambda _params: dict(src.status()))
+    ctx.metrics.register(
+        StatusCollector(
+            "riskguard_capture",
+            src.counters_by_container,
+            [
+                ("packets", "Packets decoded"),
+                ("malformed", "Packets that could not be decoded (counted, skipped)"),
+                ("kernel_drops", "Packets the kernel dropped on our capture socket"),
+                ("rate_limited", "Packets over the per-container budget (counted, not decoded)"),
+            ],
+        )
+    )
     return src

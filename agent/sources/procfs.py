@@ -28,6 +28,7 @@ from agent.events import ProcSnapshot
 from agent.hostfs import HostPaths
 from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2
 from agent.runtime.model import Container, ContainerRegistry
+from agent.sources.collectors import StatusCollector
 from agent.sources.settings import ProcfsSettings
 
 log = structlog.get_logger("agent.sources.procfs")
@@ -293,4 +294,12 @@ def build(ctx: AgentContext) -> ProcfsSource | None:
     interval = settings.interval_seconds or ctx.config.behavior.window_seconds
     src = ProcfsSource(settings, ctx.paths, ctx.registry, ctx.publish, interval)
     ctx.components["procfs"] = src
+    ctx.control("procfs.status", lambda _params: dict(src.status()))
+    ctx.metrics.register(
+        StatusCollector(
+            "riskguard_procfs",
+            src.status,
+            [("snapshots", "Container /proc snapshots taken"), ("errors", "Snapshots that failed")],
+        )
+    )
     return src

@@ -36,6 +36,7 @@ from agent.events import (
     SyscallWindow,
 )
 from agent.runtime.model import ContainerRegistry
+from agent.sources.collectors import StatusCollector
 from agent.store import Store
 
 log = structlog.get_logger("agent.sources.window")
@@ -323,4 +324,11 @@ def build(ctx: AgentContext) -> WindowAggregator | None:
     agg.subscribe(ctx.events)
     ctx.components["window"] = agg
     ctx.control("window.status", lambda _params: dict(agg.status()))
+    ctx.metrics.register(
+        StatusCollector(
+            "riskguard_window",
+            agg.status,
+            [("windows", "Behaviour windows emitted"), ("unattributed", "Events without a container (ignored)")],
+        )
+    )
     return agg
