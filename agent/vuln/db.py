@@ -197,14 +197,19 @@ class VulnDB:
         }
 
     # --- queries -----------------------------------------------------------------------
-    def affected_for(self, eco_base: str, name: str) -> list[AffectedRow]:
-        """Non-withdrawn affected entries for one package name in one ecosystem family."""
-        rows = self.conn.execute(
+    def affected_for(self, eco_base: str, name: str, release: str | None = None) -> list[AffectedRow]:
+        """Non-withdrawn affected entries for one package name in one ecosystem family; with
+        ``release``, only entries of that release (or of no release)."""
+        sql = (
             "SELECT a.vuln_id, a.eco_base, a.eco_release, a.name, a.ranges, a.versions, a.severity "
             "FROM affected a JOIN vulns v ON v.origin = 'osv' AND v.id = a.vuln_id "
-            "WHERE a.eco_base = ? AND a.name = ? AND v.withdrawn = 0",
-            (eco_base, normalize_name(eco_base, name)),
+            "WHERE a.eco_base = ? AND a.name = ? AND v.withdrawn = 0"
         )
+        params: tuple[str, ...] = (eco_base, normalize_name(eco_base, name))
+        if release is not None:
+            sql += " AND a.eco_release IN (?, '')"
+            params += (release,)
+        rows = self.conn.execute(sql, params)
         return [AffectedRow(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6]) for r in rows]
 
     def records(self, ids: Iterable[str]) -> list[VulnRecord]:
@@ -364,6 +369,13 @@ class VulnDB:
         aliases: list[tuple[str, str]] = []
         replaced: list[tuple[str]] = []
         for rec in batch:
+            # Cheap pre-check: an unchanged record is skipped before any parsing or CVSS scoring.
+            nvd = bool(rec.get("__nvd__"))
+            quick = known.get(f"{'nvd' if nvd else 'osv'}\0{rec.get('id')}")
+            if quick is not None and quick == str(rec.get("lastModified" if nvd else "modified") or ""):
+                summary.records += 1
+                summary.unchanged += 1
+                continue
             try:
                 parsed = _parse_nvd(rec) if rec.get("__nvd__") else _parse_osv(rec)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -141,17 +141,17 @@ class Matcher:
 
     def __init__(self, db: VulnDB) -> None:
         self.db = db
-        self._cache: dict[tuple[str, str], list[AffectedRow]] = {}
+        self._cache: dict[tuple[str, str, str | None], list[AffectedRow]] = {}
         self._generation = -1
 
-    def _rows(self, base: str, name: str) -> list[AffectedRow]:
+    def _rows(self, base: str, name: str, release: str | None) -> list[AffectedRow]:
         gen = self.db.generation()
         if gen != self._generation:
             self._cache.clear()
             self._generation = gen
-        k = (base, name)
+        k = (base, name, release)
         if k not in self._cache:
-            self._cache[k] = self.db.affected_for(base, name)
+            self._cache[k] = self.db.affected_for(base, name, release)
         return self._cache[k]
 
     def match_package(self, pkg: Package) -> list[tuple[str, str, str]]:
@@ -166,13 +166,13 @@ class Matcher:
             candidates.insert(0, (pkg.source_name, pkg.source_version or pkg.version))
         elif distro and pkg.source_version and scheme == "deb":
             candidates = [(pkg.name, pkg.source_version)]
+        if distro and not release:
+            return []  # unknown release (no os-release): refuse to guess which advisories apply
         out: dict[str, tuple[str, str, str]] = {}
         for name, version in candidates:
-            for row in self._rows(base, name):
+            for row in self._rows(base, name, release if distro else None):
                 if distro and row.eco_release and row.eco_release != release:
                     continue  # release scoping: Debian:11 entries never match a Debian 12 root
-                if distro and not release:
-                    continue  # unknown release: refuse to guess which advisories apply
                 ok, fixed = evaluate(scheme, version, row)
                 if ok and row.vuln_id not in out:
                     out[row.vuln_id] = (row.vuln_id, fixed, row.severity)
@@ -221,20 +221,13 @@ class Matcher:
         def union(a: str, b: str) -> None:
             parent[find(a)] = find(b)
 
-        hit_ids = {h[0] for h in hits}
-        for vid in hit_ids:
+        for vid in {h[0] for h in hits}:
             find(vid)
             rec = records.get(vid)
             for a in rec.aliases if rec else []:
-                union(vid, a)
-            for alias, referrers in reverse.items():
-                if vid in referrers:
-                    union(vid, alias)
-        # Two matched records naming the same CVE from either side are one vulnerability.
-        for alias, referrers in reverse.items():
-            matched = referrers & hit_ids
-            for vid in matched:
-                union(vid, alias)
+                union(vid, a)  # two matched records naming the same CVE meet at that node
+            for other in reverse.get(vid, ()):
+                union(vid, other)  # a record elsewhere that names this one as its alias
         groups: dict[str, list[tuple[str, str, str]]] = {}
         for h in hits:
             groups.setdefault(find(h[0]), []).append(h)
