@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Benchmark: OSV import throughput and database size for a full-Debian-sized generated export.
 
-Generates N (default 40,000) Debian-style OSV records (1–3 releases each, fixed/unfixed ranges,
+Generates N (default 40,000) Debian-style OSV records (1-3 releases each, fixed/unfixed ranges,
 aliases, some CVSS vectors) into an ``all.zip`` in a temp dir, then interleaves 5 runs of:
 
 * baseline: unzip + ``json.loads`` of every record (the floor any importer pays);
@@ -52,7 +52,8 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
                 if r < 0.7:
                     events.append(
                         {
-                            "fixed": f"{rnd.randint(1, 9)}.{rnd.randint(0, 20)}-{rnd.randint(1, 5)}+deb{release}u{rnd.randint(1, 9)}"
+                            "fixed": f"{rnd.randint(1, 9)}.{rnd.randint(0, 20)}-{rnd.randint(1, 5)}"
+                            f"+deb{release}u{rnd.randint(1, 9)}"
                         }
                     )
                 elif r < 0.8:
@@ -133,14 +134,17 @@ def main() -> int:
         n = args.records
         bm, im = statistics.median(base_t), statistics.median(imp_t)
         print(f"baseline unzip+json.loads: median {bm:.2f}s ({n / bm:,.0f} rec/s) runs={[round(x, 2) for x in base_t]}")
-        print(f"import into sqlite:        median {im:.2f}s ({n / im:,.0f} rec/s) runs={[round(x, 2) for x in imp_t]}")
+        runs = [round(x, 2) for x in imp_t]
+        print(f"import into sqlite:        median {im:.2f}s ({n / im:,.0f} rec/s) runs={runs}")
         print(f"ratio import/baseline:     {im / bm:.2f}x")
         print(
-            f"database size:             {statistics.median(sizes) / 1e6:.1f} MB ({statistics.median(sizes) / n:.0f} B/record)"
+            f"database size:             {statistics.median(sizes) / 1e6:.1f} MB "
+            f"({statistics.median(sizes) / n:.0f} B/record)"
         )
         print(f"re-import unchanged zip:   {skip_t * 1000:.1f} ms (sources_skipped={s_skip.sources_skipped})")
         print(
-            f"re-import touched zip:     {touch_t:.2f}s (unchanged={s_touch.unchanged}, written={s_touch.added + s_touch.updated})"
+            f"re-import touched zip:     {touch_t:.2f}s (unchanged={s_touch.unchanged}, "
+            f"written={s_touch.added + s_touch.updated})"
         )
         verdict = "PASS" if im <= 60 else "FAIL"
         print(f"target full-Debian-sized import <= 60 s: {verdict} ({im:.2f}s for {n} records)")

@@ -57,7 +57,8 @@ def build(tmp: Path, n_records: int) -> tuple[Path, Path]:
         if rnd.random() < 0.8:
             events.append(
                 {
-                    "fixed": f"{1 + rnd.randrange(8)}.{rnd.randrange(14)}-{1 + rnd.randrange(3)}+deb12u{rnd.randrange(1, 5)}"
+                    "fixed": f"{1 + rnd.randrange(8)}.{rnd.randrange(14)}-{1 + rnd.randrange(3)}"
+                    f"+deb12u{rnd.randrange(1, 5)}"
                 }
             )
         records.append(
