@@ -166,14 +166,21 @@ def test_file_mode_source_tails_a_log(tmp_path: Path) -> None:
     log_file = tmp_path / "audit.log"
     log_file.write_text("type=DAEMON_START msg=audit(1.0:1): old line before start\n")
     got: list[AuditEvent] = []
-    cfg = AgentConfig().audit.model_copy(
-        update={"mode": "file", "log_file": log_file, "event_timeout_seconds": 0.5}
-    )
+    cfg = AgentConfig().audit.model_copy(update={"mode": "file", "log_file": log_file, "event_timeout_seconds": 0.5})
     src = AuditSource(cfg, HostPaths.under(tmp_path), ContainerRegistry(), got.append, include_host=True)
     src.start()
+    lines = (FIX / "audit.log").read_text().splitlines()
+    half = next(i for i, ln in enumerate(lines) if i > len(lines) // 2 and "type=SYSCALL" in ln)
     try:
         with log_file.open("a") as fh:
-            for line in (FIX / "audit.log").read_text().splitlines():
+            for line in lines[:half]:
+                fh.write(line + "\n")
+                fh.flush()
+        time.sleep(0.5)
+        # auditd rotates: audit.log → audit.log.1, a new audit.log
+        log_file.rename(tmp_path / "audit.log.1")
+        with log_file.open("w") as fh:
+            for line in lines[half:]:
                 fh.write(line + "\n")
                 fh.flush()
         deadline = time.monotonic() + 5
