@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import io
 import json
 import os
 import posixpath
@@ -111,7 +110,7 @@ class DirRoot(Root):
 
     RESOLVE = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV
 
-    def __init__(self, path: str | os.PathLike[str], *, cross_mounts: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, cross_mounts: bool = False) -> None:
         self.path = Path(path)
         self.label = str(path)
         # /proc/<pid>/root is itself a magic link: opening it (from outside) is what makes the
@@ -121,8 +120,10 @@ class DirRoot(Root):
             self._fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise RootError(f"cannot open root {path}: {exc.strerror}") from None
-        # Volumes and bind mounts inside a container are other filesystems: allowed by default
-        # (a package db is never on one, but site-packages may be), refused with cross_mounts=False.
+        # Volumes and bind mounts inside a container are other filesystems, and one of them may be
+        # a host directory (``-v /:/host``): refused by default (RESOLVE_NO_XDEV), so a symlink
+        # into a bind mount cannot feed a host file to the scanner. ``cross_mounts=True`` allows
+        # them (site-packages on a volume) for trusted roots.
         self._resolve = self.RESOLVE if not cross_mounts else RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
 
     def _open(self, path: str, flags: int) -> int:
@@ -402,6 +403,7 @@ class TarImageRoot(VirtualRoot):
         self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed in close()
         self._nodes: dict[str, Node] = {"/": Node("dir")}
         self._kids: dict[str, set[str]] = {"/": set()}
+        self._layers: list[tarfile.TarFile] = []
         self.config: dict[str, object] = {}
         try:
             manifest = json.loads(self._member_bytes("manifest.json"))
@@ -430,33 +432,34 @@ class TarImageRoot(VirtualRoot):
         data = self._tar.extractfile(name)
         if data is None:
             raise RootError(f"layer {name} missing from the archive")
-        # Layers are small enough to index fully; bytes are kept so reads need no re-scan.
-        with tarfile.open(fileobj=io.BytesIO(data.read()), mode="r:*") as layer:
-            for m in layer.getmembers():
-                path = posixpath.normpath("/" + m.name.lstrip("./").lstrip("/"))
-                if path.startswith("/.."):
-                    continue  # a hostile member name: there is nothing above the root
-                parent, base = posixpath.split(path)
-                if base == OPAQUE_MARKER:
-                    for key in [k for k in self._nodes if k.startswith(parent.rstrip("/") + "/")]:
-                        self._drop(key)
-                    continue
-                if base.startswith(WHITEOUT_PREFIX):
-                    self._drop(posixpath.join(parent, base[len(WHITEOUT_PREFIX) :]))
-                    continue
-                if m.isdir():
-                    node = Node("dir")
-                elif m.issym():
-                    node = Node("symlink", target=m.linkname)
-                elif m.islnk():
-                    target = posixpath.normpath("/" + m.linkname.lstrip("./").lstrip("/"))
-                    node = self._nodes.get(target, Node("other"))
-                elif m.isreg():
-                    f = layer.extractfile(m)
-                    node = Node("file", ref=f.read() if f is not None and m.size <= MAX_FILE_BYTES else b"")
-                else:
-                    node = Node("other")
-                self._put(path, node)
+        # Only the index is kept in memory; file bytes are read lazily from the (seekable) layer
+        # member of the archive when a reader asks for them.
+        layer = tarfile.open(fileobj=data, mode="r:*")  # noqa: SIM115 - kept open for lazy reads
+        self._layers.append(layer)
+        for m in layer.getmembers():
+            path = _member_path(m.name)
+            if path is None:
+                continue  # a hostile member name: there is nothing above the root
+            parent, base = posixpath.split(path)
+            if base == OPAQUE_MARKER:
+                for key in [k for k in self._nodes if k.startswith(parent.rstrip("/") + "/")]:
+                    self._drop(key)
+                continue
+            if base.startswith(WHITEOUT_PREFIX):
+                self._drop(posixpath.join(parent, base[len(WHITEOUT_PREFIX) :]))
+                continue
+            if m.isdir():
+                node = Node("dir")
+            elif m.issym():
+                node = Node("symlink", target=m.linkname)
+            elif m.islnk():
+                target = _member_path(m.linkname)
+                node = self._nodes.get(target, Node("other")) if target else Node("other")
+            elif m.isreg():
+                node = Node("file", ref=(layer, m))
+            else:
+                node = Node("other")
+            self._put(path, node)
 
     def _put(self, path: str, node: Node) -> None:
         if path == "/":
@@ -487,14 +490,29 @@ class TarImageRoot(VirtualRoot):
         return list(self._kids.get(path, ()))
 
     def _read(self, node: Node, limit: int) -> bytes:
-        data = node.ref
-        assert isinstance(data, bytes)
-        if len(data) > limit:
-            raise RootError(f"file larger than {limit} bytes")
-        return data
+        ref = node.ref
+        assert isinstance(ref, tuple)
+        layer, member = ref
+        assert isinstance(layer, tarfile.TarFile) and isinstance(member, tarfile.TarInfo)
+        if member.size > limit:
+            raise RootError(f"{member.name}: larger than {limit} bytes")
+        f = layer.extractfile(member)
+        if f is None:
+            raise RootError(f"{member.name}: unreadable")
+        return f.read()
 
     def close(self) -> None:
+        for layer in self._layers:
+            layer.close()
         self._tar.close()
+
+
+def _member_path(name: str) -> str | None:
+    """A tar member name as an absolute path, ``None`` if it climbs above the root."""
+    while name.startswith("./"):
+        name = name[2:]
+    path = posixpath.normpath("/" + name)
+    return None if path.startswith("/..") else path
 
 
 def walk(root: Root, top: str, max_depth: int = 12) -> Iterator[tuple[str, list[str]]]:

@@ -256,3 +256,19 @@ def test_component_scan_control_method(
         assert comp.vulnerabilities(c.id)[0]["severity"] == "critical"
     finally:
         comp.stop()
+
+
+def test_symlink_into_a_host_bind_mount_is_refused(run_container: Callable[..., Any], tmp_path: Path) -> None:
+    """``-v /some/host/dir:/mnt/host``: a symlink into the bind mount would hand the scanner a host
+    file; lookups never cross a mount (RESOLVE_NO_XDEV)."""
+    hostdir = tmp_path / "hostdir"
+    hostdir.mkdir()
+    (hostdir / "status").write_text(dpkg_status_text([{"name": "HOST-ONLY", "version": "1"}]))
+    c = run_container("sleep", "600", volumes={str(hostdir): {"bind": "/mnt/host", "mode": "ro"}})
+    c.exec_run(["mkdir", "-p", "/var/lib/dpkg"])
+    assert c.put_archive("/", _tar({"etc/os-release": OS_RELEASE}, {"var/lib/dpkg/status": "/mnt/host/status"}))
+    assert "HOST-ONLY" in c.exec_run(["cat", "/var/lib/dpkg/status"]).output.decode()  # the container sees it
+    root = open_container_root(HostPaths(), _pid(c))
+    with pytest.raises(RootError):
+        root.read_bytes("/var/lib/dpkg/status")
+    assert read_inventory(root).packages == []
