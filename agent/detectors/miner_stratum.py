@@ -9,9 +9,7 @@ ports are also used by ordinary services.
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-
-from agent.detectors.spec import Detector, DetectorState, argv_text, program_names
+from agent.detectors.spec import Detector, DetectorState, argv_text, derived, path_matcher, program_names
 from agent.events import FlowWindow, NetConnect, ProcessExec
 from agent.findings import Finding, Severity
 
@@ -20,7 +18,8 @@ def evaluate(ev: ProcessExec | NetConnect | FlowWindow, state: DetectorState) ->
     s = state.settings
     if isinstance(ev, ProcessExec):
         text = (argv_text(ev) or ev.filename).lower()
-        words = [w for w in s.miner_words if w.lower() in text or w.lower() == ev.comm.lower()]
+        lowered = derived(s.miner_words, "lower", lambda: tuple(w.lower() for w in s.miner_words))
+        words = [w for w, low in zip(s.miner_words, lowered, strict=True) if low in text]
         if not words:
             return None
         return SPEC.finding(
@@ -36,7 +35,7 @@ def evaluate(ev: ProcessExec | NetConnect | FlowWindow, state: DetectorState) ->
             subject=f"exec:{ev.filename}",
         )
     if isinstance(ev, NetConnect):
-        if ev.op != "connect" or ev.dport not in s.miner_ports:
+        if ev.op != "connect" or ev.dport not in derived(s.miner_ports, "set", lambda: frozenset(s.miner_ports)):
             return None
         peer = f"{ev.daddr}:{ev.dport}"
         return SPEC.finding(
@@ -50,7 +49,7 @@ def evaluate(ev: ProcessExec | NetConnect | FlowWindow, state: DetectorState) ->
         n
         for n in ev.dns_names
         if any(w in n.lower() for w in s.miner_dns_words)
-        and not any(fnmatchcase(n.lower().rstrip("."), p) for p in s.miner_dns_ignore)
+        and not path_matcher(s.miner_dns_ignore)(n.lower().rstrip("."))
     )
     if not names:
         return None

@@ -26,9 +26,9 @@ _ID_CALLS = {
 
 
 def evaluate(ev: PrivilegeEvent, state: DetectorState) -> Finding | None:
-    if comm_matches(ev.comm, state.settings.runtime_comms):
-        return None
     call = syscall_name(ev.syscall)
+    if (call not in _ID_CALLS and call != "capset") or comm_matches(ev.comm, state.settings.runtime_comms):
+        return None
     ok = ev.ret >= 0
     base = {
         "comm": ev.comm,

@@ -10,17 +10,12 @@ assembled audit events (``AuditEvent.paths``, from PATH records). Paths are matc
 from __future__ import annotations
 
 import os
-from fnmatch import fnmatchcase
 
-from agent.detectors.spec import Detector, DetectorState, basename
+from agent.detectors.spec import Detector, DetectorState, basename, name_set, path_matcher
 from agent.events import AuditEvent, FileOpen
 from agent.findings import Finding, Severity
 
 _CREDENTIALS = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
-
-
-def _matches(path: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatchcase(path, p) for p in patterns)
 
 
 def _mitre(path: str, write: bool) -> str:
@@ -60,10 +55,12 @@ def evaluate(ev: FileOpen | AuditEvent, state: DetectorState) -> Finding | None:
         candidates = [(p, write, ret) for p in ev.paths if p.startswith("/")]
         comm = ev.comm
         extra = {"syscall": ev.syscall, "exe": ev.exe, "serial": ev.serial, "source": "audit"}
+    readable, writable = path_matcher(s.sensitive_read_paths), path_matcher(s.sensitive_write_paths)
+    sockets = name_set(s.runtime_sockets)
     for path, write, ret in candidates:
-        if basename(path) in s.runtime_sockets:
+        if basename(path) in sockets:
             continue
-        if _matches(path, s.sensitive_read_paths) or (write and _matches(path, s.sensitive_write_paths)):
+        if readable(path) or (write and writable(path)):
             ok = ret >= 0
             summary = f"{comm or 'process'} opened {path} for {'writing' if write else 'reading'}"
             return SPEC.finding(

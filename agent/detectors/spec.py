@@ -10,13 +10,13 @@ repeat suppression); detectors read it, only the component writes it.
 
 from __future__ import annotations
 
-import posixpath
+import fnmatch
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.detectors.settings import DetectorsSettings
 from agent.events import Event, ProcessExec
@@ -119,12 +119,53 @@ class Detector:
 
 # --- helpers shared by detectors ---------------------------------------------------------
 def basename(path: str) -> str:
-    return posixpath.basename(path.rstrip("/")) if path else ""
+    if not path:
+        return ""
+    if path[-1] == "/":
+        path = path.rstrip("/")
+    return path[path.rfind("/") + 1 :]
+
+
+_T = TypeVar("_T")
+# Derived values of settings tuples (name sets, compiled patterns), keyed by the identity of the
+# tuple: settings are frozen, so a tuple object never changes; the tuple is kept alive with its
+# value so its id cannot be reused.
+_DERIVED: dict[tuple[int, str], tuple[object, object]] = {}
+
+
+def derived(source: object, kind: str, build: Callable[[], _T]) -> _T:
+    """``build()`` computed once per ``(source object, kind)``."""
+    key = (id(source), kind)
+    hit = _DERIVED.get(key)
+    if hit is not None and hit[0] is source:
+        return hit[1]  # type: ignore[return-value]
+    value = build()
+    if len(_DERIVED) > 4096:  # many short-lived settings objects (tests): start over
+        _DERIVED.clear()
+    _DERIVED[key] = (source, value)
+    return value
+
+
+def name_set(names: Iterable[str]) -> frozenset[str]:
+    """``names`` plus their kernel-truncated forms (comm is TASK_COMM_LEN - 1 characters)."""
+    return derived(names, "names", lambda: frozenset(names) | frozenset(n[:COMM_LEN] for n in names))
 
 
 def comm_matches(comm: str, names: Iterable[str]) -> bool:
     """``comm`` equals one of ``names`` as the kernel would truncate it."""
-    return bool(comm) and any(comm == n[:COMM_LEN] for n in names)
+    return bool(comm) and comm in name_set(names)
+
+
+def path_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    """One compiled regex for a tuple of fnmatch patterns (case-sensitive, like paths)."""
+
+    def build() -> Callable[[str], bool]:
+        if not patterns:
+            return lambda _p: False
+        rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+        return lambda path: rx.match(path) is not None
+
+    return derived(patterns, "fnmatch", build)
 
 
 # Busybox ash built with FEATURE_SH_STANDALONE (Debian's busybox-static) runs its applets by
@@ -133,6 +174,8 @@ def comm_matches(comm: str, names: Iterable[str]) -> bool:
 # fexecve() of a memfd shows the filename "/dev/fd/<n>", equally uninformative.
 _SELF_EXE = re.compile(r"/proc/(self|\d+)/exe|/(dev|proc/self|proc/\d+)/fd/\d+")
 REEXEC_COMMS = ("exe",)
+# The last event's program (several detectors look at the same exec in a row).
+_last_program: tuple[object, tuple[str, list[str]]] = (None, ("", []))
 
 
 def program_names(ev: ProcessExec) -> tuple[str, list[str]]:
@@ -140,25 +183,34 @@ def program_names(ev: ProcessExec) -> tuple[str, list[str]]:
 
     Busybox dispatches on ``argv[0]`` (``/bin/sh`` → ``sh``) or on ``argv[1]`` when run as
     ``busybox sh``; an exec of ``/proc/self/exe`` (busybox ash running an applet) or of
-    ``/dev/fd/<n>`` (fexecve) is named by ``argv[0]``.
+    ``/dev/fd/<n>`` (fexecve) is named by ``argv[0]``. Callers must not modify the result.
     """
-    argv = list(ev.argv)
+    global _last_program
+    last = _last_program
+    if last[0] is ev:
+        return last[1]
+    result = _program_names(ev)
+    _last_program = (ev, result)
+    return result
+
+
+def _program_names(ev: ProcessExec) -> tuple[str, list[str]]:
+    argv = ev.argv
     name = basename(ev.filename) or ev.comm
-    if argv and _SELF_EXE.fullmatch(ev.filename):
+    if argv and ev.filename.startswith(("/proc/", "/dev/fd/")) and _SELF_EXE.fullmatch(ev.filename):
         name = basename(argv[0])
     if name == "busybox" or ev.comm == "busybox":
         if argv and basename(argv[0]) != "busybox":
-            return basename(argv[0]), argv[1:]
+            return basename(argv[0]), list(argv[1:])
         if len(argv) > 1:
-            return basename(argv[1]), argv[2:]
-    return name, argv[1:]
+            return basename(argv[1]), list(argv[2:])
+    return name, list(argv[1:])
 
 
 def is_named(ev: ProcessExec, names: Iterable[str]) -> bool:
     """The process is one of ``names`` by comm, executable basename or busybox applet."""
-    names = tuple(names)
-    prog, _ = program_names(ev)
-    return comm_matches(ev.comm, names) or prog in names or basename(ev.filename) in names
+    known = name_set(names)
+    return ev.comm in known or program_names(ev)[0] in known or basename(ev.filename) in known
 
 
 def argv_text(ev: ProcessExec) -> str:
