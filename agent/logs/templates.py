@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Template mining: drain3 with masks, behind a cache of repeated line shapes.
 
-A line's *shape* is the line with every ASCII digit replaced by ``0`` (length-preserving). The
+A line's *shape* is its UTF-8 bytes with every ASCII digit replaced by ``0`` (length-preserving). The
 masks below only look at character classes (a digit is any digit; letters, separators and
 lengths are kept by the shape), so two lines with the same shape mask to the same text except for
 digits left in unmasked tokens, which drain3 itself treats as parameters
@@ -33,7 +33,7 @@ MASKS: tuple[tuple[str, str], ...] = (
     (r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w])", "NUM"),
 )
 
-_DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
+_DIGITS_TO_ZERO_B = bytes.maketrans(b"123456789", b"000000000")
 
 
 def make_miner(sim_th: float = 0.4, depth: int = 4, max_clusters: int | None = None) -> TemplateMiner:
@@ -70,34 +70,52 @@ class TemplateCache:
         self.miner = make_miner(sim_th, depth, max_clusters)
         self.max_shapes = max_shapes
         self.max_line = max_line
-        self._shapes: dict[str, int] = {}
-        self._templates: dict[int, str] = {}
+        self._shapes: dict[bytes, int] = {}
+        self._masked: dict[str, int] = {}
+        self._templates: dict[int, Template] = {}
         self.hits = 0
+        self.masked_hits = 0
         self.misses = 0
 
     def add(self, line: str) -> Template:
         """Assign ``line`` to a template (training drain3 on cache misses)."""
         if len(line) > self.max_line:
             line = line[: self.max_line]
-        shape = line.translate(_DIGITS_TO_ZERO)
+        # bytes.translate is ~8x faster than str.translate (CPython has no ASCII fast path for
+        # the latter with a dict table); surrogatepass keeps lone surrogates from raising.
+        shape = line.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO_B)
         cid = self._shapes.get(shape)
         if cid is not None:
-            text = self._templates.get(cid)
-            if text is not None:
+            tpl = self._templates.get(cid)
+            if tpl is not None:
                 self.hits += 1
-                return Template(cid, text)
+                return tpl
+        # Second level: lines of different shapes often mask to the same text (an IP with
+        # shorter octets): reuse the cluster that masked text joined, skipping drain3's tree.
+        masked = self.miner.masker.mask(line)
+        cid = self._masked.get(masked)
+        if cid is not None:
+            tpl = self._templates.get(cid)
+            if tpl is not None:
+                self.masked_hits += 1
+                self._remember(shape, masked, cid)
+                return tpl
         self.misses += 1
         result: dict[str, Any] = self.miner.add_log_message(line)
         cid = int(result["cluster_id"])
-        text = str(result["template_mined"])
         if result["change_type"] != "none" or cid not in self._templates:
-            self._templates[cid] = text
+            self._templates[cid] = Template(cid, str(result["template_mined"]))
             self._prune()
+        self._remember(shape, masked, cid)
+        return self._templates[cid]
+
+    def _remember(self, shape: bytes, masked: str, cid: int) -> None:
         if len(self._shapes) >= self.max_shapes:
             # A bounded cache: start over rather than track recency (misses only cost speed).
             self._shapes.clear()
+            self._masked.clear()
         self._shapes[shape] = cid
-        return Template(cid, text)
+        self._masked[masked] = cid
 
     def _prune(self) -> None:
         # drain3 evicts least-recently-used clusters past max_clusters: forget their shapes.
@@ -107,13 +125,14 @@ class TemplateCache:
             for cid in dead:
                 del self._templates[cid]
             self._shapes = {s: c for s, c in self._shapes.items() if c not in dead}
+            self._masked = {m: c for m, c in self._masked.items() if c not in dead}
 
     def match(self, line: str) -> Template | None:
         """The template of ``line`` without training (None when no cluster fits)."""
-        shape = line[: self.max_line].translate(_DIGITS_TO_ZERO)
+        shape = line[: self.max_line].encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO_B)
         cid = self._shapes.get(shape)
         if cid is not None and cid in self._templates:
-            return Template(cid, self._templates[cid])
+            return self._templates[cid]
         cluster = self.miner.match(line[: self.max_line])
         if cluster is None:
             return None
@@ -149,7 +168,8 @@ class TemplateCache:
         self.miner.drain.clusters_counter = drain.clusters_counter
         self.miner.drain.root_node = drain.root_node
         self._shapes.clear()
-        self._templates = self.templates()
+        self._masked.clear()
+        self._templates = {cid: Template(cid, text) for cid, text in self.templates().items()}
 
 
 def stable_json(obj: Any) -> str:
