@@ -7,7 +7,7 @@ symbols, by support (descending) then symbol name.
 
 A projected database is two arrays: the sequences that contain the prefix and, for each, the
 position where the prefix's earliest match ends (pseudo-projection). Support of every extension
-is one comparison against a (sequence × symbol) table of last occurrences; projecting on a
+is one comparison against a (sequence x symbol) table of last occurrences; projecting on a
 symbol is one ``searchsorted`` over that symbol's occurrences flattened as ``seq * W + pos``.
 Only symbols frequent on their own are considered (the Apriori property).
 """

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """Benchmark: PrefixSpan over 5,000 sessions (target ≤ 1 s), ours (numpy pseudo-projection:
-last-occurrence table + searchsorted over flattened occurrences) vs a textbook PrefixSpan that copies projected suffixes, measured
-interleaved, 5 runs each, in the same process; both must return the same patterns.
+last-occurrence table + searchsorted over flattened occurrences) vs a textbook PrefixSpan that
+copies projected suffixes, measured interleaved, 5 runs each, in the same process; both must return the same patterns.
 
 Sessions come from a Markov chain over 40 event symbols (a web app: login, browse, cart, checkout,
-logout and noise), lengths 5–40, min support 20 % of sessions, patterns up to 4 symbols.
+logout and noise), lengths 5-40, min support 20 % of sessions, patterns up to 4 symbols.
 """
 
 from __future__ import annotations

@@ -160,7 +160,8 @@ def main() -> int:
     )
     print(f"speed-up       : {o_rate / d_rate:.2f}x")
     print(
-        f"cache (last run): shape hits {LAST['hits']}, masked-text hits {LAST['masked_hits']}, drain3 calls {LAST['misses']}"
+        f"cache (last run): shape hits {LAST['hits']}, masked-text hits {LAST['masked_hits']}, "
+        f"drain3 calls {LAST['misses']}"
     )
     print(f"grouping accuracy vs truth: drain3 {ga_d:.4f}, shape-cached {ga_o:.4f}")
     print(f"grouping agreement shape-cached vs drain3: {agree:.4f}")
