@@ -211,7 +211,26 @@ class AuditSource:
 
     # --- life cycle --------------------------------------------------------------------
     def start(self, ctx: AgentContext | None = None) -> None:
-        """Open the reader (raises ``AuditUnavailable``), install managed rules, start the thread."""
+        """Open the reader, install managed rules, start the thread. A host without audit support
+        (or without CAP_AUDIT_READ) leaves the source inactive with the reason in ``status()``."""
+        try:
+            self.open()
+        except AuditUnavailable as exc:
+            self.error = str(exc)
+            log.warning("audit_source_unavailable", mode=self.settings.mode, reason=str(exc))
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            if self.settings.manage_rules:
+                self.rules.clear()
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="audit-reader", daemon=True)
+        self._thread.start()
+        log.info("audit_source_started", mode=self.settings.mode, managed_rules=len(self.rules.installed))
+
+    def open(self) -> None:
+        """Open the reader and install managed rules; raises ``AuditUnavailable``."""
         if self.settings.mode == "netlink":
             self._sock = open_netlink(self.settings.receive_buffer_bytes)
         else:
@@ -224,10 +243,6 @@ class AuditSource:
             self.rules.clear()
             for rule in self.settings.rules:
                 self.rules.add(rule)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="audit-reader", daemon=True)
-        self._thread.start()
-        log.info("audit_source_started", mode=self.settings.mode, managed_rules=len(self.rules.installed))
 
     def stop(self) -> None:
         self._stop.set()

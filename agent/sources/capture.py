@@ -250,6 +250,9 @@ class CaptureSource:
         mode = str(c.details.get("network_mode", ""))
         if mode == "host" or mode == "none":
             return f"network mode {mode}"
+        if mode.startswith("container:"):
+            # --network container:<x> joins x's netns: its traffic is accounted to x.
+            return f"shares the network namespace of {mode.removeprefix('container:')[:12]}"
         try:
             theirs = os.stat(self.paths.pid_netns(c.init_pid)).st_ino
         except OSError as exc:

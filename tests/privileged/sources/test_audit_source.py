@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from agent.context import AgentContext
 from agent.events import AuditEvent
 from agent.hostfs import HostPaths
 from agent.runtime.model import ContainerRegistry
+from agent.sources import auditd, window
 from agent.sources.auditd import AuditRules, AuditSource, AuditUnavailable, open_netlink
 from agent.sources.settings import AuditSettings
 from tests.support import need, need_root, need_tool, run, wait_for
@@ -39,28 +41,36 @@ def _need_netlink() -> None:
 
 
 def test_execve_rule_yields_one_event_attributed_to_the_container(
-    audit_key: str, run_container: Callable[..., Any], container_record: Callable[[Any], Any]
+    audit_key: str,
+    run_container: Callable[..., Any],
+    container_record: Callable[[Any], Any],
+    make_ctx: Callable[..., AgentContext],
 ) -> None:
+    """Through the real bus: audit source → AuditEvent → window aggregator → BehaviorWindow."""
     _need_netlink()
     c = run_container("sleep", "300")
     other = run_container("sleep", "300")
-    registry = ContainerRegistry()
+    ctx = make_ctx()
+    registry = ctx.registry
     registry.upsert(container_record(c))
     registry.upsert(container_record(other))
     got: list[AuditEvent] = []
-    src = AuditSource(AuditSettings(), HostPaths(), registry, got.append)
-    src.start()
+    ctx.events.subscribe(got.append, kind=AuditEvent)
+    src = auditd.build(ctx)
+    agg = window.build(ctx)
+    assert src is not None and agg is not None
+    ctx.events.start()
+    src.start(ctx)
     try:
         run(["auditctl", "-a", "always,exit", "-F", "arch=b64", "-S", "execve", "-k", audit_key])
         c.exec_run(["ls", "/"])
 
         def mine() -> list[AuditEvent]:
-            return [
-                e for e in got if e.key == audit_key and e.container is not None and e.container.id == c.id
-            ]
+            return [e for e in got if e.key == audit_key and e.container is not None and e.container.id == c.id]
 
         wait_for(mine, timeout=10, what="the assembled execve event of `ls` in the container")
         time.sleep(1.0)  # anything else would have arrived by now
+        ctx.events.drain()
     finally:
         run(["auditctl", "-D", "-k", audit_key], check=False)
         src.stop()
@@ -73,6 +83,10 @@ def test_execve_rule_yields_one_event_attributed_to_the_container(
     assert ev.cgroup_id == registry.get(c.id).cgroup_id  # type: ignore[union-attr]
     assert not [e for e in got if e.container is not None and e.container.id == other.id]
     assert src.status()["malformed"] == 0
+    windows = {w.container.id: w for w in agg.flush(time.time()) if w.container is not None}
+    assert windows[c.id].execs == 1 and "audit" in windows[c.id].sources
+    assert windows[c.id].binaries == {ev.exe}
+    assert windows[other.id].execs == 0
     # The fallback for processes gone before we read their cgroup: the container's root device.
     st = os.stat(f"/proc/{registry.get(c.id).init_pid}/root")  # type: ignore[union-attr]
     found = src.container_of_dev(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}")

@@ -191,3 +191,12 @@ def test_file_mode_source_tails_a_log(tmp_path: Path) -> None:
     assert len(got) == len(log_events())
     assert by_exe(got, "/bin/echo").argv[1] == "hello world"
     assert all(e.container is None for e in got)
+
+
+def test_unavailable_reader_leaves_the_source_inactive(tmp_path: Path) -> None:
+    cfg = AuditSettings(mode="file", log_file=tmp_path / "missing.log")
+    src = AuditSource(cfg, HostPaths.under(tmp_path), ContainerRegistry(), lambda e: None)
+    src.start()  # never raises: the reason is in status()
+    st = src.status()
+    src.stop()
+    assert st["running"] is False and "missing.log" in st["error"]
