@@ -65,7 +65,7 @@ def attach_filter(sock: socket.socket, expression: str) -> None:
 
     prog = compile_filter(expression, linktype=DLT_EN10MB)
     fprog = _SockFprog(prog.bf_len, ctypes.cast(prog.bf_insns, ctypes.c_void_p))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))  # type: ignore[arg-type]
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
 
 
 def enter_netns(netns_path: Path) -> None:
@@ -216,7 +216,7 @@ class ContainerCapture:
         c = self.container
         return FlowWindow(
             ts=now, cgroup_id=c.cgroup_id, pid=c.init_pid, container=c.ref(), start=start, end=now, **fields
-        )  # type: ignore[arg-type]
+        )
 
 
 class CaptureSource:
