@@ -18,7 +18,7 @@ import pytest
 from agent.actions.engine import ResponseEngine
 from agent.context import AgentContext
 from tests.privileged.response.response_helpers import read_in
-from tests.support import REPO
+from tests.support import REPO, wait_for
 
 CHILD = Path(__file__).with_name("engine_child.py")
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.01; done"
@@ -74,6 +74,7 @@ def test_sigkill_between_intent_and_apply_is_completed_on_restart(
     response_ctx: Callable[..., AgentContext],
 ) -> None:
     c = run_container("sh", "-c", COUNTER, network_mode="bridge")
+    wait_for(lambda: counter(c) > 0, what="the counter loop to start")
     ctx = response_ctx(quarantine="netns")
     db = ctx.store.path
     proc, action_id = child(str(db), c.id, action, "--hang-after-intent", expect="INTENT")
@@ -105,6 +106,7 @@ def test_frozen_before_a_crash_stays_frozen_and_is_shown(
     child: Any, run_container: Callable[..., Any], container_record: Any, response_ctx: Callable[..., AgentContext]
 ) -> None:
     c = run_container("sh", "-c", COUNTER)
+    wait_for(lambda: counter(c) > 0, what="the counter loop to start")
     ctx = response_ctx()
     proc, phase = child(str(ctx.store.path), c.id, "freeze", expect="DONE")
     assert phase == "confirmed"

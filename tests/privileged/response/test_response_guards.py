@@ -13,18 +13,20 @@ from agent.context import AgentContext
 from agent.events import ContainerRef
 from agent.findings import Finding, Severity, Source
 from tests.privileged.response.response_helpers import read_in
+from tests.support import wait_for
 
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/c; sleep 0.01; done"
 
 
-def running(c: Any) -> bool:
-    def n() -> int:
-        t = read_in(c, "/tmp/c").strip()
-        return int(t) if t.isdigit() else -1
+def n(c: Any) -> int:
+    t = read_in(c, "/tmp/c").strip()
+    return int(t) if t.isdigit() else -1
 
-    before = n()
+
+def running(c: Any) -> bool:
+    before = n(c)
     time.sleep(0.4)
-    return n() > before
+    return n(c) > before
 
 
 def test_only_the_registered_unexempt_container_is_frozen(
@@ -33,6 +35,8 @@ def test_only_the_registered_unexempt_container_is_frozen(
     target = run_container("sh", "-c", COUNTER)
     exempt = run_container("sh", "-c", COUNTER, labels={"riskguard.exempt": "true"})
     stranger = run_container("sh", "-c", COUNTER)  # running, but not in the registry
+    for c in (target, exempt, stranger):
+        wait_for(lambda c=c: n(c) > 0, what="the counter loops to start")
     ctx = response_ctx()
     for c in (target, exempt):
         ctx.registry.upsert(container_record(c))
