@@ -281,3 +281,18 @@ def test_inventory_counts_malformed_entries(tmp_path: Path) -> None:
     inv = read_inventory(DirRoot(root))
     assert [p.name for p in inv.packages] == ["ok"]
     assert inv.skipped == {"dpkg": 1, "pypi": 1, "npm": 1}
+
+
+def test_real_rpm_418_sqlite_database(tmp_path: Path) -> None:
+    """tests/fixtures/vuln/rpmdb.sqlite was written by rpm 4.18 itself (make_rpmdb.sh)."""
+    import shutil
+
+    root = tmp_path / "rocky"
+    write_os_release(root, "rocky", "9.3")
+    (root / "var" / "lib" / "rpm").mkdir(parents=True)
+    shutil.copy(Path(__file__).parents[2] / "fixtures" / "vuln" / "rpmdb.sqlite", root / "var/lib/rpm/rpmdb.sqlite")
+    inv = read_inventory(DirRoot(root))
+    assert sorted((p.name, p.version, p.source_name, p.ecosystem) for p in inv.packages) == [
+        ("bash", "5.1.8-6.el9_1", "bash", "Rocky Linux:9"),
+        ("openssl-libs", "1:3.0.7-24.el9", "openssl-libs", "Rocky Linux:9"),
+    ]
