@@ -83,6 +83,9 @@ class LogsComponent:
     # --- lifecycle -----------------------------------------------------------------------
     def start(self, ctx: AgentContext) -> None:
         self._restore()
+        pruned = self.tailers.prune_offsets()
+        if pruned:
+            log.info("log_offsets_pruned", count=pruned)
         ctx.events.subscribe(self._on_log, kind=LogEntry, name="logs.sessions")
         for kind in (AuditEvent, ProcessExec, NetConnect):
             ctx.events.subscribe(self._on_event, kind=kind, name=f"logs.sigma.{kind.__name__}")

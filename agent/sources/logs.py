@@ -268,6 +268,7 @@ class LogTailer:
                 "offset": offset,
                 "skipping_record": self._skipping_record,
                 "skipping_line": self._skipping_line,
+                "path": str(self.target.path),
             },
         )
         self._last_commit = state
@@ -607,6 +608,18 @@ def discover_targets(
     return targets, unsupported
 
 
+def _unsupported_by_container(registry: ContainerRegistry, drivers: Iterable[str]) -> list[tuple[str, str]]:
+    allowed = set(drivers)
+    out = []
+    for c in registry.all():
+        if c.runtime != "docker":
+            continue
+        driver = str((c.details or {}).get("log_driver") or "json-file")
+        if driver not in allowed:
+            out.append((c.id, driver))
+    return out
+
+
 @dataclass
 class TailerSet:
     """The tailers of every discovered log; ``poll`` reads them all once."""
@@ -620,27 +633,53 @@ class TailerSet:
     max_lines_per_poll: int = 10_000
     tailers: dict[str, LogTailer] = field(default_factory=dict)
     unsupported: Counter[str] = field(default_factory=Counter)
+    _warned: set[str] = field(default_factory=set)
 
-    def refresh(self) -> None:
+    def refresh(self) -> list[RawLine]:
+        """Follow the discovered set; a log whose container left is read one last time."""
         targets, self.unsupported = discover_targets(self.paths, self.registry, self.drivers, self.cri)
+        for key, driver in _unsupported_by_container(self.registry, self.drivers):
+            if key not in self._warned:
+                self._warned.add(key)
+                log.warning("log_driver_unsupported", container_id=key, driver=driver[:64])
         want = {t.key + ":" + t.path.name: t for t in targets}
+        final: list[RawLine] = []
         for k in list(self.tailers):
             if k not in want:
                 tailer = self.tailers.pop(k)
+                try:
+                    final.extend(tailer.poll(self.max_lines_per_poll))
+                except OSError:
+                    pass
                 tailer.close()
         for k, t in want.items():
             if k not in self.tailers:
                 self.tailers[k] = LogTailer(t, self.store, **self.options)
+        return final
 
     def poll(self) -> list[RawLine]:
-        self.refresh()
-        out: list[RawLine] = []
+        out = self.refresh()
         for tailer in list(self.tailers.values()):
             try:
                 out.extend(tailer.poll(self.max_lines_per_poll))
             except OSError as exc:
                 log.warning("log_read_failed", container_id=tailer.target.key, error=str(exc)[:200])
         return out
+
+    def prune_offsets(self) -> int:
+        """Forget stored offsets of log files that no longer exist; returns how many."""
+        if self.store is None:
+            return 0
+        gone = 0
+        for key, raw in self.store.kv_items(OFFSETS_NS):
+            try:
+                path = json.loads(raw).get("path", "")
+            except (ValueError, AttributeError):
+                path = ""
+            if path and not Path(path).exists():
+                self.store.kv_delete(OFFSETS_NS, key)
+                gone += 1
+        return gone
 
     def close(self) -> None:
         for t in self.tailers.values():

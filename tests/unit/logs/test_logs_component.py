@@ -116,3 +116,33 @@ def test_container_content_never_forges_agent_log_keys(make_ctx: Callable[..., A
     json_entry = entries[0]
     assert json_entry.fields["event"] == "container_frozen"  # data inside fields, never our keys
     assert all(len(k) <= 64 for k in json_entry.fields)
+
+
+def test_sessions_learn_then_flag_an_anomalous_session() -> None:
+    from agent.events import ContainerRef
+    from agent.logs.analyzer import ANOMALY_DETECTOR, LogAnalyzer
+    from agent.logs.settings import LogsSettings
+
+    a = LogAnalyzer(LogsSettings(learn_sessions=30, session_gap_seconds=10, sequence_rules=False))
+    ref = ContainerRef(id="f" * 64, name="shop", image="shop:1")
+    t = 1000.0
+    findings: list[Finding] = []
+
+    def session(ip: str, paths: list[tuple[str, int]]) -> None:
+        nonlocal t
+        for path, status in paths:
+            line = f'{ip} - - [27/Nov/2026:01:00:00 +0000] "GET {path} HTTP/1.1" {status} 5 "-" "c"'
+            findings.extend(a.on_log(a.entry(ref, t, "stdout", line)))
+            t += 0.5
+        t += 60
+        findings.extend(a.tick(t, {ref.id: ref}))
+
+    normal = [("/login", 200), ("/items", 200), ("/cart", 200), ("/logout", 200)]
+    for i in range(40):
+        session(f"10.0.0.{i}", normal)
+    assert findings == [] and a.groups["shop:1"].model is not None
+    session("10.6.6.6", [("/login", 401)] * 5 + [("/admin", 500)])
+    assert [f.detector_id for f in findings] == [ANOMALY_DETECTOR]
+    ev = findings[0].evidence
+    assert ev["session"] == "10.6.6.6" and ev["score"] >= 0.3 and ev["patterns"]
+    assert findings[0].container == ref

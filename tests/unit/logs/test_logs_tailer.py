@@ -185,3 +185,34 @@ def test_start_at_end_skips_history(tmp_path: Path) -> None:
     assert t.poll() == []
     append(p, jline("new"))
     assert texts(t.poll()) == ["new"]
+
+
+def test_removed_container_is_read_one_last_time_and_offsets_pruned(tmp_path: Path) -> None:
+    paths = HostPaths.under(tmp_path / "host")
+    cid = "e" * 64
+    d = paths.docker_container_dir(cid)
+    d.mkdir(parents=True)
+    log = d / f"{cid}-json.log"
+    append(log, jline("first"))
+    reg = ContainerRegistry()
+    reg.upsert(
+        Container(
+            id=cid,
+            name="x",
+            image="img",
+            image_id="",
+            runtime="docker",
+            init_pid=1,
+            details={"log_driver": "json-file"},
+        )
+    )
+    store = Store(tmp_path / "s.db")
+    ts = TailerSet(paths, reg, store, cri=False)
+    assert texts(ts.poll()) == ["first"]
+    append(log, jline("last words"))
+    reg.remove(cid)
+    assert texts(ts.poll()) == ["last words"] and ts.tailers == {}
+    assert ts.prune_offsets() == 0
+    log.unlink()
+    assert ts.prune_offsets() == 1
+    store.close()
