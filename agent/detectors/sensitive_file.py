@@ -10,6 +10,7 @@ assembled audit events (``AuditEvent.paths``, from PATH records). Paths are matc
 from __future__ import annotations
 
 import os
+import posixpath
 
 from agent.detectors.spec import Detector, DetectorState, basename, name_set, path_matcher
 from agent.events import AuditEvent, FileOpen
@@ -52,7 +53,14 @@ def evaluate(ev: FileOpen | AuditEvent, state: DetectorState) -> Finding | None:
     else:
         write = _audit_write(ev)
         ret = ev.exit if ev.exit is not None else (0 if ev.success is not False else -1)
-        candidates = [(p, write, ret) for p in ev.paths if p.startswith("/")]
+        # PATH items: a create lists the parent directory first (nametype=PARENT) and the file
+        # after it, so look at the last items first and skip directories; relative names are
+        # relative to the CWD record.
+        candidates = [
+            (p if p.startswith("/") else posixpath.normpath(posixpath.join(ev.cwd, p)), write, ret)
+            for p in reversed(ev.paths)
+            if p and not p.endswith("/") and (p.startswith("/") or ev.cwd.startswith("/"))
+        ]
         comm = ev.comm
         extra = {"syscall": ev.syscall, "exe": ev.exe, "serial": ev.serial, "source": "audit"}
     readable, writable = path_matcher(s.sensitive_read_paths), path_matcher(s.sensitive_write_paths)

@@ -106,7 +106,9 @@ def conn(dport: int, daddr: str = "203.0.113.9", op: str = "connect", family: in
     )
 
 
-def audit(syscall: str, paths: tuple[str, ...], fields: dict[str, str] | None = None, exit_: int = 3) -> AuditEvent:
+def audit(
+    syscall: str, paths: tuple[str, ...], fields: dict[str, str] | None = None, exit_: int = 3, cwd: str = "/"
+) -> AuditEvent:
     return AuditEvent(
         ts=1000.0,
         cgroup_id=77,
@@ -120,6 +122,7 @@ def audit(syscall: str, paths: tuple[str, ...], fields: dict[str, str] | None = 
         comm="cat",
         exe="/bin/cat",
         paths=paths,
+        cwd=cwd,
         fields=fields or {},
     )
 
@@ -221,6 +224,24 @@ CASES = [
         {"write": True},
     ),
     Case("audit-open-read-passwd", "RG-0002", audit("open", ("/etc/passwd",), {"a1": "0"}), None),
+    Case(
+        "audit-create-skips-parent-dir",
+        "RG-0002",
+        audit("openat", ("/etc/", "/etc/cron.d/x"), {"a2": "941"}),
+        {"path": "/etc/cron.d/x", "write": True},
+    ),
+    Case(
+        "audit-relative-to-cwd",
+        "RG-0002",
+        audit("openat", ("shadow",), {"a2": "0"}, cwd="/etc"),
+        {"path": "/etc/shadow"},
+    ),
+    Case(
+        "audit-relative-dotdot",
+        "RG-0002",
+        audit("open", ("../etc/shadow",), {"a1": "0"}, cwd="/root"),
+        {"path": "/etc/shadow"},
+    ),
     Case("audit-garbage-flags", "RG-0002", audit("openat", ("/etc/passwd",), {"a2": "zz"}), None),
     # --- RG-0003 package managers ------------------------------------------------------
     Case(
