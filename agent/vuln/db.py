@@ -33,7 +33,7 @@ from agent.vuln.severity import rating_from_nvd, rating_from_osv
 
 log = structlog.get_logger("agent.vuln")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS vulns (
     score REAL,                     -- CVSS base score when a vector was present
     vector TEXT NOT NULL,
     aliases TEXT NOT NULL,          -- JSON list
+    upstream TEXT NOT NULL DEFAULT '[]',  -- JSON list: OSV "upstream" (a DSA's CVEs …)
     PRIMARY KEY (origin, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS aliases (alias TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (alias, id)) WITHOUT ROWID;
@@ -132,6 +133,7 @@ class VulnRecord:
     score: float | None
     vector: str
     aliases: list[str]
+    upstream: list[str] = field(default_factory=list)
 
 
 class VulnDB:
@@ -145,10 +147,14 @@ class VulnDB:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
         row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is None:
-            self.conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
             raise RuntimeError(f"vulnerability database {path} is newer (schema {row[0]}) than this agent")
+        if row is not None and int(row[0]) < 2:
+            self.conn.execute("ALTER TABLE vulns ADD COLUMN upstream TEXT NOT NULL DEFAULT '[]'")
+        self.conn.execute(
+            "INSERT INTO meta VALUES ('schema', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -220,11 +226,13 @@ class VulnDB:
             chunk = wanted[i : i + 500]
             q = ",".join("?" * len(chunk))
             for r in self.conn.execute(
-                "SELECT origin, id, modified, withdrawn, summary, severity, score, vector, aliases "
+                "SELECT origin, id, modified, withdrawn, summary, severity, score, vector, aliases, upstream "
                 f"FROM vulns WHERE id IN ({q})",
                 chunk,
             ):
-                out.append(VulnRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], json.loads(r[8])))
+                out.append(
+                    VulnRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], json.loads(r[8]), json.loads(r[9]))
+                )
         return out
 
     def aliases_of(self, ids: Iterable[str]) -> dict[str, set[str]]:
@@ -405,7 +413,7 @@ class VulnDB:
         if replaced:
             self.conn.executemany("DELETE FROM affected WHERE vuln_id = ?", replaced)
             self.conn.executemany("DELETE FROM aliases WHERE id = ?", replaced)
-        self.conn.executemany("INSERT OR REPLACE INTO vulns VALUES (?,?,?,?,?,?,?,?,?,?)", vulns)
+        self.conn.executemany("INSERT OR REPLACE INTO vulns VALUES (?,?,?,?,?,?,?,?,?,?,?)", vulns)
         self.conn.executemany("INSERT INTO affected VALUES (?,?,?,?,?,?,?)", affected)
         self.conn.executemany("INSERT OR IGNORE INTO aliases VALUES (?,?)", aliases)
         return bool(vulns)
@@ -420,6 +428,7 @@ def _parse_osv(rec: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ..
         raise ValueError("OSV record without modified")
     severity, score, vector = rating_from_osv(rec)
     aliases = sorted({str(a) for a in rec.get("aliases") or [] if a and str(a) != vid})
+    upstream = sorted({str(a) for a in rec.get("upstream") or [] if a and str(a) != vid})
     row = (
         "osv",
         vid,
@@ -431,6 +440,7 @@ def _parse_osv(rec: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ..
         score,
         vector,
         json.dumps(aliases),
+        json.dumps(upstream),
     )
     affected = []
     for a in rec.get("affected") or []:
@@ -481,6 +491,7 @@ def _parse_nvd(cve: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ..
         severity,
         score,
         vector,
+        "[]",
         "[]",
     )
     return row, []

@@ -221,6 +221,7 @@ class Matcher:
         def union(a: str, b: str) -> None:
             parent[find(a)] = find(b)
 
+        umbrellas: list[str] = []
         for vid in {h[0] for h in hits}:
             find(vid)
             rec = records.get(vid)
@@ -228,11 +229,28 @@ class Matcher:
                 union(vid, a)  # two matched records naming the same CVE meet at that node
             for other in reverse.get(vid, ()):
                 union(vid, other)  # a record elsewhere that names this one as its alias
+            upstream = rec.upstream if rec else []
+            if len(upstream) == 1:
+                union(vid, upstream[0])  # DEBIAN-CVE-X → upstream CVE-X: the same vulnerability
+            elif upstream:
+                umbrellas.append(vid)  # a DSA/DLA covering several CVEs
         groups: dict[str, list[tuple[str, str, str]]] = {}
         for h in hits:
             groups.setdefault(find(h[0]), []).append(h)
+        # An advisory covering several CVEs is folded into the per-CVE rows it covers (as an alias,
+        # its fix counting too) instead of being reported a second time on its own.
+        extra: dict[str, set[str]] = {}
+        for u in umbrellas:
+            home = find(u)
+            targets = {find(c) for c in records[u].upstream} & (set(groups) - {home})
+            if not targets or len(groups[home]) != 1:
+                continue
+            hit = groups.pop(home)[0]
+            for t in targets:
+                groups[t].append(hit)
+                extra.setdefault(t, set()).update(x for x in parent if find(x) == home)
         for root in groups:
-            members = {x for x in parent if find(x) == root}
+            members = {x for x in parent if find(x) == root} | extra.get(root, set())
             canonical = _canonical(members)
             candidates: list[tuple[str, float | None]] = []
             fixed_versions: list[str] = []

@@ -145,3 +145,26 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "cannot open vulnerability database" in capsys.readouterr().err
     assert main(["vulndb", "import", str(tmp_path / "nope"), "--db", str(tmp_path / "ok.sqlite"), "--quiet"]) == 2
     assert main(["scan", "rootfs", str(tmp_path / "nodir"), "--db", str(tmp_path / "ok.sqlite")]) == 2
+
+
+def test_schema_v1_database_is_upgraded_and_newer_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    p = tmp_path / "old.sqlite"
+    c = sqlite3.connect(p)
+    c.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE vulns (origin TEXT NOT NULL, id TEXT NOT NULL, modified TEXT NOT NULL, published TEXT NOT NULL,"
+        " withdrawn INTEGER NOT NULL, summary TEXT NOT NULL, severity TEXT NOT NULL, score REAL, vector TEXT NOT NULL,"
+        " aliases TEXT NOT NULL, PRIMARY KEY (origin, id)) WITHOUT ROWID;"
+    )
+    c.close()
+    db = VulnDB(p)
+    db.import_paths(
+        [write_records(tmp_path / "r", [osv("DSA-9-1", "Debian:12", "x", upstream=["CVE-1", "CVE-2"])])], progress=False
+    )
+    assert db.records(["DSA-9-1"])[0].upstream == ["CVE-1", "CVE-2"]
+    db.conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    db.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        VulnDB(p)

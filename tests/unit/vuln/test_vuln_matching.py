@@ -43,6 +43,8 @@ def _debian_root(tmp: Path) -> Path:
             {"name": "zlib1g", "version": "1:1.2.13.dfsg-1", "source": "zlib"},
             {"name": "tar", "version": "1.34+dfsg-1.2"},
             {"name": "gzip", "version": "1.12-1"},
+            {"name": "libxml2", "version": "2.9.14+dfsg-1.3~deb12u1"},
+            {"name": "sudo", "version": "1.9.13p3-1+deb12u1"},
             {"name": "perl-base", "version": "5.36.0-7+deb12u1", "source": "perl"},
             {"name": "libc6", "version": "2.36-9+deb12u3+b1", "source": "glibc (2.36-9+deb12u3)"},
             {"name": "removed-pkg", "version": "1.0-1", "status": "deinstall ok config-files"},
@@ -81,6 +83,11 @@ def _debian_records() -> list[dict[str, object]]:
         # glibc matched by source version (the binary carries a binNMU +b1 suffix).
         osv("DSA-0015-1", D12, "glibc", fixed="2.36-9+deb12u4", severity_vector=MEDIUM),
         osv("DSA-0016-1", D12, "glibc", fixed="2.36-9+deb12u3"),
+        # Upstream: a DSA covering two CVEs folds into the per-CVE rows; an umbrella alone stays.
+        osv("DSA-0018-1", D12, "libxml2", fixed="2.9.14+dfsg-1.3~deb12u2", upstream=["CVE-2024-0181", "CVE-2024-0182"]),
+        osv("DEBIAN-CVE-2024-0181", D12, "libxml2", fixed="2.9.14+dfsg-1.3~deb12u2", upstream=["CVE-2024-0181"]),
+        osv("DEBIAN-CVE-2024-0182", D12, "libxml2", upstream=["CVE-2024-0182"]),
+        osv("DSA-0019-1", D12, "sudo", fixed="1.9.13p3-1+deb12u2", upstream=["CVE-2024-0191", "CVE-2024-0192"]),
         # Not installed at all.
         osv("DSA-0017-1", D12, "nginx", fixed="1.99"),
     ]
@@ -134,6 +141,12 @@ def test_debian_edge_cases(debian: tuple[Path, VulnDB]) -> None:
     g = got[("libc6", "DSA-0015-1")]
     assert g.severity == "medium" and g.version == "2.36-9+deb12u3+b1"
     assert not any(v == "DSA-0016-1" for _, v in keys)
+    # upstream folding
+    assert sorted(k for k in keys if k[0] == "libxml2") == [("libxml2", "CVE-2024-0181"), ("libxml2", "CVE-2024-0182")]
+    assert got[("libxml2", "CVE-2024-0181")].aliases == ["DEBIAN-CVE-2024-0181", "DSA-0018-1"]
+    assert got[("libxml2", "CVE-2024-0182")].aliases == ["DEBIAN-CVE-2024-0182", "DSA-0018-1"]
+    assert got[("libxml2", "CVE-2024-0182")].fixed_version == "2.9.14+dfsg-1.3~deb12u2"  # from the DSA
+    assert [k for k in keys if k[0] == "sudo"] == [("sudo", "DSA-0019-1")]
     # the removed package is not in the inventory
     assert "removed-pkg" not in {p.name for p in result.inventory.packages}
 
