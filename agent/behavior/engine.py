@@ -28,6 +28,7 @@ import structlog
 
 from agent.behavior.baseline import BaselineRow, BaselineStore
 from agent.behavior.features import window_vector
+from agent.behavior.fitproc import fit_model
 from agent.behavior.model import DeviationModel, ModelError, WindowResult
 from agent.behavior.ngram import ChainHit, NgramError, NgramModel
 from agent.behavior.settings import BehaviorSettings
@@ -41,6 +42,7 @@ DETECTOR_DEVIATION = "behavior.deviation"
 DETECTOR_MODE = "behavior.mode_deviation"
 DETECTOR_PEER = "behavior.peer_outlier"
 DETECTOR_CHAIN = "behavior.syscall_chain"
+FIT_RETRY_SECONDS = 60.0
 
 
 @dataclass
@@ -49,6 +51,7 @@ class _Baseline:
     model: DeviationModel | None = None
     chain: NgramModel = field(default_factory=NgramModel)
     pending_rows: int = 0  # training rows added since the last fit
+    fit_failed_at: float = -1e18  # a failed fit is retried FIT_RETRY_SECONDS later
     # container id -> recent mode labels (peer comparison)
     modes: dict[str, deque[int]] = field(default_factory=dict)
     peer_flagged: set[str] = field(default_factory=set)
@@ -322,14 +325,24 @@ class BehaviorEngine:
             return
         if self.db.training_count(b.row.image) < s.min_windows:
             return
-        self.fit(b.row.image, now)
+        self._try_fit(b, now)
 
     def _maybe_refit(self, b: _Baseline, now: float) -> None:
         s = self.settings
         if b.row.frozen or s.refit_seconds <= 0 or b.pending_rows == 0:
             return
         if now - b.row.fitted >= s.refit_seconds:
+            self._try_fit(b, now)
+
+    def _try_fit(self, b: _Baseline, now: float) -> None:
+        if now - b.fit_failed_at < FIT_RETRY_SECONDS:
+            return
+        try:
             self.fit(b.row.image, now)
+        except ModelError as exc:
+            b.fit_failed_at = now
+            self.counters["fit_failures"] += 1
+            log.error("baseline_fit_failed", image=b.row.image, error=str(exc))
 
     def fit(self, key: str, now: float | None = None) -> int:
         """Fit (or refit) the models of baseline ``key`` from its stored rows; return the version."""
@@ -338,7 +351,7 @@ class BehaviorEngine:
         s = self.settings
         self.db.trim_training(key, s.max_windows)
         rows = self.db.training(key, s.max_windows)
-        model = DeviationModel.fit(rows, s)
+        model = fit_model(rows, s)
         version = self.db.save_models(
             key,
             {"deviation": model.to_bytes(), "chain": b.chain.to_json().encode()},

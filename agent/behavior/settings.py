@@ -58,6 +58,10 @@ class BehaviorSettings(Section):
     iforest_trees: int = Field(default=100, ge=10, le=1000)
     iforest_max_samples: int = Field(default=256, ge=16)
     seed: int = 42
+    # Fit in a short-lived child process so pyod/scikit-learn (150-180 MiB) never stay in the
+    # daemon; false fits in-process (the import then stays for the process's lifetime).
+    fit_in_subprocess: bool = True
+    fit_timeout_seconds: float = Field(default=300.0, gt=0)
     # Continued learning: clean windows extend the training set; refit this often (0: never).
     refit_seconds: float = Field(default=3600.0, ge=0)
     # A feature is "far outside" its normal range when its robust z-score reaches this; such a

@@ -22,7 +22,10 @@ from agent.findings import Finding, Source
 from agent.store import Store
 from tests.support import REPO
 
-SETTINGS = BehaviorSettings(window_seconds=2.0, learning_seconds=60.0, min_windows=30, refit_seconds=0)
+# In-process fits keep these tests fast; test_fit_in_a_child_process covers the default path.
+SETTINGS = BehaviorSettings(
+    window_seconds=2.0, learning_seconds=60.0, min_windows=30, refit_seconds=0, fit_in_subprocess=False
+)
 
 
 def feed(engine: BehaviorEngine, windows: list[BehaviorWindow]) -> list:  # type: ignore[type-arg]
@@ -251,3 +254,46 @@ def test_daemon_imports_no_ml_library_until_it_fits() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_fit_in_a_child_process_keeps_ml_libraries_out_and_scores_the_same(tmp_path: Path) -> None:
+    code = f"""
+import random, sys
+sys.path.insert(0, {str(REPO / "tests" / "unit" / "behavior")!r})
+from behavior_synth import container, normal_window
+from agent.behavior.engine import BehaviorEngine
+from agent.behavior.settings import BehaviorSettings
+from agent.store import Store
+s = BehaviorSettings(window_seconds=2.0, learning_seconds=60.0, min_windows=30, refit_seconds=0)
+e = BehaviorEngine(s, Store(__import__("pathlib").Path({str(tmp_path / "a.db")!r})))
+rng = random.Random(1)
+for i in range(40):
+    w = normal_window(rng, 1000 + 2 * i, container(1))
+    e.process([w], now=w.end)
+assert e.counters["fits"] == 1, e.counters
+print(sorted(m for m in ("sklearn", "pyod", "numba") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    # The child's model equals an in-process fit of the same rows.
+    store = Store(tmp_path / "a.db")
+    engine = BehaviorEngine(SETTINGS, store)
+    rows = engine.db.training(IMAGE, 1000)
+    child = engine.baseline(IMAGE, 0).model
+    assert child is not None
+    from agent.behavior.model import DeviationModel
+
+    local = DeviationModel.fit(rows[: child.windows], SETTINGS)  # the rows it was fitted on
+    assert child.threshold == pytest.approx(local.threshold)
+    assert list(child.scores_only(rows)) == pytest.approx(list(local.scores_only(rows)), abs=1e-6)
+    store.close()
+
+
+def test_failed_fit_is_logged_and_retried_later(store: Store) -> None:
+    settings = SETTINGS.model_copy(update={"fit_in_subprocess": True, "fit_timeout_seconds": 0.001})
+    engine = BehaviorEngine(settings, store)
+    rng = random.Random(1)
+    feed(engine, [normal_window(rng, 1000 + 2 * i, container(1)) for i in range(40)])
+    assert engine.counters["fit_failures"] == 1  # one try, then wait FIT_RETRY_SECONDS
+    assert engine.db.get(IMAGE).state == "learning"  # type: ignore[union-attr]
