@@ -62,9 +62,7 @@ _HEX = re.compile(r"^(?:[0-9A-F]{2})+$")
 
 # Fields the kernel writes with audit_log_untrustedstring(): quoted when clean, bare upper-case
 # hex when the value holds a space, a quote, a control or non-ASCII byte.
-_UNTRUSTED = frozenset(
-    {"proctitle", "name", "cwd", "comm", "exe", "key", "data", "path", "old", "new", "dev", "root"}
-)
+_UNTRUSTED = frozenset({"proctitle", "name", "cwd", "comm", "exe", "key", "data", "path", "old", "new", "dev", "root"})
 _EXECVE_ARG = re.compile(r"^a(?P<i>\d+)(?:\[(?P<part>\d+)\])?$")
 UNSET_ID = 4294967295  # (uid_t)-1: "unset" auid / ses
 
@@ -108,6 +106,8 @@ def field_value(key: str, value: str, record_type: str = "") -> str:
     ``(null)`` / ``(none)`` as ``""``."""
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
         return value[1:-1]
+    if key not in _UNTRUSTED and record_type != "EXECVE":
+        return "" if value in ("(null)", "(none)") else value
     if value in ("(null)", "(none)"):
         return ""
     untrusted = key in _UNTRUSTED or (record_type == "EXECVE" and _EXECVE_ARG.match(key) is not None)
@@ -119,8 +119,8 @@ def field_value(key: str, value: str, record_type: str = "") -> str:
 def parse_fields(text: str) -> tuple[dict[str, str], dict[str, str]]:
     """Split ``key=value`` text into (raw fields, enriched fields after ``\\x1d``)."""
     raw_part, _, enriched_part = text.partition("\x1d")
-    raw = {m.group("key"): m.group("value") for m in _FIELD.finditer(raw_part)}
-    enriched = {m.group("key"): m.group("value").strip('"') for m in _FIELD.finditer(enriched_part)}
+    raw = dict(_FIELD.findall(raw_part))
+    enriched = {k: v.strip('"') for k, v in _FIELD.findall(enriched_part)} if enriched_part else {}
     return raw, enriched
 
 
@@ -232,10 +232,15 @@ def assemble(records: Iterable[AuditRecord]) -> AuditEvent:
     sysc = next((r for r in recs if r.type == "SYSCALL"), None)
     main = sysc or recs[0]
     f = main.fields
-    merged: dict[str, str] = {}
+    # The main record's fields decoded, then the others' under "<type>.<key>" (first of a type
+    # wins; PATH items are in ``paths``).
+    merged: dict[str, str] = {k: field_value(k, v, main.type) for k, v in f.items()}
     for r in recs:
+        if r is main or r.type in ("EXECVE", "PATH", "PROCTITLE"):
+            continue
+        prefix = r.type.lower()
         for k, v in r.fields.items():
-            merged.setdefault(k if r is main else f"{r.type.lower()}.{k}", field_value(k, v, r.type))
+            merged.setdefault(f"{prefix}.{k}", field_value(k, v, r.type))
     # A long argv spans several EXECVE records (argc in the first): join their fields first.
     execve_fields: dict[str, str] = {}
     for r in recs:
