@@ -254,7 +254,7 @@ class VulnDB:
         known: dict[str, str] = {
             f"{o}\0{i}": m for o, i, m in self.conn.execute("SELECT origin, id, modified FROM vulns")
         }
-        bar = tqdm(desc="import", unit="rec", file=sys.stderr, disable=not progress, mininterval=0.5)
+        bar = tqdm(desc="import", unit="file", total=0, file=sys.stderr, disable=not progress, mininterval=0.5)
         changed = False
         try:
             for p in paths:
@@ -272,19 +272,19 @@ class VulnDB:
                     continue
                 since = prev[2] if (kind == "folder" and prev is not None) else 0.0
                 summary.sources += 1
+                bar.total = (bar.total or 0) + _count_files(path, kind, since)
+                bar.refresh()
                 before = summary.records
                 batch: list[dict[str, Any]] = []
                 self.conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for rec in self._iter_source(path, kind, since, summary):
+                    for rec in self._iter_source(path, kind, since, summary, bar):
                         batch.append(rec)
                         if len(batch) >= 2000:
                             changed |= self._write(batch, known, summary)
-                            bar.update(len(batch))
                             batch = []
                     if batch:
                         changed |= self._write(batch, known, summary)
-                        bar.update(len(batch))
                     self.conn.execute(
                         "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
                         "kind=excluded.kind, mtime=excluded.mtime, size=excluded.size, "
@@ -318,7 +318,9 @@ class VulnDB:
         )
         return summary
 
-    def _iter_source(self, path: Path, kind: str, since: float, summary: ImportSummary) -> Iterator[dict[str, Any]]:
+    def _iter_source(
+        self, path: Path, kind: str, since: float, summary: ImportSummary, bar: Any
+    ) -> Iterator[dict[str, Any]]:
         if kind == "folder":
             for f in sorted(path.rglob("*.json")):
                 try:
@@ -328,12 +330,14 @@ class VulnDB:
                 except OSError as exc:
                     summary.errors.append(f"{f}: {exc.strerror}")
                     continue
+                bar.update(1)
                 yield from self._records_of(data, str(f), summary)
         elif kind == "zip":
             try:
                 with zipfile.ZipFile(path) as zf:
                     for info in zf.infolist():
                         if info.filename.endswith(".json"):
+                            bar.update(1)
                             yield from self._records_of(zf.read(info), f"{path}!{info.filename}", summary)
             except (zipfile.BadZipFile, OSError) as exc:
                 summary.errors.append(f"{path}: {exc}")
@@ -343,6 +347,7 @@ class VulnDB:
             except OSError as exc:
                 summary.errors.append(f"{path}: {exc.strerror}")
                 return
+            bar.update(1)
             yield from self._records_of(data, str(path), summary)
 
     @staticmethod
@@ -417,6 +422,19 @@ class VulnDB:
         self.conn.executemany("INSERT INTO affected VALUES (?,?,?,?,?,?,?)", affected)
         self.conn.executemany("INSERT OR IGNORE INTO aliases VALUES (?,?)", aliases)
         return bool(vulns)
+
+
+def _count_files(path: Path, kind: str, since: float) -> int:
+    """How many JSON files a source holds (the progress bar's total; NVD feeds count as one)."""
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zf:
+                return sum(1 for i in zf.infolist() if i.filename.endswith(".json"))
+        if kind == "folder":
+            return sum(1 for f in path.rglob("*.json") if f.stat().st_mtime > since)
+    except (OSError, zipfile.BadZipFile):
+        return 0
+    return 1
 
 
 def _parse_osv(rec: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
