@@ -61,6 +61,9 @@ class DetectorsComponent:
         self._last: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self.findings: Counter[str] = Counter()
         self.suppressed: Counter[str] = Counter()
+        self.rate_limited: Counter[str] = Counter()
+        # (detector, container) -> (minute of event time, findings reported in it)
+        self._minute: dict[tuple[str, str], tuple[int, int]] = {}
         self.errors: Counter[str] = Counter()
         self.evaluated: Counter[str] = Counter()
         self._ctx: AgentContext | None = None
@@ -91,7 +94,8 @@ class DetectorsComponent:
         )
         self._m_suppressed = PromCounter(
             "riskguard_detector_suppressed",
-            "Repeated rule findings suppressed within detectors.repeat_suppress_seconds",
+            "Rule findings not reported: repeats within detectors.repeat_suppress_seconds and "
+            "those over detectors.max_findings_per_minute",
             ["detector"],
             registry=ctx.metrics,
         )
@@ -118,6 +122,7 @@ class DetectorsComponent:
             "evaluated": dict(self.evaluated),
             "findings": dict(self.findings),
             "suppressed": dict(self.suppressed),
+            "rate_limited": dict(self.rate_limited),
             "errors": dict(self.errors),
             "known_processes": len(self.state.comms),
         }
@@ -162,6 +167,11 @@ class DetectorsComponent:
         self._last.move_to_end(key)
         while len(self._last) > _MAX_SUPPRESS_KEYS:
             self._last.popitem(last=False)
+        if not self._within_rate(finding):
+            self.rate_limited[finding.detector_id] += 1
+            if self._m_suppressed is not None:
+                self._m_suppressed.labels(finding.detector_id).inc()
+            return
         self.findings[finding.detector_id] += 1
         if self._m_findings is not None:
             self._m_findings.labels(finding.detector_id, str(finding.severity)).inc()
@@ -174,6 +184,24 @@ class DetectorsComponent:
         )
         if self._ctx is not None:
             self._ctx.report(finding)
+
+    def _within_rate(self, finding: Finding) -> bool:
+        key = (finding.detector_id, finding.container_id)
+        minute = int(finding.ts // 60)
+        start, count = self._minute.get(key, (minute, 0))
+        if start != minute:
+            start, count = minute, 0
+            if len(self._minute) > _MAX_SUPPRESS_KEYS:
+                self._minute.clear()
+        if count >= self.settings.max_findings_per_minute:
+            if count == self.settings.max_findings_per_minute:
+                log.warning(
+                    "detector_rate_limited", detector=finding.detector_id, container_id=finding.container_id[:12]
+                )
+            self._minute[key] = (start, count + 1)
+            return False
+        self._minute[key] = (start, count + 1)
+        return True
 
 
 def build(ctx: AgentContext) -> DetectorsComponent | None:

@@ -21,6 +21,10 @@ class DetectorsSettings(Section):
     # A repeat of the same finding (detector, container, subject) within this many seconds is
     # counted as suppressed instead of reported again. 0 reports every occurrence.
     repeat_suppress_seconds: float = Field(default=300.0, ge=0)
+    # At most this many findings per (detector, container) per minute of event time; the rest
+    # are counted as rate-limited, so one noisy container cannot flood the findings queue that
+    # every container's findings share.
+    max_findings_per_minute: int = Field(default=60, ge=1)
     # Process names (comm or executable basename) that are interactive shells.
     shells: tuple[str, ...] = ("sh", "ash", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish")
     # Parents whose shell children are expected: the runtime starting an entrypoint or a

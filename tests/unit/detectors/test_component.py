@@ -77,6 +77,24 @@ def test_repeats_are_suppressed_within_the_window(make_ctx: Callable[..., AgentC
     assert ctx.metrics.get_sample_value("riskguard_detector_suppressed_total", {"detector": "RG-0002"}) == 1
 
 
+def test_a_flooding_container_is_rate_limited_per_detector(make_ctx: Callable[..., AgentContext]) -> None:
+    ctx = make_ctx()
+    comp = DetectorsComponent(DetectorsSettings(max_findings_per_minute=5), DETECTORS)
+    got = started(ctx, comp)
+    other = ContainerRef(id="cd" * 32, name="quiet", image="x")
+    for i in range(50):  # distinct subjects: not repeats, a flood
+        ctx.events.process(
+            ProcessExec(ts=120.0 + i / 100, pid=100 + i, container=C, ppid=1, uid=0, comm="x", filename=f"/tmp/x{i}")
+        )
+    ctx.events.process(ProcessExec(ts=121.0, pid=9, container=other, ppid=1, uid=0, comm="y", filename="/tmp/y"))
+    ctx.events.process(ProcessExec(ts=181.0, pid=99, container=C, ppid=1, uid=0, comm="z", filename="/tmp/z"))
+    settle(ctx)
+    mine = [f for f in got if f.container == C]
+    assert len(mine) == 6  # 5 in the first minute, 1 in the next
+    assert [f.container for f in got if f.container != C] == [other]
+    assert comp.status()["rate_limited"] == {"RG-0004": 45}
+
+
 def test_disabled_ids_do_not_run_and_unneeded_types_are_not_subscribed(
     make_ctx: Callable[..., AgentContext],
 ) -> None:
