@@ -43,11 +43,12 @@ class Grok:
     name: str
     regex: re.Pattern[str]
     groups: tuple[tuple[str, str, str], ...]  # (group name, field, type "" | int | float)
+    anchored: bool = False  # the expression starts with "^": one match attempt, not a search
 
     def match(self, line: str) -> dict[str, Any] | None:
         """Fields of ``line`` if the whole expression matches at its start (Logstash semantics:
         the expression is searched, not anchored, unless it anchors itself)."""
-        m = self.regex.search(line)
+        m = self.regex.match(line) if self.anchored else self.regex.search(line)
         if m is None:
             return None
         out: dict[str, Any] = {}
@@ -112,7 +113,7 @@ class GrokLibrary:
             compiled = re.compile(regex)
         except re.error as exc:
             raise GrokError(f"{name or expr[:60]}: not a valid regex after expansion: {exc}") from None
-        grok = Grok(name=name or expr, regex=compiled, groups=tuple(groups))
+        grok = Grok(name=name or expr, regex=compiled, groups=tuple(groups), anchored=expr.startswith("^"))
         self._compiled[key] = grok
         return grok
 

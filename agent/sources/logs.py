@@ -468,22 +468,25 @@ class LogTailer:
         n = len(buf)
         while pos + 4 <= n and len(out) < budget:
             (size,) = _FRAME.unpack_from(buf, pos)
-            if size > _MAX_FRAME:
-                # No way to resynchronise a length-prefixed stream: give up on this file.
+            end = pos + 4 + size + 4
+            if size <= _MAX_FRAME and end > n:
+                if size + 8 > self.chunk:
+                    self.chunk = size + 8  # one frame bigger than our read size
+                return pos
+            if size > _MAX_FRAME or _FRAME.unpack_from(buf, end - 4)[0] != size:
+                # The size suffix moby writes after each frame disagrees (or the size is absurd):
+                # a length-prefixed stream cannot be resynchronised, so skip to the end of file.
+                if pos:
+                    return pos  # hand over the good frames first; the next read lands here
                 self.stats.malformed += 1
                 log.warning(
                     "log_frame_corrupt",
                     container_id=self.target.key,
                     path=str(self.target.path),
-                    offset=self._offset + pos,
+                    offset=self._offset,
                 )
                 assert self._fh is not None
-                return max(pos, os.fstat(self._fh.fileno()).st_size - self._offset) or 1
-            end = pos + 4 + size + 4
-            if end > n:
-                if size + 8 > self.chunk:
-                    self.chunk = size + 8  # one frame bigger than our read size
-                return pos
+                return max(os.fstat(self._fh.fileno()).st_size - self._offset, 1)
             msg = buf[pos + 4 : pos + 4 + size]
             self._rec_pos = self._offset + pos
             pos = end

@@ -216,3 +216,16 @@ def test_removed_container_is_read_one_last_time_and_offsets_pruned(tmp_path: Pa
     log.unlink()
     assert ts.prune_offsets() == 1
     store.close()
+
+
+def test_local_frame_with_wrong_suffix_is_skipped_not_misread(tmp_path: Path) -> None:
+    p = tmp_path / "container.log"
+    good = encode_local_entry("stdout", 1, b"good")
+    bad = bytearray(encode_local_entry("stdout", 2, b"bad"))
+    bad[-1] ^= 0xFF
+    append(p, good + bytes(bad) + encode_local_entry("stdout", 3, b"unreachable"))
+    t = tailer(p, None, fmt="local")
+    assert texts(t.poll()) == ["good"]
+    assert t.poll() == [] and t.stats.malformed == 1
+    append(p, encode_local_entry("stdout", 4, b"after"))
+    assert texts(t.poll()) == ["after"]
