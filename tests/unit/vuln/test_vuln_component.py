@@ -213,3 +213,30 @@ def test_riskguardctl_scan_over_the_control_socket(
     finally:
         server.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_interval_rounds_rematch_only_when_the_database_changed(
+    tmp_path: Path, make_ctx: Callable[..., AgentContext]
+) -> None:
+    paths = HostPaths.under(tmp_path / "host")
+    root = paths.pid_root(PID)
+    write_os_release(root, "debian", "12")
+    write_dpkg_status(root, [{"name": "libexpat1", "version": "2.5.0-1", "source": "expat"}])
+    dbpath = tmp_path / "vulndb.sqlite"
+    cfg = AgentConfig(scan=ScanSettings(interval_seconds=0.2, list_services=False), vulndb=VulnDbSettings(path=dbpath))
+    ctx = make_ctx(cfg, paths)
+    comp = build(ctx)
+    assert comp is not None
+    comp.start(ctx)
+    try:
+        c = _container()
+        ctx.registry.upsert(c)
+        wait_for(lambda: comp.counts["skipped"] >= 2, what="two idle interval rounds")
+        assert comp.counts["reads"] == 1 and comp.counts["rematches"] == 0
+        _import(dbpath, tmp_path / "f", [osv("DSA-7-1", "Debian:12", "expat", rating="high")])
+        wait_for(lambda: comp.counts["rematches"] >= 1, what="a rematch after the import")
+        assert comp.counts["reads"] == 1
+        assert [v["vulnerability"] for v in comp.vulnerabilities(c.id)] == ["DSA-7-1"]
+        assert comp.status()["db_generation"] == 1
+    finally:
+        comp.stop()
