@@ -215,3 +215,11 @@ def test_docs_table_lists_every_detector() -> None:
 
 def test_docs_page_exists() -> None:
     assert Path(REPO / "docs" / "detectors.md").is_file()
+
+
+def test_docs_yaml_block_equals_the_defaults() -> None:
+    import yaml
+
+    doc = (REPO / "docs" / "detectors.md").read_text(encoding="utf-8")
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert yaml.safe_load(block)["detectors"] == DetectorsSettings().model_dump(mode="json")
