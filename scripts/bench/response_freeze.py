@@ -48,7 +48,8 @@ from agent.store import Store
 
 IMAGE = "riskguard-test/busybox"
 DENIED = "/bin/od"  # the "denied" binary of this benchmark's rule
-TARGET_LOOP = f"mkfifo /tmp/go; while true; do read x < /tmp/go; {DENIED} -c /dev/null >/dev/null; done"
+# One exec per trigger: a read that hits EOF (the writer closed first) must not exec.
+TARGET_LOOP = f"mkfifo /tmp/go; while true; do if read x < /tmp/go; then {DENIED} -c /dev/null >/dev/null; fi; done"
 
 
 def pct(values: list[float], q: float) -> float:
