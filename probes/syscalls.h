@@ -1,13 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* syscalls.h: keys of the in-kernel syscall accounting maps (read by agent/sources/ebpf.py). */
+/* syscalls.h: key of the in-kernel syscall transition map (read by agent/sources/ebpf.py). */
 #ifndef RG_SYSCALLS_H
 #define RG_SYSCALLS_H
-
-struct rg_sc_key {
-    u64 cgroup_id;
-    u32 nr;
-    u32 gen;
-};
 
 struct rg_tr_key {
     u64 cgroup_id;

@@ -13,7 +13,7 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.events import Event, FileOpen, NetConnect, PrivilegeEvent, ProcessExec
 
@@ -105,8 +105,9 @@ class DecodeError(ValueError):
     """A raw record that is not one of ours (too short, unknown type)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
+    """``struct rg_hdr`` (a tuple: built once per record, it has to be cheap)."""
+
     type: int
     pid: int
     cgroup_id: int

@@ -14,7 +14,8 @@ import re
 import sys
 
 from agent.config import ConfigError, config_path_from_env, load_config
-from agent.sources.ebpf import available_probes, cflags, probe_hooks, program_text, ringbuf_supported
+from agent.hostfs import HostPaths
+from agent.sources.ebpf import available_probes, cflags, detect_support, probe_hooks, program_text
 
 
 def _hooks_line(name: str) -> str:
@@ -35,10 +36,10 @@ def cmd_probes(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(str(exc), file=sys.stderr)
             return 2
-        ringbuf = {"auto": None, "ringbuf": True, "perfbuf": False}[args.output]
-        if ringbuf is None:
-            ringbuf = ringbuf_supported()
-        sys.stdout.write(program_text([args.print_name], cflags(config.ebpf, ringbuf)))
+        support = detect_support(HostPaths())
+        ringbuf = {"auto": support.ringbuf, "ringbuf": True, "perfbuf": False}[args.output]
+        flags = cflags(config.ebpf, ringbuf, support.task_storage)
+        sys.stdout.write(program_text([args.print_name], flags))
         return 0
     if args.json:
         for n in names:
