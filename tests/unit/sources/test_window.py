@@ -31,9 +31,7 @@ A2 = ContainerRef(id="c" * 64, name="web-2", image="nginx", image_id="sha256:1")
 
 
 def exec_(ref: ContainerRef, path: str, source: str = "ebpf") -> ProcessExec:
-    return ProcessExec(
-        ts=1.0, container=ref, ppid=1, uid=0, comm=path.rsplit("/", 1)[-1], filename=path, source=source
-    )
+    return ProcessExec(ts=1.0, container=ref, ppid=1, uid=0, comm=path.rsplit("/", 1)[-1], filename=path, source=source)
 
 
 def connect(ref: ContainerRef, daddr: str, dport: int, op: str = "connect") -> NetConnect:
@@ -90,9 +88,7 @@ def test_every_field_is_filled_from_what_arrived() -> None:
             connect(A, "10.0.0.7", 8080, op="accept"),
             FileOpen(ts=1.0, container=A, comm="cat", path="/etc/shadow", flags=0, write=False),
             PrivilegeEvent(ts=1.0, container=A, comm="su", syscall="setuid", args=(0,)),
-            SyscallWindow(
-                ts=1.0, container=A, start=90, end=100, counts={0: 5, 1: 7}, transitions={(0, 1): 4}
-            ),
+            SyscallWindow(ts=1.0, container=A, start=90, end=100, counts={0: 5, 1: 7}, transitions={(0, 1): 4}),
             SyscallWindow(ts=2.0, container=A, start=90, end=100, counts={1: 3}, transitions={(0, 1): 1}),
             FlowWindow(
                 ts=1.0,
