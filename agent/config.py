@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError
 
 from agent.actions.settings import KubernetesSettings, ResponseSettings
 from agent.behavior.settings import BehaviorSettings
+from agent.detectors.settings import DetectorsSettings
 from agent.logs.settings import LogsSettings
 from agent.netpolicy.settings import NetworkSettings
 from agent.outputs.settings import OutputsSettings
@@ -73,6 +74,7 @@ class AgentConfig(Section):
     capture: CaptureSettings = CaptureSettings()
     behavior: BehaviorSettings = BehaviorSettings()
     logs: LogsSettings = LogsSettings()
+    detectors: DetectorsSettings = DetectorsSettings()
     scan: ScanSettings = ScanSettings()
     vulndb: VulnDbSettings = VulnDbSettings()
     response: ResponseSettings = ResponseSettings()
