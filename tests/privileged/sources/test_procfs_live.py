@@ -4,10 +4,13 @@ it, a binary written after start, and nothing of another container."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+from agent.context import AgentContext
 from agent.hostfs import HostPaths
+from agent.sources import procfs, window
 from agent.sources.procfs import snapshot
 from tests.support import wait_for
 
@@ -32,3 +35,24 @@ def test_live_snapshot(run_container: Callable[..., Any], container_record: Call
     assert snap.threads >= 3 and snap.fds >= 9 and snap.rss_bytes > 0
     other_snap = wait_for(lambda: snapshot(HostPaths(), rec_other), what="other container snapshot")
     assert {pid for pid, _pp, _c in other_snap.tree}.isdisjoint({pid for pid, _pp, _c in snap.tree})
+
+
+def test_snapshots_reach_the_behaviour_window(
+    run_container: Callable[..., Any], container_record: Callable[[Any], Any], make_ctx: Callable[..., AgentContext]
+) -> None:
+    """procfs source → bus → window aggregator, on a live container: the window carries its counts."""
+    c = run_container("sh", "-c", "sleep 600 & sleep 600 & exec sleep 600")
+    ctx = make_ctx()
+    ctx.registry.upsert(container_record(c))
+    src = procfs.build(ctx)
+    agg = window.build(ctx)
+    assert src is not None and agg is not None
+    ctx.events.start()
+    wait_for(lambda: (s := src.collect()) and s[0].processes == 3, what="3 processes in the container")
+    time.sleep(0.2)
+    src.collect()  # a second snapshot: CPU becomes a delta
+    assert ctx.events.drain()
+    (w,) = agg.flush(time.time())
+    assert w.container is not None and w.container.id == c.id
+    assert w.processes == 3 and w.threads == 3 and w.rss_bytes > 0 and w.fds >= 9
+    assert w.sources == {"procfs"} and w.cpu_seconds >= 0.0
