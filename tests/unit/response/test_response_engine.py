@@ -274,3 +274,13 @@ def test_riskguardctl_over_the_control_socket(env: Any, tmp_path: Path, capsys: 
         capture.__exit__(None, None, None)
         server.stop()
         comp.stop()
+
+
+def test_socket_table_after_the_freeze_when_configured(env: Any) -> None:
+    ctx, c = env(evidence_connections="after_freeze")
+    engine = ResponseEngine(ctx)
+    rec = engine.isolate(c.id, "freeze")
+    first, late = engine.records.evidence(rec["id"])
+    assert first["connections"] is None and {p["pid"] for p in first["processes"]} == {PID, PID + 1}
+    assert any(x["local"] == "127.0.0.1:8080" for x in late["connections"])
+    assert rec["phase"] == "confirmed"
