@@ -294,6 +294,13 @@ class CaptureSource:
             self.remove(c.id)
         elif what == "added":
             self.add(c)
+        elif what == "updated":
+            with self._lock:
+                cap = self.captures.get(c.id)
+            if cap is not None and (cap.container.init_pid, cap.container.netns_inode) != (c.init_pid, c.netns_inode):
+                # A restarted container has a new init and a new netns: reopen the capture there.
+                self.remove(c.id)
+                self.add(c)
 
     def start(self, ctx: AgentContext | None = None) -> None:
         self._stop.clear()
