@@ -35,13 +35,13 @@ def _local_name(url: str) -> str:
 
 def fetch(url: str, dest_dir: Path, timeout: float) -> tuple[Path, bool]:
     """Download ``url`` into ``dest_dir`` unless unchanged; returns (path, changed)."""
-    dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     dest = dest_dir / _local_name(url)
     req = urllib.request.Request(url, headers={"User-Agent": "riskguard-agent vulndb update"})
     if dest.exists():
         req.add_header("If-Modified-Since", email.utils.formatdate(dest.stat().st_mtime, usegmt=True))
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # URLs come from trusted config only
+            dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = dest.with_suffix(dest.suffix + ".part")
             with open(tmp, "wb") as f:
                 while chunk := resp.read(1 << 20):
