@@ -168,3 +168,40 @@ def test_schema_v1_database_is_upgraded_and_newer_refused(tmp_path: Path) -> Non
     db.close()
     with pytest.raises(RuntimeError, match="newer"):
         VulnDB(p)
+
+
+def test_update_fetches_conditionally_from_a_loopback_mirror(tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    from agent.vuln.update import UpdateError, update
+
+    site = tmp_path / "site" / "Debian"
+    site.mkdir(parents=True)
+    _zip(site / "all.zip", [osv("DSA-5-1", "Debian:12", "expat", fixed="9")])
+    old = time.time() - 3600
+    os.utime(site / "all.zip", (old, old))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path / "site"))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/Debian/all.zip"
+        db = VulnDB(tmp_path / "db.sqlite")
+        dl = tmp_path / "downloads"
+        s1 = update(db, [url], dl, timeout=10, progress=False)
+        assert s1.added == 1 and (dl / "Debian-all.zip").exists()
+        s2 = update(db, [url], dl, timeout=10, progress=False)  # 304 Not Modified → source skipped
+        assert (s2.records, s2.sources_skipped) == (0, 1)
+        with pytest.raises(UpdateError, match="no source reachable"):
+            update(db, ["http://127.0.0.1:9/none.zip"], dl, timeout=2, progress=False)
+        db.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
