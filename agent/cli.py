@@ -19,6 +19,7 @@ from agent.logsetup import configure_logging
 # Sub-command groups contributed by subsystems: each module has register(subparsers).
 CLI_MODULES: tuple[str, ...] = (
     "agent.sources.cli",  # probes
+    "agent.sources.audit_cli",  # audit decode
     "agent.behavior.cli",  # syscalls fit|score
     "agent.logs.cli",  # logs parse|fit|score
     "agent.vuln.cli",  # scan, vulndb
