@@ -146,3 +146,40 @@ def test_sessions_learn_then_flag_an_anomalous_session() -> None:
     ev = findings[0].evidence
     assert ev["session"] == "10.6.6.6" and ev["score"] >= 0.3 and ev["patterns"]
     assert findings[0].container == ref
+
+
+def test_riskguardctl_logs_over_the_control_socket(
+    make_ctx: Callable[..., AgentContext], tmp_path: Path, capsys: Any
+) -> None:
+    import argparse
+
+    from agent.control import ControlServer
+    from agent.logs import ctl
+
+    ctx, log, _entries, _findings = setup(make_ctx, tmp_path)
+    log.write_bytes(cri("hello") + b"not a cri line\n")
+    comp = build(ctx)
+    assert comp is not None
+    comp.start(ctx)
+    comp.poll_once()
+    server = ControlServer(tmp_path / "ctl.sock", ctx.control_methods)
+    server.start()
+    try:
+        p = argparse.ArgumentParser()
+        p.add_argument("--socket", type=Path, default=tmp_path / "ctl.sock")
+        ctl.register(p.add_subparsers())
+        capsys.readouterr()  # drop our own start-up log lines (structlog's test default is stdout)
+        outs = []
+        for argv in (["logs", "status", "--json"], ["logs", "rules", "--json"], ["logs", "status"], ["logs", "rules"]):
+            args = p.parse_args(argv)
+            assert args.func(args) == 0
+            outs.append(capsys.readouterr().out)
+        status_json = json.loads(outs[0])
+        assert json.loads(outs[1])["sigma"]["unsupported"] == {}
+        out = "".join(outs[2:])
+        assert status_json["tail"]["totals"]["malformed"] == 1 and status_json["published"] == 1
+        assert "RG-LOG-0001" in out and "Shell Spawned By A Web Server Process" in out
+        assert "NOT LOADED" not in out
+    finally:
+        server.stop()
+        comp.stop()
