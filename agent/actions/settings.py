@@ -10,6 +10,21 @@ from pydantic import Field
 
 from agent.settings_base import Section
 
+Rung = Literal["none", "alert", "freeze", "quarantine", "patch"]
+
+# Finding source → rung of the graded ladder (``response.ladder``'s default).
+DEFAULT_LADDER: dict[str, Rung] = {
+    "behavior": "freeze",
+    "rule": "freeze",
+    "audit": "freeze",
+    "logs": "quarantine",
+    "network": "quarantine",
+    "syscall_chain": "quarantine",
+    "vuln": "patch",
+    "netpolicy": "alert",
+    "operator": "freeze",
+}
+
 
 class ResponseOverride(Section):
     """A per-image or per-label adjustment of the response (first matching override wins)."""
@@ -21,7 +36,7 @@ class ResponseOverride(Section):
     # Mode for matching containers; None = the global mode.
     mode: Literal["observe", "enforce"] | None = None
     # The highest rung of the ladder allowed for matching containers; None = no cap.
-    max_action: Literal["none", "alert", "freeze", "quarantine", "patch"] | None = None
+    max_action: Rung | None = None
     # True: matching containers are never acted on (alerts only), like the exempt label.
     exempt: bool = False
 
@@ -37,19 +52,7 @@ class ResponseSettings(Section):
     # Findings at or above this severity climb the ladder past "alert".
     action_severity: Literal["info", "low", "medium", "high", "critical"] = "high"
     # Source → rung of the graded ladder (alert → freeze → quarantine → patch).
-    ladder: dict[str, Literal["none", "alert", "freeze", "quarantine", "patch"]] = Field(
-        default_factory=lambda: {
-            "behavior": "freeze",
-            "rule": "freeze",
-            "audit": "freeze",
-            "logs": "quarantine",
-            "network": "quarantine",
-            "syscall_chain": "quarantine",
-            "vuln": "patch",
-            "netpolicy": "alert",
-            "operator": "freeze",
-        }
-    )
+    ladder: dict[str, Rung] = Field(default_factory=lambda: dict(DEFAULT_LADDER))
     # A container carrying this label with value "true" is never acted on.
     exempt_label: str = "riskguard.exempt"
     # Never acted on: container ids (or unique prefixes ≥ 12 chars), names, and image patterns.
