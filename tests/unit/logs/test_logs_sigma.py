@@ -135,3 +135,18 @@ def test_unsupported_rules_are_reported_with_reasons(tmp_path: Path) -> None:
     assert eng.evaluate(proc("/usr/bin/id", "id"))[0].rule.title == "ok"
     report = eng.report()
     assert len(report["loaded"]) == 1 and len(report["unsupported"]) == 5
+
+
+def test_shipped_rules_pass_pysigma_validators() -> None:
+    from sigma.collection import SigmaCollection
+    from sigma.plugins import InstalledSigmaPlugins
+    from sigma.validation import SigmaValidator
+
+    from agent.logs.sigma import DEFAULT_SIGMA_DIR
+
+    validators = InstalledSigmaPlugins.autodiscover().validators
+    # These three download the ATT&CK / D3FEND / CAR catalogues: no network in tests.
+    offline = {k: v for k, v in validators.items() if k not in ("attacktag", "d3_fendtag", "cartag")}
+    assert len(offline) > 20
+    issues = SigmaValidator(offline.values()).validate_rules(SigmaCollection.load_ruleset([DEFAULT_SIGMA_DIR]))
+    assert [(type(i).__name__, [r.title for r in i.rules]) for i in issues] == []
