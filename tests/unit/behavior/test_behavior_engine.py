@@ -297,3 +297,40 @@ def test_failed_fit_is_logged_and_retried_later(store: Store) -> None:
     feed(engine, [normal_window(rng, 1000 + 2 * i, container(1)) for i in range(40)])
     assert engine.counters["fit_failures"] == 1  # one try, then wait FIT_RETRY_SECONDS
     assert engine.db.get(IMAGE).state == "learning"  # type: ignore[union-attr]
+
+
+def test_riskguardctl_baseline_over_the_control_socket(
+    make_ctx: Callable[..., AgentContext], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import json
+
+    from agent.behavior import ctl
+    from agent.control import ControlServer
+
+    ctx = make_ctx(AgentConfig(behavior=SETTINGS))
+    comp = build(ctx)
+    assert comp is not None
+    comp.start(ctx)
+    server = ControlServer(tmp_path / "run" / "agent.sock", ctx.control_methods)
+    server.start()
+    try:
+        rng = random.Random(1)
+        comp.process_batch([normal_window(rng, 1000 + 2 * i, container(1)) for i in range(40)])
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--socket", type=Path, default=server.path)
+        ctl.register(parser.add_subparsers())
+        args = parser.parse_args(["baseline", "list", "--json"])
+        capsys.readouterr()  # the component's log lines
+        assert args.func(args) == 0
+        (b,) = json.loads(capsys.readouterr().out)["baselines"]
+        assert b["image"] == IMAGE and b["state"] == "scoring"
+        args = parser.parse_args(["baseline", "freeze", IMAGE])
+        assert args.func(args) == 0 and "frozen=True" in capsys.readouterr().out
+        args = parser.parse_args(["baseline", "list"])
+        assert args.func(args) == 0 and "scoring (frozen)" in capsys.readouterr().out
+        args = parser.parse_args(["baseline", "relearn"])
+        assert args.func(args) == 2
+    finally:
+        server.stop()
+        comp.stop()
