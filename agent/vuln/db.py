@@ -424,6 +424,11 @@ class VulnDB:
         return bool(vulns)
 
 
+def _str_list(value: Any) -> list[str]:
+    """The strings of a JSON list (anything else, e.g. a bare string, counts as empty)."""
+    return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
+
+
 def _count_files(path: Path, kind: str, since: float) -> int:
     """How many JSON files a source holds (the progress bar's total; NVD feeds count as one)."""
     try:
@@ -445,8 +450,8 @@ def _parse_osv(rec: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ..
     if not modified:
         raise ValueError("OSV record without modified")
     severity, score, vector = rating_from_osv(rec)
-    aliases = sorted({str(a) for a in rec.get("aliases") or [] if a and str(a) != vid})
-    upstream = sorted({str(a) for a in rec.get("upstream") or [] if a and str(a) != vid})
+    aliases = sorted(set(_str_list(rec.get("aliases"))) - {vid})
+    upstream = sorted(set(_str_list(rec.get("upstream"))) - {vid})
     row = (
         "osv",
         vid,
@@ -470,12 +475,16 @@ def _parse_osv(rec: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ..
         ranges = []
         for r in a.get("ranges") or []:
             events = [
-                {k: str(v) for k, v in e.items() if k in ("introduced", "fixed", "last_affected", "limit")}
+                {
+                    k: str(v)
+                    for k, v in e.items()
+                    if k in ("introduced", "fixed", "last_affected", "limit") and isinstance(v, (str, int))
+                }
                 for e in r.get("events") or []
                 if isinstance(e, dict)
             ]
             ranges.append({"type": str(r.get("type") or ""), "events": [e for e in events if e]})
-        versions = [str(v) for v in a.get("versions") or []]
+        versions = _str_list(a.get("versions"))
         spec = {**(a.get("database_specific") or {}), **(a.get("ecosystem_specific") or {})}
         aff_sev = str(spec.get("severity") or spec.get("urgency") or "")
         affected.append(

@@ -80,10 +80,9 @@ def in_range(scheme: str, version: str, rng: dict[str, Any]) -> tuple[bool, str]
             if kind == "introduced" and ver == "0":
                 events.append((0, None, kind, ver))
                 continue
-            try:
-                events.append((1, key(scheme, ver), kind, ver))
-            except VersionError:
-                continue  # one unparsable bound drops that event, not the whole record
+            # An unparsable bound raises VersionError: the whole range is skipped (dropping only a
+            # bad "fixed" would turn the range into "affected forever", a false positive).
+            events.append((1, key(scheme, ver), kind, ver))
     affected = False
     fixed = ""
     for _, k, kind, ver in _sorted(events):

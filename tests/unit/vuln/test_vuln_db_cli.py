@@ -205,3 +205,41 @@ def test_update_fetches_conditionally_from_a_loopback_mirror(tmp_path: Path) -> 
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_hostile_field_types_are_skipped_not_guessed(tmp_path: Path) -> None:
+    from agent.vuln.inventory import Inventory, OsRelease, Package
+
+    pkg = {"ecosystem": "Debian:12", "name": "a"}
+    bad = [
+        {"id": 5, "modified": "x", "affected": [{"package": "str"}]},
+        {"id": "B", "modified": "m", "affected": "nope"},
+        {"id": "C", "modified": "m", "severity": "x", "affected": []},
+        # a bare-string aliases/versions must not become a list of characters
+        {"id": "S", "modified": "m", "aliases": "CVE-1", "affected": [{"package": pkg, "versions": "1.0"}]},
+        # an unparsable fixed bound must not turn the range into "affected forever"
+        {
+            "id": "F",
+            "modified": "m",
+            "affected": [
+                {
+                    "package": pkg,
+                    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "not a version !!"}]}],
+                }
+            ],
+        },
+        {"id": "N", "modified": "m", "affected": [{"package": pkg, "ranges": [{"events": [{"introduced": None}]}]}]},
+    ]
+    (tmp_path / "r").mkdir()
+    for i, b in enumerate(bad):
+        (tmp_path / "r" / f"{i}.json").write_text(json.dumps(b))
+    (tmp_path / "r" / "bin.json").write_bytes(b"\xff\xfe\x00garbage")
+    db = VulnDB(tmp_path / "db.sqlite")
+    s = db.import_paths([tmp_path / "r"], progress=False)
+    assert (s.added, s.malformed) == (3, 4)
+    assert db.records(["S"])[0].aliases == []
+    inv = Inventory(
+        os=OsRelease(id="debian", version_id="12"),
+        packages=[Package("Debian:12", "a", "1.0", kind="deb"), Package("Debian:12", "a", "~~ !", kind="deb")],
+    )
+    assert Matcher(db).match(inv) == []
