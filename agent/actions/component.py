@@ -37,6 +37,12 @@ class ResponseComponent:
 
     def start(self, ctx: AgentContext) -> None:
         engine = self.engine
+        outputs = ctx.components.get("outputs")
+        if outputs is not None and hasattr(outputs, "attach_engine"):
+            # From now on the engine sends each finding (with verdict and action) to the outputs
+            # itself, and the outputs' own bus subscription stands down.
+            outputs.attach_engine()
+            engine.outputs = outputs
         reconciled = engine.reconcile()
         if reconciled:
             log.info("response_reconciled", records=len(reconciled), isolations=len(engine.isolations()))

@@ -55,6 +55,23 @@ def _event_dict(ev: Event) -> dict[str, Any]:
     return out
 
 
+def _action_out(rec: Mapping[str, Any], kind: str = "") -> dict[str, Any]:
+    """An action record as the outputs take it (``kind``, ``ok``, ``detail`` …)."""
+    phase = str(rec.get("phase", ""))
+    return {
+        "kind": kind or str(rec.get("action", "")),
+        "action_id": rec.get("id", ""),
+        "container_id": rec.get("container_id", ""),
+        "container_name": rec.get("container_name", ""),
+        "method": rec.get("method", ""),
+        "actor": rec.get("actor", ""),
+        "phase": phase,
+        "ok": phase in ("confirmed", "released"),
+        "detail": rec.get("detail", ""),
+        "dry_run": bool(rec.get("dry_run")),
+    }
+
+
 class ResponseEngine:
     """Decides on findings and carries out (and records) freezes, quarantines and patch plans."""
 
@@ -71,6 +88,9 @@ class ResponseEngine:
         self._locks_guard = threading.Lock()
         self._decide_lock = threading.Lock()
         self._own_cgroups = self._agent_cgroups()
+        # The outputs component (``agent.outputs``), when attached: findings with their verdicts
+        # and every action result go out through it.
+        self.outputs: Any = None
 
     # --- facts ---------------------------------------------------------------------------
     def _agent_cgroups(self) -> list[tuple[str, str]]:
@@ -120,6 +140,23 @@ class ResponseEngine:
         with self._locks_guard:
             return self._locks.setdefault(container_id, threading.Lock())
 
+    # --- outputs -------------------------------------------------------------------------
+    def _emit_finding(self, finding: Finding, verdict: Verdict, rec: Mapping[str, Any] | None) -> None:
+        if self.outputs is None:
+            return
+        try:
+            self.outputs.emit_finding(finding, verdict, _action_out(rec) if rec else None)
+        except Exception as exc:  # an output problem never stops the response
+            log.error("response_output_failed", error=repr(exc))
+
+    def _emit_action(self, rec: Mapping[str, Any], kind: str = "") -> None:
+        if self.outputs is None:
+            return
+        try:
+            self.outputs.emit_action(_action_out(rec, kind))
+        except Exception as exc:
+            log.error("response_output_failed", error=repr(exc))
+
     # --- bus handlers --------------------------------------------------------------------
     def on_event(self, ev: Event) -> None:
         """Keep the last few events of each container for evidence snapshots."""
@@ -138,6 +175,7 @@ class ResponseEngine:
             incident = incident_id(self.policy, finding.container_id)
         self.counters[f"verdict_{verdict.action}"] += 1
         self.records.save_finding(finding, verdict, {"incident": incident})
+        rec: dict[str, Any] | None = None
         if verdict.enforce and c is not None and verdict.action in (*ISOLATIONS, Action.PATCH):
             try:
                 rec = self.execute(
@@ -164,6 +202,8 @@ class ResponseEngine:
                     )
             except ResponseError as exc:
                 log.warning("response_refused", container_id=c.id, action=str(verdict.action), reason=str(exc))
+        if verdict.action != Action.NONE:
+            self._emit_finding(finding, verdict, rec)
         return verdict
 
     # --- actions -------------------------------------------------------------------------
@@ -282,6 +322,7 @@ class ResponseEngine:
             )
         rec = self.records.get(action_id)
         assert rec is not None
+        self._emit_action(rec)
         return rec
 
     def _do(
@@ -345,11 +386,9 @@ class ResponseEngine:
             method=method,
             dry_run=dry_run or None,
         )
-        self.records.save_finding(
-            finding,
-            Verdict(finding=finding, action=act, enforce=not rec["dry_run"], reason=f"requested by {actor}"),
-            {"action_id": rec["id"], "result": rec["phase"]},
-        )
+        verdict = Verdict(finding=finding, action=act, enforce=not rec["dry_run"], reason=f"requested by {actor}")
+        self.records.save_finding(finding, verdict, {"action_id": rec["id"], "result": rec["phase"]})
+        self._emit_finding(finding, verdict, rec)
         return rec
 
     def release(self, container: str, actor: str = "operator") -> list[dict[str, Any]]:
@@ -392,6 +431,7 @@ class ResponseEngine:
             log.error("container_release_failed", container_id=rec["container_id"], detail=result.detail)
         got = self.records.get(rec["id"])
         assert got is not None
+        self._emit_action(got, kind=f"release_{rec['action']}")
         return got
 
     # --- start-up ------------------------------------------------------------------------

@@ -284,3 +284,36 @@ def test_socket_table_after_the_freeze_when_configured(env: Any) -> None:
     assert first["connections"] is None and {p["pid"] for p in first["processes"]} == {PID, PID + 1}
     assert any(x["local"] == "127.0.0.1:8080" for x in late["connections"])
     assert rec["phase"] == "confirmed"
+
+
+def test_findings_and_actions_reach_the_outputs(tmp_path: Path, make_ctx: Callable[..., AgentContext]) -> None:
+    from agent.outputs.component import build as build_outputs
+
+    paths, c = fake_host(tmp_path / "host")
+    alerts = tmp_path / "alerts.jsonl"
+    cfg = AgentConfig.model_validate(
+        {
+            "response": {"mode": "enforce"},
+            "outputs": {"alerts_file": str(alerts), "log_findings": False, "metrics": {"enabled": False}},
+        }
+    )
+    ctx = make_ctx(config=cfg, paths=paths)
+    ctx.registry.upsert(c)
+    outputs = build_outputs(ctx)
+    outputs.start(ctx)
+    ctx.components["outputs"] = outputs
+    comp = build(ctx)
+    assert comp is not None
+    comp.start(ctx)
+    try:
+        ctx.findings.process(rule_finding(c))
+        ctx.findings.process(rule_finding(c, source=Source.BEHAVIOR))  # joins the incident: not sent again
+        comp.engine.release(c.id)
+    finally:
+        comp.stop()
+        outputs.stop()
+    lines = [json.loads(x) for x in alerts.read_text().splitlines()]
+    findings = [x for x in lines if x.get("type") != "action"]
+    assert len(findings) == 1
+    assert findings[0]["verdict"] == "freeze" and findings[0]["action"]["kind"] == "freeze"
+    assert findings[0]["action"]["ok"] is True and findings[0]["container_id"] == c.id
