@@ -445,7 +445,9 @@ def read_npm(root: Root, skipped: dict[str, int], max_packages: int = 50_000) ->
             seen.add(path)
             try:
                 meta = json.loads(root.read_bytes(path, limit=4 << 20))
-                name, version = str(meta["name"]), str(meta["version"])
+                name, version = meta["name"], meta["version"]
+                if not (isinstance(name, str) and isinstance(version, str) and name and version):
+                    raise TypeError("name/version are not strings")
             except (RootError, ValueError, KeyError, TypeError):
                 skipped["npm"] = skipped.get("npm", 0) + 1
                 continue
@@ -484,6 +486,10 @@ def read_inventory(root: Root) -> Inventory:
             found = reader()
         except RootError as exc:
             log.warning("inventory_reader_failed", reader=label, root=root.label, error=str(exc))
+            continue
+        except Exception as exc:  # a hostile file must cost its reader, never the whole scan
+            inv.skipped[label] = inv.skipped.get(label, 0) + 1
+            log.error("inventory_reader_crashed", reader=label, root=root.label, error=repr(exc))
             continue
         if found:
             inv.readers.append(label)
