@@ -5,8 +5,10 @@ quarantined and both back after release, for each method."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,3 +126,47 @@ def test_quarantine_refused_for_exempt_and_unknown_containers(
     # Dry run names the table it would add and adds nothing.
     dry = quarantine.apply(HostPaths(), container_record(probe.target), "netns", dry_run=True)
     assert dry.ok and dry.dry_run and quarantine.TABLE_PREFIX not in netns_tables(probe.target)
+
+
+@pytest.fixture
+def user_network(docker_client: Any) -> Any:
+    import docker
+
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.213.37.0/24")])
+    net = docker_client.networks.create(f"rgtest-q-{uuid.uuid4().hex[:6]}", driver="bridge", ipam=ipam)
+    yield net
+    net.reload()
+    for c in net.containers:
+        with contextlib.suppress(Exception):
+            net.disconnect(c, force=True)
+    net.remove()
+
+
+def test_docker_disconnect_restores_static_address_and_aliases(
+    run_container: Callable[..., Any],
+    user_network: Any,
+    container_record: Any,
+    response_ctx: Callable[..., AgentContext],
+) -> None:
+    c = run_container("sleep", "600", network_mode="bridge")
+    user_network.connect(c, ipv4_address="10.213.37.42", aliases=["payments-db"])
+    c.reload()
+    before = c.attrs["NetworkSettings"]["Networks"]
+    ctx = response_ctx(quarantine="docker")
+    ctx.registry.upsert(container_record(c))
+    engine = ResponseEngine(ctx)
+    rec = engine.isolate(c.id, "quarantine")
+    assert rec["phase"] == "confirmed"
+    c.reload()
+    assert not c.attrs["NetworkSettings"]["Networks"]
+    recorded = {n["name"]: n for n in rec["state"]["networks"]}
+    assert recorded[user_network.name]["ipv4_address"] == "10.213.37.42"
+    assert "payments-db" in recorded[user_network.name]["aliases"]
+    engine.release(c.id)
+    c.reload()
+    after = c.attrs["NetworkSettings"]["Networks"]
+    assert sorted(after) == sorted(before)
+    mine = after[user_network.name]
+    assert mine["IPAddress"] == "10.213.37.42"
+    assert (mine.get("IPAMConfig") or {}).get("IPv4Address") == "10.213.37.42"
+    assert "payments-db" in (mine.get("Aliases") or [])
