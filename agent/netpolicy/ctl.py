@@ -63,8 +63,10 @@ def cmd_netpolicy(args: argparse.Namespace) -> int:
     print(f"{c.get('name', args.id)} ({str(c.get('id', ''))[:12]}, {c.get('image', '')}): rules {result.get('mode')}")
     m = result.get("managed") or {}
     if m:
-        print(f"managed: {m.get('backend')} {m.get('address')}/{m.get('prefixlen')} via {m.get('gateway')} "
-              f"on {m.get('bridge')} ({m.get('host_ifname')})")
+        print(
+            f"managed: {m.get('backend')} {m.get('address')}/{m.get('prefixlen')} via {m.get('gateway')} "
+            f"on {m.get('bridge')} ({m.get('host_ifname')})"
+        )
     if result.get("refused"):
         print(f"rules refused: {result['refused']}")
     for title, key in (("allowlist", "allowlist"), ("proposal (learned, not applied)", "proposal")):
@@ -94,6 +96,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--export", choices=["networkpolicy"], help="print the equivalent Kubernetes NetworkPolicy")
     p.add_argument("--format", choices=["yaml", "json"], default="yaml", help="format of --export (default yaml)")
-    p.add_argument("--proposal", action="store_true", help="export the learned proposal instead of the applied allowlist")
+    p.add_argument(
+        "--proposal", action="store_true", help="export the learned proposal instead of the applied allowlist"
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the agent")
     p.set_defaults(func=cmd_netpolicy)

@@ -33,10 +33,22 @@ from agent.netpolicy.allowlist import Allowlist
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "config" / "selinux"
 
 # Docker's default capability set (moby oci/caps/defaults.go).
-DOCKER_DEFAULT_CAPS = (
-    "chown dac_override fowner fsetid kill setgid setuid setpcap net_bind_service net_raw "
-    "sys_chroot mknod audit_write setfcap"
-).split()
+DOCKER_DEFAULT_CAPS = [
+    "chown",
+    "dac_override",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "net_bind_service",
+    "net_raw",
+    "sys_chroot",
+    "mknod",
+    "audit_write",
+    "setfcap",
+]
 CAP2 = {
     "mac_override",
     "mac_admin",
@@ -48,12 +60,41 @@ CAP2 = {
     "bpf",
     "checkpoint_restore",
 }
-ALL_CAPS = (
-    "chown dac_override dac_read_search fowner fsetid kill setgid setuid setpcap linux_immutable "
-    "net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner sys_module sys_rawio "
-    "sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource sys_time "
-    "sys_tty_config mknod lease audit_write audit_control setfcap"
-).split() + sorted(CAP2)
+ALL_CAPS = [
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    *sorted(CAP2),
+]
 
 # Reference-policy port labels (the subset base.cil declares), else reserved/unreserved.
 PORT_TYPES: dict[tuple[str, int], str] = {

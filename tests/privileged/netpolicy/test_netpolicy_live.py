@@ -201,7 +201,9 @@ def test_managed_container_reaches_only_its_allowlist(
     comp = _start(ctx)
     try:
         c = run_container(
-            "sh", "-c", "nc -l -p 7070 >/tmp/in7070 & nc -l -p 6060 & sleep 600",
+            "sh",
+            "-c",
+            "nc -l -p 7070 >/tmp/in7070 & nc -l -p 6060 & sleep 600",
             labels={**MANAGED, "rgtest.app": "web"},
         )
         rec = container_record(c)
@@ -229,7 +231,7 @@ def test_managed_container_reaches_only_its_allowlist(
         desc = comp.describe({"id": rec.name})
         assert desc["counters"]["denied_out"]["packets"] >= 1
         assert desc["counters"]["denied_in"]["packets"] >= 1
-        assert "counter name \"denied_out\" drop" in desc["rules"]
+        assert 'counter name "denied_out" drop' in desc["rules"]
         assert desc["allowlist"]["egress"][0]["cidr"] == f"{lab.peer_addr}/32"
         # the deltas were published for behaviour analysis
         assert ctx.events.drain(5)
@@ -254,7 +256,8 @@ def test_rules_survive_agent_restart_and_go_with_the_container(
     lab: Lab, make_ctx: Any, run_container: Any, container_record: Any
 ) -> None:
     settings = lab.settings(
-        mode="enforce", allowlists=[{"image": "riskguard-test/busybox", "egress": [{"cidr": lab.peer_addr, "ports": [9090]}]}]
+        mode="enforce",
+        allowlists=[{"image": "riskguard-test/busybox", "egress": [{"cidr": lab.peer_addr, "ports": [9090]}]}],
     )
     ctx = make_ctx(AgentConfig(network=settings))
     comp = _start(ctx)
@@ -326,7 +329,9 @@ def test_allowlist_learned_from_a_real_flow(lab: Lab, make_ctx: Any, run_contain
         assert _exec(c, f"echo other | nc -w 2 {lab.peer_addr} 9090") != 0
         assert lab.listeners[9090].accepted == 0
         # the learned allowlist reaches the SELinux policy as name_connect
-        assert "(allow process http_cache_port_t (tcp_socket (name_connect)))" in Path(desc["selinux"]["file"]).read_text()
+        assert (
+            "(allow process http_cache_port_t (tcp_socket (name_connect)))" in Path(desc["selinux"]["file"]).read_text()
+        )
     finally:
         comp.stop()
 
@@ -336,7 +341,10 @@ def test_cni_chain_add_check_del_with_the_real_plugins(
 ) -> None:
     need_root()
     for plugin in ("bridge", "host-local", "firewall", "bandwidth"):
-        need(Path("/usr/lib/cni", plugin).exists(), f"This test needs the CNI plugin {plugin} (containernetworking-plugins).")
+        need(
+            Path("/usr/lib/cni", plugin).exists(),
+            f"This test needs the CNI plugin {plugin} (containernetworking-plugins).",
+        )
     tag = uuid.uuid4().hex[:6]
     subnet = f"10.214.{random.randint(100, 250)}.0/24"
     settings = NetworkSettings.model_validate(
@@ -344,7 +352,12 @@ def test_cni_chain_add_check_del_with_the_real_plugins(
             "backend": "cni",
             "subnet": subnet,
             "counters_interval_seconds": 60,
-            "cni": {"bridge": f"rgc{tag}", "network_name": f"rgtest-{tag}", "ingress_rate": 80_000_000, "egress_rate": 80_000_000},
+            "cni": {
+                "bridge": f"rgc{tag}",
+                "network_name": f"rgtest-{tag}",
+                "ingress_rate": 80_000_000,
+                "egress_rate": 80_000_000,
+            },
         }
     )
     ctx = make_ctx(AgentConfig(network=settings))
