@@ -67,6 +67,7 @@ class BehaviorComponent:
         ctx.events.subscribe(self.on_window, kind=BehaviorWindow, name="behavior")
         ctx.control("baseline", self.control_baseline)
         ctx.components[self.name] = self
+        ctx.registry.add_listener(self._on_container)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="behavior-scorer", daemon=True)
         self._thread.start()
@@ -90,6 +91,11 @@ class BehaviorComponent:
             "last_batch_seconds": round(self.last_batch_seconds, 4),
             "baselines": len(self.engine.db.all()),
         }
+
+    def _on_container(self, what: str, c: Any) -> None:
+        if what == "removed":
+            with self._lock:
+                self.engine.forget_container(c.id)
 
     # --- input ------------------------------------------------------------------------
     def on_window(self, w: BehaviorWindow) -> None:

@@ -187,6 +187,9 @@ class BehaviorEngine:
         b.chain.add_transitions(w.transitions)
         b.pending_rows += 1
         self.counters["learned"] += 1
+        if b.pending_rows % self.settings.max_windows == 0:
+            # Continued learning between refits must not grow the table without bound.
+            self.db.trim_training(b.row.image, self.settings.max_windows)
 
     def _after_score(
         self,
@@ -263,7 +266,8 @@ class BehaviorEngine:
             findings.append(peer)
         learned = False
         clean = not (res.deviating or res.mode_deviation or hits)
-        if clean and not b.row.frozen:
+        # Continued learning only feeds refits: with refits off (or frozen), nothing is kept.
+        if clean and not b.row.frozen and self.settings.refit_seconds > 0:
             if c.id not in tainted:
                 tainted[c.id] = self.container_tainted(c.id)
             if not tainted[c.id]:
@@ -374,6 +378,15 @@ class BehaviorEngine:
             fit_seconds=model.meta.get("fit_seconds"),
         )
         return version
+
+    def forget_container(self, container_id: str) -> None:
+        """Drop per-container state (peer mode history, cooldowns) of a removed container."""
+        for b in self._baselines.values():
+            b.modes.pop(container_id, None)
+            b.peer_flagged.discard(container_id)
+        for k in [k for k in self._last_finding if k[0] == container_id]:
+            del self._last_finding[k]
+        self._pending_findings.pop(container_id, None)
 
     # --- operator ---------------------------------------------------------------------
     def freeze(self, key: str, frozen: bool = True) -> bool:

@@ -57,6 +57,10 @@ def test_learns_then_scores(store: Store) -> None:
     assert row is not None and row.version == 1
     (s,) = engine.process([normal_window(rng, 2000, c)], now=2002)
     assert not s.learning and s.result is not None and not s.result.deviating and not s.findings
+    assert not s.learned  # refit_seconds = 0: continued learning would feed nothing
+
+    refitting = BehaviorEngine(SETTINGS.model_copy(update={"refit_seconds": 3600.0}), store)
+    (s,) = refitting.process([normal_window(rng, 2002, c)], now=2004)
     assert s.learned  # continued learning from a clean window
 
 
@@ -198,6 +202,9 @@ def test_peer_outlier_when_mode_mix_differs(store: Store) -> None:
     peers = [f for f in findings if f.detector_id == DETECTOR_PEER]
     assert [f.container for f in peers] == [c3]
     assert peers[0].evidence["tvd"] > 0.4
+    # A removed container leaves no per-container state behind.
+    engine.forget_container(c3.id)
+    assert all(c3.id not in b.modes for b in engine._baselines.values())
 
 
 def test_malformed_windows_are_counted_not_raised(store: Store) -> None:
