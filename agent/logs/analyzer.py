@@ -51,7 +51,10 @@ class LogAnalyzer:
             grok_dirs=(DEFAULT_GROK_DIR, *settings.grok_dirs),
             templates=self.templates,
             max_line=settings.max_line_bytes,
+            image_patterns=settings.image_patterns,
         )
+        for name, why in self.structurer.unsupported.items():
+            log.error("grok_pattern_rejected", pattern=name, reason=why[:300])
         self.key_regex = re.compile(settings.session_key_regex) if settings.session_key_regex else None
         self.sessions = SessionTracker(settings.session_gap_seconds, settings.session_max_events)
         self.rule_errors: dict[str, str] = {}
@@ -217,6 +220,7 @@ class LogAnalyzer:
             "models": {
                 g: (gm.model.sessions if gm.model else f"learning {len(gm.learning)}") for g, gm in self.groups.items()
             },
+            "grok_rejected": dict(self.structurer.unsupported),
             "sequence_rules": [r.id for r in self.engine.rules],
             "sequence_rule_errors": self.rule_errors,
             "sigma": {"loaded": len(self.sigma.rules), "unsupported": self.sigma.unsupported},

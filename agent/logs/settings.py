@@ -47,6 +47,9 @@ class LogsSettings(Section):
         "NGINXERROR",
         "LOGFMT",
     )
+    # Parsers per image, by glob on the image name ("nginx*": [NGINXACCESS, NGINXERROR]): matching
+    # images use only these, in this order; other images detect from `patterns`.
+    image_patterns: dict[str, tuple[str, ...]] = {}
     # drain3: similarity threshold, tree depth, clusters kept (LRU).
     drain_sim_th: float = Field(default=0.4, gt=0, lt=1)
     drain_depth: int = Field(default=4, ge=3)

@@ -8,6 +8,7 @@ the agent's own structlog lines (callers pass ``fields`` as one value, never as 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections import Counter
@@ -237,12 +238,16 @@ class Structurer:
         grok_dirs: Iterable[Path] = (DEFAULT_GROK_DIR,),
         templates: TemplateCache | None = None,
         max_line: int = 16384,
+        image_patterns: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.library = GrokLibrary.load(grok_dirs)
         self.order: list[str] = list(patterns)
+        self.image_patterns = {glob: list(names) for glob, names in (image_patterns or {}).items()}
+        self._orders: dict[str, list[str]] = {}
         self.compiled: dict[str, Grok] = {}
         self.unsupported: dict[str, str] = {}
-        for name in self.order:
+        every = list(dict.fromkeys([*self.order, *(n for ns in self.image_patterns.values() for n in ns)]))
+        for name in every:
             if name in ("JSON", "LOGFMT"):
                 continue
             try:
@@ -281,7 +286,7 @@ class Structurer:
             got = self._parse_with(first, line)
             if got is not None:
                 return first, got
-        for name in self.order:
+        for name in self._order_for(key):
             if name == first or name in self.unsupported:
                 continue
             got = self._parse_with(name, line)
@@ -289,6 +294,18 @@ class Structurer:
                 self.preferred[key] = name
                 return name, got
         return "", {}
+
+    def _order_for(self, key: str) -> list[str]:
+        order = self._orders.get(key)
+        if order is None:
+            order = self.order
+            for glob, names in self.image_patterns.items():
+                if fnmatch.fnmatchcase(key, glob):
+                    order = names
+                    break
+            if len(self._orders) < 10_000:
+                self._orders[key] = order
+        return order
 
     def _pair_request(self, key: str, fields: dict[str, Any]) -> None:
         port = fields.get("clientport")

@@ -68,3 +68,11 @@ def test_hostile_lines_cost_little_in_every_parser() -> None:
         t0 = time.perf_counter()
         s.structure(line)
         assert time.perf_counter() - t0 < 0.25, f"slow on {line[:12]!r}…"
+
+
+def test_image_patterns_pin_parsers_per_image() -> None:
+    s = Structurer(image_patterns={"registry/auth*": ["AUTHLINE"]})
+    line = '{"msg": "Failed password for root from 10.0.0.1 port 22 ssh2"}'
+    assert s.structure(line, key="registry/auth:1.2").pattern == "AUTHLINE"
+    assert s.structure(line, key="other:1").pattern == "JSON"
+    assert s.structure('{"a": 1}', key="registry/auth:1.2").pattern == ""
