@@ -186,3 +186,23 @@ def test_local_driver_and_hostile_content(
         assert mine["truncated"] == 1, (driver, mine)
         comp.stop()
         harness.comps.remove(comp)
+
+
+def test_scanner_404_burst_against_busybox_httpd(
+    harness: Harness, run_container: Callable[..., Any], container_record: Callable[[Any], Any]
+) -> None:
+    c = start(run_container, container_record, harness, "httpd -f -vv -p 8080 -h /var/www; sleep 600")
+    comp = harness.component()
+    wait_for(lambda: c.exec_run("wget -q -O /dev/null http://127.0.0.1:8080/").exit_code == 0, 10, 0.2, "httpd up")
+    scan = "i=0; while [ $i -lt 25 ]; do wget -q -O /dev/null http://127.0.0.1:8080/probe-$i.php; i=$((i+1)); done"
+    c.exec_run(["sh", "-c", scan])
+
+    def found() -> Finding | None:
+        harness.poll(comp)
+        return next((f for f in harness.findings if f.detector_id == "RG-LOG-0004"), None)
+
+    f = wait_for(found, 20, 0.2, "the scanner finding")
+    assert isinstance(f, Finding) and f.container is not None and f.container.id == c.id
+    assert f.mitre == "T1595.003" and f.evidence["actor"].endswith("127.0.0.1")
+    answered = [e for e in harness.lines_of(c.id) if e.fields.get("status") == 404]
+    assert len({e.fields["url_path"] for e in answered}) >= 15
