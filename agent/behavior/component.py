@@ -82,6 +82,11 @@ class BehaviorComponent:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        with self._lock:
+            try:
+                self.engine.save_progress()
+            except Exception as exc:  # the store may already be closing at shutdown
+                log.warning("behavior_progress_not_saved", error=repr(exc))
 
     def status(self) -> Mapping[str, Any]:
         return {

@@ -43,6 +43,10 @@ DETECTOR_MODE = "behavior.mode_deviation"
 DETECTOR_PEER = "behavior.peer_outlier"
 DETECTOR_CHAIN = "behavior.syscall_chain"
 FIT_RETRY_SECONDS = 60.0
+# kv namespace of the chain counts learned since the last fit (saved every CHAIN_SAVE_EVERY
+# learned windows and at stop, so a restart mid-learning keeps them).
+CHAIN_KV = "behavior.chain_progress"
+CHAIN_SAVE_EVERY = 20
 
 
 @dataclass
@@ -98,8 +102,14 @@ class BehaviorEngine:
         if row.state == "scoring":
             self._load_models(b)
         if b.model is None:
-            # Learning (or an unusable stored model): rebuild the chain model from scratch.
+            # Learning (or an unusable stored model): resume the chain counts saved so far.
             b.row.state = "learning"
+            saved = self.db.store.kv_get(CHAIN_KV, key)
+            if saved is not None:
+                try:
+                    b.chain = NgramModel.from_json(saved)
+                except NgramError as exc:
+                    log.warning("chain_progress_discarded", image=key, error=str(exc))
         self._baselines[key] = b
         return b
 
@@ -187,6 +197,8 @@ class BehaviorEngine:
         b.chain.add_transitions(w.transitions)
         b.pending_rows += 1
         self.counters["learned"] += 1
+        if b.model is None and b.pending_rows % CHAIN_SAVE_EVERY == 0:
+            self.db.store.kv_put(CHAIN_KV, b.row.image, b.chain.to_json().encode())
         if b.pending_rows % self.settings.max_windows == 0:
             # Continued learning between refits must not grow the table without bound.
             self.db.trim_training(b.row.image, self.settings.max_windows)
@@ -366,6 +378,7 @@ class BehaviorEngine:
         )
         b.model = model
         b.row.state, b.row.version, b.row.fitted = "scoring", version, now
+        self.db.store.kv_delete(CHAIN_KV, key)
         b.pending_rows = 0
         self.counters["fits"] += 1
         log.info(
@@ -378,6 +391,12 @@ class BehaviorEngine:
             fit_seconds=model.meta.get("fit_seconds"),
         )
         return version
+
+    def save_progress(self) -> None:
+        """Persist the chain counts of baselines still learning (called at stop)."""
+        for key, b in self._baselines.items():
+            if b.model is None and b.pending_rows:
+                self.db.store.kv_put(CHAIN_KV, key, b.chain.to_json().encode())
 
     def forget_container(self, container_id: str) -> None:
         """Drop per-container state (peer mode history, cooldowns) of a removed container."""
@@ -398,6 +417,7 @@ class BehaviorEngine:
     def relearn(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self.db.reset(key, now)
+        self.db.store.kv_delete(CHAIN_KV, key)
         self._baselines.pop(key, None)
 
     def describe(self) -> list[dict[str, Any]]:

@@ -160,6 +160,27 @@ def test_models_survive_a_restart_with_the_same_scores(tmp_path: Path) -> None:
     s2.close()
 
 
+def test_restart_mid_learning_keeps_rows_and_chain_counts(tmp_path: Path) -> None:
+    from agent.behavior.syscall_table import syscall_number as nr
+
+    path = tmp_path / "state" / "agent.db"
+    s1 = Store(path)
+    engine = BehaviorEngine(SETTINGS, s1)
+    rng = random.Random(2)
+    feed(engine, [normal_window(rng, 1000 + 2 * i, container(1)) for i in range(10)])
+    engine.save_progress()  # what the component does at stop
+    s1.close()
+    s2 = Store(path)
+    engine2 = BehaviorEngine(SETTINGS, s2)
+    b = engine2.baseline(IMAGE, 1020)
+    assert b.row.state == "learning" and engine2.db.training_count(IMAGE) == 10
+    assert b.chain.counts[(nr("clone"), nr("execve"))] == 20  # 10 windows x 2
+    feed(engine2, [normal_window(rng, 1020 + 2 * i, container(1)) for i in range(25)])
+    assert engine2.db.get(IMAGE).state == "scoring"  # type: ignore[union-attr]
+    assert engine2.db.store.kv_get("behavior.chain_progress", IMAGE) is None  # folded into the model
+    s2.close()
+
+
 def test_replicas_share_a_baseline_and_a_group_label_overrides_it(store: Store) -> None:
     engine = BehaviorEngine(SETTINGS, store)
     a = container(1)
