@@ -258,11 +258,10 @@ def _configure_inside(tmp: str, ifname: str, address: str, prefixlen: int, gatew
             ipr.link("set", index=lo, state="up")
         idx = _link_index(ipr, tmp)
         if idx is None:
-            idx = _link_index(ipr, ifname)
-            if idx is None:
-                raise WiringError(f"{tmp} did not arrive in the container netns")
-        else:
-            ipr.link("set", index=idx, ifname=ifname, mtu=mtu)
+            raise WiringError(f"{tmp} did not arrive in the container netns")
+        if _link_index(ipr, ifname) is not None:
+            raise WiringError(f"the container already has an interface {ifname}")
+        ipr.link("set", index=idx, ifname=ifname, mtu=mtu)
         have = {a.get("address") for a in ipr.get_addr(index=idx, family=2)}
         if address not in have:
             ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
@@ -276,6 +275,18 @@ def _configure_inside(tmp: str, ifname: str, address: str, prefixlen: int, gatew
         return str(link.get("address") or "")
 
 
+def _inside_state(ifname: str, address: str) -> str | None:
+    """The MAC of ``ifname`` when it already carries ``address`` (wired before), else None."""
+    with IPRoute() as ipr:
+        idx = _link_index(ipr, ifname)
+        if idx is None:
+            return None
+        have = {a.get("address") for a in ipr.get_addr(index=idx, family=2)}
+        if address not in have:
+            return None
+        return str(ipr.get_links(idx)[0].get("address") or "")
+
+
 def wire(
     netns: Path,
     init_pid: int,
@@ -285,37 +296,44 @@ def wire(
     address: ipaddress.IPv4Address,
     mtu: int = 1500,
     ifname: str = "eth0",
-    enter: Callable[[Path, Callable[[], str]], str] = in_netns,
+    enter: Callable[[Path, Callable[[], Any]], Any] = in_netns,
 ) -> Wired:
-    """Wire one container (idempotent: an existing host veth is reused)."""
+    """Wire one container. Idempotent: a container whose ``ifname`` already has its address and
+    whose host veth exists is only re-attached to the bridge (an agent restart); a host veth
+    without that peer is stale and replaced."""
     host, peer = veth_names(container_id)
     bridge_idx = ensure_bridge(bridge, pool, mtu)
     with IPRoute() as ipr:
         hidx = _link_index(ipr, host)
-        moved = False
-        if hidx is None:
-            ipr.link("add", ifname=host, kind="veth", peer={"ifname": peer, "mtu": mtu}, mtu=mtu)
-            hidx = _link_index(ipr, host)
-            pidx = _link_index(ipr, peer)
-            if hidx is None or pidx is None:
-                raise WiringError(f"veth {host}/{peer} not created")
-            try:
-                # IFLA_NET_NS_PID: into the netns of the container's init process.
-                ipr.link("set", index=pidx, net_ns_pid=init_pid)
-                moved = True
-            except NetlinkError as exc:
-                ipr.link("del", index=hidx)
-                raise WiringError(f"moving {peer} into pid {init_pid}'s netns: {exc}") from exc
+        if hidx is not None:
+            mac = enter(netns, lambda: _inside_state(ifname, str(address)))
+            if mac is not None:
+                ipr.link("set", index=hidx, master=bridge_idx, state="up")
+                return Wired(
+                    "pyroute2", ifname, host, str(address), pool.subnet.prefixlen, str(pool.gateway), bridge, mac
+                )
+            ipr.link("del", index=hidx)
+            log.info("stale_veth_removed", host_ifname=host)
+        ipr.link("add", ifname=host, kind="veth", peer={"ifname": peer, "mtu": mtu}, mtu=mtu)
+        hidx = _link_index(ipr, host)
+        pidx = _link_index(ipr, peer)
+        if hidx is None or pidx is None:
+            raise WiringError(f"veth {host}/{peer} not created")
+        try:
+            # IFLA_NET_NS_PID: into the netns of the container's init process.
+            ipr.link("set", index=pidx, net_ns_pid=init_pid)
+        except NetlinkError as exc:
+            ipr.link("del", index=hidx)
+            raise WiringError(f"moving {peer} into pid {init_pid}'s netns: {exc}") from exc
         ipr.link("set", index=hidx, master=bridge_idx, state="up")
     try:
         mac = enter(
             netns, lambda: _configure_inside(peer, ifname, str(address), pool.subnet.prefixlen, str(pool.gateway), mtu)
         )
     except Exception as exc:
-        if moved:
-            unwire(container_id)
+        unwire(container_id)
         raise WiringError(f"configuring {ifname} in {netns}: {exc}") from exc
-    return Wired("pyroute2", ifname, host, str(address), pool.subnet.prefixlen, str(pool.gateway), bridge, mac)
+    return Wired("pyroute2", ifname, host, str(address), pool.subnet.prefixlen, str(pool.gateway), bridge, str(mac))
 
 
 def unwire(container_id: str) -> bool:
