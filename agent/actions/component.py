@@ -78,16 +78,21 @@ class ResponseComponent:
         self.engine.on_finding(finding)
 
     def _on_container(self, what: str, c: Container) -> None:
-        if what == "added":
-            try:
+        try:
+            if what == "added":
                 self.engine.reconcile(c.id)
-            except Exception as exc:  # never break discovery
-                log.error("response_reconcile_failed", container_id=c.id, error=repr(exc))
+            elif what == "removed":
+                self.engine.forget(c.id)
+        except Exception as exc:  # never break discovery
+            log.error("response_reconcile_failed", container_id=c.id, error=repr(exc))
 
     def _run(self) -> None:
+        n = 0
         while not self._stop.wait(SWEEP_SECONDS):
+            n += 1
             try:
-                self.engine.sweep()
+                # Quarantine tables are checked every 10th sweep (each check enters a netns).
+                self.engine.sweep(check_quarantines=n % 10 == 0)
             except Exception as exc:
                 log.error("response_sweep_failed", error=repr(exc))
 

@@ -534,16 +534,32 @@ class ResponseEngine:
         assert got is not None
         return got
 
-    def sweep(self) -> None:
-        """Periodic upkeep: re-home late processes of v1 net_cls quarantines."""
+    def sweep(self, check_quarantines: bool = False) -> None:
+        """Periodic upkeep: put back freezes undone behind our back (``docker unpause`` writes
+        the same v1 freezer), re-home late processes of v1 net_cls quarantines, and with
+        ``check_quarantines`` re-check that quarantine tables are still in place."""
         for rec in self.records.active():
-            if rec["action"] == str(Action.QUARANTINE) and rec["phase"] == "confirmed":
+            if rec["phase"] != "confirmed" or rec["dry_run"]:
+                continue
+            due = rec["action"] == str(Action.FREEZE) or check_quarantines
+            if due and self._in_effect(rec) is False:
+                self._reconcile_confirmed(rec)
+                continue
+            if rec["action"] == str(Action.QUARANTINE):
                 c = self.ctx.registry.get(rec["container_id"])
                 if c is not None:
                     try:
                         quarantine.sweep_netcls(self.ctx.paths, c, rec["state"])
                     except OSError as exc:
                         log.warning("netcls_sweep_failed", container_id=c.id, error=str(exc))
+
+    def forget(self, container_id: str) -> None:
+        """A container left the registry: drop its cached events and close its records."""
+        self._recent.pop(container_id, None)
+        for rec in self.records.active(container_id):
+            if rec["phase"] == "confirmed" and self._gone(rec):
+                self.records.advance(rec["id"], "gone", "container exited while isolated", active=False)
+                log.info("isolated_container_gone", container_id=container_id, action=rec["action"])
 
     # --- views ---------------------------------------------------------------------------
     def isolations(self) -> list[dict[str, Any]]:

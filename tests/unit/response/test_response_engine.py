@@ -317,3 +317,21 @@ def test_findings_and_actions_reach_the_outputs(tmp_path: Path, make_ctx: Callab
     assert len(findings) == 1
     assert findings[0]["verdict"] == "freeze" and findings[0]["action"]["kind"] == "freeze"
     assert findings[0]["action"]["ok"] is True and findings[0]["container_id"] == c.id
+
+
+def test_sweep_puts_back_a_freeze_undone_behind_our_back_and_forget_closes_records(env: Any) -> None:
+    ctx, c = env()
+    engine = ResponseEngine(ctx)
+    rec = engine.isolate(c.id, "freeze")
+    state_file(ctx, c).write_text("THAWED")  # `docker unpause` writes the same file
+    engine.sweep()
+    assert state_file(ctx, c).read_text().strip() == "FROZEN"
+    assert engine.records.get(rec["id"])["phase"] == "confirmed"  # type: ignore[index]
+    # The container exits: its cgroup goes, the registry drops it, the record is closed.
+    import shutil
+
+    shutil.rmtree(state_file(ctx, c).parent)
+    ctx.registry.remove(c.id)
+    engine.forget(c.id)
+    got = engine.records.get(rec["id"])
+    assert got is not None and got["phase"] == "gone" and not got["active"]
