@@ -24,6 +24,7 @@ CTL_MODULES: tuple[str, ...] = (
     "agent.vuln.ctl",  # scan
     "agent.netpolicy.ctl",  # netpolicy
     "agent.detectors.ctl",  # detectors
+    "agent.logs.ctl",  # logs status|rules
 )
 
 

@@ -4,6 +4,7 @@
 # Installs riskguard-agent as a systemd service (called by `make install`, after setup-host.sh):
 #   /opt/riskguard/venv            the agent and its Python dependencies (not editable)
 #   /opt/riskguard/docs            the operator docs
+#   /opt/riskguard/share           config/ and probes/: data the agent reads at run time
 #   /etc/riskguard/agent.yaml      the documented default config (kept if it already exists)
 #   /etc/systemd/system/riskguard-agent.service
 # Then: systemctl enable --now riskguard-agent
@@ -24,6 +25,9 @@ mkdir -p "$PREFIX" "$ETC"
 bash scripts/setup-host.sh --bindings-only "$PREFIX/venv"
 
 rm -rf "$PREFIX/docs"; cp -r docs "$PREFIX/docs"
+# Data the agent reads at run time (grok patterns, rules, SELinux templates, eBPF sources); the
+# unit points RISKGUARD_DATA_DIR here.
+rm -rf "$PREFIX/share"; mkdir -p "$PREFIX/share"; cp -r config probes "$PREFIX/share/"
 if [ ! -e "$ETC/agent.yaml" ]; then
   install -m 0600 config/agent.yaml "$ETC/agent.yaml"
   log "wrote $ETC/agent.yaml"

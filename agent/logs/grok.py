@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.resources import data_dir
+
 _REF = re.compile(r"%\{(\w+)(?::([^:}]+))?(?::(\w+))?\}")
 # Oniguruma named group "(?<name>" (not the look-behinds "(?<=" / "(?<!").
 _ONIG_NAMED = re.compile(r"\(\?<([A-Za-z_][\w.\[\]@-]*)>")
 _MAX_DEPTH = 64
 
-DEFAULT_GROK_DIR = Path(__file__).resolve().parent.parent.parent / "config" / "grok"
+DEFAULT_GROK_DIR = data_dir("config", "grok")
 
 
 class GrokError(ValueError):

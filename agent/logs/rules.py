@@ -33,8 +33,9 @@ from typing import Any
 import yaml
 
 from agent.findings import Severity
+from agent.resources import data_dir
 
-DEFAULT_SEQUENCE_DIR = Path(__file__).resolve().parent.parent.parent / "config" / "rules" / "sequences"
+DEFAULT_SEQUENCE_DIR = data_dir("config", "rules", "sequences")
 _OPS = {"in", "regex", "gte", "lt", "exists", "equals"}
 
 

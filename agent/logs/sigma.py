@@ -43,8 +43,9 @@ from sigma.types import (
 
 from agent.events import AuditEvent, Event, NetConnect, ProcessExec
 from agent.findings import Severity
+from agent.resources import data_dir
 
-DEFAULT_SIGMA_DIR = Path(__file__).resolve().parent.parent.parent / "config" / "rules" / "sigma"
+DEFAULT_SIGMA_DIR = data_dir("config", "rules", "sigma")
 
 FieldValue = str | int | float | bool | None | tuple[Any, ...]
 Getter = Callable[[Any], FieldValue]
