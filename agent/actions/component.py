@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from agent.actions.engine import ResponseEngine
+from agent.actions.patch import register_control as register_plans_control
 from agent.context import AgentContext
 from agent.findings import Finding, Severity
 from agent.runtime.model import Container
@@ -53,6 +54,7 @@ class ResponseComponent:
         ctx.control("isolate", self._isolate)
         ctx.control("release", self._release)
         ctx.control("actions", self._actions)
+        register_plans_control(ctx)
         ctx.components["response"] = self
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="response-sweep", daemon=True)
