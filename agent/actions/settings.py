@@ -57,7 +57,9 @@ class ResponseSettings(Section):
     exempt_label: str = "riskguard.exempt"
     # Never acted on: container ids (or unique prefixes ≥ 12 chars), names, and image patterns.
     allow_containers: list[str] = Field(default_factory=list)
+    # Image patterns (fnmatch) whose containers are never acted on.
     allow_images: list[str] = Field(default_factory=list)
+    # Per image or label adjustments, first match wins: {image, labels, mode, max_action, exempt}.
     overrides: list[ResponseOverride] = Field(default_factory=list)
     # One verdict per container per incident: later findings within this many seconds of the
     # incident's last finding join it (no new verdict unless they call for a higher rung).
@@ -96,17 +98,25 @@ class KubernetesSettings(Section):
     # "url" (api_url + token_file), or "auto": in-cluster when KUBERNETES_SERVICE_HOST is set,
     # else the kubeconfig when given, else api_url.
     connection: Literal["auto", "in_cluster", "kubeconfig", "url"] = "auto"
+    # A kubeconfig file (connection: kubeconfig); null = the client's default lookup.
     kubeconfig: Path | None = None
+    # The kubeconfig context to use; '' = the current one.
     context: str = ""
+    # The API server URL (connection: url).
     api_url: str = ""
+    # A bearer token file for api_url (e.g. a projected service-account token).
     token_file: Path | None = None
+    # The CA bundle that signs the API server's certificate.
     ca_file: Path | None = None
+    # Verify the API server's TLS certificate.
     verify_tls: bool = True
+    # Timeout of one API request.
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     # This node's name (the DaemonSet passes spec.nodeName as NODE_NAME); "" = read $NODE_NAME.
     node_name: str = ""
     # The label put on a quarantined pod; the deny-all NetworkPolicy selects it.
     quarantine_label: str = "riskguard.io/quarantine"
+    # Name prefix of the deny-all NetworkPolicies the agent creates.
     policy_name_prefix: str = "riskguard-quarantine-"
     # Patch plans: the workload patch is sent with dryRun=All unless apply_patches is true.
     apply_patches: bool = False

@@ -90,6 +90,7 @@ class DetectorsSettings(Section):
         "composer",
         "cargo",
     )
+    # Arguments that make a language package manager (pip, npm …) an install.
     install_verbs: tuple[str, ...] = ("install", "i", "add", "ci", "update", "upgrade")
     # Directories (prefixes) that executables should never run from.
     writable_exec_dirs: tuple[str, ...] = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/")
@@ -131,6 +132,7 @@ class DetectorsSettings(Section):
     netcat_names: tuple[str, ...] = ("nc", "ncat", "netcat", "nc.traditional", "nc.openbsd", "pwncat")
     # Mining pools: TCP ports, command-line words and DNS name fragments.
     miner_ports: tuple[int, ...] = (3333, 3334, 3357, 4444, 5555, 6666, 7777, 14433, 14444, 45560, 45700)
+    # Words in argv that mark a miner (stratum+tcp, xmrig …).
     miner_words: tuple[str, ...] = (
         "stratum+tcp://",
         "stratum+ssl://",
@@ -143,6 +145,7 @@ class DetectorsSettings(Section):
         "--donate-level",
         "nicehash",
     )
+    # Words in queried DNS names that mark a mining pool.
     miner_dns_words: tuple[str, ...] = (
         "pool.",
         "xmrpool",

@@ -54,22 +54,31 @@ class EbpfSettings(Section):
 
 
 class AuditSettings(Section):
+    """Audit records: a read-only NETLINK_AUDIT multicast listener, or audit.log."""
+
     enabled: bool = True
     # netlink: read-only multicast listener (AUDIT_NLGRP_READLOG); file: tail log_file.
     mode: str = Field(default="netlink", pattern="^(netlink|file)$")
+    # audit.log to tail when mode is file (rotation is followed).
     log_file: Path = Path("/var/log/audit/audit.log")
     # Install `rules` (tagged -k rule_key) at start, remove them at stop. Every armed syscall
     # rule slows every syscall on the host: see docs/bench/sources.md.
     manage_rules: bool = False
+    # The key (-k) that tags every audit rule the agent installs; rules with it are removed at start and exit.
     rule_key: str = Field(default="riskguard", pattern=r"^[A-Za-z0-9_.:-]{1,31}$")
+    # auditctl rule lines the agent installs when manage_rules is true (each armed rule slows every syscall: see docs/sources.md).
     rules: tuple[str, ...] = ("-a always,exit -F arch=b64 -S execve,execveat",)
     # An event without EOE is complete this long after its first record.
     event_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Audit events accepted per container per second; the rest are counted as dropped.
     max_events_per_second_per_container: int = Field(default=500, ge=1)
+    # SO_RCVBUF of the netlink listener (bursts beyond it are counted as lost by the kernel).
     receive_buffer_bytes: int = Field(default=8 * 1024 * 1024, ge=65536)
 
 
 class ProcfsSettings(Section):
+    """Per-container /proc snapshots: process tree, fds, CPU, memory, listening sockets, suspicious executables."""
+
     enabled: bool = True
     # Snapshot period; 0 follows behavior.window_seconds.
     interval_seconds: float = Field(default=0.0, ge=0)
@@ -78,14 +87,22 @@ class ProcfsSettings(Section):
 
 
 class CaptureSettings(Section):
+    """Per-container packet capture in the container's netns: flow features per window, optional pcap evidence."""
+
     enabled: bool = False
     # Kernel BPF filter (tcpdump syntax) applied to each container's capture socket.
     bpf_filter: str = "ip or ip6"
     # Window period; 0 follows behavior.window_seconds.
     interval_seconds: float = Field(default=0.0, ge=0)
+    # Bytes kept of each captured packet (headers and DNS questions fit in the default).
     snaplen: int = Field(default=512, ge=64, le=65535)
+    # Packets decoded per container per second; the rest are counted as dropped.
     max_packets_per_second_per_container: int = Field(default=20000, ge=1)
+    # Keep a rolling pcap per container with tcpdump (-C/-W) as evidence.
     pcap_evidence: bool = False
+    # Where pcap rings go (the default becomes <state.dir>/pcap).
     pcap_dir: Path = Path("/var/lib/riskguard/pcap")
+    # Size of one pcap file, MB (tcpdump -C).
     pcap_file_mb: int = Field(default=8, ge=1)
+    # pcap files kept per container (tcpdump -W): the ring's bound is pcap_file_mb x pcap_files.
     pcap_files: int = Field(default=4, ge=1)
