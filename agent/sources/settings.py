@@ -66,7 +66,8 @@ class AuditSettings(Section):
     manage_rules: bool = False
     # The key (-k) that tags every audit rule the agent installs; rules with it are removed at start and exit.
     rule_key: str = Field(default="riskguard", pattern=r"^[A-Za-z0-9_.:-]{1,31}$")
-    # auditctl rule lines the agent installs when manage_rules is true (each armed rule slows every syscall: see docs/sources.md).
+    # auditctl rule lines the agent installs when manage_rules is true (each armed rule slows
+    # every syscall: see docs/sources.md).
     rules: tuple[str, ...] = ("-a always,exit -F arch=b64 -S execve,execveat",)
     # An event without EOE is complete this long after its first record.
     event_timeout_seconds: float = Field(default=2.0, gt=0, le=60)

@@ -42,7 +42,8 @@ class ScanSettings(Section):
     """Vulnerability scans of running containers, on start and on a schedule; optional OpenVAS (GMP)."""
 
     enabled: bool = True
-    # Every running container is rescanned this often (cached by image id; a database change rematches without rereading files).
+    # Every running container is rescanned this often (cached by image id; a database change
+    # rematches without rereading files).
     interval_seconds: float = Field(default=21600.0, gt=0)
     # Scan a container as soon as the runtime registry reports it started.
     on_start: bool = True
