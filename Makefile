@@ -40,6 +40,10 @@ lint: setup ## ruff check + ruff format --check + mypy --strict on agent/
 bench: setup ## run every benchmark in scripts/bench (ratios against a baseline measured in the same run)
 	@set -e; for b in scripts/bench/*.py; do echo "== $$b"; $(PY) $$b; done
 
+.PHONY: config
+config: ## regenerate config/agent.yaml from the settings models (the documented defaults)
+	$(VENV)/bin/riskguard-agent default-config > config/agent.yaml
+
 .PHONY: install
 install: setup ## install as a systemd service: /opt/riskguard (venv), /etc/riskguard (config), the unit
 	@bash scripts/install.sh

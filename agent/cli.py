@@ -57,6 +57,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_default_config(_args: argparse.Namespace) -> int:
+    from agent.configdoc import render_default_config
+
+    sys.stdout.write(render_default_config())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="riskguard-agent", description="riskguard-agent: the container security daemon and its offline tools."
@@ -71,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate agent.yaml: exit 0, or 2 with dotted path: reason")
     p.add_argument("--config", help="agent.yaml (default /etc/riskguard/agent.yaml)")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("default-config", help="print the documented default agent.yaml (every key, its default)")
+    p.set_defaults(func=cmd_default_config)
 
     for name in CLI_MODULES:
         try:

@@ -90,6 +90,13 @@ def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert any(line.startswith("behavior.window_seconds: ") for line in err)
 
 
+def test_shipped_config_is_the_rendered_default() -> None:
+    from agent.configdoc import render_default_config
+
+    shipped = (REPO / "config" / "agent.yaml").read_text()
+    assert shipped == render_default_config(), "config/agent.yaml is stale: run `make config`"
+
+
 def _keys(model: BaseModel, prefix: str = "") -> list[str]:
     out = []
     for name in type(model).model_fields:
