@@ -312,9 +312,10 @@ class EbpfSource:
             seconds=round(time.monotonic() - t0, 2),
         )
         self._stop.clear()
-        reader = threading.Thread(target=self._read_loop, name="ebpf-reader", daemon=True)
-        reader.start()
-        self._threads.append(reader)
+        if any(p in OUTPUTS for p in loaded):  # the syscalls probe alone has no buffer to read
+            reader = threading.Thread(target=self._read_loop, name="ebpf-reader", daemon=True)
+            reader.start()
+            self._threads.append(reader)
         if "syscalls" in loaded:
             self._window_start = time.time()
             win = threading.Thread(target=self._window_loop, name="ebpf-windows", daemon=True)

@@ -340,6 +340,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--skip-slowdown", action="store_true")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # figures survive a crash
     if os.geteuid() != 0:
         return skip("needs root")
     gcc = shutil.which("gcc")
