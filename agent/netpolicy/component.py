@@ -209,6 +209,7 @@ class NetpolicyComponent:
 
     def _run(self) -> None:
         next_tick = time.monotonic() + self.settings.counters_interval_seconds
+        reconciled = False
         while not self._stop.is_set():
             timeout = max(0.0, next_tick - time.monotonic())
             try:
@@ -231,6 +232,12 @@ class NetpolicyComponent:
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.settings.counters_interval_seconds
                 try:
+                    if not reconciled:
+                        # One interval after start discovery has listed every running
+                        # container: state left by containers that stopped while the agent
+                        # was down can be released.
+                        reconciled = True
+                        self.reconcile()
                     self.tick()
                 except Exception as exc:
                     self.stats["errors"] += 1
@@ -485,6 +492,27 @@ class NetpolicyComponent:
         log.info("container_released", container_id=c.short_id, unwired=bool(managed), address_released=released)
         if self._managed_metric is not None:
             self._managed_metric.set(sum(1 for x in self.tracked.values() if x.managed))
+
+    def reconcile(self) -> list[str]:
+        """Release addresses, CNI leases and state of containers that are no longer running
+        (stopped while the agent was down). Returns their ids."""
+        assert self._ctx is not None and self._ipam is not None
+        running = self._ctx.registry.ids()
+        known = {str(r[0]) for r in self._ctx.store.query("SELECT container_id FROM netpolicy_state")}
+        known |= set(self._ipam.allocations())
+        gone = sorted(known - running)
+        for cid in gone:
+            stored = self._load(cid) or {}
+            managed = stored.get("managed") or {}
+            if managed.get("backend") == "cni":
+                self._cni_runner().delete(cid, "", managed.get("result"))
+            elif managed:
+                wiring.unwire(cid)
+            self._ipam.release(cid)
+            self._ctx.store.execute("DELETE FROM netpolicy_state WHERE container_id = ?", (cid,))
+            self._ctx.store.execute("DELETE FROM netpolicy_reported WHERE container_id = ?", (cid,))
+            log.info("stale_container_released", container_id=cid[:12], backend=managed.get("backend", ""))
+        return gone
 
     # --- learning -------------------------------------------------------------------------
     def on_connect(self, ev: NetConnect) -> None:

@@ -138,6 +138,7 @@ class Ipam:
         return cur.rowcount > 0
 
     def allocations(self) -> dict[str, str]:
+        """container id -> address, for this pool."""
         return {
             str(r[1]): str(r[0])
             for r in self.store.query(

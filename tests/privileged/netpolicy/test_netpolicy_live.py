@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import random
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from pyroute2 import IPRoute
 from agent.actions.quarantine import in_netns
 from agent.config import AgentConfig
 from agent.context import AgentContext
-from agent.events import Event
+from agent.events import Event, NetConnect
 from agent.findings import Finding
 from agent.netpolicy import nft, wiring
 from agent.netpolicy.cni import CniError, CniRunner, build_conflist
@@ -319,9 +321,27 @@ def test_allowlist_learned_from_a_real_flow(lab: Lab, make_ctx: Any, run_contain
         assert comp.tracked[rec.id].rules == "learning"
         # during learning nothing is dropped: the flow to 8080 happens for real
         assert _exec(c, f"echo learn | nc -w 3 {lab.peer_addr} 8080") == 0
+        # a connect seen by the eBPF source (a NetConnect on the bus) is learned too
+        ctx.events.process(
+            NetConnect(
+                ts=time.time(),
+                container=rec.ref(),
+                op="connect",
+                comm="nc",
+                family=socket.AF_INET,
+                protocol="udp",
+                saddr="",
+                sport=0,
+                daddr="10.213.0.53",
+                dport=53,
+            )
+        )
         learned = comp.finish_learning(rec.id)
         assert learned is not None
-        assert [(r.cidr, r.protocol, r.ports) for r in learned.egress] == [(f"{lab.peer_addr}/32", "tcp", (8080,))]
+        assert [(r.cidr, r.protocol, r.ports) for r in learned.egress] == [
+            ("10.213.0.53/32", "udp", (53,)),
+            (f"{lab.peer_addr}/32", "tcp", (8080,)),
+        ]
         desc = comp.describe({"id": rec.id})
         assert desc["mode"] == "enforce" and desc["proposal"]["source"] == "learned"
         # applied: the learned flow still works, anything else is denied
@@ -456,5 +476,24 @@ def test_posture_and_selinux_policy_of_real_containers(
         assert "(allow process tmp_t (dir (open read getattr lock search ioctl add_name remove_name write)))" in text
         assert "net_raw" not in text and "net_admin" not in comp.tracked[rec_web.id].selinux["file"]
         assert comp.status()["selinux"]["enforced"] is (os.path.exists("/sys/fs/selinux/enforce"))
+    finally:
+        comp.stop()
+
+
+def test_state_of_containers_gone_while_the_agent_was_down_is_released(lab: Lab, make_ctx: Any) -> None:
+    ctx = make_ctx(AgentConfig(network=lab.settings()))
+    comp = _start(ctx)
+    try:
+        ipam = wiring.Ipam(ctx.store, comp.pool)
+        dead = "d" * 64
+        addr = ipam.allocate(dead)
+        ctx.store.execute(
+            "INSERT INTO netpolicy_state VALUES (?, 'gone', 1, ?, 'null', 'null', 0, 0)",
+            (dead, json.dumps({"backend": "pyroute2", "address": str(addr)})),
+        )
+        assert comp.reconcile() == [dead]
+        assert ipam.lookup(dead) is None
+        assert not ctx.store.query("SELECT 1 FROM netpolicy_state WHERE container_id = ?", (dead,))
+        assert comp.reconcile() == []
     finally:
         comp.stop()
