@@ -258,7 +258,10 @@ def generate(name: str, details: Mapping[str, Any], allow: Allowlist | None = No
             continue
         typ = _file_type(src, lookup)
         rw = bool(m.get("rw"))
-        lines.append(f"    ; {src} -> {m.get('destination', '')} ({'rw' if rw else 'ro'})")
+        # Paths come from the container's inspect data: keep them on one comment line.
+        note = f"{src} -> {m.get('destination', '')}"
+        note = "".join(ch if ch.isprintable() else "?" for ch in note)
+        lines.append(f"    ; {note} ({'rw' if rw else 'ro'})")
         lines.append(f"    (allow process {typ} (dir ({RW_DIR if rw else RO_DIR})))")
         lines.append(f"    (allow process {typ} (file ({RW_FILE if rw else RO_FILE})))")
         lines.append(f"    (allow process {typ} (lnk_file (getattr read)))")

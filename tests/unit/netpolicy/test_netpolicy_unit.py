@@ -497,6 +497,10 @@ def test_cil_generation() -> None:
     assert "capability" not in selinux.generate("x", {"cap_drop": ["ALL"]}, None).text
     assert "(allow process process (capability2 (" in selinux.generate("x", {"privileged": True}).text
     assert selinux.block_name("my-app.1", "f" * 64) == "rg_my_app_1_ffffffffffff"
+    # a hostile mount path cannot add policy lines
+    evil = {"mounts": [{"source": "/srv/x", "destination": "/d\n(allow process kernel_t (file (write)))", "rw": True}]}
+    out = selinux.generate("x", evil).text
+    assert "\n(allow process kernel_t" not in out and out.count("\n") == len(out.splitlines())
 
 
 def test_cil_compiles_with_secilc(tmp_path: Path) -> None:
