@@ -417,6 +417,26 @@ def test_cni_chain_add_check_del_with_the_real_plugins(
     finally:
         comp.stop()
         subprocess.run(["ip", "link", "del", f"rgc{tag}"], capture_output=True)
+        _drop_idle_cni_firewall_chains()
+
+
+def _drop_idle_cni_firewall_chains() -> None:
+    """The firewall plugin's DEL leaves its shared chains (CNI-FORWARD, CNI-ADMIN); remove them
+    when nothing but their own jumps is left in them (no other CNI user on this host)."""
+
+    def rules(chain: str) -> list[str]:
+        res = subprocess.run(["iptables", "-w", "5", "-S", chain], capture_output=True, text=True)
+        return [ln for ln in res.stdout.splitlines() if ln.startswith("-A ")] if res.returncode == 0 else ["?"]
+
+    fwd, admin = rules("CNI-FORWARD"), rules("CNI-ADMIN")
+    if admin or len(fwd) != 1 or "-j CNI-ADMIN" not in fwd[0]:
+        return
+    jump = ["FORWARD", "-m", "comment", "--comment", "CNI firewall plugin rules", "-j", "CNI-FORWARD"]
+    subprocess.run(["iptables", "-w", "5", "-D", *jump], capture_output=True)
+    for chain in ("CNI-FORWARD", "CNI-ADMIN"):
+        subprocess.run(["iptables", "-w", "5", "-F", chain], capture_output=True)
+    for chain in ("CNI-FORWARD", "CNI-ADMIN"):
+        subprocess.run(["iptables", "-w", "5", "-X", chain], capture_output=True)
 
 
 def test_cni_runner_surfaces_plugin_errors(tmp_path: Path) -> None:
