@@ -6,8 +6,8 @@ share one baseline. After the learning period the subject does something new (re
 /etc/shadow, serves a shell with ``nc -e``, burns CPU) and must produce a deviation finding whose
 top features explain it; the replica keeps its loop and must stay clean for every window.
 
-The test drives the window clock itself (eBPF flush, /proc snapshot, aggregator flush every
-``WINDOW`` seconds, in that order) so each window holds exactly one kernel syscall window.
+Every part is built as the daemon builds it (``build(ctx)`` of the eBPF source, the /proc source,
+the window aggregator and the behaviour component), each with its own ``WINDOW``-second timer.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from agent.events import BehaviorWindow
 from agent.findings import Finding, Source
 from agent.runtime.enrich import Enricher
 from agent.sources.ebpf import EbpfSource
+from agent.sources.ebpf import build as build_ebpf
 from agent.sources.procfs import ProcfsSource
+from agent.sources.procfs import build as build_procfs
+from agent.sources.window import WindowAggregator
 from agent.sources.window import build as build_window
 from tests.support import need_root, wait_for
 
@@ -117,10 +120,10 @@ def live(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     ctx.events.add_prepare(Enricher(ctx.paths, ctx.registry))
     started: list[Any] = []
-    stop = threading.Event()
     ebpf: EbpfSource | None = None
+    procfs: ProcfsSource | None = None
+    agg: WindowAggregator | None = None
     behavior: BehaviorComponent | None = None
-    clock: threading.Thread | None = None
     try:
         for role in ("subject", "replica"):
             c = docker_client.containers.run(
@@ -157,30 +160,21 @@ def live(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         behavior.start(ctx)
         agg = build_window(ctx)
         assert agg is not None
-        procfs = ProcfsSource(config.procfs, ctx.paths, ctx.registry, ctx.publish, interval=3600)
-        # The source's own window timer is parked (3600 s): the clock below flushes it.
-        ebpf = EbpfSource(config.ebpf, 3600, include_host=False)
+        procfs = build_procfs(ctx)
+        ebpf = build_ebpf(ctx)
+        assert procfs is not None and ebpf is not None
         ctx.events.start()
         ebpf.start(ctx)
         if "syscalls" not in ebpf.active:
             pytest.fail(f"eBPF syscall probe not active: {ebpf.status()}", pytrace=False)
 
-        def tick() -> None:
-            agg.flush(time.time())  # discard the partial first window
-            while not stop.wait(WINDOW):
-                assert ebpf is not None
-                ebpf.flush_window()
-                procfs.collect()
-                ctx.events.drain(5)
-                agg.flush(time.time())
-
-        clock = threading.Thread(target=tick, name="test-window-clock", daemon=True)
-        clock.start()
+        procfs.start(ctx)
+        agg.start(ctx)
         yield live
     finally:
-        stop.set()
-        if clock is not None:
-            clock.join(10)
+        for part in (agg, procfs):
+            if part is not None:
+                part.stop()
         if behavior is not None:
             behavior.stop()
         if ebpf is not None:
