@@ -22,6 +22,7 @@ with another container.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -151,6 +152,13 @@ class NetpolicyComponent:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+        # A config reload starts a new instance on the same context: free the metric names.
+        if self._ctx is not None:
+            for metric in (self._denied_metric, self._managed_metric):
+                if metric is not None:
+                    with contextlib.suppress(KeyError):
+                        self._ctx.metrics.unregister(metric)
+        self._denied_metric = self._managed_metric = None
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until every queued container change has been handled (tests, benchmarks)."""
@@ -193,6 +201,8 @@ class NetpolicyComponent:
 
     # --- queue -----------------------------------------------------------------------------
     def _on_registry(self, what: str, c: Container) -> None:
+        if self._stop.is_set():
+            return  # a stopped instance (registries keep their listeners across a reload)
         if what == "updated":
             with self._lock:
                 t = self.tracked.get(c.id)

@@ -31,7 +31,7 @@ from agent.netpolicy.component import NetpolicyComponent, build
 from agent.netpolicy.events import PacketsDenied
 from agent.netpolicy.settings import NetworkSettings
 from agent.pipeline import Bus
-from agent.runtime.model import ContainerRegistry
+from agent.runtime.model import Container, ContainerRegistry
 from agent.store import Store
 from tests.support import need, need_root, need_tool, wait_for
 
@@ -517,3 +517,21 @@ def test_state_of_containers_gone_while_the_agent_was_down_is_released(lab: Lab,
         assert comp.reconcile() == []
     finally:
         comp.stop()
+
+
+def test_a_config_reload_restarts_on_the_same_context(lab: Lab, make_ctx: Any) -> None:
+    ctx = make_ctx(AgentConfig(network=lab.settings()))
+    first = _start(ctx)
+    first.stop()
+    del ctx.control_methods["netpolicy"]  # as agent.app.reload_config does
+    second = _start(ctx)  # same metrics registry: names were freed
+    try:
+        assert ctx.control_methods["netpolicy"] == second.describe
+        assert ctx.components["netpolicy"] is second
+        # the stopped instance ignores registry changes; only the new one takes them
+        first._on_registry(
+            "added", Container(id="e" * 64, name="x", image="i", image_id="", runtime="docker", init_pid=0)
+        )
+        assert first._pending == 0
+    finally:
+        second.stop()
