@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -76,6 +77,7 @@ def test_deviation_becomes_an_explained_finding(store: Store) -> None:
     assert {"cpu_cores", "sensitive_open_rate"} <= set(names[:4]), names
     assert "cpu_cores=" in f.summary and "normal" in f.summary
     assert f.evidence["baseline"] == IMAGE and f.evidence["model_version"] == 1
+    json.loads(json.dumps(f.to_dict()))  # evidence is plain JSON (the store and outputs need it)
     # Cooldown: the next deviating window of the same container reports nothing new.
     (s2,) = engine.process([with_cpu_burner(normal_window(rng, 3002, c))], now=3004)
     assert s2.result is not None and s2.result.deviating and not s2.findings
@@ -88,6 +90,7 @@ def test_unseen_sensitive_chain_is_a_syscall_chain_finding(store: Store) -> None
     assert f.source is Source.SYSCALL_CHAIN and f.mitre == "T1059"
     assert f.evidence["reverse_shell_shape"] is True
     assert f.evidence["chains"][0]["chain"] == "dup2->execve"
+    json.loads(json.dumps(f.to_dict()))
     (s,) = engine.process([normal_window(random.Random(4), 3010, container(2))], now=3012)
     assert not s.chain_hits
 
