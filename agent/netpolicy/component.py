@@ -86,6 +86,7 @@ class NetpolicyComponent:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
+        self._counters_lock = threading.Lock()
         self.tracked: dict[str, Tracked] = {}
         self.stats = {
             "audited": 0,
@@ -594,6 +595,10 @@ class NetpolicyComponent:
 
     def read_counters(self, t: Tracked) -> dict[str, Any] | None:
         """Read the table; publish the deny-counter deltas since the last read."""
+        with self._counters_lock:  # the worker's tick and the control socket both read
+            return self._read_counters(t)
+
+    def _read_counters(self, t: Tracked) -> dict[str, Any] | None:
         assert self._ctx is not None
         table = nft.read(self._netns(t.container))
         if table is None:
