@@ -18,12 +18,14 @@ Stages, in order (``EbpfSource.start``):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import ipaddress
 import os
 import re
 import socket
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -174,6 +176,39 @@ def syscall_tp_layout_ok(paths: HostPaths, tp: str) -> bool:
     return "offset:16;\tsize:8;" in fmt
 
 
+# --- compilation ---------------------------------------------------------------------------------
+class CompileError(Exception):
+    """bcc could not compile or load a program; the message carries clang's/the verifier's reason."""
+
+
+@contextlib.contextmanager
+def _capture_fd2() -> Iterator[Callable[[], str]]:
+    """Redirect file descriptor 2 to a temp file; yield a function returning what was written."""
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+
+        def read() -> str:
+            tmp.flush()
+            tmp.seek(0)
+            return tmp.read().decode("utf-8", "replace")
+
+        try:
+            yield read
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _diag_summary(text: str) -> str:
+    """The error lines of a clang diagnostic, or the tail of a verifier log."""
+    errors = [ln.strip() for ln in text.splitlines() if "error:" in ln]
+    if errors:
+        return "; ".join(errors[:3])
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(";")]
+    return " | ".join(lines[-3:])
+
+
 # --- the source ---------------------------------------------------------------------------------
 class _Collector(Collector):
     def __init__(self, source: EbpfSource) -> None:
@@ -240,6 +275,9 @@ class EbpfSource:
         self._on_event: Callable[[Event], object] | None = None
         # "auto" (ring buffer when the kernel has one), "ringbuf" or "perfbuf" (tests, benches).
         self.output = "auto"
+        # "auto" (task storage when the kernel has it) or "lru" (the LRU-hash fallback).
+        self.prev_store = "auto"
+        self.probes_dir = PROBES_DIR
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self, ctx: AgentContext) -> None:
@@ -255,6 +293,8 @@ class EbpfSource:
         else:
             if self.output != "auto":
                 self.support.ringbuf = self.output == "ringbuf" and self.support.ringbuf
+            if self.prev_store == "lru":
+                self.support.task_storage = False
             self._load(ctx, wanted)
         if self._collector is None:
             self._collector = _Collector(self)
@@ -266,9 +306,17 @@ class EbpfSource:
     def _compile(self, names: Sequence[str]) -> Any:
         from bcc import BPF
 
-        text = program_text(names, cflags(self.settings, self.support.ringbuf, self.support.task_storage))
-        # Warnings of the generic kernel headers are noise here; errors still raise.
-        return BPF(text=text, cflags=["-Wno-unused-function", "-Wno-macro-redefined"])
+        flags = cflags(self.settings, self.support.ringbuf, self.support.task_storage)
+        text = program_text(names, flags, self.probes_dir)
+        # libbcc prints clang's diagnostics and the verifier log on fd 2 and raises only
+        # "Failed to compile BPF module"; capture fd 2 so status() can say why.
+        with _capture_fd2() as diag:
+            try:
+                # Warnings of the generic kernel headers are noise here; errors still raise.
+                return BPF(text=text.encode(), cflags=["-Wno-unused-function", "-Wno-macro-redefined"])
+            except Exception as exc:
+                detail = diag()
+                raise CompileError(f"{exc}: {_diag_summary(detail)}") from None
 
     def _load(self, ctx: AgentContext, wanted: list[str]) -> None:
         t0 = time.monotonic()

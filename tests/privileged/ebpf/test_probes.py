@@ -32,7 +32,7 @@ from agent.hostfs import HostPaths
 from agent.pipeline import Bus
 from agent.runtime.docker import container_from_inspect
 from agent.runtime.model import Container, ContainerRegistry
-from agent.sources.ebpf import CONF_RATE, EbpfSource, build
+from agent.sources.ebpf import CONF_RATE, PROBES_DIR, EbpfSource, build
 from agent.store import Store
 from tests.support import TEST_IMAGE, TEST_LABEL, need_root, wait_for
 
@@ -288,8 +288,9 @@ def test_metrics_export_lost_and_rate_limited_per_probe(agent: Agent) -> None:
     assert 'riskguard_probe_active{probe="syscalls"} 1.0' in text
 
 
-def test_perf_buffer_fallback_delivers_the_same_events(agent: Agent, make_ctx: Callable[..., AgentContext]) -> None:
-    ctx = make_ctx(AgentConfig.model_validate({"ebpf": {"probes": ["exec"]}}))
+def test_fallbacks_perf_buffer_and_lru_previous_syscall(agent: Agent, make_ctx: Callable[..., AgentContext]) -> None:
+    """Older kernels: perf buffer instead of the ring buffer, LRU hash instead of task storage."""
+    ctx = make_ctx(AgentConfig.model_validate({"ebpf": {"probes": ["syscalls", "exec"]}}))
     got: list[Event] = []
     ctx.events.subscribe(got.append)
     ctx.events.start()
@@ -297,13 +298,49 @@ def test_perf_buffer_fallback_delivers_the_same_events(agent: Agent, make_ctx: C
     src = build(ctx)
     assert src is not None
     src.output = "perfbuf"
+    src.prev_store = "lru"
     src.start(ctx)
     try:
-        assert src.status()["output"] == "perfbuf" and src.active == ["exec"]
+        st = src.status()
+        assert st["output"] == "perfbuf" and not st["task_storage"] and src.active == ["syscalls", "exec"]
+        src.flush_window()
         agent.exec_a("ls", "/tmp")
         wait_for(
             lambda: [e for e in got if isinstance(e, ProcessExec) and e.argv[:2] == ("ls", "/tmp")],
             what="exec through the perf buffer",
+        )
+        agent.exec_a("dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=3000")
+        w = {x.cgroup_id: x for x in src.flush_window()}[agent.ra.cgroup_id]
+        assert w.transitions.get((SYS_READ, SYS_WRITE), 0) >= 2999
+        assert st["lost"] == {p: 0 for p in ("syscalls", "exec", "net", "files", "priv")}
+    finally:
+        src.stop()
+
+
+def test_a_probe_that_fails_to_compile_is_reported_and_the_others_load(
+    agent: Agent, make_ctx: Callable[..., AgentContext], tmp_path: Path
+) -> None:
+    broken = tmp_path / "probes"
+    shutil.copytree(PROBES_DIR, broken)
+    text = (broken / "files.bpf.c").read_text()
+    (broken / "files.bpf.c").write_text(text.replace("return rg_open_exit(args, args->ret);", "return nope;", 1))
+    ctx = make_ctx(AgentConfig.model_validate({"ebpf": {"probes": ["exec", "files"]}}))
+    got: list[Event] = []
+    ctx.events.subscribe(got.append)
+    ctx.events.start()
+    ctx.registry.upsert(agent.ra)
+    src = build(ctx)
+    assert src is not None
+    src.probes_dir = broken
+    src.start(ctx)  # must not raise
+    try:
+        st = src.status()
+        assert st["active"] == ["exec"]
+        assert "nope" in st["inactive"]["files"] and "compile" in st["inactive"]["files"]
+        agent.exec_a("ls", "/srv")
+        wait_for(
+            lambda: [e for e in got if isinstance(e, ProcessExec) and e.argv[:2] == ("ls", "/srv")],
+            what="exec with the files probe broken",
         )
     finally:
         src.stop()
