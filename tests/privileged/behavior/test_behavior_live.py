@@ -36,7 +36,7 @@ from agent.sources.procfs import ProcfsSource
 from agent.sources.procfs import build as build_procfs
 from agent.sources.window import WindowAggregator
 from agent.sources.window import build as build_window
-from tests.support import need_root, wait_for
+from tests.support import need, need_root, wait_for
 
 WINDOW = 1.5
 LEARN = 24.0
@@ -165,8 +165,7 @@ def live(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         assert procfs is not None and ebpf is not None
         ctx.events.start()
         ebpf.start(ctx)
-        if "syscalls" not in ebpf.active:
-            pytest.fail(f"eBPF syscall probe not active: {ebpf.status()}", pytrace=False)
+        need("syscalls" in ebpf.active, f"This test needs the eBPF syscall probe (bcc, tracefs): {ebpf.status()}")
 
         procfs.start(ctx)
         agg.start(ctx)
