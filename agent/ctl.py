@@ -25,6 +25,7 @@ CTL_MODULES: tuple[str, ...] = (
     "agent.netpolicy.ctl",  # netpolicy
     "agent.detectors.ctl",  # detectors
     "agent.logs.ctl",  # logs status|rules
+    "agent.behavior.ctl",  # baseline list|freeze|unfreeze|fit|relearn
 )
 
 
