@@ -187,6 +187,25 @@ class FlowWindow(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PacketsDenied(Event):
+    """Packets that reached the deny rule of a container's least-privilege table over
+    [start, end): dropped in enforce mode, only counted in observe mode (``enforced`` False)."""
+
+    start: float
+    end: float
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    enforced: bool = False
+    source: str = "netpolicy"
+
+    @property
+    def packets(self) -> int:
+        return self.packets_in + self.packets_out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProcSnapshot(Event):
     """Per-container /proc view at the end of a window."""
 
@@ -247,6 +266,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     AuditEvent,
     LogEntry,
     FlowWindow,
+    PacketsDenied,
     ProcSnapshot,
     BehaviorWindow,
 )

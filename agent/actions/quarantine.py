@@ -32,9 +32,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import queue
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +40,7 @@ import structlog
 
 from agent.findings import Action, ActionResult
 from agent.hostfs import HostPaths
+from agent.netpolicy.nsexec import NetnsError, delete_table, in_netns, nft_json, nft_text, table_exists
 from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2, read_proc_cgroup
 from agent.runtime.model import Container
 
@@ -49,7 +48,6 @@ log = structlog.get_logger("agent.actions")
 
 T = TypeVar("T")
 
-CLONE_NEWNET = 0x40000000
 TABLE_PREFIX = "riskguard_q_"
 CLASSID_MAJOR = 0x5247  # "RG": the agent's net_cls classes are 5247:xxxx
 # nft resolves ``socket cgroupv2`` paths below this fixed mount point (nftables src/datatype.c,
@@ -61,76 +59,6 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 
 class QuarantineError(Exception):
     """A quarantine (or its release) could not be applied."""
-
-
-# --- namespaces -----------------------------------------------------------------------------
-def in_netns(netns: Path, fn: Callable[[], T], timeout: float = 10.0) -> T:
-    """Run ``fn`` in a fresh thread that has entered the network namespace at ``netns``.
-
-    setns(2) with CLONE_NEWNET changes only the calling thread, so the rest of the agent stays
-    in its own netns; the thread ends afterwards (it is never reused in the wrong netns).
-    Python 3.11 has no ``os.setns``: libc's is called through ctypes.
-    """
-    out: queue.Queue[tuple[bool, Any]] = queue.Queue(1)
-
-    def run() -> None:
-        try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            out.put((True, fn()))
-        except BaseException as exc:
-            out.put((False, exc))
-
-    t = threading.Thread(target=run, name="netns", daemon=True)
-    t.start()
-    try:
-        ok, value = out.get(timeout=timeout)
-    except queue.Empty:
-        raise QuarantineError(f"timed out in netns {netns}") from None
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
-
-
-def _nft() -> Any:
-    # libnftables opens its netlink socket in the netns of the thread that creates the context:
-    # create one per call, inside ``in_netns``.
-    import nftables
-
-    n = nftables.Nftables()
-    n.set_json_output(True)
-    n.set_handle_output(True)
-    return n
-
-
-def _nft_json(commands: list[dict[str, Any]]) -> None:
-    rc, _out, err = _nft().json_cmd({"nftables": commands})
-    if rc != 0:
-        raise QuarantineError(f"nft: {err.strip()}")
-
-
-def _nft_text(command: str) -> str:
-    rc, out, err = _nft().cmd(command)
-    if rc != 0:
-        raise QuarantineError(f"nft {command!r}: {err.strip()}")
-    return str(out)
-
-
-def _table_exists(name: str) -> bool:
-    rc, _out, _err = _nft().cmd(f"list table inet {name}")
-    return bool(rc == 0)
-
-
-def _delete_table(name: str) -> bool:
-    if not _table_exists(name):
-        return False
-    _nft_text(f"delete table inet {name}")
-    return True
 
 
 def table_name(container: Container | str, kind: str) -> str:
@@ -382,13 +310,13 @@ def apply_cgroup(paths: HostPaths, container: Container, version: str = "auto", 
             state.update(level=level, nft_path=nft_path)
 
             def install_v2() -> bool:
-                existed = _table_exists(name)
-                _nft_json(_base_chains(name, "accept"))
+                existed = table_exists(name)
+                nft_json(_base_chains(name, "accept"))
                 if not existed:
                     # nftables 1.0.6: no JSON parser for "socket cgroupv2" (and its JSON output
                     # drops the level), so these two rules go as text.
                     for chain in ("input", "output"):
-                        _nft_text(
+                        nft_text(
                             f'add rule inet {name} {chain} socket cgroupv2 level {level} "{nft_path}" counter drop'
                         )
                 return existed
@@ -398,18 +326,18 @@ def apply_cgroup(paths: HostPaths, container: Container, version: str = "auto", 
             classid = _apply_netcls(paths, container, state)
 
             def install_v1() -> bool:
-                existed = _table_exists(name)
+                existed = table_exists(name)
                 cmds = _base_chains(name, "accept")
                 if not existed:
                     for chain in ("input", "output"):
                         match = {"match": {"op": "==", "left": {"meta": {"key": "cgroup"}}, "right": classid}}
                         cmds.append(_rule(name, chain, [match, {"counter": None}, {"drop": None}]))
-                _nft_json(cmds)
+                nft_json(cmds)
                 return existed
 
             state["table_existed"] = in_netns(ns, install_v1)
-        confirmed = in_netns(ns, lambda: _table_exists(name))
-    except (OSError, QuarantineError) as exc:
+        confirmed = in_netns(ns, lambda: table_exists(name))
+    except (OSError, QuarantineError, NetnsError) as exc:
         log.error("container_quarantine_failed", container_id=container.id, method="cgroup", error=str(exc))
         return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state)
     return ActionResult(
@@ -448,17 +376,17 @@ def apply_netns(paths: HostPaths, container: Container, dry_run: bool = False) -
             )
 
         def install() -> bool:
-            existed = _table_exists(name)
+            existed = table_exists(name)
             cmds = _base_chains(name, "drop")
             if not existed:
                 cmds.append(_rule(name, "input", [_iface("iifname", "lo"), {"accept": None}]))
                 cmds.append(_rule(name, "output", [_iface("oifname", "lo"), {"accept": None}]))
-            _nft_json(cmds)
+            nft_json(cmds)
             return existed
 
         state["table_existed"] = in_netns(ns, install)
-        confirmed = in_netns(ns, lambda: _table_exists(name))
-    except (OSError, QuarantineError) as exc:
+        confirmed = in_netns(ns, lambda: table_exists(name))
+    except (OSError, QuarantineError, NetnsError) as exc:
         log.error("container_quarantine_failed", container_id=container.id, method="netns", error=str(exc))
         return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state)
     return ActionResult(
@@ -484,7 +412,7 @@ def _release_tables(paths: HostPaths, container_id: str, init_pid: int, state: M
         return "the container's netns is gone: nothing to remove"
     if inode != state.get("netns_inode"):
         return "the container's netns is gone (pid reused): nothing to remove"
-    removed = in_netns(ns, lambda: _delete_table(str(state["table"])))
+    removed = in_netns(ns, lambda: delete_table(str(state["table"])))
     return f"table {state['table']} {'removed' if removed else 'already absent'}"
 
 
@@ -709,5 +637,5 @@ def is_applied(paths: HostPaths, init_pid: int, state: Mapping[str, Any]) -> boo
                 return False
         except OSError:
             return False
-        return in_netns(ns, lambda: _table_exists(str(state["table"])))
+        return in_netns(ns, lambda: table_exists(str(state["table"])))
     return None

@@ -36,14 +36,14 @@ from typing import Any
 import structlog
 from prometheus_client import Counter, Gauge
 
-from agent.actions.quarantine import QuarantineError, container_netns, host_netns_inodes, in_netns
+from agent.actions.quarantine import QuarantineError, container_netns, host_netns_inodes
 from agent.context import AgentContext
-from agent.events import NetConnect
+from agent.events import NetConnect, PacketsDenied
 from agent.netpolicy import allowlist as al
 from agent.netpolicy import nft, posture, selinux, wiring
 from agent.netpolicy.allowlist import Allowlist
 from agent.netpolicy.cni import CniError, CniRunner, build_conflist
-from agent.netpolicy.events import PacketsDenied
+from agent.netpolicy.nsexec import NetnsError, in_netns
 from agent.netpolicy.settings import NetworkSettings
 from agent.runtime.model import Container
 
@@ -482,7 +482,7 @@ class NetpolicyComponent:
         ns: Path | None = None
         try:
             ns = self._netns(c)
-        except QuarantineError:
+        except (QuarantineError, NetnsError):
             ns = None  # the netns went with the container (its table too)
         if ns is not None and t is not None and t.rules:
             try:

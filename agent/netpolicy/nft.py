@@ -10,8 +10,8 @@ are also added to dynamic sets (``learn_egress4``/``learn_egress6``/``learn_ingr
 flow the kernel sees is learned, however short.
 
 Applying replaces the whole table in one transaction (add, delete, add …), so reapplying after
-an agent restart is idempotent. The small helpers ``nft_json``, ``nft_text`` and ``table_exists``
-duplicate ``agent.actions.quarantine``'s private ones (to be merged into one module).
+an agent restart is idempotent. Entering the netns and the libnftables basics live in
+``agent.netpolicy.nsexec``, shared with network quarantine.
 """
 
 from __future__ import annotations
@@ -21,17 +21,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.actions.quarantine import in_netns
 from agent.netpolicy.allowlist import Allowlist
+from agent.netpolicy.nsexec import in_netns, nft_context, nft_json
+from agent.netpolicy.nsexec import table_exists as _table_exists
 from agent.netpolicy.settings import EgressRule, IngressRule
 
 TABLE = "riskguard_lp"
 FAMILY = "inet"
 ND_TYPES = ["nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-solicit", "nd-router-advert"]
-
-
-class NftError(Exception):
-    """libnftables refused a command (its message is kept)."""
 
 
 # --- generation (pure) ----------------------------------------------------------------------
@@ -245,39 +242,14 @@ def parse_table(listing: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- applying (in a netns) ------------------------------------------------------------------
-def _ctx() -> Any:
-    # libnftables opens its netlink socket in the netns of the creating thread: one context per
-    # call, created inside ``in_netns``.
-    import nftables
-
-    n = nftables.Nftables()
-    n.set_json_output(True)
-    return n
-
-
-def nft_json(commands: list[dict[str, Any]]) -> None:
-    """Run JSON commands in the current thread's netns as one transaction."""
-    rc, _out, err = _ctx().json_cmd({"nftables": commands})
-    if rc != 0:
-        raise NftError(str(err).strip() or f"nft rc={rc}")
-
-
-def nft_text(command: str) -> str:
-    rc, out, err = _ctx().cmd(command)
-    if rc != 0:
-        raise NftError(f"nft {command!r}: {str(err).strip()}")
-    return str(out)
-
-
 def table_exists() -> bool:
-    rc, _out, _err = _ctx().cmd(f"list table {FAMILY} {TABLE}")
-    return bool(rc == 0)
+    return _table_exists(TABLE, FAMILY)
 
 
 def _read() -> dict[str, Any] | None:
     import json
 
-    n = _ctx()
+    n = nft_context()
     rc, out, _err = n.cmd(f"list table {FAMILY} {TABLE}")
     if rc != 0:
         return None

@@ -24,7 +24,7 @@ import structlog
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from agent.actions.quarantine import in_netns
+from agent.netpolicy.nsexec import in_netns
 from agent.store import Store
 
 log = structlog.get_logger("agent.netpolicy")

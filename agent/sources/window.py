@@ -30,6 +30,7 @@ from agent.events import (
     FlowWindow,
     LogEntry,
     NetConnect,
+    PacketsDenied,
     PrivilegeEvent,
     ProcessExec,
     ProcSnapshot,
@@ -51,6 +52,7 @@ CONSUMED: tuple[type[Event], ...] = (
     ProcSnapshot,
     LogEntry,
     AuditEvent,
+    PacketsDenied,
 )
 # Bounds per container per window: a flooding container cannot grow our memory without limit.
 MAX_SET = 4096
@@ -91,6 +93,7 @@ class _Acc:
     dns_names: set[str] = field(default_factory=set)
     snapshot: ProcSnapshot | None = None
     log_lines: int = 0
+    denied_packets: int = 0
     sources: set[str] = field(default_factory=set)
     overflow: int = 0
 
@@ -233,6 +236,9 @@ class WindowAggregator:
         elif isinstance(ev, LogEntry):
             acc.sources.add("logs")
             acc.log_lines += 1
+        elif isinstance(ev, PacketsDenied):
+            acc.sources.add("netpolicy")
+            acc.denied_packets += ev.packets
 
     def _binary(self, acc: _Acc, path: str) -> None:
         if not path:
@@ -312,6 +318,7 @@ class WindowAggregator:
             processes=snap.processes if snap else 0,
             threads=snap.threads if snap else 0,
             log_lines=acc.log_lines,
+            denied_packets=acc.denied_packets,
             sources=frozenset(acc.sources),
         )
 

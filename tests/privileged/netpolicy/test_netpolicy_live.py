@@ -20,15 +20,14 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
-from agent.actions.quarantine import in_netns
 from agent.config import AgentConfig
 from agent.context import AgentContext
-from agent.events import Event, NetConnect
+from agent.events import Event, NetConnect, PacketsDenied
 from agent.findings import Finding
 from agent.netpolicy import nft, wiring
 from agent.netpolicy.cni import CniError, CniRunner, build_conflist
 from agent.netpolicy.component import NetpolicyComponent, build
-from agent.netpolicy.events import PacketsDenied
+from agent.netpolicy.nsexec import in_netns
 from agent.netpolicy.settings import NetworkSettings
 from agent.pipeline import Bus
 from agent.runtime.model import Container, ContainerRegistry

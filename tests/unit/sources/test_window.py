@@ -213,3 +213,19 @@ def test_timer_thread_publishes_windows() -> None:
     finally:
         agg.stop()
     assert got and got[0].execs == 1
+
+
+def test_denied_packets_from_netpolicy_reach_the_window() -> None:
+    """PacketsDenied (netpolicy's deny counters) are summed into BehaviorWindow.denied_packets."""
+    from agent.events import PacketsDenied
+
+    agg = WindowAggregator(10, clock=lambda: 0.0)
+    feed(
+        agg,
+        [
+            PacketsDenied(ts=1.0, container=A, start=0.0, end=1.0, packets_in=2, packets_out=5, enforced=True),
+            PacketsDenied(ts=2.0, container=A, start=1.0, end=2.0, packets_out=1),
+        ],
+    )
+    w = by_id(agg.flush(10.0))[A.id]
+    assert w.denied_packets == 8 and "netpolicy" in w.sources
