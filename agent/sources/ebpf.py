@@ -56,6 +56,8 @@ OUTPUTS: Mapping[str, str] = {
     "files": "rg_open_events",
     "priv": "rg_priv_events",
 }
+# Syscalls whose tracepoint carries the kernel's SYSCALL_DEFINE name, not the syscall's.
+PRIV_TRACEPOINT_NAMES: Mapping[str, str] = {"umount2": "umount"}
 CONF_ALL, CONF_RATE, CONF_GEN = 0, 1, 2
 MATCH_ANY, MATCH_WRITE = 1, 2
 PREFIX_LEN = 64  # RG_PREFIX_LEN in probes/files.h
@@ -373,9 +375,11 @@ class EbpfSource:
     def _attach_priv(self, paths: HostPaths) -> None:
         assert self.bpf is not None
         for sc in PRIV_SYSCALLS:
-            enter, exit_ = f"sys_enter_{sc}", f"sys_exit_{sc}"
+            tp = PRIV_TRACEPOINT_NAMES.get(sc, sc)
+            enter, exit_ = f"sys_enter_{tp}", f"sys_exit_{tp}"
             if not (syscall_tp_layout_ok(paths, enter) and (paths.tracefs / "events/syscalls" / exit_).is_dir()):
-                self.skipped_hooks.append(f"syscalls:{enter}")
+                # e.g. init_module/finit_module on a kernel built without module support.
+                self.skipped_hooks.append(f"syscalls:{enter} (no such tracepoint, or an unexpected layout)")
                 continue
             try:
                 self.bpf.attach_tracepoint(tp=f"syscalls:{enter}".encode(), fn_name=b"rg_priv_enter")

@@ -215,6 +215,15 @@ def test_privilege_syscall_is_reported_with_result(agent: Agent) -> None:
     _assert_b_untouched(agent)
 
 
+def test_umount2_is_caught_through_its_kernel_tracepoint_name(agent: Agent) -> None:
+    # x86_64 syscall 166 (umount2) is SYSCALL_DEFINE2(umount, ...): tracepoint sys_enter_umount.
+    agent.exec_a("umount", "/proc")
+    ev = agent.wait(PrivilegeEvent, lambda e: e.syscall == "umount2", "umount2")[0]
+    assert ev.cgroup_id == agent.ra.cgroup_id and ev.ret < 0
+    skipped = " ".join(agent.source.status()["skipped_hooks"])
+    assert "umount" not in skipped and "setns" not in skipped
+
+
 def test_syscall_loop_counts_and_transitions_in_the_kernel(agent: Agent) -> None:
     agent.source.flush_window()  # start from an empty window
     n = 20000
