@@ -20,7 +20,7 @@ from agent.context import AgentContext
 from agent.detectors.registry import BY_ID, enabled
 from agent.detectors.settings import DetectorsSettings
 from agent.detectors.spec import Detector, DetectorState
-from agent.events import Event, ProcessExec, ProcessExit
+from agent.events import Event, NetConnect, ProcessExec, ProcessExit
 from agent.findings import Finding
 
 log = structlog.get_logger("agent.detectors")
@@ -81,6 +81,7 @@ class DetectorsComponent:
             return c.init_pid if c is not None else 0
 
         self.state.init_pid = init_pid
+        registry.add_listener(lambda what, c: self.state.forget_container(c.id) if what == "removed" else None)
         for t in self._by_type:
             ctx.events.subscribe(self.handle, kind=t, name=f"detectors:{t.__name__}")
         if ProcessExec not in self._by_type:
@@ -149,6 +150,8 @@ class DetectorsComponent:
                 self._emit(finding)
         if isinstance(event, ProcessExec):
             self.state.remember_exec(event)
+        elif isinstance(event, NetConnect) and event.op == "connect":
+            self.state.remember_connect(event, self.settings.scan_window_seconds)
 
     def _forget(self, event: ProcessExit) -> None:
         cid = event.container.id if event.container is not None else ""

@@ -11,6 +11,7 @@ from agent.detectors import (
     kernel_module,
     miner_stratum,
     namespace_escape,
+    network_scan,
     package_manager,
     privilege_change,
     ptrace_attach,
@@ -34,6 +35,7 @@ DETECTORS: tuple[Detector, ...] = (
     bpf_syscall.SPEC,
     runtime_socket.SPEC,
     miner_stratum.SPEC,
+    network_scan.SPEC,
 )
 
 # Ids that existed once and were retired: never hand them out again.

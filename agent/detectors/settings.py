@@ -162,3 +162,8 @@ class DetectorsSettings(Section):
     )
     # DNS names never counted as pools (fnmatch patterns): the NTP pool contains "pool.".
     miner_dns_ignore: tuple[str, ...] = ("pool.ntp.org", "*.pool.ntp.org")
+    # RG-0013: connect attempts to this many distinct targets (ports of one host, or hosts on
+    # one port) within scan_window_seconds make a network scan.
+    scan_min_targets: int = Field(default=20, ge=3)
+    # The sliding window of RG-0013, seconds of event time.
+    scan_window_seconds: float = Field(default=10.0, gt=0)

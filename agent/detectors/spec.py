@@ -13,13 +13,13 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from agent.detectors.settings import DetectorsSettings
-from agent.events import Event, ProcessExec
+from agent.events import Event, NetConnect, ProcessExec
 from agent.findings import Finding, Severity, Source
 
 # The kernel's task comm is TASK_COMM_LEN (16) bytes with the terminating NUL.
@@ -37,6 +37,10 @@ class DetectorState:
     max_comms: int = 65536
     # container id -> host pid of the container's init process (0 when unknown).
     init_pid: Callable[[str], int] = field(default=lambda _cid: 0)
+    # container id -> recent connect attempts (ts, daddr, dport), oldest first, bounded: what
+    # the scan rule (RG-0013) counts.
+    connects: dict[str, deque[tuple[float, str, int]]] = field(default_factory=dict)
+    max_connects: int = 4096
 
     def remember_exec(self, ev: ProcessExec) -> None:
         """Record ``ev``'s pid → comm so later children of it can name their parent."""
@@ -45,6 +49,16 @@ class DetectorState:
         self.comms.move_to_end(key)
         while len(self.comms) > self.max_comms:
             self.comms.popitem(last=False)
+
+    def remember_connect(self, ev: NetConnect, horizon: float) -> None:
+        """Record a connect attempt of ``ev``'s container; forget those older than ``horizon`` s."""
+        recent = self.connects.setdefault(container_key(ev), deque(maxlen=self.max_connects))
+        recent.append((ev.ts, ev.daddr, ev.dport))
+        while recent and recent[0][0] < ev.ts - horizon:
+            recent.popleft()
+
+    def forget_container(self, container_id: str) -> None:
+        self.connects.pop(container_id, None)
 
     def parent_comm(self, ev: ProcessExec) -> str:
         """The parent's name: the event's parent comm, else the program of an exec seen

@@ -284,6 +284,17 @@ def test_rg0012_pool_port_and_stratum_argv(chain: Chain) -> None:
     assert s.severity is Severity.HIGH
 
 
+def test_rg0013_port_scan(chain: Chain) -> None:
+    # A connect scan of 30 closed ports on the container's own loopback (no other host is touched).
+    out = chain.exec("sh", "-c", "for p in $(seq 2001 2030); do nc -w 1 127.0.0.1 $p </dev/null; done; echo done")
+    assert "done" in out
+    f = chain.wait("RG-0013", lambda f: f.evidence.get("kind") == "port_scan")
+    _rule(f)
+    assert f.evidence["target"] == "127.0.0.1" and f.evidence["count"] == 20
+    # earlier tests' loopback connects may still be inside the window and count too
+    assert len(set(f.evidence["ports"]) & set(range(2001, 2031))) >= 15 and f.severity is Severity.HIGH
+
+
 def test_ordinary_commands_raise_nothing_and_findings_name_only_this_container(chain: Chain) -> None:
     with chain.lock:
         before = len(chain.findings)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -469,6 +470,73 @@ CASES = [
         {"dns_names": ["xmr.supportxmr.com"], "pool_ports": [3333]},
     ),
     Case("dns-ntp-pool", "RG-0012", flow(("0.debian.pool.ntp.org", "pool.ntp.org.")), None),
+    # --- RG-0013 network scans: prior connect attempts are the component's memory --------
+    Case(
+        "port-scan",
+        "RG-0013",
+        conn(20),
+        {"kind": "port_scan", "target": "203.0.113.9", "count": 20, "mitre": "T1046"},
+        {"connects": [(995.0 + i * 0.1, "203.0.113.9", i) for i in range(1, 20)]},
+    ),
+    Case(
+        "host-sweep",
+        "RG-0013",
+        conn(22, daddr="10.0.0.200"),
+        {"kind": "host_sweep", "port": 22, "count": 20},
+        {"connects": [(999.0, f"10.0.0.{i}", 22) for i in range(1, 20)]},
+    ),
+    Case(
+        "below-threshold",
+        "RG-0013",
+        conn(19),
+        None,
+        {"connects": [(999.0, "203.0.113.9", i) for i in range(1, 18)]},
+    ),
+    Case(
+        "old-attempts-expire",
+        "RG-0013",
+        conn(20),
+        None,
+        {"connects": [(900.0, "203.0.113.9", i) for i in range(1, 20)]},
+    ),
+    Case("one-connect", "RG-0013", conn(443), None),
+    Case(
+        "burst-already-reported",
+        "RG-0013",
+        conn(25),
+        None,
+        {"connects": [(999.0, "203.0.113.9", i) for i in range(1, 25)]},
+    ),
+    Case(
+        "flow-scan",
+        "RG-0013",
+        FlowWindow(
+            ts=1000.0,
+            cgroup_id=77,
+            container=C,
+            start=990.0,
+            end=1000.0,
+            dst_ports=frozenset(range(1, 31)),
+            syn_sent=30,
+            syn_unanswered=28,
+        ),
+        {"kind": "port_scan", "syn_unanswered": 28},
+    ),
+    Case(
+        "flow-many-answered-ports",
+        "RG-0013",
+        FlowWindow(
+            ts=1000.0,
+            cgroup_id=77,
+            container=C,
+            start=990.0,
+            end=1000.0,
+            dst_ports=frozenset(range(1, 31)),
+            syn_sent=30,
+            syn_unanswered=0,
+        ),
+        None,
+    ),
 ]
 
 
@@ -476,6 +544,8 @@ def _state(case: Case) -> DetectorState:
     st = DetectorState(settings=DetectorsSettings())
     init = case.state.get("init", 0)
     st.init_pid = lambda cid: init if cid == C.id else 0
+    for ts, daddr, dport in case.state.get("connects", ()):
+        st.remember_connect(dataclasses.replace(conn(dport, daddr=daddr), ts=ts), 10.0)
     return st
 
 

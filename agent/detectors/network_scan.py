@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: Apache-2.0
+"""RG-0013: network service discovery from inside a container (a port scan or a host sweep).
+
+From the eBPF connect events: attempts to ``detectors.scan_min_targets`` distinct ports of one
+host, or distinct hosts on one port, within ``detectors.scan_window_seconds`` (the component
+keeps each container's recent connect attempts); it fires when a burst crosses the threshold.
+From packet capture: a flow window whose
+distinct destination ports reach the same threshold with most SYNs unanswered.
+"""
+
+from __future__ import annotations
+
+from agent.detectors.spec import Detector, DetectorState, container_key
+from agent.events import FlowWindow, NetConnect
+from agent.findings import Finding, Severity
+
+
+def _from_connects(ev: NetConnect, state: DetectorState) -> Finding | None:
+    s = state.settings
+    since = ev.ts - s.scan_window_seconds
+    recent = [(daddr, dport) for ts, daddr, dport in state.connects.get(container_key(ev), ()) if ts >= since]
+    # Fire when this event is the target that brings a burst to the threshold (each event adds
+    # at most one), not on every later connect while the window still holds the burst.
+    ports = {dport for daddr, dport in recent if daddr == ev.daddr}
+    if ev.dport not in ports and len(ports) + 1 == s.scan_min_targets:
+        ports.add(ev.dport)
+        return SPEC.finding(
+            ev,
+            f"{ev.comm} probed {len(ports)} ports of {ev.daddr} within {s.scan_window_seconds:g}s",
+            {"comm": ev.comm, "kind": "port_scan", "target": ev.daddr, "ports": sorted(ports), "count": len(ports)},
+            subject=f"scan:{ev.daddr}",
+        )
+    hosts = {daddr for daddr, dport in recent if dport == ev.dport}
+    if ev.daddr not in hosts and len(hosts) + 1 == s.scan_min_targets:
+        hosts.add(ev.daddr)
+        return SPEC.finding(
+            ev,
+            f"{ev.comm} probed port {ev.dport} on {len(hosts)} hosts within {s.scan_window_seconds:g}s",
+            {"comm": ev.comm, "kind": "host_sweep", "port": ev.dport, "hosts": sorted(hosts), "count": len(hosts)},
+            subject=f"sweep:{ev.dport}",
+        )
+    return None
+
+
+def evaluate(ev: NetConnect | FlowWindow, state: DetectorState) -> Finding | None:
+    if isinstance(ev, NetConnect):
+        if ev.op != "connect" or not ev.daddr:
+            return None
+        return _from_connects(ev, state)
+    s = state.settings
+    if len(ev.dst_ports) < s.scan_min_targets or ev.syn_sent == 0 or ev.syn_unanswered * 2 < ev.syn_sent:
+        return None
+    return SPEC.finding(
+        ev,
+        f"{len(ev.dst_ports)} destination ports in one window, {ev.syn_unanswered}/{ev.syn_sent} SYNs unanswered",
+        {
+            "kind": "port_scan",
+            "ports": sorted(ev.dst_ports)[:64],
+            "peers": sorted(ev.peers)[:20],
+            "syn_sent": ev.syn_sent,
+            "syn_unanswered": ev.syn_unanswered,
+        },
+        subject="scan:flows",
+    )
+
+
+SPEC = Detector(
+    id="RG-0013",
+    name="network_scan",
+    events=(NetConnect, FlowWindow),
+    severity=Severity.HIGH,
+    mitre="T1046",
+    description="Connect attempts to detectors.scan_min_targets distinct ports of one host (or "
+    "hosts on one port) within detectors.scan_window_seconds; or a captured flow window with "
+    "that many destination ports and most SYNs unanswered.",
+    false_positives="Service-discovery sidecars, health checkers and load-test tools that fan out "
+    "to many ports or hosts: raise scan_min_targets or disable RG-0013 for them.",
+    evaluate=evaluate,
+)
