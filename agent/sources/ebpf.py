@@ -273,6 +273,7 @@ class EbpfSource:
         self._gen = 0
         self._window_start = time.time()
         self._monitored: set[int] = set()
+        self._cgroup_of: dict[str, int] = {}  # container id -> cgroup id in the kernel filter
         self._collector: _Collector | None = None
         self._on_event: Callable[[Event], object] | None = None
         # "auto" (ring buffer when the kernel has one), "ringbuf" or "perfbuf" (tests, benches).
@@ -469,25 +470,39 @@ class EbpfSource:
     def _on_container(self, what: str, c: Container) -> None:
         """Registry listener: keep the kernel's monitored-cgroup map equal to the registry."""
         bpf = self.bpf
-        if bpf is None or not c.cgroup_id:
+        if bpf is None or (not c.cgroup_id and what != "removed"):
             return
         table = bpf[b"rg_cgroups"]
-        key = ctypes.c_ulonglong(c.cgroup_id)
         with self._lock:
-            if what == "removed":
+            # An update may move a container to another cgroup: forget the old id first.
+            old = self._cgroup_of.pop(c.id, None)
+            if old is not None and (what == "removed" or old != c.cgroup_id):
                 try:
-                    del table[key]
+                    del table[ctypes.c_ulonglong(old)]
                 except KeyError:
                     pass
-                self._monitored.discard(c.cgroup_id)
-            else:
-                table[key] = ctypes.c_ubyte(1)
+                self._monitored.discard(old)
+            if what != "removed":
+                table[ctypes.c_ulonglong(c.cgroup_id)] = ctypes.c_ubyte(1)
                 self._monitored.add(c.cgroup_id)
+                self._cgroup_of[c.id] = c.cgroup_id
 
     def monitor_cgroup(self, cgroup_id: int, on: bool = True) -> None:
         """Add (or remove) one cgroup id to the kernel filter directly (benchmarks, tests)."""
-        c = Container(id=f"cgroup-{cgroup_id}", name="", image="", image_id="", runtime="", init_pid=0)
-        self._on_container("added" if on else "removed", _with_cgroup(c, cgroup_id))
+        bpf = self.bpf
+        if bpf is None:
+            return
+        table = bpf[b"rg_cgroups"]
+        with self._lock:
+            if on:
+                table[ctypes.c_ulonglong(cgroup_id)] = ctypes.c_ubyte(1)
+                self._monitored.add(cgroup_id)
+            else:
+                try:
+                    del table[ctypes.c_ulonglong(cgroup_id)]
+                except KeyError:
+                    pass
+                self._monitored.discard(cgroup_id)
 
     # --- reading --------------------------------------------------------------------------
     def _read_loop(self) -> None:
@@ -624,12 +639,6 @@ class EbpfSource:
             "syscalls_counted": self.syscalls_counted,
             "count_map_full": self.count_map_full,
         }
-
-
-def _with_cgroup(c: Container, cgroup_id: int) -> Container:
-    import dataclasses
-
-    return dataclasses.replace(c, cgroup_id=cgroup_id)
 
 
 def _read_link(p: Path) -> str:

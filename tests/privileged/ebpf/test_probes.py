@@ -287,6 +287,22 @@ def test_removed_container_leaves_the_kernel_filter(agent: Agent) -> None:
         agent.ctx.registry.upsert(agent.rb)
 
 
+def test_updated_container_moves_its_filter_entry(agent: Agent) -> None:
+    import dataclasses
+
+    bpf = agent.source.bpf
+    assert bpf is not None
+    moved = dataclasses.replace(agent.rb, cgroup_id=agent.rb.cgroup_id + 10_000_000)
+    agent.ctx.registry.upsert(moved)
+    try:
+        ids = {k.value for k in bpf[b"rg_cgroups"]}
+        assert moved.cgroup_id in ids and agent.rb.cgroup_id not in ids
+    finally:
+        agent.ctx.registry.upsert(agent.rb)
+    ids = {k.value for k in bpf[b"rg_cgroups"]}
+    assert agent.rb.cgroup_id in ids and moved.cgroup_id not in ids
+
+
 def test_metrics_export_lost_and_rate_limited_per_probe(agent: Agent) -> None:
     from prometheus_client import generate_latest
 
