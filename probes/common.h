@@ -11,7 +11,7 @@
  *   rg_ratedrop, so it cannot fill the ring buffer that other containers share.
  *
  * Load-time constants come as -D cflags from the loader (RG_RINGBUF, RG_RINGBUF_PAGES,
- * RG_MAX_CGROUPS); run-time settings live in maps (rg_conf, rg_sensitive).
+ * RG_RB_FLAGS, RG_MAX_CGROUPS); run-time settings live in maps (rg_conf, rg_sensitive).
  * Only tracepoints and BPF helpers are used: the kernel headers on the target may not match
  * the running kernel, so no kernel struct is ever dereferenced.
  */
@@ -130,6 +130,13 @@ static __always_inline void rg_fill_hdr(struct rg_hdr *h, u32 type, u64 cg)
     h->uid = (u32)bpf_get_current_uid_gid();
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
 }
+
+/* Flags of every ring buffer write. The loader sets BPF_RB_NO_WAKEUP (1) when it polls on a
+ * timer (ebpf.poll_interval_ms > 0): producers then skip the per-record wakeup of the reader,
+ * which measurably slowed exec-heavy containers. 0: wake the reader for every record. */
+#ifndef RG_RB_FLAGS
+#define RG_RB_FLAGS 0
+#endif
 
 /* RG_OUTPUT declares a probe's event channel: a BPF ring buffer when the kernel has one
  * (5.8+, probed at run time by the loader), else a perf buffer. */

@@ -123,7 +123,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         if (ev->args_size >= RG_ARGS_BYTES)
             size = offsetof(struct rg_exec_event, args) + RG_ARGS_BYTES;
 #ifdef RG_RINGBUF
-        if (rg_exec_events.ringbuf_output(ev, size, 0))
+        if (rg_exec_events.ringbuf_output(ev, size, RG_RB_FLAGS))
             rg_count_lost(RG_PROBE_EXEC);
 #else
         if (rg_exec_events.perf_submit(args, ev, size))

@@ -85,7 +85,7 @@ static __always_inline int rg_open_exit(void *ctx, long ret)
     ev->ret = (s32)ret;
     if (rg_rate_ok(ev->h.cgroup_id, RG_PROBE_FILES)) {
 #ifdef RG_RINGBUF
-        if (rg_open_events.ringbuf_output(ev, sizeof(*ev), 0))
+        if (rg_open_events.ringbuf_output(ev, sizeof(*ev), RG_RB_FLAGS))
             rg_count_lost(RG_PROBE_FILES);
 #else
         if (rg_open_events.perf_submit(ctx, ev, sizeof(*ev)))

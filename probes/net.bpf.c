@@ -57,7 +57,7 @@ static __always_inline int rg_net_emit(void *ctx, struct rg_net_event *ev)
     if (!rg_rate_ok(ev->h.cgroup_id, RG_PROBE_NET))
         return 0;
 #ifdef RG_RINGBUF
-    if (rg_net_events.ringbuf_output(ev, sizeof(*ev), 0))
+    if (rg_net_events.ringbuf_output(ev, sizeof(*ev), RG_RB_FLAGS))
         rg_count_lost(RG_PROBE_NET);
 #else
     if (rg_net_events.perf_submit(ctx, ev, sizeof(*ev)))

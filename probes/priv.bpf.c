@@ -43,7 +43,7 @@ int rg_priv_exit(struct rg_sys_exit *args)
     ev->ret = args->ret;
     if (rg_rate_ok(ev->h.cgroup_id, RG_PROBE_PRIV)) {
 #ifdef RG_RINGBUF
-        if (rg_priv_events.ringbuf_output(ev, sizeof(*ev), 0))
+        if (rg_priv_events.ringbuf_output(ev, sizeof(*ev), RG_RB_FLAGS))
             rg_count_lost(RG_PROBE_PRIV);
 #else
         if (rg_priv_events.perf_submit(args, ev, sizeof(*ev)))

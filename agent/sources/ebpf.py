@@ -63,6 +63,7 @@ MATCH_ANY, MATCH_WRITE = 1, 2
 PREFIX_LEN = 64  # RG_PREFIX_LEN in probes/files.h
 BPF_MAP_TYPE_RINGBUF = 27  # include/uapi/linux/bpf.h
 BPF_MAP_TYPE_TASK_STORAGE = 29
+BPF_RB_NO_WAKEUP = 1
 _INCLUDE = re.compile(r'^#include "([A-Za-z0-9_.-]+)"\s*$', re.M)
 
 
@@ -88,6 +89,8 @@ def cflags(settings: EbpfSettings, ringbuf: bool, task_storage: bool = False) ->
     }
     if ringbuf:
         flags["RG_RINGBUF"] = "1"
+        if settings.poll_interval_ms > 0:
+            flags["RG_RB_FLAGS"] = str(BPF_RB_NO_WAKEUP)
     if task_storage:
         flags["RG_TASK_STORAGE"] = "1"
     return flags
@@ -507,9 +510,14 @@ class EbpfSource:
     # --- reading --------------------------------------------------------------------------
     def _read_loop(self) -> None:
         bpf = self.bpf
+        # Records written with BPF_RB_NO_WAKEUP never wake epoll: drain on a timer instead.
+        timed = self.support.ringbuf and self.settings.poll_interval_ms > 0
+        interval = self.settings.poll_interval_ms / 1000
         while not self._stop.is_set() and bpf is not None:
             try:
-                if self.support.ringbuf:
+                if timed:
+                    bpf.ring_buffer_consume()
+                elif self.support.ringbuf:
                     bpf.ring_buffer_poll(100)
                 else:
                     bpf.perf_buffer_poll(100)
@@ -519,6 +527,8 @@ class EbpfSource:
             if self._batch:
                 self.process_batch()
             self.reader_cpu_seconds = time.thread_time()
+            if timed:
+                self._stop.wait(interval)
 
     def process_batch(self) -> int:
         """Decode, complete and publish the records gathered by the last poll."""

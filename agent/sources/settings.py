@@ -35,6 +35,9 @@ class EbpfSettings(Section):
     max_cgroups: int = Field(default=4096, ge=16, le=65536)
     # Arguments copied per exec event (each up to 128 bytes; more are marked "...").
     argv_max: int = Field(default=16, ge=1, le=16)
+    # Ring buffers are drained every this many ms without per-record wakeups (cheaper for busy
+    # containers; events wait at most this long); 0: wake the reader for every record.
+    poll_interval_ms: int = Field(default=5, ge=0, le=1000)
 
     @field_validator("ring_buffer_pages")
     @classmethod
