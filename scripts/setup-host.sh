@@ -39,9 +39,10 @@ fi
 
 # 1. Debian packages ------------------------------------------------------------------------
 APT_PACKAGES=(
-  python3 python3-venv python3-dev gcc make git
+  python3 python3-venv python3-dev gcc libc6-dev make git   # gcc: test helpers in C (trigger programs)
   docker.io iptables iproute2                  # runtime discovery, test containers
   bpfcc-tools python3-bpfcc linux-headers-amd64 # eBPF probes (bcc) + headers bcc compiles with
+  bpftrace                                      # benchmarks compare our probes with a bpftrace one-liner
   auditd python3-audit                          # audit source (libauparse bindings)
   tcpdump                                       # rolling pcap evidence
   nftables python3-nftables                     # quarantine and least-privilege rules
@@ -65,6 +66,8 @@ fi
 # 2. Kernel headers for bcc -----------------------------------------------------------------
 # The VM kernel ships no headers. Our probes use tracepoints and BPF helpers only, whose layouts
 # bcc reads from tracefs, so Debian's generic headers are enough for bcc's clang to compile.
+# bcc needs both build/ (the arch headers and generated config) and source/ (include/linux/
+# kconfig.h and the rest of the common tree, which Debian ships in linux-headers-*-common).
 KDIR="/lib/modules/$(uname -r)"
 if [ ! -e "$KDIR/build" ]; then
   hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1)
@@ -72,6 +75,14 @@ if [ ! -e "$KDIR/build" ]; then
     mkdir -p "$KDIR"
     ln -sfn "$hdr" "$KDIR/build"
     log "linked $KDIR/build -> $hdr"
+  fi
+fi
+if [ ! -e "$KDIR/source" ]; then
+  common=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n 1)
+  if [ -n "$common" ]; then
+    mkdir -p "$KDIR"
+    ln -sfn "$common" "$KDIR/source"
+    log "linked $KDIR/source -> $common"
   fi
 fi
 

@@ -202,8 +202,9 @@ class ResponseEngine:
                     )
             except ResponseError as exc:
                 log.warning("response_refused", container_id=c.id, action=str(verdict.action), reason=str(exc))
-        if verdict.action != Action.NONE:
-            self._emit_finding(finding, verdict, rec)
+        # Every finding reaches the outputs, with its verdict: also one that joined an open
+        # incident or stayed below the alert threshold (verdict "none").
+        self._emit_finding(finding, verdict, rec)
         return verdict
 
     # --- actions -------------------------------------------------------------------------

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.netpolicy.allowlist import Allowlist
+from agent.resources import data_dir
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "config" / "selinux"
+TEMPLATES_DIR = data_dir("config", "selinux")
 
 # Docker's default capability set (moby oci/caps/defaults.go).
 DOCKER_DEFAULT_CAPS = [

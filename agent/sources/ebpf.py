@@ -42,12 +42,13 @@ from agent.context import AgentContext
 from agent.decoders.ebpf import PRIV_SYSCALLS, PROBES, DecodeError, decode_record
 from agent.events import Event, NetConnect, ProcessExec, SyscallWindow
 from agent.hostfs import HostPaths
+from agent.resources import data_dir
 from agent.runtime.model import Container
 from agent.sources.settings import EbpfSettings
 
 log = structlog.get_logger("agent.sources.ebpf")
 
-PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"
+PROBES_DIR = data_dir("probes")
 
 # Event probes and the output map each one declares (RG_OUTPUT in probes/<name>.bpf.c).
 OUTPUTS: Mapping[str, str] = {

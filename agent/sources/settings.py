@@ -11,6 +11,9 @@ from agent.settings_base import Section
 
 
 class EbpfSettings(Section):
+    """eBPF probes (bcc): in-kernel syscall counts per container; exec, network, sensitive-open and
+    privilege events."""
+
     enabled: bool = True
     # Path prefixes whose opens travel to user space (filtered in the kernel).
     sensitive_paths: tuple[str, ...] = (

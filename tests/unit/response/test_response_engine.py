@@ -307,16 +307,19 @@ def test_findings_and_actions_reach_the_outputs(tmp_path: Path, make_ctx: Callab
     comp.start(ctx)
     try:
         ctx.findings.process(rule_finding(c))
-        ctx.findings.process(rule_finding(c, source=Source.BEHAVIOR))  # joins the incident: not sent again
+        ctx.findings.process(rule_finding(c, source=Source.BEHAVIOR))  # joins the incident: no new action
         comp.engine.release(c.id)
     finally:
         comp.stop()
         outputs.stop()
     lines = [json.loads(x) for x in alerts.read_text().splitlines()]
     findings = [x for x in lines if x.get("type") != "action"]
-    assert len(findings) == 1
+    # one record per finding: the one that joined the incident is alerted too, without an action
+    assert len(findings) == 2
     assert findings[0]["verdict"] == "freeze" and findings[0]["action"]["kind"] == "freeze"
     assert findings[0]["action"]["ok"] is True and findings[0]["container_id"] == c.id
+    assert findings[1]["source"] == "behavior" and findings[1]["verdict"] == "none"
+    assert findings[1]["action"] is None and "joined incident" in findings[1]["verdict_reason"]
 
 
 def test_sweep_puts_back_a_freeze_undone_behind_our_back_and_forget_closes_records(env: Any) -> None:
