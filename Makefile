@@ -21,7 +21,9 @@ run: setup ## run the agent in the foreground (embedded default config unless CO
 	$(VENV)/bin/riskguard-agent run $(if $(CONFIG),--config $(CONFIG))
 
 .PHONY: test
-test: setup ## run every test: unit, privileged (root, kernel, Docker), e2e
+test: setup ## run every test: lint, unit, privileged (root, kernel, Docker), e2e
+	$(VENV)/bin/ruff check agent tests scripts
+	$(VENV)/bin/mypy
 	$(PYTEST) tests/unit -q -p no:cacheprovider
 	$(PYTEST) tests/privileged -q -p no:cacheprovider
 	$(PYTEST) tests/e2e -q -p no:cacheprovider
