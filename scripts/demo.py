@@ -31,6 +31,8 @@ from typing import Any
 
 import docker
 
+from agent.findings import Severity
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
 BASE_IMAGE = "riskguard-test/busybox"
@@ -379,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== attack {attack.name}: {attack.description}")
             o = play(host, socket, attack)
             outcomes.append(o)
-            print(f"   finding {o.finding['detector_id']} ({o.finding['severity']}): {o.finding['summary']}")
+            severity = str(Severity(int(o.finding["severity"])))
+            print(f"   finding {o.finding['detector_id']} ({severity}): {o.finding['summary']}")
             print(
                 f"   {o.action['action']} of {attack.target} confirmed {o.seconds_to_isolation:.2f}s after the attack"
             )
