@@ -173,3 +173,46 @@ class Bus(Generic[T]):
         snap = self.stats.snapshot()
         snap["queue_depth"] = self.queue.qsize()
         return snap
+
+
+class Periodic:
+    """Calls ``tick()`` every ``interval`` seconds in a daemon thread until ``stop()``.
+
+    With ``run_first`` the first call happens at once (a scan), else after one interval (a
+    timer). An exception is logged (``periodic_task_failed``) and counted; it never ends the loop.
+    """
+
+    def __init__(self, name: str, interval: float, tick: Callable[[], object], run_first: bool = False) -> None:
+        self.name = name
+        self.interval = interval
+        self.tick = tick
+        self.run_first = run_first
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        if self.run_first:
+            self._call()
+        while not self._stop.wait(self.interval):
+            self._call()
+
+    def _call(self) -> None:
+        try:
+            self.tick()
+        except Exception as exc:
+            self.errors += 1
+            log.error("periodic_task_failed", task=self.name, error=repr(exc)[:500])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None

@@ -243,10 +243,9 @@ def _thaw(container_id: str) -> None:
             pass
 
 
-def demo_settings(state: Path, vulndb: Path, learn_seconds: float) -> str:
+def demo_settings(state: Path, vulndb: Path, learn_seconds: float, window: float = 2.0) -> str:
     """The demo's agent.yaml sections besides ``state``/``control``: every feature on, enforce
     mode, a short learning period, outputs under ``state``."""
-    window = 2.0
     min_windows = max(8, int(learn_seconds / window) // 2)
     # Enforce only on the demo's own containers: anything else on this host is observed.
     return f"""

@@ -8,7 +8,6 @@ records at start and again for each container the registry discovers later.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from agent.actions.engine import ResponseEngine
 from agent.actions.patch import register_control as register_plans_control
 from agent.context import AgentContext
 from agent.findings import Finding, Severity
+from agent.pipeline import Periodic
 from agent.runtime.model import Container
 
 log = structlog.get_logger("agent.actions")
@@ -33,8 +33,8 @@ class ResponseComponent:
     def __init__(self, ctx: AgentContext) -> None:
         self.ctx = ctx
         self.engine = ResponseEngine(ctx, kube=_kube(ctx))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sweeps = 0
+        self._timer = Periodic("response-sweep", SWEEP_SECONDS, self._sweep)
 
     def start(self, ctx: AgentContext) -> None:
         engine = self.engine
@@ -56,15 +56,10 @@ class ResponseComponent:
         ctx.control("actions", self._actions)
         register_plans_control(ctx)
         ctx.components["response"] = self
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="response-sweep", daemon=True)
-        self._thread.start()
+        self._timer.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
-            self._thread = None
+        self._timer.stop(2)
 
     def status(self) -> Mapping[str, Any]:
         return {
@@ -88,15 +83,13 @@ class ResponseComponent:
         except Exception as exc:  # never break discovery
             log.error("response_reconcile_failed", container_id=c.id, error=repr(exc))
 
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.wait(SWEEP_SECONDS):
-            n += 1
-            try:
-                # Quarantine tables are checked every 10th sweep (each check enters a netns).
-                self.engine.sweep(check_quarantines=n % 10 == 0)
-            except Exception as exc:
-                log.error("response_sweep_failed", error=repr(exc))
+    def _sweep(self) -> None:
+        self._sweeps += 1
+        try:
+            # Quarantine tables are checked every 10th sweep (each check enters a netns).
+            self.engine.sweep(check_quarantines=self._sweeps % 10 == 0)
+        except Exception as exc:
+            log.error("response_sweep_failed", error=repr(exc))
 
     # --- control methods -----------------------------------------------------------------
     def _findings(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -7,8 +7,8 @@ bytes and packets each way, distinct peers and destination ports, SYNs sent and 
 unanswered, failed connects (a RST answering our SYN), DNS names queried.
 
 Link, IP and transport headers are read with ``struct``: scapy's dissection costs ~100 µs per
-packet, too slow for accounting every packet of a busy container; scapy parses the rare payloads
-that need a real protocol parser (DNS queries).
+packet, too slow for accounting every packet of a busy container; dnspython parses the rare
+payloads that need a real protocol parser (DNS queries).
 """
 
 from __future__ import annotations
@@ -46,20 +46,21 @@ class PacketInfo:
 
 
 def _dns_qname(payload: bytes) -> str:
-    """The first question's name of a DNS query (scapy's DNS parser); "" if it is not one."""
-    from scapy.layers.dns import DNS  # imported lazily: scapy's import is slow
+    """The first question's name of a DNS query (dnspython's wire parser); "" if it is not one.
+
+    dnspython rather than scapy's DNS layer: same parse, a quarter of the memory in the agent.
+    """
+    import dns.exception
+    import dns.flags
+    import dns.message
 
     try:
-        msg = DNS(payload)
-    except Exception:  # scapy raises assorted errors on garbage
-        raise MalformedPacket("unparseable DNS payload") from None
-    if msg.qr != 0 or not msg.qd:
+        msg = dns.message.from_wire(payload, question_only=True)
+    except (dns.exception.DNSException, ValueError, IndexError) as exc:
+        raise MalformedPacket(f"unparseable DNS payload: {type(exc).__name__}") from None
+    if msg.flags & dns.flags.QR or not msg.question:
         return ""
-    q = msg.qd[0] if isinstance(msg.qd, list) else msg.qd
-    name = q.qname
-    if isinstance(name, bytes):
-        name = name.decode("ascii", "backslashreplace")
-    return str(name).rstrip(".").lower()
+    return msg.question[0].name.to_text(omit_final_dot=True).lower()
 
 
 def decode_frame(data: bytes, outgoing: bool, wire_length: int | None = None) -> PacketInfo:

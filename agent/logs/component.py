@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from agent.context import AgentContext
 from agent.events import AuditEvent, Event, LogEntry, NetConnect, ProcessExec
 from agent.logs.analyzer import LogAnalyzer
+from agent.pipeline import Periodic
 from agent.sources.logs import TailerSet
 
 log = structlog.get_logger("agent.logs")
@@ -70,8 +71,7 @@ class LogsComponent:
             cri=st.cri,
             max_lines_per_poll=st.max_lines_per_poll,
         )
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._timer = Periodic("logs-tail", st.poll_seconds, self._poll, run_first=True)
         self._lock = threading.Lock()  # analyzer state: bus thread vs tail thread
         self._tail_lock = threading.Lock()  # one poll at a time (the loop, or a direct call)
         self.published = 0
@@ -96,9 +96,7 @@ class LogsComponent:
         except ValueError:
             pass  # registered by an earlier instance on the same registry (tests)
         ctx.components["logs"] = self
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="logs-tail", daemon=True)
-        self._thread.start()
+        self._timer.start()
         log.info(
             "logs_started",
             sigma_loaded=len(self.analyzer.sigma.rules),
@@ -107,10 +105,7 @@ class LogsComponent:
         )
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        self._timer.stop(10)
         self.tailers.close()
         self._save()
 
@@ -160,13 +155,11 @@ class LogsComponent:
             self._save()
         return n
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception as exc:  # keep tailing whatever one poll hit
-                log.error("logs_poll_failed", error=repr(exc)[:300])
-            self._stop.wait(self.settings.poll_seconds)
+    def _poll(self) -> None:
+        try:
+            self.poll_once()
+        except Exception as exc:  # keep tailing whatever one poll hit
+            log.error("logs_poll_failed", error=repr(exc)[:300])
 
     def _on_log(self, e: LogEntry) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ import structlog
 
 from agent.config import RuntimeSettings
 from agent.hostfs import HostPaths
+from agent.pipeline import Periodic
 from agent.runtime.cgroups import (
     ProcessGone,
     cgroup_id_of,
@@ -182,26 +183,14 @@ class CgroupScanner:
         self.settings = settings
         self.registry = registry
         self.skip_runtimes = skip_runtimes
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.scans = 0
+        self._timer = Periodic("cgroup-scan", settings.cgroup_scan_seconds, self.scan, run_first=True)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="cgroup-scan", daemon=True)
-        self._thread.start()
+        self._timer.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.scan()
-            except Exception as exc:
-                log.error("cgroup_scan_failed", error=repr(exc))
-            self._stop.wait(self.settings.cgroup_scan_seconds)
+        self._timer.stop()
 
     def _roots(self) -> list[tuple[str, Path]]:
         """(hierarchy name, mount) pairs to walk: cgroup2, else a v1 controller present on every

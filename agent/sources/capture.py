@@ -9,13 +9,14 @@ traffic inside the container is not counted (it never leaves the container). Con
 the host's netns (``--network host``) or with no network are skipped: capturing there would
 account host traffic to a container.
 
-The filter is compiled by libpcap through scapy (``compile_filter``) and attached with
+The filter is compiled by libpcap (``pcap_compile``, called through ctypes) and attached with
 SO_ATTACH_FILTER, so the kernel drops uninteresting packets before they reach us.
 """
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
 import shutil
 import socket
@@ -59,13 +60,59 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def attach_filter(sock: socket.socket, expression: str) -> None:
-    """Compile a tcpdump-syntax filter with libpcap (via scapy) and attach it in the kernel."""
-    from scapy.arch.common import compile_filter  # lazy: scapy's import is slow
+class _BpfProgram(ctypes.Structure):
+    # struct bpf_program (pcap/bpf.h): { u_int bf_len; struct bpf_insn *bf_insns; }
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.c_void_p)]
 
-    prog = compile_filter(expression, linktype=DLT_EN10MB)
-    fprog = _SockFprog(prog.bf_len, ctypes.cast(prog.bf_insns, ctypes.c_void_p))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
+
+_PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
+_pcap: Any = None
+
+
+def _libpcap() -> Any:
+    """libpcap (libpcap0.8, a tcpdump dependency), loaded once. Called directly rather than
+    through scapy's ``compile_filter``, whose import costs ~40 MiB of the agent's memory."""
+    global _pcap
+    if _pcap is None:
+        name = ctypes.util.find_library("pcap") or "libpcap.so.0.8"
+        lib = ctypes.CDLL(name)
+        lib.pcap_open_dead.restype = ctypes.c_void_p
+        lib.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.pcap_compile.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(_BpfProgram),
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_uint32,
+        ]
+        lib.pcap_geterr.restype = ctypes.c_char_p
+        lib.pcap_geterr.argtypes = [ctypes.c_void_p]
+        lib.pcap_freecode.argtypes = [ctypes.POINTER(_BpfProgram)]
+        lib.pcap_close.argtypes = [ctypes.c_void_p]
+        _pcap = lib
+    return _pcap
+
+
+def attach_filter(sock: socket.socket, expression: str, snaplen: int = 65535) -> None:
+    """Compile a tcpdump-syntax filter with libpcap and attach it to ``sock`` in the kernel.
+
+    Raises ``ValueError`` with libpcap's message when the expression does not compile.
+    """
+    lib = _libpcap()
+    handle = lib.pcap_open_dead(DLT_EN10MB, snaplen)
+    if not handle:
+        raise OSError("pcap_open_dead failed")
+    prog = _BpfProgram()
+    try:
+        if lib.pcap_compile(handle, ctypes.byref(prog), expression.encode(), 1, _PCAP_NETMASK_UNKNOWN) != 0:
+            raise ValueError(f"bad capture filter {expression!r}: {lib.pcap_geterr(handle).decode(errors='replace')}")
+        try:
+            fprog = _SockFprog(prog.bf_len, prog.bf_insns)
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
+        finally:
+            lib.pcap_freecode(ctypes.byref(prog))
+    finally:
+        lib.pcap_close(handle)
 
 
 def enter_netns(netns_path: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +25,7 @@ import structlog
 from agent.context import AgentContext
 from agent.events import ProcSnapshot
 from agent.hostfs import HostPaths
+from agent.pipeline import Periodic
 from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2
 from agent.runtime.model import Container, ContainerRegistry
 from agent.sources.collectors import StatusCollector
@@ -246,26 +246,16 @@ class ProcfsSource:
         self._publish = publish
         self.interval = interval
         self.counters: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._timer = Periodic("procfs-snapshots", interval, self.collect)
 
     def start(self, ctx: AgentContext | None = None) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="procfs-snapshots", daemon=True)
-        self._thread.start()
+        self._timer.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._timer.stop()
 
     def status(self) -> Mapping[str, Any]:
         return {"interval_seconds": self.interval, **self.counters}
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.collect()
 
     def collect(self) -> list[ProcSnapshot]:
         """Snapshot every registered container now and publish the snapshots."""

@@ -36,6 +36,7 @@ from agent.events import (
     ProcSnapshot,
     SyscallWindow,
 )
+from agent.pipeline import Periodic
 from agent.runtime.model import ContainerRegistry
 from agent.sources.collectors import StatusCollector
 from agent.store import Store
@@ -135,8 +136,7 @@ class WindowAggregator:
         self._seen: dict[str, set[str]] = {}  # image -> binaries seen
         self._window_start = clock()
         self.counters: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._timer = Periodic("window-timer", window_seconds, self._tick)
         if store is not None:
             store.migrate("window", _MIGRATIONS)
             for row in store.query("SELECT image, path FROM window_binaries"):
@@ -149,28 +149,22 @@ class WindowAggregator:
             bus.subscribe(self.on_event, kind=kind, name=f"window.{kind.__name__}")
 
     def start(self, ctx: AgentContext | None = None) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="window-timer", daemon=True)
-        self._thread.start()
+        self._timer.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._timer.stop()
 
     def status(self) -> Mapping[str, Any]:
         with self._lock:
             open_containers = len(self._acc)
         return {"window_seconds": self.window_seconds, "open_containers": open_containers, **self.counters}
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.window_seconds):
-            try:
-                self.flush(self.clock())
-            except Exception as exc:  # a bad window must not end the timer
-                self.counters["flush_errors"] += 1
-                log.error("window_flush_failed", error=repr(exc))
+    def _tick(self) -> None:
+        try:
+            self.flush(self.clock())
+        except Exception as exc:  # a bad window must not end the timer
+            self.counters["flush_errors"] += 1
+            log.error("window_flush_failed", error=repr(exc))
 
     # --- folding -----------------------------------------------------------------------
     def on_event(self, ev: Event) -> None:

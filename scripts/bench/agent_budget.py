@@ -116,6 +116,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--learn-seconds", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=45.0)
+    # The product's default window (the demo learns with 2 s windows to be quick).
+    parser.add_argument("--window-seconds", type=float, default=10.0)
     args = parser.parse_args()
     work = Path("/tmp/riskguard-budget")
     vulndb = work / "vulndb.sqlite"
@@ -132,7 +134,7 @@ def main() -> int:
         host.start(prefix="rgbudget")
         try:
             settings = (
-                demo.demo_settings(work / name / "state", vulndb, args.learn_seconds) if name == "full" else BASELINE
+                demo.demo_settings(work / name / "state", vulndb, args.learn_seconds, args.window_seconds) if name == "full" else BASELINE
             )
             results[name] = run_agent(work / name, settings, host, args.learn_seconds + 10, args.seconds)
         finally:

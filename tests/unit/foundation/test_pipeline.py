@@ -58,3 +58,27 @@ def test_thread_drains_everything_published() -> None:
     assert bus.drain(5)
     bus.stop()
     assert sorted(seen) == list(range(1000))
+
+
+def test_periodic_runs_until_stopped_and_survives_a_failing_tick() -> None:
+    from agent.pipeline import Periodic
+
+    calls: list[float] = []
+
+    def tick() -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 2:
+            raise RuntimeError("one bad round")
+
+    p = Periodic("test-timer", 0.02, tick, run_first=True)
+    t0 = time.monotonic()
+    p.start()
+    deadline = time.monotonic() + 5
+    while len(calls) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    p.stop()
+    n = len(calls)
+    assert n >= 5 and p.errors == 1
+    assert calls[0] - t0 < 0.015  # run_first: at once, not after one interval
+    time.sleep(0.1)
+    assert len(calls) == n  # stopped means stopped
