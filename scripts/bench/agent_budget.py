@@ -133,9 +133,9 @@ def main() -> int:
         host = demo.DemoHost(docker.from_env())
         host.start(prefix="rgbudget")
         try:
-            settings = (
-                demo.demo_settings(work / name / "state", vulndb, args.learn_seconds, args.window_seconds) if name == "full" else BASELINE
-            )
+            settings = BASELINE
+            if name == "full":
+                settings = demo.demo_settings(work / name / "state", vulndb, args.learn_seconds, args.window_seconds)
             results[name] = run_agent(work / name, settings, host, args.learn_seconds + 10, args.seconds)
         finally:
             host.remove()
