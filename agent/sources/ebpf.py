@@ -331,6 +331,7 @@ class EbpfSource:
         # "auto" (task storage when the kernel has it) or "lru" (the LRU-hash fallback).
         self.prev_store = "auto"
         self.probes_dir = PROBES_DIR
+        self.compiler_memory_released = 0
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self, ctx: AgentContext) -> None:
@@ -395,7 +396,7 @@ class EbpfSource:
                     for p in good:
                         self.inactive[p] = f"compile/load failed with the others: {again}"
                     loaded = []
-        released = release_compiler_memory(ctx.paths)
+        self.compiler_memory_released = released = release_compiler_memory(ctx.paths)
         if self.bpf is None:
             return
         if "priv" in loaded:
@@ -689,6 +690,7 @@ class EbpfSource:
             "skipped_hooks": list(self.skipped_hooks),
             "monitored_cgroups": len(self._monitored),
             "include_host": self.include_host,
+            "compiler_memory_released_bytes": self.compiler_memory_released,
             "delivered": dict(self.delivered),
             "lost": self.lost_counts(),
             "rate_limited": self.rate_limited_counts(by_cgroup=True),

@@ -139,6 +139,8 @@ def test_status_reports_probes_and_filter(agent: Agent) -> None:
     assert agent.source.bpf is not None
     cg = agent.source.bpf[b"rg_cgroups"]
     assert {k.value for k in cg} == {agent.ra.cgroup_id, agent.rb.cgroup_id}
+    # what compiling left resident (LLVM/clang pages, freed heap) was given back to the kernel
+    assert st["compiler_memory_released_bytes"] > 16 * 2**20
 
 
 def test_exec_of_ls_is_attributed_to_its_container(agent: Agent) -> None:
