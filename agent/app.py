@@ -8,7 +8,6 @@ invalid new config keeps the old one running and says why).
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 import structlog
 
 from agent import __version__
+from agent.commands import import_optional
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.context import AgentContext, Component
 from agent.control import ControlServer
@@ -125,12 +125,9 @@ def step_discovery(state: AppState) -> None:
 
 def _load_builder(spec: str) -> Callable[[AgentContext], Component | None] | None:
     module_name, _, func = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None  # subsystem not part of this build
-        raise
+    module = import_optional(module_name)
+    if module is None:
+        return None  # subsystem not part of this build
     fn: Callable[[AgentContext], Component | None] = getattr(module, func)
     return fn
 

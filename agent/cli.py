@@ -8,11 +8,11 @@ lines: the offline tools log to stderr; only ``run`` logs to stdout (journald ke
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
 from agent import __version__
+from agent.commands import register_modules
 from agent.config import ConfigError, config_path_from_env, load_config
 from agent.logsetup import configure_logging
 
@@ -82,14 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("default-config", help="print the documented default agent.yaml (every key, its default)")
     p.set_defaults(func=cmd_default_config)
 
-    for name in CLI_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(sub)
+    register_modules(sub, CLI_MODULES)
     return parser
 
 

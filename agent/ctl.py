@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -13,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.commands import register_modules
 from agent.control import ControlError, call
 
 DEFAULT_SOCKET = Path("/run/riskguard/agent.sock")
@@ -108,14 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("containers", help="the containers the agent watches")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_containers)
-    for name in CTL_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(sub)
+    register_modules(sub, CTL_MODULES)
     return parser
 
 
