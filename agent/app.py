@@ -159,10 +159,13 @@ def step_components(state: AppState) -> None:
 
     def stop_all() -> None:
         for comp in reversed(started):
+            t0 = time.monotonic()
             try:
                 comp.stop()
             except Exception as exc:
                 log.error("component_stop_failed", component=comp.name, error=repr(exc))
+            if time.monotonic() - t0 > 1.0:
+                log.warning("component_stop_slow", component=comp.name, seconds=round(time.monotonic() - t0, 2))
 
     state.undo.append(("components", stop_all))
 
@@ -207,10 +210,14 @@ def startup(state: AppState) -> None:
 def teardown(state: AppState) -> None:
     while state.undo:
         name, fn = state.undo.pop()
+        t0 = time.monotonic()
         try:
             fn()
         except Exception as exc:
             log.error("teardown_step_failed", step=name, error=repr(exc))
+        took = time.monotonic() - t0
+        if took > 1.0:  # systemd's TimeoutStopSec is 30 s: say what makes a stop slow
+            log.warning("teardown_step_slow", step=name, seconds=round(took, 2))
 
 
 def status(state: AppState) -> dict[str, Any]:
