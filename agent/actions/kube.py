@@ -21,17 +21,19 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from agent.actions.settings import KubernetesSettings
 from agent.events import ContainerRef
 from agent.runtime.model import Container
+
+if TYPE_CHECKING:
+    # The client is imported where a client is built (~30 MiB): an agent with Kubernetes off,
+    # the default, never loads it.
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
 
 log = structlog.get_logger("agent.kube")
 
@@ -85,6 +87,10 @@ def pod_of(container: ContainerRef | Container | Mapping[str, Any]) -> PodRef | 
 
 def _configuration(settings: KubernetesSettings) -> k8s.Configuration:
     """Build a client configuration from the ``kubernetes`` config section."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
+
     cfg = k8s.Configuration()
     mode = settings.connection
     if mode == "auto":
@@ -139,6 +145,8 @@ class KubeClient:
     """A thin, typed wrapper over the official client for the calls the agent makes."""
 
     def __init__(self, api_client: k8s.ApiClient, settings: KubernetesSettings | None = None) -> None:
+        from kubernetes import client as k8s
+
         self.settings = settings or KubernetesSettings(enabled=True)
         self.api = api_client
         self.core = k8s.CoreV1Api(api_client)
@@ -149,6 +157,8 @@ class KubeClient:
     @classmethod
     def from_settings(cls, settings: KubernetesSettings) -> KubeClient:
         """Connect as the config section says (in-cluster, kubeconfig or URL + token)."""
+        from kubernetes import client as k8s
+
         return cls(k8s.ApiClient(_configuration(settings)), settings)
 
     @property
@@ -169,6 +179,8 @@ class KubeClient:
         return dict(data) if isinstance(data, dict) else {}
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
         try:
             return self._json(fn(*args, _request_timeout=self._timeout, **kwargs))
         except ApiException as exc:

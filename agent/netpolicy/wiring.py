@@ -6,6 +6,9 @@ host end of a veth pair; the peer is moved into the container's netns through it
 renamed ``eth0``, given its address and a default route via the bridge address. Addresses come
 from ``Ipam``, which keeps them in the state store so an agent restart hands a container the same
 address, and releases them when the container stops.
+
+pyroute2 is imported inside the functions that use it: it costs the agent ~20 MiB, and only
+containers that ask for managed networking need it.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from agent.netpolicy.nsexec import in_netns
 from agent.store import Store
@@ -190,6 +191,9 @@ def _drop_bridged_forward(bridge: str) -> None:
 
 def ensure_bridge(name: str, pool: Pool, mtu: int = 1500) -> int:
     """Create (or find) the bridge with the pool's gateway address; return its index."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         idx = _link_index(ipr, name)
         if idx is None:
@@ -216,6 +220,8 @@ def ensure_bridge(name: str, pool: Pool, mtu: int = 1500) -> int:
 
 def delete_bridge(name: str) -> bool:
     """Remove the bridge (tests and ``network.enabled: false`` clean-up)."""
+    from pyroute2 import IPRoute
+
     _drop_bridged_forward(name)
     with IPRoute() as ipr:
         idx = _link_index(ipr, name)
@@ -253,6 +259,9 @@ class Wired:
 
 def _configure_inside(tmp: str, ifname: str, address: str, prefixlen: int, gateway: str, mtu: int) -> str:
     """Inside the container's netns: rename, address, up, default route; return the MAC."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with IPRoute() as ipr:
         lo = _link_index(ipr, "lo")
         if lo is not None:
@@ -278,6 +287,8 @@ def _configure_inside(tmp: str, ifname: str, address: str, prefixlen: int, gatew
 
 def _inside_state(ifname: str, address: str) -> str | None:
     """The MAC of ``ifname`` when it already carries ``address`` (wired before), else None."""
+    from pyroute2 import IPRoute
+
     with IPRoute() as ipr:
         idx = _link_index(ipr, ifname)
         if idx is None:
@@ -302,6 +313,9 @@ def wire(
     """Wire one container. Idempotent: a container whose ``ifname`` already has its address and
     whose host veth exists is only re-attached to the bridge (an agent restart); a host veth
     without that peer is stale and replaced."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     host, peer = veth_names(container_id)
     bridge_idx = ensure_bridge(bridge, pool, mtu)
     with IPRoute() as ipr:
@@ -340,6 +354,9 @@ def wire(
 def unwire(container_id: str) -> bool:
     """Remove the host end of the container's veth (the peer goes with it); False if absent
     (deleting a netns already removed the pair)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
     host, _peer = veth_names(container_id)
     with IPRoute() as ipr:
         idx = _link_index(ipr, host)
