@@ -45,20 +45,46 @@ class StageStats:
 
 
 class BoundedQueue(Generic[T]):
-    """A FIFO that never blocks its producer: a full queue counts a drop per key."""
+    """A FIFO that never blocks its producer: a full queue counts a drop per key.
+
+    The consumer calls ``done(n)`` once it has finished with ``n`` items it took; ``drain``
+    waits until every item put so far has been taken and finished.
+    """
 
     def __init__(self, name: str, maxsize: int) -> None:
         self.name = name
         self._q: queue.Queue[T] = queue.Queue(maxsize=maxsize)
         self.dropped: Counter[str] = Counter()
+        self._idle = threading.Condition()
+        self._inflight = 0
 
     def put(self, item: T, key: str = "") -> bool:
+        with self._idle:
+            self._inflight += 1
         try:
             self._q.put_nowait(item)
             return True
         except queue.Full:
             self.dropped[key or type(item).__name__] += 1
+            self.done()
             return False
+
+    def done(self, n: int = 1) -> None:
+        """``n`` items taken from the queue have been finished with."""
+        with self._idle:
+            self._inflight -= n
+            self._idle.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every item put so far has been taken and finished; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._inflight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
 
     def get(self, timeout: float) -> T | None:
         try:
@@ -84,8 +110,6 @@ class Bus(Generic[T]):
         self._subscribers: list[tuple[type | None, str, Handler[Any]]] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._idle = threading.Condition()
-        self._inflight = 0
 
     # --- wiring ------------------------------------------------------------------------
     def add_prepare(self, step: Callable[[T], T | None]) -> None:
@@ -103,14 +127,9 @@ class Bus(Generic[T]):
     # --- producing ---------------------------------------------------------------------
     def publish(self, value: T) -> bool:
         self.stats.published += 1
-        with self._idle:
-            self._inflight += 1
         if self.queue.put(value):
             return True
         self.stats.dropped[type(value).__name__] += 1
-        with self._idle:
-            self._inflight -= 1
-            self._idle.notify_all()
         return False
 
     # --- consuming ---------------------------------------------------------------------
@@ -147,20 +166,11 @@ class Bus(Generic[T]):
             try:
                 self.process(value)
             finally:
-                with self._idle:
-                    self._inflight -= 1
-                    self._idle.notify_all()
+                self.queue.done()
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until everything published so far has been processed."""
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._inflight > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+        return self.queue.drain(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         self.drain(timeout)

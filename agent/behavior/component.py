@@ -40,8 +40,6 @@ class BehaviorComponent:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._idle = threading.Condition()
-        self._inflight = 0
         self.last_batch_seconds = 0.0
         self.recent: list[ScoredWindow] = []  # the last batch's outcomes (status, tests)
         self._m_windows = PromCounter(
@@ -105,23 +103,11 @@ class BehaviorComponent:
     # --- input ------------------------------------------------------------------------
     def on_window(self, w: BehaviorWindow) -> None:
         """Bus handler: enqueue, never block."""
-        with self._idle:
-            self._inflight += 1
-        if not self.queue.put(w, key="behavior_window"):
-            with self._idle:
-                self._inflight -= 1
-                self._idle.notify_all()
+        self.queue.put(w, key="behavior_window")
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until every enqueued window has been processed (tests)."""
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._inflight > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+        return self.queue.drain(timeout)
 
     def _run(self) -> None:
         s = self.settings
@@ -143,9 +129,7 @@ class BehaviorComponent:
                 log.error("batch_failed", windows=len(batch), error=repr(exc))
                 self._m_windows.labels("error").inc(len(batch))
             finally:
-                with self._idle:
-                    self._inflight -= len(batch)
-                    self._idle.notify_all()
+                self.queue.done(len(batch))
 
     def process_batch(self, batch: list[BehaviorWindow]) -> list[ScoredWindow]:
         started = time.perf_counter()
