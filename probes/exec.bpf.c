@@ -2,7 +2,8 @@
 /* exec: one event per successful execve in a monitored container.
  *
  * Hooks: tracepoint sched:sched_process_fork  (remember parent tgid + comm of each child)
- *        tracepoint syscalls:sys_enter_execve, sys_enter_execveat (copy a bounded argv)
+ *        raw tracepoint raw_syscalls:sys_enter for execve and execveat (sysdispatch.h: copy a
+ *        bounded argv; rg_sys_kind marks them)
  *        tracepoint sched:sched_process_exec  (emit: pid, ppid, uid, comm, filename, argv)
  * Maps:  rg_exec_parent  LRU hash child tgid -> {ppid, parent comm}
  *        rg_exec_pending LRU hash thread id -> event under construction (argv)
@@ -13,7 +14,10 @@
  * arguments of RG_ARG_LEN bytes each (truncated = 1 then). Failed execs leave no event.
  */
 #include "common.h"
+#include "task.h"
 #include "exec.h"
+
+#define RG_HOOK_EXEC 1
 
 struct rg_parent {
     u32 ppid;
@@ -39,10 +43,9 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     return 0;
 }
 
+/* sys_enter of execve/execveat by a monitored task (the dispatcher checked the filter). */
 static __always_inline int rg_exec_enter(const char *const *argv)
 {
-    if (!rg_wanted())
-        return 0;
     int zero = 0;
     struct rg_exec_event *ev = rg_exec_scratch.lookup(&zero);
     if (!ev)
@@ -79,16 +82,6 @@ done:
         rg_exec_pending.update(&tid, ev);
     }
     return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
-{
-    return rg_exec_enter((const char *const *)args->argv);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
-{
-    return rg_exec_enter((const char *const *)args->argv);
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exec)

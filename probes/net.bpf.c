@@ -2,8 +2,8 @@
 /* net: TCP connect / accept / listen of monitored containers, with the 4-tuple.
  *
  * Hooks: tracepoint sock:inet_sock_set_state  (connect outcome, listen)
- *        tracepoint syscalls:sys_enter_listen, sys_enter_accept, sys_enter_accept4,
- *                   sys_exit_accept, sys_exit_accept4
+ *        raw tracepoints raw_syscalls:sys_enter / sys_exit for listen, accept and accept4
+ *        (sysdispatch.h; rg_sys_kind marks them)
  * Maps:  rg_net_conn    hash socket address -> connecting task (cgroup, pid, comm, ...)
  *        rg_net_lfd     hash thread id -> fd of the listen() in progress
  *        rg_net_listen  LRU hash (tgid, fd) -> listening address
@@ -20,7 +20,10 @@
  * Caveats: TCP only; UDP "connects" are not reported.
  */
 #include "common.h"
+#include "task.h"
 #include "net.h"
+
+#define RG_HOOK_NET 1
 
 #define RG_TCP_ESTABLISHED 1
 #define RG_TCP_SYN_SENT 2
@@ -137,31 +140,26 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     return rg_net_emit(args, ev);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_listen)
+/* sys_enter of listen by a monitored task: remember the fd for inet_sock_set_state. */
+static __always_inline int rg_listen_enter(s32 fd)
 {
-    if (!rg_wanted())
-        return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    s32 fd = (s32)args->fd;
-    rg_net_lfd.update(&tid, &fd);
-    return 0;
+    return rg_net_lfd.update(&tid, &fd) == 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_listen)
+static __always_inline int rg_listen_exit(void)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
     rg_net_lfd.delete(&tid);
     return 0;
 }
 
+/* sys_enter of accept/accept4 by a monitored task: 1 when staged for sys_exit. */
 static __always_inline int rg_acc_enter(s32 fd, u64 sockaddr)
 {
-    if (!rg_wanted())
-        return 0;
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct rg_acc_args a = {.sockaddr = sockaddr, .fd = fd};
-    rg_net_acc.update(&tid, &a);
-    return 0;
+    return rg_net_acc.update(&tid, &a) == 0;
 }
 
 static __always_inline int rg_acc_exit(void *ctx, long ret)
@@ -215,24 +213,4 @@ static __always_inline int rg_acc_exit(void *ctx, long ret)
         }
     }
     return rg_net_emit(ctx, ev);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_accept)
-{
-    return rg_acc_enter((s32)args->fd, (u64)args->upeer_sockaddr);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_accept4)
-{
-    return rg_acc_enter((s32)args->fd, (u64)args->upeer_sockaddr);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_accept)
-{
-    return rg_acc_exit(args, args->ret);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
-{
-    return rg_acc_exit(args, args->ret);
 }

@@ -1,52 +1,54 @@
 // SPDX-License-Identifier: GPL-2.0
 /* priv: privilege-changing and namespace-escape syscalls of monitored containers.
  *
- * Hooks: tracepoints syscalls:sys_enter_<name> / sys_exit_<name> for setuid, setgid,
- *        setreuid, setregid, setresuid, setresgid, setfsuid, setfsgid, capset, ptrace,
- *        mount, umount2, unshare, setns, init_module, finit_module, bpf, pivot_root, chroot
- *        (attached by the loader to rg_priv_enter / rg_priv_exit, one program each)
+ * Hooks: raw tracepoints raw_syscalls:sys_enter / sys_exit (sysdispatch.h) for the syscalls
+ *        rg_sys_kind marks RG_KIND_PRIV: the loader sets setuid, setgid, setreuid, setregid,
+ *        setresuid, setresgid, setfsuid, setfsgid, capset, ptrace, mount, umount2, unshare,
+ *        setns, init_module, finit_module, bpf, pivot_root, chroot (PRIV_SYSCALLS in
+ *        agent/decoders/ebpf.py). The six argument registers are copied at entry, the result
+ *        added at exit.
  * Maps:  rg_priv_pending hash thread id -> event waiting for the result
  *        rg_priv_events  ring buffer (or perf buffer)
  * Caveats: the agent's own bpf() calls happen outside monitored cgroups, so they are not
- * reported (unless runtime.include_host is on).
+ * reported (unless runtime.include_host is on). All six argument slots are copied; the
+ * decoder keeps only the syscall's arity.
  */
 #include "common.h"
+#include "task.h"
 #include "priv.h"
+
+#define RG_HOOK_PRIV 1
 
 BPF_HASH(rg_priv_pending, u32, struct rg_priv_event, 4096);
 RG_OUTPUT(rg_priv_events);
 
-int rg_priv_enter(struct rg_sys_enter *args)
+/* sys_enter of a privilege syscall by a monitored task: 1 when an event was staged. */
+static __always_inline int rg_priv_enter(const u64 *w, u64 cg, u32 nr)
 {
-    u64 cg = rg_wanted();
-    if (!cg)
-        return 0;
     struct rg_priv_event ev = {};
     rg_fill_hdr(&ev.h, RG_EV_PRIV, cg);
-    ev.nr = args->nr;
-    /* Copied with a helper, not read directly: the kernel refuses to attach a program whose
-     * direct context reads go past the tracepoint's record (PERF_EVENT_IOC_SET_BPF: EACCES),
-     * and sys_enter_setuid's record has one argument, mount's five. Slots past the syscall's
-     * arity hold whatever follows in the trace buffer; the decoder keeps only the arity. */
-    bpf_probe_read_kernel(ev.args, sizeof(ev.args), &args->args[0]);
+    ev.nr = nr;
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        ev.args[i] = rg_arg(w, i);
     u32 tid = ev.h.tid;
-    rg_priv_pending.update(&tid, &ev);
-    return 0;
+    return rg_priv_pending.update(&tid, &ev) == 0;
 }
 
-int rg_priv_exit(struct rg_sys_exit *args)
+/* sys_exit of a staged privilege syscall: add the result and send the event. */
+static __always_inline int rg_priv_exit(void *ctx, long ret)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct rg_priv_event *ev = rg_priv_pending.lookup(&tid);
     if (!ev)
         return 0;
-    ev->ret = args->ret;
+    ev->ret = ret;
     if (rg_rate_ok(ev->h.cgroup_id, RG_PROBE_PRIV)) {
 #ifdef RG_RINGBUF
         if (rg_priv_events.ringbuf_output(ev, sizeof(*ev), RG_RB_FLAGS))
             rg_count_lost(RG_PROBE_PRIV);
 #else
-        if (rg_priv_events.perf_submit(args, ev, sizeof(*ev)))
+        if (rg_priv_events.perf_submit(ctx, ev, sizeof(*ev)))
             rg_count_lost(RG_PROBE_PRIV);
 #endif
     }

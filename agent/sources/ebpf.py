@@ -57,8 +57,16 @@ OUTPUTS: Mapping[str, str] = {
     "files": "rg_open_events",
     "priv": "rg_priv_events",
 }
-# Syscalls whose tracepoint carries the kernel's SYSCALL_DEFINE name, not the syscall's.
-PRIV_TRACEPOINT_NAMES: Mapping[str, str] = {"umount2": "umount"}
+# Every probe hooks syscalls through the two raw syscall tracepoints of probes/sysdispatch.h
+# (appended after them); rg_sys_kind (probes/task.h) routes x86_64 syscall numbers to the
+# loaded probes' handlers. RG_KIND_* values: files 1-3, priv 4, exec 5-6, net 7-8.
+SYSDISPATCH = "sysdispatch.h"
+SYSCALL_KINDS: Mapping[str, Mapping[int, int]] = {
+    "files": {2: 1, 257: 2, 437: 3},  # open, openat, openat2
+    "priv": {nr: 4 for nr in PRIV_SYSCALLS.values()},
+    "exec": {59: 5, 322: 6},  # execve, execveat
+    "net": {50: 7, 43: 8, 288: 8},  # listen, accept, accept4
+}
 CONF_ALL, CONF_RATE, CONF_GEN = 0, 1, 2
 MATCH_ANY, MATCH_WRITE = 1, 2
 PREFIX_LEN = 64  # RG_PREFIX_LEN in probes/files.h
@@ -114,7 +122,10 @@ def program_text(names: Sequence[str], defines: Mapping[str, str], probes_dir: P
     shows."""
     seen: set[str] = set()
     head = "".join(f"#define {k} {v}\n" for k, v in sorted(defines.items()))
-    body = "\n".join(_inline(f"{n}.bpf.c", probes_dir, seen) for n in names)
+    parts = [_inline(f"{n}.bpf.c", probes_dir, seen) for n in names]
+    if names:
+        parts.append(_inline(SYSDISPATCH, probes_dir, seen))
+    body = "\n".join(parts)
     return f"/* riskguard probes: {' '.join(names)} */\n{head}\n{body}"
 
 
@@ -169,17 +180,6 @@ def detect_support(paths: HostPaths) -> Support:
         # Task storage maps need kernel BTF (bpf_get_current_task_btf) and 5.11+.
         s.task_storage = s.btf and map_type_supported(BPF_MAP_TYPE_TASK_STORAGE)
     return s
-
-
-def syscall_tp_layout_ok(paths: HostPaths, tp: str) -> bool:
-    """Does ``syscalls:<tp>`` have the layout probes/priv.h assumes (nr at 8, args from 16)?"""
-    try:
-        fmt = (paths.tracefs / "events" / "syscalls" / tp / "format").read_text()
-    except OSError:
-        return False
-    if "__syscall_nr;\toffset:8;" not in fmt:
-        return False
-    return "offset:16;\tsize:8;" in fmt
 
 
 # --- compilation ---------------------------------------------------------------------------------
@@ -306,7 +306,6 @@ class EbpfSource:
         self.support = Support()
         self.active: list[str] = []
         self.inactive: dict[str, str] = {}
-        self.skipped_hooks: list[str] = []
         self.delivered: Counter[str] = Counter()
         self.malformed = 0
         self.perf_lost: Counter[str] = Counter()
@@ -399,8 +398,6 @@ class EbpfSource:
         self.compiler_memory_released = released = release_compiler_memory(ctx.paths)
         if self.bpf is None:
             return
-        if "priv" in loaded:
-            self._attach_priv(ctx.paths)
         self._configure(loaded)
         self._open_outputs([p for p in loaded if p in OUTPUTS])
         self.active = loaded
@@ -426,27 +423,17 @@ class EbpfSource:
             win.start()
             self._threads.append(win)
 
-    def _attach_priv(self, paths: HostPaths) -> None:
-        assert self.bpf is not None
-        for sc in PRIV_SYSCALLS:
-            tp = PRIV_TRACEPOINT_NAMES.get(sc, sc)
-            enter, exit_ = f"sys_enter_{tp}", f"sys_exit_{tp}"
-            if not (syscall_tp_layout_ok(paths, enter) and (paths.tracefs / "events/syscalls" / exit_).is_dir()):
-                # e.g. init_module/finit_module on a kernel built without module support.
-                self.skipped_hooks.append(f"syscalls:{enter} (no such tracepoint, or an unexpected layout)")
-                continue
-            try:
-                self.bpf.attach_tracepoint(tp=f"syscalls:{enter}".encode(), fn_name=b"rg_priv_enter")
-                self.bpf.attach_tracepoint(tp=f"syscalls:{exit_}".encode(), fn_name=b"rg_priv_exit")
-            except Exception as exc:  # a missing tracepoint (arch without this syscall)
-                self.skipped_hooks.append(f"syscalls:{enter} ({exc})")
-
     def _configure(self, loaded: Sequence[str]) -> None:
         assert self.bpf is not None
         conf = self.bpf[b"rg_conf"]
         conf[ctypes.c_int(CONF_ALL)] = ctypes.c_ulonglong(1 if self.include_host else 0)
         conf[ctypes.c_int(CONF_RATE)] = ctypes.c_ulonglong(self.settings.max_events_per_second_per_container)
         conf[ctypes.c_int(CONF_GEN)] = ctypes.c_ulonglong(self._gen)
+        kinds = {nr: kind for p in loaded for nr, kind in SYSCALL_KINDS.get(p, {}).items()}
+        if kinds:
+            table = self.bpf[b"rg_sys_kind"]
+            for nr, kind in kinds.items():
+                table[ctypes.c_int(nr)] = ctypes.c_uint(kind)
         if "files" in loaded:
             self.set_sensitive(self.settings.sensitive_paths, self.settings.sensitive_write_prefixes)
 
@@ -687,7 +674,6 @@ class EbpfSource:
             "output": ("ringbuf" if self.support.ringbuf else "perfbuf") if self.active else "",
             "btf": self.support.btf,
             "task_storage": self.support.task_storage,
-            "skipped_hooks": list(self.skipped_hooks),
             "monitored_cgroups": len(self._monitored),
             "include_host": self.include_host,
             "compiler_memory_released_bytes": self.compiler_memory_released,

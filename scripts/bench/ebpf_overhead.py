@@ -11,6 +11,8 @@ Run as root: ``.venv/bin/python scripts/bench/ebpf_overhead.py [--rounds 5]``. E
    wall time is printed too:
    ``off`` (nothing loaded), ``ebpf`` (all probes, the container monitored), ``ebpf-unmonitored``
    (all probes, the container not in the filter: the cost every other task pays),
+   ``raw-enter-empty`` / ``raw-pair-empty`` (empty programs on raw_syscalls:sys_enter, and on
+   sys_enter + sys_exit: the floor of any per-syscall hook on this kernel),
    ``auditd`` (one audit rule on openat/open/execve/connect/accept, key rg-bench-ebpf, removed
    afterwards) and ``bpftrace`` (a one-liner counting the container's syscalls per syscall id
    on raw_syscalls:sys_enter, if bpftrace is installed). Medians and ratios against ``off``.
@@ -171,7 +173,7 @@ class Bench:
         return self.timed("time", "/bin/tar", "-czf", "/tmp/out.tgz", "-C", "/src", ".")
 
     def openclose(self) -> tuple[float, float]:
-        return self.timed("openclose", "50000", "/etc/passwd")
+        return self.timed("openclose", "200000", "/etc/passwd")
 
 
 def new_ctx(config: AgentConfig) -> AgentContext:
@@ -202,6 +204,25 @@ def agent_on(record: Container, monitored: bool, config: AgentConfig | None = No
         src.stop()
         ctx.events.stop(1)
         ctx.store.close()
+
+
+# The floor of any per-syscall hook: empty programs on the raw syscall tracepoints (what the
+# probes attach to). No design that counts every syscall in the kernel can cost less.
+FLOOR_PROGRAMS = {
+    "raw-enter-empty": "RAW_TRACEPOINT_PROBE(sys_enter) { return 0; }",
+    "raw-pair-empty": "RAW_TRACEPOINT_PROBE(sys_enter) { return 0; }\nRAW_TRACEPOINT_PROBE(sys_exit) { return 0; }",
+}
+
+
+@contextlib.contextmanager
+def floor_on(name: str) -> Iterator[None]:
+    from bcc import BPF
+
+    b = BPF(text=FLOOR_PROGRAMS[name].encode())
+    try:
+        yield
+    finally:
+        b.cleanup()
 
 
 @contextlib.contextmanager
@@ -254,6 +275,8 @@ def slowdown(bench: Bench, rounds: int, configs: list[str]) -> dict[str, dict[st
                 ctxm = agent_on(bench.record, False)
             elif cfg == "auditd":
                 ctxm = auditd_on()
+            elif cfg in FLOOR_PROGRAMS:
+                ctxm = floor_on(cfg)
             else:
                 ctxm = bpftrace_on(bench.record)
             with ctxm:
@@ -370,7 +393,7 @@ def main() -> int:
         rec = container_from_inspect(HostPaths(), c.attrs)
         assert rec is not None and rec.cgroup_id
         bench = Bench(c, rec)
-        configs = ["off", "ebpf", "ebpf-unmonitored", "auditd"]
+        configs = ["off", "ebpf", "ebpf-unmonitored", *FLOOR_PROGRAMS, "auditd"]
         if shutil.which("bpftrace"):
             configs.append("bpftrace")
         print("== workload slowdown (median seconds, ratio vs off; runs interleaved) ==")

@@ -27,7 +27,6 @@ from agent.sources.ebpf import (
     complete_exec,
     detect_support,
     program_text,
-    syscall_tp_layout_ok,
 )
 from agent.sources.settings import EbpfSettings
 
@@ -110,16 +109,39 @@ def test_detect_support_names_each_missing_piece(host_tree: HostPaths) -> None:
         assert any("root" in p for p in s.problems)
 
 
-def test_syscall_tracepoint_layout_check(host_tree: HostPaths) -> None:
-    d = host_tree.tracefs / "events" / "syscalls" / "sys_enter_setuid"
-    d.mkdir(parents=True)
-    (d / "format").write_text(
-        "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:uid_t uid;\toffset:16;\tsize:8;\tsigned:0;\n"
-    )
-    assert syscall_tp_layout_ok(host_tree, "sys_enter_setuid")
-    (d / "format").write_text("\tfield:int __syscall_nr;\toffset:12;\tsize:4;\tsigned:1;\n")
-    assert not syscall_tp_layout_ok(host_tree, "sys_enter_setuid")
-    assert not syscall_tp_layout_ok(host_tree, "sys_enter_missing")
+def test_probes_share_one_dispatcher_on_raw_syscall_tracepoints() -> None:
+    flags = cflags(EbpfSettings(), ringbuf=True, task_storage=True)
+    text = program_text(["syscalls", "exec", "net", "files", "priv"], flags)
+    # One sys_enter and one sys_exit program for all probes, appended after them.
+    assert text.count("RAW_TRACEPOINT_PROBE(sys_enter)") == 1 and text.count("RAW_TRACEPOINT_PROBE(sys_exit)") == 1
+    assert text.index("RAW_TRACEPOINT_PROBE(sys_enter)") > text.index("rg_priv_exit(void *ctx")
+    # No regular syscall tracepoint: each would add the kernel's perf hook to every syscall.
+    assert "TRACEPOINT_PROBE(syscalls," not in text
+    assert text.count("#define RG_TASK_H") == 1
+    # Only the loaded probes' handlers are compiled in; the exit hook only for those that use it.
+    alone = program_text(["syscalls"], flags)
+    assert "#define RG_HOOK_SYSCALLS" in alone and "#define RG_SYSDISPATCH_H" in alone
+    assert not re.search(r"#define RG_HOOK_(FILES|PRIV|NET|EXEC)", alone)
+
+
+def test_syscall_kinds_match_the_probe_defines_and_the_syscall_table() -> None:
+    from agent.behavior.syscall_table import syscall_number
+    from agent.sources.ebpf import SYSCALL_KINDS
+
+    defines = dict(re.findall(r"#define (RG_KIND_\w+) (\d+)", (PROBES_DIR / "task.h").read_text()))
+    names = {
+        "files": {"open": "OPEN", "openat": "OPENAT", "openat2": "OPENAT2"},
+        "exec": {"execve": "EXECVE", "execveat": "EXECVEAT"},
+        "net": {"listen": "LISTEN", "accept": "ACCEPT", "accept4": "ACCEPT"},
+    }
+    for probe, by_name in names.items():
+        expected = {syscall_number(sc): int(defines[f"RG_KIND_{kind}"]) for sc, kind in by_name.items()}
+        assert SYSCALL_KINDS[probe] == expected, probe
+    assert set(SYSCALL_KINDS["priv"].values()) == {int(defines["RG_KIND_PRIV"])}
+    assert set(SYSCALL_KINDS) == set(available_probes()) - {"syscalls"}
+    # No number goes to two probes.
+    nrs = [nr for kinds in SYSCALL_KINDS.values() for nr in kinds]
+    assert len(nrs) == len(set(nrs))
 
 
 def test_hex_addresses_of_proc_net_tcp() -> None:

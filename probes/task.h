@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: GPL-2.0
+/* task.h: what the probes that hook syscalls share.
+ *
+ * Every syscall a probe looks at goes through two raw tracepoints, raw_syscalls:sys_enter and
+ * sys_exit (sysdispatch.h, appended by the loader after the probes). No regular syscalls:*
+ * tracepoint is used: enabling one adds the kernel's perf hook as a second callback on every
+ * syscall of every task (the tracepoint then calls both indirectly instead of one static call:
+ * +40 ns per getpid on the lab VM), and builds a full trace record for the traced syscall
+ * before a program can leave (~40 ns per open), also for tasks outside every container.
+ *
+ * - rg_task: per-task state. prev = the thread's previous syscall nr + 1 (0: none yet);
+ *   pending = the RG_KIND_* staged at sys_enter whose result sys_exit must add (0: none).
+ *   Task storage (5.11+, BTF) when the kernel has it: only monitored tasks ever get one, so the
+ *   sys_exit hook of every other task stops at a NULL pointer. Without it an LRU hash by thread
+ *   id (every exit then pays a hash lookup).
+ * - rg_sys_kind: syscall nr -> RG_KIND_* (an array the loader fills from the x86_64 numbers in
+ *   agent/decoders/ebpf.py; 0 for every syscall no probe looks at).
+ * - Syscall arguments are read from the struct pt_regs the raw tracepoint passes, at the
+ *   offsets of the x86_64 ABI (the layout of ptrace's user_regs_struct; stable). Other
+ *   architectures are refused at compile time, so these probes report inactive there.
+ */
+#ifndef RG_TASK_H
+#define RG_TASK_H
+
+#ifndef __x86_64__
+#error "the syscall-hook probes read x86_64 syscall registers"
+#endif
+
+/* Kept in step with agent/sources/ebpf.py SYSCALL_KINDS. */
+#define RG_KIND_OPEN 1      /* files: open(filename, flags, mode) */
+#define RG_KIND_OPENAT 2    /* files: openat(dfd, filename, flags, mode) */
+#define RG_KIND_OPENAT2 3   /* files: openat2(dfd, filename, how, size) */
+#define RG_KIND_PRIV 4      /* priv: a privilege or namespace syscall */
+#define RG_KIND_EXECVE 5    /* exec: execve(filename, argv, envp) */
+#define RG_KIND_EXECVEAT 6  /* exec: execveat(dfd, filename, argv, envp, flags) */
+#define RG_KIND_LISTEN 7    /* net: listen(fd, backlog) */
+#define RG_KIND_ACCEPT 8    /* net: accept(fd, addr, len) and accept4(fd, addr, len, flags) */
+#define RG_NSYSCALLS 512
+
+/* Offsets in x86_64 struct pt_regs: r10 (arg 4) at 56, r9 (arg 6) 64, r8 (arg 5) 72,
+ * dx (arg 3) 96, si (arg 2) 104, di (arg 1) 112, cs 136. rg_regs_read copies bytes 56..143 in
+ * one helper call; rg_arg() picks argument i (0-based) out of that copy. */
+#define RG_REGS_FROM 56
+#define RG_REGS_WORDS 11
+#define RG_REG_CS 10
+#define RG_USER32_CS 0x23   /* a 32-bit task: its syscall numbers are ia32 ones */
+
+struct rg_task {
+    u32 prev;
+    u32 pending;
+};
+
+#ifdef RG_TASK_STORAGE
+BPF_TASK_STORAGE(rg_task_state, struct rg_task);
+#else
+BPF_TABLE("lru_hash", u32, struct rg_task, rg_task_state, 65536);
+#endif
+BPF_ARRAY(rg_sys_kind, u32, RG_NSYSCALLS);
+
+/* The task's state; created when create is set (sys_enter of a monitored task). */
+static __always_inline struct rg_task *rg_task_get(int create)
+{
+#ifdef RG_TASK_STORAGE
+    return rg_task_state.task_storage_get(bpf_get_current_task_btf(), 0,
+                                          create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+#else
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct rg_task *t = rg_task_state.lookup(&tid);
+    if (t || !create)
+        return t;
+    struct rg_task init = {};
+    rg_task_state.update(&tid, &init);
+    return rg_task_state.lookup(&tid);
+#endif
+}
+
+static __always_inline u32 rg_sys_kind_of(u32 nr)
+{
+    u32 *k = rg_sys_kind.lookup(&nr);
+    return k ? *k : 0;
+}
+
+static __always_inline int rg_regs_read(u64 *w, const void *regs)
+{
+    return bpf_probe_read_kernel(w, RG_REGS_WORDS * sizeof(u64), (const char *)regs + RG_REGS_FROM);
+}
+
+/* Argument i (0-5) of the syscall, from a rg_regs_read() copy. */
+static __always_inline u64 rg_arg(const u64 *w, int i)
+{
+    switch (i) {
+    case 0: return w[7];  /* di */
+    case 1: return w[6];  /* si */
+    case 2: return w[5];  /* dx */
+    case 3: return w[0];  /* r10 */
+    case 4: return w[2];  /* r8 */
+    default: return w[1]; /* r9 */
+    }
+}
+
+#endif /* RG_TASK_H */
