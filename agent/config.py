@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from agent.actions.settings import KubernetesSettings, ResponseSettings
 from agent.behavior.settings import BehaviorSettings
@@ -65,7 +65,8 @@ class RuntimeSettings(Section):
 
     # Follow Docker through its API (container list + events stream).
     docker: bool = True
-    # Where dockerd listens (the docker SDK's base_url).
+    # Where this host's dockerd listens (the docker SDK's base_url): unix://, tcp://, http:// or
+    # https://. ssh:// is refused: the agent watches the containers of the host it runs on.
     docker_url: str = "unix:///var/run/docker.sock"
     # Seconds between reconnect attempts while dockerd is down.
     reconnect_seconds: float = Field(default=1.0, gt=0)
@@ -76,6 +77,14 @@ class RuntimeSettings(Section):
     # Also watch processes that belong to no container (the host itself). Off: host processes
     # are ignored by every source.
     include_host: bool = False
+
+    @field_validator("docker_url")
+    @classmethod
+    def _local_docker(cls, v: str) -> str:
+        scheme = v.partition("://")[0].lower() if "://" in v else ""
+        if scheme not in ("unix", "tcp", "http", "https"):
+            raise ValueError(f"{v!r}: use unix://, tcp://, http:// or https:// (the dockerd of this host)")
+        return v
 
 
 class AgentConfig(Section):

@@ -42,6 +42,7 @@ from agent.findings import Action, ActionResult
 from agent.hostfs import HostPaths
 from agent.netpolicy.nsexec import NetnsError, delete_table, in_netns, nft_json, nft_text, table_exists
 from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2, read_proc_cgroup
+from agent.runtime.docker import docker_sdk
 from agent.runtime.model import Container
 
 log = structlog.get_logger("agent.actions")
@@ -418,8 +419,7 @@ def _release_tables(paths: HostPaths, container_id: str, init_pid: int, state: M
 
 # --- docker ---------------------------------------------------------------------------------
 def _docker(paths: HostPaths) -> Any:
-    import docker
-
+    docker = docker_sdk()
     return docker.DockerClient(base_url=f"unix://{paths.docker_socket}", timeout=30)
 
 
@@ -490,8 +490,7 @@ def apply_docker(paths: HostPaths, container: Container, dry_run: bool = False) 
 
 
 def _release_docker(paths: HostPaths, container_id: str, state: Mapping[str, Any]) -> str:
-    import docker
-
+    docker = docker_sdk()
     client = _docker(paths)
     try:
         try:

@@ -27,7 +27,7 @@ from agent.runtime.cgroups import (
     netns_inode,
     read_proc_cgroup,
 )
-from agent.runtime.docker import container_from_inspect
+from agent.runtime.docker import container_from_inspect, docker_sdk
 from agent.runtime.model import Container, ContainerRegistry
 
 log = structlog.get_logger("agent.runtime")
@@ -73,8 +73,8 @@ class DockerWatcher:
                 pass
 
     def _run(self) -> None:
-        import docker
-        from docker.errors import DockerException
+        docker = docker_sdk()
+        DockerException = docker.errors.DockerException
 
         was_down_logged = False
         while not self._stop.is_set():
@@ -130,7 +130,7 @@ class DockerWatcher:
                 log.info("container_removed", container_id=c.short_id, container_name=c.name, reason="resync")
 
     def _inspect_and_add(self, cid: str) -> bool:
-        from docker.errors import NotFound
+        NotFound = docker_sdk().errors.NotFound
 
         assert self._client is not None
         try:

@@ -1,15 +1,60 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Docker: turn ``docker inspect`` data into ``Container`` records."""
+"""Docker: the SDK as the agent imports it, and ``docker inspect`` data as ``Container`` records."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 
 from agent.hostfs import HostPaths
 from agent.runtime.cgroups import ProcessGone, cgroup_id_of, container_cgroups, netns_inode
 from agent.runtime.model import Container
+
+
+class _NoDockerSsh(importlib.abc.MetaPathFinder):
+    """Refuses docker-py's SSH transport module, which the SDK imports as optional."""
+
+    BLOCKED = "docker.transport.sshconn"
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname == self.BLOCKED:
+            raise ImportError(f"{fullname}: ssh:// Docker hosts are not used by riskguard-agent", name=fullname)
+        return None
+
+
+_sdk_lock = threading.Lock()
+
+
+def docker_sdk() -> ModuleType:
+    """The docker SDK, imported without its SSH transport.
+
+    docker-py imports paramiko, and with it cryptography, PyNaCl and bcrypt, whenever paramiko is
+    installed (python-gvm depends on it), only to offer ``ssh://`` daemon URLs: +19 MiB resident
+    for the agent's lifetime. The agent watches the local host's dockerd (``unix://`` or
+    ``tcp://``, see ``runtime.docker_url``), so the SDK's optional ``docker.transport.sshconn`` is
+    refused (both places the SDK imports it catch ImportError). Every part of the agent imports
+    the SDK through here.
+    """
+    with _sdk_lock:
+        mod = sys.modules.get("docker")
+        if mod is not None:
+            return mod
+        finder = _NoDockerSsh()
+        sys.meta_path.insert(0, finder)
+        try:
+            import docker
+            import docker.errors
+        finally:
+            sys.meta_path.remove(finder)
+        return docker
 
 
 def _parse_time(value: str) -> float:

@@ -96,9 +96,9 @@ def open_container_root(paths: HostPaths, pid: int, details: Mapping[str, Any] |
 
 def docker_target(ref: str, kind: str) -> tuple[Any, str]:
     """The docker SDK object for a container or image ``ref`` (a ScanError when unknown)."""
-    import docker
-    import docker.errors
+    from agent.runtime.docker import docker_sdk
 
+    docker = docker_sdk()
     try:
         client = docker.from_env(timeout=60)
         obj = client.containers.get(ref) if kind == "container" else client.images.get(ref)

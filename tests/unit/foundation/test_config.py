@@ -44,6 +44,8 @@ def test_config_is_frozen() -> None:
         ({"response": {"mode": "destroy"}}, "response.mode: "),
         ({"runtime": {"docker": {"a": 1}}}, "runtime.docker: "),
         ({"ebpf": {"sensitive_paths": [1, {"x": 2}]}}, "ebpf.sensitive_paths[1]: "),
+        ({"runtime": {"docker_url": "ssh://root@elsewhere"}}, "runtime.docker_url: "),
+        ({"runtime": {"docker_url": "/var/run/docker.sock"}}, "runtime.docker_url: "),
     ],
 )
 def test_errors_name_the_dotted_path(doc: dict[str, Any], expected: str) -> None:
