@@ -11,7 +11,7 @@
  *   rg_ratedrop, so it cannot fill the ring buffer that other containers share.
  *
  * Load-time constants come as -D cflags from the loader (RG_RINGBUF, RG_RINGBUF_PAGES,
- * RG_RB_FLAGS, RG_MAX_CGROUPS); run-time settings live in maps (rg_conf, rg_sensitive).
+ * RG_RB_GAP_NS, RG_MAX_CGROUPS); run-time settings live in maps (rg_conf, rg_sensitive).
  * Only tracepoints and BPF helpers are used: the kernel headers on the target may not match
  * the running kernel, so no kernel struct is ever dereferenced.
  */
@@ -41,6 +41,7 @@
 #define RG_CONF_ALL 0   /* 1: monitor every cgroup (include_host) */
 #define RG_CONF_RATE 1  /* max events per second per cgroup (0: unlimited) */
 #define RG_CONF_GEN 2   /* current generation of the syscall count maps (0 or 1) */
+#define RG_CONF_WAKE 3  /* ktime of the last forced ring buffer wakeup (written by the probes) */
 #define RG_NCONF 4
 
 struct rg_hdr {
@@ -131,12 +132,35 @@ static __always_inline void rg_fill_hdr(struct rg_hdr *h, u32 type, u64 cg)
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
 }
 
-/* Flags of every ring buffer write. The loader sets BPF_RB_NO_WAKEUP (1) when it polls on a
- * timer (ebpf.poll_interval_ms > 0): producers then skip the per-record wakeup of the reader,
- * which measurably slowed exec-heavy containers. 0: wake the reader for every record. */
-#ifndef RG_RB_FLAGS
-#define RG_RB_FLAGS 0
+/* Flags of every ring buffer write (RG_RB_FLAGS). With RG_RB_GAP_NS (the loader's
+ * ebpf.poll_interval_ms, > 0) the first record after a quiet gap wakes the reader at once
+ * (BPF_RB_FORCE_WAKEUP) and the records within RG_RB_GAP_NS of that wakeup do not
+ * (BPF_RB_NO_WAKEUP): the reader drains them after sleeping the gap. So an isolated record is
+ * read immediately, a burst costs one wakeup per gap instead of one per record (per-record
+ * wakeups measurably slowed exec-heavy containers), and an idle reader sleeps instead of
+ * polling. rg_conf[RG_CONF_WAKE] holds the time of the last forced wakeup; two CPUs racing on
+ * it can only add a wakeup. Without RG_RB_GAP_NS: 0, the kernel's default (wake the reader when
+ * it has caught up). */
+#define RG_RB_NO_WAKEUP 1
+#define RG_RB_FORCE_WAKEUP 2
+
+static __always_inline u64 rg_rb_flags(void)
+{
+#ifdef RG_RB_GAP_NS
+    int k = RG_CONF_WAKE;
+    u64 *last = rg_conf.lookup(&k);
+    if (!last)
+        return 0;
+    u64 now = bpf_ktime_get_ns();
+    if (now - *last < RG_RB_GAP_NS)
+        return RG_RB_NO_WAKEUP;
+    *last = now;
+    return RG_RB_FORCE_WAKEUP;
+#else
+    return 0;
 #endif
+}
+#define RG_RB_FLAGS rg_rb_flags()
 
 /* RG_OUTPUT declares a probe's event channel: a BPF ring buffer when the kernel has one
  * (5.8+, probed at run time by the loader), else a perf buffer. */

@@ -72,7 +72,9 @@ MATCH_ANY, MATCH_WRITE = 1, 2
 PREFIX_LEN = 64  # RG_PREFIX_LEN in probes/files.h
 BPF_MAP_TYPE_RINGBUF = 27  # include/uapi/linux/bpf.h
 BPF_MAP_TYPE_TASK_STORAGE = 29
-BPF_RB_NO_WAKEUP = 1
+# The reader's wait for a wakeup is bounded (ms): a record whose producer raced with the
+# reader's last drain is read at the latest this much later; also the idle reader's wakeups.
+IDLE_POLL_MS = 100
 _INCLUDE = re.compile(r'^#include "([A-Za-z0-9_.-]+)"\s*$', re.M)
 
 
@@ -99,7 +101,7 @@ def cflags(settings: EbpfSettings, ringbuf: bool, task_storage: bool = False) ->
     if ringbuf:
         flags["RG_RINGBUF"] = "1"
         if settings.poll_interval_ms > 0:
-            flags["RG_RB_FLAGS"] = str(BPF_RB_NO_WAKEUP)
+            flags["RG_RB_GAP_NS"] = f"{settings.poll_interval_ms * 1_000_000}ULL"
     if task_storage:
         flags["RG_TASK_STORAGE"] = "1"
     return flags
@@ -547,25 +549,29 @@ class EbpfSource:
     # --- reading --------------------------------------------------------------------------
     def _read_loop(self) -> None:
         bpf = self.bpf
-        # Records written with BPF_RB_NO_WAKEUP never wake epoll: drain on a timer instead.
-        timed = self.support.ringbuf and self.settings.poll_interval_ms > 0
-        interval = self.settings.poll_interval_ms / 1000
+        # With a gap (probes/common.h rg_rb_flags): the first record after a quiet gap wakes
+        # us; the ones written within the gap do not, so after each batch sleep the gap and
+        # drain every ring again, until a drain comes back empty.
+        gapped = self.support.ringbuf and self.settings.poll_interval_ms > 0
+        gap = self.settings.poll_interval_ms / 1000
         while not self._stop.is_set() and bpf is not None:
             try:
-                if timed:
-                    bpf.ring_buffer_consume()
-                elif self.support.ringbuf:
-                    bpf.ring_buffer_poll(100)
+                if self.support.ringbuf:
+                    bpf.ring_buffer_poll(IDLE_POLL_MS)
+                    if gapped:
+                        bpf.ring_buffer_consume()
                 else:
-                    bpf.perf_buffer_poll(100)
+                    bpf.perf_buffer_poll(IDLE_POLL_MS)
+                while self._batch:
+                    self.process_batch()
+                    self.reader_cpu_seconds = time.thread_time()
+                    if not gapped or self._stop.is_set():
+                        break
+                    time.sleep(gap)
+                    bpf.ring_buffer_consume()
             except Exception as exc:  # EINTR and friends: keep reading
                 log.warning("ebpf_poll_failed", error=repr(exc))
                 time.sleep(0.1)
-            if self._batch:
-                self.process_batch()
-            self.reader_cpu_seconds = time.thread_time()
-            if timed:
-                self._stop.wait(interval)
 
     def process_batch(self) -> int:
         """Decode, complete and publish the records gathered by the last poll."""

@@ -38,8 +38,9 @@ class EbpfSettings(Section):
     max_cgroups: int = Field(default=4096, ge=16, le=65536)
     # Arguments copied per exec event (each up to 128 bytes; more are marked "...").
     argv_max: int = Field(default=16, ge=1, le=16)
-    # Ring buffers are drained every this many ms without per-record wakeups (cheaper for busy
-    # containers; events wait at most this long); 0: wake the reader for every record.
+    # The reader is woken by the first record after a quiet gap of this many ms and drains the
+    # records of a burst once per gap (a busy container does not pay a wakeup per record; an idle
+    # reader sleeps); 0: the kernel's default wakeups (when the reader has caught up).
     poll_interval_ms: int = Field(default=5, ge=0, le=1000)
 
     @field_validator("ring_buffer_pages")

@@ -48,13 +48,13 @@ def test_program_text_inlines_headers_once_and_starts_with_the_cflags() -> None:
     assert text.splitlines()[1:7] == [
         "#define RG_ARGV_MAX 16",
         "#define RG_MAX_CGROUPS 4096",
-        "#define RG_RB_FLAGS 1",  # BPF_RB_NO_WAKEUP: drained on a timer (poll_interval_ms)
+        "#define RG_RB_GAP_NS 5000000ULL",  # one reader wakeup per 5 ms gap at most (poll_interval_ms)
         "#define RG_RINGBUF 1",
         "#define RG_RINGBUF_PAGES 64",
         "",
     ]
     eager = program_text(["exec"], cflags(EbpfSettings(poll_interval_ms=0), ringbuf=True, task_storage=True))
-    assert "#define RG_RB_FLAGS 1" not in eager and "#define RG_TASK_STORAGE 1" in eager
+    assert "#define RG_RB_GAP_NS" not in eager and "#define RG_TASK_STORAGE 1" in eager
     assert '#include "' not in text  # every local header inlined
     assert text.count("#define RG_COMMON_H") == 1  # common.h once for both probes
     assert "TRACEPOINT_PROBE(sched, sched_process_exec)" in text
