@@ -54,7 +54,7 @@ def docker_sdk() -> ModuleType:
             import docker.errors
         finally:
             sys.meta_path.remove(finder)
-        return docker
+        return sys.modules[docker.__name__]
 
 
 def _parse_time(value: str) -> float:

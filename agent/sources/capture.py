@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import select
 import shutil
 import socket
 import struct
@@ -127,6 +128,10 @@ def enter_netns(netns_path: Path) -> None:
         os.close(fd)
 
 
+# An idle capture thread wakes this often (ms) to read the kernel's drop counter.
+IDLE_POLL_MS = 1000
+
+
 class ContainerCapture:
     """The capture thread, flow accumulator and pcap writer of one container."""
 
@@ -141,6 +146,9 @@ class ContainerCapture:
         self.ready = threading.Event()
         self.error = ""
         self._stop = threading.Event()
+        # Written by stop() to wake the capture thread out of poll(): an idle capture then
+        # sleeps until a packet comes instead of waking on a timer.
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._thread: threading.Thread | None = None
         self._tcpdump: subprocess.Popen[bytes] | None = None
 
@@ -152,8 +160,18 @@ class ContainerCapture:
 
     def stop(self) -> None:
         self._stop.set()
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:  # already closed (stopped twice) or the pipe is full: awake anyway
+            pass
         if self._thread is not None:
             self._thread.join(5)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
         if self._tcpdump is not None:
             self._tcpdump.terminate()
             try:
@@ -201,7 +219,7 @@ class ContainerCapture:
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             attach_filter(sock, self.settings.bpf_filter)
-            sock.settimeout(0.2)
+            sock.setblocking(False)
             self.ready.set()
             self._loop(sock)
         except Exception as exc:  # a broken capture must be visible in status, not kill the agent
@@ -215,13 +233,18 @@ class ContainerCapture:
         buf = bytearray(self.settings.snaplen)
         view = memoryview(buf)
         cid = self.container.id
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         while not self._stop.is_set():
             try:
                 # MSG_TRUNC on a packet socket returns the frame's real length even when it is
                 # longer than our buffer: bytes are counted exactly, headers fit the snaplen.
                 n, addr = sock.recvfrom_into(buf, len(buf), socket.MSG_TRUNC)
-            except TimeoutError:
-                self._read_drops(sock)
+            except BlockingIOError:
+                # Drained: sleep until a packet (or stop()); a quiet second reads the drops.
+                if not poller.poll(IDLE_POLL_MS):
+                    self._read_drops(sock)
                 continue
             ifname, _proto, pkttype = addr[0], addr[1], addr[2]
             if ifname == "lo":
