@@ -9,6 +9,7 @@ detector that raises is counted and logged; it never stops the others.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -26,6 +27,11 @@ from agent.findings import Finding
 log = structlog.get_logger("agent.detectors")
 
 _MAX_SUPPRESS_KEYS = 65536
+
+
+# How often (seconds, on the events thread, at an exec) the process-name table drops the
+# processes that have exited.
+PRUNE_SECONDS = 10.0
 
 
 def settings_of(ctx: AgentContext) -> DetectorsSettings:
@@ -70,6 +76,9 @@ class DetectorsComponent:
         self._m_findings: PromCounter | None = None
         self._m_suppressed: PromCounter | None = None
         self._m_errors: PromCounter | None = None
+        self._next_prune = 0.0
+        self.prune_seconds = PRUNE_SECONDS
+        self.pruned = 0
 
     # --- component -----------------------------------------------------------------------
     def start(self, ctx: AgentContext) -> None:
@@ -126,6 +135,7 @@ class DetectorsComponent:
             "rate_limited": dict(self.rate_limited),
             "errors": dict(self.errors),
             "known_processes": len(self.state.comms),
+            "exited_processes_forgotten": self.pruned,
         }
 
     def describe(self) -> list[dict[str, Any]]:
@@ -150,6 +160,11 @@ class DetectorsComponent:
                 self._emit(finding)
         if isinstance(event, ProcessExec):
             self.state.remember_exec(event)
+            now = time.monotonic()
+            if now >= self._next_prune and self._ctx is not None:
+                self._next_prune = now + self.prune_seconds
+                paths = self._ctx.paths
+                self.pruned += self.state.prune_exited(lambda pid: paths.pid_dir(pid).is_dir())
         elif isinstance(event, NetConnect) and event.op == "connect":
             self.state.remember_connect(event, self.settings.scan_window_seconds)
 

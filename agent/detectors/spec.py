@@ -50,6 +50,15 @@ class DetectorState:
         while len(self.comms) > self.max_comms:
             self.comms.popitem(last=False)
 
+    def prune_exited(self, alive: Callable[[int], bool]) -> int:
+        """Forget the processes that have exited (``alive(host pid)`` is false); returns how
+        many. The sources publish no exit for every process, so without this the table fills
+        to ``max_comms`` under an exec-heavy load and stays there (~16 MiB)."""
+        dead = [k for k in self.comms if not alive(k[1])]
+        for k in dead:
+            del self.comms[k]
+        return len(dead)
+
     def remember_connect(self, ev: NetConnect, horizon: float) -> None:
         """Record a connect attempt of ``ev``'s container; forget those older than ``horizon`` s."""
         recent = self.connects.setdefault(container_key(ev), deque(maxlen=self.max_connects))

@@ -21,6 +21,7 @@ from agent.detectors.settings import DetectorsSettings
 from agent.detectors.spec import Detector, DetectorState
 from agent.events import ContainerRef, FileOpen, PrivilegeEvent, ProcessExec, ProcessExit
 from agent.findings import Finding, Severity
+from agent.hostfs import HostPaths
 from tests.support import REPO
 
 C = ContainerRef(id="ab" * 32, name="web", image="nginx")
@@ -144,6 +145,27 @@ def test_parent_names_learned_from_exec_events_and_forgotten_on_exit(
     ctx.events.process(sh)
     ctx.events.process(ProcessExit(ts=3, pid=50, container=C, comm="httpd"))
     ctx.events.process(ProcessExec(ts=4, pid=52, container=C, ppid=50, uid=33, comm="bash", filename="/bin/bash"))
+    settle(ctx)
+    assert [(f.detector_id, f.evidence["parent"]) for f in got] == [("RG-0001", "httpd")]
+
+
+def test_exited_processes_leave_the_name_table(make_ctx: Callable[..., AgentContext], host_tree: HostPaths) -> None:
+    # No source publishes an exit for every process: the table is pruned against /proc (here a
+    # captured tree in which only pid 50 still runs) so an exec-heavy container cannot fill it.
+    (host_tree.pid_dir(50)).mkdir(parents=True)
+    ctx = make_ctx(paths=host_tree)
+    comp = build(ctx)
+    got = started(ctx, comp)
+    assert comp is not None
+    comp.prune_seconds = 0  # prune at every exec (the agent: every 10 s)
+    for pid in range(50, 60):
+        ctx.events.process(
+            ProcessExec(ts=pid, pid=pid, container=C, ppid=1, uid=0, comm="httpd", filename="/usr/sbin/httpd")
+        )
+    assert comp.status()["known_processes"] == 1 and comp.status()["exited_processes_forgotten"] == 9
+    # The survivor still names its children; a child of a forgotten pid gets no parent name.
+    ctx.events.process(ProcessExec(ts=70, pid=61, container=C, ppid=50, uid=33, comm="sh", filename="/bin/sh"))
+    ctx.events.process(ProcessExec(ts=71, pid=62, container=C, ppid=55, uid=33, comm="sh", filename="/bin/sh"))
     settle(ctx)
     assert [(f.detector_id, f.evidence["parent"]) for f in got] == [("RG-0001", "httpd")]
 
