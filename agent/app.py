@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -220,6 +221,30 @@ def teardown(state: AppState) -> None:
             log.warning("teardown_step_slow", step=name, seconds=round(took, 2))
 
 
+# Libraries the daemon loads only where a feature needs them (each costs 10-170 MiB resident):
+# the Kubernetes client (kubernetes.enabled), pyroute2 (a container wired by the agent), the
+# fitting libraries (only in the behaviour fit child), paramiko (never: ssh:// Docker hosts are
+# refused), scapy and tqdm (tests and the CLI). ``status`` lists those loaded.
+OPTIONAL_LIBRARIES = ("kubernetes", "pyroute2", "sklearn", "pyod", "numba", "paramiko", "scapy", "tqdm")
+
+
+def process_status() -> dict[str, Any]:
+    """The daemon's own footprint: resident memory, threads, optional libraries loaded."""
+    rss = 0
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return {
+        "rss_mib": round(rss / 2**20, 1),
+        "threads": threading.active_count(),
+        "optional_libraries": sorted(m for m in OPTIONAL_LIBRARIES if m in sys.modules),
+    }
+
+
 def status(state: AppState) -> dict[str, Any]:
     """The answer to ``riskguardctl status``."""
     ctx = state.ctx
@@ -244,6 +269,7 @@ def status(state: AppState) -> dict[str, Any]:
         "events": ctx.events.status() if ctx else None,
         "findings": ctx.findings.status() if ctx else None,
         "unattributed_events": state.enricher.unattributed if state.enricher else 0,
+        "process": process_status(),
     }
 
 

@@ -31,24 +31,30 @@ class NftError(NetnsError):
     """libnftables refused a command (its message is kept)."""
 
 
+def enter_netns(netns: Path) -> None:
+    """Move the calling thread into the network namespace at ``netns`` (setns(2) with
+    CLONE_NEWNET: only this thread moves). Python 3.11 has no ``os.setns``: libc's is called
+    through ctypes (pyroute2's wrapper would load all of pyroute2, ~24 MiB, for one call)."""
+    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
 def in_netns(netns: Path, fn: Callable[[], T], timeout: float = 10.0) -> T:
     """Run ``fn`` in a fresh thread that has entered the network namespace at ``netns``.
 
     setns(2) with CLONE_NEWNET changes only the calling thread, so the rest of the agent stays
     in its own netns; the thread ends afterwards (it is never reused in the wrong netns).
-    Python 3.11 has no ``os.setns``: libc's is called through ctypes.
     """
     out: queue.Queue[tuple[bool, Any]] = queue.Queue(1)
 
     def run() -> None:
         try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
+            enter_netns(netns)
             out.put((True, fn()))
         except BaseException as exc:
             out.put((False, exc))

@@ -36,6 +36,7 @@ from agent.context import AgentContext
 from agent.decoders.packets import FlowAccumulator, MalformedPacket, decode_frame
 from agent.events import FlowWindow
 from agent.hostfs import HostPaths
+from agent.netpolicy.nsexec import enter_netns
 from agent.runtime.model import Container, ContainerRegistry
 from agent.sources.collectors import StatusCollector
 from agent.sources.ratelimit import RateLimiter
@@ -114,18 +115,6 @@ def attach_filter(sock: socket.socket, expression: str, snaplen: int = 65535) ->
             lib.pcap_freecode(ctypes.byref(prog))
     finally:
         lib.pcap_close(handle)
-
-
-def enter_netns(netns_path: Path) -> None:
-    """Move the calling thread into the network namespace at ``netns_path``."""
-    from pyroute2.netns import setns
-
-    fd = os.open(netns_path, os.O_RDONLY)
-    try:
-        # An fd, not a path: given a name, pyroute2 may *create* a namespace (flags=O_CREAT).
-        setns(fd, flags=0)
-    finally:
-        os.close(fd)
 
 
 # An idle capture thread wakes this often (ms) to read the kernel's drop counter.

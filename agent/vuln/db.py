@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from tqdm import tqdm
 
 from agent.vuln.severity import rating_from_nvd, rating_from_osv
 
@@ -254,6 +253,8 @@ class VulnDB:
         known: dict[str, str] = {
             f"{o}\0{i}": m for o, i, m in self.conn.execute("SELECT origin, id, modified FROM vulns")
         }
+        from tqdm import tqdm  # the progress bar of `vulndb import`; the daemon never loads it
+
         bar = tqdm(desc="import", unit="file", total=0, file=sys.stderr, disable=not progress, mininterval=0.5)
         changed = False
         try:

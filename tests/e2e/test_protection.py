@@ -108,6 +108,9 @@ def test_every_attack_is_detected_isolated_and_released(protected_host: tuple[An
     assert status["containers"] >= len(host.names)
     failed = {k: v for k, v in status["components"].items() if v.get("state") != "running"}
     assert not failed, failed
+    # Every feature on, no Kubernetes and no agent-wired container: none of the heavy optional
+    # libraries got loaded over the whole run (pyroute2 once came in through capture's setns).
+    assert status["process"]["optional_libraries"] == [], status["process"]
     table = demo.ctl(socket, "findings", "--container", host.id_of("web"))
     assert table.returncode == 0 and "RG-0001" in table.stdout
     alerts = [json.loads(line) for line in (d.tmp / "state" / "alerts.jsonl").read_text().splitlines()]

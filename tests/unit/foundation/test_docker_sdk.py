@@ -24,7 +24,8 @@ try:
 except docker.errors.DockerException as exc:
     ssh = str(exc)
 import paramiko  # other users of paramiko (python-gvm's SSH transport) still get it
-print(json.dumps({"heavy": heavy, "ssh": ssh, "errors": hasattr(docker.errors, "NotFound"), "paramiko": paramiko.__name__}))
+found = hasattr(docker.errors, "NotFound")
+print(json.dumps({"heavy": heavy, "ssh": ssh, "errors": found, "paramiko": paramiko.__name__}))
 """
 
 
