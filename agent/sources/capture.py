@@ -183,9 +183,12 @@ class ContainerCapture:
             )
             return
         self.pcap_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # --immediate-mode and -U: each packet reaches the file at once. Without immediate mode
+        # libpcap hands packets over in blocks with a 1 s timeout, so the last second before an
+        # incident (or before the capture stops) could be missing from the evidence.
         cmd = [
             nsenter, f"--net={self.paths.pid_netns(self.container.init_pid)}", "--",
-            tcpdump, "-i", "any", "-n", "-U", "-Z", "root", "-s", str(self.settings.snaplen),
+            tcpdump, "-i", "any", "-n", "-U", "--immediate-mode", "-Z", "root", "-s", str(self.settings.snaplen),
             "-C", str(self.settings.pcap_file_mb), "-W", str(self.settings.pcap_files),
             "-w", str(self.pcap_dir / "evidence.pcap"),
             f"not net 127.0.0.0/8 and not ip6 host ::1 and ({self.settings.bpf_filter})",
