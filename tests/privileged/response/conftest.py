@@ -79,7 +79,9 @@ def bridge_probe(run_container: Callable[..., Any]) -> Callable[..., Probe]:
         loop = (
             "(while true; do echo yo | nc -l -p 9090; done) & "
             "i=0; while true; do i=$((i+1)); "
-            f"if echo x | nc -w 1 {ip} 8080 2>/dev/null | grep -q hi; then r=ok; else r=fail; fi; "
+            # nc's -w bounds the connect only: a connection the quarantine cuts after its
+            # handshake would wait for the server forever and stop the loop; timeout bounds it.
+            f"if echo x | timeout 3 nc -w 1 {ip} 8080 2>/dev/null | grep -q hi; then r=ok; else r=fail; fi; "
             'echo "$i $r" > /tmp/r.new; mv /tmp/r.new /tmp/r; sleep 0.1; done'
         )
         target = run_container("sh", "-c", loop, network_mode="bridge", **target_kw)
