@@ -10,6 +10,7 @@ model is psutil's: a process that exits mid-read is normal and simply left out.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import struct
@@ -25,9 +26,11 @@ import structlog
 from agent.context import AgentContext
 from agent.events import ProcSnapshot
 from agent.hostfs import HostPaths
+from agent.netpolicy.nsexec import NetnsError
 from agent.pipeline import Periodic
 from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2
 from agent.runtime.model import Container, ContainerRegistry
+from agent.sources import sockdiag
 from agent.sources.collectors import StatusCollector
 from agent.sources.settings import ProcfsSettings
 
@@ -196,9 +199,15 @@ def exe_verdict(exe: str, lower_dirs: Iterable[Path], mounts: Iterable[str] = ()
 
 
 def snapshot(
-    paths: HostPaths, c: Container, max_processes: int = 2000, now: float | None = None
+    paths: HostPaths,
+    c: Container,
+    max_processes: int = 2000,
+    now: float | None = None,
+    listening: Callable[[int], list[tuple[str, int, str]]] | None = None,
 ) -> ProcSnapshot | None:
-    """The /proc view of container ``c`` now; ``None`` when none of its processes is left."""
+    """The /proc view of container ``c`` now; ``None`` when none of its processes is left.
+    ``listening(pid)`` lists the sockets listening in that pid's netns (default: from
+    ``/proc/<pid>/net``)."""
     pids = container_pids(paths, c)[:max_processes]
     procs = [p for p in (read_process(paths, pid) for pid in pids) if p is not None]
     if not procs:
@@ -221,7 +230,7 @@ def snapshot(
         fds=sum(p.fds for p in procs),
         cpu_seconds=round(sum(p.cpu_seconds for p in procs), 3),
         rss_bytes=sum(p.rss_bytes for p in procs),
-        listening=tuple(listening_sockets(paths, netns_pid)),
+        listening=tuple(listening(netns_pid) if listening else listening_sockets(paths, netns_pid)),
         suspicious_exes=tuple(suspicious),
         tree=tuple((p.pid, p.ppid, p.comm) for p in procs),
     )
@@ -246,6 +255,8 @@ class ProcfsSource:
         self._publish = publish
         self.interval = interval
         self.counters: Counter[str] = Counter()
+        # container id -> (netns inode, sock_diag socket bound to that netns)
+        self._diag: dict[str, tuple[int, socket.socket]] = {}
         self._timer = Periodic("procfs-snapshots", interval, self.collect)
 
     def start(self, ctx: AgentContext | None = None) -> None:
@@ -253,6 +264,30 @@ class ProcfsSource:
 
     def stop(self) -> None:
         self._timer.stop()
+        for _ino, sock in self._diag.values():
+            sock.close()
+        self._diag.clear()
+
+    def _listening(self, c: Container, pid: int) -> list[tuple[str, int, str]]:
+        """Listening sockets of ``pid``'s netns through sock_diag (one socket per container,
+        kept while its netns is the same); from /proc when that is not possible (a captured
+        tree, a kernel without inet_diag)."""
+        netns = self.paths.pid_netns(pid)
+        try:
+            ino = os.stat(netns).st_ino
+            cached = self._diag.get(c.id)
+            if cached is None or cached[0] != ino:
+                if cached is not None:
+                    cached[1].close()
+                    del self._diag[c.id]
+                self._diag[c.id] = (ino, sockdiag.open_diag_socket(netns))
+            return sockdiag.listening(self._diag[c.id][1])
+        except (OSError, NetnsError):
+            dropped = self._diag.pop(c.id, None)
+            if dropped is not None:
+                dropped[1].close()
+            self.counters["listening_from_proc"] += 1
+            return listening_sockets(self.paths, pid)
 
     def status(self) -> Mapping[str, Any]:
         return {"interval_seconds": self.interval, **self.counters}
@@ -260,9 +295,17 @@ class ProcfsSource:
     def collect(self) -> list[ProcSnapshot]:
         """Snapshot every registered container now and publish the snapshots."""
         out = []
-        for c in self.registry.all():
+        containers = self.registry.all()
+        for cid in set(self._diag) - {c.id for c in containers}:
+            self._diag.pop(cid)[1].close()
+        for c in containers:
             try:
-                snap = snapshot(self.paths, c, self.settings.max_processes_per_container)
+                snap = snapshot(
+                    self.paths,
+                    c,
+                    self.settings.max_processes_per_container,
+                    listening=functools.partial(self._listening, c),
+                )
             except Exception as exc:  # one odd container must not stop the others
                 self.counters["errors"] += 1
                 log.warning("procfs_snapshot_failed", container_id=c.short_id, error=repr(exc))

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """The /proc source on a live container: process count, the listening port of an ``nc -l`` inside
-it, a binary written after start, and nothing of another container."""
+it, a binary written after start, nothing of another container, and the same listening sockets
+through sock_diag as through /proc."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 
 from agent.context import AgentContext
 from agent.hostfs import HostPaths
-from agent.sources import procfs, window
+from agent.runtime.model import ContainerRegistry
+from agent.sources import procfs, sockdiag, window
 from agent.sources.procfs import snapshot
+from agent.sources.settings import ProcfsSettings
 from tests.support import wait_for
 
 
@@ -56,3 +59,42 @@ def test_snapshots_reach_the_behaviour_window(
     assert w.container is not None and w.container.id == c.id
     assert w.processes == 3 and w.threads == 3 and w.rss_bytes > 0 and w.fds >= 9
     assert w.sources == {"procfs"} and w.cpu_seconds >= 0.0
+
+
+UDHCPD = (
+    "mkdir -p /var/lib/misc && touch /var/lib/misc/udhcpd.leases && printf 'interface eth0\\n' > /tmp/u.conf && "
+    "udhcpd -f /tmp/u.conf & nc -l -p 7171 & exec sleep 600"
+)
+
+
+def test_sock_diag_lists_what_proc_lists(
+    run_container: Callable[..., Any], container_record: Callable[[Any], Any]
+) -> None:
+    """Listening TCP (nc -l) and bound UDP (udhcpd on 67) sockets of a real container, through
+    sock_diag in its netns, equal the /proc/<pid>/net tables; the source uses sock_diag."""
+    c = run_container("sh", "-c", UDHCPD, network_mode="bridge")
+    rec = container_record(c)
+    paths = HostPaths()
+
+    def both() -> Any:
+        from_proc = procfs.listening_sockets(paths, rec.init_pid)
+        ports = {(port, proto[:3]) for _a, port, proto in from_proc}
+        return from_proc if {(7171, "tcp"), (67, "udp")} <= ports else None
+
+    from_proc = wait_for(both, timeout=10, what="nc on 7171/tcp and udhcpd on 67/udp")
+    sock = sockdiag.open_diag_socket(paths.pid_netns(rec.init_pid))
+    try:
+        assert sockdiag.listening(sock) == from_proc
+    finally:
+        sock.close()
+    reg = ContainerRegistry()
+    reg.upsert(rec)
+    got: list[Any] = []
+    src = procfs.ProcfsSource(ProcfsSettings(), paths, reg, got.append, interval=3600)
+    try:
+        src.collect()
+        src.collect()  # the second one reuses the container's sock_diag socket
+    finally:
+        src.stop()
+    assert [tuple(s.listening) for s in got] == [tuple(from_proc)] * 2
+    assert src.status().get("listening_from_proc", 0) == 0

@@ -96,6 +96,9 @@ def test_source_publishes_per_container(tree: HostPaths) -> None:
     src = ProcfsSource(ProcfsSettings(), tree, reg, got.append, interval=10)
     assert len(src.collect()) == 1 and len(got) == 1
     assert src.status()["snapshots"] == 1
+    # A captured tree has no namespace to ask through sock_diag: the /proc tables are read.
+    assert src.status()["listening_from_proc"] == 1
+    assert ("0.0.0.0", 5353, "udp") in got[0].listening
 
 
 def test_exe_verdicts(tmp_path: Path) -> None:
