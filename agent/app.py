@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import structlog
 
 from agent import __version__
@@ -230,16 +231,8 @@ OPTIONAL_LIBRARIES = ("kubernetes", "pyroute2", "sklearn", "pyod", "numba", "par
 
 def process_status() -> dict[str, Any]:
     """The daemon's own footprint: resident memory, threads, optional libraries loaded."""
-    rss = 0
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1]) * 1024
-    except OSError:
-        pass
     return {
-        "rss_mib": round(rss / 2**20, 1),
+        "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
         "threads": threading.active_count(),
         "optional_libraries": sorted(m for m in OPTIONAL_LIBRARIES if m in sys.modules),
     }

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import sys
@@ -50,11 +51,10 @@ def docker_sdk() -> ModuleType:
         finder = _NoDockerSsh()
         sys.meta_path.insert(0, finder)
         try:
-            import docker
-            import docker.errors
+            importlib.import_module("docker")
         finally:
             sys.meta_path.remove(finder)
-        return sys.modules[docker.__name__]
+        return sys.modules["docker"]
 
 
 def _parse_time(value: str) -> float:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -263,18 +264,8 @@ def release_compiler_memory(paths: HostPaths) -> int:
     bcc compiles in-process; afterwards LLVM's code pages (~85 MiB here) and clang's malloc
     arenas stay counted in the agent's RSS although nothing runs them until the next compile.
     """
-    status = paths.proc / "self" / "status"
-
-    def rss() -> int:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
-
-    before = rss()
+    me = psutil.Process()
+    before = me.memory_info().rss
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     try:
         libc.malloc_trim(0)
@@ -291,7 +282,7 @@ def release_compiler_memory(paths: HostPaths) -> int:
             continue
         start, end = (int(x, 16) for x in parts[0].split("-"))
         libc.madvise(start, end - start, _MADV_PAGEOUT)
-    return max(0, before - rss())
+    return max(0, before - me.memory_info().rss)
 
 
 class EbpfSource:
