@@ -42,13 +42,13 @@ log = structlog.get_logger("agent.app")
 # sources that feed them; stopped in reverse. "module:function" → build(ctx) -> Component | None.
 COMPONENT_BUILDERS: tuple[str, ...] = (
     "agent.outputs.component:build",
-    "agent.actions.component:build",
+    "agent.response.component:build",
     "agent.detectors.component:build",
     "agent.behavior.component:build",
     "agent.logs.component:build",
     "agent.sources.window:build",
     "agent.vuln.component:build",
-    "agent.netpolicy.component:build",
+    "agent.network.component:build",
     "agent.sources.ebpf:build",
     "agent.sources.auditd:build",
     "agent.sources.procfs:build",

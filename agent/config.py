@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """``agent.yaml``: frozen pydantic models, unknown keys rejected, errors as dotted paths.
 
-Each subsystem owns its section model (``agent/<subsystem>/settings.py``); this module composes
-them. With no file at all the embedded defaults (``AgentConfig()``) run; ``config/agent.yaml``
+Every section model lives in ``agent/settings/`` (the lowest layer); this module composes them
+and loads the file. With no file at all the embedded defaults (``AgentConfig()``) run; ``config/agent.yaml``
 documents every key and equals those defaults (a test keeps them in step).
 """
 
@@ -11,80 +11,34 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import structlog
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from agent.actions.settings import KubernetesSettings, ResponseSettings
-from agent.behavior.settings import BehaviorSettings
-from agent.detectors.settings import DetectorsSettings
-from agent.logs.settings import LogsSettings
-from agent.netpolicy.settings import NetworkSettings
-from agent.outputs.settings import OutputsSettings
-from agent.settings_base import Section
-from agent.sources.settings import AuditSettings, CaptureSettings, EbpfSettings, ProcfsSettings
-from agent.vuln.settings import ScanSettings, VulnDbSettings
+from agent.settings.base import Section
+from agent.settings.behavior import BehaviorSettings
+from agent.settings.core import ControlSettings, HostSettings, LogSettings, RuntimeSettings, StateSettings
+from agent.settings.detectors import DetectorsSettings
+from agent.settings.logs import LogsSettings
+from agent.settings.network import NetworkSettings
+from agent.settings.outputs import OutputsSettings
+from agent.settings.response import KubernetesSettings, ResponseSettings
+from agent.settings.sources import AuditSettings, CaptureSettings, EbpfSettings, ProcfsSettings
+from agent.settings.vuln import VulnSettings
+
+log = structlog.get_logger("agent.config")
+
+# Sections renamed so that each config section is named like the package that owns it. The old
+# keys are still accepted, with a warning, for one release: old key -> (new section, sub-key or
+# "" to merge into the section itself).
+RENAMED_SECTIONS: dict[str, tuple[str, str]] = {
+    "scan": ("vuln", ""),
+    "vulndb": ("vuln", "db"),
+}
 
 DEFAULT_CONFIG_PATH = Path("/etc/riskguard/agent.yaml")
-
-
-class LogSettings(Section):
-    """The agent's own log: JSON lines on stdout (journald keeps them)."""
-
-    # Lowest level logged: debug, info, warning or error.
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    # auto: JSON lines, or a readable console rendering when stdout is a terminal.
-    format: Literal["auto", "json", "console"] = "auto"
-
-
-class StateSettings(Section):
-    """The agent's persistent state."""
-
-    # The agent's state: the sqlite store (agent.db), models, alerts; created 0700.
-    dir: Path = Path("/var/lib/riskguard")
-
-
-class ControlSettings(Section):
-    """The operator's control socket (riskguardctl)."""
-
-    # The control socket riskguardctl talks to; created 0600 in a 0700 directory, root only.
-    socket: Path = Path("/run/riskguard/agent.sock")
-
-
-class HostSettings(Section):
-    """Where the host's kernel and runtime interfaces are seen from (a DaemonSet mounts them under /host)."""
-
-    # Root under which the host's /proc, /sys, /var/lib/docker… are found: "/" on a host, the
-    # host mount (e.g. /host) in a DaemonSet pod.
-    root: Path = Path("/")
-
-
-class RuntimeSettings(Section):
-    """Container discovery: Docker's API, and a cgroup scan for containerd, CRI-O and podman."""
-
-    # Follow Docker through its API (container list + events stream).
-    docker: bool = True
-    # Where this host's dockerd listens (the docker SDK's base_url): unix://, tcp://, http:// or
-    # https://. ssh:// is refused: the agent watches the containers of the host it runs on.
-    docker_url: str = "unix:///var/run/docker.sock"
-    # Seconds between reconnect attempts while dockerd is down.
-    reconnect_seconds: float = Field(default=1.0, gt=0)
-    # cgroup/proc scan for runtimes without an API here (containerd, CRI-O, podman).
-    cgroup_scan: bool = True
-    # Seconds between two cgroup scans (a new container is seen within this time).
-    cgroup_scan_seconds: float = Field(default=0.5, gt=0)
-    # Also watch processes that belong to no container (the host itself). Off: host processes
-    # are ignored by every source.
-    include_host: bool = False
-
-    @field_validator("docker_url")
-    @classmethod
-    def _local_docker(cls, v: str) -> str:
-        scheme = v.partition("://")[0].lower() if "://" in v else ""
-        if scheme not in ("unix", "tcp", "http", "https"):
-            raise ValueError(f"{v!r}: use unix://, tcp://, http:// or https:// (the dockerd of this host)")
-        return v
 
 
 class AgentConfig(Section):
@@ -100,8 +54,7 @@ class AgentConfig(Section):
     behavior: BehaviorSettings = BehaviorSettings()
     logs: LogsSettings = LogsSettings()
     detectors: DetectorsSettings = DetectorsSettings()
-    scan: ScanSettings = ScanSettings()
-    vulndb: VulnDbSettings = VulnDbSettings()
+    vuln: VulnSettings = VulnSettings()
     response: ResponseSettings = ResponseSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
     outputs: OutputsSettings = OutputsSettings()
@@ -133,6 +86,7 @@ def parse_config(data: Any, source: str = "<config>") -> AgentConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(top level): expected a mapping, got {type(data).__name__}"])
+    data = migrate_renamed_sections(data, source)
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
@@ -143,6 +97,37 @@ def parse_config(data: Any, source: str = "<config>") -> AgentConfig:
                 msg = "unknown key"
             problems.append(f"{_dotted(tuple(err['loc']))}: {msg}")
         raise ConfigError(source, problems) from None
+
+
+def migrate_renamed_sections(data: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
+    """Move sections under their old names (``RENAMED_SECTIONS``) to the new ones, with a warning.
+
+    A key set under both the old and the new name is an error, not a silent choice.
+    """
+    out = dict(data)
+    for old, (new, sub) in RENAMED_SECTIONS.items():
+        if old not in out:
+            continue
+        value = out.pop(old)
+        target = f"{new}.{sub}" if sub else new
+        log.warning("config_key_deprecated", config=source, key=old, use=target, until="the next release")
+        section = out.get(new)
+        if section is None:
+            section = {}
+        if not isinstance(section, dict) or not isinstance(value, dict | type(None)):
+            raise ConfigError(source, [f"{old}: renamed to {target}; both must be mappings"])
+        section = dict(section)
+        if sub:
+            if sub in section:
+                raise ConfigError(source, [f"{old}: renamed to {target}, which is also set; keep only {target}"])
+            section[sub] = value or {}
+        else:
+            both = sorted(set(section) & set(value or {}))
+            if both:
+                raise ConfigError(source, [f"{old}.{both[0]}: renamed to {new}.{both[0]}, which is also set"])
+            section.update(value or {})
+        out[new] = section
+    return out
 
 
 def check_file_permissions(path: Path) -> None:

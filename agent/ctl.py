@@ -19,10 +19,10 @@ DEFAULT_SOCKET = Path("/run/riskguard/agent.sock")
 
 # Command groups contributed by subsystems: each module has register(subparsers).
 CTL_MODULES: tuple[str, ...] = (
-    "agent.actions.ctl",  # findings, isolate, release
-    "agent.actions.plans_ctl",  # plans
+    "agent.response.ctl",  # findings, isolate, release
+    "agent.response.plans_ctl",  # plans
     "agent.vuln.ctl",  # scan
-    "agent.netpolicy.ctl",  # netpolicy
+    "agent.network.ctl",  # netpolicy
     "agent.detectors.ctl",  # detectors
     "agent.logs.ctl",  # logs status|rules
     "agent.behavior.ctl",  # baseline list|freeze|unfreeze|fit|relearn

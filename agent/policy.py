@@ -18,8 +18,8 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from agent.actions.settings import ResponseOverride, ResponseSettings
 from agent.findings import Action, Finding, Severity, Verdict
+from agent.settings.response import ResponseOverride, ResponseSettings
 
 LADDER: tuple[Action, ...] = (Action.NONE, Action.ALERT, Action.FREEZE, Action.QUARANTINE, Action.PATCH)
 

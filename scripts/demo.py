@@ -252,7 +252,7 @@ def demo_settings(state: Path, vulndb: Path, learn_seconds: float, window: float
 response: {{mode: observe, overrides: [{{labels: {{{LABEL}: "1"}}, mode: enforce}}]}}
 behavior: {{window_seconds: {window}, learning_seconds: {learn_seconds}, min_windows: {min_windows}}}
 capture: {{enabled: true}}
-vulndb: {{path: {vulndb}}}
+vuln: {{db: {{path: {vulndb}}}}}
 outputs: {{alerts_file: {state}/alerts.jsonl, metrics: {{port: 0}}}}
 network: {{selinux: {{directory: {state}/selinux}}}}
 """

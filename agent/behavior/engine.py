@@ -31,9 +31,9 @@ from agent.behavior.features import window_vector
 from agent.behavior.fitproc import fit_model
 from agent.behavior.model import DeviationModel, ModelError, WindowResult
 from agent.behavior.ngram import ChainHit, NgramError, NgramModel
-from agent.behavior.settings import BehaviorSettings
 from agent.events import BehaviorWindow, ContainerRef
 from agent.findings import Finding, Severity, Source
+from agent.settings.behavior import BehaviorSettings
 from agent.store import Store
 
 log = structlog.get_logger("agent.behavior")

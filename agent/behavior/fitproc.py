@@ -17,7 +17,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from agent.behavior.model import DeviationModel, ModelError
-from agent.behavior.settings import BehaviorSettings
+from agent.settings.behavior import BehaviorSettings
 
 if TYPE_CHECKING:
     import numpy.typing as npt

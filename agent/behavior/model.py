@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.behavior.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, SCALE_FLOOR, transform
-from agent.behavior.settings import BehaviorSettings
+from agent.settings.behavior import BehaviorSettings
 
 if TYPE_CHECKING:
     import numpy.typing as npt

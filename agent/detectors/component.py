@@ -19,10 +19,10 @@ from prometheus_client import Counter as PromCounter
 
 from agent.context import AgentContext
 from agent.detectors.registry import BY_ID, enabled
-from agent.detectors.settings import DetectorsSettings
 from agent.detectors.spec import Detector, DetectorState
 from agent.events import Event, NetConnect, ProcessExec, ProcessExit
 from agent.findings import Finding
+from agent.settings.detectors import DetectorsSettings
 
 log = structlog.get_logger("agent.detectors")
 

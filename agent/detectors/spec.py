@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from agent.detectors.settings import DetectorsSettings
 from agent.events import Event, NetConnect, ProcessExec
 from agent.findings import Finding, Severity, Source
+from agent.settings.detectors import DetectorsSettings
 
 # The kernel's task comm is TASK_COMM_LEN (16) bytes with the terminating NUL.
 COMM_LEN = 15

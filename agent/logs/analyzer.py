@@ -20,10 +20,10 @@ from agent.logs.grok import DEFAULT_GROK_DIR
 from agent.logs.model import ModelParams, SequenceModel
 from agent.logs.rules import DEFAULT_SEQUENCE_DIR, RuleMatch, SequenceEngine, load_rules
 from agent.logs.sessions import Session, SessionTracker, event_symbol, session_key
-from agent.logs.settings import LogsSettings
 from agent.logs.sigma import DEFAULT_SIGMA_DIR, SigmaEngine, SigmaMatch
 from agent.logs.structure import Structurer
 from agent.logs.templates import TemplateCache
+from agent.settings.logs import LogsSettings
 
 log = structlog.get_logger("agent.logs")
 

@@ -26,8 +26,8 @@ from agent.outputs.alert import action_record, finding_record
 from agent.outputs.ecs import action_to_ecs, finding_to_ecs
 from agent.outputs.files import RotatingJsonl
 from agent.outputs.metrics import MetricsServer, OutputMetrics
-from agent.outputs.settings import OutputsSettings
 from agent.outputs.shipper import BulkSender, Shipper, WebhookSender
+from agent.settings.outputs import OutputsSettings
 
 log = structlog.get_logger("agent.outputs")
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import structlog
 
-from agent.config import RuntimeSettings
 from agent.hostfs import HostPaths
 from agent.pipeline import Periodic
 from agent.runtime.cgroups import (
@@ -29,6 +28,7 @@ from agent.runtime.cgroups import (
 )
 from agent.runtime.docker import container_from_inspect, docker_sdk
 from agent.runtime.model import Container, ContainerRegistry
+from agent.settings.core import RuntimeSettings
 
 log = structlog.get_logger("agent.runtime")
 

@@ -44,9 +44,9 @@ from agent.events import AuditEvent, AuditRecord
 from agent.hostfs import HostPaths
 from agent.runtime.enrich import container_of_pid
 from agent.runtime.model import Container, ContainerRegistry
+from agent.settings.sources import AuditSettings
 from agent.sources.collectors import StatusCollector
 from agent.sources.ratelimit import RateLimiter
-from agent.sources.settings import AuditSettings
 
 log = structlog.get_logger("agent.sources.audit")
 

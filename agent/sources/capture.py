@@ -36,11 +36,11 @@ from agent.context import AgentContext
 from agent.decoders.packets import FlowAccumulator, MalformedPacket, decode_frame
 from agent.events import FlowWindow
 from agent.hostfs import HostPaths
-from agent.netpolicy.nsexec import enter_netns
+from agent.network.nsexec import enter_netns
 from agent.runtime.model import Container, ContainerRegistry
+from agent.settings.sources import CaptureSettings
 from agent.sources.collectors import StatusCollector
 from agent.sources.ratelimit import RateLimiter
-from agent.sources.settings import CaptureSettings
 
 log = structlog.get_logger("agent.sources.capture")
 

@@ -45,7 +45,7 @@ from agent.events import Event, NetConnect, ProcessExec, SyscallWindow
 from agent.hostfs import HostPaths
 from agent.resources import data_dir
 from agent.runtime.model import Container
-from agent.sources.settings import EbpfSettings
+from agent.settings.sources import EbpfSettings
 
 log = structlog.get_logger("agent.sources.ebpf")
 

@@ -37,7 +37,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _open_db(args: argparse.Namespace, must_exist: bool) -> VulnDB | None:
-    path = Path(args.db) if args.db else _config(args).vulndb.path
+    path = Path(args.db) if args.db else _config(args).vuln.db.path
     if must_exist and not path.exists():
         print(f"error: no vulnerability database at {path} (run `riskguard-agent vulndb import`)", file=sys.stderr)
         return None
@@ -153,7 +153,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     from agent.vuln.update import UpdateError, update
 
-    cfg = _config(args).vulndb
+    cfg = _config(args).vuln.db
     db = _open_db(args, must_exist=False)
     if db is None:
         return 2
@@ -180,8 +180,8 @@ def register(subparsers: Any) -> None:
     ):
         p = kinds.add_parser(kind, help=helptext)
         p.add_argument("target", metavar="PATH" if kind == "rootfs" else "REF")
-        p.add_argument("--db", help="vulnerability database (default: vulndb.path from config)")
-        p.add_argument("--config", help="agent.yaml (for vulndb.path)")
+        p.add_argument("--db", help="vulnerability database (default: vuln.db.path from config)")
+        p.add_argument("--config", help="agent.yaml (for vuln.db.path)")
         p.add_argument("--format", choices=("json", "table"), default="table")
         p.set_defaults(func=cmd_scan)
 
@@ -192,17 +192,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--db")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    p.add_argument("--config", help="agent.yaml (for the vulndb section)")
+    p.add_argument("--config", help="agent.yaml (for the vuln.db section)")
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("status", help="sources, counts and age of the database")
     p.add_argument("--db")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--config", help="agent.yaml (for the vulndb section)")
+    p.add_argument("--config", help="agent.yaml (for the vuln.db section)")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("update", help="fetch the configured public OSV exports (needs network) and import")
     p.add_argument("--db")
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--config", help="agent.yaml (for the vulndb section)")
+    p.add_argument("--config", help="agent.yaml (for the vuln.db section)")
     p.set_defaults(func=cmd_update)
 
 

@@ -26,13 +26,13 @@ from prometheus_client import Counter, Histogram
 from agent.context import AgentContext
 from agent.findings import Finding, Source
 from agent.runtime.model import Container
+from agent.settings.vuln import VulnDbSettings, VulnSettings
 from agent.vuln.db import VulnDB
 from agent.vuln.inventory import APK_INSTALLED, DPKG_STATUS, RPMDB_PATHS, Inventory, read_inventory
 from agent.vuln.matcher import Match, Matcher
 from agent.vuln.rootfs import DirRoot, Root, RootError
 from agent.vuln.scanner import ScanError, open_container_root
 from agent.vuln.services import listening_services
-from agent.vuln.settings import ScanSettings, VulnDbSettings
 from agent.vuln.severity import rank, to_severity
 
 log = structlog.get_logger("agent.vuln")
@@ -84,7 +84,7 @@ class VulnComponent:
 
     name = "vuln"
 
-    def __init__(self, settings: ScanSettings, db_settings: VulnDbSettings) -> None:
+    def __init__(self, settings: VulnSettings, db_settings: VulnDbSettings) -> None:
         self.settings = settings
         self.db_settings = db_settings
         self._ctx: AgentContext | None = None
@@ -435,7 +435,7 @@ class VulnComponent:
 
 def build(ctx: AgentContext) -> VulnComponent | None:
     """The vuln component, or ``None`` when ``scan.enabled`` is false."""
-    settings: ScanSettings = ctx.config.scan
+    settings: VulnSettings = ctx.config.vuln
     if not settings.enabled:
         return None
-    return VulnComponent(settings, ctx.config.vulndb)
+    return VulnComponent(settings, settings.db)

@@ -20,7 +20,7 @@ from gvm.errors import GvmError
 from gvm.protocols.gmp import Gmp
 from gvm.transforms import EtreeCheckCommandTransform
 
-from agent.vuln.settings import GmpSettings
+from agent.settings.vuln import GmpSettings
 
 log = structlog.get_logger("agent.vuln")
 

@@ -46,7 +46,7 @@ capture: {enabled: false}
 behavior: {enabled: false}
 logs: {enabled: false}
 detectors: {enabled: false}
-scan: {enabled: false}
+vuln: {enabled: false}
 network: {enabled: false}
 response: {enabled: false}
 outputs: {alerts_file: null, metrics: {enabled: false}}

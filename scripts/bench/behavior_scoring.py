@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 
 from agent.behavior.features import N_FEATURES, feature_matrix, transform  # noqa: E402
 from agent.behavior.model import DeviationModel  # noqa: E402
-from agent.behavior.settings import BehaviorSettings  # noqa: E402
 from agent.events import BehaviorWindow, ContainerRef  # noqa: E402
+from agent.settings.behavior import BehaviorSettings  # noqa: E402
 
 ROUNDS = 5
 BATCH = 100_000
@@ -126,12 +126,12 @@ def main() -> int:
         "import numpy as np\nm.score_raw(np.zeros((256, m.median.shape[0])))"
     )
     fit_code = store_code + (
-        "\nfrom agent.behavior.settings import BehaviorSettings\n"
+        "\nfrom agent.settings.behavior import BehaviorSettings\n"
         "m2 = DeviationModel.fit(np.abs(np.random.default_rng(1).normal(size=(200, m.median.shape[0]))), "
         "BehaviorSettings())"
     )
     child_fit_code = store_code + (
-        "\nfrom agent.behavior.fitproc import fit_model\nfrom agent.behavior.settings import BehaviorSettings\n"
+        "\nfrom agent.behavior.fitproc import fit_model\nfrom agent.settings.behavior import BehaviorSettings\n"
         "m3 = fit_model(np.abs(np.random.default_rng(1).normal(size=(200, m.median.shape[0]))), BehaviorSettings())\n"
         "assert 'sklearn' not in sys.modules"
     )

@@ -23,11 +23,11 @@ import structlog
 
 from agent.detectors.component import DetectorsComponent
 from agent.detectors.registry import DETECTORS
-from agent.detectors.settings import DetectorsSettings
 from agent.detectors.spec import DetectorState
 from agent.events import ContainerRef, Event, FileOpen, NetConnect, PrivilegeEvent, ProcessExec
 from agent.findings import Finding
 from agent.pipeline import Bus
+from agent.settings.detectors import DetectorsSettings
 
 CONTAINERS = [ContainerRef(id=f"{i:02d}" * 32, name=f"c{i}", image="app") for i in range(8)]
 

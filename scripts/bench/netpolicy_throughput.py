@@ -3,7 +3,7 @@
 """TCP throughput across the agent's bridge with least-privilege rules vs without, interleaved.
 
 Two network namespaces (held by ``unshare -n sleep``) are wired like managed containers
-(``agent.netpolicy.wiring``: veth pair, host end on the agent's bridge, address from the pool).
+(``agent.network.wiring``: veth pair, host end on the agent's bridge, address from the pool).
 A receiver in B counts bytes per connection; a sender in A streams 256 KiB writes for
 ``--seconds``. Runs alternate between "rules" (the enforce-mode ``riskguard_lp`` table in both
 namespaces: A may send to B:5001, B accepts 5001 — so conntrack is on, as in production) and
@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from agent.netpolicy import nft, wiring
-from agent.netpolicy.allowlist import Allowlist
-from agent.netpolicy.settings import EgressRule, IngressRule
+from agent.network import nft, wiring
+from agent.network.allowlist import Allowlist
+from agent.settings.network import EgressRule, IngressRule
 
 RECEIVER = r"""
 import socket, sys, time

@@ -31,12 +31,12 @@ from agent.context import AgentContext
 from agent.events import Event
 from agent.findings import Finding
 from agent.hostfs import HostPaths
-from agent.netpolicy import wiring
-from agent.netpolicy.component import NetpolicyComponent
-from agent.netpolicy.settings import NetworkSettings
+from agent.network import wiring
+from agent.network.component import NetpolicyComponent
 from agent.pipeline import Bus
 from agent.runtime.docker import container_from_inspect
 from agent.runtime.model import ContainerRegistry
+from agent.settings.network import NetworkSettings
 from agent.store import Store
 
 

@@ -33,9 +33,9 @@ from agent.events import ContainerRef, Event
 from agent.findings import Finding, Severity, Source
 from agent.hostfs import HostPaths
 from agent.outputs.component import Outputs
-from agent.outputs.settings import EcsSettings, MetricsSettings, OutputsSettings, WebhookSettings
 from agent.pipeline import Bus
 from agent.runtime.model import ContainerRegistry
+from agent.settings.outputs import EcsSettings, MetricsSettings, OutputsSettings, WebhookSettings
 from agent.store import Store
 
 N = 2000

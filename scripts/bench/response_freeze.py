@@ -34,13 +34,13 @@ from typing import Any
 import docker
 import structlog
 
-from agent.actions.component import ResponseComponent
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import Event, ProcessExec
 from agent.findings import Finding, Severity, Source
 from agent.hostfs import HostPaths
 from agent.pipeline import Bus
+from agent.response.component import ResponseComponent
 from agent.runtime.docker import container_from_inspect
 from agent.runtime.enrich import Enricher
 from agent.runtime.model import ContainerRegistry

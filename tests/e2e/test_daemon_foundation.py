@@ -20,7 +20,7 @@ ebpf: {enabled: false}
 audit: {enabled: false}
 behavior: {enabled: false}
 logs: {enabled: false}
-scan: {enabled: false}
+vuln: {enabled: false}
 network: {enabled: false}
 """
 
@@ -68,7 +68,7 @@ def test_sighup_reload_keeps_running_on_a_bad_config(daemon: Any) -> None:
     rejected = d.wait_event("config_reload_rejected")
     assert any(p.startswith("behavior") for p in rejected["problems"])
     assert d.ctl_json("status")["reloads"] == 0
-    d.write_config(LIGHT.replace("scan: {enabled: false}", "scan: {enabled: false}\nruntime: {include_host: true}"))
+    d.write_config(LIGHT.replace("vuln: {enabled: false}", "vuln: {enabled: false}\nruntime: {include_host: true}"))
     d.send(signal.SIGHUP)
     d.wait_event("config_reloaded")
     assert d.ctl_json("status")["reloads"] == 1

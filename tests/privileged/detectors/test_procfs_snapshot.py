@@ -10,9 +10,9 @@ from typing import Any
 from agent.context import AgentContext
 from agent.detectors.component import DetectorsComponent
 from agent.detectors.registry import BY_ID
-from agent.detectors.settings import DetectorsSettings
 from agent.events import ProcSnapshot
 from agent.findings import Finding
+from agent.settings.detectors import DetectorsSettings
 from tests.support import need_root, wait_for
 
 

@@ -30,7 +30,6 @@ from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.detectors.component import DetectorsComponent
 from agent.detectors.registry import DETECTORS
-from agent.detectors.settings import DetectorsSettings
 from agent.events import Event
 from agent.findings import Finding, Severity, Source
 from agent.hostfs import HostPaths
@@ -38,6 +37,7 @@ from agent.pipeline import Bus
 from agent.runtime.docker import container_from_inspect
 from agent.runtime.enrich import Enricher
 from agent.runtime.model import ContainerRegistry
+from agent.settings.detectors import DetectorsSettings
 from agent.store import Store
 from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root, wait_for
 

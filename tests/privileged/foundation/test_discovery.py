@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from agent.config import RuntimeSettings
 from agent.hostfs import HostPaths
 from agent.runtime.discovery import CgroupScanner, Discovery
 from agent.runtime.enrich import container_of_pid
 from agent.runtime.model import ContainerRegistry
+from agent.settings.core import RuntimeSettings
 from tests.support import need, need_root, wait_for
 
 DOCKER_SOCK = "/var/run/docker.sock"

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from agent.actions.quarantine import TABLE_PREFIX
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.hostfs import HostPaths
+from agent.response.quarantine import TABLE_PREFIX
 from tests.privileged.response.response_helpers import Probe
 from tests.support import need, need_root
 

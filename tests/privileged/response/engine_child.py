@@ -14,13 +14,13 @@ from pathlib import Path
 
 import docker
 
-from agent.actions.engine import ResponseEngine
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import Event
 from agent.findings import Finding
 from agent.hostfs import HostPaths
 from agent.pipeline import Bus
+from agent.response.engine import ResponseEngine
 from agent.runtime.docker import container_from_inspect
 from agent.runtime.model import ContainerRegistry
 from agent.store import Store

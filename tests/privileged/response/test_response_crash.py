@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from agent.actions.engine import ResponseEngine
 from agent.context import AgentContext
+from agent.response.engine import ResponseEngine
 from tests.privileged.response.response_helpers import read_in
 from tests.support import REPO, wait_for
 

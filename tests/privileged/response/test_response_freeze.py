@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from agent.actions import freeze as freezer
-from agent.actions.engine import ResponseEngine
 from agent.context import AgentContext
 from agent.hostfs import HostPaths
+from agent.response import freeze as freezer
+from agent.response.engine import ResponseEngine
 from tests.privileged.response.response_helpers import read_in
 from tests.support import wait_for
 

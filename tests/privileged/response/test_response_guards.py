@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.actions.component import build
 from agent.context import AgentContext
 from agent.events import ContainerRef
 from agent.findings import Finding, Severity, Source
+from agent.response.component import build
 from tests.privileged.response.response_helpers import read_in
 from tests.support import wait_for
 

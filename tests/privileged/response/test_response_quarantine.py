@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from agent.actions import quarantine
-from agent.actions.engine import ResponseEngine, ResponseError
 from agent.context import AgentContext
 from agent.hostfs import HostPaths
+from agent.response import quarantine
+from agent.response.engine import ResponseEngine, ResponseError
 from tests.privileged.response.response_helpers import Probe, host_can_connect, read_in
 
 

@@ -16,9 +16,9 @@ from agent.context import AgentContext
 from agent.events import AuditEvent
 from agent.hostfs import HostPaths
 from agent.runtime.model import ContainerRegistry
+from agent.settings.sources import AuditSettings
 from agent.sources import auditd, window
 from agent.sources.auditd import AuditRules, AuditSource, AuditUnavailable, open_netlink
-from agent.sources.settings import AuditSettings
 from tests.support import need, need_root, need_tool, run, wait_for
 
 

@@ -17,10 +17,10 @@ from scapy.utils import rdpcap
 
 from agent.events import FlowWindow
 from agent.hostfs import HostPaths
-from agent.netpolicy.nsexec import enter_netns
+from agent.network.nsexec import enter_netns
 from agent.runtime.model import ContainerRegistry
+from agent.settings.sources import CaptureSettings
 from agent.sources.capture import CaptureSource
-from agent.sources.settings import CaptureSettings
 from tests.support import need_tool
 
 PAYLOAD = 60000

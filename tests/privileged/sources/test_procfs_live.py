@@ -12,9 +12,9 @@ from typing import Any
 from agent.context import AgentContext
 from agent.hostfs import HostPaths
 from agent.runtime.model import ContainerRegistry
+from agent.settings.sources import ProcfsSettings
 from agent.sources import procfs, sockdiag, window
 from agent.sources.procfs import snapshot
-from agent.sources.settings import ProcfsSettings
 from tests.support import wait_for
 
 

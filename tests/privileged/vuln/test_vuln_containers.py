@@ -19,13 +19,13 @@ import pytest
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.hostfs import HostPaths
+from agent.settings.vuln import VulnDbSettings, VulnSettings
 from agent.vuln.cli import main as vuln_cli
 from agent.vuln.db import VulnDB
 from agent.vuln.inventory import read_inventory
 from agent.vuln.rootfs import DirRoot, LayeredRoot, RootError
 from agent.vuln.scanner import open_container_root
 from agent.vuln.services import listening_services
-from agent.vuln.settings import ScanSettings, VulnDbSettings
 from tests.fixtures.vuln.builders import CRITICAL, dpkg_status_text, osv, write_records
 from tests.support import wait_for
 
@@ -241,7 +241,7 @@ def test_component_scan_control_method(
     from agent.vuln.component import build
 
     c = run_container("sleep", "600")
-    ctx = make_ctx(AgentConfig(scan=ScanSettings(on_start=False), vulndb=VulnDbSettings(path=vulndb)))
+    ctx = make_ctx(AgentConfig(vuln=VulnSettings(on_start=False, db=VulnDbSettings(path=vulndb))))
     comp = build(ctx)
     assert comp is not None
     comp.start(ctx)

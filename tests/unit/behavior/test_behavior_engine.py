@@ -15,11 +15,11 @@ from behavior_synth import IMAGE, container, normal_window, with_cpu_burner, wit
 
 from agent.behavior.component import BehaviorComponent, build
 from agent.behavior.engine import DETECTOR_CHAIN, DETECTOR_DEVIATION, DETECTOR_PEER, BehaviorEngine
-from agent.behavior.settings import BehaviorSettings
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import BehaviorWindow, ContainerRef
 from agent.findings import Finding, Source
+from agent.settings.behavior import BehaviorSettings
 from agent.store import Store
 from tests.support import REPO
 
@@ -293,7 +293,7 @@ import random, sys
 sys.path.insert(0, {str(REPO / "tests" / "unit" / "behavior")!r})
 from behavior_synth import container, normal_window
 from agent.behavior.engine import BehaviorEngine
-from agent.behavior.settings import BehaviorSettings
+from agent.settings.behavior import BehaviorSettings
 from agent.store import Store
 s = BehaviorSettings(window_seconds=2.0, learning_seconds=60.0, min_windows=30, refit_seconds=0)
 e = BehaviorEngine(s, Store(__import__("pathlib").Path({str(tmp_path / "a.db")!r})))

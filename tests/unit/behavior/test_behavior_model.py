@@ -21,8 +21,8 @@ from agent.behavior.features import (
     window_vector,
 )
 from agent.behavior.model import DeviationModel, EcodScorer, IForestScorer, ModelError
-from agent.behavior.settings import BehaviorSettings
 from agent.events import BehaviorWindow
+from agent.settings.behavior import BehaviorSettings
 
 C = container(1)
 

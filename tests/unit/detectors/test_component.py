@@ -17,11 +17,11 @@ from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.detectors.component import DetectorsComponent, build, evaluate_all
 from agent.detectors.registry import BY_ID, DETECTORS, RETIRED_IDS, enabled
-from agent.detectors.settings import DetectorsSettings
 from agent.detectors.spec import Detector, DetectorState
 from agent.events import ContainerRef, FileOpen, PrivilegeEvent, ProcessExec, ProcessExit
 from agent.findings import Finding, Severity
 from agent.hostfs import HostPaths
+from agent.settings.detectors import DetectorsSettings
 from tests.support import REPO
 
 C = ContainerRef(id="ab" * 32, name="web", image="nginx")

@@ -12,7 +12,6 @@ import pytest
 
 from agent.detectors.registry import BY_ID, DETECTORS
 from agent.detectors.runtime_socket import unix_path_from_saddr
-from agent.detectors.settings import DetectorsSettings
 from agent.detectors.spec import DetectorState
 from agent.events import (
     AuditEvent,
@@ -26,6 +25,7 @@ from agent.events import (
     ProcSnapshot,
 )
 from agent.findings import Severity, Source
+from agent.settings.detectors import DetectorsSettings
 
 C = ContainerRef(id="c0ffee" * 10 + "abcd", name="web", image="nginx:1")
 INIT_PID = 4242

@@ -17,6 +17,7 @@ from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import NetConnect, ProcessExec
 from agent.hostfs import HostPaths
+from agent.settings.sources import EbpfSettings
 from agent.sources.ebpf import (
     PROBES_DIR,
     _hex_addr,
@@ -28,7 +29,6 @@ from agent.sources.ebpf import (
     detect_support,
     program_text,
 )
-from agent.sources.settings import EbpfSettings
 
 
 def test_every_probe_ships_with_header_comment_hooks_and_maps() -> None:

@@ -136,3 +136,28 @@ def test_shipped_config_documents_every_key_with_its_default() -> None:
         if not above.startswith("#"):
             undocumented.append(f"line {i + 1}: {stripped}")
     assert not undocumented, undocumented
+
+
+def test_renamed_sections_are_migrated_with_a_warning() -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        cfg = parse_config({"scan": {"interval_seconds": 60}, "vulndb": {"path": "/srv/v.sqlite"}})
+    assert cfg.vuln.interval_seconds == 60
+    assert cfg.vuln.db.path == Path("/srv/v.sqlite")
+    warned = {(e["key"], e["use"]) for e in logs if e["event"] == "config_key_deprecated"}
+    assert warned == {("scan", "vuln"), ("vulndb", "vuln.db")}
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"vulndb": {"path": "/a"}, "vuln": {"db": {"path": "/b"}}}, "vulndb: renamed to vuln.db, which is also set"),
+        ({"scan": {"on_start": False}, "vuln": {"on_start": True}}, "scan.on_start: renamed to vuln.on_start"),
+        ({"scan": {"bogus": 1}}, "vuln.bogus: unknown key"),
+    ],
+)
+def test_renamed_sections_conflicts_and_errors(doc: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    assert any(expected in p for p in err.value.problems), err.value.problems

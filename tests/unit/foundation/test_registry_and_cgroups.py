@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import RuntimeSettings
 from agent.hostfs import HostPaths
 from agent.runtime.cgroups import (
     ProcessGone,
@@ -21,6 +20,7 @@ from agent.runtime.cgroups import (
 from agent.runtime.discovery import CgroupScanner
 from agent.runtime.enrich import Enricher, container_of_pid
 from agent.runtime.model import Container, ContainerRegistry
+from agent.settings.core import RuntimeSettings
 from tests.support import REPO
 
 CID = "a" * 64

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.actions.kube import KubeClient, KubeError, pod_of
-from agent.actions.settings import KubernetesSettings
 from agent.events import ContainerRef
+from agent.response.kube import KubeClient, KubeError, pod_of
 from agent.runtime.model import Container
+from agent.settings.response import KubernetesSettings
 from tests.fakes.kube_api import RunningFake, pod, serve, workload
 
 

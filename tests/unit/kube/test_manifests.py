@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.actions import patch
-from agent.actions.kube import KubeClient
-from agent.actions.settings import KubernetesSettings
 from agent.config import AgentConfig, parse_config
 from agent.context import AgentContext
 from agent.events import ContainerRef, Event
 from agent.findings import Finding, Severity, Source
 from agent.hostfs import HostPaths
 from agent.pipeline import Bus
+from agent.response import patch
+from agent.response.kube import KubeClient
 from agent.runtime.model import ContainerRegistry
+from agent.settings.response import KubernetesSettings
 from agent.store import Store
 from tests.fakes.kube_api import RunningFake, pod, serve, workload
 

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from agent import ctl
-from agent.actions import patch
-from agent.actions.settings import KubernetesSettings
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.control import ControlServer
 from agent.events import ContainerRef
 from agent.findings import Finding, Severity, Source
+from agent.response import patch
+from agent.settings.response import KubernetesSettings
 from tests.fakes.kube_api import RunningFake, pod, serve, workload
 
 K8S_LABELS = {

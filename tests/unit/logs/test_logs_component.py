@@ -121,7 +121,7 @@ def test_container_content_never_forges_agent_log_keys(make_ctx: Callable[..., A
 def test_sessions_learn_then_flag_an_anomalous_session() -> None:
     from agent.events import ContainerRef
     from agent.logs.analyzer import ANOMALY_DETECTOR, LogAnalyzer
-    from agent.logs.settings import LogsSettings
+    from agent.settings.logs import LogsSettings
 
     a = LogAnalyzer(LogsSettings(learn_sessions=30, session_gap_seconds=10, sequence_rules=False))
     ref = ContainerRef(id="f" * 64, name="shop", image="shop:1")

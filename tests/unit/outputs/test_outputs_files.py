@@ -19,7 +19,7 @@ from agent.events import ContainerRef
 from agent.findings import Action, ActionResult, Finding, Severity, Source, Verdict
 from agent.outputs.component import Outputs, build
 from agent.outputs.files import RotatingJsonl
-from agent.outputs.settings import MetricsSettings, OutputsSettings, WebhookSettings
+from agent.settings.outputs import MetricsSettings, OutputsSettings, WebhookSettings
 
 WEB = ContainerRef(id="a" * 64, name="web", image="nginx:1.25.3")
 

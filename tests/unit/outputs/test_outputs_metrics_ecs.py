@@ -20,9 +20,9 @@ from agent.hostfs import HostPaths
 from agent.outputs.alert import finding_record
 from agent.outputs.component import build
 from agent.outputs.ecs import finding_to_ecs
-from agent.outputs.settings import EcsSettings, MetricsSettings, OutputsSettings
 from agent.pipeline import Bus
 from agent.runtime.model import ContainerRegistry
+from agent.settings.outputs import EcsSettings, MetricsSettings, OutputsSettings
 from agent.store import Store
 
 WEB = ContainerRef(id="c" * 64, name="web", image="docker.io/library/nginx:1.25.3@sha256:00ff")

@@ -15,7 +15,7 @@ from agent.context import AgentContext
 from agent.events import ContainerRef
 from agent.findings import Action, ActionResult, Finding, Severity, Source
 from agent.outputs.component import Outputs, build
-from agent.outputs.settings import EcsSettings, MetricsSettings, OutputsSettings, WebhookSettings
+from agent.settings.outputs import EcsSettings, MetricsSettings, OutputsSettings, WebhookSettings
 from tests.fakes.http_receiver import Received, dead_endpoint, receiver
 from tests.support import wait_for
 

@@ -13,15 +13,15 @@ import pytest
 import structlog
 import structlog.testing
 
-from agent.actions.component import ResponseComponent, build
-from agent.actions.engine import ResponseEngine, ResponseError
-from agent.actions.freeze import parse_proc_net
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.control import ControlServer
 from agent.events import ProcessExec
 from agent.findings import Action, Finding, Severity, Source
 from agent.hostfs import HostPaths
+from agent.response.component import ResponseComponent, build
+from agent.response.engine import ResponseEngine, ResponseError
+from agent.response.freeze import parse_proc_net
 from agent.runtime.model import Container
 
 CID = "f" * 64

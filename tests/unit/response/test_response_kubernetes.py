@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.actions.engine import ResponseEngine
-from agent.actions.kube import KubeClient
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.findings import Finding, Severity, Source
+from agent.response.engine import ResponseEngine
+from agent.response.kube import KubeClient
 from agent.runtime.model import Container
 from tests.fakes.kube_api import RunningFake, pod, serve
 from tests.unit.response.test_response_engine import fake_host
@@ -92,7 +92,7 @@ def test_vuln_finding_gets_a_stored_patch_plan(setup: tuple[AgentContext, Contai
 def test_without_a_pod_label_auto_does_not_use_kubernetes(
     fake: RunningFake, setup: tuple[AgentContext, Container, ResponseEngine], tmp_path: Path
 ) -> None:
-    from agent.actions import quarantine
+    from agent.response import quarantine
 
     ctx, c, engine = setup
     plain = Container(**{**c.to_dict(), "labels": {}, "details": {}})

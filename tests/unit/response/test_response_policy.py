@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from agent.actions.settings import ResponseSettings
 from agent.events import ContainerRef
 from agent.findings import Action, Finding, Severity, Source
 from agent.policy import PolicyState, Target, decide
+from agent.settings.response import ResponseSettings
 
 KNOWN = Target(known=True)
 C1 = ContainerRef(id="a" * 64, name="web", image="nginx:1.25", labels={"app": "web"})

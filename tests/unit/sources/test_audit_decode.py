@@ -22,8 +22,8 @@ from agent.decoders.audit import (
 from agent.events import AuditEvent
 from agent.hostfs import HostPaths
 from agent.runtime.model import ContainerRegistry
+from agent.settings.sources import AuditSettings
 from agent.sources.auditd import AuditSource
-from agent.sources.settings import AuditSettings
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "audit"
 KEY = (FIX / "KEY").read_text().strip()

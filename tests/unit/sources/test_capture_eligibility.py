@@ -8,8 +8,8 @@ from pathlib import Path
 
 from agent.hostfs import HostPaths
 from agent.runtime.model import Container, ContainerRegistry
+from agent.settings.sources import CaptureSettings
 from agent.sources.capture import CaptureSource
-from agent.sources.settings import CaptureSettings
 
 
 def container(pid: int, mode: str) -> Container:

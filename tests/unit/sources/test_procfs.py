@@ -13,6 +13,7 @@ import pytest
 from agent.events import ProcSnapshot
 from agent.hostfs import HostPaths
 from agent.runtime.model import Container, ContainerRegistry
+from agent.settings.sources import ProcfsSettings
 from agent.sources.procfs import (
     ProcfsSource,
     container_pids,
@@ -22,7 +23,6 @@ from agent.sources.procfs import (
     read_process,
     snapshot,
 )
-from agent.sources.settings import ProcfsSettings
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "proc"
 DOC: dict[str, Any] = json.loads((FIX / "container.json").read_text())

@@ -18,9 +18,9 @@ from agent.context import AgentContext
 from agent.findings import Finding, Severity, Source
 from agent.hostfs import HostPaths
 from agent.runtime.model import Container
+from agent.settings.vuln import GmpSettings, VulnDbSettings, VulnSettings
 from agent.vuln.component import VulnComponent, build
 from agent.vuln.gmp import GmpScanner
-from agent.vuln.settings import GmpSettings, ScanSettings, VulnDbSettings
 from tests.fixtures.vuln.builders import CRITICAL, osv, write_dpkg_status, write_os_release, write_records
 from tests.fixtures.vuln.gmp_server import GmpState, gmp_server
 from tests.support import wait_for
@@ -43,8 +43,7 @@ def setup(
     )
     dbpath = tmp_path / "vulndb.sqlite"
     cfg = AgentConfig(
-        scan=ScanSettings(interval_seconds=3600, report_min_severity="medium"),
-        vulndb=VulnDbSettings(path=dbpath),
+        vuln=VulnSettings(interval_seconds=3600, report_min_severity="medium", db=VulnDbSettings(path=dbpath)),
     )
     ctx = make_ctx(cfg, paths)
     found: list[Finding] = []
@@ -78,7 +77,7 @@ def _import(dbpath: Path, tmp: Path, records: list[dict[str, object]]) -> None:
 
 
 def test_disabled_builds_nothing(make_ctx: Callable[..., AgentContext]) -> None:
-    assert build(make_ctx(AgentConfig(scan=ScanSettings(enabled=False)))) is None
+    assert build(make_ctx(AgentConfig(vuln=VulnSettings(enabled=False)))) is None
 
 
 def test_scan_on_start_cache_rematch_and_findings(
@@ -223,7 +222,7 @@ def test_interval_rounds_rematch_only_when_the_database_changed(
     write_os_release(root, "debian", "12")
     write_dpkg_status(root, [{"name": "libexpat1", "version": "2.5.0-1", "source": "expat"}])
     dbpath = tmp_path / "vulndb.sqlite"
-    cfg = AgentConfig(scan=ScanSettings(interval_seconds=0.2, list_services=False), vulndb=VulnDbSettings(path=dbpath))
+    cfg = AgentConfig(vuln=VulnSettings(interval_seconds=0.2, list_services=False, db=VulnDbSettings(path=dbpath)))
     ctx = make_ctx(cfg, paths)
     comp = build(ctx)
     assert comp is not None

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from agent.hostfs import HostPaths
+from agent.settings.vuln import GmpSettings
 from agent.vuln.gmp import GmpScanError, GmpScanner
 from agent.vuln.services import listening_services, parse_net_table
-from agent.vuln.settings import GmpSettings
 from tests.fixtures.vuln.gmp_server import GmpState, gmp_server
 
 

@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Entering a container's network namespace, and libnftables there.
+
+Shared by the least-privilege rules (``agent.network``) and network quarantine
+(``agent.response.quarantine``): both run nftables commands inside a container's netns.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+CLONE_NEWNET = 0x40000000
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class NetnsError(Exception):
+    """Work inside a network namespace failed (timed out, or nftables refused a command)."""
+
+
+class NftError(NetnsError):
+    """libnftables refused a command (its message is kept)."""
+
+
+def enter_netns(netns: Path) -> None:
+    """Move the calling thread into the network namespace at ``netns`` (setns(2) with
+    CLONE_NEWNET: only this thread moves). Python 3.11 has no ``os.setns``: libc's is called
+    through ctypes (pyroute2's wrapper would load all of pyroute2, ~24 MiB, for one call)."""
+    fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def in_netns(netns: Path, fn: Callable[[], T], timeout: float = 10.0) -> T:
+    """Run ``fn`` in a fresh thread that has entered the network namespace at ``netns``.
+
+    setns(2) with CLONE_NEWNET changes only the calling thread, so the rest of the agent stays
+    in its own netns; the thread ends afterwards (it is never reused in the wrong netns).
+    """
+    out: queue.Queue[tuple[bool, Any]] = queue.Queue(1)
+
+    def run() -> None:
+        try:
+            enter_netns(netns)
+            out.put((True, fn()))
+        except BaseException as exc:
+            out.put((False, exc))
+
+    t = threading.Thread(target=run, name="netns", daemon=True)
+    t.start()
+    try:
+        ok, value = out.get(timeout=timeout)
+    except queue.Empty:
+        raise NetnsError(f"timed out in netns {netns}") from None
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def nft_context() -> Any:
+    """A libnftables context with JSON output and rule handles.
+
+    libnftables opens its netlink socket in the netns of the thread that creates the context:
+    create one per call, inside ``in_netns``.
+    """
+    import nftables
+
+    n = nftables.Nftables()
+    n.set_json_output(True)
+    n.set_handle_output(True)
+    return n
+
+
+def nft_json(commands: list[dict[str, Any]]) -> None:
+    """Run JSON commands in the current thread's netns as one transaction."""
+    rc, _out, err = nft_context().json_cmd({"nftables": commands})
+    if rc != 0:
+        raise NftError(f"nft: {str(err).strip() or f'rc={rc}'}")
+
+
+def nft_text(command: str) -> str:
+    """Run one nft command line in the current thread's netns; its (JSON) output."""
+    rc, out, err = nft_context().cmd(command)
+    if rc != 0:
+        raise NftError(f"nft {command!r}: {str(err).strip()}")
+    return str(out)
+
+
+def table_exists(name: str, family: str = "inet") -> bool:
+    rc, _out, _err = nft_context().cmd(f"list table {family} {name}")
+    return bool(rc == 0)
+
+
+def delete_table(name: str, family: str = "inet") -> bool:
+    """Delete the table; False when it was not there."""
+    if not table_exists(name, family):
+        return False
+    nft_text(f"delete table {family} {name}")
+    return True

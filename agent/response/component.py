@@ -1,0 +1,155 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The ``response`` component: wires the engine to the buses, the registry and the control socket.
+
+Consumes findings (``ctx.findings``) and events (``ctx.events``, kept per container for evidence);
+registers the control methods ``findings``, ``isolate``, ``release`` and ``actions``; reconciles the
+records at start and again for each container the registry discovers later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from agent.context import AgentContext
+from agent.findings import Finding, Severity
+from agent.pipeline import Periodic
+from agent.response.engine import ResponseEngine
+from agent.response.patch import register_control as register_plans_control
+from agent.runtime.model import Container
+
+log = structlog.get_logger("agent.response")
+
+SWEEP_SECONDS = 0.5
+
+
+class ResponseComponent:
+    """Findings → verdicts → recorded actions, and the operator's isolate/release."""
+
+    name = "response"
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+        self.engine = ResponseEngine(ctx, kube=_kube(ctx))
+        self._sweeps = 0
+        self._timer = Periodic("response-sweep", SWEEP_SECONDS, self._sweep)
+
+    def start(self, ctx: AgentContext) -> None:
+        engine = self.engine
+        outputs = ctx.components.get("outputs")
+        if outputs is not None and hasattr(outputs, "attach_engine"):
+            # From now on the engine sends each finding (with verdict and action) to the outputs
+            # itself, and the outputs' own bus subscription stands down.
+            outputs.attach_engine()
+            engine.outputs = outputs
+        reconciled = engine.reconcile()
+        if reconciled:
+            log.info("response_reconciled", records=len(reconciled), isolations=len(engine.isolations()))
+        ctx.registry.add_listener(self._on_container)
+        ctx.findings.subscribe(self._on_finding, name="response")
+        ctx.events.subscribe(engine.on_event, name="response-evidence")
+        ctx.control("findings", self._findings)
+        ctx.control("isolate", self._isolate)
+        ctx.control("release", self._release)
+        ctx.control("actions", self._actions)
+        register_plans_control(ctx)
+        ctx.components["response"] = self
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop(2)
+
+    def status(self) -> Mapping[str, Any]:
+        return {
+            "state": "running",
+            "mode": self.ctx.config.response.mode,
+            "dry_run": self.ctx.config.response.dry_run,
+            "isolations": self.engine.isolations(),
+            "counters": dict(self.engine.counters),
+        }
+
+    # --- internals -----------------------------------------------------------------------
+    def _on_finding(self, finding: Finding) -> None:
+        self.engine.on_finding(finding)
+
+    def _on_container(self, what: str, c: Container) -> None:
+        try:
+            if what == "added":
+                self.engine.reconcile(c.id)
+            elif what == "removed":
+                self.engine.forget(c.id)
+        except Exception as exc:  # never break discovery
+            log.error("response_reconcile_failed", container_id=c.id, error=repr(exc))
+
+    def _sweep(self) -> None:
+        self._sweeps += 1
+        try:
+            # Quarantine tables are checked every 10th sweep (each check enters a netns).
+            self.engine.sweep(check_quarantines=self._sweeps % 10 == 0)
+        except Exception as exc:
+            log.error("response_sweep_failed", error=repr(exc))
+
+    # --- control methods -----------------------------------------------------------------
+    def _findings(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        severity = params.get("severity")
+        try:
+            min_sev = int(Severity.parse(str(severity))) if severity else None
+        except KeyError:
+            raise ValueError(f"unknown severity {severity!r} (info, low, medium, high, critical)") from None
+        try:
+            limit = int(params.get("limit", 100))
+            since = float(params.get("since", 0))
+        except (TypeError, ValueError):
+            raise ValueError("limit and since must be numbers") from None
+        return self.engine.records.findings(
+            container=str(params.get("container") or ""),
+            source=str(params.get("source") or ""),
+            min_severity=min_sev,
+            limit=limit,
+            since=since,
+        )
+
+    def _isolate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        cid = str(params.get("id") or "")
+        if not cid:
+            raise ValueError("isolate needs a container id")
+        return self.engine.isolate(
+            cid,
+            str(params.get("action") or "freeze"),
+            actor=str(params.get("actor") or "operator"),
+            method=str(params.get("method") or ""),
+            dry_run=bool(params.get("dry_run", False)),
+        )
+
+    def _release(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        cid = str(params.get("id") or "")
+        if not cid:
+            raise ValueError("release needs a container id")
+        return self.engine.release(cid, actor=str(params.get("actor") or "operator"))
+
+    def _actions(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        out = self.engine.records.actions(str(params.get("container") or ""), int(params.get("limit", 100)))
+        for rec in out:
+            rec["history"] = self.engine.records.history(rec["id"])
+        return out
+
+
+def _kube(ctx: AgentContext) -> Any:
+    if not ctx.config.kubernetes.enabled:
+        return None
+    try:
+        from agent.response.patch import kube_client
+
+        return kube_client(ctx)
+    except Exception as exc:  # KubeError: configured but unreachable; quarantine falls back
+        log.error("kubernetes_unavailable", error=str(exc))
+        return None
+
+
+def build(ctx: AgentContext) -> ResponseComponent | None:
+    """The response component, or None when ``response.enabled`` is false."""
+    if not ctx.config.response.enabled:
+        return None
+    return ResponseComponent(ctx)

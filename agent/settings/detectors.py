@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Config section ``detectors``: which rule detectors run and the names and places they know."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from agent.settings.base import Section
+
+DetectorId = Annotated[str, StringConstraints(pattern=r"^RG-\d{4}$")]
+
+
+class DetectorsSettings(Section):
+    """Settings of the rule detectors (``agent/detectors``); lists replace the defaults whole."""
+
+    enabled: bool = True
+    # Detector ids (RG-NNNN) that do not run.
+    disabled: tuple[DetectorId, ...] = ()
+    # A repeat of the same finding (detector, container, subject) within this many seconds is
+    # counted as suppressed instead of reported again. 0 reports every occurrence.
+    repeat_suppress_seconds: float = Field(default=300.0, ge=0)
+    # At most this many findings per (detector, container) per minute of event time; the rest
+    # are counted as rate-limited, so one noisy container cannot flood the findings queue that
+    # every container's findings share.
+    max_findings_per_minute: int = Field(default=60, ge=1)
+    # Process names (comm or executable basename) that are interactive shells.
+    shells: tuple[str, ...] = ("sh", "ash", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish")
+    # Parents whose shell children are expected: the runtime starting an entrypoint or a
+    # `docker exec`, init shims, session managers. Compared on the first 15 characters
+    # (the kernel's comm is TASK_COMM_LEN - 1 bytes).
+    trusted_shell_parents: tuple[str, ...] = (
+        "containerd-shim",
+        "containerd-shim-runc-v2",
+        "runc",
+        "runc:[2:INIT]",
+        "crun",
+        "conmon",
+        "docker-init",
+        "tini",
+        "dumb-init",
+        "catatonit",
+        "s6-supervise",
+        "supervisord",
+        "sshd",
+        "login",
+        "su",
+        "sudo",
+        "tmux: server",
+        "screen",
+    )
+    # Processes of the container runtime itself: their privilege and namespace syscalls while
+    # setting a container up (runc init runs inside the container's cgroup) are not findings.
+    runtime_comms: tuple[str, ...] = (
+        "runc",
+        "runc:[0:PARENT]",
+        "runc:[1:CHILD]",
+        "runc:[2:INIT]",
+        "crun",
+        "conmon",
+        "containerd-shim",
+        "docker-init",
+    )
+    # OS package managers: any run inside a container is reported.
+    package_managers: tuple[str, ...] = (
+        "apt",
+        "apt-get",
+        "aptitude",
+        "dpkg",
+        "apk",
+        "yum",
+        "dnf",
+        "microdnf",
+        "rpm",
+        "zypper",
+        "pacman",
+        "emerge",
+    )
+    # Language package managers: reported when one of ``install_verbs`` is in their arguments
+    # (also as ``python -m pip install``).
+    language_package_managers: tuple[str, ...] = (
+        "pip",
+        "pip3",
+        "pipx",
+        "npm",
+        "yarn",
+        "pnpm",
+        "gem",
+        "composer",
+        "cargo",
+    )
+    # Arguments that make a language package manager (pip, npm …) an install.
+    install_verbs: tuple[str, ...] = ("install", "i", "add", "ci", "update", "upgrade")
+    # Directories (prefixes) that executables should never run from.
+    writable_exec_dirs: tuple[str, ...] = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/")
+    # Report ProcSnapshot executables that are absent from the image (drift) too (LOW).
+    report_not_in_image: bool = True
+    # Sensitive files (fnmatch patterns on the absolute path): any open is reported.
+    sensitive_read_paths: tuple[str, ...] = (
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/etc/shadow-",
+        "/etc/gshadow-",
+        "/etc/sudoers",
+        "/etc/sudoers.d/*",
+        "/root/.ssh/*",
+        "/home/*/.ssh/*",
+        "/proc/*/mem",
+        "/proc/*/environ",
+    )
+    # Opens for writing of paths matching these patterns are reported.
+    sensitive_write_paths: tuple[str, ...] = (
+        "/etc/*",
+        "/root/.ssh/*",
+        "/home/*/.ssh/*",
+        "/root/.bashrc",
+        "/root/.profile",
+    )
+    # Container runtime API sockets (matched on the basename).
+    runtime_sockets: tuple[str, ...] = (
+        "docker.sock",
+        "containerd.sock",
+        "crio.sock",
+        "podman.sock",
+        "cri-dockerd.sock",
+        "dockershim.sock",
+    )
+    # Kernel module loaders (RG-0009 reports their exec with a module argument).
+    module_loaders: tuple[str, ...] = ("insmod", "modprobe")
+    # Netcat-family tools (comm or executable basename).
+    netcat_names: tuple[str, ...] = ("nc", "ncat", "netcat", "nc.traditional", "nc.openbsd", "pwncat")
+    # Mining pools: TCP ports, command-line words and DNS name fragments.
+    miner_ports: tuple[int, ...] = (3333, 3334, 3357, 4444, 5555, 6666, 7777, 14433, 14444, 45560, 45700)
+    # Words in argv that mark a miner (stratum+tcp, xmrig …).
+    miner_words: tuple[str, ...] = (
+        "stratum+tcp://",
+        "stratum+ssl://",
+        "stratum2+tcp://",
+        "xmrig",
+        "cpuminer",
+        "minerd",
+        "cryptonight",
+        "randomx",
+        "--donate-level",
+        "nicehash",
+    )
+    # Words in queried DNS names that mark a mining pool.
+    miner_dns_words: tuple[str, ...] = (
+        "pool.",
+        "xmrpool",
+        "minexmr",
+        "supportxmr",
+        "nanopool",
+        "moneroocean",
+        "hashvault",
+        "2miners",
+        "f2pool",
+        "nicehash",
+        "minergate",
+        "ethermine",
+    )
+    # DNS names never counted as pools (fnmatch patterns): the NTP pool contains "pool.".
+    miner_dns_ignore: tuple[str, ...] = ("pool.ntp.org", "*.pool.ntp.org")
+    # RG-0013: connect attempts to this many distinct targets (ports of one host, or hosts on
+    # one port) within scan_window_seconds make a network scan.
+    scan_min_targets: int = Field(default=20, ge=3)
+    # The sliding window of RG-0013, seconds of event time.
+    scan_window_seconds: float = Field(default=10.0, gt=0)

@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Config sections ``response`` and ``kubernetes``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from agent.settings.base import Section
+
+Rung = Literal["none", "alert", "freeze", "quarantine", "patch"]
+
+# Finding source → rung of the graded ladder (``response.ladder``'s default).
+DEFAULT_LADDER: dict[str, Rung] = {
+    "behavior": "freeze",
+    "rule": "freeze",
+    "audit": "freeze",
+    "logs": "quarantine",
+    "network": "quarantine",
+    "syscall_chain": "quarantine",
+    "vuln": "patch",
+    "netpolicy": "alert",
+    "operator": "freeze",
+}
+
+
+class ResponseOverride(Section):
+    """A per-image or per-label adjustment of the response (first matching override wins)."""
+
+    # fnmatch pattern on the image reference ("nginx:*", "registry.local/app/*"); "" = any.
+    image: str = ""
+    # Labels that must all be present with these values; {} = any.
+    labels: dict[str, str] = Field(default_factory=dict)
+    # Mode for matching containers; None = the global mode.
+    mode: Literal["observe", "enforce"] | None = None
+    # The highest rung of the ladder allowed for matching containers; None = no cap.
+    max_action: Rung | None = None
+    # True: matching containers are never acted on (alerts only), like the exempt label.
+    exempt: bool = False
+
+
+class ResponseSettings(Section):
+    """Findings → verdicts → actions: mode, thresholds, allowlists, ladder and limits."""
+
+    enabled: bool = True
+    # observe: verdicts are recorded and alerted, never applied; enforce: actions are applied.
+    mode: Literal["observe", "enforce"] = "observe"
+    # Findings below this severity are stored without a verdict (action "none").
+    alert_severity: Literal["info", "low", "medium", "high", "critical"] = "low"
+    # Findings at or above this severity climb the ladder past "alert".
+    action_severity: Literal["info", "low", "medium", "high", "critical"] = "high"
+    # Source → rung of the graded ladder (alert → freeze → quarantine → patch).
+    ladder: dict[str, Rung] = Field(default_factory=lambda: dict(DEFAULT_LADDER))
+    # A container carrying this label with value "true" is never acted on.
+    exempt_label: str = "riskguard.exempt"
+    # Never acted on: container ids (or unique prefixes ≥ 12 chars), names, and image patterns.
+    allow_containers: list[str] = Field(default_factory=list)
+    # Image patterns (fnmatch) whose containers are never acted on.
+    allow_images: list[str] = Field(default_factory=list)
+    # Per image or label adjustments, first match wins: {image, labels, mode, max_action, exempt}.
+    overrides: list[ResponseOverride] = Field(default_factory=list)
+    # One verdict per container per incident: later findings within this many seconds of the
+    # incident's last finding join it (no new verdict unless they call for a higher rung).
+    incident_seconds: float = Field(default=600.0, gt=0)
+    # At most this many applied actions per minute on the whole host; beyond, verdicts are
+    # downgraded to alerts (a burst of findings must not freeze the fleet).
+    max_actions_per_minute: int = Field(default=10, ge=0)
+    # Dry run: actions are recorded with what they would do, nothing is written to the host.
+    dry_run: bool = False
+    # Freeze through the v1 freezer, the v2 cgroup.freeze, or auto (v1 when the container has
+    # a freezer cgroup, like Docker on a hybrid host, else v2).
+    freezer: Literal["auto", "v1", "v2"] = "auto"
+    # Seconds to wait for the kernel to report a cgroup frozen.
+    freeze_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Network quarantine method: auto (kubernetes for pods when enabled, else cgroup, falling
+    # back to netns), cgroup (nft match on the container's cgroup inside its netns), netns
+    # (deny-all ruleset in the container's netns, loopback kept), docker (network disconnect).
+    quarantine: Literal["auto", "cgroup", "netns", "docker", "kubernetes"] = "auto"
+    # Which cgroup the "cgroup" method matches: v2 (socket cgroupv2), v1 (net_cls classid +
+    # meta cgroup), or auto (v2 when the container has a v2 cgroup).
+    quarantine_cgroup: Literal["auto", "v1", "v2"] = "auto"
+    # Events kept per container for the evidence snapshot taken before an action.
+    evidence_events: int = Field(default=50, ge=0)
+    # When a freeze reads the container's socket table: "before" the freeze with the rest of the
+    # snapshot, or "after_freeze" (the processes are stopped then, so their sockets are the ones
+    # they held; saves ~2 ms of kernel hash walks on the exec-to-frozen path). Quarantine always
+    # reads it before.
+    evidence_connections: Literal["before", "after_freeze"] = "before"
+
+
+class KubernetesSettings(Section):
+    """How the agent reaches the Kubernetes API (quarantine by NetworkPolicy, patch plans)."""
+
+    enabled: bool = False
+    # Where the API is: "in_cluster" (the pod's service account), "kubeconfig" (the file below),
+    # "url" (api_url + token_file), or "auto": in-cluster when KUBERNETES_SERVICE_HOST is set,
+    # else the kubeconfig when given, else api_url.
+    connection: Literal["auto", "in_cluster", "kubeconfig", "url"] = "auto"
+    # A kubeconfig file (connection: kubeconfig); null = the client's default lookup.
+    kubeconfig: Path | None = None
+    # The kubeconfig context to use; '' = the current one.
+    context: str = ""
+    # The API server URL (connection: url).
+    api_url: str = ""
+    # A bearer token file for api_url (e.g. a projected service-account token).
+    token_file: Path | None = None
+    # The CA bundle that signs the API server's certificate.
+    ca_file: Path | None = None
+    # Verify the API server's TLS certificate.
+    verify_tls: bool = True
+    # Timeout of one API request.
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    # This node's name (the DaemonSet passes spec.nodeName as NODE_NAME); "" = read $NODE_NAME.
+    node_name: str = ""
+    # The label put on a quarantined pod; the deny-all NetworkPolicy selects it.
+    quarantine_label: str = "riskguard.io/quarantine"
+    # Name prefix of the deny-all NetworkPolicies the agent creates.
+    policy_name_prefix: str = "riskguard-quarantine-"
+    # Patch plans: the workload patch is sent with dryRun=All unless apply_patches is true.
+    apply_patches: bool = False
+    # Image → fixed image. Keys: "repo" or "repo:tag"; values: a full reference ("repo:tag")
+    # or a bare tag ("1.25.4") that replaces the current tag.
+    fixed_images: dict[str, str] = Field(default_factory=dict)
+    # A tag convention used when fixed_images has no entry, e.g. "{tag}-patched"; "" = none.
+    # Placeholders: {repo}, {tag}.
+    fixed_tag_template: str = ""
