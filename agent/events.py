@@ -100,6 +100,22 @@ class FileOpen(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FileChange(Event):
+    """A change to a file's name or times that anti-forensics uses: ``unlink`` (unlinkat),
+    ``rename`` (renameat2; ``new_path`` set) or ``utimes`` (utimensat; ``explicit_times`` True when
+    the caller passed times other than "now", as ``touch -d``/``touch -r`` do). Paths as the
+    caller gave them, resolved against its cwd when relative and the source can."""
+
+    op: str  # unlink | rename | utimes
+    comm: str
+    path: str
+    new_path: str = ""
+    explicit_times: bool = False
+    ret: int = 0
+    source: str = "ebpf"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PrivilegeEvent(Event):
     """A privilege-changing or namespace-escape syscall (setuid family, capset, ptrace, mount,
     unshare/setns, init_module/finit_module, bpf)."""
@@ -261,6 +277,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     ProcessExit,
     NetConnect,
     FileOpen,
+    FileChange,
     PrivilegeEvent,
     SyscallWindow,
     AuditEvent,
