@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from agent.behavior.ngram import NgramError, NgramModel, parse_trace
-from agent.behavior.syscall_table import ARCHES
+from agent.syscall_table import ARCHES
 
 log = structlog.get_logger("agent.behavior")
 

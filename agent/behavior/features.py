@@ -30,8 +30,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from agent.behavior.syscall_table import X86_64
 from agent.events import BehaviorWindow
+from agent.syscall_table import X86_64
 
 if TYPE_CHECKING:
     import numpy as np

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.behavior.features import EXEC_NRS, FD_SHAPING_NRS, SENSITIVE_NRS
-from agent.behavior.syscall_table import ARCHES, syscall_name
+from agent.syscall_table import ARCHES, syscall_name
 
 NGRAM_FORMAT = 1
 

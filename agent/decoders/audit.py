@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from agent.events import AuditEvent, AuditRecord
+from agent.syscall_table import X86_64
 
 try:  # libaudit's tables (python3-audit); the fallback below covers what we assemble.
     import audit as _libaudit
@@ -46,9 +47,6 @@ _TYPE_NAMES: dict[int, str] = {
 }
 _TYPE_NUMBERS = {v: k for k, v in _TYPE_NAMES.items()}
 EOE = 1320
-
-# x86_64 syscall numbers the detectors care about, when libaudit is missing.
-_SYSCALL_FALLBACK = {59: "execve", 322: "execveat", 2: "open", 257: "openat", 42: "connect"}
 
 _AUDIT_ARCH_X86_64 = 0xC000003E
 
@@ -92,7 +90,8 @@ def syscall_name(number: int, arch: int = _AUDIT_ARCH_X86_64) -> str:
             name = _libaudit.audit_syscall_to_name(number, machine)
             if name:
                 return str(name)
-    return _SYSCALL_FALLBACK.get(number, str(number))
+    # Without libaudit: the agent's own x86_64 table.
+    return X86_64.get(number, str(number)) if arch == _AUDIT_ARCH_X86_64 else str(number)
 
 
 def decode_hex(value: str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from agent.events import Event, FileOpen, NetConnect, PrivilegeEvent, ProcessExec
+from agent.syscall_table import syscall_number
 
 # Probe ids, as RG_PROBE_* in probes/common.h (they index the kernel's loss counters).
 PROBES: tuple[str, ...] = ("syscalls", "exec", "net", "files", "priv")
@@ -53,30 +54,8 @@ TCP_STATES: Mapping[int, str] = {
     11: "CLOSING",
     12: "NEW_SYN_RECV",
 }
-# x86_64 numbers of the syscalls the priv probe attaches to (arch/x86/entry/syscalls/syscall_64.tbl).
-PRIV_SYSCALLS: Mapping[str, int] = {
-    "ptrace": 101,
-    "setuid": 105,
-    "setgid": 106,
-    "setreuid": 113,
-    "setregid": 114,
-    "setresuid": 117,
-    "setresgid": 119,
-    "setfsuid": 122,
-    "setfsgid": 123,
-    "capset": 126,
-    "pivot_root": 155,
-    "chroot": 161,
-    "mount": 165,
-    "umount2": 166,
-    "init_module": 175,
-    "unshare": 272,
-    "setns": 308,
-    "finit_module": 313,
-    "bpf": 321,
-}
-PRIV_NAMES: Mapping[int, str] = {nr: name for name, nr in PRIV_SYSCALLS.items()}
-# Argument counts: the probe copies six slots, those past the arity are not the syscall's.
+# The syscalls the priv probe reports and their argument counts: the probe copies six slots,
+# those past the arity are not the syscall's.
 PRIV_ARITY: Mapping[str, int] = {
     "ptrace": 4,
     "setuid": 1,
@@ -98,6 +77,9 @@ PRIV_ARITY: Mapping[str, int] = {
     "finit_module": 3,
     "bpf": 3,
 }
+# x86_64 numbers of the priv syscalls (from the agent's one syscall table).
+PRIV_SYSCALLS: Mapping[str, int] = {name: syscall_number(name) for name in PRIV_ARITY}
+PRIV_NAMES: Mapping[int, str] = {nr: name for name, nr in PRIV_SYSCALLS.items()}
 O_WRITE_MASK = 0o1 | 0o2 | 0o100 | 0o1000  # O_WRONLY | O_RDWR | O_CREAT | O_TRUNC
 
 

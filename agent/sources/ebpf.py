@@ -46,6 +46,7 @@ from agent.hostfs import HostPaths
 from agent.resources import data_dir
 from agent.runtime.model import Container
 from agent.settings.sources import EbpfSettings
+from agent.syscall_table import syscall_number
 
 log = structlog.get_logger("agent.sources.ebpf")
 
@@ -62,11 +63,14 @@ OUTPUTS: Mapping[str, str] = {
 # (appended after them); rg_sys_kind (probes/task.h) routes x86_64 syscall numbers to the
 # loaded probes' handlers. RG_KIND_* values: files 1-3, priv 4, exec 5-6, net 7-8.
 SYSDISPATCH = "sysdispatch.h"
+_KINDS_BY_NAME: Mapping[str, Mapping[str, int]] = {
+    "files": {"open": 1, "openat": 2, "openat2": 3},
+    "priv": dict.fromkeys(PRIV_SYSCALLS, 4),
+    "exec": {"execve": 5, "execveat": 6},
+    "net": {"listen": 7, "accept": 8, "accept4": 8},
+}
 SYSCALL_KINDS: Mapping[str, Mapping[int, int]] = {
-    "files": {2: 1, 257: 2, 437: 3},  # open, openat, openat2
-    "priv": {nr: 4 for nr in PRIV_SYSCALLS.values()},
-    "exec": {59: 5, 322: 6},  # execve, execveat
-    "net": {50: 7, 43: 8, 288: 8},  # listen, accept, accept4
+    probe: {syscall_number(name): kind for name, kind in kinds.items()} for probe, kinds in _KINDS_BY_NAME.items()
 }
 CONF_ALL, CONF_RATE, CONF_GEN = 0, 1, 2
 MATCH_ANY, MATCH_WRITE = 1, 2

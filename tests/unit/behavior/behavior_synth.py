@@ -12,8 +12,8 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from agent.behavior.syscall_table import syscall_number as nr
 from agent.events import BehaviorWindow, ContainerRef
+from agent.syscall_table import syscall_number as nr
 
 IMAGE = "example/web:1"
 

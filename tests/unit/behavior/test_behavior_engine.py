@@ -164,7 +164,7 @@ def test_models_survive_a_restart_with_the_same_scores(tmp_path: Path) -> None:
 
 
 def test_restart_mid_learning_keeps_rows_and_chain_counts(tmp_path: Path) -> None:
-    from agent.behavior.syscall_table import syscall_number as nr
+    from agent.syscall_table import syscall_number as nr
 
     path = tmp_path / "state" / "agent.db"
     s1 = Store(path)

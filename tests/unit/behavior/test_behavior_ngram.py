@@ -11,8 +11,8 @@ import pytest
 from behavior_synth import attack_trace, normal_trace
 
 from agent.behavior.ngram import NgramError, NgramModel, _frame_rate, parse_trace
-from agent.behavior.syscall_table import X86_64, syscall_name, syscall_number
 from agent.cli import main
+from agent.syscall_table import X86_64, syscall_name, syscall_number
 
 
 def test_x86_64_numbering() -> None:

@@ -125,8 +125,8 @@ def test_probes_share_one_dispatcher_on_raw_syscall_tracepoints() -> None:
 
 
 def test_syscall_kinds_match_the_probe_defines_and_the_syscall_table() -> None:
-    from agent.behavior.syscall_table import syscall_number
     from agent.sources.ebpf import SYSCALL_KINDS
+    from agent.syscall_table import syscall_number
 
     defines = dict(re.findall(r"#define (RG_KIND_\w+) (\d+)", (PROBES_DIR / "task.h").read_text()))
     names = {
