@@ -5,7 +5,7 @@
 # checks before it acts, so a second run takes seconds. Called first by `make run` and `make test`.
 #
 #   scripts/setup-host.sh            everything (apt, kernel mounts, venv, dockerd, test image)
-#   SETUP_SKIP_DOCKER=1 ...          do not start dockerd / build the test image
+#   SETUP_SKIP_DOCKER=1 ...          do not start dockerd / build the test images
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -48,6 +48,7 @@ APT_PACKAGES=(
   nftables python3-nftables                     # quarantine and least-privilege rules
   containernetworking-plugins                   # CNI bridge/host-local/firewall/bandwidth
   busybox-static                                # the local test image, built without a registry
+  debootstrap                                   # the local Debian test image (e2e benign corpus)
   secilc checkpolicy python3-selinux            # SELinux CIL policies: generate and compile-check
   systemd                                       # systemd-analyze verify for the unit file
   procps psmisc ca-certificates
@@ -145,6 +146,28 @@ if [ "${SETUP_SKIP_DOCKER:-0}" != 1 ]; then
     echo '<html><body>riskguard test</body></html>' > "$tmp/var/www/index.html"
     tar -C "$tmp" -c . | docker import -c 'CMD ["/bin/sh"]' -c 'ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin' - riskguard-test/busybox >/dev/null
     rm -rf "$tmp"; trap - EXIT
+  fi
+  # A minimal Debian 12 (python3, apt, curl, netcat-openbsd) for the e2e benign corpus: the
+  # Python web app, `apt-get install ./x.deb` at start, a client of the Docker socket. The
+  # rootfs tarball is cached, so a removed image comes back in seconds without the mirror.
+  if ! docker image inspect riskguard-test/debian >/dev/null 2>&1; then
+    cache=/var/cache/riskguard
+    rootfs="$cache/debian-bookworm-minbase.tar"
+    if [ ! -s "$rootfs" ]; then
+      log "building a Debian 12 rootfs with debootstrap (about a minute, needs deb.debian.org)"
+      mkdir -p "$cache"
+      tmp=$(mktemp -d "$cache/rootfs.XXXXXX")
+      trap 'rm -rf "$tmp"' EXIT
+      debootstrap --variant=minbase --include=python3,curl,netcat-openbsd \
+        bookworm "$tmp" http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1 \
+        || { log "debootstrap failed: see $cache/debootstrap.log"; exit 1; }
+      rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/*
+      tar -C "$tmp" -c . > "$rootfs.part" && mv "$rootfs.part" "$rootfs"
+      rm -rf "$tmp"; trap - EXIT
+    fi
+    log "importing riskguard-test/debian from $rootfs"
+    docker import -c 'CMD ["/bin/bash"]' -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      "$rootfs" riskguard-test/debian >/dev/null
   fi
 fi
 log "ready"
