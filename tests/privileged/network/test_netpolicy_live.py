@@ -531,6 +531,6 @@ def test_a_config_reload_restarts_on_the_same_context(lab: Lab, make_ctx: Any) -
         first._on_registry(
             "added", Container(id="e" * 64, name="x", image="i", image_id="", runtime="docker", init_pid=0)
         )
-        assert first._pending == 0
+        assert first._changes.pending == 0
     finally:
         second.stop()
