@@ -22,6 +22,7 @@ from agent.detectors.registry import BY_ID, enabled
 from agent.detectors.spec import Detector, DetectorState
 from agent.events import Event, NetConnect, ProcessExec, ProcessExit
 from agent.findings import Finding
+from agent.runtime.model import Container
 from agent.settings.detectors import DetectorsSettings
 
 log = structlog.get_logger("agent.detectors")
@@ -29,8 +30,8 @@ log = structlog.get_logger("agent.detectors")
 _MAX_SUPPRESS_KEYS = 65536
 
 
-# How often (seconds, on the events thread, at an exec) the process-name table drops the
-# processes that have exited.
+# How often (seconds, on the events thread, at an exec) the lineage drops the processes that
+# have exited (no source publishes every exit).
 PRUNE_SECONDS = 10.0
 
 
@@ -90,12 +91,8 @@ class DetectorsComponent:
             return c.init_pid if c is not None else 0
 
         self.state.init_pid = init_pid
-        registry.add_listener(lambda what, c: self.state.forget_container(c.id) if what == "removed" else None)
-        for t in self._by_type:
-            ctx.events.subscribe(self.handle, kind=t, name=f"detectors:{t.__name__}")
-        if ProcessExec not in self._by_type:
-            ctx.events.subscribe(self.handle, kind=ProcessExec, name="detectors:ProcessExec")
-        ctx.events.subscribe(self._forget, kind=ProcessExit, name="detectors:ProcessExit")
+        self.state.lineage.init_pid = init_pid
+        self.state.lineage.paths = ctx.paths
         self._m_findings = PromCounter(
             "riskguard_detector_findings",
             "Findings reported by rule detectors",
@@ -116,7 +113,6 @@ class DetectorsComponent:
             registry=ctx.metrics,
         )
         ctx.control("detectors.list", lambda _params: self.describe())
-        ctx.components[self.name] = self
         log.info(
             "detectors_started",
             enabled=[d.id for d in self.detectors],
@@ -134,8 +130,9 @@ class DetectorsComponent:
             "suppressed": dict(self.suppressed),
             "rate_limited": dict(self.rate_limited),
             "errors": dict(self.errors),
-            "known_processes": len(self.state.comms),
+            "known_processes": len(self.state.lineage.procs),
             "exited_processes_forgotten": self.pruned,
+            "lineage": dict(self.state.lineage.counters),
         }
 
     def describe(self) -> list[dict[str, Any]]:
@@ -146,6 +143,9 @@ class DetectorsComponent:
     # --- event path ----------------------------------------------------------------------
     def handle(self, event: Event) -> None:
         """Evaluate the detectors that need ``event`` and report what they find."""
+        if isinstance(event, ProcessExec):
+            # Lineage first: a rule evaluating this exec sees the process it starts.
+            self.state.remember_exec(event)
         for d in self._by_type.get(type(event), ()):
             self.evaluated[d.id] += 1
             try:
@@ -159,18 +159,25 @@ class DetectorsComponent:
             if finding is not None:
                 self._emit(finding)
         if isinstance(event, ProcessExec):
-            self.state.remember_exec(event)
             now = time.monotonic()
             if now >= self._next_prune and self._ctx is not None:
                 self._next_prune = now + self.prune_seconds
-                paths = self._ctx.paths
-                self.pruned += self.state.prune_exited(lambda pid: paths.pid_dir(pid).is_dir())
+                self.pruned += self.state.lineage.sweep()
         elif isinstance(event, NetConnect) and event.op == "connect":
             self.state.remember_connect(event, self.settings.scan_window_seconds)
 
-    def _forget(self, event: ProcessExit) -> None:
-        cid = event.container.id if event.container is not None else ""
-        self.state.comms.pop((cid, event.pid), None)
+    def kinds(self) -> tuple[type[Event], ...]:
+        """The event types ``handle`` needs: those the enabled detectors declare, and ProcessExec."""
+        return tuple(dict.fromkeys([*self._by_type, ProcessExec]))
+
+    def on_container(self, what: str, c: Container) -> None:
+        """Registry handler: forget a removed container's state."""
+        if what == "removed":
+            self.state.forget_container(c.id)
+
+    def forget(self, event: ProcessExit) -> None:
+        """ProcessExit handler: forget the process."""
+        self.state.lineage.on_exit(event)
 
     def _emit(self, finding: Finding) -> None:
         key = (finding.detector_id, finding.container_id, str(finding.evidence.get("subject", "")))

@@ -4,8 +4,8 @@
 A detector is one ``Detector`` value in its own module: a stable id (``RG-NNNN``, never reused),
 a name, the event types it needs, a severity, a MITRE ATT&CK technique and a pure
 ``evaluate(event, state) -> Finding | None``. ``DetectorState`` carries the settings and the
-little memory the component keeps between events (process names by pid, container init pids,
-repeat suppression); detectors read it, only the component writes it.
+little memory the component keeps between events (process lineage, container init pids, recent
+connects); detectors read it, only the component writes it.
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.events import Event, NetConnect, ProcessExec
 from agent.findings import Finding, Severity, Source
 from agent.settings.detectors import DetectorsSettings
+
+if TYPE_CHECKING:
+    from agent.detectors.lineage import ProcessTree, ProcInfo
 
 # The kernel's task comm is TASK_COMM_LEN (16) bytes with the terminating NUL.
 COMM_LEN = 15
@@ -31,10 +34,9 @@ class DetectorState:
     """What detectors may know beyond the event itself."""
 
     settings: DetectorsSettings = field(default_factory=DetectorsSettings)
-    # (container id, pid) -> comm of processes seen exec'ing, so a child's parent can be named
-    # when the source could not (bounded, oldest forgotten first).
-    comms: OrderedDict[tuple[str, int], str] = field(default_factory=OrderedDict)
-    max_comms: int = 65536
+    # Process lineage per container: each process's executable, interpreter, program and role
+    # (``agent.detectors.lineage``); every rule that reasons about parents asks it.
+    lineage: ProcessTree = field(default_factory=lambda: _new_tree())
     # container id -> host pid of the container's init process (0 when unknown).
     init_pid: Callable[[str], int] = field(default=lambda _cid: 0)
     # container id -> recent connect attempts (ts, daddr, dport), oldest first, bounded: what
@@ -42,22 +44,12 @@ class DetectorState:
     connects: dict[str, deque[tuple[float, str, int]]] = field(default_factory=dict)
     max_connects: int = 4096
 
-    def remember_exec(self, ev: ProcessExec) -> None:
-        """Record ``ev``'s pid → comm so later children of it can name their parent."""
-        key = (container_key(ev), ev.pid)
-        self.comms[key] = program_names(ev)[0] or ev.comm
-        self.comms.move_to_end(key)
-        while len(self.comms) > self.max_comms:
-            self.comms.popitem(last=False)
+    def __post_init__(self) -> None:
+        self.lineage.settings = self.settings
 
-    def prune_exited(self, alive: Callable[[int], bool]) -> int:
-        """Forget the processes that have exited (``alive(host pid)`` is false); returns how
-        many. The sources publish no exit for every process, so without this the table fills
-        to ``max_comms`` under an exec-heavy load and stays there (~16 MiB)."""
-        dead = [k for k in self.comms if not alive(k[1])]
-        for k in dead:
-            del self.comms[k]
-        return len(dead)
+    def remember_exec(self, ev: ProcessExec) -> ProcInfo:
+        """Record the process ``ev`` starts in the lineage (idempotent per event)."""
+        return self.lineage.info_for(ev)
 
     def remember_connect(self, ev: NetConnect, horizon: float) -> None:
         """Record a connect attempt of ``ev``'s container; forget those older than ``horizon`` s."""
@@ -68,13 +60,22 @@ class DetectorState:
 
     def forget_container(self, container_id: str) -> None:
         self.connects.pop(container_id, None)
+        self.lineage.forget_container(container_id)
+
+    def parent(self, ev: ProcessExec) -> ProcInfo | None:
+        """The parent of ``ev``'s process from lineage (then /proc, then the event's comm)."""
+        return self.lineage.parent(ev)
 
     def parent_comm(self, ev: ProcessExec) -> str:
-        """The parent's name: the event's parent comm, else the program of an exec seen
-        earlier for that pid (also when the comm is only "exe", see ``REEXEC_COMMS``), else ""."""
-        if ev.parent_comm and ev.parent_comm not in REEXEC_COMMS:
-            return ev.parent_comm
-        return self.comms.get((container_key(ev), ev.ppid), "")
+        """The parent's program (from its executable or script interpreter), else ""."""
+        p = self.lineage.parent(ev)
+        return p.program if p is not None else ""
+
+
+def _new_tree() -> ProcessTree:
+    from agent.detectors.lineage import ProcessTree
+
+    return ProcessTree()
 
 
 def container_key(ev: Event) -> str:
@@ -94,6 +95,9 @@ class Detector:
     evaluate: Callable[[Any, DetectorState], Finding | None]
     # Short false-positive notes, rendered in docs and ``detectors list``.
     false_positives: str = ""
+    # True: no learned per-image allowance ever lowers this rule's findings (reading
+    # /etc/shadow, namespace escape, the runtime socket are never "normal" for an image).
+    always: bool = False
 
     def finding(
         self,
@@ -137,6 +141,7 @@ class Detector:
             "mitre": self.mitre,
             "description": self.description,
             "false_positives": self.false_positives,
+            "always": self.always,
         }
 
 

@@ -27,28 +27,98 @@ class DetectorsSettings(Section):
     max_findings_per_minute: int = Field(default=60, ge=1)
     # Process names (comm or executable basename) that are interactive shells.
     shells: tuple[str, ...] = ("sh", "ash", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish")
-    # Parents whose shell children are expected: the runtime starting an entrypoint or a
-    # `docker exec`, init shims, session managers. Compared on the first 15 characters
-    # (the kernel's comm is TASK_COMM_LEN - 1 bytes).
+    # Parents whose shell children are expected by program name (the executable's basename, or
+    # the interpreter's for a script): session managers. Init systems, schedulers, supervisors
+    # and the runtime are trusted by role (``trusted_parent_roles``). Compared on the first 15
+    # characters too (the kernel's comm is TASK_COMM_LEN - 1 bytes).
     trusted_shell_parents: tuple[str, ...] = (
-        "containerd-shim",
-        "containerd-shim-runc-v2",
-        "runc",
-        "runc:[2:INIT]",
-        "crun",
-        "conmon",
-        "docker-init",
-        "tini",
-        "dumb-init",
-        "catatonit",
-        "s6-supervise",
-        "supervisord",
         "sshd",
         "login",
         "su",
         "sudo",
+        "doas",
         "tmux: server",
+        "tmux",
         "screen",
+    )
+    # Process lineage (agent/detectors/lineage.py) gives every process a role from its executable
+    # or, for a script, the interpreter named on its #! line (never from its comm, which for a
+    # script is the script's file name). A shell whose nearest non-wrapper parent has one of
+    # these roles is expected (RG-0001): shell, interpreter, scheduler, init, supervisor,
+    # runtime, package_manager, wrapper, other.
+    trusted_parent_roles: tuple[str, ...] = ("shell", "scheduler", "init", "supervisor", "runtime", "package_manager")
+    # Script interpreters (role "interpreter"); a trailing version is ignored (python3.11, perl5.36).
+    interpreters: tuple[str, ...] = (
+        "python",
+        "python2",
+        "python3",
+        "pypy",
+        "pypy3",
+        "perl",
+        "ruby",
+        "node",
+        "nodejs",
+        "php",
+        "lua",
+        "luajit",
+        "tclsh",
+        "Rscript",
+        "pwsh",
+        "deno",
+        "bun",
+    )
+    # Job schedulers (role "scheduler"): their jobs run through `sh -c`.
+    schedulers: tuple[str, ...] = ("crond", "cron", "anacron", "supercronic", "atd", "fcron", "go-crond", "dcron")
+    # Container init processes (role "init").
+    init_systems: tuple[str, ...] = (
+        "tini",
+        "tini-static",
+        "docker-init",
+        "dumb-init",
+        "catatonit",
+        "systemd",
+        "init",
+        "openrc-init",
+        "runit-init",
+    )
+    # Process supervisors (role "supervisor"); fnmatch patterns allowed.
+    supervisors: tuple[str, ...] = (
+        "s6-*",
+        "runsv",
+        "runsvdir",
+        "runit",
+        "supervisord",
+        "supervise",
+        "svscan",
+        "circusd",
+        "openrc",
+        "openrc-run",
+        "start-stop-daemon",
+    )
+    # Programs that only run another program (role "wrapper"): a rule that reasons about a
+    # parent looks through them to their own parent (`find -exec sh`, `timeout 5 sh -c`).
+    wrappers: tuple[str, ...] = (
+        "env",
+        "timeout",
+        "nice",
+        "nohup",
+        "xargs",
+        "find",
+        "flock",
+        "gosu",
+        "su-exec",
+        "setpriv",
+        "setsid",
+        "chroot",
+        "stdbuf",
+        "ionice",
+        "taskset",
+        "time",
+        "runuser",
+        "chpst",
+        "exec",
+        "watch",
+        "run-parts",
     )
     # Processes of the container runtime itself: their privilege and namespace syscalls while
     # setting a container up (runc init runs inside the container's cgroup) are not findings.
@@ -60,6 +130,8 @@ class DetectorsSettings(Section):
         "crun",
         "conmon",
         "containerd-shim",
+        "containerd-shim-runc-v1",
+        "containerd-shim-runc-v2",
         "docker-init",
     )
     # OS package managers: any run inside a container is reported.
@@ -167,3 +239,51 @@ class DetectorsSettings(Section):
     scan_min_targets: int = Field(default=20, ge=3)
     # The sliding window of RG-0013, seconds of event time.
     scan_window_seconds: float = Field(default=10.0, gt=0)
+    # RG-0014/RG-0015: a shell reading its stdin and the process feeding it are paired when their
+    # parent exec'd them within this many seconds of each other (one pipeline: `nc H P | sh`).
+    pipe_pair_seconds: float = Field(default=2.0, gt=0)
+    # RG-0014: programs that relay a connection to their stdio (besides netcat_names); openssl
+    # counts with `s_client`.
+    network_relays: tuple[str, ...] = ("socat", "telnet", "ssl_client", "cryptcat", "sbd", "rlwrap")
+    # RG-0016: shell history files (fnmatch patterns on the basename).
+    history_files: tuple[str, ...] = ("*_history", ".history", ".sh_history", ".lesshst")
+    # RG-0016: directories (prefixes) whose files are logs.
+    log_dirs: tuple[str, ...] = ("/var/log/",)
+    # RG-0016: rotated or archived log names (fnmatch patterns on the basename): renaming a log to
+    # one of these is rotation, deleting one is rotation's cleanup; neither is reported.
+    rotated_log_names: tuple[str, ...] = (
+        "*.[0-9]",
+        "*.[0-9][0-9]",
+        "*.[0-9].*",
+        "*.[0-9][0-9].*",
+        "*.gz",
+        "*.xz",
+        "*.bz2",
+        "*.zst",
+        "*.lz4",
+        "*.old",
+        "*.bak",
+        "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]",
+        "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9].*",
+        "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]",
+    )
+    # RG-0017: directories (prefixes) where setting a file's times explicitly is timestomping.
+    timestomp_paths: tuple[str, ...] = (
+        "/bin/",
+        "/sbin/",
+        "/usr/",
+        "/lib/",
+        "/lib32/",
+        "/lib64/",
+        "/libx32/",
+        "/etc/",
+        "/boot/",
+        "/var/log/",
+        "/var/spool/cron/",
+    )
+    # RG-0018: one process reading /proc/<pid>/cmdline (or environ) of this many distinct
+    # processes within proc_scan_window_seconds is process discovery (busybox `ps` in a
+    # three-process container reads three).
+    proc_scan_min_pids: int = Field(default=3, ge=2)
+    # The sliding window of RG-0018, seconds of event time.
+    proc_scan_window_seconds: float = Field(default=5.0, gt=0)

@@ -602,11 +602,12 @@ def test_parent_named_exe_is_resolved_from_the_earlier_exec() -> None:
 
 
 def test_remember_is_bounded() -> None:
-    st = DetectorState(max_comms=3)
+    st = DetectorState()
+    st.lineage.max_entries = 3
     for pid in range(10):
         st.remember_exec(exe("x", pid=pid))
-    assert len(st.comms) == 3
-    assert (C.id, 9) in st.comms and (C.id, 0) not in st.comms
+    assert len(st.lineage.procs) == 3
+    assert st.lineage.get(C.id, 9) is not None and st.lineage.get(C.id, 0) is None
 
 
 def test_settings_change_behaviour() -> None:
