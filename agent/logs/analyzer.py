@@ -43,9 +43,8 @@ class LogAnalyzer:
 
     def __init__(self, settings: LogsSettings) -> None:
         self.settings = settings
-        self.templates = TemplateCache(
-            sim_th=settings.drain_sim_th, depth=settings.drain_depth, max_clusters=settings.max_templates
-        )
+        # drain_depth counts drain3's root and length levels: the routing depth is two less.
+        self.templates = TemplateCache(depth=max(1, settings.drain_depth - 2), max_clusters=settings.max_templates)
         self.structurer = Structurer(
             patterns=settings.patterns,
             grok_dirs=(DEFAULT_GROK_DIR, *settings.grok_dirs),
@@ -214,7 +213,7 @@ class LogAnalyzer:
             "counts": dict(self.counts),
             "patterns_matched": dict(self.structurer.matched),
             "sanitized": self.structurer.sanitize_stats.snapshot(),
-            "templates": len(self.templates.miner.drain.id_to_cluster),
+            "templates": len(self.templates.templates()),
             "template_cache": {"hits": self.templates.hits, "misses": self.templates.misses},
             "open_sessions": len(self.sessions.open),
             "models": {

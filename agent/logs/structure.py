@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Structuring of one log line: sanitise, parse (JSON, logfmt or a grok pattern), mine a template.
+"""Structuring of one log line: sanitise, parse (JSON, logfmt or a grok pattern), mine a template
+(on the parser's message, else on the raw line with its header detected by the miner).
 
 Everything that comes out of here is data: field names are restricted to ``[A-Za-z0-9_.@-]``
 and capped, values are capped strings/numbers/bools, so a container can never forge the keys of
@@ -332,10 +333,17 @@ class Structurer:
         self.matched[pattern or "none"] += 1
         # The free text to mine: the message of a structured line, else the whole line.
         text = fields.get("message")
-        if not isinstance(text, str) or not text:
-            text = line
+        if isinstance(text, str) and text and not line.endswith(text):
+            tpl = self.templates.add(text)  # a message that is not a suffix of the line (JSON)
+        else:
+            # The miner splits the header (timestamp, level, pid, host, component) off the raw
+            # line itself; a parser's message only tells where the message starts at the earliest.
+            at = len(line) - len(text) if isinstance(text, str) and text else 0
+            tpl, split = self.templates.add_line(line, min_start=at)
+            for name, value in split.fields(line).items():
+                fields.setdefault(name, clean_value(value))
+            text = line[split.start :]
         outcome = auth_outcome(text)
         if outcome:
             fields["auth_outcome"] = outcome
-        tpl = self.templates.add(text)
         return Structured(line=line, template_id=tpl.id, template=tpl.text, fields=fields, pattern=pattern)

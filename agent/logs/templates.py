@@ -1,14 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Template mining: drain3 with masks, behind a cache of repeated line shapes.
+"""The template store the structurer and the daemon use: ``agent.logs.miner.TemplateMiner``
+(header split, typed masks, length-adaptive Drain-style tree, merging) with stable ids and a
+compact persisted state.
 
-A line's *shape* is its UTF-8 bytes with every ASCII digit replaced by ``0`` (length-preserving). The
-masks below only look at character classes (a digit is any digit; letters, separators and
-lengths are kept by the shape), so two lines with the same shape mask to the same text except for
-digits left in unmasked tokens, which drain3 itself treats as parameters
-(``parametrize_numeric_tokens``). The cache maps a shape to the drain3 cluster its first line
-joined; later lines of that shape skip masking and the prefix-tree search entirely. This is the
-lever that takes throughput from drain3's ~40K lines/s to several hundred thousand on repetitive
-logs, with drain3's grouping (see docs/bench/logs.md for the measured accuracy).
+``add(text)`` mines a message (no header); ``add_line(line)`` splits a raw line's header first
+and returns the header fields too. Ids handed out stay valid after merges (``resolve``) and across
+``dump``/``load``.
 """
 
 from __future__ import annotations
@@ -19,33 +16,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from drain3 import TemplateMiner
-from drain3.masking import MaskingInstruction
-from drain3.template_miner_config import TemplateMinerConfig
+from agent.logs.header import Split
+from agent.logs.miner import TemplateMiner
 
-# Masks, in order. Each depends only on character classes, never on digit values (see above).
-MASKS: tuple[tuple[str, str], ...] = (
-    (r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "UUID"),
-    (r"(?<![\w.])\d+\.\d+\.\d+\.\d+(?::\d+)?(?![\w.])", "IP"),
-    (r"(?<![\w:])(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}(?![\w:])", "MAC"),
-    (r"\b0[xX][0-9a-fA-F]+\b", "HEX"),
-    (r"(?<![\w])[0-9a-f]{16,}(?![\w])", "HEX"),
-    (r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w])", "NUM"),
-)
-
-_DIGITS_TO_ZERO_B = bytes.maketrans(b"123456789", b"000000000")
-
-
-def make_miner(sim_th: float = 0.4, depth: int = 4, max_clusters: int | None = None) -> TemplateMiner:
-    """A drain3 ``TemplateMiner`` with our masks and no persistence (state saved explicitly)."""
-    cfg = TemplateMinerConfig()
-    cfg.drain_sim_th = sim_th
-    cfg.drain_depth = depth
-    cfg.drain_max_clusters = max_clusters
-    cfg.masking_instructions = [MaskingInstruction(p, name) for p, name in MASKS]
-    cfg.profiling_enabled = False
-    cfg.parametrize_numeric_tokens = True
-    return TemplateMiner(persistence_handler=None, config=cfg)
+STATE_FORMAT = "riskguard-templates/2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,120 +31,72 @@ class Template:
 
 
 class TemplateCache:
-    """drain3 with a shape cache: ``add(line)`` → ``Template``; ``stats`` counts hits/misses."""
+    """Template mining with caches: ``add``/``add_line`` → ``Template``; counters in ``hits`` etc."""
 
     def __init__(
         self,
-        sim_th: float = 0.4,
-        depth: int = 4,
+        depth: int = 2,
         max_clusters: int | None = 4096,
         max_shapes: int = 200_000,
         max_line: int = 4096,
     ) -> None:
-        self.miner = make_miner(sim_th, depth, max_clusters)
-        self.max_shapes = max_shapes
+        self.miner = TemplateMiner(depth=depth, max_clusters=max_clusters, max_shapes=max_shapes)
         self.max_line = max_line
-        self._shapes: dict[bytes, int] = {}
-        self._masked: dict[str, int] = {}
-        self._templates: dict[int, Template] = {}
-        self.hits = 0
-        self.masked_hits = 0
-        self.misses = 0
 
-    def add(self, line: str) -> Template:
-        """Assign ``line`` to a template (training drain3 on cache misses)."""
-        if len(line) > self.max_line:
-            line = line[: self.max_line]
-        # bytes.translate is ~8x faster than str.translate (CPython has no ASCII fast path for
-        # the latter with a dict table); surrogatepass keeps lone surrogates from raising.
-        shape = line.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO_B)
-        cid = self._shapes.get(shape)
-        if cid is not None:
-            tpl = self._templates.get(cid)
-            if tpl is not None:
-                self.hits += 1
-                return tpl
-        # Second level: lines of different shapes often mask to the same text (an IP with
-        # shorter octets): reuse the cluster that masked text joined, skipping drain3's tree.
-        masked = self.miner.masker.mask(line)
-        cid = self._masked.get(masked)
-        if cid is not None:
-            tpl = self._templates.get(cid)
-            if tpl is not None:
-                self.masked_hits += 1
-                self._remember(shape, masked, cid)
-                return tpl
-        self.misses += 1
-        result: dict[str, Any] = self.miner.add_log_message(line)
-        cid = int(result["cluster_id"])
-        if result["change_type"] != "none" or cid not in self._templates:
-            self._templates[cid] = Template(cid, str(result["template_mined"]))
-            self._prune()
-        self._remember(shape, masked, cid)
-        return self._templates[cid]
+    @property
+    def hits(self) -> int:
+        return self.miner.hits
 
-    def _remember(self, shape: bytes, masked: str, cid: int) -> None:
-        if len(self._shapes) >= self.max_shapes:
-            # A bounded cache: start over rather than track recency (misses only cost speed).
-            self._shapes.clear()
-            self._masked.clear()
-        self._shapes[shape] = cid
-        self._masked[masked] = cid
+    @property
+    def masked_hits(self) -> int:
+        return self.miner.masked_hits
 
-    def _prune(self) -> None:
-        # drain3 evicts least-recently-used clusters past max_clusters: forget their shapes.
-        live = self.miner.drain.id_to_cluster
-        if len(self._templates) > len(live) + 64:
-            dead = {cid for cid in self._templates if cid not in live}
-            for cid in dead:
-                del self._templates[cid]
-            self._shapes = {s: c for s, c in self._shapes.items() if c not in dead}
-            self._masked = {m: c for m, c in self._masked.items() if c not in dead}
+    @property
+    def misses(self) -> int:
+        return self.miner.misses
 
-    def match(self, line: str) -> Template | None:
-        """The template of ``line`` without training (None when no cluster fits)."""
-        shape = line[: self.max_line].encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO_B)
-        cid = self._shapes.get(shape)
-        if cid is not None and cid in self._templates:
-            return self._templates[cid]
-        cluster = self.miner.match(line[: self.max_line])
-        if cluster is None:
-            return None
-        return Template(int(cluster.cluster_id), cluster.get_template())
+    def add(self, text: str) -> Template:
+        """Assign a message (no header) to a template, learning."""
+        c, _ = self.miner.add(text[: self.max_line], header=False)
+        return Template(c.id, c.text())
+
+    def add_line(self, line: str, min_start: int = 0) -> tuple[Template, Split]:
+        """Assign a raw line to a template after splitting off its header (the message starting
+        at ``min_start`` at the earliest); the split too."""
+        c, split = self.miner.add(line[: self.max_line], header=True, min_start=min_start)
+        return Template(c.id, c.text()), split
+
+    def resolve(self, template_id: int) -> int:
+        """The live id an earlier id stands for (templates merge as they learn)."""
+        try:
+            return self.miner.resolve(template_id).id
+        except KeyError:
+            return template_id
+
+    def match(self, line: str, header: bool = False) -> Template | None:
+        """The template of ``line`` without learning (None when no template fits)."""
+        c = self.miner.match(line[: self.max_line], header=header)
+        return Template(c.id, c.text()) if c is not None else None
 
     def templates(self) -> dict[int, str]:
         """Every live template by id."""
-        return {int(c.cluster_id): c.get_template() for c in self.miner.drain.clusters}
+        return self.miner.templates()
 
     # --- persistence ---------------------------------------------------------------------
     def dump(self) -> str:
-        """The drain3 state as a compact string (zlib + base64 of drain3's own snapshot)."""
-        import jsonpickle  # drain3's own serialiser
-
-        raw = jsonpickle.dumps(self.miner.drain, keys=True).encode()
-        return base64.b64encode(zlib.compress(raw)).decode()
+        """The miner state as a compact string (zlib + base64 of JSON)."""
+        doc = {"format": STATE_FORMAT, "miner": self.miner.to_dict()}
+        return base64.b64encode(zlib.compress(json.dumps(doc, separators=(",", ":")).encode())).decode()
 
     def load(self, blob: str) -> None:
-        """Restore a state written by ``dump`` (template ids stay stable across restarts)."""
-        import jsonpickle
-
-        drain = jsonpickle.loads(zlib.decompress(base64.b64decode(blob)).decode(), keys=True)
-        # jsonpickle turns int dict keys into strings: drain3's own load_state fixes them the same way.
-        if len(drain.id_to_cluster) > 0 and isinstance(next(iter(drain.id_to_cluster.keys())), str):
-            drain.id_to_cluster = {int(k): v for k, v in list(drain.id_to_cluster.items())}
-            if self.miner.config.drain_max_clusters:
-                from cachetools import LRUCache
-
-                cache: Any = LRUCache(maxsize=self.miner.config.drain_max_clusters)
-                cache.update(drain.id_to_cluster)
-                drain.id_to_cluster = cache
-        self.miner.drain.id_to_cluster = drain.id_to_cluster
-        self.miner.drain.clusters_counter = drain.clusters_counter
-        self.miner.drain.root_node = drain.root_node
-        self._shapes.clear()
-        self._masked.clear()
-        self._templates = {cid: Template(cid, text) for cid, text in self.templates().items()}
-
-
-def stable_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+        """Restore a state written by ``dump`` (ids stay stable); ValueError for anything else."""
+        try:
+            doc: Any = json.loads(zlib.decompress(base64.b64decode(blob)).decode())
+        except (ValueError, zlib.error) as exc:
+            raise ValueError(f"not a template state: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or not isinstance(doc.get("miner"), dict):
+            raise ValueError("not a template state written by this version")
+        try:
+            self.miner.load_dict(doc["miner"])
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise ValueError(f"corrupt template state: {exc}") from exc

@@ -1,0 +1,109 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Variable masking by type, one whitespace token at a time, with one combined expression.
+
+A token's *core* (without the brackets, quotes and trailing punctuation around it) is matched
+once against ``_VAR``, whose named alternatives are the types, in priority order:
+
+``<UUID>`` ``<MAC>`` ``<IP>`` (v4 with optional ``:port``, v6) ``<HEX>`` (``0x..`` or 8+ hex
+digits) ``<DUR>`` (a number with a time/size unit or ``%``) ``<NUM>`` ``<PATH>`` (absolute,
+``./``, ``~/``, ``C:\\``, or a URL). ``key=value`` masks the value (whatever its type; a value
+without a type becomes ``<VAL>``); any other core that contains a digit is an ``<ID>``
+(``blk_-123``, ``node-7``, ``appattempt_1_2``). Everything else is a constant word.
+
+Each rule depends on character classes, not on digit values: lines equal after mapping digits to
+``0`` mask to the same tokens. Results for tokens without digits are cached (words repeat).
+"""
+
+from __future__ import annotations
+
+import re
+
+VARIABLE_PREFIX = "<"
+WILDCARD = "<*>"
+TYPES = ("<UUID>", "<IP>", "<MAC>", "<HEX>", "<DUR>", "<NUM>", "<PATH>", "<ID>", "<VAL>", WILDCARD)
+_TYPESET = frozenset(TYPES)
+
+_VAR = re.compile(
+    r"""(?:
+      (?P<UUID>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})
+    | (?P<MAC>(?:[0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2})
+    | (?P<IP>/?(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?|(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{1,4}(?:%\w+)?)
+    | (?P<HEX>0[xX][0-9a-fA-F]+|(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]+)
+    | (?P<DUR>[-+]?\d+(?:\.\d+)?(?:ns|us|µs|ms|s|sec|secs|seconds|m|min|mins|h|hr|d|b|kb|mb|gb|tb|kib|mib|gib|k|g|%))
+    | (?P<NUM>[-+]?\d+(?:[.,]\d+)*)
+    | (?P<PATH>(?:/|\./|\.\./|~/|[A-Za-z]:\\|\\\\|[A-Za-z][\w+.-]*://)\S*)
+    )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_LEAD = "([{<'\"`"
+_TRAIL = ")]}>'\"`,;:.!?"
+_DIGITS = frozenset("0123456789")
+_HEX_MIN = 8
+
+
+def is_variable(token: str) -> bool:
+    """Whether a masked token is a variable: a ``<TYPE>``, possibly inside brackets/punctuation
+    (``from=<VAL>,`` is not: its key is a constant)."""
+    if VARIABLE_PREFIX not in token:
+        return False
+    return token in _TYPESET or token.strip(_LEAD + _TRAIL + "<>") + ">" in _TYPE_NAMES
+
+
+_TYPE_NAMES = frozenset(t[1:] for t in TYPES)
+
+
+def _type_of(core: str) -> str | None:
+    m = _VAR.fullmatch(core)
+    if m is None:
+        return None
+    kind = m.lastgroup or ""
+    if kind == "HEX" and len(core) < _HEX_MIN and not core.lower().startswith("0x"):
+        return None  # short hex-looking words ("ab12"): left to the digit rule
+    return f"<{kind}>"
+
+
+def mask_token(token: str) -> str:
+    """The masked form of one whitespace token (punctuation around a variable is kept)."""
+    i, j = 0, len(token)
+    while i < j and token[i] in _LEAD:
+        i += 1
+    while j > i and token[j - 1] in _TRAIL:
+        j -= 1
+    core = token[i:j]
+    if not core:
+        return token
+    typed = _type_of(core)
+    if typed is None:
+        eq = core.find("=")
+        if eq > 0:
+            value = core[eq + 1 :]
+            vtype = (_type_of(value) or ("<ID>" if _DIGITS.intersection(value) else "<VAL>")) if value else ""
+            typed = core[: eq + 1] + vtype
+        elif _DIGITS.intersection(core):
+            typed = "<ID>"
+        else:
+            return token
+    return token[:i] + typed + token[j:]
+
+
+class Masker:
+    """``mask(message)`` → masked tokens; constant tokens are cached (bounded)."""
+
+    def __init__(self, max_cache: int = 100_000) -> None:
+        self._cache: dict[str, str] = {}
+        self.max_cache = max_cache
+
+    def mask(self, message: str) -> list[str]:
+        """The message's whitespace tokens, variables replaced by their type."""
+        cache = self._cache
+        out: list[str] = []
+        for tok in message.split():
+            got = cache.get(tok)
+            if got is None:
+                got = mask_token(tok)
+                if got == tok:
+                    if len(cache) >= self.max_cache:
+                        cache.clear()
+                    cache[tok] = got
+            out.append(got)
+        return out
