@@ -61,6 +61,18 @@ MIGRATIONS: list[str] = [
 ]
 
 KEEP_VERSIONS = 3
+# Findings that say something about what a container did, and are worth an alert: they keep the
+# windows around them out of training. Posture (network posture RG-01xx: capabilities,
+# namespaces, published ports) and vulnerability findings describe how a container was started
+# or built, so every container of a default Docker host has one (RG-0105, NET_RAW kept).
+NOT_BEHAVIOUR_SOURCES = ("vuln",)
+POSTURE_DETECTORS = "RG-01__"  # SQL LIKE: the network posture checks RG-0101 … RG-0199
+TAINT_MIN_SEVERITY = 2  # Severity.MEDIUM: LOW/INFO findings are notes, not suspicion
+TAINTING_SQL = (
+    f"severity >= {TAINT_MIN_SEVERITY} "
+    f"AND source NOT IN ({', '.join(repr(s) for s in NOT_BEHAVIOUR_SOURCES)}) "
+    f"AND NOT (source = 'netpolicy' AND detector_id LIKE '{POSTURE_DETECTORS}')"
+)
 _SELECT = "SELECT image, state, frozen, first_seen, version, fitted FROM behavior_baselines"
 
 
@@ -231,6 +243,17 @@ class BaselineStore:
     def has_open_finding(self, container_id: str) -> bool:
         rows = self.store.query(
             "SELECT 1 FROM findings WHERE container_id = ? AND status = 'open' LIMIT 1", (container_id,)
+        )
+        return bool(rows)
+
+    def behaviour_finding_near(self, container_id: str, start: float, end: float) -> bool:
+        """An open finding about what the container did (``TAINTING_SQL``) has its time in
+        [start, end]."""
+        rows = self.store.query(
+            "SELECT 1 FROM findings WHERE container_id = ? AND status = 'open' AND ts >= ? AND ts <= ? AND "
+            + TAINTING_SQL
+            + " LIMIT 1",
+            (container_id, start, end),
         )
         return bool(rows)
 

@@ -6,13 +6,14 @@ events; the component calls it from its own thread, tests call it directly. Per 
 (the container's image, or the value of its ``behavior.group_label`` label, so replicas share
 one baseline):
 
-1. *learning*: windows of containers without an open finding become training rows (stored)
-   and their syscall transitions feed the bigram chain model; once ``learning_seconds`` have
-   passed since the first window and ``min_windows`` rows exist, the models are fitted and
-   stored as version 1;
+1. *learning*: windows become training rows (stored) and their syscall transitions feed the
+   bigram chain model, unless an open finding about the container's behaviour lies within
+   ``taint_seconds`` of the window (posture and vulnerability findings never stop learning);
+   once ``learning_seconds`` have passed since the first window and ``min_windows`` rows
+   exist, the models are fitted and stored as version 1;
 2. *scoring*: each window gets a ``WindowResult``; deviating windows, mode deviations, peer
-   outliers and unseen sensitive syscall chains become findings; clean windows of containers
-   without an open finding extend the training set, and the models are refitted every
+   outliers and unseen sensitive syscall chains become findings; clean, untainted windows
+   extend the training set, and the models are refitted every
    ``refit_seconds`` unless an operator froze the baseline.
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from agent.behavior.baseline import BaselineRow, BaselineStore
+from agent.behavior.baseline import TAINT_MIN_SEVERITY, BaselineRow, BaselineStore
 from agent.behavior.features import window_vector
 from agent.behavior.fitproc import fit_model
 from agent.behavior.model import DeviationModel, ModelError, WindowResult
@@ -83,7 +84,8 @@ class BehaviorEngine:
         self.db = BaselineStore(store)
         self._baselines: dict[str, _Baseline] = {}
         self._last_finding: dict[tuple[str, str], float] = {}
-        self._pending_findings: dict[str, list[str]] = {}  # container -> ids not yet in store
+        # container -> (id, ts) of our own tainting findings not yet seen in the store
+        self._pending_findings: dict[str, list[tuple[str, float]]] = {}
         self.counters: Counter[str] = Counter()
 
     # --- keys and state ---------------------------------------------------------------
@@ -129,20 +131,24 @@ class BehaviorEngine:
             b.chain = NgramModel()
 
     # --- guards -----------------------------------------------------------------------
-    def container_tainted(self, container_id: str) -> bool:
-        """True while the container has an open finding (or one of ours not yet stored)."""
-        if self.db.has_open_finding(container_id):
-            return True
-        pending = self._pending_findings.get(container_id)
-        if not pending:
-            return False
-        known = self.db.known_finding_ids(pending)
-        left = [i for i in pending if i not in known]
-        if left:
-            self._pending_findings[container_id] = left
-            return True
-        self._pending_findings.pop(container_id, None)
-        return False
+    def window_tainted(self, w: BehaviorWindow) -> bool:
+        """True when an open finding about what ``w``'s container did (severity medium or more;
+        posture and vulnerability findings never count) lies within ``taint_seconds`` of ``w``,
+        including our own findings the store has not recorded yet."""
+        assert w.container is not None
+        cid = w.container.id
+        lo, hi = w.start - self.settings.taint_seconds, w.end + self.settings.taint_seconds
+        pending = self._pending_findings.get(cid)
+        if pending:
+            known = self.db.known_finding_ids([i for i, _ in pending])
+            left = [(i, ts) for i, ts in pending if i not in known]
+            if left:
+                self._pending_findings[cid] = left
+            else:
+                self._pending_findings.pop(cid, None)
+            if any(lo <= ts <= hi for _, ts in left):
+                return True
+        return self.db.behaviour_finding_near(cid, lo, hi)
 
     # --- the batch --------------------------------------------------------------------
     def process(self, windows: Sequence[BehaviorWindow], now: float | None = None) -> list[ScoredWindow]:
@@ -152,7 +158,6 @@ class BehaviorEngine:
         out: list[ScoredWindow] = []
         latest = 0.0
         to_score: dict[str, list[tuple[BehaviorWindow, list[float]]]] = {}
-        tainted: dict[str, bool] = {}
         for w in windows:
             if w.container is None:
                 self.counters["no_container"] += 1
@@ -169,15 +174,12 @@ class BehaviorEngine:
             key = self.baseline_key(w.container)
             b = self.baseline(key, t)
             if b.model is None:
-                cid = w.container.id
-                if cid not in tainted:
-                    tainted[cid] = self.container_tainted(cid)
                 sw = ScoredWindow(window=w, key=key, learning=True)
-                if not tainted[cid]:
+                if not self.window_tainted(w):
                     self._learn(b, w, vec)
                     sw.learned = True
                 else:
-                    self.counters["not_learned_open_finding"] += 1
+                    self.counters["not_learned_behaviour_finding"] += 1
                 out.append(sw)
                 self._maybe_fit(b, t)
             else:
@@ -187,7 +189,7 @@ class BehaviorEngine:
             assert b.model is not None
             results = b.model.score_raw(np.asarray([v for _, v in items]))
             for (w, vec), res in zip(items, results, strict=True):
-                out.append(self._after_score(b, w, vec, res, w.end if now is None else now, tainted))
+                out.append(self._after_score(b, w, vec, res, w.end if now is None else now))
             self._maybe_refit(b, latest)
         return out
 
@@ -210,7 +212,6 @@ class BehaviorEngine:
         vec: list[float],
         res: WindowResult,
         now: float,
-        tainted: dict[str, bool],
     ) -> ScoredWindow:
         assert w.container is not None and b.model is not None
         c = w.container
@@ -279,12 +280,9 @@ class BehaviorEngine:
         learned = False
         clean = not (res.deviating or res.mode_deviation or hits)
         # Continued learning only feeds refits: with refits off (or frozen), nothing is kept.
-        if clean and not b.row.frozen and self.settings.refit_seconds > 0:
-            if c.id not in tainted:
-                tainted[c.id] = self.container_tainted(c.id)
-            if not tainted[c.id]:
-                self._learn(b, w, vec)
-                learned = True
+        if clean and not b.row.frozen and self.settings.refit_seconds > 0 and not self.window_tainted(w):
+            self._learn(b, w, vec)
+            learned = True
         return ScoredWindow(
             window=w,
             key=b.row.image,
@@ -459,7 +457,8 @@ class BehaviorEngine:
             mitre=mitre,
             ts=now,
         )
-        self._pending_findings.setdefault(c.id, []).append(f.id)
+        if severity >= TAINT_MIN_SEVERITY:
+            self._pending_findings.setdefault(c.id, []).append((f.id, now))
         self.counters[f"finding:{detector}"] += 1
         return f
 

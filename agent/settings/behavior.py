@@ -94,5 +94,9 @@ class BehaviorSettings(Section):
     queue_size: int = Field(default=10000, ge=16)
     # One finding per container and detector at most this often.
     finding_cooldown_seconds: float = Field(default=60.0, ge=0)
+    # A window is not learned from when an open finding about the container's behaviour (not a
+    # posture or vulnerability finding, severity medium or above) lies within this many seconds
+    # of it; other windows of that container still are.
+    taint_seconds: float = Field(default=300.0, ge=0)
     modes: BehaviorModeSettings = BehaviorModeSettings()
     syscall_chain: SyscallChainSettings = SyscallChainSettings()

@@ -100,7 +100,7 @@ def test_never_learns_from_a_container_with_an_open_finding(store: Store) -> Non
     bad, good = container(1), container(2)
     store.execute(
         "INSERT INTO findings(id, ts, container_id, container_name, image, source, detector_id, severity, "
-        "summary, evidence, status) VALUES ('f1', 1, ?, 'web-1', ?, 'rule', 'RG-0001', 3, 's', '{}', 'open')",
+        "summary, evidence, status) VALUES ('f1', 1005, ?, 'web-1', ?, 'rule', 'RG-0001', 3, 's', '{}', 'open')",
         (bad.id, IMAGE),
     )
     rng = random.Random(1)
@@ -120,7 +120,7 @@ def test_own_findings_block_learning_until_stored(store: Store) -> None:
     (s,) = engine.process([with_cpu_burner(normal_window(rng, 3000, c))], now=3002)
     assert s.findings
     # Not yet in the findings table (the response stores it asynchronously): still tainted.
-    assert engine.container_tainted(c.id)
+    assert engine.window_tainted(normal_window(random.Random(6), 3002, c))
     (s,) = engine.process([normal_window(rng, 3002, c)], now=3004)
     assert not s.learned
 
