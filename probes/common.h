@@ -11,7 +11,8 @@
  *   rg_ratedrop, so it cannot fill the ring buffer that other containers share.
  *
  * Load-time constants come as -D cflags from the loader (RG_RINGBUF, RG_RINGBUF_PAGES,
- * RG_RB_GAP_NS, RG_MAX_CGROUPS); run-time settings live in maps (rg_conf, rg_sensitive).
+ * RG_RB_GAP_NS, RG_MAX_CGROUPS); run-time settings live in maps (rg_conf, rg_sensitive,
+ * rg_change_paths).
  * Only tracepoints and BPF helpers are used: the kernel headers on the target may not match
  * the running kernel, so no kernel struct is ever dereferenced.
  */
@@ -29,6 +30,8 @@
 #define RG_EV_NET 2
 #define RG_EV_OPEN 3
 #define RG_EV_PRIV 4
+#define RG_EV_CHANGE 5  /* files: unlink, rename, explicit utimes */
+#define RG_EV_EXIT 6    /* exec: a thread-group leader exited */
 
 /* Probe ids index rg_lost / rg_ratedrop (kept in step with agent/decoders/ebpf.py PROBES). */
 #define RG_PROBE_SYSCALLS 0

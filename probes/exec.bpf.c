@@ -1,17 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
-/* exec: one event per successful execve in a monitored container.
+/* exec: one event per successful execve in a monitored container, one per process exit.
  *
  * Hooks: tracepoint sched:sched_process_fork  (remember parent tgid + comm of each child)
  *        raw tracepoint raw_syscalls:sys_enter for execve and execveat (sysdispatch.h: copy a
- *        bounded argv; rg_sys_kind marks them)
+ *        bounded argv; rg_sys_kind marks them) and for exit and exit_group (the status)
  *        tracepoint sched:sched_process_exec  (emit: pid, ppid, uid, comm, filename, argv)
+ *        tracepoint sched:sched_process_exit  (emit for a thread-group leader: pid, comm, status)
  * Maps:  rg_exec_parent  LRU hash child tgid -> {ppid, parent comm}
  *        rg_exec_pending LRU hash thread id -> event under construction (argv)
  *        rg_exec_scratch per-CPU array: an event when no argv was captured
- *        rg_exec_events  ring buffer (or perf buffer)
+ *        rg_exit_code    LRU hash tgid -> status passed to exit_group (or exit by the leader)
+ *        rg_exec_events  ring buffer (or perf buffer): exec and exit records
  * Caveats: ppid comes from the fork seen by this probe (all forks are recorded, see below); for
- * processes forked before the probe was loaded it is 0 and the agent fills it from /proc. argv is capped at RG_ARGV_MAX
- * arguments of RG_ARG_LEN bytes each (truncated = 1 then). Failed execs leave no event.
+ * processes forked before the probe was loaded it is 0 and the agent fills it from /proc. argv
+ * is capped at RG_ARGV_MAX arguments of RG_ARG_LEN bytes each (truncated = 1 then). Failed
+ * execs leave no event. An exit is reported when the thread-group leader exits (the process
+ * ends, or, rarely, its leader thread ends first); the status is -1 when the process made no
+ * exit call (killed by a signal). No kernel struct is read, so the exit code comes from the
+ * syscall's argument, not from task_struct.
  */
 #include "common.h"
 #include "task.h"
@@ -28,6 +34,7 @@ struct rg_parent {
 BPF_TABLE("lru_hash", u32, struct rg_parent, rg_exec_parent, 16384);
 BPF_TABLE("lru_hash", u32, struct rg_exec_event, rg_exec_pending, 1024);
 BPF_PERCPU_ARRAY(rg_exec_scratch, struct rg_exec_event, 1);
+BPF_TABLE("lru_hash", u32, s32, rg_exit_code, 4096);
 RG_OUTPUT(rg_exec_events);
 
 /* Every fork is remembered, monitored or not: a process usually enters a container's cgroup
@@ -124,5 +131,45 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 #endif
     }
     rg_exec_pending.delete(&old);
+    return 0;
+}
+
+/* sys_enter of exit (a thread) or exit_group (the process) by a monitored task: keep the
+ * status for sched_process_exit of the leader. */
+static __always_inline int rg_exit_enter(u32 kind, s32 code)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if (kind == RG_KIND_EXIT && (u32)id != tgid)
+        return 0; /* another thread ends, not the process */
+    rg_exit_code.update(&tgid, &code);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if ((u32)id != tgid)
+        return 0; /* a thread: only the leader's exit ends the process */
+    u64 cg = rg_wanted();
+    if (!cg)
+        return 0;
+    struct rg_exit_event ev = {};
+    rg_fill_hdr(&ev.h, RG_EV_EXIT, cg);
+    s32 *code = rg_exit_code.lookup(&tgid);
+    ev.exit_code = code ? (*code & 0xff) : -1;
+    if (code)
+        rg_exit_code.delete(&tgid);
+    rg_exec_parent.delete(&tgid);
+    if (rg_rate_ok(cg, RG_PROBE_EXEC)) {
+#ifdef RG_RINGBUF
+        if (rg_exec_events.ringbuf_output(&ev, sizeof(ev), RG_RB_FLAGS))
+            rg_count_lost(RG_PROBE_EXEC);
+#else
+        if (rg_exec_events.perf_submit(args, &ev, sizeof(ev)))
+            rg_count_lost(RG_PROBE_EXEC);
+#endif
+    }
     return 0;
 }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* exec.h: the exec event record (decoded by agent/decoders/ebpf.py decode_exec). */
+/* exec.h: the exec and exit records (decoded by agent/decoders/ebpf.py). */
 #ifndef RG_EXEC_H
 #define RG_EXEC_H
 
@@ -21,6 +21,12 @@ struct rg_exec_event {
     char parent_comm[16];
     char filename[RG_FILENAME_LEN];
     char args[RG_ARGS_BYTES + RG_ARG_LEN];  /* slack so the verifier sees every copy in bounds */
+};
+
+struct rg_exit_event {
+    struct rg_hdr h;
+    s32 exit_code;    /* exit status (0-255), -1: no exit call seen (killed by a signal) */
+    u32 pad;
 };
 
 #endif

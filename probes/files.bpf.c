@@ -1,21 +1,33 @@
 // SPDX-License-Identifier: GPL-2.0
-/* files: opens of sensitive paths by monitored containers, filtered in the kernel.
+/* files: opens of sensitive paths, and the file changes anti-forensics makes (unlink, rename,
+ * explicit timestamps), by monitored containers, filtered in the kernel.
  *
  * Hooks: raw tracepoints raw_syscalls:sys_enter / sys_exit (sysdispatch.h) for the syscalls
- *        rg_sys_kind marks open, openat and openat2: the path and flags are read from the
- *        syscall's registers at entry, the result added at exit.
- * Maps:  rg_sensitive    LPM trie path prefix -> RG_MATCH_ANY | RG_MATCH_WRITE (run-time
- *                        setting: the agent writes ebpf.sensitive_paths and
- *                        ebpf.sensitive_write_prefixes here)
- *        rg_open_pending hash thread id -> event waiting for the syscall's result
- *        rg_open_scratch per-CPU array: the event being built
- *        rg_open_events  ring buffer (or perf buffer)
- * Cost: an open that matches nothing reads the first RG_PREFIX_LEN bytes of the path once and
- * looks them up in the trie; the full path is read only for a match.
- * Caveats: the path is the string the task passed: relative paths (dfd other than AT_FDCWD
- * or a path without a leading "/") are not resolved, and a container's /etc/shadow is its
- * own file (the path inside its mount namespace). /proc/<pid>/mem (and /proc/self/mem) is
- * matched by shape, for paths shorter than RG_PREFIX_LEN.
+ *        rg_sys_kind marks: open, openat, openat2 (path and flags); unlink, unlinkat, rename,
+ *        renameat, renameat2 (paths); utimensat, utimes, futimesat, utime (path and times).
+ *        Arguments are read from the syscall's registers at entry, the result added at exit.
+ * Maps:  rg_sensitive      LPM trie path prefix -> RG_MATCH_ANY | RG_MATCH_WRITE (run-time
+ *                          setting: the agent writes ebpf.sensitive_paths and
+ *                          ebpf.sensitive_write_prefixes here)
+ *        rg_change_paths   LPM trie: prefixes whose unlinks and renames are reported (run-time
+ *                          setting: ebpf.change_watch_prefixes)
+ *        rg_open_pending, rg_change_pending  hash thread id -> event waiting for the result
+ *        rg_open_scratch, rg_change_scratch  per-CPU arrays: the event being built
+ *        rg_open_events    ring buffer (or perf buffer): FileOpen and FileChange records
+ * Selection: an open below a sensitive prefix (or for writing below a write prefix), of
+ * /proc/<pid>/mem, /proc/<digits>/cmdline or /proc/<digits>/environ (process discovery). An
+ * unlink or rename whose old or new path is below an rg_change_paths prefix, has a basename
+ * ending in "_history" or ".history", or is relative (user space resolves it against the
+ * task's cwd and filters again). A utimes call only with explicit times (not NULL, not
+ * UTIME_NOW/UTIME_OMIT): what `touch -d` and `touch -r` do, never a plain `touch`.
+ * Cost: an open or unlink that matches nothing reads the first RG_PREFIX_LEN bytes of the path
+ * once and looks them up in a trie; the full path is read only for a match (or a path longer
+ * than RG_PREFIX_LEN, for its suffix). A utimes call without explicit times reads nothing.
+ * Caveats: the path is the string the task passed; a container's /etc/shadow is its own file
+ * (the path inside its mount namespace). Open paths are not resolved (dfd other than
+ * AT_FDCWD or no leading "/"); change records carry the dfd, and the parent from the exec
+ * probe's fork map when exec is assembled before files (the default order), so user space
+ * can. The /proc shapes are matched for paths shorter than RG_PREFIX_LEN.
  */
 #include "common.h"
 #include "task.h"
@@ -28,14 +40,21 @@
 #define RG_O_CREAT 0100
 #define RG_O_TRUNC 01000
 
+#define RG_UTIME_NOW ((1L << 30) - 1)
+#define RG_UTIME_OMIT ((1L << 30) - 2)
+
 BPF_LPM_TRIE(rg_sensitive, struct rg_prefix_key, u32, 1024);
+BPF_LPM_TRIE(rg_change_paths, struct rg_prefix_key, u32, 256);
 BPF_HASH(rg_open_pending, u32, struct rg_open_event, 4096);
+BPF_HASH(rg_change_pending, u32, struct rg_change_event, 1024);
 BPF_PERCPU_ARRAY(rg_open_scratch, struct rg_open_event, 1);
+BPF_PERCPU_ARRAY(rg_change_scratch, struct rg_change_event, 1);
 RG_OUTPUT(rg_open_events);
 
-static __always_inline int rg_is_proc_mem(const char *p, long n)
+/* The /proc shapes of an open path p (n bytes with the NUL, p holding RG_PREFIX_LEN bytes):
+ * /proc/<any>/mem, /proc/<digits>/cmdline, /proc/<digits>/environ; RG_MATCH_PROC_* or 0. */
+static __always_inline u32 rg_proc_match(const char *p, long n)
 {
-    /* "/proc/" ... "/mem" with a NUL-terminated length n (counting the NUL). */
     if (n < 11 || n > RG_PREFIX_LEN)
         return 0;
     if (p[0] != '/' || p[1] != 'p' || p[2] != 'r' || p[3] != 'o' || p[4] != 'c' || p[5] != '/')
@@ -44,7 +63,26 @@ static __always_inline int rg_is_proc_mem(const char *p, long n)
     u32 e = (u32)(n - 5) & 63;
     if (e > RG_PREFIX_LEN - 4)
         return 0;
-    return p[e] == '/' && p[e + 1] == 'm' && p[e + 2] == 'e' && p[e + 3] == 'm';
+    if (p[e] == '/' && p[e + 1] == 'm' && p[e + 2] == 'e' && p[e + 3] == 'm')
+        return RG_MATCH_PROC_MEM;
+    /* "/proc/" + 1..10 digits + "/cmdline" or "/environ" */
+    if (n < 16 || n > 25)
+        return 0;
+    e = (u32)(n - 9) & 63;
+    if (e > RG_PREFIX_LEN - 8 || p[e] != '/')
+        return 0;
+#pragma unroll
+    for (int i = 6; i < 16; i++) {
+        if ((u32)i < e && (p[i] < '0' || p[i] > '9'))
+            return 0;
+    }
+    if (p[e + 1] == 'c' && p[e + 2] == 'm' && p[e + 3] == 'd' && p[e + 4] == 'l' && p[e + 5] == 'i' &&
+        p[e + 6] == 'n' && p[e + 7] == 'e')
+        return RG_MATCH_PROC_CMDLINE;
+    if (p[e + 1] == 'e' && p[e + 2] == 'n' && p[e + 3] == 'v' && p[e + 4] == 'i' && p[e + 5] == 'r' &&
+        p[e + 6] == 'o' && p[e + 7] == 'n')
+        return RG_MATCH_PROC_ENVIRON;
+    return 0;
 }
 
 /* sys_enter of an open by a monitored task: 1 when an event was staged for sys_exit. */
@@ -79,8 +117,8 @@ static __always_inline int rg_files_enter(const u64 *w, u64 cg, u32 kind)
         match = RG_MATCH_ANY;
     else if ((want & RG_MATCH_WRITE) && write)
         match = RG_MATCH_WRITE;
-    else if (rg_is_proc_mem(key.data, n))
-        match = RG_MATCH_PROC_MEM;
+    else if (key.data[1] == 'p')
+        match = rg_proc_match(key.data, n);
     if (!match)
         return 0;
     int zero = 0;
@@ -116,5 +154,172 @@ static __always_inline int rg_files_exit(void *ctx, long ret)
 #endif
     }
     rg_open_pending.delete(&tid);
+    return 0;
+}
+
+/* The 8 bytes at p[e] are "_history" or ".history" (e bounded by the caller). */
+static __always_inline int rg_history_at(const char *p, u32 e)
+{
+    return (p[e] == '_' || p[e] == '.') && p[e + 1] == 'h' && p[e + 2] == 'i' && p[e + 3] == 's' &&
+           p[e + 4] == 't' && p[e + 5] == 'o' && p[e + 6] == 'r' && p[e + 7] == 'y';
+}
+
+/* Why an unlink/rename path the task passed is watched (RG_WHY_*), 0 if it is not. The full
+ * path lands in buf (RG_PATH_LEN bytes) when it is; only the first RG_PREFIX_LEN bytes are
+ * read for a path that matches nothing. */
+static __always_inline u32 rg_change_why(const char *user, char *buf)
+{
+    struct rg_prefix_key key = {.prefixlen = RG_PREFIX_LEN * 8};
+    long n = bpf_probe_read_user_str(key.data, sizeof(key.data), user);
+    if (n <= 1)
+        return 0;
+    u32 why = 0;
+    if (key.data[0] != '/') {
+        why = RG_WHY_RELATIVE;
+    } else if (rg_change_paths.lookup(&key)) {
+        why = RG_WHY_PREFIX;
+    } else if (n < RG_PREFIX_LEN) {
+        /* The whole path is in key.data: check its suffix there. */
+        if (n < 9)
+            return 0;
+        u32 e = (u32)(n - 9) & 63;
+        if (e > RG_PREFIX_LEN - 8 || !rg_history_at(key.data, e))
+            return 0;
+        why = RG_WHY_HISTORY;
+    }
+    long m = bpf_probe_read_user_str(buf, RG_PATH_LEN, user);
+    if (m <= 0)
+        return 0;
+    if (why)
+        return why;
+    /* A path longer than the key: its suffix in the full copy. */
+    if (m < 9)
+        return 0;
+    u32 e = (u32)(m - 9) & (RG_PATH_LEN - 1);
+    if (e > RG_PATH_LEN - 8 || !rg_history_at(buf, e))
+        return 0;
+    return RG_WHY_HISTORY;
+}
+
+/* Explicit times of a utimes-family call: times not NULL, and for utimensat at least one
+ * timespec that is neither UTIME_NOW nor UTIME_OMIT. */
+static __always_inline int rg_explicit_times(u32 kind, u64 times)
+{
+    if (!times)
+        return 0;
+    if (kind != RG_KIND_UTIMENSAT)
+        return 1;
+    s64 ts[4] = {};
+    if (bpf_probe_read_user(ts, sizeof(ts), (const void *)times))
+        return 0;
+    return (ts[1] != RG_UTIME_NOW && ts[1] != RG_UTIME_OMIT) || (ts[3] != RG_UTIME_NOW && ts[3] != RG_UTIME_OMIT);
+}
+
+/* sys_enter of an unlink, rename or utimes call by a monitored task: 1 when staged. */
+static __always_inline int rg_change_enter(const u64 *w, u64 cg, u32 kind)
+{
+    const char *path = 0;
+    const char *newp = 0;
+    s32 dfd = RG_AT_FDCWD;
+    s32 new_dfd = RG_AT_FDCWD;
+    u64 times = 0;
+    u32 op = RG_CHANGE_UNLINK;
+    switch (kind) {
+    case RG_KIND_UNLINK:
+        path = (const char *)rg_arg(w, 0);
+        break;
+    case RG_KIND_UNLINKAT:
+        dfd = (s32)rg_arg(w, 0);
+        path = (const char *)rg_arg(w, 1);
+        break;
+    case RG_KIND_RENAME:
+        op = RG_CHANGE_RENAME;
+        path = (const char *)rg_arg(w, 0);
+        newp = (const char *)rg_arg(w, 1);
+        break;
+    case RG_KIND_RENAMEAT:
+        op = RG_CHANGE_RENAME;
+        dfd = (s32)rg_arg(w, 0);
+        path = (const char *)rg_arg(w, 1);
+        new_dfd = (s32)rg_arg(w, 2);
+        newp = (const char *)rg_arg(w, 3);
+        break;
+    case RG_KIND_UTIMENSAT:
+    case RG_KIND_FUTIMESAT:
+        op = RG_CHANGE_UTIMES;
+        dfd = (s32)rg_arg(w, 0);
+        path = (const char *)rg_arg(w, 1);
+        times = rg_arg(w, 2);
+        break;
+    default: /* utimes, utime */
+        op = RG_CHANGE_UTIMES;
+        path = (const char *)rg_arg(w, 0);
+        times = rg_arg(w, 1);
+        break;
+    }
+    if (op == RG_CHANGE_UTIMES && !rg_explicit_times(kind, times))
+        return 0;
+    int zero = 0;
+    struct rg_change_event *ev = rg_change_scratch.lookup(&zero);
+    if (!ev)
+        return 0;
+    u32 why = 0;
+    ev->new_path[0] = 0;
+    if (op == RG_CHANGE_UTIMES) {
+        why = RG_WHY_EXPLICIT;
+        /* utimensat(fd, NULL, ...) is futimens(fd): no path, dfd names the file. */
+        if (!path || bpf_probe_read_user_str(ev->path, RG_PATH_LEN, path) <= 0)
+            ev->path[0] = 0;
+    } else {
+        why = rg_change_why(path, ev->path);
+        if (newp && why) {
+            if (bpf_probe_read_user_str(ev->new_path, RG_PATH_LEN, newp) <= 0)
+                ev->new_path[0] = 0;
+        } else if (newp) {
+            /* Moving a file into a watched place (a history file, a log) counts too. */
+            why = rg_change_why(newp, ev->new_path);
+            if (why && bpf_probe_read_user_str(ev->path, RG_PATH_LEN, path) <= 0)
+                ev->path[0] = 0;
+        }
+        if (!why)
+            return 0;
+    }
+    rg_fill_hdr(&ev->h, RG_EV_CHANGE, cg);
+    ev->ret = 0;
+    ev->op = op;
+    ev->why = why;
+    ev->dfd = dfd;
+    ev->new_dfd = new_dfd;
+    ev->ppid = 0;
+#ifdef RG_HOOK_EXEC
+    /* The parent whose cwd a relative path falls back to once this task is gone (rm exits
+     * before user space reads the record; its shell does not). */
+    u32 tgid = ev->h.pid;
+    struct rg_parent *pp = rg_exec_parent.lookup(&tgid);
+    if (pp)
+        ev->ppid = pp->ppid;
+#endif
+    u32 tid = ev->h.tid;
+    return rg_change_pending.update(&tid, ev) == 0;
+}
+
+/* sys_exit of a staged change: add the result and send the event. */
+static __always_inline int rg_change_exit(void *ctx, long ret)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct rg_change_event *ev = rg_change_pending.lookup(&tid);
+    if (!ev)
+        return 0;
+    ev->ret = (s32)ret;
+    if (rg_rate_ok(ev->h.cgroup_id, RG_PROBE_FILES)) {
+#ifdef RG_RINGBUF
+        if (rg_open_events.ringbuf_output(ev, sizeof(*ev), RG_RB_FLAGS))
+            rg_count_lost(RG_PROBE_FILES);
+#else
+        if (rg_open_events.perf_submit(ctx, ev, sizeof(*ev)))
+            rg_count_lost(RG_PROBE_FILES);
+#endif
+    }
+    rg_change_pending.delete(&tid);
     return 0;
 }

@@ -9,7 +9,8 @@
  *                           transition (syscalls); for a syscall rg_sys_kind names, copy the
  *                           argument registers once and call its probe's handler (exec: argv;
  *                           files: a sensitive open; priv: the call and its arguments; net:
- *                           listen/accept), which may stage an event and mark the task pending.
+ *                           listen/accept; files also unlink/rename/utimes; exec also the
+ *                           exit status), which may stage an event and mark the task pending.
  *   raw_syscalls:sys_exit   (exec, files, priv, net) a task with nothing pending leaves at a
  *                           NULL task storage pointer or a zero flag; else the staged event
  *                           gets the syscall's result.
@@ -52,6 +53,16 @@ RAW_TRACEPOINT_PROBE(sys_enter)
     case RG_KIND_OPENAT2:
         staged = rg_files_enter(w, cg, kind);
         break;
+    case RG_KIND_UNLINK:
+    case RG_KIND_UNLINKAT:
+    case RG_KIND_RENAME:
+    case RG_KIND_RENAMEAT:
+    case RG_KIND_UTIMENSAT:
+    case RG_KIND_UTIMES:
+    case RG_KIND_FUTIMESAT:
+    case RG_KIND_UTIME:
+        staged = rg_change_enter(w, cg, kind);
+        break;
 #endif
 #ifdef RG_HOOK_PRIV
     case RG_KIND_PRIV:
@@ -64,6 +75,10 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         break;
     case RG_KIND_EXECVEAT:
         rg_exec_enter((const char *const *)rg_arg(w, 2));
+        break;
+    case RG_KIND_EXIT:
+    case RG_KIND_EXIT_GROUP:
+        rg_exit_enter(kind, (s32)rg_arg(w, 0));
         break;
 #endif
 #ifdef RG_HOOK_NET
@@ -99,6 +114,15 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     case RG_KIND_OPENAT:
     case RG_KIND_OPENAT2:
         return rg_files_exit(ctx, ret);
+    case RG_KIND_UNLINK:
+    case RG_KIND_UNLINKAT:
+    case RG_KIND_RENAME:
+    case RG_KIND_RENAMEAT:
+    case RG_KIND_UTIMENSAT:
+    case RG_KIND_UTIMES:
+    case RG_KIND_FUTIMESAT:
+    case RG_KIND_UTIME:
+        return rg_change_exit(ctx, ret);
 #endif
 #ifdef RG_HOOK_PRIV
     case RG_KIND_PRIV:

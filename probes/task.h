@@ -35,6 +35,16 @@
 #define RG_KIND_EXECVEAT 6  /* exec: execveat(dfd, filename, argv, envp, flags) */
 #define RG_KIND_LISTEN 7    /* net: listen(fd, backlog) */
 #define RG_KIND_ACCEPT 8    /* net: accept(fd, addr, len) and accept4(fd, addr, len, flags) */
+#define RG_KIND_UNLINK 9    /* files: unlink(path) */
+#define RG_KIND_UNLINKAT 10 /* files: unlinkat(dfd, path, flags) */
+#define RG_KIND_RENAME 11   /* files: rename(old, new) */
+#define RG_KIND_RENAMEAT 12 /* files: renameat(olddfd, old, newdfd, new) and renameat2(..., flags) */
+#define RG_KIND_UTIMENSAT 13 /* files: utimensat(dfd, path, times, flags) */
+#define RG_KIND_UTIMES 14   /* files: utimes(path, tv) */
+#define RG_KIND_FUTIMESAT 15 /* files: futimesat(dfd, path, tv) */
+#define RG_KIND_UTIME 16    /* files: utime(path, times) */
+#define RG_KIND_EXIT 17     /* exec: exit(code) (a thread) */
+#define RG_KIND_EXIT_GROUP 18 /* exec: exit_group(code) (the process) */
 #define RG_NSYSCALLS 512
 
 /* Offsets in x86_64 struct pt_regs: r10 (arg 4) at 56, r9 (arg 6) 64, r8 (arg 5) 72,

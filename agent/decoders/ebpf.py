@@ -15,14 +15,21 @@ import struct
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from agent.events import Event, FileOpen, NetConnect, PrivilegeEvent, ProcessExec
+from agent.events import Event, FileChange, FileOpen, NetConnect, PrivilegeEvent, ProcessExec, ProcessExit
 from agent.syscall_table import syscall_number
 
 # Probe ids, as RG_PROBE_* in probes/common.h (they index the kernel's loss counters).
 PROBES: tuple[str, ...] = ("syscalls", "exec", "net", "files", "priv")
 
-EV_EXEC, EV_NET, EV_OPEN, EV_PRIV = 1, 2, 3, 4
-PROBE_OF_TYPE: Mapping[int, str] = {EV_EXEC: "exec", EV_NET: "net", EV_OPEN: "files", EV_PRIV: "priv"}
+EV_EXEC, EV_NET, EV_OPEN, EV_PRIV, EV_CHANGE, EV_EXIT = 1, 2, 3, 4, 5, 6
+PROBE_OF_TYPE: Mapping[int, str] = {
+    EV_EXEC: "exec",
+    EV_NET: "net",
+    EV_OPEN: "files",
+    EV_PRIV: "priv",
+    EV_CHANGE: "files",
+    EV_EXIT: "exec",
+}
 
 # struct rg_hdr: u32 type, u32 pid, u64 cgroup_id, u64 ts_ns, u32 tid, u32 uid, char comm[16]
 HDR = struct.Struct("<IIQQII16s")
@@ -35,9 +42,18 @@ NET = struct.Struct("<HHHH16s16sBBBBi")
 OPEN = struct.Struct("<iIII256s")
 # struct rg_priv_event after the header.
 PRIV = struct.Struct("<iiq6Q")
+# struct rg_change_event after the header: s32 ret, u32 op, u32 why, s32 dfd, s32 new_dfd,
+# u32 ppid, char path[256], char new_path[256].
+CHANGE = struct.Struct("<iIIiiI256s256s")
+# struct rg_exit_event after the header: s32 exit_code, u32 pad.
+EXIT = struct.Struct("<iI")
 
 NET_OPS: Mapping[int, str] = {1: "connect", 2: "accept", 3: "listen"}
-OPEN_MATCH: Mapping[int, str] = {1: "prefix", 2: "write", 4: "proc_mem"}
+OPEN_MATCH: Mapping[int, str] = {1: "prefix", 2: "write", 4: "proc_mem", 8: "proc_cmdline", 16: "proc_environ"}
+CHANGE_OPS: Mapping[int, str] = {1: "unlink", 2: "rename", 3: "utimes"}
+# rg_change_event.why (probes/files.h RG_WHY_*)
+WHY_PREFIX, WHY_HISTORY, WHY_RELATIVE, WHY_EXPLICIT = 1, 2, 4, 8
+AT_FDCWD = -100
 # include/net/tcp_states.h
 TCP_STATES: Mapping[int, str] = {
     0: "",
@@ -198,7 +214,58 @@ def decode_priv(h: Header, raw: bytes, ts: float) -> PrivilegeEvent:
     )
 
 
-_DECODERS = {EV_EXEC: decode_exec, EV_NET: decode_net, EV_OPEN: decode_open, EV_PRIV: decode_priv}
+def _at_path(pid: int, dfd: int, path: str) -> str:
+    """A path relative to a directory fd, written as the /proc path that names it
+    (``/proc/<pid>/fd/<dfd>/<path>``); ``path`` unchanged when absolute or relative to the cwd."""
+    if path.startswith("/") or dfd == AT_FDCWD:
+        return path
+    return f"/proc/{pid}/fd/{dfd}/{path}" if path else f"/proc/{pid}/fd/{dfd}"
+
+
+def decode_change(h: Header, raw: bytes, ts: float) -> FileChange:
+    """``struct rg_change_event`` -> ``FileChange``. A path relative to a directory fd becomes
+    ``/proc/<pid>/fd/<dfd>/<path>`` (futimens: ``/proc/<pid>/fd/<fd>``); one relative to the cwd
+    stays relative: the source resolves both while the process lives."""
+    _need(raw, HDR.size + CHANGE.size, "change")
+    ret, op, why, dfd, new_dfd, _ppid, path, new_path = CHANGE.unpack_from(raw, HDR.size)
+    if op not in CHANGE_OPS:
+        raise DecodeError(f"change record has unknown op {op}")
+    new = _cstr(new_path)
+    return FileChange(
+        ts=ts,
+        cgroup_id=h.cgroup_id,
+        pid=h.pid,
+        op=CHANGE_OPS[op],
+        comm=h.comm,
+        path=_at_path(h.pid, dfd, _cstr(path)),
+        new_path=_at_path(h.pid, new_dfd, new) if new else "",
+        explicit_times=bool(why & WHY_EXPLICIT),
+        ret=ret,
+    )
+
+
+def change_parent(raw: bytes) -> int:
+    """The parent tgid a change record carries (0: unknown); the event type has no field for it,
+    the source uses it to resolve a relative path once the task is gone."""
+    _need(raw, HDR.size + CHANGE.size, "change")
+    return int(struct.unpack_from("<I", raw, HDR.size + 20)[0])
+
+
+def decode_exit(h: Header, raw: bytes, ts: float) -> ProcessExit:
+    """``struct rg_exit_event`` -> ``ProcessExit`` (``exit_code`` -1: no exit call was seen)."""
+    _need(raw, HDR.size + EXIT.size, "exit")
+    code, _pad = EXIT.unpack_from(raw, HDR.size)
+    return ProcessExit(ts=ts, cgroup_id=h.cgroup_id, pid=h.pid, comm=h.comm, exit_code=code)
+
+
+_DECODERS = {
+    EV_EXEC: decode_exec,
+    EV_NET: decode_net,
+    EV_OPEN: decode_open,
+    EV_PRIV: decode_priv,
+    EV_CHANGE: decode_change,
+    EV_EXIT: decode_exit,
+}
 
 
 # Sensitive opens are the one record type that can arrive at tens of thousands per second:

@@ -27,6 +27,9 @@ class EbpfSettings(Section):
     )
     # Opens for writing below these prefixes are reported too.
     sensitive_write_prefixes: tuple[str, ...] = ("/etc/",)
+    # Unlinks and renames below these prefixes are reported (FileChange), as are those of files
+    # named *_history / *.history anywhere; /tmp is deliberately not watched.
+    change_watch_prefixes: tuple[str, ...] = ("/var/log/", "/root/", "/home/")
     # Pages per probe output buffer (ring buffer, or perf buffer per CPU); a power of two.
     ring_buffer_pages: int = Field(default=64, ge=8, le=4096)
     # Events per second one container may send to user space, all probes together; above it

@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import ipaddress
 import os
+import posixpath
 import re
 import socket
 import tempfile
@@ -40,10 +41,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agent.context import AgentContext
-from agent.decoders.ebpf import PRIV_SYSCALLS, PROBES, DecodeError, decode_record
-from agent.events import Event, NetConnect, ProcessExec, SyscallWindow
+from agent.decoders.ebpf import PRIV_SYSCALLS, PROBES, DecodeError, change_parent, decode_record
+from agent.events import Event, FileChange, NetConnect, ProcessExec, SyscallWindow
 from agent.hostfs import HostPaths
 from agent.resources import data_dir
+from agent.runtime.cgroups import ProcessGone, cgroup_id_of, read_proc_cgroup
 from agent.runtime.model import Container
 from agent.settings.sources import EbpfSettings
 from agent.syscall_table import syscall_number
@@ -61,12 +63,26 @@ OUTPUTS: Mapping[str, str] = {
 }
 # Every probe hooks syscalls through the two raw syscall tracepoints of probes/sysdispatch.h
 # (appended after them); rg_sys_kind (probes/task.h) routes x86_64 syscall numbers to the
-# loaded probes' handlers. RG_KIND_* values: files 1-3, priv 4, exec 5-6, net 7-8.
+# loaded probes' handlers. RG_KIND_* values (probes/task.h): files 1-3 and 9-16, priv 4,
+# exec 5-6 and 17-18, net 7-8.
 SYSDISPATCH = "sysdispatch.h"
 _KINDS_BY_NAME: Mapping[str, Mapping[str, int]] = {
-    "files": {"open": 1, "openat": 2, "openat2": 3},
+    "files": {
+        "open": 1,
+        "openat": 2,
+        "openat2": 3,
+        "unlink": 9,
+        "unlinkat": 10,
+        "rename": 11,
+        "renameat": 12,
+        "renameat2": 12,
+        "utimensat": 13,
+        "utimes": 14,
+        "futimesat": 15,
+        "utime": 16,
+    },
     "priv": dict.fromkeys(PRIV_SYSCALLS, 4),
-    "exec": {"execve": 5, "execveat": 6},
+    "exec": {"execve": 5, "execveat": 6, "exit": 17, "exit_group": 18},
     "net": {"listen": 7, "accept": 8, "accept4": 8},
 }
 SYSCALL_KINDS: Mapping[str, Mapping[int, int]] = {
@@ -309,6 +325,7 @@ class EbpfSource:
         self.windows_published = 0
         self.syscalls_counted = 0
         self.count_map_full = 0
+        self.changes_filtered = 0  # relative unlinks/renames that resolved outside the watched set
         self.poll_batches = 0
         self.reader_cpu_seconds = 0.0  # CPU time of the reader thread (poll + decode + publish)
         self._batch: list[tuple[str, bytes]] = []
@@ -351,7 +368,6 @@ class EbpfSource:
             ctx.metrics.register(self._collector)
         if "ebpf.status" not in ctx.control_methods:
             ctx.control("ebpf.status", lambda _params: self.status())
-        ctx.components["ebpf"] = self
 
     def _compile(self, names: Sequence[str]) -> Any:
         from bcc import BPF
@@ -398,9 +414,8 @@ class EbpfSource:
         self._configure(loaded)
         self._open_outputs([p for p in loaded if p in OUTPUTS])
         self.active = loaded
-        ctx.registry.add_listener(self._on_container)
         for c in ctx.registry.all():
-            self._on_container("added", c)
+            self.on_container("added", c)
         log.info(
             "ebpf_probes_loaded",
             probes=loaded,
@@ -433,6 +448,7 @@ class EbpfSource:
                 table[ctypes.c_int(nr)] = ctypes.c_uint(kind)
         if "files" in loaded:
             self.set_sensitive(self.settings.sensitive_paths, self.settings.sensitive_write_prefixes)
+            self.set_change_prefixes(self.settings.change_watch_prefixes)
 
     def set_sensitive(self, any_open: Sequence[str], write_only: Sequence[str]) -> None:
         """Replace the kernel's sensitive prefix set (an LPM trie: longest prefix wins)."""
@@ -450,6 +466,18 @@ class EbpfSource:
             k.prefixlen = len(data) * 8
             k.data = data  # a c_char array field: assignment copies (k.data reads a bytes copy)
             trie[k] = ctypes.c_uint(kind)
+
+    def set_change_prefixes(self, prefixes: Sequence[str]) -> None:
+        """Replace the prefixes whose unlinks and renames the kernel reports (``rg_change_paths``)."""
+        assert self.bpf is not None
+        trie = self.bpf[b"rg_change_paths"]
+        trie.clear()
+        for prefix in prefixes:
+            data = prefix.encode()[:PREFIX_LEN]
+            k = trie.Key()
+            k.prefixlen = len(data) * 8
+            k.data = data
+            trie[k] = ctypes.c_uint(1)
 
     def _open_outputs(self, names: Sequence[str]) -> None:
         assert self.bpf is not None
@@ -504,7 +532,7 @@ class EbpfSource:
         self.active = []
 
     # --- container filter ---------------------------------------------------------------
-    def _on_container(self, what: str, c: Container) -> None:
+    def on_container(self, what: str, c: Container) -> None:
         """Registry listener: keep the kernel's monitored-cgroup map equal to the registry."""
         bpf = self.bpf
         if bpf is None or (not c.cgroup_id and what != "removed"):
@@ -586,6 +614,12 @@ class EbpfSource:
                 continue
             if probe == "exec" and isinstance(ev, ProcessExec):
                 ev = complete_exec(ev, paths)
+            elif isinstance(ev, FileChange):
+                change = complete_change(ev, paths, self.settings.change_watch_prefixes, change_parent(raw))
+                if change is None:
+                    self.changes_filtered += 1
+                    continue
+                ev = change
             elif probe == "net" and isinstance(ev, NetConnect) and ev.op == "accept" and not ev.dport:
                 ev = complete_accept(ev, paths)
             counts[probe] += 1
@@ -686,6 +720,7 @@ class EbpfSource:
             "windows_published": self.windows_published,
             "syscalls_counted": self.syscalls_counted,
             "count_map_full": self.count_map_full,
+            "changes_filtered": self.changes_filtered,
         }
 
 
@@ -794,6 +829,64 @@ def complete_accept(ev: NetConnect, paths: HostPaths) -> NetConnect:
         return ev
     family, la, lp, ra, rp = t
     return dataclasses.replace(ev, family=family, saddr=la, sport=lp, daddr=ra, dport=rp)
+
+
+_FD_PATH = re.compile(r"/proc/(\d+)/fd/(\d+)(?:/(.*))?")
+
+
+def _same_cgroup(paths: HostPaths, pid: int, cgroup_id: int) -> bool:
+    try:
+        v2 = read_proc_cgroup(paths, pid).v2
+    except ProcessGone:
+        return False
+    return v2 is not None and cgroup_id_of(paths, v2) == cgroup_id
+
+
+def resolve_path(path: str, pid: int, paths: HostPaths, ppid: int = 0, cgroup_id: int = 0) -> str | None:
+    """The absolute path (as the container sees it) of a path a task passed: relative ones
+    against /proc/<pid>/cwd, else the cwd of its parent ``ppid`` when that is in the same cgroup
+    (the task may be gone: ``rm`` is short-lived, its shell is not); ``/proc/<pid>/fd/<n>[/rest]``
+    (from a directory fd) through the fd's link. None when it cannot be resolved any more."""
+    if not path:
+        return None
+    if path.startswith("/proc/"):
+        m = _FD_PATH.fullmatch(path)
+        if m is None or int(m.group(1)) != pid:
+            return path
+        target = _read_link(paths.pid_dir(pid) / "fd" / m.group(2))
+        if not target.startswith("/"):
+            return None
+        return posixpath.normpath(posixpath.join(target, m.group(3))) if m.group(3) else target
+    if path.startswith("/"):
+        return path
+    cwd = _read_link(paths.pid_dir(pid) / "cwd")
+    if not cwd.startswith("/") and ppid and _same_cgroup(paths, ppid, cgroup_id):
+        cwd = _read_link(paths.pid_dir(ppid) / "cwd")
+    return posixpath.normpath(posixpath.join(cwd, path)) if cwd.startswith("/") else None
+
+
+def change_watched(path: str, prefixes: Sequence[str]) -> bool:
+    """Is an absolute path one whose unlink/rename is reported (the kernel's rule: below a
+    prefix, or a basename ending in ``_history``/``.history``)?"""
+    return any(path.startswith(p) for p in prefixes) or path.endswith(("_history", ".history"))
+
+
+def complete_change(ev: FileChange, paths: HostPaths, prefixes: Sequence[str], ppid: int = 0) -> FileChange | None:
+    """Resolve a change's relative or fd-relative paths; None when an unlink/rename the kernel
+    let through only because it was relative turns out to be outside the watched set."""
+    import dataclasses
+
+    path = resolve_path(ev.path, ev.pid, paths, ppid, ev.cgroup_id)
+    new = resolve_path(ev.new_path, ev.pid, paths, ppid, ev.cgroup_id) if ev.new_path else ""
+    if ev.op != "utimes":
+        sides = [p for p in (path, new) if p is not None and p != ""]
+        unresolved = path is None or (ev.new_path != "" and new is None)
+        if not unresolved and not any(change_watched(p, prefixes) for p in sides):
+            return None
+    path, new = path or ev.path, new or ev.new_path
+    if (path, new) == (ev.path, ev.new_path):
+        return ev
+    return dataclasses.replace(ev, path=path, new_path=new)
 
 
 def build(ctx: AgentContext) -> EbpfSource | None:

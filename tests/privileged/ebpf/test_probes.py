@@ -13,116 +13,18 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
-import tempfile
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import Event, FileOpen, NetConnect, PrivilegeEvent, ProcessExec, SyscallWindow
-from agent.findings import Finding
-from agent.hostfs import HostPaths
-from agent.pipeline import Bus
-from agent.runtime.docker import container_from_inspect
-from agent.runtime.model import Container, ContainerRegistry
-from agent.sources.ebpf import CONF_RATE, PROBES_DIR, EbpfSource, build
-from agent.store import Store
-from tests.support import TEST_IMAGE, TEST_LABEL, need_root, wait_for
+from agent.sources.ebpf import CONF_RATE, PROBES_DIR, build
+from tests.privileged.ebpf.harness import Agent
+from tests.support import wait_for
 
 SYS_READ, SYS_WRITE = 0, 1
-
-
-@dataclass
-class Agent:
-    ctx: AgentContext
-    source: EbpfSource
-    a: Any  # docker container that acts
-    b: Any  # docker container that only sleeps
-    ra: Container
-    rb: Container
-    events: list[Event] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def collect(self, ev: Event) -> None:
-        with self.lock:
-            self.events.append(ev)
-
-    def exec_a(self, *cmd: str, timeout: float = 30) -> str:
-        p = subprocess.run(["docker", "exec", self.a.id, *cmd], capture_output=True, text=True, timeout=timeout)
-        return p.stdout + p.stderr
-
-    def of(self, kind: type, pred: Callable[[Any], bool] = lambda e: True) -> list[Any]:
-        with self.lock:
-            return [e for e in self.events if isinstance(e, kind) and pred(e)]
-
-    def wait(self, kind: type, pred: Callable[[Any], bool], what: str, timeout: float = 10) -> list[Any]:
-        found = wait_for(lambda: self.of(kind, pred), timeout=timeout, what=what)
-        assert isinstance(found, list)
-        return found
-
-
-@pytest.fixture(scope="module")
-def agent(docker_client: Any) -> Iterator[Agent]:
-    need_root()
-    state = Path(tempfile.mkdtemp(prefix="rg-ebpf-"))
-    # Windows are flushed by the tests themselves (flush_window): no timer in the way.
-    config = AgentConfig.model_validate({"behavior": {"window_seconds": 3600}})
-    ctx = AgentContext(
-        config=config,
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
-    started: list[Any] = []
-    source: EbpfSource | None = None
-    try:
-        for role, extra in (("a", {"security_opt": ["seccomp=unconfined"]}), ("b", {})):
-            c = docker_client.containers.run(
-                TEST_IMAGE,
-                ["sleep", "900"],
-                detach=True,
-                name=f"rgtest-ebpf-{role}-{uuid.uuid4().hex[:6]}",
-                labels={TEST_LABEL: "1"},
-                network_mode="none",
-                **extra,
-            )
-            started.append(c)
-            c.reload()
-        recs = [container_from_inspect(HostPaths(), c.attrs) for c in started]
-        assert all(r is not None and r.cgroup_id for r in recs), "test containers have no cgroup id"
-        ra, rb = recs[0], recs[1]
-        assert ra is not None and rb is not None
-        source = build(ctx)
-        assert source is not None
-        ag = Agent(ctx=ctx, source=source, a=started[0], b=started[1], ra=ra, rb=rb)
-        ctx.events.subscribe(ag.collect)
-        ctx.events.start()
-        ctx.registry.upsert(ra)  # before start: picked up by registry.all()
-        source.start(ctx)
-        st = source.status()
-        assert st["active"] == ["syscalls", "exec", "net", "files", "priv"], st
-        ctx.registry.upsert(rb)  # after start: through the listener
-        yield ag
-    finally:
-        if source is not None:
-            source.stop()
-        ctx.events.stop(1)
-        ctx.store.close()
-        for c in started:
-            try:
-                c.remove(force=True)
-            except Exception:
-                pass
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def _assert_b_untouched(ag: Agent) -> None:

@@ -2,8 +2,9 @@
 """Capture raw probe records from a real container into ``records/records.jsonl`` (root).
 
 Run: ``.venv/bin/python tests/unit/ebpf/capture_records.py``. It starts a busybox container,
-loads the probes, runs ls, cat /etc/shadow, a write below /etc, nc listen/connect/accept and
-unshare, and writes one JSON object per record: probe name and the record bytes in hex. The
+loads the probes, runs ls, cat /etc/shadow, a write below /etc, nc listen/connect/accept,
+unshare, rm and mv below /var/log, touch -d, cat /proc/1/cmdline and a shell that exits 3, and
+writes one JSON object per record: probe name and the record bytes in hex. The
 unit tests decode these bytes; re-run this when a record layout in probes/*.h changes.
 """
 
@@ -58,6 +59,7 @@ def main() -> int:
         assert rec is not None
         src = build(ctx)
         assert src is not None
+        ctx.registry.add_listener(src.on_container)
         src.start(ctx)
         # Keep a copy of every raw record as the reader thread takes its batch.
         orig = src.process_batch
@@ -78,6 +80,10 @@ def main() -> int:
                 "sleep 2 | nc -l -p 8080 >/dev/null & sleep 0.3; (echo hi; sleep 1) | nc 127.0.0.1 8080; wait",
             ],
             ["unshare", "-m", "true"],
+            ["sh", "-c", "echo x > /var/log/rg.log && mv /var/log/rg.log /var/log/rg.old && rm /var/log/rg.old"],
+            ["sh", "-c", "echo x > /tmp/rg-t && touch -d '2020-01-01 00:00:00' /tmp/rg-t"],
+            ["cat", "/proc/1/cmdline"],
+            ["sh", "-c", "sleep 0.1; exit 3"],
         ):
             subprocess.run(["docker", "exec", c.id, *cmd], capture_output=True, timeout=30)
         time.sleep(0.5)

@@ -11,17 +11,23 @@ from pathlib import Path
 import pytest
 
 from agent.decoders.ebpf import (
+    AT_FDCWD,
+    CHANGE,
     EXEC,
+    EXIT,
     HDR,
     NET,
     OPEN,
     PRIV,
+    WHY_EXPLICIT,
+    WHY_RELATIVE,
     DecodeError,
+    change_parent,
     decode_header,
     decode_record,
     syscall_window_rows,
 )
-from agent.events import FileOpen, NetConnect, PrivilegeEvent, ProcessExec
+from agent.events import FileChange, FileOpen, NetConnect, PrivilegeEvent, ProcessExec, ProcessExit
 
 RECORDS = Path(__file__).resolve().parent / "records" / "records.jsonl"
 
@@ -40,7 +46,12 @@ def events() -> list[object]:
 
 
 def test_every_recorded_record_decodes_to_its_probe_type(events: list[object]) -> None:
-    kinds = {"exec": ProcessExec, "net": NetConnect, "files": FileOpen, "priv": PrivilegeEvent}
+    kinds = {
+        "exec": (ProcessExec, ProcessExit),
+        "net": (NetConnect,),
+        "files": (FileOpen, FileChange),
+        "priv": (PrivilegeEvent,),
+    }
     for (probe, _raw), ev in zip(_records(), events, strict=True):
         assert isinstance(ev, kinds[probe])
 
@@ -67,6 +78,29 @@ def test_open_records(events: list[object]) -> None:
     assert opens["/etc/shadow"].write is False and opens["/etc/shadow"].ret >= 0
     assert opens["/etc/shadow"].comm == "cat"
     assert opens["/etc/rg-written"].write is True
+    # process discovery: another process's cmdline
+    assert opens["/proc/1/cmdline"].comm == "cat" and opens["/proc/1/cmdline"].write is False
+
+
+def test_change_records(events: list[object]) -> None:
+    changes = {e.op: e for e in events if isinstance(e, FileChange)}
+    assert (changes["rename"].path, changes["rename"].new_path) == ("/var/log/rg.log", "/var/log/rg.old")
+    assert changes["unlink"].path == "/var/log/rg.old" and changes["unlink"].ret == 0
+    assert changes["unlink"].comm == "rm" and not changes["unlink"].explicit_times
+    t = changes["utimes"]
+    assert t.path == "/tmp/rg-t" and t.explicit_times and t.comm == "touch" and t.new_path == ""
+    # The fork map gave the rm's parent (the shell).
+    raw = [r for _p, r in _records() if r[0] == 5 and b"/var/log/rg.old\0" in r[HDR.size + 24 : HDR.size + 40]]
+    assert raw and change_parent(raw[0]) > 0
+
+
+def test_exit_records(events: list[object]) -> None:
+    exits = [e for e in events if isinstance(e, ProcessExit)]
+    shells = [e for e in events if isinstance(e, ProcessExec) and e.argv == ("sh", "-c", "sleep 0.1; exit 3")]
+    assert len(shells) == 1
+    mine = [e for e in exits if e.pid == shells[0].pid]
+    assert len(mine) == 1 and mine[0].exit_code == 3 and mine[0].comm == "sh"
+    assert all(e.exit_code >= 0 for e in exits)  # every recorded process called exit
 
 
 def test_net_records(events: list[object]) -> None:
@@ -94,7 +128,7 @@ def test_truncated_and_unknown_records_raise_decode_error() -> None:
         decode_record(b"\x01\x00")
     with pytest.raises(DecodeError, match="unknown record type 99"):
         decode_record(_hdr(99))
-    for t, body in ((1, EXEC), (2, NET), (3, OPEN), (4, PRIV)):
+    for t, body in ((1, EXEC), (2, NET), (3, OPEN), (4, PRIV), (5, CHANGE), (6, EXIT)):
         full = _hdr(t) + bytes(body.size)
         with pytest.raises(DecodeError):
             decode_record(full[:-1])
@@ -102,6 +136,29 @@ def test_truncated_and_unknown_records_raise_decode_error() -> None:
     bad_net = _hdr(2) + NET.pack(2, 6, 1, 2, bytes(16), bytes(16), 9, 0, 0, 0, -1)
     with pytest.raises(DecodeError, match="unknown op"):
         decode_record(bad_net)
+    bad_change = _hdr(5) + CHANGE.pack(0, 7, 0, AT_FDCWD, AT_FDCWD, 0, b"/x\0", b"\0")
+    with pytest.raises(DecodeError, match="unknown op"):
+        decode_record(bad_change)
+
+
+def test_change_paths_relative_to_a_directory_fd_name_the_fd() -> None:
+    # unlinkat(3, "old.log", 0): the path names the fd, so the source can resolve it.
+    raw = _hdr(5) + CHANGE.pack(-2, 1, WHY_RELATIVE, 3, AT_FDCWD, 9, b"old.log\0", b"\0")
+    ev = decode_record(raw)
+    assert isinstance(ev, FileChange)
+    assert (ev.op, ev.path, ev.new_path, ev.ret) == ("unlink", "/proc/42/fd/3/old.log", "", -2)
+    assert change_parent(raw) == 9
+    # Relative to the cwd: left relative (the source resolves it against the cwd).
+    rel = decode_record(_hdr(5) + CHANGE.pack(0, 2, WHY_RELATIVE, AT_FDCWD, 4, 0, b"a\0", b"b\0"))
+    assert isinstance(rel, FileChange) and (rel.path, rel.new_path) == ("a", "/proc/42/fd/4/b")
+    # futimens(fd, times): no path, the fd is the file.
+    fut = decode_record(_hdr(5) + CHANGE.pack(0, 3, WHY_EXPLICIT, 5, AT_FDCWD, 0, b"\0", b"\0"))
+    assert isinstance(fut, FileChange) and fut.path == "/proc/42/fd/5" and fut.explicit_times
+
+
+def test_exit_record_without_an_exit_call() -> None:
+    ev = decode_record(_hdr(6) + EXIT.pack(-1, 0))
+    assert isinstance(ev, ProcessExit) and ev.exit_code == -1 and ev.pid == 42 and ev.comm == "evil"
 
 
 def test_synthetic_exec_with_truncated_argv_and_bad_utf8() -> None:
@@ -136,4 +193,6 @@ def test_record_layouts_match_the_c_structs() -> None:
     assert HDR.size + NET.size == 96
     assert HDR.size + OPEN.size == 48 + 16 + 256
     assert HDR.size + PRIV.size == 48 + 16 + 48
+    assert HDR.size + CHANGE.size == 48 + 24 + 2 * 256
+    assert HDR.size + EXIT.size == 48 + 8
     assert struct.calcsize("<IIII16s256s") == EXEC.size

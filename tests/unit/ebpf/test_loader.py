@@ -95,7 +95,6 @@ def test_start_without_tracefs_reports_why_and_keeps_running(
     assert st["active"] == []
     assert set(st["inactive"]) == {"syscalls", "exec", "net", "files", "priv"}
     assert any("tracefs is not mounted" in p for p in st["problems"])
-    assert ctx.components["ebpf"] is src
     assert ctx.control_methods["ebpf.status"]({})["active"] == []
     src.stop()
     src.flush_window()  # no-op without probes
@@ -130,8 +129,21 @@ def test_syscall_kinds_match_the_probe_defines_and_the_syscall_table() -> None:
 
     defines = dict(re.findall(r"#define (RG_KIND_\w+) (\d+)", (PROBES_DIR / "task.h").read_text()))
     names = {
-        "files": {"open": "OPEN", "openat": "OPENAT", "openat2": "OPENAT2"},
-        "exec": {"execve": "EXECVE", "execveat": "EXECVEAT"},
+        "files": {
+            "open": "OPEN",
+            "openat": "OPENAT",
+            "openat2": "OPENAT2",
+            "unlink": "UNLINK",
+            "unlinkat": "UNLINKAT",
+            "rename": "RENAME",
+            "renameat": "RENAMEAT",
+            "renameat2": "RENAMEAT",
+            "utimensat": "UTIMENSAT",
+            "utimes": "UTIMES",
+            "futimesat": "FUTIMESAT",
+            "utime": "UTIME",
+        },
+        "exec": {"execve": "EXECVE", "execveat": "EXECVEAT", "exit": "EXIT", "exit_group": "EXIT_GROUP"},
         "net": {"listen": "LISTEN", "accept": "ACCEPT", "accept4": "ACCEPT"},
     }
     for probe, by_name in names.items():
