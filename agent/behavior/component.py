@@ -19,6 +19,7 @@ import structlog
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
 
+from agent.behavior import baseline_ops
 from agent.behavior.engine import BehaviorEngine, ScoredWindow
 from agent.context import AgentContext
 from agent.events import BehaviorWindow
@@ -153,8 +154,14 @@ class BehaviorComponent:
 
     # --- control ----------------------------------------------------------------------
     def control_baseline(self, params: Mapping[str, Any]) -> Any:
-        """``baseline`` control method: ``{"action": list|freeze|unfreeze|fit|relearn, "image": key}``."""
+        """``baseline`` control method: ``{"action": list|show|freeze|unfreeze|fit|relearn|allow|deny|
+        forget|export|import, "image": key, ...}`` (allowances and transfer: ``baseline_ops``)."""
         action = str(params.get("action", "list"))
+        if action in baseline_ops.ACTIONS:
+            if self._ctx is None:
+                raise ValueError("the behaviour component is not running")
+            with self._lock:
+                return baseline_ops.run(self.engine, action, params, self._ctx.paths.state)
         if action == "list":
             with self._lock:
                 return {"baselines": self.engine.describe()}
@@ -173,7 +180,9 @@ class BehaviorComponent:
                 self.engine.relearn(image)
                 log.info("baseline_reset", image=image)
                 return {"image": image, "state": "learning"}
-        raise ValueError(f"unknown action {action!r} (list, freeze, unfreeze, fit, relearn)")
+        raise ValueError(
+            f"unknown action {action!r} (list, freeze, unfreeze, fit, relearn, {', '.join(baseline_ops.ACTIONS)})"
+        )
 
 
 def build(ctx: AgentContext) -> BehaviorComponent | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from agent.behavior.allowances import Allowances, baseline_key
 from agent.behavior.baseline import TAINT_MIN_SEVERITY, BaselineRow, BaselineStore
 from agent.behavior.features import window_vector
 from agent.behavior.fitproc import fit_model
@@ -82,6 +83,8 @@ class BehaviorEngine:
     def __init__(self, settings: BehaviorSettings, store: Store) -> None:
         self.settings = settings
         self.db = BaselineStore(store)
+        # Per-image allowances the detectors learn (shown, edited and relearned with the baseline).
+        self.allowances = Allowances(store, settings)
         self._baselines: dict[str, _Baseline] = {}
         self._last_finding: dict[tuple[str, str], float] = {}
         # container -> (id, ts) of our own tainting findings not yet seen in the store
@@ -90,10 +93,7 @@ class BehaviorEngine:
 
     # --- keys and state ---------------------------------------------------------------
     def baseline_key(self, c: ContainerRef) -> str:
-        label = self.settings.group_label
-        if label and c.labels.get(label):
-            return f"group:{c.labels[label]}"
-        return c.image or c.image_id or "unknown"
+        return baseline_key(c, self.settings.group_label)
 
     def baseline(self, key: str, now: float) -> _Baseline:
         b = self._baselines.get(key)
@@ -412,14 +412,20 @@ class BehaviorEngine:
             self._baselines[key].row.frozen = frozen
         return ok
 
+    def reload(self, key: str) -> None:
+        """Forget the in-memory state of ``key``: the next window loads it from the store."""
+        self._baselines.pop(key, None)
+
     def relearn(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self.db.reset(key, now)
+        self.allowances.forget_learned(key)
         self.db.store.kv_delete(CHAIN_KV, key)
         self._baselines.pop(key, None)
 
     def describe(self) -> list[dict[str, Any]]:
         out = []
+        allowed = self.allowances.counts()
         for row in self.db.all():
             b = self._baselines.get(row.image)
             d = row.to_dict()
@@ -427,6 +433,7 @@ class BehaviorEngine:
             if b is not None and b.model is not None:
                 d.update(threshold=b.model.threshold, modes=b.model.modes, algorithm=b.model.algorithm)
             d["models"] = self.db.model_versions(row.image)
+            d["allowances"] = allowed.get(row.image, {})
             out.append(d)
         return out
 

@@ -9,6 +9,7 @@ detector that raises is counted and logged; it never stops the others.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,7 @@ import structlog
 from prometheus_client import Counter as PromCounter
 
 from agent.context import AgentContext
+from agent.detectors.lineage_allowances import AllowanceReview
 from agent.detectors.registry import BY_ID, enabled
 from agent.detectors.spec import Detector, DetectorState
 from agent.events import Event, NetConnect, ProcessExec, ProcessExit
@@ -80,6 +82,9 @@ class DetectorsComponent:
         self._next_prune = 0.0
         self.prune_seconds = PRUNE_SECONDS
         self.pruned = 0
+        # Learned per-image allowances (set at start when detectors.learned_allowances).
+        self.review: AllowanceReview | None = None
+        self.allowance_errors = 0
 
     # --- component -----------------------------------------------------------------------
     def start(self, ctx: AgentContext) -> None:
@@ -93,6 +98,10 @@ class DetectorsComponent:
         self.state.init_pid = init_pid
         self.state.lineage.init_pid = init_pid
         self.state.lineage.paths = ctx.paths
+        if self.settings.learned_allowances:
+            from agent.behavior.allowances import Allowances
+
+            self.review = AllowanceReview(Allowances(ctx.store, ctx.config.behavior), self.state)
         self._m_findings = PromCounter(
             "riskguard_detector_findings",
             "Findings reported by rule detectors",
@@ -133,6 +142,11 @@ class DetectorsComponent:
             "known_processes": len(self.state.lineage.procs),
             "exited_processes_forgotten": self.pruned,
             "lineage": dict(self.state.lineage.counters),
+            "allowances": {
+                "learned": self.review.allowances.learned if self.review else 0,
+                "findings_lowered": self.review.lowered if self.review else 0,
+                "errors": self.allowance_errors,
+            },
         }
 
     def describe(self) -> list[dict[str, Any]]:
@@ -157,7 +171,12 @@ class DetectorsComponent:
                 log.error("detector_failed", detector=d.id, event_kind=event.kind, error=repr(exc))
                 continue
             if finding is not None:
-                self._emit(finding)
+                self._emit(self._reviewed(d, event, finding))
+        if self.review is not None:
+            try:
+                self.review.observe(event)
+            except sqlite3.Error as exc:  # the store is busy or full: detection goes on
+                self._allowance_failed(exc)
         if isinstance(event, ProcessExec):
             now = time.monotonic()
             if now >= self._next_prune and self._ctx is not None:
@@ -165,6 +184,21 @@ class DetectorsComponent:
                 self.pruned += self.state.lineage.sweep()
         elif isinstance(event, NetConnect) and event.op == "connect":
             self.state.remember_connect(event, self.settings.scan_window_seconds)
+
+    def _reviewed(self, d: Detector, event: Event, finding: Finding) -> Finding:
+        """``finding`` as the image's learned allowances weigh it (unchanged without them)."""
+        if self.review is None:
+            return finding
+        try:
+            return self.review.review(d, event, finding)
+        except sqlite3.Error as exc:
+            self._allowance_failed(exc)
+            return finding
+
+    def _allowance_failed(self, exc: Exception) -> None:
+        self.allowance_errors += 1
+        if self.allowance_errors in (1, 10, 100) or self.allowance_errors % 1000 == 0:
+            log.warning("allowances_unavailable", errors=self.allowance_errors, error=repr(exc))
 
     def kinds(self) -> tuple[type[Event], ...]:
         """The event types ``handle`` needs: those the enabled detectors declare, and ProcessExec."""

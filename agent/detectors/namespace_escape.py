@@ -62,5 +62,6 @@ SPEC = Detector(
     false_positives="Sandboxing tools (bubblewrap, Chrome's sandbox, unshare -U in CI images), "
     "build tools that mount (buildah/kaniko in-container builds), FUSE-based workloads; "
     "sshd's privilege separation chroots (medium).",
+    always=True,
     evaluate=evaluate,
 )

@@ -93,5 +93,6 @@ SPEC = Detector(
     false_positives="Password changes (passwd, chpasswd), user management and package "
     "installs write below /etc; config-management agents do too. Failed attempts are reported "
     "at medium severity.",
+    always=True,
     evaluate=evaluate,
 )

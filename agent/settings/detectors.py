@@ -41,6 +41,10 @@ class DetectorsSettings(Section):
         "tmux",
         "screen",
     )
+    # Lower a process-exec rule's finding to LOW when the image did the same (parent program >
+    # child program) while its baseline was learning (INFO when an operator allowed it; see
+    # `riskguardctl baseline show IMAGE`). Rules flagged `always` are never lowered.
+    learned_allowances: bool = True
     # Process lineage (agent/detectors/lineage.py) gives every process a role from its executable
     # or, for a script, the interpreter named on its #! line (never from its comm, which for a
     # script is the script's file name). A shell whose nearest non-wrapper parent has one of

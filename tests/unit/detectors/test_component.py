@@ -25,7 +25,7 @@ from agent.settings.detectors import DetectorsSettings
 from tests.support import REPO
 
 C = ContainerRef(id="ab" * 32, name="web", image="nginx")
-_INFRA = {"__init__", "component", "registry", "settings", "spec", "cli", "ctl"}
+_INFRA = {"__init__", "component", "registry", "settings", "spec", "cli", "ctl", "lineage", "lineage_allowances"}
 
 
 def shadow(ts: float = 100.0, pid: int = 10) -> FileOpen:

@@ -1,0 +1,67 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Learned per-image allowances on the detectors' side: what to record, what to lower.
+
+``AllowanceReview.observe(event)`` records, while the container's image learns, the patterns
+of ``agent.behavior.allowances`` (exec pairs and executables from process lineage, sensitive
+paths, destinations). ``review(detector, event, finding)`` lowers a process-exec rule's finding
+whose exec pair the image does normally (see ``Allowances.judge``) and records why in the
+evidence (``allowance``); a detector flagged ``always`` is never lowered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from agent.detectors.spec import Detector, DetectorState, container_key
+from agent.events import Event, FileOpen, NetConnect, ProcessExec
+from agent.findings import Finding
+
+if TYPE_CHECKING:  # the behaviour subsystem may be left out of a build
+    from agent.behavior.allowances import Allowances
+
+
+def exec_pattern(ev: ProcessExec, state: DetectorState) -> str:
+    """``PARENT>CHILD`` program names of an exec (the parent seen through wrappers)."""
+    me = state.remember_exec(ev)
+    parent = state.lineage.effective_parent(ev)
+    return f"{parent.program if parent is not None and parent.program else '?'}>{me.program}"
+
+
+class AllowanceReview:
+    """Records what images do while they learn and lowers findings about it later."""
+
+    def __init__(self, allowances: Allowances, state: DetectorState) -> None:
+        self.allowances = allowances
+        self.state = state
+        self.lowered = 0
+
+    def observe(self, event: Event) -> None:
+        """Record ``event``'s patterns when its container's image is learning."""
+        c = event.container
+        if c is None or not self.allowances.learning(self.allowances.key_of(c), event.ts):
+            return
+        a = self.allowances
+        if isinstance(event, ProcessExec):
+            a.observe(c, "exec", exec_pattern(event, self.state), event.ts)
+            me = self.state.lineage.get(container_key(event), event.pid)
+            if me is not None and me.exe:
+                a.observe(c, "exe", me.exe, event.ts)
+        elif isinstance(event, FileOpen) and event.ret >= 0:
+            a.observe(c, "path", event.path, event.ts)
+        elif isinstance(event, NetConnect) and event.op == "connect" and event.daddr:
+            a.observe(c, "dest", f"{event.protocol}/{event.daddr}:{event.dport}", event.ts)
+
+    def review(self, detector: Detector, event: Event, finding: Finding) -> Finding:
+        """``finding`` lowered when its exec pair is normal for the image, else unchanged."""
+        if detector.always or not isinstance(event, ProcessExec) or event.container is None:
+            return finding
+        j = self.allowances.judge(event.container, "exec", exec_pattern(event, self.state), event.ts)
+        if j.severity is None or j.severity >= finding.severity:
+            return finding
+        self.lowered += 1
+        return dataclasses.replace(
+            finding,
+            severity=j.severity,
+            evidence={**finding.evidence, "allowance": {**j.evidence(), "severity_before": str(finding.severity)}},
+        )
