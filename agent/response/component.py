@@ -17,7 +17,7 @@ from agent.context import AgentContext
 from agent.findings import Finding, Severity
 from agent.pipeline import Periodic
 from agent.response.engine import ResponseEngine
-from agent.response.patch import register_control as register_plans_control
+from agent.response.plans import register_control as register_plans_control
 from agent.runtime.model import Container
 
 log = structlog.get_logger("agent.response")
@@ -87,7 +87,7 @@ class ResponseComponent:
         self._sweeps += 1
         try:
             # Quarantine tables are checked every 10th sweep (each check enters a netns).
-            self.engine.sweep(check_quarantines=self._sweeps % 10 == 0)
+            self.engine.sweep(full=self._sweeps % 10 == 0)
         except Exception as exc:
             log.error("response_sweep_failed", error=repr(exc))
 
@@ -103,13 +103,14 @@ class ResponseComponent:
             since = float(params.get("since", 0))
         except (TypeError, ValueError):
             raise ValueError("limit and since must be numbers") from None
-        return self.engine.records.findings(
+        found = self.engine.records.findings(
             container=str(params.get("container") or ""),
             source=str(params.get("source") or ""),
             min_severity=min_sev,
             limit=limit,
             since=since,
         )
+        return [f.to_dict() for f in found]
 
     def _isolate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         cid = str(params.get("id") or "")
@@ -121,19 +122,18 @@ class ResponseComponent:
             actor=str(params.get("actor") or "operator"),
             method=str(params.get("method") or ""),
             dry_run=bool(params.get("dry_run", False)),
-        )
+        ).to_dict()
 
     def _release(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         cid = str(params.get("id") or "")
         if not cid:
             raise ValueError("release needs a container id")
-        return self.engine.release(cid, actor=str(params.get("actor") or "operator"))
+        return [r.to_dict() for r in self.engine.release(cid, actor=str(params.get("actor") or "operator"))]
 
     def _actions(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        out = self.engine.records.actions(str(params.get("container") or ""), int(params.get("limit", 100)))
-        for rec in out:
-            rec["history"] = self.engine.records.history(rec["id"])
-        return out
+        records = self.engine.records
+        out = records.actions(str(params.get("container") or ""), int(params.get("limit", 100)))
+        return [{**rec.to_dict(), "history": [h.to_dict() for h in records.history(rec.id)]} for rec in out]
 
 
 def _kube(ctx: AgentContext) -> Any:

@@ -122,7 +122,8 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("isolate", help="freeze or quarantine a container now")
     p.add_argument("id", help="container id (prefix) or name")
-    p.add_argument("--action", choices=("freeze", "quarantine"), default="freeze")
+    # Any isolation action the agent has (freeze, quarantine): the agent checks the name.
+    p.add_argument("--action", default="freeze", help="freeze | quarantine")
     p.add_argument("--method", help="freeze: auto|v1|v2; quarantine: auto|cgroup|netns|docker|kubernetes")
     p.add_argument("--dry-run", action="store_true", help="record what would be done, change nothing")
     p.add_argument("--json", action="store_true")

@@ -8,7 +8,8 @@ chain Pod → ReplicaSet → Deployment (or StatefulSet / DaemonSet), reads the 
 the image to move to (``kubernetes.fixed_images`` or ``kubernetes.fixed_tag_template``) and sends
 the strategic-merge patch with ``dryRun=All`` unless ``kubernetes.apply_patches``. Without
 Kubernetes the plan lists the package upgrades as commands (apt-get / apk / dnf / pip / npm).
-Every plan is stored (table ``patch_plans``) and listed by the control method ``plans``.
+Every plan is stored (table ``patch_plans``, ``agent.response.plans``) and listed by the control
+method ``plans``.
 
 Package names and versions come from inside the container (untrusted): they are validated and
 shell-quoted before they appear in a command, and the agent never runs those commands itself.
@@ -32,27 +33,12 @@ from agent.context import AgentContext
 from agent.events import ContainerRef
 from agent.findings import Finding
 from agent.response.kube import KubeClient, KubeError, pod_of
+from agent.response.plans import save_plan
 from agent.runtime.model import Container
 from agent.settings.response import KubernetesSettings
 from agent.vuln.versions import VersionError, compare, scheme_of
 
 log = structlog.get_logger("agent.patch")
-
-PLAN_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE patch_plans (
-        id TEXT PRIMARY KEY,
-        ts REAL NOT NULL,
-        container_id TEXT NOT NULL,
-        container_name TEXT NOT NULL,
-        image TEXT NOT NULL,
-        status TEXT NOT NULL,
-        target TEXT NOT NULL,
-        body TEXT NOT NULL
-    );
-    CREATE INDEX patch_plans_container ON patch_plans(container_id, ts)
-    """,
-)
 
 # Plan statuses.
 NO_FIX = "no_fix"  # no finding names a fixed version
@@ -269,69 +255,7 @@ def _image_of(obj: Mapping[str, Any], kind: str, container: str) -> str:
     return str(cs[0].get("image", "")) if len(cs) == 1 and not container else ""
 
 
-# --- storage and control ---------------------------------------------------------------------
-def migrate(ctx: AgentContext) -> None:
-    ctx.store.migrate("patch", PLAN_MIGRATIONS)
-
-
-def save_plan(ctx: AgentContext, plan: Plan) -> None:
-    """Store (or replace) a plan."""
-    migrate(ctx)
-    target = ""
-    if plan.kubernetes and plan.kubernetes.get("target"):
-        t = plan.kubernetes["target"]
-        target = f"{t.get('kind', '')}/{plan.kubernetes.get('namespace', '')}/{t.get('name', '')}"
-    ctx.store.execute(
-        "INSERT OR REPLACE INTO patch_plans"
-        "(id, ts, container_id, container_name, image, status, target, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            plan.id,
-            plan.ts,
-            plan.container_id,
-            plan.container_name,
-            plan.image,
-            plan.status,
-            target,
-            json.dumps(plan.to_dict(), sort_keys=True, default=str),
-        ),
-    )
-
-
-def list_plans(ctx: AgentContext, container: str = "", plan_id: str = "", limit: int = 50) -> list[dict[str, Any]]:
-    """Stored plans, newest first; ``container`` matches an id prefix or a name."""
-    migrate(ctx)
-    sql = "SELECT body FROM patch_plans"
-    where: list[str] = []
-    params: list[Any] = []
-    if plan_id:
-        where.append("id LIKE ?")
-        params.append(plan_id + "%")
-    if container:
-        where.append("(container_id LIKE ? OR container_name = ?)")
-        params += [container + "%", container]
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY ts DESC LIMIT ?"
-    params.append(max(1, min(int(limit), 10_000)))
-    return [json.loads(r[0]) for r in ctx.store.query(sql, params)]
-
-
-def register_control(ctx: AgentContext) -> None:
-    """Register the control method ``plans`` (params: container, id, limit); idempotent."""
-    migrate(ctx)
-    if "plans" in ctx.control_methods:
-        return
-
-    def _plans(params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        try:
-            limit = int(params.get("limit", 50))
-        except (TypeError, ValueError):
-            raise ValueError("limit must be an integer") from None
-        return list_plans(ctx, str(params.get("container") or ""), str(params.get("id") or ""), limit)
-
-    ctx.control("plans", _plans)
-
-
+# --- Kubernetes client ----------------------------------------------------------------------
 def kube_client(ctx: AgentContext) -> KubeClient | None:
     """The shared ``KubeClient`` (``ctx.components["kube"]``), or None when Kubernetes is disabled.
 

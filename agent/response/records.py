@@ -10,6 +10,7 @@ An action row moves through phases, each transition stored (with its time) befor
 ``active`` is 1 while an isolation is (or may be) in effect: from ``intended`` until
 ``released``/``rolled_back``/``failed``/``gone``. Evidence snapshots are stored next to the action
 that they justify. Findings themselves live in the core ``findings`` table with their verdict.
+Reads return typed records (``agent.response.model``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from agent.findings import Finding, Verdict
+from agent.findings import Finding
+from agent.response.model import ENDED, PENDING, ActionRecord, HistoryEntry, StoredFinding, VerdictRecord
 from agent.store import Store
 
 MIGRATIONS: tuple[str, ...] = (
@@ -63,21 +65,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-# Phases in which an interrupted action must be looked at again at start-up.
-PENDING = ("intended", "applied", "release_intended")
-ENDED = ("released", "rolled_back", "failed", "gone")
-
 
 def migrate(store: Store) -> None:
     store.migrate("response", MIGRATIONS)
-
-
-def _row(r: Any) -> dict[str, Any]:
-    d = dict(r)
-    d["state"] = json.loads(d.get("state") or "{}")
-    d["active"] = bool(d["active"])
-    d["dry_run"] = bool(d["dry_run"])
-    return d
 
 
 class Records:
@@ -89,20 +79,10 @@ class Records:
         migrate(store)
 
     # --- findings ------------------------------------------------------------------------
-    def save_finding(self, finding: Finding, verdict: Verdict | None, extra: Mapping[str, Any] | None = None) -> None:
+    def save_finding(self, finding: Finding, verdict: VerdictRecord | None) -> None:
         """Store a finding with its verdict (JSON) in the core ``findings`` table (idempotent)."""
         d = finding.to_dict()
-        v = (
-            {
-                "id": verdict.id,
-                "action": str(verdict.action),
-                "enforce": verdict.enforce,
-                "reason": verdict.reason,
-                **(extra or {}),
-            }
-            if verdict
-            else {}
-        )
+        v = verdict.to_dict() if verdict else {}
         self.store.execute(
             "INSERT INTO findings(id, ts, container_id, container_name, image, source, detector_id, severity,"
             " summary, evidence, mitre, verdict) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -123,10 +103,11 @@ class Records:
             ),
         )
 
-    def set_finding_verdict(self, finding_id: str, verdict: Mapping[str, Any]) -> None:
+    def set_finding_verdict(self, finding_id: str, verdict: VerdictRecord) -> None:
+        """Replace the verdict stored with a finding."""
         self.store.execute(
             "UPDATE findings SET verdict = ? WHERE id = ?",
-            (json.dumps(verdict, default=str, sort_keys=True), finding_id),
+            (json.dumps(verdict.to_dict(), default=str, sort_keys=True), finding_id),
         )
 
     def findings(
@@ -136,7 +117,7 @@ class Records:
         min_severity: int | None = None,
         limit: int = 100,
         since: float = 0.0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoredFinding]:
         """Stored findings, newest first, filtered (container: id prefix or name)."""
         sql = "SELECT * FROM findings WHERE ts >= ?"
         args: list[Any] = [since]
@@ -152,13 +133,7 @@ class Records:
             args.append(min_severity)
         sql += " ORDER BY ts DESC LIMIT ?"
         args.append(max(1, min(limit, 10000)))
-        out = []
-        for r in self.store.query(sql, args):
-            d = dict(r)
-            d["evidence"] = json.loads(d["evidence"] or "{}")
-            d["verdict"] = json.loads(d["verdict"]) if d["verdict"] else {}
-            out.append(d)
-        return out
+        return [StoredFinding.from_row(r) for r in self.store.query(sql, args)]
 
     # --- actions -------------------------------------------------------------------------
     def intend(
@@ -253,7 +228,7 @@ class Records:
         active: bool,
         evidence: Mapping[str, Any] | None = None,
         finding_id: str = "",
-        verdict: Mapping[str, Any] | None = None,
+        verdict: VerdictRecord | None = None,
     ) -> None:
         """``applied`` then ``confirmed`` (the effect was read back) in one transaction, with the
         late part of the evidence and the finding's verdict: one commit on the hot path."""
@@ -277,32 +252,42 @@ class Records:
             if finding_id and verdict is not None:
                 conn.execute(
                     "UPDATE findings SET verdict = ? WHERE id = ?",
-                    (json.dumps(dict(verdict), default=str, sort_keys=True), finding_id),
+                    (json.dumps(verdict.to_dict(), default=str, sort_keys=True), finding_id),
                 )
 
-    def get(self, action_id: str) -> dict[str, Any] | None:
+    def get(self, action_id: str) -> ActionRecord | None:
+        """One action record, or None."""
         rows = self.store.query("SELECT * FROM response_actions WHERE id = ?", (action_id,))
-        return _row(rows[0]) if rows else None
+        return ActionRecord.from_row(rows[0]) if rows else None
 
-    def active(self, container_id: str = "") -> list[dict[str, Any]]:
+    def must_get(self, action_id: str) -> ActionRecord:
+        """One action record that must exist (the engine just wrote it)."""
+        rec = self.get(action_id)
+        if rec is None:
+            raise LookupError(f"no action record {action_id}")
+        return rec
+
+    def active(self, container_id: str = "") -> list[ActionRecord]:
         """Isolations in effect (or pending), oldest first."""
         sql = "SELECT * FROM response_actions WHERE active = 1"
         args: list[Any] = []
         if container_id:
             sql += " AND container_id = ?"
             args.append(container_id)
-        return [_row(r) for r in self.store.query(sql + " ORDER BY created", args)]
+        return [ActionRecord.from_row(r) for r in self.store.query(sql + " ORDER BY created", args)]
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self) -> list[ActionRecord]:
+        """Actions a crash may have interrupted (see ``PENDING``), oldest first."""
         marks = ",".join("?" * len(PENDING))
         return [
-            _row(r)
+            ActionRecord.from_row(r)
             for r in self.store.query(
                 f"SELECT * FROM response_actions WHERE phase IN ({marks}) ORDER BY created", PENDING
             )
         ]
 
-    def actions(self, container: str = "", limit: int = 100) -> list[dict[str, Any]]:
+    def actions(self, container: str = "", limit: int = 100) -> list[ActionRecord]:
+        """Action records, newest first (container: id prefix or name)."""
         sql = "SELECT * FROM response_actions"
         args: list[Any] = []
         if container:
@@ -310,11 +295,12 @@ class Records:
             args += [container + "%", container]
         sql += " ORDER BY created DESC LIMIT ?"
         args.append(max(1, min(limit, 10000)))
-        return [_row(r) for r in self.store.query(sql, args)]
+        return [ActionRecord.from_row(r) for r in self.store.query(sql, args)]
 
-    def history(self, action_id: str) -> list[dict[str, Any]]:
+    def history(self, action_id: str) -> list[HistoryEntry]:
+        """The phases an action went through, in order."""
         return [
-            dict(r)
+            HistoryEntry(ts=float(r["ts"]), phase=str(r["phase"]), detail=str(r["detail"]))
             for r in self.store.query(
                 "SELECT ts, phase, detail FROM response_history WHERE action_id = ? ORDER BY ts, rowid",
                 (action_id,),

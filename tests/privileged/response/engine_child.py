@@ -51,7 +51,7 @@ def main() -> int:
 
     engine.intent_observers.append(on_intent)
     out = engine.isolate(cid, action)
-    print(f"DONE {out['phase']}", flush=True)
+    print(f"DONE {out.phase}", flush=True)
     time.sleep(600)  # stay alive until killed: the test decides when the "crash" happens
     return 0
 

@@ -82,23 +82,23 @@ def test_sigkill_between_intent_and_apply_is_completed_on_restart(
     proc.wait(5)
     engine = ResponseEngine(ctx)  # the restarted agent, on the same store
     rec = engine.records.get(action_id)
-    assert rec is not None and rec["phase"] == "intended" and rec["active"]
+    assert rec is not None and rec.phase == "intended" and rec.active
     assert running(c), "nothing may have been applied before the crash"
     ctx.registry.upsert(container_record(c))
     engine.reconcile()
     rec = engine.records.get(action_id)
-    assert rec is not None and rec["phase"] == "confirmed", rec["detail"]
-    phases = [h["phase"] for h in engine.records.history(action_id)]
+    assert rec is not None and rec.phase == "confirmed", rec.detail
+    phases = [h.phase for h in engine.records.history(action_id)]
     assert phases == ["intended", "applied", "confirmed"]
     if action == "freeze":
         assert not running(c)
     else:
-        assert rec["state"]["table"] in subprocess.run(
+        assert rec.state["table"] in subprocess.run(
             ["nsenter", "-t", str(c.attrs["State"]["Pid"]), "-n", "nft", "list", "tables"],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
     [released] = engine.release(c.id)
-    assert released["phase"] == "released"
+    assert released.phase == "released"
     assert running(c)
 
 

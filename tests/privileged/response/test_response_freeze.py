@@ -42,7 +42,7 @@ def test_freeze_stops_the_container_and_thaw_resumes_it(
     ctx.registry.upsert(container_record(c))
     engine = ResponseEngine(ctx)
     rec = engine.isolate(c.id, "freeze")
-    assert rec["phase"] == "confirmed" and rec["state"]["freezer"] == method
+    assert rec.phase == "confirmed" and rec.state["freezer"] == method
     if method == "v1":
         assert Path(f"/sys/fs/cgroup/freezer/docker/{c.id}/freezer.state").read_text().strip() == "FROZEN"
     else:
@@ -52,11 +52,11 @@ def test_freeze_stops_the_container_and_thaw_resumes_it(
     assert not advancing(c, 0.5), "the container's processes kept running while frozen"
     assert engine.isolations()[0]["freezer_state"] == "frozen"
     # Evidence was taken before the freeze: the process tree names the loop's shell.
-    [ev] = engine.records.evidence(rec["id"])
+    [ev] = engine.records.evidence(rec.id)
     assert any(p["comm"] == "sh" for p in ev["processes"])
     [released] = engine.release(c.id)
-    assert released["phase"] == "released"
-    assert freezer.current_state(ctx.paths, rec["state"]) == "thawed"
+    assert released.phase == "released"
+    assert freezer.current_state(ctx.paths, rec.state) == "thawed"
     assert advancing(c), "the container did not resume after thaw"
 
 

@@ -61,12 +61,12 @@ def test_only_the_registered_unexempt_container_is_frozen(
         assert not running(target)
         assert running(exempt) and running(stranger)
         actions = comp.engine.records.actions()
-        assert [a["container_id"] for a in actions] == [target.id]
-        stored = {f["container_id"]: f["verdict"] for f in comp.engine.records.findings()}
-        assert stored[exempt.id]["action"] == "alert" and "exempt" in stored[exempt.id]["reason"]
-        assert "not a discovered container" in stored[stranger.id]["reason"]
-        assert "host" in stored[""]["reason"]
-        assert "not a discovered container" in stored["0" * 64]["reason"]
+        assert [a.container_id for a in actions] == [target.id]
+        stored = {f.container_id: f.verdict for f in comp.engine.records.findings()}
+        assert stored[exempt.id].action == "alert" and "exempt" in stored[exempt.id].reason
+        assert "not a discovered container" in stored[stranger.id].reason
+        assert "host" in stored[""].reason
+        assert "not a discovered container" in stored["0" * 64].reason
         assert comp.status()["isolations"][0]["container_id"] == target.id
     finally:
         ctx.findings.stop(2)

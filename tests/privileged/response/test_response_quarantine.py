@@ -49,19 +49,19 @@ def test_quarantine_cuts_both_directions_and_release_restores(
     networks_before = sorted(probe.target.attrs["NetworkSettings"]["Networks"])
     engine = ResponseEngine(ctx)
     rec = engine.isolate(probe.target.id, "quarantine")
-    assert rec["phase"] == "confirmed", rec["detail"]
-    assert rec["state"]["method"] == method
+    assert rec.phase == "confirmed", rec.detail
+    assert rec.state["method"] == method
     engine.sweep()
     assert not probe.outbound(), "the container still reaches the listener"
     assert not probe.inbound(), "the listener still reaches the container"
     if method in ("cgroup", "netns"):
-        assert rec["state"]["table"] in netns_tables(probe.target)
-        assert quarantine.is_applied(ctx.paths, record.init_pid, rec["state"]) is True
+        assert rec.state["table"] in netns_tables(probe.target)
+        assert quarantine.is_applied(ctx.paths, record.init_pid, rec.state) is True
     if version == "v1":
-        classid = Path(rec["state"]["netcls_mount"], rec["state"]["netcls_cgroup"].lstrip("/"), "net_cls.classid")
-        assert int(classid.read_text()) == rec["state"]["classid"]
+        classid = Path(rec.state["netcls_mount"], rec.state["netcls_cgroup"].lstrip("/"), "net_cls.classid")
+        assert int(classid.read_text()) == rec.state["classid"]
     [released] = engine.release(probe.target.id)
-    assert released["phase"] == "released", released["detail"]
+    assert released.phase == "released", released.detail
     assert probe.outbound(), "the container cannot reach the listener after release"
     assert probe.inbound(), "the listener cannot reach the container after release"
     # Exactly what was there: no table of ours left, the same networks, net_cls as it was.
@@ -97,11 +97,11 @@ def test_host_network_container_only_its_own_traffic_is_cut(
     engine = ResponseEngine(ctx)
     # Deny-all in the host's netns would cut the host: refused, nothing installed.
     rec = engine.isolate(c.id, "quarantine")
-    assert rec["phase"] == "failed" and "host's network namespace" in rec["detail"]
+    assert rec.phase == "failed" and "host's network namespace" in rec.detail
     assert host_can_connect(port)
     # The cgroup match lands in the host netns and cuts only the container.
     rec = engine.isolate(c.id, "quarantine", method="cgroup")
-    assert rec["phase"] == "confirmed" and rec["state"]["host_netns"] is True
+    assert rec.phase == "confirmed" and rec.state["host_netns"] is True
     try:
         assert not probe.outbound()
         assert host_can_connect(port), "the host's own traffic was cut"
@@ -156,10 +156,10 @@ def test_docker_disconnect_restores_static_address_and_aliases(
     ctx.registry.upsert(container_record(c))
     engine = ResponseEngine(ctx)
     rec = engine.isolate(c.id, "quarantine")
-    assert rec["phase"] == "confirmed"
+    assert rec.phase == "confirmed"
     c.reload()
     assert not c.attrs["NetworkSettings"]["Networks"]
-    recorded = {n["name"]: n for n in rec["state"]["networks"]}
+    recorded = {n["name"]: n for n in rec.state["networks"]}
     assert recorded[user_network.name]["ipv4_address"] == "10.213.37.42"
     assert "payments-db" in recorded[user_network.name]["aliases"]
     engine.release(c.id)

@@ -18,7 +18,7 @@ from agent.context import AgentContext
 from agent.control import ControlServer
 from agent.events import ContainerRef
 from agent.findings import Finding, Severity, Source
-from agent.response import patch
+from agent.response import patch, plans
 from agent.settings.response import KubernetesSettings
 from tests.fakes.kube_api import RunningFake, pod, serve, workload
 
@@ -115,7 +115,7 @@ def test_plan_without_kubernetes_lists_upgrade_commands(make_ctx: Callable[..., 
     plan = patch.plan_for(ctx, c, [vuln("openssl", "3.0.11-1", "3.0.13-1")])
     assert plan.status == patch.PACKAGES_ONLY and plan.kubernetes is None
     assert plan.commands == ["apt-get install -y --only-upgrade openssl=3.0.13-1"]
-    stored = patch.list_plans(ctx, container="abc")
+    stored = plans.list_plans(ctx, container="abc")
     assert [p["id"] for p in stored] == [plan.id] and stored[0]["commands"] == plan.commands
 
 
@@ -177,15 +177,15 @@ def test_plan_for_a_vanished_pod_is_stored_as_failed(make_ctx: Callable[..., Age
     c = ContainerRef(id="c3", name="web", image="x", labels=K8S_LABELS)
     plan = patch.plan_for(ctx, c, [vuln("zlib", "1", "2")])
     assert plan.status == patch.FAILED and "404" in plan.detail
-    assert patch.list_plans(ctx)[0]["status"] == patch.FAILED
+    assert plans.list_plans(ctx)[0]["status"] == patch.FAILED
 
 
 def test_riskguardctl_plans_over_the_control_socket(
     make_ctx: Callable[..., AgentContext], capsys: pytest.CaptureFixture[str]
 ) -> None:
     ctx = make_ctx()
-    patch.register_control(ctx)
-    patch.register_control(ctx)  # idempotent
+    plans.register_control(ctx)
+    plans.register_control(ctx)  # idempotent
     plan = patch.plan_for(ctx, ContainerRef(id="abc", name="web", image="debian:12"), [vuln("curl", "7", "8")])
     sockdir = Path(tempfile.mkdtemp(prefix="rg-"))  # short path: AF_UNIX paths are ≤ 107 bytes
     server = ControlServer(sockdir / "s", ctx.control_methods)

@@ -21,7 +21,7 @@ from agent.findings import Action, Finding, Severity, Source
 from agent.hostfs import HostPaths
 from agent.response.component import ResponseComponent, build
 from agent.response.engine import ResponseEngine, ResponseError
-from agent.response.freeze import parse_proc_net
+from agent.response.evidence import parse_proc_net
 from agent.runtime.model import Container
 
 CID = "f" * 64
@@ -96,9 +96,9 @@ def test_enforced_finding_is_recorded_then_frozen_and_confirmed(env: Any) -> Non
     assert v.action == Action.FREEZE and v.enforce
     assert state_file(ctx, c).read_text().strip() == "FROZEN"
     [rec] = engine.records.active(c.id)
-    assert rec["phase"] == "confirmed" and rec["actor"] == "policy:RG-0001"
-    assert [h["phase"] for h in engine.records.history(rec["id"])] == ["intended", "applied", "confirmed"]
-    [ev] = engine.records.evidence(rec["id"])
+    assert rec.phase == "confirmed" and rec.actor == "policy:RG-0001"
+    assert [h.phase for h in engine.records.history(rec.id)] == ["intended", "applied", "confirmed"]
+    [ev] = engine.records.evidence(rec.id)
     assert {p["comm"] for p in ev["processes"]} == {"sh", "nc (evil)"}
     assert {
         "protocol": "tcp",
@@ -109,7 +109,7 @@ def test_enforced_finding_is_recorded_then_frozen_and_confirmed(env: Any) -> Non
     } in ev["connections"]
     assert ev["recent_events"][0]["filename"] == "/bin/nc"
     [f] = engine.records.findings(container="web")
-    assert f["verdict"]["action_id"] == rec["id"] and f["verdict"]["result"] == "confirmed"
+    assert f.verdict.action_id == rec.id and f.verdict.result == "confirmed"
     # A second finding joins the incident: no second action.
     engine.on_finding(rule_finding(c, source=Source.BEHAVIOR))
     assert len(engine.records.actions()) == 1
@@ -122,7 +122,7 @@ def test_observe_mode_records_but_never_writes(env: Any) -> None:
     assert v.action == Action.FREEZE and not v.enforce
     assert state_file(ctx, c).read_text().strip() == "THAWED"
     assert engine.records.actions() == []
-    assert engine.records.findings()[0]["verdict"]["enforce"] is False
+    assert engine.records.findings()[0].verdict.enforce is False
 
 
 @pytest.mark.parametrize("case", ["unknown", "exempt", "host", "impostor"])
@@ -174,7 +174,7 @@ def test_interrupted_intent_is_completed_at_startup(env: Any) -> None:
     second.reconcile()
     assert state_file(ctx, c).read_text().strip() == "FROZEN"
     rec = second.records.get(aid)
-    assert rec is not None and rec["phase"] == "confirmed" and rec["active"]
+    assert rec is not None and rec.phase == "confirmed" and rec.active
     assert second.isolations()[0]["freezer_state"] == "frozen"
 
 
@@ -187,7 +187,7 @@ def test_interrupted_intent_on_a_gone_container_is_rolled_back(env: Any) -> None
     )  # fmt: skip
     engine.reconcile()
     rec = engine.records.get(aid)
-    assert rec is not None and rec["phase"] == "rolled_back" and not rec["active"]
+    assert rec is not None and rec.phase == "rolled_back" and not rec.active
 
 
 def test_thawed_behind_our_back_is_refrozen_and_release_thaws(env: Any) -> None:
@@ -198,9 +198,9 @@ def test_thawed_behind_our_back_is_refrozen_and_release_thaws(env: Any) -> None:
     ResponseEngine(ctx).reconcile()
     assert state_file(ctx, c).read_text().strip() == "FROZEN"
     [rec] = engine.release("web")
-    assert rec["phase"] == "released" and not rec["active"]
+    assert rec.phase == "released" and not rec.active
     assert state_file(ctx, c).read_text().strip() == "THAWED"
-    assert [h["phase"] for h in engine.records.history(rec["id"])][-2:] == ["release_intended", "released"]
+    assert [h.phase for h in engine.records.history(rec.id)][-2:] == ["release_intended", "released"]
     with pytest.raises(ResponseError, match="nothing to release"):
         engine.release(c.id)
 
@@ -211,8 +211,8 @@ def test_dry_run_records_and_changes_nothing(env: Any) -> None:
     engine.on_finding(rule_finding(c))
     assert state_file(ctx, c).read_text().strip() == "THAWED"
     [rec] = engine.records.actions()
-    assert rec["dry_run"] and not rec["active"] and rec["phase"] == "confirmed"
-    assert "would write freezer.state=FROZEN" in rec["detail"]
+    assert rec.dry_run and not rec.active and rec.phase == "confirmed"
+    assert "would write freezer.state=FROZEN" in rec.detail
 
 
 def test_build_is_none_when_disabled(make_ctx: Callable[..., AgentContext]) -> None:
@@ -280,10 +280,10 @@ def test_socket_table_after_the_freeze_when_configured(env: Any) -> None:
     ctx, c = env(evidence_connections="after_freeze")
     engine = ResponseEngine(ctx)
     rec = engine.isolate(c.id, "freeze")
-    first, late = engine.records.evidence(rec["id"])
+    first, late = engine.records.evidence(rec.id)
     assert first["connections"] is None and {p["pid"] for p in first["processes"]} == {PID, PID + 1}
     assert any(x["local"] == "127.0.0.1:8080" for x in late["connections"])
-    assert rec["phase"] == "confirmed"
+    assert rec.phase == "confirmed"
 
 
 def test_findings_and_actions_reach_the_outputs(tmp_path: Path, make_ctx: Callable[..., AgentContext]) -> None:
@@ -329,12 +329,12 @@ def test_sweep_puts_back_a_freeze_undone_behind_our_back_and_forget_closes_recor
     state_file(ctx, c).write_text("THAWED")  # `docker unpause` writes the same file
     engine.sweep()
     assert state_file(ctx, c).read_text().strip() == "FROZEN"
-    assert engine.records.get(rec["id"])["phase"] == "confirmed"  # type: ignore[index]
+    assert engine.records.get(rec.id).phase == "confirmed"  # type: ignore[union-attr]
     # The container exits: its cgroup goes, the registry drops it, the record is closed.
     import shutil
 
     shutil.rmtree(state_file(ctx, c).parent)
     ctx.registry.remove(c.id)
     engine.forget(c.id)
-    got = engine.records.get(rec["id"])
-    assert got is not None and got["phase"] == "gone" and not got["active"]
+    got = engine.records.get(rec.id)
+    assert got is not None and got.phase == "gone" and not got.active

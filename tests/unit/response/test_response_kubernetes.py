@@ -59,14 +59,14 @@ def test_network_finding_quarantines_the_pod_and_release_restores_it(
         Finding(container=c.ref(), source=Source.NETWORK, detector_id="net-seq", severity=Severity.HIGH, summary="x")
     )
     [rec] = engine.records.active(c.id)
-    assert rec["phase"] == "confirmed" and rec["method"] == "kubernetes"
+    assert rec.phase == "confirmed" and rec.method == "kubernetes"
     labels = fake.kube.get("pods", "shop", "web-1")["metadata"]["labels"]  # type: ignore[index]
     assert labels["app"] == "web" and "riskguard.io/quarantine" in labels
-    policy = fake.kube.get("networkpolicies", "shop", rec["state"]["pod"]["policy_name"])
+    policy = fake.kube.get("networkpolicies", "shop", rec.state["pod"]["policy_name"])
     assert policy is not None and policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert fake.kube.seen("POST", "/networkpolicies")
     engine.release(c.id)
-    assert fake.kube.get("networkpolicies", "shop", rec["state"]["pod"]["policy_name"]) is None
+    assert fake.kube.get("networkpolicies", "shop", rec.state["pod"]["policy_name"]) is None
     labels = fake.kube.get("pods", "shop", "web-1")["metadata"]["labels"]  # type: ignore[index]
     assert labels == {"app": "web"}
 
@@ -84,9 +84,9 @@ def test_vuln_finding_gets_a_stored_patch_plan(setup: tuple[AgentContext, Contai
         )
     )
     [rec] = engine.records.actions()
-    assert rec["action"] == "patch" and rec["phase"] == "confirmed" and not rec["active"]
-    assert rec["state"]["plan_id"]
-    assert engine.records.findings()[0]["verdict"]["action_id"] == rec["id"]
+    assert rec.action == "patch" and rec.phase == "confirmed" and not rec.active
+    assert rec.state["plan_id"]
+    assert engine.records.findings()[0].verdict.action_id == rec.id
 
 
 def test_without_a_pod_label_auto_does_not_use_kubernetes(

@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Evidence taken before an isolation: the container's process tree, the sockets of its network
+namespace, and its recent events, stored next to the action record they justify."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.events import Event
+from agent.hostfs import HostPaths
+from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2
+from agent.runtime.model import Container
+
+
+def event_dict(ev: Event) -> dict[str, Any]:
+    """An event as JSON-able evidence (scalars kept, collections cut to 32 items)."""
+    out: dict[str, Any] = {"kind": ev.kind}
+    for f in dataclasses.fields(ev):
+        if f.name == "container":
+            continue
+        v = getattr(ev, f.name)
+        if isinstance(v, str | int | float | bool) or v is None:
+            out[f.name] = v
+        elif isinstance(v, tuple | list | frozenset | set):
+            out[f.name] = [x if isinstance(x, str | int | float) else str(x) for x in list(v)[:32]]
+    return out
+
+
+def _cgroup_pids(cgdir: Path) -> list[int]:
+    """Pids of a cgroup and its descendants (os.walk: pathlib's ``**`` glob costs milliseconds)."""
+    pids: set[int] = set()
+    for top, _dirs, files in os.walk(cgdir):
+        if "cgroup.procs" in files:
+            try:
+                pids.update(int(x) for x in Path(top, "cgroup.procs").read_text().split())
+            except (OSError, ValueError):
+                continue
+    return sorted(pids)
+
+
+def _process(paths: HostPaths, pid: int) -> dict[str, Any] | None:
+    d = paths.pid_dir(pid)
+    try:
+        stat = (d / "stat").read_text()
+        cmdline = (d / "cmdline").read_bytes()
+    except OSError:
+        return None  # exited while we looked: normal
+    # comm may contain spaces and parentheses: split at the last ')'.
+    head, _, rest = stat.rpartition(")")
+    fields = rest.split()
+    try:
+        exe = str((d / "exe").readlink())
+    except OSError:
+        exe = ""
+    return {
+        "pid": pid,
+        "ppid": int(fields[1]) if len(fields) > 1 else 0,
+        "comm": head.partition("(")[2],
+        "state": fields[0] if fields else "",
+        "exe": exe,
+        "argv": [a.decode(errors="replace") for a in cmdline.split(b"\0") if a],
+    }
+
+
+_TCP_STATES = {
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
+
+
+def _addr(hexaddr: str) -> tuple[str, int]:
+    import ipaddress
+
+    ip, _, port = hexaddr.partition(":")
+    raw = bytes.fromhex(ip)
+    # /proc/net/tcp prints each 32-bit word in host (little-endian) byte order.
+    words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]
+    return str(ipaddress.ip_address(b"".join(words))), int(port, 16)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_proc_net(text: str, protocol: str) -> list[dict[str, Any]]:
+    """Parse ``/proc/<pid>/net/{tcp,tcp6,udp,udp6}``; malformed lines are skipped."""
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 10:
+            continue
+        try:
+            laddr, lport = _addr(f[1])
+            raddr, rport = _addr(f[2])
+        except ValueError:
+            continue
+        out.append(
+            {
+                "protocol": protocol,
+                "local": _hostport(laddr, lport),
+                "remote": _hostport(raddr, rport),
+                "state": _TCP_STATES.get(f[3], f[3]) if protocol.startswith("tcp") else "",
+                "inode": int(f[9]) if f[9].isdigit() else 0,
+            }
+        )
+    return out
+
+
+def connections_of(paths: HostPaths, container: Container) -> list[dict[str, Any]]:
+    """The sockets of the container's network namespace (/proc/<init>/net/{tcp,tcp6,udp,udp6}).
+
+    Each read walks the kernel's whole socket hash (~0.5 ms apiece on this host, whatever the
+    netns), so this is the costly part of a snapshot."""
+    connections: list[dict[str, Any]] = []
+    net = paths.pid_dir(container.init_pid) / "net"
+    for proto in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            connections.extend(parse_proc_net((net / proto).read_text(), proto))
+        except OSError:
+            continue
+    return connections[:1024]
+
+
+def evidence_snapshot(
+    paths: HostPaths,
+    container: Container,
+    recent_events: Iterable[Mapping[str, Any]] = (),
+    connections: bool = True,
+) -> dict[str, Any]:
+    """Process tree, sockets of the container's netns (unless ``connections`` is false) and
+    recent events, as a JSON-able dict."""
+    cgdirs: list[Path] = []
+    if container.cgroup_v1.get("freezer", "").strip("/"):
+        cgdirs.append(cgroup_dir_v1(paths, "freezer", container.cgroup_v1["freezer"]))
+    if container.cgroup_v2.strip("/"):
+        cgdirs.append(cgroup_dir_v2(paths, container.cgroup_v2))
+    pids: list[int] = []
+    for d in cgdirs:
+        pids = _cgroup_pids(d)
+        if pids:
+            break
+    processes = [p for p in (_process(paths, pid) for pid in pids[:512]) if p is not None]
+    return {
+        "ts": time.time(),
+        "container_id": container.id,
+        "processes": processes,
+        "connections": connections_of(paths, container) if connections else None,
+        "recent_events": list(recent_events),
+    }

@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The ``netns`` quarantine: a deny-all table in the container's netns, loopback kept; works with
+any runtime. Refused when the container shares the host's network namespace (or when the host's
+cannot be told), since a deny-all there would cut the host."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from agent.findings import Action, ActionResult
+from agent.hostfs import HostPaths
+from agent.network.nsexec import NetnsError, in_netns, nft_json, table_exists
+from agent.response.quarantine.common import (
+    MethodDeps,
+    QuarantineError,
+    base_chains,
+    container_netns,
+    host_netns_inodes,
+    release_table,
+    rule,
+    table_in_place,
+    table_name,
+)
+from agent.runtime.model import Container
+
+log = structlog.get_logger("agent.response")
+
+
+def _iface(key: str, value: str) -> dict[str, Any]:
+    return {"match": {"op": "==", "left": {"meta": {"key": key}}, "right": value}}
+
+
+def apply_netns(paths: HostPaths, container: Container, dry_run: bool = False) -> ActionResult:
+    """A deny-all ruleset (loopback kept) in the container's netns; refused on the host netns."""
+    name = table_name(container, "ns")
+    state: dict[str, Any] = {"method": "netns", "table": name}
+    try:
+        ns = container_netns(paths, container)
+        inode = os.stat(ns).st_ino
+        state["netns_inode"] = inode
+        hosts = host_netns_inodes(paths)
+        if not hosts:
+            raise QuarantineError("cannot tell the host's network namespace: deny-all refused")
+        if inode in hosts:
+            raise QuarantineError(
+                f"container {container.short_id} shares the host's network namespace: deny-all would cut the host"
+            )
+        if dry_run:
+            return ActionResult(
+                action=Action.QUARANTINE,
+                container_id=container.id,
+                ok=True,
+                detail=f"would add deny-all table inet {name} in netns {inode}",
+                dry_run=True,
+                state=state,
+            )
+
+        def install() -> bool:
+            existed = table_exists(name)
+            cmds = base_chains(name, "drop")
+            if not existed:
+                cmds.append(rule(name, "input", [_iface("iifname", "lo"), {"accept": None}]))
+                cmds.append(rule(name, "output", [_iface("oifname", "lo"), {"accept": None}]))
+            nft_json(cmds)
+            return existed
+
+        state["table_existed"] = in_netns(ns, install)
+        confirmed = in_netns(ns, lambda: table_exists(name))
+    except (OSError, QuarantineError, NetnsError) as exc:
+        log.error("container_quarantine_failed", container_id=container.id, method="netns", error=str(exc))
+        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state)
+    return ActionResult(
+        action=Action.QUARANTINE,
+        container_id=container.id,
+        ok=confirmed,
+        detail=f"deny-all table inet {name} in the container's netns (loopback kept)",
+        state=state,
+    )
+
+
+class NetnsMethod:
+    """The ``netns`` quarantine method (see the module docstring)."""
+
+    name = "netns"
+
+    def __init__(self, deps: MethodDeps) -> None:
+        self.paths = deps.paths
+
+    def apply(self, container: Container, dry_run: bool = False, reason: str = "") -> ActionResult:
+        return apply_netns(self.paths, container, dry_run)
+
+    def release(self, container_id: str, init_pid: int, state: Mapping[str, Any]) -> str:
+        return release_table(self.paths, init_pid, state)
+
+    def is_applied(self, init_pid: int, state: Mapping[str, Any]) -> bool | None:
+        return table_in_place(self.paths, init_pid, state)
+
+    def reconcile(self, container: Container, state: Mapping[str, Any]) -> int:
+        return 0
