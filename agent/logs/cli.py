@@ -1,12 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``riskguard-agent logs parse|fit|score``: the daemon's structuring and sequence models, offline.
+"""``riskguard-agent logs parse|fit|score``: the daemon's structuring and session models, offline.
 
 - ``logs parse FILE [--format jsonl|table]``: one object per line: line, template_id, template,
-  fields (and pattern).
-- ``logs fit FILE --session-key REGEX --model OUT``: sessions are the lines sharing the regex's
-  first group (or whole match); writes the templates and the sequence model to OUT (JSON).
+  fields (header fields found by the miner, parser fields) and pattern.
+- ``logs fit FILE --session-key REGEX --model OUT [--target-fpr 0.001]``: sessions are the lines
+  sharing the regex's first group (or whole match); writes the templates and the calibrated
+  session model (``agent.logs.session_model``) to OUT (JSON). FILE holds normal sessions only.
 - ``logs score FILE --session-key REGEX --model M [--format jsonl|table]``: one object per
   session: session, score, anomalous, patterns (the explanations), events.
+
+Binary records (a NUL byte, or mostly undecodable bytes) are counted and skipped, and the count
+is printed on stderr; a single invalid UTF-8 byte is replaced (U+FFFD) and the line kept.
 """
 
 from __future__ import annotations
@@ -16,24 +20,50 @@ import json
 import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.logs.model import ModelParams, SequenceModel
+from agent.logs.session_model import SessionModel, SessionParams
 from agent.logs.sessions import event_symbol
 from agent.logs.structure import Structurer
 from agent.logs.templates import TemplateCache
 
-MODEL_FORMAT = "riskguard-logs-model/1"
+MODEL_FORMAT = "riskguard-logs-model/2"
 
 
-def _lines(path: str) -> Iterator[bytes]:
-    if path == "-":
-        yield from (line.rstrip(b"\n") for line in sys.stdin.buffer)
-        return
-    with open(path, "rb") as fh:
+@dataclass
+class ReadStats:
+    lines: int = 0
+    malformed: int = 0
+    unkeyed: int = 0
+
+
+def is_malformed(raw: bytes) -> bool:
+    """A binary record rather than a text line: a NUL byte, or over a quarter undecodable."""
+    if b"\x00" in raw:
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        return text.count("\ufffd") * 4 > max(1, len(text))
+    return False
+
+
+def _lines(path: str, stats: ReadStats) -> Iterator[bytes]:
+    fh = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
+    try:
         for line in fh:
-            yield line.rstrip(b"\n")
+            line = line.rstrip(b"\r\n")
+            stats.lines += 1
+            if is_malformed(line):
+                stats.malformed += 1
+                continue
+            yield line
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
 
 
 def _err(msg: str) -> int:
@@ -41,49 +71,55 @@ def _err(msg: str) -> int:
     return 2
 
 
+def _summary(stats: ReadStats) -> None:
+    if stats.malformed or stats.unkeyed:
+        print(
+            f"riskguard-agent logs: read {stats.lines} lines, skipped {stats.malformed} malformed (binary) "
+            f"and {stats.unkeyed} without a session key",
+            file=sys.stderr,
+        )
+
+
 def cmd_parse(args: argparse.Namespace) -> int:
+    stats = ReadStats()
     try:
         structurer = Structurer()
-        rows = [structurer.structure(raw) for raw in _lines(args.file)]
+        rows = [structurer.structure(raw) for raw in _lines(args.file, stats)]
     except OSError as exc:
         return _err(f"cannot read {args.file}: {exc.strerror}")
-    final = structurer.templates.templates()
+    tc = structurer.templates
+    final = tc.templates()
     if args.format == "table":
         print(f"{'tid':>5}  {'pattern':<18} line")
         for r in rows:
-            print(f"{r.template_id:>5}  {r.pattern or '-':<18} {r.line[:160]}")
+            print(f"{tc.resolve(r.template_id):>5}  {r.pattern or '-':<18} {r.line[:160]}")
         print("\ntemplates:")
         for tid, text in sorted(final.items()):
             print(f"{tid:>5}  {text[:200]}")
-        return 0
-    out = sys.stdout
-    for r in rows:
-        out.write(
-            json.dumps(
-                {
-                    "line": r.line,
-                    "template_id": r.template_id,
-                    "template": final.get(r.template_id, r.template),
-                    "fields": r.fields,
-                    "pattern": r.pattern,
-                },
-                ensure_ascii=False,
-            )
-            + "\n"
-        )
+    else:
+        out = sys.stdout
+        for r in rows:
+            tid = tc.resolve(r.template_id)
+            row = {"line": r.line, "template_id": tid, "template": final.get(tid, r.template), "fields": r.fields}
+            row["pattern"] = r.pattern
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    _summary(stats)
     return 0
 
 
-def _sessions(path: str, regex: re.Pattern[str], structurer: Structurer) -> dict[str, list[str]]:
-    sessions: dict[str, list[str]] = {}
-    for raw in _lines(path):
-        s = structurer.structure(raw)
+def read_sessions(path: str, regex: re.Pattern[str], structurer: Structurer, stats: ReadStats) -> dict[str, list[str]]:
+    """Event symbols per session key, template ids resolved after the whole file (merges)."""
+    raw: dict[str, list[tuple[int, str]]] = {}
+    for line in _lines(path, stats):
+        s = structurer.structure(line)
         m = regex.search(s.line)
         if m is None:
+            stats.unkeyed += 1
             continue
         key = m.group(1) if m.groups() else m.group(0)
-        sessions.setdefault(key, []).append(event_symbol(s.template_id, s.fields))
-    return sessions
+        raw.setdefault(key, []).append((s.template_id, event_symbol(0, s.fields)[2:]))
+    tc = structurer.templates
+    return {k: [f"T{tc.resolve(t)}{suffix}" for t, suffix in evs] for k, evs in raw.items()}
 
 
 def _regex(value: str) -> re.Pattern[str] | None:
@@ -97,15 +133,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     regex = _regex(args.session_key)
     if regex is None:
         return _err(f"--session-key is not a valid regex: {args.session_key!r}")
+    if not 0 < args.target_fpr < 1:
+        return _err("--target-fpr must be between 0 and 1")
     structurer = Structurer()
+    stats = ReadStats()
     try:
-        sessions = _sessions(args.file, regex, structurer)
+        sessions = read_sessions(args.file, regex, structurer, stats)
     except OSError as exc:
         return _err(f"cannot read {args.file}: {exc.strerror}")
-    if not sessions:
-        return _err("no line matched --session-key: nothing to learn")
-    params = ModelParams(ngram=args.ngram, top_k=args.top_k, min_support=args.min_support, threshold=args.threshold)
-    model = SequenceModel(params).fit(list(sessions.values()))
+    _summary(stats)
+    if len(sessions) < 2:
+        return _err("fewer than two sessions matched --session-key: nothing to learn")
+    params = SessionParams(target_fpr=args.target_fpr, folds=args.folds, order=args.order)
+    model = SessionModel(params).fit(list(sessions.values()))
     doc = {
         "format": MODEL_FORMAT,
         "session_key": args.session_key,
@@ -114,11 +154,25 @@ def cmd_fit(args: argparse.Namespace) -> int:
     }
     Path(args.model).write_text(json.dumps(doc), encoding="utf-8")
     print(
-        f"fitted {len(sessions)} sessions, {len(model.patterns)} frequent patterns, "
-        f"{len(structurer.templates.templates())} templates -> {args.model}",
+        f"fitted {len(sessions)} sessions, {len(structurer.templates.templates())} templates, "
+        f"cross-validated false-positive rate {model.cv_fpr:.4f} (target {args.target_fpr}) -> {args.model}",
         file=sys.stderr,
     )
     return 0
+
+
+def load_model(path: str) -> tuple[SessionModel, TemplateCache]:
+    """The session model and templates of a file written by ``logs fit`` (ValueError otherwise)."""
+    try:
+        doc: Any = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
+            raise ValueError(f"{path} is not a model written by 'logs fit'")
+        model = SessionModel.from_dict(doc["model"])
+        templates = TemplateCache()
+        templates.load(doc["templates"])
+    except (OSError, KeyError, TypeError) as exc:
+        raise ValueError(f"cannot load model {path}: {exc}") from exc
+    return model, templates
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -126,32 +180,30 @@ def cmd_score(args: argparse.Namespace) -> int:
     if regex is None:
         return _err(f"--session-key is not a valid regex: {args.session_key!r}")
     try:
-        doc: Any = json.loads(Path(args.model).read_text(encoding="utf-8"))
-        if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
-            return _err(f"{args.model} is not a model written by 'logs fit'")
-        model = SequenceModel.from_dict(doc["model"])
-        templates = TemplateCache()
-        templates.load(doc["templates"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return _err(f"cannot load model {args.model}: {exc}")
+        model, templates = load_model(args.model)
+    except ValueError as exc:
+        return _err(str(exc))
     structurer = Structurer(templates=templates)
+    stats = ReadStats()
     try:
-        sessions = _sessions(args.file, regex, structurer)
+        sessions = read_sessions(args.file, regex, structurer, stats)
     except OSError as exc:
         return _err(f"cannot read {args.file}: {exc.strerror}")
-    for key, seq in sessions.items():
-        score, anomalous, why = model.score(seq)
-        row = {"session": key, "score": score, "anomalous": anomalous, "patterns": why, "events": len(seq)}
+    keys = list(sessions)
+    for key, (score, anomalous, why) in zip(keys, model.score_many([sessions[k] for k in keys]), strict=True):
+        n = len(sessions[key])
         if args.format == "table":
-            print(f"{score:6.3f} {'ANOMALOUS' if anomalous else 'normal':<9} {len(seq):>5} {key[:60]}")
+            print(f"{score:8.6f} {'ANOMALOUS' if anomalous else 'normal':<9} {n:>5} {key[:60]}")
         else:
+            row = {"session": key, "score": score, "anomalous": anomalous, "patterns": why, "events": n}
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    _summary(stats)
     return 0
 
 
 def register(subparsers: Any) -> None:
     """Add ``logs parse|fit|score`` to ``riskguard-agent``."""
-    p = subparsers.add_parser("logs", help="structure log files and fit/score sequence models offline")
+    p = subparsers.add_parser("logs", help="structure log files and fit/score session models offline")
     sub = p.add_subparsers(dest="logs_command", required=True)
 
     pp = sub.add_parser("parse", help="one JSON object per line: line, template_id, template, fields")
@@ -166,10 +218,9 @@ def register(subparsers: Any) -> None:
 
     pf = sub.add_parser("fit", help="learn normal sessions of FILE into a model")
     model_opts(pf)
-    pf.add_argument("--ngram", type=int, default=3)
-    pf.add_argument("--top-k", type=int, default=5)
-    pf.add_argument("--min-support", type=float, default=0.2)
-    pf.add_argument("--threshold", type=float, default=0.3)
+    pf.add_argument("--target-fpr", type=float, default=0.001, help="false-positive rate on normal sessions")
+    pf.add_argument("--folds", type=int, default=5, help="cross-validation folds for the thresholds")
+    pf.add_argument("--order", type=int, default=3, help="n-gram order of the next-event model")
     pf.set_defaults(func=cmd_fit)
 
     ps = sub.add_parser("score", help="score each session of FILE against a model")
