@@ -47,11 +47,10 @@ from agent.network.changes import ChangeQueue
 from agent.network.cni import CniRunner
 from agent.network.counters import publish_deltas
 from agent.network.learning import Learner
-from agent.network.nsexec import NetnsError, in_netns
 from agent.network.selinux_sync import SelinuxSync
 from agent.network.state import StateStore, Tracked
-from agent.response.quarantine import QuarantineError, container_netns, host_netns_inodes
 from agent.runtime.model import Container
+from agent.runtime.netns import NetnsError, container_netns, host_netns_inodes, in_netns
 from agent.settings.network import NetworkSettings
 
 log = structlog.get_logger("agent.network")
@@ -309,7 +308,7 @@ class NetpolicyComponent:
         ns: Path | None = None
         try:
             ns = self._netns(c)
-        except (QuarantineError, NetnsError):
+        except NetnsError:
             ns = None  # the netns went with the container (its table too)
         if ns is not None and t is not None and t.rules:
             try:

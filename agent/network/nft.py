@@ -11,7 +11,7 @@ flow the kernel sees is learned, however short.
 
 Applying replaces the whole table in one transaction (add, delete, add …), so reapplying after
 an agent restart is idempotent. Entering the netns and the libnftables basics live in
-``agent.network.nsexec``, shared with network quarantine.
+``agent.runtime.netns``, shared with network quarantine.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.network.allowlist import Allowlist
-from agent.network.nsexec import in_netns, nft_context, nft_json
-from agent.network.nsexec import table_exists as _table_exists
+from agent.runtime.netns import in_netns, nft_context, nft_json
+from agent.runtime.netns import table_exists as _table_exists
 from agent.settings.network import EgressRule, IngressRule
 
 TABLE = "riskguard_lp"

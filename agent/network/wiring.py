@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from agent.network.nsexec import in_netns
+from agent.runtime.netns import in_netns
 from agent.store import Store
 
 log = structlog.get_logger("agent.network")

@@ -63,13 +63,6 @@ def cgroup_id_of(paths: HostPaths, v2_path: str) -> int:
         return 0
 
 
-def netns_inode(paths: HostPaths, pid: int) -> int:
-    try:
-        return os.stat(paths.pid_netns(pid)).st_ino
-    except OSError:
-        return 0
-
-
 # Container cgroup path patterns of the common runtimes (cgroupfs and systemd drivers).
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("docker", re.compile(r"/docker/(?P<id>[0-9a-f]{64})(?:/|$)")),

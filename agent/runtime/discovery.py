@@ -23,11 +23,11 @@ from agent.runtime.cgroups import (
     ProcessGone,
     cgroup_id_of,
     match_container_cgroup,
-    netns_inode,
     read_proc_cgroup,
 )
 from agent.runtime.docker import container_from_inspect, docker_sdk
 from agent.runtime.model import Container, ContainerRegistry
+from agent.runtime.netns import netns_inode
 from agent.settings.core import RuntimeSettings
 
 log = structlog.get_logger("agent.runtime")

@@ -14,8 +14,9 @@ from types import ModuleType
 from typing import Any
 
 from agent.hostfs import HostPaths
-from agent.runtime.cgroups import ProcessGone, cgroup_id_of, container_cgroups, netns_inode
+from agent.runtime.cgroups import ProcessGone, cgroup_id_of, container_cgroups
 from agent.runtime.model import Container
+from agent.runtime.netns import netns_inode
 
 
 class _NoDockerSsh(importlib.abc.MetaPathFinder):

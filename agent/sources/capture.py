@@ -36,8 +36,8 @@ from agent.context import AgentContext
 from agent.decoders.packets import FlowAccumulator, MalformedPacket, decode_frame
 from agent.events import FlowWindow
 from agent.hostfs import HostPaths
-from agent.network.nsexec import enter_netns
 from agent.runtime.model import Container, ContainerRegistry
+from agent.runtime.netns import enter_netns, host_netns_inodes, netns_inode
 from agent.settings.sources import CaptureSettings
 from agent.sources.collectors import StatusCollector
 from agent.sources.ratelimit import RateLimiter
@@ -315,18 +315,13 @@ class CaptureSource:
         if mode.startswith("container:"):
             # --network container:<x> joins x's netns: its traffic is accounted to x.
             return f"shares the network namespace of {mode.removeprefix('container:')[:12]}"
-        try:
-            theirs = os.stat(self.paths.pid_netns(c.init_pid)).st_ino
-        except OSError as exc:
-            return f"netns unreadable: {exc}"
+        theirs = netns_inode(self.paths, c.init_pid)
+        if not theirs:
+            return f"netns unreadable: {self.paths.pid_netns(c.init_pid)}"
         # The host's netns: pid 1's, or ours when pid 1 is not readable (a sandboxed init);
         # the agent runs in the host network namespace.
-        for pid in (1, os.getpid()):
-            try:
-                if os.stat(self.paths.pid_netns(pid)).st_ino == theirs:
-                    return "shares the host network namespace"
-            except OSError:
-                continue
+        if theirs in host_netns_inodes(self.paths):
+            return "shares the host network namespace"
         return ""
 
     def add(self, c: Container) -> ContainerCapture | None:

@@ -26,10 +26,10 @@ import structlog
 from agent.context import AgentContext
 from agent.events import ProcSnapshot
 from agent.hostfs import HostPaths
-from agent.network.nsexec import NetnsError
 from agent.pipeline import Periodic
 from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2
 from agent.runtime.model import Container, ContainerRegistry
+from agent.runtime.netns import NetnsError
 from agent.settings.sources import ProcfsSettings
 from agent.sources import sockdiag
 from agent.sources.collectors import StatusCollector

@@ -20,7 +20,7 @@ import socket
 import struct
 from pathlib import Path
 
-from agent.network.nsexec import in_netns
+from agent.runtime.netns import in_netns
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20

@@ -27,9 +27,9 @@ from agent.findings import Finding
 from agent.network import nft, wiring
 from agent.network.cni import CniError, CniRunner, build_conflist
 from agent.network.component import NetpolicyComponent, build
-from agent.network.nsexec import in_netns
 from agent.pipeline import Bus
 from agent.runtime.model import Container, ContainerRegistry
+from agent.runtime.netns import in_netns
 from agent.settings.network import NetworkSettings
 from agent.store import Store
 from tests.support import need, need_root, need_tool, wait_for

@@ -17,8 +17,8 @@ from scapy.utils import rdpcap
 
 from agent.events import FlowWindow
 from agent.hostfs import HostPaths
-from agent.network.nsexec import enter_netns
 from agent.runtime.model import ContainerRegistry
+from agent.runtime.netns import enter_netns
 from agent.settings.sources import CaptureSettings
 from agent.sources.capture import CaptureSource
 from tests.support import need_tool

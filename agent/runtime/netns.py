@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Entering a container's network namespace, and libnftables there.
+"""The one home for network namespaces: inspect them (a process's netns inode, a container's
+netns checked against the inode recorded at discovery, the host's), enter them (one thread, or
+a throwaway thread that runs a function there), and run libnftables there.
 
-Shared by the least-privilege rules (``agent.network``) and network quarantine
-(``agent.response.quarantine``): both run nftables commands inside a container's netns.
+Used by the least-privilege rules (``agent.network``), network quarantine
+(``agent.response.quarantine``), packet capture and sock_diag (``agent.sources``) and discovery.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from agent.hostfs import HostPaths
+
+if TYPE_CHECKING:
+    from agent.runtime.model import Container
 
 T = TypeVar("T")
 
@@ -29,6 +36,43 @@ class NetnsError(Exception):
 
 class NftError(NetnsError):
     """libnftables refused a command (its message is kept)."""
+
+
+def netns_inode(paths: HostPaths, pid: int) -> int:
+    """The inode of ``pid``'s network namespace (0 when the process is gone or unreadable)."""
+    try:
+        return os.stat(paths.pid_netns(pid)).st_ino
+    except OSError:
+        return 0
+
+
+def container_netns(paths: HostPaths, container: Container) -> Path:
+    """The container's netns as a path, checked against the inode recorded at discovery (a
+    recycled init pid must not redirect work into another namespace); ``NetnsError`` if not."""
+    ns = paths.pid_netns(container.init_pid)
+    try:
+        inode = os.stat(ns).st_ino
+    except OSError as exc:
+        raise NetnsError(f"container {container.short_id}: init pid {container.init_pid} is gone") from exc
+    if container.netns_inode and inode != container.netns_inode:
+        raise NetnsError(f"container {container.short_id}: netns changed (pid reused?)")
+    return ns
+
+
+def host_netns_inodes(paths: HostPaths) -> set[int]:
+    """Inodes of the host's netns (pid 1's) and of the agent's own (the host's, also for a
+    DaemonSet with hostNetwork): neither may get a deny-all or a capture.
+
+    Some sandboxes refuse even root a readlink/stat of /proc/1/ns/net; the agent's own netns
+    still counts. Empty: cannot tell (callers refuse).
+    """
+    found = set()
+    for ns in (paths.pid_netns(1), paths.proc / "self" / "ns" / "net"):
+        try:
+            found.add(os.stat(ns).st_ino)
+        except OSError:
+            continue
+    return found
 
 
 def enter_netns(netns: Path) -> None:
