@@ -30,14 +30,13 @@ from agent.response.quarantine.common import (
     MethodDeps,
     QuarantineError,
     QuarantineMethod,
-    container_netns,
-    host_netns_inodes,
     table_name,
 )
 from agent.response.quarantine.docker import DockerMethod, apply_docker
 from agent.response.quarantine.kubernetes import KubernetesMethod, apply_kubernetes
 from agent.response.quarantine.netns import NetnsMethod, apply_netns
 from agent.runtime.model import Container
+from agent.runtime.netns import container_netns, host_netns_inodes
 
 __all__ = [
     "METHODS",

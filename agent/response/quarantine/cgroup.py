@@ -31,13 +31,10 @@ import structlog
 
 from agent.findings import Action, ActionResult
 from agent.hostfs import HostPaths
-from agent.network.nsexec import NetnsError, in_netns, nft_json, nft_text, table_exists
 from agent.response.quarantine.common import (
     MethodDeps,
     QuarantineError,
     base_chains,
-    container_netns,
-    host_netns_inodes,
     release_table,
     rule,
     table_in_place,
@@ -45,6 +42,15 @@ from agent.response.quarantine.common import (
 )
 from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2, read_proc_cgroup
 from agent.runtime.model import Container
+from agent.runtime.netns import (
+    NetnsError,
+    container_netns,
+    host_netns_inodes,
+    in_netns,
+    nft_json,
+    nft_text,
+    table_exists,
+)
 
 log = structlog.get_logger("agent.response")
 

@@ -1,19 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What the nftables quarantine methods share: table names, the container's netns (checked
-against the inode recorded at discovery), the host's netns, base chains, and table removal."""
+"""What the nftables quarantine methods share: table names, base chains, and table removal
+(the netns helpers live in ``agent.runtime.netns``)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.findings import ActionResult
 from agent.hostfs import HostPaths
-from agent.network.nsexec import delete_table, in_netns, table_exists
 from agent.runtime.model import Container
+from agent.runtime.netns import delete_table, in_netns, netns_inode, table_exists
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only where a pod is quarantined
     from agent.response.kube import KubeClient
@@ -64,35 +62,6 @@ def table_name(container: Container | str, kind: str) -> str:
     return f"{TABLE_PREFIX}{kind}_{cid[:12]}"
 
 
-def container_netns(paths: HostPaths, container: Container) -> Path:
-    """The container's netns as a path, checked against the inode recorded at discovery (a
-    recycled init pid must not redirect the rules into another namespace)."""
-    ns = paths.pid_netns(container.init_pid)
-    try:
-        inode = os.stat(ns).st_ino
-    except OSError as exc:
-        raise QuarantineError(f"container {container.short_id}: init pid {container.init_pid} is gone") from exc
-    if container.netns_inode and inode != container.netns_inode:
-        raise QuarantineError(f"container {container.short_id}: netns changed (pid reused?)")
-    return ns
-
-
-def host_netns_inodes(paths: HostPaths) -> set[int]:
-    """Inodes of the host's netns (pid 1's) and of the agent's own: neither may get a deny-all.
-
-    Some sandboxes refuse even root a readlink/stat of /proc/1/ns/net; the agent's own netns
-    (the host's, for a DaemonSet with hostNetwork) still counts. Empty: cannot tell (callers
-    refuse).
-    """
-    found = set()
-    for ns in (paths.pid_netns(1), paths.proc / "self" / "ns" / "net"):
-        try:
-            found.add(os.stat(ns).st_ino)
-        except OSError:
-            continue
-    return found
-
-
 def base_chains(name: str, policy: str) -> list[dict[str, Any]]:
     """nft JSON commands for table ``name`` with input/output (and, for drop, forward) chains."""
     cmds: list[dict[str, Any]] = [{"add": {"table": {"family": "inet", "name": name}}}]
@@ -129,9 +98,8 @@ def release_table(paths: HostPaths, init_pid: int, state: Mapping[str, Any]) -> 
     if state.get("table_existed"):
         return f"table {state['table']} existed before the quarantine: kept"
     ns = paths.pid_netns(init_pid)
-    try:
-        inode = os.stat(ns).st_ino
-    except OSError:
+    inode = netns_inode(paths, init_pid)
+    if not inode:
         return "the container's netns is gone: nothing to remove"
     if inode != state.get("netns_inode"):
         return "the container's netns is gone (pid reused): nothing to remove"
@@ -141,10 +109,7 @@ def release_table(paths: HostPaths, init_pid: int, state: Mapping[str, Any]) -> 
 
 def table_in_place(paths: HostPaths, init_pid: int, state: Mapping[str, Any]) -> bool:
     """Whether the recorded table is still in the recorded netns."""
-    ns = paths.pid_netns(init_pid)
-    try:
-        if os.stat(ns).st_ino != state.get("netns_inode"):
-            return False
-    except OSError:
+    inode = netns_inode(paths, init_pid)
+    if not inode or inode != state.get("netns_inode"):
         return False
-    return in_netns(ns, lambda: table_exists(str(state["table"])))
+    return in_netns(paths.pid_netns(init_pid), lambda: table_exists(str(state["table"])))

@@ -13,19 +13,17 @@ import structlog
 
 from agent.findings import Action, ActionResult
 from agent.hostfs import HostPaths
-from agent.network.nsexec import NetnsError, in_netns, nft_json, table_exists
 from agent.response.quarantine.common import (
     MethodDeps,
     QuarantineError,
     base_chains,
-    container_netns,
-    host_netns_inodes,
     release_table,
     rule,
     table_in_place,
     table_name,
 )
 from agent.runtime.model import Container
+from agent.runtime.netns import NetnsError, container_netns, host_netns_inodes, in_netns, nft_json, table_exists
 
 log = structlog.get_logger("agent.response")
 
