@@ -15,16 +15,13 @@ import structlog.testing
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.findings import Action
-from agent.hostfs import HostPaths
 from agent.response import engine as engine_module
 from agent.response import handlers
 from agent.response.engine import ResponseEngine
 from agent.response.handlers import BaseHandler, Done, Outcome, Request
 from agent.response.model import ActionRecord
 from agent.runtime.model import Container
-
-CID = "a" * 64
-PID = 5151
+from tests.unit.response.test_response_engine import CID, fake_host
 
 
 class MarkHandler(BaseHandler):
@@ -63,22 +60,7 @@ def mark() -> Iterator[None]:
 
 @pytest.fixture
 def env(tmp_path: Path, make_ctx: Callable[..., AgentContext]) -> tuple[AgentContext, Container]:
-    paths = HostPaths.under(tmp_path / "host")
-    d = paths.pid_dir(PID)
-    d.mkdir(parents=True)
-    (d / "stat").write_text(f"{PID} (sh) S 1 {PID} {PID} 0 -1 4194560 0 0\n")
-    (d / "cmdline").write_bytes(b"sh\0")
-    c = Container(
-        id=CID,
-        name="shop",
-        image="busybox",
-        image_id="",
-        runtime="docker",
-        init_pid=PID,
-        cgroup_v1={"freezer": f"/docker/{CID}"},
-        cgroup_v2="",
-        labels={},
-    )
+    paths, c = fake_host(tmp_path / "host")
     ctx = make_ctx(config=AgentConfig.model_validate({"response": {"mode": "enforce"}}), paths=paths)
     ctx.registry.upsert(c)
     return ctx, c
@@ -128,7 +110,7 @@ def test_an_example_action_registered_in_the_table_runs_through_the_whole_engine
     assert marker(ctx).exists()
     assert engine.records.must_get(rec.id).phase == "confirmed"
 
-    [released] = engine.release("shop", actor="alice")
+    [released] = engine.release("web", actor="alice")
     assert released.phase == "released" and not released.active
     assert not marker(ctx).exists()
     assert engine.isolations() == []
