@@ -43,6 +43,7 @@ APT_PACKAGES=(
   docker.io iptables iproute2                  # runtime discovery, test containers
   bpfcc-tools python3-bpfcc linux-headers-amd64 # eBPF probes (bcc) + headers bcc compiles with
   bpftrace                                      # benchmarks compare our probes with a bpftrace one-liner
+  strace                                        # scripts/record_syscall_traces.py records the syscall fixtures
   auditd python3-audit                          # audit source (libauparse bindings)
   tcpdump                                       # rolling pcap evidence
   nftables python3-nftables                     # quarantine and least-privilege rules
