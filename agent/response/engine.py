@@ -20,20 +20,23 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from agent.context import AgentContext
-from agent.events import ContainerRef, Event
+from agent.events import Event
 from agent.findings import Finding, Severity, Source, Verdict
-from agent.policy import PolicyState, Target, decide, incident_id
+from agent.policy import PolicyState, decide, incident_id
 from agent.response.evidence import connections_of, event_dict, evidence_snapshot
 from agent.response.guards import Guards
 from agent.response.handlers import ActionHandler, Done, HandlerDeps, HandlerFactory, Outcome, Request, build_handlers
-from agent.response.model import IN_PLACE, ActionRecord, VerdictRecord
+from agent.response.model import IN_PLACE, ActionRecord, Outputs, VerdictRecord
 from agent.response.records import Records
 from agent.runtime.model import Container
+
+if TYPE_CHECKING:
+    from agent.response.kube import KubeClient
 
 log = structlog.get_logger("agent.response")
 
@@ -50,7 +53,10 @@ class ResponseEngine:
     """Decides on findings and carries out (and records) the actions of its handler table."""
 
     def __init__(
-        self, ctx: AgentContext, kube: Any = None, handlers: Mapping[str, HandlerFactory] | None = None
+        self,
+        ctx: AgentContext,
+        kube: KubeClient | None = None,
+        handlers: Mapping[str, HandlerFactory] | None = None,
     ) -> None:
         self.ctx = ctx
         self.settings = ctx.config.response
@@ -67,17 +73,9 @@ class ResponseEngine:
         self._decide_lock = threading.Lock()
         # The outputs component (``agent.outputs``), when attached: findings with their verdicts
         # and every action result go out through it.
-        self.outputs: Any = None
+        self.outputs: Outputs | None = None
 
     # --- facts ---------------------------------------------------------------------------
-    def resolve(self, ref: ContainerRef | str | None) -> tuple[Container | None, Target]:
-        """The registry's record of a finding's container and the facts the policy needs."""
-        return self.guards.resolve(ref)
-
-    def refusal(self, c: Container | None, target: Target) -> str:
-        """Why the engine must not act on this container ('' when it may)."""
-        return self.guards.refusal(c, target)
-
     def isolation_actions(self) -> list[str]:
         """Names of the actions that isolate a container (what ``isolate`` accepts)."""
         return [name for name, h in self.handlers.items() if h.isolation]
@@ -115,7 +113,7 @@ class ResponseEngine:
 
     def on_finding(self, finding: Finding) -> Verdict:
         """Decide on ``finding``, store it with its verdict, and carry the verdict out."""
-        c, target = self.resolve(finding.container)
+        c, target = self.guards.resolve(finding.container)
         with self._decide_lock:
             verdict = decide(finding, self.settings, self.policy, time.time(), target)
             incident = incident_id(self.policy, finding.container_id)
@@ -165,7 +163,7 @@ class ResponseEngine:
     ) -> ActionRecord:
         """Record, apply and confirm ``action`` on ``c``; returns the action record."""
         handler = self._handler(action)
-        refusal = self.refusal(*self.resolve(c.id))
+        refusal = self.guards.refusal(*self.guards.resolve(c.id))
         if refusal:
             self.counters["refused"] += 1
             raise ResponseError(f"refusing to {handler.name} {c.short_id}: {refusal}")
@@ -276,7 +274,7 @@ class ResponseEngine:
         if handler is None or not handler.isolation:
             names = " or ".join(self.isolation_actions())
             raise ValueError(f"isolate: action must be {names}, not {action!r}")
-        c, _target = self.resolve(container)
+        c, _target = self.guards.resolve(container)
         if c is None:
             raise ResponseError(f"no discovered container {container!r}")
         finding = Finding(
@@ -373,13 +371,13 @@ class ResponseEngine:
         if handler is None:
             self.records.advance(rec.id, "rolled_back", f"no handler for action {rec.action!r}", active=False)
             return self.records.must_get(rec.id)
-        c, target = self.resolve(rec.container_id)
+        c, target = self.guards.resolve(rec.container_id)
         if c is None:
             if handler.gone(rec):
                 self.records.advance(rec.id, "rolled_back", "container gone before the action completed", active=False)
                 log.warning("action_rolled_back", container_id=rec.container_id, action=rec.action, why="gone")
             return self.records.must_get(rec.id)
-        refusal = self.refusal(c, target)
+        refusal = self.guards.refusal(c, target)
         if refusal:
             self.records.advance(rec.id, "rolled_back", f"no longer allowed: {refusal}", active=False)
             return self.records.must_get(rec.id)
@@ -397,8 +395,8 @@ class ResponseEngine:
             if handler.gone(rec):
                 self.records.advance(rec.id, "gone", "container exited while isolated", active=False)
             else:
-                c, target = self.resolve(rec.container_id)
-                if c is not None and not self.refusal(c, target):
+                c, target = self.guards.resolve(rec.container_id)
+                if c is not None and not self.guards.refusal(c, target):
                     # Someone undid the isolation behind our back (docker unpause, nft flush):
                     # only an operator or a rule releases, so put it back.
                     log.warning("isolation_reasserted", container_id=c.id, action=rec.action)
