@@ -112,6 +112,9 @@ class FileChange(Event):
     new_path: str = ""
     explicit_times: bool = False
     ret: int = 0
+    # The parent's pid (0 unknown): the only lineage of a process that never exec'd (busybox
+    # ash runs rm/mv/touch in its fork without an exec) and is gone before /proc can be read.
+    ppid: int = 0
     source: str = "ebpf"
 
 

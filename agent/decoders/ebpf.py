@@ -227,7 +227,7 @@ def decode_change(h: Header, raw: bytes, ts: float) -> FileChange:
     ``/proc/<pid>/fd/<dfd>/<path>`` (futimens: ``/proc/<pid>/fd/<fd>``); one relative to the cwd
     stays relative: the source resolves both while the process lives."""
     _need(raw, HDR.size + CHANGE.size, "change")
-    ret, op, why, dfd, new_dfd, _ppid, path, new_path = CHANGE.unpack_from(raw, HDR.size)
+    ret, op, why, dfd, new_dfd, ppid, path, new_path = CHANGE.unpack_from(raw, HDR.size)
     if op not in CHANGE_OPS:
         raise DecodeError(f"change record has unknown op {op}")
     new = _cstr(new_path)
@@ -241,6 +241,7 @@ def decode_change(h: Header, raw: bytes, ts: float) -> FileChange:
         new_path=_at_path(h.pid, new_dfd, new) if new else "",
         explicit_times=bool(why & WHY_EXPLICIT),
         ret=ret,
+        ppid=ppid,
     )
 
 
