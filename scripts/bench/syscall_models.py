@@ -182,7 +182,6 @@ def main() -> int:
     ap.add_argument("--order", type=int, default=SequenceSettings().order)
     ap.add_argument("--split", default="test", help="split to score (default test; dev for method development)")
     ap.add_argument("--cover-k", type=int, default=SequenceSettings().cover_k, help="covering view's k (0: 1/(1+L))")
-    ap.add_argument("--length-adjust", type=int, default=int(SequenceSettings().length_adjust), help="1/0")
     ap.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
     args = ap.parse_args()
     train_t, test = load(args.data, "train"), load(args.data, args.split)
@@ -204,7 +203,6 @@ def main() -> int:
         folds=args.folds,
         target_fpr=args.target_fpr,
         cover_k=args.cover_k,
-        length_adjust=bool(args.length_adjust),
     )
     results = [
         bench_sequence("combined (kn+cover+bag)", train, test, base),
@@ -234,7 +232,7 @@ def main() -> int:
 
 
 def _kw(s: SequenceSettings) -> dict[str, object]:
-    return {k: getattr(s, k) for k in ("order", "bag_n", "cover_k", "length_adjust", "folds", "target_fpr", "seed")}
+    return {k: getattr(s, k) for k in ("order", "bag_n", "cover_k", "folds", "target_fpr", "seed")}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Cross-fitted percentile calibration and rank averaging, shared by the sequence models.
+
+``cross_fit`` splits the normal items into ``folds`` folds and scores each fold with views
+fitted on the others, so every training item gets the score an unseen normal item would get.
+``RankCalibration`` keeps those held-out scores per view as reference distributions: a raw
+score becomes the share of reference scores below it (ties count half), extended above 1 by
+how far beyond the reference maximum it lies (relative to the reference spread, at most +1),
+so far-out items still rank above merely unusual ones. The combined score is the mean
+percentile over the views; the threshold is the ``1 - target_fpr`` quantile of the held-out
+items' combined scores.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def cross_fit(
+    items: Sequence[T],
+    folds: int,
+    seed: int,
+    fit: Callable[[list[T]], Callable[[T], list[float]]],
+) -> list[list[float]]:
+    """Held-out raw view scores of every item (``fit`` returns a scorer of one item)."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    fold_of = [0] * len(items)
+    for pos, idx in enumerate(order):
+        fold_of[idx] = pos % folds
+    held: list[list[float]] = [[] for _ in items]
+    for f in range(folds):
+        score = fit([x for i, x in enumerate(items) if fold_of[i] != f])
+        for i, x in enumerate(items):
+            if fold_of[i] == f:
+                held[i] = score(x)
+    return held
+
+
+@dataclass(frozen=True, slots=True)
+class TraceScore:
+    """The verdict on one trace or window: combined score, threshold, each view's raw score and percentile."""
+
+    score: float
+    threshold: float
+    anomalous: bool
+    views: dict[str, tuple[float, float]]  # name -> (raw score, percentile)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": round(self.score, 6),
+            "threshold": round(self.threshold, 6),
+            "anomalous": self.anomalous,
+            "views": {k: {"raw": round(r, 6), "percentile": round(p, 6)} for k, (r, p) in self.views.items()},
+        }
+
+
+@dataclass
+class RankCalibration:
+    """Per-view reference scores and the combined-score threshold."""
+
+    views: tuple[str, ...]
+    reference: dict[str, list[float]]  # view -> sorted held-out raw scores
+    threshold: float = 0.0
+
+    @classmethod
+    def from_held(cls, views: Sequence[str], held: Sequence[Sequence[float]], target_fpr: float) -> RankCalibration:
+        """Calibrate on held-out rows (one raw score per view each)."""
+        cal = cls(tuple(views), {name: sorted(row[j] for row in held) for j, name in enumerate(views)})
+        combined = sorted(cal.combine(row)[0] for row in held)
+        cal.threshold = quantile(combined, 1.0 - target_fpr)
+        return cal
+
+    def percentile(self, name: str, value: float) -> float:
+        """Share of ``name``'s reference scores below ``value`` (ties half); > 1 beyond them all."""
+        ref = self.reference[name]
+        lo = bisect.bisect_left(ref, value)
+        hi = bisect.bisect_right(ref, value)
+        if lo == len(ref):
+            spread = (ref[-1] - ref[0]) or abs(ref[-1]) or 1.0
+            return 1.0 + min((value - ref[-1]) / spread, 1.0)
+        return (lo + 0.5 * (hi - lo)) / len(ref)
+
+    def combine(self, raw: Sequence[float]) -> tuple[float, list[float]]:
+        """The mean percentile of one item's raw view scores, and the percentiles."""
+        pct = [self.percentile(name, v) for name, v in zip(self.views, raw, strict=True)]
+        return sum(pct) / len(pct), pct
+
+    def verdict(self, raw: Sequence[float]) -> TraceScore:
+        """Combined score, percentiles and the calibrated verdict of one item's raw view scores."""
+        combined, pct = self.combine(raw)
+        return TraceScore(
+            score=combined,
+            threshold=self.threshold,
+            anomalous=combined > self.threshold,
+            views={n: (r, p) for n, r, p in zip(self.views, raw, pct, strict=True)},
+        )
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile of sorted ``values`` (numpy's default method)."""
+    pos = (len(values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
