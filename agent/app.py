@@ -22,7 +22,6 @@ import psutil
 import structlog
 
 from agent import __version__
-from agent.commands import import_optional
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.context import AgentContext, Component
 from agent.control import ControlServer
@@ -35,25 +34,9 @@ from agent.runtime.enrich import Enricher
 from agent.runtime.model import ContainerRegistry
 from agent.sdnotify import notify, watchdog_interval
 from agent.store import Store
+from agent.wiring import Generation, Live, install, live_for, wire
 
 log = structlog.get_logger("agent.app")
-
-# Subsystem components in start order: consumers of findings first, then analysers, then the
-# sources that feed them; stopped in reverse. "module:function" → build(ctx) -> Component | None.
-COMPONENT_BUILDERS: tuple[str, ...] = (
-    "agent.outputs.component:build",
-    "agent.response.component:build",
-    "agent.detectors.component:build",
-    "agent.behavior.component:build",
-    "agent.logs.component:build",
-    "agent.sources.window:build",
-    "agent.vuln.component:build",
-    "agent.network.component:build",
-    "agent.sources.ebpf:build",
-    "agent.sources.auditd:build",
-    "agent.sources.procfs:build",
-    "agent.sources.capture:build",
-)
 
 # Keys that cannot change on SIGHUP: they name resources the running process already holds.
 RESTART_ONLY = (("state", "dir"), ("control", "socket"), ("host", "root"))
@@ -76,14 +59,16 @@ class AppState:
     ctx: AgentContext | None = None
     enricher: Enricher | None = None
     discovery: Discovery | None = None
-    components: list[Component] = field(default_factory=list)
+    live: Live | None = None
+    generation: Generation | None = None  # the running components, their subscriptions
+    components: list[Component] = field(default_factory=list)  # those that started
     component_errors: dict[str, str] = field(default_factory=dict)
     control: ControlServer | None = None
     started_at: float = field(default_factory=time.time)
     undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     reloads: int = 0
-    # Which subsystems to build (tests of the start-up steps pass an empty tuple).
-    builders: tuple[str, ...] = COMPONENT_BUILDERS
+    # What builds the components (tests of the start-up steps pass one that builds none).
+    wiring: Callable[[Generation], None] = wire
 
 
 # --- start-up steps ---------------------------------------------------------------------------
@@ -116,6 +101,7 @@ def step_context(state: AppState) -> None:
     )
     state.ctx.control("status", lambda _p: status(state))
     state.ctx.control("containers", lambda _p: [c.to_dict() for c in state.registry.all()])
+    state.live = live_for(state.ctx)
 
 
 def step_discovery(state: AppState) -> None:
@@ -125,51 +111,61 @@ def step_discovery(state: AppState) -> None:
     state.undo.append(("discovery", state.discovery.stop))
 
 
-def _load_builder(spec: str) -> Callable[[AgentContext], Component | None] | None:
-    module_name, _, func = spec.partition(":")
-    module = import_optional(module_name)
-    if module is None:
-        return None  # subsystem not part of this build
-    fn: Callable[[AgentContext], Component | None] = getattr(module, func)
-    return fn
+def build_generation(state: AppState, config: AgentConfig, strict: bool) -> Generation:
+    """Build (not start) every enabled component from ``config``; raises ``BuildError`` if strict."""
+    assert state.ctx is not None
+    gen = Generation(state.ctx, config, strict=strict)
+    state.wiring(gen)
+    return gen
+
+
+def _stop(components: list[Component]) -> None:
+    for comp in reversed(components):
+        t0 = time.monotonic()
+        try:
+            comp.stop()
+        except Exception as exc:
+            log.error("component_stop_failed", component=comp.name, error=repr(exc))
+        if time.monotonic() - t0 > 1.0:
+            log.warning("component_stop_slow", component=comp.name, seconds=round(time.monotonic() - t0, 2))
+
+
+def switch_to(state: AppState, gen: Generation) -> None:
+    """Stop the running components, start ``gen``'s and make it live, with both buses held so
+    no event or finding is lost or seen by a half-started component."""
+    ctx, live = state.ctx, state.live
+    assert ctx is not None and live is not None
+    with live.lock:
+        ctx.events.pause()
+        ctx.findings.pause()
+        try:
+            _stop(state.components)
+            started: list[Component] = []
+            errors = dict(gen.build_errors)
+            for stage in gen.stages:
+                try:
+                    stage.component.start(stage.ctx)
+                except Exception as exc:
+                    errors[stage.name] = f"{type(exc).__name__}: {exc}"
+                    log.error("component_failed", component=stage.name, error=errors[stage.name][:500])
+                    continue
+                started.append(stage.component)
+                log.info("component_started", component=stage.name)
+            running = {s.name for s in gen.stages if s.component in started}
+            install(ctx, live, gen, running)
+            if state.control is not None:
+                state.control.methods = ctx.control_methods
+            state.generation, state.components, state.component_errors = gen, started, errors
+        finally:
+            ctx.findings.resume()
+            ctx.events.resume()
 
 
 def step_components(state: AppState) -> None:
     """Build and start every enabled subsystem; one that fails is reported, not fatal."""
-    ctx = state.ctx
-    assert ctx is not None
-    started: list[Component] = []
-    for spec in state.builders:
-        label = spec.split(":")[0].removeprefix("agent.")
-        try:
-            builder = _load_builder(spec)
-            if builder is None:
-                continue
-            comp = builder(ctx)
-            if comp is None:
-                log.info("component_disabled", component=label)
-                continue
-            comp.start(ctx)
-        except Exception as exc:
-            state.component_errors[label] = f"{type(exc).__name__}: {exc}"
-            log.error("component_failed", component=label, error=f"{type(exc).__name__}: {exc}"[:500])
-            continue
-        ctx.components.setdefault(comp.name, comp)
-        started.append(comp)
-        log.info("component_started", component=comp.name)
-    state.components = started
-
-    def stop_all() -> None:
-        for comp in reversed(started):
-            t0 = time.monotonic()
-            try:
-                comp.stop()
-            except Exception as exc:
-                log.error("component_stop_failed", component=comp.name, error=repr(exc))
-            if time.monotonic() - t0 > 1.0:
-                log.warning("component_stop_slow", component=comp.name, seconds=round(time.monotonic() - t0, 2))
-
-    state.undo.append(("components", stop_all))
+    assert state.ctx is not None
+    switch_to(state, build_generation(state, state.config, strict=False))
+    state.undo.append(("components", lambda: _stop(state.components)))
 
 
 def step_buses(state: AppState) -> None:
@@ -267,11 +263,17 @@ def status(state: AppState) -> dict[str, Any]:
 
 
 def reload_config(state: AppState) -> bool:
-    """SIGHUP: validate the file again; restart the subsystems on the new config if it is good."""
+    """SIGHUP as a transaction: load and validate the file, build every component from it, then
+    stop the running ones and start the new; any error before the swap keeps everything running."""
     try:
         new, source = load_config(state.config_path)
     except ConfigError as exc:
         log.error("config_reload_rejected", config=exc.source, problems=exc.problems, kept="previous config")
+        return False
+    except Exception as exc:  # never let a reload take the daemon down
+        log.error(
+            "config_reload_rejected", config=str(state.config_path), problems=[repr(exc)[:500]], kept="previous config"
+        )
         return False
     for section, key in RESTART_ONLY:
         if getattr(getattr(new, section), key) != getattr(getattr(state.config, section), key):
@@ -287,30 +289,29 @@ def reload_config(state: AppState) -> bool:
         return True
     ctx = state.ctx
     assert ctx is not None
-    # Stop the subsystems, swap the config, start them again on it. Discovery, the store, the
-    # buses and the control socket keep running.
-    idx = next(i for i, (name, _) in enumerate(state.undo) if name == "components")
-    _, stop_components = state.undo.pop(idx)
-    stop_components()
-    for name in list(ctx.control_methods):
-        if name not in ("status", "containers"):
-            del ctx.control_methods[name]
-    ctx.components.clear()
-    ctx.events.clear_subscribers()
-    ctx.findings.clear_subscribers()
+    try:
+        gen = build_generation(state, new, strict=True)
+    except Exception as exc:
+        log.error(
+            "config_reload_failed",
+            config=source,
+            error=f"{type(exc).__name__}: {exc}"[:500],
+            kept="previous config and components",
+        )
+        return False
     state.config = new
     state.config_source = source
     ctx.config = new
     if state.enricher is not None:
         state.enricher.include_host = new.runtime.include_host
-    state.component_errors.clear()
-    step_components(state)
-    # keep "components" before "control" in the undo order
-    comp_undo = state.undo.pop()
-    ctl_idx = next((i for i, (name, _) in enumerate(state.undo) if name == "control"), len(state.undo))
-    state.undo.insert(ctl_idx, comp_undo)
+    switch_to(state, gen)
     state.reloads += 1
-    log.info("config_reloaded", config=source, components=[c.name for c in state.components])
+    log.info(
+        "config_reloaded",
+        config=source,
+        components=[c.name for c in state.components],
+        failed=sorted(state.component_errors),
+    )
     return True
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from agent import __version__
 from agent.commands import register_modules
-from agent.config import ConfigError, config_path_from_env, load_config
+from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, config_path_from_env, load_config
 from agent.logsetup import configure_logging
 
 # Sub-command groups contributed by subsystems: each module has register(subparsers).
@@ -30,7 +31,7 @@ CLI_MODULES: tuple[str, ...] = (
 def cmd_run(args: argparse.Namespace) -> int:
     path = config_path_from_env(args.config)
     try:
-        config, source = load_config(path)
+        config, source = _load(path)
     except ConfigError as exc:
         configure_logging("info", "auto")
         import structlog
@@ -45,10 +46,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(config, source, path)
 
 
+def _load(path: Path | None) -> tuple[AgentConfig, str]:
+    """``load_config``, with anything it did not foresee also reported as a ``ConfigError``."""
+    try:
+        return load_config(path)
+    except ConfigError:
+        raise
+    except Exception as exc:  # never a traceback for a config file
+        raise ConfigError(
+            str(path or DEFAULT_CONFIG_PATH), [f"(file): cannot load: {type(exc).__name__}: {exc}"[:500]]
+        ) from None
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = config_path_from_env(args.config)
     try:
-        _config, source = load_config(path)
+        _config, source = _load(path)
     except ConfigError as exc:
         for p in exc.problems:
             print(p, file=sys.stderr)

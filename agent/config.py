@@ -156,13 +156,59 @@ def load_config(path: Path | None) -> tuple[AgentConfig, str]:
         text = target.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(target), [f"(file): cannot read: {exc}"]) from None
+    return parse_config(read_yaml(text, str(target)), str(target)), str(target)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """Parse ``text`` as YAML; every failure (syntax, a value PyYAML cannot construct such as an
+    unquoted ``2024-31-12``, a 5,000-digit int, nesting too deep) is a ``ConfigError``."""
     try:
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        raise ConfigError(str(target), [f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_config(data, str(target)), str(target)
+        raise ConfigError(source, [f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    except RecursionError:
+        raise ConfigError(source, ["(file): invalid YAML: nested too deeply"]) from None
+    if node is None:
+        return None
+    try:
+        return yaml.SafeLoader("").construct_document(node)
+    except RecursionError:
+        raise ConfigError(source, ["(file): invalid YAML: nested too deeply"]) from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        path, bad = _unconstructible(node)
+        mark = bad.start_mark
+        reason = str(getattr(exc, "problem", None) or exc)[:200]
+        value = bad.value if isinstance(bad, yaml.ScalarNode) else ""
+        shown = value if len(value) <= 40 else f"{value[:20]}…({len(value)} characters)"
+        raise ConfigError(
+            source,
+            [
+                f"{path}: line {mark.line + 1}, column {mark.column + 1}: YAML cannot read the value "
+                f"{shown!r} ({reason}); quote it to use it as a string"
+            ],
+        ) from None
+
+
+def _unconstructible(root: yaml.Node) -> tuple[str, yaml.Node]:
+    """The dotted path and node of the first value in ``root`` that SafeLoader cannot construct."""
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in reversed(node.value):
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                stack.append((value, (*loc, name)))
+                stack.append((key, (*loc, name)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, (*loc, i)) for i, v in reversed(list(enumerate(node.value))))
+        else:
+            try:
+                yaml.SafeLoader("").construct_object(node)
+            except Exception:
+                return _dotted(loc), node
+    return "(file)", root
 
 
 def config_path_from_env(cli_value: str | None) -> Path | None:

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What every component receives at start: config, host paths, store, registry and buses.
+"""What every component receives: config, host paths, store, registry, buses, its own metrics.
 
 A component is any object with ``name``, ``start(ctx)``, ``stop()`` and ``status()``. Each
-subsystem exposes ``build(ctx) -> Component | None`` in ``agent/<subsystem>/component.py``
-(``None`` when disabled in config); ``agent.app`` starts them in order and stops them in reverse.
+subsystem exposes ``build(ctx, ...) -> Component | None`` (``None`` when disabled in config);
+``agent.wiring`` builds them in order, hands each the components it uses as arguments and
+subscribes their handlers; ``agent.app`` starts them in order and stops them in reverse.
 """
 
 from __future__ import annotations
@@ -46,13 +47,12 @@ class AgentContext:
     registry: ContainerRegistry
     events: Bus[Event]
     findings: Bus[Finding]
+    # Prometheus collectors: the wiring gives each component a registry of its own, dropped
+    # with the component (a reload registers the new component's collectors afresh).
     metrics: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
     stopping: threading.Event = field(default_factory=threading.Event)
     # Control-socket methods: name -> handler(params) -> JSON-serialisable result.
     control_methods: dict[str, ControlHandler] = field(default_factory=dict)
-    # Named components, so one subsystem can reach another's public API (e.g. the response
-    # engine asks the vuln scanner for a container's packages).
-    components: dict[str, Any] = field(default_factory=dict)
 
     def publish(self, event: Event) -> bool:
         """Hand an event to the dispatcher; never blocks (a full queue counts a drop)."""

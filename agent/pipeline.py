@@ -96,7 +96,9 @@ class BoundedQueue(Generic[T]):
         return self._q.qsize()
 
 
-Handler = Callable[[T], None]
+Handler = Callable[[T], object]
+# (kind or kinds or None for every value, subscriber name, handler)
+Subscriber = tuple[type | tuple[type, ...] | None, str, Handler[Any]]
 
 
 class Bus(Generic[T]):
@@ -107,22 +109,38 @@ class Bus(Generic[T]):
         self.queue: BoundedQueue[T] = BoundedQueue(name, maxsize)
         self.stats = StageStats()
         self._prepare: list[Callable[[T], T | None]] = []
-        self._subscribers: list[tuple[type | None, str, Handler[Any]]] = []
+        self._subscribers: list[Subscriber] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._gate = threading.Lock()  # held by the dispatcher per value, and by ``pause``
 
     # --- wiring ------------------------------------------------------------------------
     def add_prepare(self, step: Callable[[T], T | None]) -> None:
         """Add a step run before subscribers; returning ``None`` filters the value out."""
         self._prepare.append(step)
 
-    def subscribe(self, handler: Handler[Any], kind: type | None = None, name: str = "") -> None:
-        """Call ``handler`` for every value (of type ``kind`` when given)."""
-        self._subscribers.append((kind, name or getattr(handler, "__qualname__", repr(handler)), handler))
+    def subscribe(self, handler: Handler[Any], kind: type | tuple[type, ...] | None = None, name: str = "") -> None:
+        """Call ``handler`` for every value (of type ``kind``, or one of the types, when given)."""
+        self._subscribers = [
+            *self._subscribers,
+            (kind, name or getattr(handler, "__qualname__", repr(handler)), handler),
+        ]
 
-    def clear_subscribers(self) -> None:
-        """Forget every subscriber (prepare steps stay): used when subsystems restart on reload."""
-        self._subscribers.clear()
+    def set_subscribers(self, subscribers: list[Subscriber]) -> None:
+        """Replace every subscriber at once (prepare steps stay): ``agent.wiring`` swaps generations."""
+        self._subscribers = list(subscribers)
+
+    def subscribers(self) -> list[Subscriber]:
+        """The current subscribers in call order."""
+        return list(self._subscribers)
+
+    def pause(self) -> None:
+        """Hold the dispatcher after the value in hand (publishing goes on into the queue)."""
+        self._gate.acquire()
+
+    def resume(self) -> None:
+        """Let the dispatcher go on with the queued values."""
+        self._gate.release()
 
     # --- producing ---------------------------------------------------------------------
     def publish(self, value: T) -> bool:
@@ -141,7 +159,7 @@ class Bus(Generic[T]):
             if item is None:
                 self.stats.filtered += 1
                 return
-        for kind, name, handler in self._subscribers:
+        for kind, name, handler in self._subscribers:  # a swap replaces the list, never mutates it
             if kind is not None and not isinstance(item, kind):
                 continue
             try:
@@ -160,13 +178,14 @@ class Bus(Generic[T]):
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            value = self.queue.get(timeout=0.2)
-            if value is None:
-                continue
-            try:
-                self.process(value)
-            finally:
-                self.queue.done()
+            with self._gate:
+                value = self.queue.get(timeout=0.2)
+                if value is None:
+                    continue
+                try:
+                    self.process(value)
+                finally:
+                    self.queue.done()
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until everything published so far has been processed."""

@@ -63,10 +63,7 @@ class BehaviorComponent:
     # --- component protocol -----------------------------------------------------------
     def start(self, ctx: AgentContext) -> None:
         self._ctx = ctx
-        ctx.events.subscribe(self.on_window, kind=BehaviorWindow, name="behavior")
         ctx.control("baseline", self.control_baseline)
-        ctx.components[self.name] = self
-        ctx.registry.add_listener(self._on_container)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="behavior-scorer", daemon=True)
         self._thread.start()
@@ -96,7 +93,8 @@ class BehaviorComponent:
             "baselines": len(self.engine.db.all()),
         }
 
-    def _on_container(self, what: str, c: Any) -> None:
+    def on_container(self, what: str, c: Any) -> None:
+        """Registry handler: forget a removed container's windows."""
         if what == "removed":
             with self._lock:
                 self.engine.forget_container(c.id)

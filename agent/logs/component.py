@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agent.context import AgentContext
-from agent.events import AuditEvent, Event, LogEntry, NetConnect, ProcessExec
+from agent.events import Event, LogEntry
 from agent.logs.analyzer import LogAnalyzer
 from agent.pipeline import Periodic
 from agent.sources.logs import TailerSet
@@ -86,16 +86,12 @@ class LogsComponent:
         pruned = self.tailers.prune_offsets()
         if pruned:
             log.info("log_offsets_pruned", count=pruned)
-        ctx.events.subscribe(self._on_log, kind=LogEntry, name="logs.sessions")
-        for kind in (AuditEvent, ProcessExec, NetConnect):
-            ctx.events.subscribe(self._on_event, kind=kind, name=f"logs.sigma.{kind.__name__}")
         ctx.control("logs.status", lambda _p: self.status())
         ctx.control("logs.rules", lambda _p: self.rules())
         try:
             ctx.metrics.register(_Metrics(self))
         except ValueError:
             pass  # registered by an earlier instance on the same registry (tests)
-        ctx.components["logs"] = self
         self._timer.start()
         log.info(
             "logs_started",
@@ -161,12 +157,14 @@ class LogsComponent:
         except Exception as exc:  # keep tailing whatever one poll hit
             log.error("logs_poll_failed", error=repr(exc)[:300])
 
-    def _on_log(self, e: LogEntry) -> None:
+    def on_log(self, e: LogEntry) -> None:
+        """LogEntry handler: sequence rules and sessions."""
         with self._lock:
             found = self.analyzer.on_log(e)
         self._report(found)
 
-    def _on_event(self, e: Event) -> None:
+    def on_event(self, e: Event) -> None:
+        """AuditEvent / ProcessExec / NetConnect handler: Sigma rules."""
         self._report(self.analyzer.on_event(e))
 
     def _report(self, findings: list[Any]) -> None:

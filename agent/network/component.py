@@ -108,8 +108,6 @@ class NetpolicyComponent:
             "riskguard_netpolicy_managed_containers", "Containers wired by the agent.", registry=ctx.metrics
         )
         ctx.control("netpolicy", self.describe)
-        ctx.events.subscribe(self.on_connect, kind=NetConnect, name="netpolicy.learn")
-        ctx.registry.add_listener(self._on_registry)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="netpolicy", daemon=True)
         self._thread.start()
@@ -152,7 +150,8 @@ class NetpolicyComponent:
         }
 
     # --- queue -----------------------------------------------------------------------------
-    def _on_registry(self, what: str, c: Container) -> None:
+    def on_registry(self, what: str, c: Container) -> None:
+        """Registry handler: queue the container's wiring, rules or clean-up."""
         if self._stop.is_set():
             return  # a stopped instance (registries keep their listeners across a reload)
         if what == "updated":
@@ -442,5 +441,4 @@ def build(ctx: AgentContext) -> NetpolicyComponent | None:
     if not settings.enabled:
         return None
     comp = NetpolicyComponent(settings, ctx.config.behavior.learning_seconds)
-    ctx.components["netpolicy"] = comp
     return comp

@@ -2,12 +2,11 @@
 """The outputs component: every finding and action result to logs, the alerts file, a webhook,
 Prometheus and Elastic Common Schema (a JSON-lines file and/or Elasticsearch ``_bulk``).
 
-Wiring: ``build(ctx)`` subscribes to the findings bus; the response engine, once attached
-(``ctx.components["outputs"].attach_engine()``), reports each finding itself with its verdict and
-action through ``emit_finding(finding, verdict, action)`` (the bus subscription then stands
-down so a finding is written once) and each action result through ``emit_action(result)``.
-Nothing here blocks the
-caller for longer than a local file append: the network outputs sit behind bounded queues.
+Wiring (``agent.wiring``): the response engine is given this component and reports each finding
+with its verdict and action through ``emit_finding(finding, verdict, action)`` and each action
+result through ``emit_action(result)``; with the response disabled, ``emit_finding`` is
+subscribed to the findings bus instead. Nothing here blocks the caller for longer than a local
+file append: the network outputs sit behind bounded queues.
 """
 
 from __future__ import annotations
@@ -15,10 +14,11 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from agent.context import AgentContext
 from agent.findings import ActionResult, Finding, Verdict
@@ -43,9 +43,17 @@ class Outputs:
 
     name = "outputs"
 
-    def __init__(self, ctx: AgentContext, settings: OutputsSettings) -> None:
+    def __init__(
+        self,
+        ctx: AgentContext,
+        settings: OutputsSettings,
+        peers: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
+        exposition: CollectorRegistry | None = None,
+    ) -> None:
         self.ctx = ctx
         self.settings = settings
+        self.peers = peers  # every component's status, for the lost-events metric
+        self.exposition = exposition or ctx.metrics  # the registry served on /metrics
         self.host = _host_name(settings)
         self.alerts: RotatingJsonl | None = None
         self.ecs_file: RotatingJsonl | None = None
@@ -54,7 +62,6 @@ class Outputs:
         self._senders: list[Any] = []
         self.metrics: OutputMetrics | None = None
         self.metrics_server: MetricsServer | None = None
-        self.via_engine = False
         self.errors: dict[str, str] = {}
         self.findings_emitted = 0
         self.actions_emitted = 0
@@ -81,17 +88,15 @@ class Outputs:
             except OSError as exc:
                 self.errors["elasticsearch"] = str(exc)
                 log.error("output_unavailable", output="elasticsearch", error=str(exc))
-        self.metrics = OutputMetrics(ctx.metrics, ctx, self._shipper_status)
+        self.metrics = OutputMetrics(ctx.metrics, ctx, self._shipper_status, self.peers)
         if s.metrics.enabled:
-            server = MetricsServer(ctx.metrics, s.metrics.address, s.metrics.port)
+            server = MetricsServer(self.exposition, s.metrics.address, s.metrics.port)
             try:
                 server.start()
                 self.metrics_server = server
             except OSError as exc:  # EADDRINUSE: another agent or exporter holds the port
                 self.errors["metrics"] = f"{s.metrics.address}:{s.metrics.port}: {exc}"
                 log.error("output_unavailable", output="metrics", error=self.errors["metrics"])
-        ctx.findings.subscribe(self._on_bus_finding, kind=Finding, name="outputs")
-        ctx.components[self.name] = self
         log.info(
             "outputs_started",
             alerts=str(s.alerts_file or ""),
@@ -149,7 +154,6 @@ class Outputs:
         return {
             "findings_emitted": self.findings_emitted,
             "actions_emitted": self.actions_emitted,
-            "via_engine": self.via_engine,
             "alerts": self.alerts.status() if self.alerts else None,
             "ecs_file": self.ecs_file.status() if self.ecs_file else None,
             "webhook": self.webhook.status() if self.webhook else None,
@@ -159,10 +163,6 @@ class Outputs:
         }
 
     # --- API for the response engine and scanners ----------------------------------------
-    def attach_engine(self) -> None:
-        """The engine reports findings (with verdicts) itself from now on; the bus path stands down."""
-        self.via_engine = True
-
     def emit_finding(
         self,
         finding: Finding | Mapping[str, Any],
@@ -213,15 +213,14 @@ class Outputs:
         return rec
 
     # --- internals -----------------------------------------------------------------------
-    def _on_bus_finding(self, finding: Finding) -> None:
-        if self.via_engine:
-            return
-        self.emit_finding(finding)
-
     def _shipper_status(self) -> dict[str, dict[str, Any]]:
         return {s.name: s.status() for s in (self.webhook, self.elastic) if s is not None}
 
 
-def build(ctx: AgentContext) -> Outputs:
+def build(
+    ctx: AgentContext,
+    peers: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
+    exposition: CollectorRegistry | None = None,
+) -> Outputs:
     """The outputs component (always on: the alerts file and logs are the minimum)."""
-    return Outputs(ctx, ctx.config.outputs)
+    return Outputs(ctx, ctx.config.outputs, peers, exposition)

@@ -43,9 +43,15 @@ def _numbers(prefix: str, value: Any) -> Iterable[tuple[str, float]]:
 class RuntimeCollector(Collector):
     """Lost events and queue depths, read from the buses and components at each scrape."""
 
-    def __init__(self, ctx: AgentContext, shippers: Callable[[], Mapping[str, Mapping[str, Any]]]) -> None:
+    def __init__(
+        self,
+        ctx: AgentContext,
+        shippers: Callable[[], Mapping[str, Mapping[str, Any]]],
+        peers: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
+    ) -> None:
         self.ctx = ctx
         self.shippers = shippers
+        self.peers = peers  # every running component's status()
         self.own = "outputs"
 
     def collect(self) -> Iterable[Metric]:
@@ -54,12 +60,8 @@ class RuntimeCollector(Collector):
         )
         for kind, n in sorted(self.ctx.events.stats.dropped.items()):
             lost.add_metric([f"bus:{kind}"], float(n))
-        for name, comp in sorted(self.ctx.components.items()):
-            if name == self.own or not hasattr(comp, "status"):
-                continue
-            try:
-                st = comp.status()
-            except Exception:  # a component's status must never break a scrape
+        for name, st in sorted(self.peers().items()):
+            if name == self.own:
                 continue
             for key in LOST_KEYS:
                 if key in st:
@@ -92,11 +94,12 @@ class OutputMetrics:
         registry: CollectorRegistry,
         ctx: AgentContext,
         shippers: Callable[[], Mapping[str, Mapping[str, Any]]],
+        peers: Callable[[], Mapping[str, Mapping[str, Any]]] = dict,
     ) -> None:
         self.registry = registry
         self.findings = Counter("riskguard_findings", "Findings reported", ["source", "severity"], registry=None)
         self.actions = Counter("riskguard_actions", "Response actions taken", ["kind", "result"], registry=None)
-        self.runtime = RuntimeCollector(ctx, shippers)
+        self.runtime = RuntimeCollector(ctx, shippers, peers)
         self._collectors: list[Collector] = [
             self.findings,
             self.actions,

@@ -30,32 +30,25 @@ class ResponseComponent:
 
     name = "response"
 
-    def __init__(self, ctx: AgentContext) -> None:
+    def __init__(self, ctx: AgentContext, outputs: Any = None) -> None:
         self.ctx = ctx
         self.engine = ResponseEngine(ctx, kube=_kube(ctx))
+        # The engine sends each finding (with verdict and action) and each action result to the
+        # outputs (``agent.outputs.component.Outputs``) itself.
+        self.engine.outputs = outputs
         self._sweeps = 0
         self._timer = Periodic("response-sweep", SWEEP_SECONDS, self._sweep)
 
     def start(self, ctx: AgentContext) -> None:
         engine = self.engine
-        outputs = ctx.components.get("outputs")
-        if outputs is not None and hasattr(outputs, "attach_engine"):
-            # From now on the engine sends each finding (with verdict and action) to the outputs
-            # itself, and the outputs' own bus subscription stands down.
-            outputs.attach_engine()
-            engine.outputs = outputs
         reconciled = engine.reconcile()
         if reconciled:
             log.info("response_reconciled", records=len(reconciled), isolations=len(engine.isolations()))
-        ctx.registry.add_listener(self._on_container)
-        ctx.findings.subscribe(self._on_finding, name="response")
-        ctx.events.subscribe(engine.on_event, name="response-evidence")
         ctx.control("findings", self._findings)
         ctx.control("isolate", self._isolate)
         ctx.control("release", self._release)
         ctx.control("actions", self._actions)
         register_plans_control(ctx)
-        ctx.components["response"] = self
         self._timer.start()
 
     def stop(self) -> None:
@@ -71,10 +64,12 @@ class ResponseComponent:
         }
 
     # --- internals -----------------------------------------------------------------------
-    def _on_finding(self, finding: Finding) -> None:
+    def on_finding(self, finding: Finding) -> None:
+        """Findings bus handler: verdict and action for ``finding``."""
         self.engine.on_finding(finding)
 
-    def _on_container(self, what: str, c: Container) -> None:
+    def on_container(self, what: str, c: Container) -> None:
+        """Registry handler: reconcile a container's records when it appears, forget it when gone."""
         try:
             if what == "added":
                 self.engine.reconcile(c.id)
@@ -148,8 +143,8 @@ def _kube(ctx: AgentContext) -> Any:
         return None
 
 
-def build(ctx: AgentContext) -> ResponseComponent | None:
-    """The response component, or None when ``response.enabled`` is false."""
+def build(ctx: AgentContext, outputs: Any = None) -> ResponseComponent | None:
+    """The response component reporting to ``outputs``, or None when ``response.enabled`` is false."""
     if not ctx.config.response.enabled:
         return None
-    return ResponseComponent(ctx)
+    return ResponseComponent(ctx, outputs)

@@ -257,19 +257,14 @@ def _image_of(obj: Mapping[str, Any], kind: str, container: str) -> str:
 
 # --- Kubernetes client ----------------------------------------------------------------------
 def kube_client(ctx: AgentContext) -> KubeClient | None:
-    """The shared ``KubeClient`` (``ctx.components["kube"]``), or None when Kubernetes is disabled.
+    """A ``KubeClient`` for ``kubernetes`` settings, or None when Kubernetes is disabled.
 
     Raises ``KubeError`` when enabled but misconfigured.
     """
     settings = ctx.config.kubernetes
     if not settings.enabled:
         return None
-    kc = ctx.components.get("kube")
-    if isinstance(kc, KubeClient):
-        return kc
-    kc = KubeClient.from_settings(settings)
-    ctx.components["kube"] = kc
-    return kc
+    return KubeClient.from_settings(settings)
 
 
 # --- the planner -----------------------------------------------------------------------------

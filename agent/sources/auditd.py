@@ -419,5 +419,4 @@ def build(ctx: AgentContext) -> AuditSource | None:
             ],
         )
     )
-    ctx.components["audit"] = src
     return src

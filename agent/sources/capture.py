@@ -346,7 +346,8 @@ class CaptureSource:
         if cap is not None:
             cap.stop()
 
-    def _on_registry(self, what: str, c: Container) -> None:
+    def on_registry(self, what: str, c: Container) -> None:
+        """Registry handler: open a capture for a new container, close it for a removed one."""
         if what == "removed":
             self.remove(c.id)
         elif what == "added":
@@ -361,7 +362,6 @@ class CaptureSource:
 
     def start(self, ctx: AgentContext | None = None) -> None:
         self._stop.clear()
-        self.registry.add_listener(self._on_registry)
         for c in self.registry.all():
             self.add(c)
         self._window_start = time.time()
@@ -429,7 +429,6 @@ def build(ctx: AgentContext) -> CaptureSource | None:
         settings = settings.model_copy(update={"pcap_dir": ctx.paths.state / "pcap"})
     interval = settings.interval_seconds or ctx.config.behavior.window_seconds
     src = CaptureSource(settings, ctx.paths, ctx.registry, ctx.publish, interval)
-    ctx.components["capture"] = src
     ctx.control("capture.status", lambda _params: dict(src.status()))
     ctx.metrics.register(
         StatusCollector(

@@ -326,7 +326,6 @@ def build(ctx: AgentContext) -> ProcfsSource | None:
         return None
     interval = settings.interval_seconds or ctx.config.behavior.window_seconds
     src = ProcfsSource(settings, ctx.paths, ctx.registry, ctx.publish, interval)
-    ctx.components["procfs"] = src
     ctx.control("procfs.status", lambda _params: dict(src.status()))
     ctx.metrics.register(
         StatusCollector(

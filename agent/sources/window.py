@@ -143,10 +143,9 @@ class WindowAggregator:
                 self._seen.setdefault(row["image"], set()).add(row["path"])
 
     # --- wiring ------------------------------------------------------------------------
-    def subscribe(self, bus: Any) -> None:
-        """Subscribe ``on_event`` to every event type the windows are made of."""
-        for kind in CONSUMED:
-            bus.subscribe(self.on_event, kind=kind, name=f"window.{kind.__name__}")
+    def consumed(self) -> tuple[type[Event], ...]:
+        """The event types ``on_event`` makes windows of (``agent.wiring`` subscribes them)."""
+        return CONSUMED
 
     def start(self, ctx: AgentContext | None = None) -> None:
         self._timer.start()
@@ -322,8 +321,6 @@ def build(ctx: AgentContext) -> WindowAggregator | None:
     if not ctx.config.behavior.enabled:
         return None
     agg = WindowAggregator(ctx.config.behavior.window_seconds, ctx.publish, ctx.registry, ctx.store)
-    agg.subscribe(ctx.events)
-    ctx.components["window"] = agg
     ctx.control("window.status", lambda _params: dict(agg.status()))
     ctx.metrics.register(
         StatusCollector(

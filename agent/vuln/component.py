@@ -117,9 +117,7 @@ class VulnComponent:
             "riskguard_vuln_scan_seconds", "Duration of one container scan", registry=ctx.metrics
         )
         ctx.control("scan", self._control_scan)
-        ctx.components[self.name] = self
         if self.settings.on_start:
-            ctx.registry.add_listener(self._on_container)
             for c in ctx.registry.all():
                 self.enqueue(c.id)
         self._thread = threading.Thread(target=self._run, name="vuln-scheduler", daemon=True)
@@ -150,7 +148,8 @@ class VulnComponent:
         }
 
     # --- scheduling ----------------------------------------------------------------------
-    def _on_container(self, what: str, c: Container) -> None:
+    def on_container(self, what: str, c: Container) -> None:
+        """Registry handler (with ``vuln.on_start``): scan a container when it appears."""
         if what == "added":
             self.enqueue(c.id)
 

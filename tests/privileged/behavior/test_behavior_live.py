@@ -36,6 +36,7 @@ from agent.sources.procfs import ProcfsSource
 from agent.sources.procfs import build as build_procfs
 from agent.sources.window import WindowAggregator
 from agent.sources.window import build as build_window
+from agent.wiring import attach
 from tests.support import need, need_root, wait_for
 
 WINDOW = 1.5
@@ -157,18 +158,18 @@ def live(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         ctx.findings.subscribe(collect)
         ctx.events.subscribe(windows, kind=BehaviorWindow)
         ctx.findings.start()
-        behavior.start(ctx)
+        attach(ctx, behavior)
         agg = build_window(ctx)
         assert agg is not None
         procfs = build_procfs(ctx)
         ebpf = build_ebpf(ctx)
         assert procfs is not None and ebpf is not None
         ctx.events.start()
-        ebpf.start(ctx)
+        attach(ctx, ebpf)
         need("syscalls" in ebpf.active, f"This test needs the eBPF syscall probe (bcc, tracefs): {ebpf.status()}")
 
         procfs.start(ctx)
-        agg.start(ctx)
+        attach(ctx, agg)
         yield live
     finally:
         for part in (agg, procfs):

@@ -13,6 +13,7 @@ from agent.detectors.registry import BY_ID
 from agent.events import ProcSnapshot
 from agent.findings import Finding
 from agent.settings.detectors import DetectorsSettings
+from agent.wiring import attach
 from tests.support import need_root, wait_for
 
 
@@ -37,7 +38,7 @@ def test_rg0004_from_proc_snapshots(
     source = procfs.build(ctx)
     assert source is not None
     comp = DetectorsComponent(DetectorsSettings(), (BY_ID["RG-0004"],))
-    comp.start(ctx)
+    attach(ctx, comp)
     found: list[Finding] = []
     ctx.findings.subscribe(found.append)
 

@@ -39,6 +39,7 @@ from agent.runtime.enrich import Enricher
 from agent.runtime.model import ContainerRegistry
 from agent.settings.detectors import DetectorsSettings
 from agent.store import Store
+from agent.wiring import attach
 from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root, wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -125,7 +126,7 @@ def chain(docker_client: Any, trigger_binary: Path) -> Iterator[Chain]:
 
         ctx.findings.subscribe(collect)
         for comp in (source, detectors):
-            comp.start(ctx)
+            attach(ctx, comp)
             components.append(comp)
         ctx.events.start()
         ctx.findings.start()

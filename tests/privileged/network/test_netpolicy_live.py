@@ -32,6 +32,7 @@ from agent.runtime.model import Container, ContainerRegistry
 from agent.runtime.netns import in_netns
 from agent.settings.network import NetworkSettings
 from agent.store import Store
+from agent.wiring import attach
 from tests.support import need, need_root, need_tool, wait_for
 
 MANAGED = {"riskguard.network": "managed"}
@@ -146,7 +147,7 @@ def collect() -> Callable[[AgentContext], tuple[list[Event], list[Finding]]]:
 def _start(ctx: AgentContext) -> NetpolicyComponent:
     comp = build(ctx)
     assert comp is not None
-    comp.start(ctx)
+    attach(ctx, comp)
     return comp
 
 
@@ -526,9 +527,8 @@ def test_a_config_reload_restarts_on_the_same_context(lab: Lab, make_ctx: Any) -
     second = _start(ctx)  # same metrics registry: names were freed
     try:
         assert ctx.control_methods["netpolicy"] == second.describe
-        assert ctx.components["netpolicy"] is second
         # the stopped instance ignores registry changes; only the new one takes them
-        first._on_registry(
+        first.on_registry(
             "added", Container(id="e" * 64, name="x", image="i", image_id="", runtime="docker", init_pid=0)
         )
         assert first._changes.pending == 0

@@ -12,6 +12,7 @@ from agent.context import AgentContext
 from agent.events import ContainerRef
 from agent.findings import Finding, Severity, Source
 from agent.response.component import build
+from agent.wiring import attach
 from tests.privileged.response.response_helpers import read_in
 from tests.support import wait_for
 
@@ -42,7 +43,7 @@ def test_only_the_registered_unexempt_container_is_frozen(
         ctx.registry.upsert(container_record(c))
     comp = build(ctx)
     assert comp is not None
-    comp.start(ctx)
+    attach(ctx, comp)
     ctx.findings.start()
     try:
         refs = [

@@ -21,6 +21,7 @@ from agent.events import BehaviorWindow, ContainerRef
 from agent.findings import Finding, Source
 from agent.settings.behavior import BehaviorSettings
 from agent.store import Store
+from agent.wiring import attach
 from tests.support import REPO
 
 # In-process fits keep these tests fast; test_fit_in_a_child_process covers the default path.
@@ -247,7 +248,7 @@ def test_component_on_real_buses(make_ctx: Callable[..., AgentContext]) -> None:
     assert isinstance(comp, BehaviorComponent)
     reported: list[Finding] = []
     ctx.findings.subscribe(reported.append)
-    comp.start(ctx)
+    attach(ctx, comp)
     try:
         rng = random.Random(1)
         c = container(1)
@@ -272,7 +273,6 @@ def test_component_on_real_buses(make_ctx: Callable[..., AgentContext]) -> None:
             ctx.control_methods["baseline"]({"action": "explode", "image": IMAGE})
         st = comp.status()
         assert st["counters"]["scored"] >= 1 and st["baselines"] == 1 and st["dropped"] == 0
-        assert ctx.components["behavior"] is comp
     finally:
         comp.stop()
     assert build(make_ctx(AgentConfig(behavior=BehaviorSettings(enabled=False)))) is None

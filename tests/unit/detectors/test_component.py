@@ -22,6 +22,7 @@ from agent.events import ContainerRef, FileOpen, PrivilegeEvent, ProcessExec, Pr
 from agent.findings import Finding, Severity
 from agent.hostfs import HostPaths
 from agent.settings.detectors import DetectorsSettings
+from agent.wiring import attach
 from tests.support import REPO
 
 C = ContainerRef(id="ab" * 32, name="web", image="nginx")
@@ -34,7 +35,7 @@ def shadow(ts: float = 100.0, pid: int = 10) -> FileOpen:
 
 def started(ctx: AgentContext, comp: DetectorsComponent | None) -> list[Finding]:
     assert comp is not None
-    comp.start(ctx)
+    attach(ctx, comp)
     got: list[Finding] = []
     ctx.findings.subscribe(got.append)
     ctx.findings.start()
@@ -49,7 +50,7 @@ def test_build_and_report_through_buses(make_ctx: Callable[..., AgentContext]) -
     ctx = make_ctx()
     comp = build(ctx)
     got = started(ctx, comp)
-    assert ctx.components["detectors"] is comp
+    assert "detectors.list" in ctx.control_methods
     ctx.events.process(shadow())
     ctx.events.process(ProcessExec(ts=1, pid=3, container=C, ppid=2, uid=0, comm="ls", filename="/bin/ls"))
     settle(ctx)
@@ -107,8 +108,8 @@ def test_disabled_ids_do_not_run_and_unneeded_types_are_not_subscribed(
     settle(ctx)
     assert got == []
     assert comp.status()["evaluated"] == {}
-    subscribed = {name for _kind, name, _h in ctx.events._subscribers}
-    assert "detectors:FileOpen" not in subscribed and "detectors:FlowWindow" in subscribed
+    subscribed = {k.__name__ for kind, name, _h in ctx.events.subscribers() if name == "detectors" for k in kind}  # type: ignore[union-attr]
+    assert "FileOpen" not in subscribed and "FlowWindow" in subscribed
 
 
 def test_a_failing_detector_is_counted_and_others_still_run(make_ctx: Callable[..., AgentContext]) -> None:

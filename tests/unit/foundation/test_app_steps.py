@@ -35,7 +35,10 @@ def bare_state(tmp_path: Path) -> AppState:
 
     p = cfg(tmp_path)
     return AppState(
-        config=parse_config(yaml.safe_load(p.read_text())), config_source=str(p), config_path=p, builders=()
+        config=parse_config(yaml.safe_load(p.read_text())),
+        config_source=str(p),
+        config_path=p,
+        wiring=lambda _gen: None,
     )
 
 

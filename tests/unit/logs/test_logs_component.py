@@ -17,6 +17,7 @@ from agent.events import LogEntry, ProcessExec
 from agent.findings import Finding
 from agent.hostfs import HostPaths
 from agent.logs.component import build
+from agent.wiring import attach
 
 
 def cri(text: str | bytes, stream: str = "stdout") -> bytes:
@@ -49,7 +50,7 @@ def test_structures_reports_and_restarts(make_ctx: Callable[..., AgentContext], 
             fh.write(cri(f"Failed password for root from 10.1.1.1 port {4000 + i} ssh2"))
     comp = build(ctx)
     assert comp is not None
-    comp.start(ctx)
+    attach(ctx, comp)
     comp.poll_once()
     with open(log, "ab") as fh:
         fh.write(cri("Accepted password for root from 10.1.1.1 port 4100 ssh2"))
@@ -82,7 +83,7 @@ def test_sigma_over_bus_events(make_ctx: Callable[..., AgentContext], tmp_path: 
     ctx, _log, _entries, findings = setup(make_ctx, tmp_path)
     comp = build(ctx)
     assert comp is not None
-    comp.start(ctx)
+    attach(ctx, comp)
     ctx.publish(ProcessExec(ts=1, ppid=1, uid=0, comm="cat", filename="/bin/cat", argv=("cat", "/etc/shadow")))
     ctx.events.drain()
     ctx.findings.drain()
@@ -103,7 +104,7 @@ def test_container_content_never_forges_agent_log_keys(make_ctx: Callable[..., A
     comp = build(ctx)
     assert comp is not None
     with structlog.testing.capture_logs() as logs:
-        comp.start(ctx)
+        attach(ctx, comp)
         comp.poll_once()
         ctx.events.drain()
         comp.stop()
@@ -160,7 +161,7 @@ def test_riskguardctl_logs_over_the_control_socket(
     log.write_bytes(cri("hello") + b"not a cri line\n")
     comp = build(ctx)
     assert comp is not None
-    comp.start(ctx)
+    attach(ctx, comp)
     comp.poll_once()
     server = ControlServer(tmp_path / "ctl.sock", ctx.control_methods)
     server.start()

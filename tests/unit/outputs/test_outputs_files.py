@@ -20,6 +20,7 @@ from agent.findings import Action, ActionResult, Finding, Severity, Source, Verd
 from agent.outputs.component import Outputs, build
 from agent.outputs.files import RotatingJsonl
 from agent.settings.outputs import MetricsSettings, OutputsSettings, WebhookSettings
+from agent.wiring import attach
 
 WEB = ContainerRef(id="a" * 64, name="web", image="nginx:1.25.3")
 
@@ -43,7 +44,7 @@ def outputs(make_ctx: Callable[..., AgentContext], tmp_path: Path) -> Iterator[O
     )
     ctx = make_ctx(AgentConfig(outputs=settings))
     out = build(ctx)
-    out.start(ctx)
+    attach(ctx, out)  # no response component: the outputs take findings from the bus
     yield out
     out.stop()
 
@@ -65,13 +66,10 @@ def test_finding_from_the_bus_becomes_one_alert_line(outputs: Outputs, tmp_path:
     assert rec["verdict"] == "" and rec["action"] is None
     assert rec["host"] == "node-a" and str(rec["time"]).endswith("Z")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert outputs.ctx.components["outputs"] is outputs
 
 
-def test_engine_path_carries_verdict_and_action_and_silences_the_bus(outputs: Outputs, tmp_path: Path) -> None:
-    outputs.attach_engine()
+def test_engine_path_carries_verdict_and_action(outputs: Outputs, tmp_path: Path) -> None:
     f = finding()
-    outputs.ctx.findings.process(f)  # the engine reports it instead: not written twice
     v = Verdict(finding=f, action=Action.FREEZE, enforce=True, reason="rule detector in enforce mode")
     r = ActionResult(action=Action.FREEZE, container_id=WEB.id, ok=True, detail="frozen in 3 ms")
     outputs.emit_finding(f, v, r)
@@ -138,7 +136,7 @@ def test_a_broken_network_output_never_takes_the_alerts_file_down(
         )
         ctx = make_ctx(AgentConfig(outputs=settings))
         out = build(ctx)
-        out.start(ctx)
+        attach(ctx, out)
         try:
             ctx.findings.process(finding())
             st = out.status()

@@ -24,6 +24,7 @@ from agent.pipeline import Bus
 from agent.runtime.model import ContainerRegistry
 from agent.settings.outputs import EcsSettings, MetricsSettings, OutputsSettings
 from agent.store import Store
+from agent.wiring import attach
 
 WEB = ContainerRef(id="c" * 64, name="web", image="docker.io/library/nginx:1.25.3@sha256:00ff")
 
@@ -61,14 +62,14 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_prometheus_endpoint_on_loopback(tmp_path: Path) -> None:
     settings = OutputsSettings(alerts_file=None, metrics=MetricsSettings(port=0))
     ctx = small_ctx(tmp_path, settings)
-    ctx.components["ebpf"] = PerfSource()
+    perf = PerfSource()
     for _ in range(3):  # a queue of one, not drained: two drops
         ctx.publish(ProcessExit(ts=0.0, comm="x"))
     # Another subsystem's collector on the shared registry (the scanner's scan durations).
     scans = Histogram("riskguard_vuln_scan_seconds", "Duration of one container scan", registry=ctx.metrics)
     scans.observe(1.7)
-    out = build(ctx)
-    out.start(ctx)
+    out = build(ctx, peers=lambda: {"ebpf": perf.status()})
+    attach(ctx, out)
     try:
         assert out.metrics_server is not None
         url = out.metrics_server.url

@@ -16,6 +16,7 @@ from agent.events import ContainerRef
 from agent.findings import Action, ActionResult, Finding, Severity, Source
 from agent.outputs.component import Outputs, build
 from agent.settings.outputs import EcsSettings, MetricsSettings, OutputsSettings, WebhookSettings
+from agent.wiring import attach
 from tests.fakes.http_receiver import Received, dead_endpoint, receiver
 from tests.support import wait_for
 
@@ -38,7 +39,7 @@ def running(make_ctx: Callable[..., AgentContext], tmp_path: Path, **kw: Any) ->
     settings = OutputsSettings(alerts_file=None, metrics=MetricsSettings(enabled=False), **kw)
     ctx = make_ctx(AgentConfig(outputs=settings))
     out = build(ctx)
-    out.start(ctx)
+    attach(ctx, out)
     try:
         yield out
     finally:

@@ -23,6 +23,7 @@ from agent.response.component import ResponseComponent, build
 from agent.response.engine import ResponseEngine, ResponseError
 from agent.response.evidence import parse_proc_net
 from agent.runtime.model import Container
+from agent.wiring import attach
 
 CID = "f" * 64
 PID = 4242
@@ -237,7 +238,7 @@ def test_riskguardctl_over_the_control_socket(env: Any, tmp_path: Path, capsys: 
     ctx, c = env(mode="observe")
     comp = build(ctx)
     assert isinstance(comp, ResponseComponent)
-    comp.start(ctx)
+    attach(ctx, comp)
     server = ControlServer(tmp_path / "s.sock", ctx.control_methods)
     server.start()
     # The agent's log lines must not mix into riskguardctl's stdout: capture them.
@@ -300,11 +301,9 @@ def test_findings_and_actions_reach_the_outputs(tmp_path: Path, make_ctx: Callab
     ctx = make_ctx(config=cfg, paths=paths)
     ctx.registry.upsert(c)
     outputs = build_outputs(ctx)
-    outputs.start(ctx)
-    ctx.components["outputs"] = outputs
-    comp = build(ctx)
+    comp = build(ctx, outputs=outputs)
     assert comp is not None
-    comp.start(ctx)
+    attach(ctx, outputs, comp)  # as agent.wiring: the response reports to the outputs
     try:
         ctx.findings.process(rule_finding(c))
         ctx.findings.process(rule_finding(c, source=Source.BEHAVIOR))  # joins the incident: no new action

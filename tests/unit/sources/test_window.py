@@ -63,7 +63,7 @@ def snapshot(ref: ContainerRef, cpu: float, procs: int = 3) -> ProcSnapshot:
 
 def feed(agg: WindowAggregator, events: list[Event]) -> list[BehaviorWindow]:
     bus: Bus[Event] = Bus("events")
-    agg.subscribe(bus)
+    bus.subscribe(agg.on_event, kind=agg.consumed(), name="window")
     for ev in events:
         bus.process(ev)
     assert bus.stats.errors == {}

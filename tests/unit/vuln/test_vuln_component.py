@@ -21,6 +21,7 @@ from agent.runtime.model import Container
 from agent.settings.vuln import GmpSettings, VulnDbSettings, VulnSettings
 from agent.vuln.component import VulnComponent, build
 from agent.vuln.gmp import GmpScanner
+from agent.wiring import attach
 from tests.fixtures.vuln.builders import CRITICAL, osv, write_dpkg_status, write_os_release, write_records
 from tests.fixtures.vuln.gmp_server import GmpState, gmp_server
 from tests.support import wait_for
@@ -51,7 +52,7 @@ def setup(
     ctx.findings.start()
     comp = build(ctx)
     assert comp is not None
-    comp.start(ctx)
+    attach(ctx, comp)
     yield ctx, comp, found, dbpath
     comp.stop()
 
@@ -226,7 +227,7 @@ def test_interval_rounds_rematch_only_when_the_database_changed(
     ctx = make_ctx(cfg, paths)
     comp = build(ctx)
     assert comp is not None
-    comp.start(ctx)
+    attach(ctx, comp)
     try:
         c = _container()
         ctx.registry.upsert(c)
