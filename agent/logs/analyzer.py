@@ -17,8 +17,8 @@ import structlog
 from agent.events import AuditEvent, ContainerRef, Event, LogEntry
 from agent.findings import Finding, Severity, Source
 from agent.logs.grok import DEFAULT_GROK_DIR
-from agent.logs.model import ModelParams, SequenceModel
 from agent.logs.rules import DEFAULT_SEQUENCE_DIR, RuleMatch, SequenceEngine, load_rules
+from agent.logs.session_model import SessionModel, SessionParams
 from agent.logs.sessions import Session, SessionTracker, event_symbol, session_key
 from agent.logs.sigma import DEFAULT_SIGMA_DIR, SigmaEngine, SigmaMatch
 from agent.logs.structure import Structurer
@@ -35,7 +35,7 @@ class GroupModel:
     """Learning buffer, then fitted model, of one image."""
 
     learning: list[list[str]] = field(default_factory=list)
-    model: SequenceModel | None = None
+    model: SessionModel | None = None
 
 
 class LogAnalyzer:
@@ -117,18 +117,18 @@ class LogAnalyzer:
             self.counts["sessions"] += 1
             g = self.groups.setdefault(s.group, GroupModel())
             if g.model is None:
-                g.learning.append(list(s.symbols))
+                g.learning.append(self._resolved(s.symbols))
                 if len(g.learning) >= self.settings.learn_sessions:
-                    g.model = SequenceModel(self._params()).fit(g.learning)
+                    g.model = SessionModel(self._params()).fit(g.learning)
                     g.learning = []
                     log.info(
-                        "sequence_model_fitted",
+                        "session_model_fitted",
                         group=s.group[:200],
                         sessions=g.model.sessions,
-                        patterns=len(g.model.patterns),
+                        cv_false_positive_rate=round(g.model.cv_fpr, 5),
                     )
                 continue
-            score, anomalous, why = g.model.score(s.symbols)
+            score, anomalous, why = g.model.score(self._resolved(s.symbols))
             if anomalous:
                 self.counts["anomalous_sessions"] += 1
                 out.append(
@@ -136,7 +136,7 @@ class LogAnalyzer:
                         container=container if container and container.id == s.container_id else None,
                         source=Source.LOGS,
                         detector_id=ANOMALY_DETECTOR,
-                        severity=Severity.MEDIUM if score < 0.7 else Severity.HIGH,
+                        severity=Severity.HIGH if len(why[0].get("flagged", ())) > 1 else Severity.MEDIUM,
                         summary=f"log session {s.key[:80]} deviates from normal sessions of {s.group[:80]}",
                         evidence={
                             "session": s.key,
@@ -151,9 +151,21 @@ class LogAnalyzer:
                 )
         return out
 
-    def _params(self) -> ModelParams:
-        st = self.settings
-        return ModelParams(ngram=st.ngram, top_k=st.top_k, min_support=st.min_support, threshold=st.anomaly_threshold)
+    def _resolved(self, symbols: list[str]) -> list[str]:
+        """Symbols with template ids that merged since the entry was made mapped to the live id."""
+        out = []
+        for sym in symbols:
+            head, sep, rest = sym.partition("/")
+            if head[1:].isdigit():
+                head = f"T{self.templates.resolve(int(head[1:]))}"
+            out.append(head + sep + rest)
+        return out
+
+    def _params(self) -> SessionParams:
+        # The verdict is calibrated to SessionParams.target_fpr (0.1 %); `ngram` is the order of
+        # the next-event model. `top_k`, `min_support` and `anomaly_threshold` belonged to the
+        # previous model and are not used.
+        return SessionParams(order=self.settings.ngram)
 
     @staticmethod
     def _rule_finding(container: ContainerRef | None, m: RuleMatch) -> Finding:
@@ -205,8 +217,12 @@ class LogAnalyzer:
         return {g: gm.model.to_dict() for g, gm in self.groups.items() if gm.model is not None}
 
     def models_load(self, data: dict[str, Any]) -> None:
+        """Restore fitted models; a model of another format is dropped (that group relearns)."""
         for g, d in data.items():
-            self.groups[g] = GroupModel(model=SequenceModel.from_dict(d))
+            try:
+                self.groups[g] = GroupModel(model=SessionModel.from_dict(d))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("session_model_dropped", group=str(g)[:200], reason=str(exc)[:200])
 
     def status(self) -> dict[str, Any]:
         return {
