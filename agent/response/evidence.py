@@ -5,15 +5,13 @@ namespace, and its recent events, stored next to the action record they justify.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from agent.events import Event
 from agent.hostfs import HostPaths
-from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2
+from agent.runtime.cgroups import container_pids
 from agent.runtime.model import Container
 
 
@@ -29,18 +27,6 @@ def event_dict(ev: Event) -> dict[str, Any]:
         elif isinstance(v, tuple | list | frozenset | set):
             out[f.name] = [x if isinstance(x, str | int | float) else str(x) for x in list(v)[:32]]
     return out
-
-
-def _cgroup_pids(cgdir: Path) -> list[int]:
-    """Pids of a cgroup and its descendants (os.walk: pathlib's ``**`` glob costs milliseconds)."""
-    pids: set[int] = set()
-    for top, _dirs, files in os.walk(cgdir):
-        if "cgroup.procs" in files:
-            try:
-                pids.update(int(x) for x in Path(top, "cgroup.procs").read_text().split())
-            except (OSError, ValueError):
-                continue
-    return sorted(pids)
 
 
 def _process(paths: HostPaths, pid: int) -> dict[str, Any] | None:
@@ -143,16 +129,7 @@ def evidence_snapshot(
 ) -> dict[str, Any]:
     """Process tree, sockets of the container's netns (unless ``connections`` is false) and
     recent events, as a JSON-able dict."""
-    cgdirs: list[Path] = []
-    if container.cgroup_v1.get("freezer", "").strip("/"):
-        cgdirs.append(cgroup_dir_v1(paths, "freezer", container.cgroup_v1["freezer"]))
-    if container.cgroup_v2.strip("/"):
-        cgdirs.append(cgroup_dir_v2(paths, container.cgroup_v2))
-    pids: list[int] = []
-    for d in cgdirs:
-        pids = _cgroup_pids(d)
-        if pids:
-            break
+    pids = container_pids(paths, container)
     processes = [p for p in (_process(paths, pid) for pid in pids[:512]) if p is not None]
     return {
         "ts": time.time(),

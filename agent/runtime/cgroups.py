@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""cgroup facts of processes and containers: /proc/<pid>/cgroup, cgroup ids, runtime patterns.
+"""cgroup facts of processes and containers: /proc/<pid>/cgroup, cgroup ids, runtime patterns,
+and the one walker of a cgroup's pids (v1 or v2).
 
 All reads go through ``HostPaths``. A pid that exits mid-read is normal: functions return empty
 values (``ProcessGone`` is raised only where the caller asked for a specific process).
@@ -11,8 +12,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.hostfs import HostPaths
+
+if TYPE_CHECKING:
+    from agent.runtime.model import Container
+
+# v1 controllers whose hierarchy a container's pids are read from when it has no v2 cgroup.
+V1_PID_CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "freezer", "systemd")
 
 
 class ProcessGone(Exception):
@@ -109,3 +117,36 @@ def cgroup_dir_v1(paths: HostPaths, controller: str, path: str) -> Path:
 
 def cgroup_dir_v2(paths: HostPaths, path: str) -> Path:
     return paths.cgroup_v2 / path.lstrip("/")
+
+
+def cgroup_pids(cgdir: Path) -> set[int]:
+    """Pids in a cgroup directory and every descendant: ``cgroup.procs`` (v1 and v2), or
+    ``tasks`` in a v1 hierarchy without it. Empty when the directory is gone; a child cgroup
+    removed during the walk is skipped. ``os.walk``: pathlib's ``**`` glob costs milliseconds."""
+    pids: set[int] = set()
+    for top, _dirs, files in os.walk(cgdir):
+        name = "cgroup.procs" if "cgroup.procs" in files else "tasks" if "tasks" in files else ""
+        if not name:
+            continue
+        try:
+            text = (Path(top) / name).read_text()
+        except OSError:
+            continue
+        pids.update(int(x) for x in text.split() if x.isdigit())
+    return pids
+
+
+def container_pids(paths: HostPaths, c: Container, v1_controllers: tuple[str, ...] = V1_PID_CONTROLLERS) -> list[int]:
+    """Pids in the container's cgroup and its children, sorted: from the first of its cgroups
+    that exists (v2, then the v1 controllers in order; an existing empty cgroup gives []); the
+    init pid only when none can be read."""
+    roots: list[Path] = []
+    if c.cgroup_v2.strip("/"):
+        roots.append(cgroup_dir_v2(paths, c.cgroup_v2))
+    for ctrl in v1_controllers:
+        if c.cgroup_v1.get(ctrl, "").strip("/"):
+            roots.append(cgroup_dir_v1(paths, ctrl, c.cgroup_v1[ctrl]))
+    for root in roots:
+        if (root / "cgroup.procs").exists() or (root / "tasks").exists():
+            return sorted(cgroup_pids(root))
+    return [c.init_pid] if c.init_pid > 0 else []

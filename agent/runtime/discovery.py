@@ -22,6 +22,7 @@ from agent.pipeline import Periodic
 from agent.runtime.cgroups import (
     ProcessGone,
     cgroup_id_of,
+    cgroup_pids,
     match_container_cgroup,
     read_proc_cgroup,
 )
@@ -218,7 +219,7 @@ class CgroupScanner:
                 runtime, cid, cpath = m
                 if runtime in self.skip_runtimes or cid in found:
                     continue
-                pids = _cgroup_pids(root / cpath.lstrip("/"))
+                pids = cgroup_pids(root / cpath.lstrip("/"))
                 if not pids:
                     continue  # an empty cgroup the runtime has not removed yet: no container
                 known = self.registry.get(cid)
@@ -297,27 +298,6 @@ def _walk(root: Path, max_depth: int) -> Iterator[str]:
             yield sub
             if depth + 1 < max_depth:
                 stack.append((Path(e.path), sub, depth + 1))
-
-
-def _cgroup_pids(cgdir: Path) -> set[int]:
-    pids: set[int] = set()
-    for name in ("cgroup.procs", "tasks"):
-        try:
-            text = (cgdir / name).read_text()
-        except OSError:
-            continue
-        pids.update(int(x) for x in text.split() if x.isdigit())
-        if pids:
-            break
-    if not pids:
-        # The container's processes may sit in child cgroups (systemd-style "init.scope").
-        try:
-            for e in os.scandir(cgdir):
-                if e.is_dir(follow_symlinks=False):
-                    pids |= _cgroup_pids(Path(e.path))
-        except OSError:
-            pass
-    return pids
 
 
 def _start_time(paths: HostPaths, pid: int) -> float:

@@ -27,7 +27,7 @@ from agent.context import AgentContext
 from agent.events import ProcSnapshot
 from agent.hostfs import HostPaths
 from agent.pipeline import Periodic
-from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2
+from agent.runtime.cgroups import container_pids
 from agent.runtime.model import Container, ContainerRegistry
 from agent.runtime.netns import NetnsError
 from agent.settings.sources import ProcfsSettings
@@ -40,7 +40,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 TCP_LISTEN = "0A"  # include/net/tcp_states.h TCP_LISTEN, as /proc/net/tcp prints it
 UDP_UNCONNECTED = "07"  # an unconnected UDP socket is TCP_CLOSE (7) in /proc/net/udp
-_V1_CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "freezer", "systemd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,29 +97,6 @@ def read_process(paths: HostPaths, pid: int) -> ProcInfo | None:
     except OSError:
         exe = ""
     return ProcInfo(pid, ppid, comm, threads, cpu, rss, fds, exe)
-
-
-def container_pids(paths: HostPaths, c: Container) -> list[int]:
-    """Pids in the container's cgroup and its children (v2 if it has one, else a v1 controller)."""
-    roots: list[Path] = []
-    if c.cgroup_v2:
-        roots.append(cgroup_dir_v2(paths, c.cgroup_v2))
-    for ctrl in _V1_CONTROLLERS:
-        if ctrl in c.cgroup_v1:
-            roots.append(cgroup_dir_v1(paths, ctrl, c.cgroup_v1[ctrl]))
-    for root in roots:
-        if not (root / "cgroup.procs").exists():
-            continue
-        pids: list[int] = []
-        for dirpath, _dirs, files in os.walk(root):
-            if "cgroup.procs" in files:
-                try:
-                    text = (Path(dirpath) / "cgroup.procs").read_text()
-                except OSError:
-                    continue  # a child cgroup removed while walking
-                pids.extend(int(x) for x in text.split() if x.isdigit())
-        return sorted(set(pids))
-    return [c.init_pid] if c.init_pid > 0 else []
 
 
 def _addr(hexaddr: str, v6: bool) -> str:

@@ -40,7 +40,7 @@ from agent.response.quarantine.common import (
     table_in_place,
     table_name,
 )
-from agent.runtime.cgroups import cgroup_dir_v1, cgroup_dir_v2, read_proc_cgroup
+from agent.runtime.cgroups import cgroup_dir_v2, container_pids, read_proc_cgroup
 from agent.runtime.model import Container
 from agent.runtime.netns import (
     NetnsError,
@@ -83,22 +83,6 @@ def _netcls_mount(paths: HostPaths) -> tuple[Path, bool]:
     return target, True
 
 
-def _container_pids(paths: HostPaths, container: Container) -> set[int]:
-    dirs: list[Path] = []
-    if container.cgroup_v2.strip("/"):
-        dirs.append(cgroup_dir_v2(paths, container.cgroup_v2))
-    if container.cgroup_v1.get("freezer", "").strip("/"):
-        dirs.append(cgroup_dir_v1(paths, "freezer", container.cgroup_v1["freezer"]))
-    for d in dirs:
-        pids: set[int] = set()
-        for procs in [d / "cgroup.procs", *d.glob("**/cgroup.procs")]:
-            with contextlib.suppress(OSError, ValueError):
-                pids.update(int(x) for x in procs.read_text().split())
-        if pids:
-            return pids
-    return {container.init_pid}
-
-
 def _free_classid(mount: Path, container: Container) -> int:
     used: set[int] = set()
     for f in mount.glob("**/net_cls.classid"):
@@ -119,7 +103,7 @@ def _move_into(paths: HostPaths, container: Container, cgdir: Path, target_rel: 
     moved = 0
     for _ in range(20):
         pending = []
-        for pid in _container_pids(paths, container):
+        for pid in container_pids(paths, container):
             try:
                 if read_proc_cgroup(paths, pid).v1.get("net_cls", "/") != target_rel:
                     pending.append(pid)

@@ -12,11 +12,11 @@ import pytest
 
 from agent.events import ProcSnapshot
 from agent.hostfs import HostPaths
+from agent.runtime.cgroups import container_pids
 from agent.runtime.model import Container, ContainerRegistry
 from agent.settings.sources import ProcfsSettings
 from agent.sources.procfs import (
     ProcfsSource,
-    container_pids,
     exe_verdict,
     parse_net_table,
     parse_stat,
