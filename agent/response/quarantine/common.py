@@ -8,13 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.findings import ActionResult
+import structlog
+
+from agent.findings import Action, ActionResult
 from agent.hostfs import HostPaths
 from agent.runtime.model import Container
 from agent.runtime.netns import delete_table, in_netns, netns_inode, table_exists
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only where a pod is quarantined
     from agent.response.kube import KubeClient
+
+log = structlog.get_logger("agent.response")
 
 TABLE_PREFIX = "riskguard_q_"
 
@@ -113,3 +117,41 @@ def table_in_place(paths: HostPaths, init_pid: int, state: Mapping[str, Any]) ->
     if not inode or inode != state.get("netns_inode"):
         return False
     return in_netns(paths.pid_netns(init_pid), lambda: table_exists(str(state["table"])))
+
+
+def result(
+    container: Container, ok: bool, detail: str, state: Mapping[str, Any], dry_run: bool = False
+) -> ActionResult:
+    """A quarantine's ``ActionResult``."""
+    return ActionResult(
+        action=Action.QUARANTINE, container_id=container.id, ok=ok, detail=detail, dry_run=dry_run, state=state
+    )
+
+
+def failed(container: Container, method: str, exc: Exception, state: Mapping[str, Any]) -> ActionResult:
+    """A quarantine that could not be applied: logged, and the partial ``state`` kept."""
+    log.error("container_quarantine_failed", container_id=container.id, method=method, error=str(exc))
+    return result(container, False, str(exc), state)
+
+
+class TableMethod:
+    """Base of the methods that install an nft table in the container's netns: ``release``
+    deletes the table, ``is_applied`` looks for it; subclasses implement ``apply``."""
+
+    name = ""
+
+    def __init__(self, deps: MethodDeps) -> None:
+        self.deps = deps
+        self.paths = deps.paths
+
+    def apply(self, container: Container, dry_run: bool = False, reason: str = "") -> ActionResult:
+        raise NotImplementedError
+
+    def release(self, container_id: str, init_pid: int, state: Mapping[str, Any]) -> str:
+        return release_table(self.paths, init_pid, state)
+
+    def is_applied(self, init_pid: int, state: Mapping[str, Any]) -> bool | None:
+        return table_in_place(self.paths, init_pid, state)
+
+    def reconcile(self, container: Container, state: Mapping[str, Any]) -> int:
+        return 0

@@ -6,26 +6,21 @@ cannot be told), since a deny-all there would cut the host."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
-import structlog
-
-from agent.findings import Action, ActionResult
+from agent.findings import ActionResult
 from agent.hostfs import HostPaths
 from agent.response.quarantine.common import (
-    MethodDeps,
     QuarantineError,
+    TableMethod,
     base_chains,
-    release_table,
+    failed,
+    result,
     rule,
-    table_in_place,
     table_name,
 )
 from agent.runtime.model import Container
 from agent.runtime.netns import NetnsError, container_netns, host_netns_inodes, in_netns, nft_json, table_exists
-
-log = structlog.get_logger("agent.response")
 
 
 def _iface(key: str, value: str) -> dict[str, Any]:
@@ -48,14 +43,7 @@ def apply_netns(paths: HostPaths, container: Container, dry_run: bool = False) -
                 f"container {container.short_id} shares the host's network namespace: deny-all would cut the host"
             )
         if dry_run:
-            return ActionResult(
-                action=Action.QUARANTINE,
-                container_id=container.id,
-                ok=True,
-                detail=f"would add deny-all table inet {name} in netns {inode}",
-                dry_run=True,
-                state=state,
-            )
+            return result(container, True, f"would add deny-all table inet {name} in netns {inode}", state, True)
 
         def install() -> bool:
             existed = table_exists(name)
@@ -69,33 +57,14 @@ def apply_netns(paths: HostPaths, container: Container, dry_run: bool = False) -
         state["table_existed"] = in_netns(ns, install)
         confirmed = in_netns(ns, lambda: table_exists(name))
     except (OSError, QuarantineError, NetnsError) as exc:
-        log.error("container_quarantine_failed", container_id=container.id, method="netns", error=str(exc))
-        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state)
-    return ActionResult(
-        action=Action.QUARANTINE,
-        container_id=container.id,
-        ok=confirmed,
-        detail=f"deny-all table inet {name} in the container's netns (loopback kept)",
-        state=state,
-    )
+        return failed(container, "netns", exc, state)
+    return result(container, confirmed, f"deny-all table inet {name} in the container's netns (loopback kept)", state)
 
 
-class NetnsMethod:
+class NetnsMethod(TableMethod):
     """The ``netns`` quarantine method (see the module docstring)."""
 
     name = "netns"
 
-    def __init__(self, deps: MethodDeps) -> None:
-        self.paths = deps.paths
-
     def apply(self, container: Container, dry_run: bool = False, reason: str = "") -> ActionResult:
         return apply_netns(self.paths, container, dry_run)
-
-    def release(self, container_id: str, init_pid: int, state: Mapping[str, Any]) -> str:
-        return release_table(self.paths, init_pid, state)
-
-    def is_applied(self, init_pid: int, state: Mapping[str, Any]) -> bool | None:
-        return table_in_place(self.paths, init_pid, state)
-
-    def reconcile(self, container: Container, state: Mapping[str, Any]) -> int:
-        return 0
