@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -39,10 +39,14 @@ class TfidfNeighbours:
 
     def fit(self, sequences: Sequence[Sequence[int]]) -> TfidfNeighbours:
         """Build the vocabulary, idf weights and the normalised training matrix."""
+        return self.fit_bags([ngram_counts(s, self.max_n) for s in sequences])
+
+    def fit_bags(self, bags: Sequence[Mapping[Any, int]]) -> TfidfNeighbours:
+        """``fit`` on bags of terms already counted (e.g. a window's syscall transitions)."""
         import numpy as np
         from scipy import sparse
 
-        bags = [ngram_counts(s, self.max_n) for s in sequences]
+        bags = [{g: c for g, c in b.items() if c > 0} for b in bags]
         df: Counter[tuple[int, ...]] = Counter()
         for b in bags:
             df.update(b.keys())
@@ -66,14 +70,16 @@ class TfidfNeighbours:
         )
         return self
 
-    def vector(self, seq: Sequence[int]) -> tuple[Any, float]:
+    def vector(self, bag: Mapping[Any, int]) -> tuple[Any, float]:
         """The query's sparse column vector over known terms and its full norm (unseen terms too)."""
         import numpy as np
         from scipy import sparse
 
         idx, vals = [], []
         sq = 0.0
-        for g, c in ngram_counts(seq, self.max_n).items():
+        for g, c in bag.items():
+            if c <= 0:
+                continue
             i = self.index.get(g)
             w = (1.0 + math.log(c)) * (self.idf[i] if i is not None else self.unseen_idf)
             sq += w * w
@@ -88,7 +94,11 @@ class TfidfNeighbours:
 
     def score(self, seq: Sequence[int]) -> float:
         """1 - the largest cosine similarity to a training trace (1.0 for an empty trace)."""
-        vec, norm = self.vector(seq)
+        return self.score_bag(ngram_counts(seq, self.max_n))
+
+    def score_bag(self, bag: Mapping[Any, int]) -> float:
+        """``score`` of a bag of counted terms."""
+        vec, norm = self.vector(bag)
         if norm == 0.0 or self.matrix is None or self.matrix.shape[0] == 0:
             return 1.0
         sims = (self.matrix @ vec).toarray().ravel()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -52,13 +52,42 @@ class KneserNeyModel:
             for i in range(n - 1, len(padded)):
                 top[tuple(padded[i - n + 1 : i + 1])] += 1
         self.grams[n] = dict(top)
-        for k in range(n - 1, 0, -1):
+        self._continuations()
+        self._finish()
+        return self
+
+    def fit_counts(self, counts: Mapping[Any, int]) -> KneserNeyModel:
+        """Learn from counted ``order``-grams (e.g. the kernel's syscall transitions for order 2)."""
+        n = self.order
+        top: Counter[Gram] = Counter()
+        for g, c in counts.items():
+            if len(g) != n:
+                raise ValueError(f"expected {n}-grams, got {g!r}")
+            if c > 0:
+                key = tuple(int(t) for t in g)
+                top[key] += int(c)
+                self.vocab.update(t for t in key if t != BOS)
+        self.grams[n] = dict(top)
+        self._continuations()
+        self._finish()
+        return self
+
+    def score_counts(self, counts: Mapping[Any, int]) -> float:
+        """Count-weighted mean -log P(last | the rest) of counted ``order``-grams (0.0 when empty)."""
+        total = 0
+        nll = 0.0
+        for g, c in counts.items():
+            if c > 0:
+                nll += c * -math.log(self.prob(g[:-1], g[-1]))
+                total += c
+        return nll / total if total else 0.0
+
+    def _continuations(self) -> None:
+        for k in range(self.order - 1, 0, -1):
             cont: Counter[Gram] = Counter()
             for g in self.grams[k + 1]:
                 cont[g[1:]] += 1  # one more distinct left extension
             self.grams[k] = dict(cont)
-        self._finish()
-        return self
 
     def _finish(self) -> None:
         for k in range(1, self.order + 1):

@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The sequence scorer for live windows: a container's syscall transition counts, calibrated.
+
+The daemon does not see syscall sequences, only what the kernel counts per container and window:
+how often each syscall followed another in the same thread (``BehaviorWindow.transitions``).
+This model scores such windows with the trace model's views that work on counts:
+
+- ``kn``: an interpolated Kneser-Ney bigram model (``seqlm.py``) of the training windows'
+  summed transitions; a window's score is the count-weighted mean ``-log P(next | previous)``;
+- ``bag``: TF-IDF over the window's transitions, cosine distance to the nearest training
+  window (``seqbag.py``).
+
+Both are calibrated like the trace model (``seqcalib.py``: k-fold held-out percentiles, rank
+average, threshold at the ``1 - target_fpr`` quantile of the training windows). The model file
+is an ``.npz`` (no pickle) holding the training windows' transition counts and the references.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.behavior.seqbag import TfidfNeighbours
+from agent.behavior.seqcalib import RankCalibration, TraceScore, cross_fit
+from agent.behavior.seqlm import KneserNeyModel
+
+WINDOW_FORMAT = 1
+KIND = "syscall-transition-windows"
+WINDOW_VIEWS = ("kn", "bag")
+
+Transitions = Mapping[tuple[int, int], int]
+
+
+class WindowModelError(ValueError):
+    """A training set or model file that cannot be used."""
+
+
+class _Views:
+    def __init__(self, windows: Sequence[Transitions]) -> None:
+        total: dict[tuple[int, int], int] = {}
+        for w in windows:
+            for k, c in w.items():
+                if c > 0:
+                    key = (int(k[0]), int(k[1]))
+                    total[key] = total.get(key, 0) + int(c)
+        self.kn = KneserNeyModel(2).fit_counts(total)
+        self.bag = TfidfNeighbours(2).fit_bags(list(windows))
+
+    def score(self, w: Transitions) -> list[float]:
+        return [self.kn.score_counts(w), self.bag.score_bag(w)]
+
+
+@dataclass
+class TransitionWindowModel:
+    """Calibrated anomaly scores of transition-count windows (one baseline's normal windows)."""
+
+    windows: list[dict[tuple[int, int], int]]
+    calibration: RankCalibration
+    target_fpr: float
+    meta: dict[str, Any] = field(default_factory=dict)
+    _views: _Views | None = None
+
+    @property
+    def threshold(self) -> float:
+        return self.calibration.threshold
+
+    @classmethod
+    def fit(
+        cls, windows: Sequence[Transitions], target_fpr: float = 0.01, folds: int = 5, seed: int = 42
+    ) -> TransitionWindowModel:
+        """Cross-fit on normal windows (empty ones are ignored), calibrate, fit on them all."""
+        if not 0.0 < target_fpr < 0.5:
+            raise WindowModelError(f"target FPR must be in (0, 0.5), got {target_fpr}")
+        rows = [{(int(k[0]), int(k[1])): int(c) for k, c in w.items() if c > 0} for w in windows]
+        rows = [r for r in rows if r]
+        if len(rows) < max(folds, 2):
+            raise WindowModelError(f"need at least {max(folds, 2)} non-empty windows, got {len(rows)}")
+        held = cross_fit(rows, folds, seed, lambda train: _Views(train).score)
+        model = cls(rows, RankCalibration.from_held(WINDOW_VIEWS, held, target_fpr), target_fpr)
+        model.meta = {"windows": len(rows), "folds": folds, "seed": seed}
+        return model
+
+    @property
+    def views(self) -> _Views:
+        if self._views is None:
+            self._views = _Views(self.windows)
+        return self._views
+
+    def score(self, window: Transitions) -> TraceScore:
+        """The calibrated verdict on one window's transition counts."""
+        return self.calibration.verdict(self.views.score(window))
+
+    # --- persistence ------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        import numpy as np
+
+        header = {"format": WINDOW_FORMAT, "kind": KIND, "target_fpr": self.target_fpr, "meta": self.meta}
+        flat = [(i, a, b, c) for i, w in enumerate(self.windows) for (a, b), c in w.items()]
+        arrays: dict[str, Any] = {
+            "header": np.array(json.dumps({**header, "threshold": self.threshold})),
+            "transitions": np.asarray(flat, dtype=np.int64).reshape(len(flat), 4),
+            "windows": np.array([len(self.windows)], dtype=np.int64),
+        }
+        for name in WINDOW_VIEWS:
+            arrays[f"ref_{name}"] = np.asarray(self.calibration.reference[name], dtype=np.float64)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> TransitionWindowModel:
+        """Load a blob written by ``to_bytes``; ``WindowModelError`` when it cannot be used."""
+        import numpy as np
+
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            header = json.loads(str(arrays["header"]))
+            if header.get("kind") != KIND or header.get("format") != WINDOW_FORMAT:
+                raise WindowModelError(f"not a transition-window model (kind={header.get('kind')!r})")
+            n = int(arrays["windows"][0])
+            windows: list[dict[tuple[int, int], int]] = [{} for _ in range(n)]
+            for i, a, b, c in arrays["transitions"].tolist():
+                windows[i][(a, b)] = c
+            reference = {name: arrays[f"ref_{name}"].astype(float).tolist() for name in WINDOW_VIEWS}
+            if any(not r for r in reference.values()) or any(not w for w in windows):
+                raise WindowModelError("empty windows or reference scores")
+            calibration = RankCalibration(WINDOW_VIEWS, reference, float(header["threshold"]))
+            return cls(windows, calibration, float(header["target_fpr"]), dict(header.get("meta", {})))
+        except WindowModelError:
+            raise
+        except Exception as exc:  # zip, JSON, key, index and dtype errors all mean "unusable"
+            raise WindowModelError(f"unreadable transition-window model: {exc!r}") from None
