@@ -44,6 +44,7 @@ from stide import Stide  # noqa: E402
 
 from agent.behavior.ngram import NgramModel  # noqa: E402
 from agent.behavior.seqmodel import SequenceModel, SequenceSettings  # noqa: E402
+from agent.behavior.seqwindow import TransitionWindowModel  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,62 @@ def bench_previous(train: list[list[int]], test: list[Trace]) -> Result:
     return evaluate("previous (3-gram frame)", test, scores, flags, fit_s, score_s, len(blob))
 
 
+def run_windows(traces: list[Trace], procs: int) -> dict[tuple[str, str, int], list[dict[tuple[int, int], int]]]:
+    """Per run, windows of ``procs`` consecutive processes: summed per-process transition counts."""
+    by_run: dict[tuple[str, str, int], list[Trace]] = {}
+    for t in traces:
+        by_run.setdefault((t.cls, t.workload, t.run), []).append(t)
+    out = {}
+    for key, ts in by_run.items():
+        wins = []
+        for i in range(0, len(ts), procs):
+            c: dict[tuple[int, int], int] = {}
+            for t in ts[i : i + procs]:
+                for a, b in zip(t.calls, t.calls[1:], strict=False):
+                    c[(a, b)] = c.get((a, b), 0) + 1
+            if c:
+                wins.append(c)
+        out[key] = wins
+    return out
+
+
+def bench_windows(train_t: list[Trace], test: list[Trace], procs: int, fpr: float) -> list[Result]:
+    """Live-window view: kernel-style transition counts, attacks mixed into a benign window."""
+    rng = random.Random(7)
+    train_w = [w for ws in run_windows(train_t, procs).values() for w in ws]
+    test_runs = run_windows(test, procs)
+    benign_w = [w for k, ws in test_runs.items() if k[0] == "benign" for w in ws]
+    windows: list[tuple[str, dict[tuple[int, int], int]]] = [("benign", w) for w in benign_w]
+    for k, ws in test_runs.items():
+        if k[0] == "attack":
+            for w in ws:  # the attack happens inside a container doing its ordinary work
+                mixed = dict(rng.choice(benign_w))
+                for key, c in w.items():
+                    mixed[key] = mixed.get(key, 0) + c
+                windows.append(("attack", mixed))
+    fake = [Trace("w", cls, i, "", []) for i, (cls, _) in enumerate(windows)]
+    t0 = time.perf_counter()
+    model = TransitionWindowModel.fit(train_w, target_fpr=fpr)
+    blob = model.to_bytes()
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = [model.score(w) for _, w in windows]
+    score_s = time.perf_counter() - t0
+    out = [evaluate("window model (kn2+bag)", fake, [r.score for r in res], [r.anomalous for r in res], fit_s,
+                    score_s, len(blob))]  # fmt: skip
+    t0 = time.perf_counter()
+    chain = NgramModel(n=2)
+    for w in train_w:
+        chain.add_transitions(w)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    unseen = [chain.unseen_transitions(w) / max(1, sum(w.values())) for _, w in windows]
+    hits = [bool(chain.chain_hits(w)) for _, w in windows]
+    score_s = time.perf_counter() - t0
+    out.append(evaluate("engine chain (unseen bigr.)", fake, unseen, hits, fit_s, score_s, len(chain.to_json())))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="syscall sequence models vs STIDE and the previous model")
     ap.add_argument("--data", type=Path, default=REPO / "tests" / "fixtures" / "syscalls")
@@ -182,6 +239,7 @@ def main() -> int:
     ap.add_argument("--order", type=int, default=SequenceSettings().order)
     ap.add_argument("--split", default="test", help="split to score (default test; dev for method development)")
     ap.add_argument("--cover-k", type=int, default=SequenceSettings().cover_k, help="covering view's k (0: 1/(1+L))")
+    ap.add_argument("--window-procs", type=int, default=5, help="processes per emulated live window (default 5)")
     ap.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
     args = ap.parse_args()
     train_t, test = load(args.data, "train"), load(args.data, args.split)
@@ -212,6 +270,8 @@ def main() -> int:
         bench_stide(train, test, args.folds, args.target_fpr),
         bench_previous(train, test),
     ]
+    n_trace = len(results)
+    results += bench_windows(train_t, test, args.window_procs, args.target_fpr)
     if args.json:
         for r in results:
             print(json.dumps(r.__dict__))
@@ -223,7 +283,9 @@ def main() -> int:
         f"{'model':26} {'AUC':>6} {'FPR':>6} {'TPR':>6} {'runFPR':>7} {'runTPR':>7} "
         f"{'fit s':>7} {'ms/trace':>9} {'size KiB':>9}"
     )
-    for r in results:
+    for i, r in enumerate(results):
+        if i == n_trace:
+            print(f"live windows ({args.window_procs} processes of a run; attack windows = attack + a benign window):")
         print(
             f"{r.name:26} {r.auc:6.3f} {r.fpr:6.3f} {r.tpr:6.3f} {r.run_fpr:7.3f} {r.run_tpr:7.3f} "
             f"{r.fit_s:7.2f} {r.score_ms:9.3f} {r.size / 1024:9.1f}"
