@@ -9,9 +9,9 @@ from typing import Any
 
 import structlog
 
-from agent.findings import Action, ActionResult
+from agent.findings import ActionResult
 from agent.hostfs import HostPaths
-from agent.response.quarantine.common import MethodDeps, QuarantineError
+from agent.response.quarantine.common import MethodDeps, QuarantineError, result
 from agent.runtime.docker import docker_sdk
 from agent.runtime.model import Container
 
@@ -55,14 +55,7 @@ def apply_docker(paths: HostPaths, container: Container, dry_run: bool = False) 
                 raise QuarantineError("the container is on no Docker network")
             if dry_run:
                 names = ", ".join(n["name"] for n in state["networks"])
-                return ActionResult(
-                    action=Action.QUARANTINE,
-                    container_id=container.id,
-                    ok=True,
-                    detail=f"would disconnect from {names}",
-                    dry_run=True,
-                    state=state,
-                )
+                return result(container, True, f"would disconnect from {names}", state, dry_run=True)
             for net in state["networks"]:
                 client.networks.get(net["id"] or net["name"]).disconnect(container.id, force=True)
             dc.reload()
@@ -70,23 +63,11 @@ def apply_docker(paths: HostPaths, container: Container, dry_run: bool = False) 
         finally:
             client.close()
     except QuarantineError as exc:
-        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state)
+        return result(container, False, str(exc), state)
     except Exception as exc:  # docker.errors.* and socket errors
         log.error("container_quarantine_failed", container_id=container.id, method="docker", error=repr(exc))
-        return ActionResult(
-            action=Action.QUARANTINE,
-            container_id=container.id,
-            ok=False,
-            detail=f"docker: {exc}",
-            state=state,
-        )
-    return ActionResult(
-        action=Action.QUARANTINE,
-        container_id=container.id,
-        ok=not left,
-        detail="disconnected from " + ", ".join(n["name"] for n in state["networks"]),
-        state=state,
-    )
+        return result(container, False, f"docker: {exc}", state)
+    return result(container, not left, "disconnected from " + ", ".join(n["name"] for n in state["networks"]), state)
 
 
 def release_docker(paths: HostPaths, container_id: str, state: Mapping[str, Any]) -> str:

@@ -5,37 +5,29 @@ NetworkPolicy (``agent.response.kube``); release removes both."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.findings import Action, ActionResult
-from agent.response.quarantine.common import MethodDeps, QuarantineError
+from agent.findings import ActionResult
+from agent.response.quarantine.common import MethodDeps, QuarantineError, result
 from agent.runtime.model import Container
 
+if TYPE_CHECKING:
+    from agent.response.kube import KubeClient
 
-def apply_kubernetes(kube: Any, container: Container, dry_run: bool = False, reason: str = "") -> ActionResult:
+
+def apply_kubernetes(kube: KubeClient, container: Container, dry_run: bool = False, reason: str = "") -> ActionResult:
     """Label the container's pod and select it with a deny-all NetworkPolicy (kube helper)."""
     from agent.response.kube import KubeError, pod_of
 
     ref = pod_of(container.ref())
     if ref is None:
-        return ActionResult(
-            action=Action.QUARANTINE,
-            container_id=container.id,
-            ok=False,
-            detail="not a Kubernetes pod container",
-        )
+        return result(container, False, "not a Kubernetes pod container", {})
     try:
         kstate = kube.quarantine_pod(ref.namespace, ref.name, dry_run=dry_run, reason=reason)
     except KubeError as exc:
-        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=f"kubernetes: {exc}")
-    return ActionResult(
-        action=Action.QUARANTINE,
-        container_id=container.id,
-        ok=True,
-        detail=f"pod {ref.namespace}/{ref.name} selected by NetworkPolicy {kstate['policy_name']}",
-        dry_run=dry_run,
-        state={"method": "kubernetes", "pod": kstate},
-    )
+        return result(container, False, f"kubernetes: {exc}", {})
+    detail = f"pod {ref.namespace}/{ref.name} selected by NetworkPolicy {kstate['policy_name']}"
+    return result(container, True, detail, {"method": "kubernetes", "pod": kstate}, dry_run=dry_run)
 
 
 class KubernetesMethod:
@@ -48,12 +40,7 @@ class KubernetesMethod:
 
     def apply(self, container: Container, dry_run: bool = False, reason: str = "") -> ActionResult:
         if self.kube is None:
-            return ActionResult(
-                action=Action.QUARANTINE,
-                container_id=container.id,
-                ok=False,
-                detail="kubernetes is not enabled",
-            )
+            return result(container, False, "kubernetes is not enabled", {})
         return apply_kubernetes(self.kube, container, dry_run, reason)
 
     def release(self, container_id: str, init_pid: int, state: Mapping[str, Any]) -> str:
