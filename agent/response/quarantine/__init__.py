@@ -18,7 +18,7 @@ is_applied / reconcile), looked up in ``METHODS``:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -36,6 +36,9 @@ from agent.response.quarantine.docker import DockerMethod, apply_docker
 from agent.response.quarantine.kubernetes import KubernetesMethod, apply_kubernetes
 from agent.response.quarantine.netns import NetnsMethod, apply_netns
 from agent.runtime.model import Container
+
+if TYPE_CHECKING:
+    from agent.response.kube import KubeClient
 from agent.runtime.netns import container_netns, host_netns_inodes
 
 __all__ = [
@@ -69,14 +72,16 @@ METHODS: dict[str, Callable[[MethodDeps], QuarantineMethod]] = {
 AUTO = ("cgroup", "netns")
 
 
-def _method(name: str, paths: HostPaths, cgroup_version: str = "auto", kube: Any = None) -> QuarantineMethod:
+def _method(
+    name: str, paths: HostPaths, cgroup_version: str = "auto", kube: KubeClient | None = None
+) -> QuarantineMethod:
     factory = METHODS.get(name)
     if factory is None:
         raise QuarantineError(f"unknown quarantine method {name!r} in the record")
     return factory(MethodDeps(paths=paths, cgroup_version=cgroup_version, kube=kube))
 
 
-def _chain(method: str, container: Container, kube: Any) -> tuple[str, ...]:
+def _chain(method: str, container: Container, kube: KubeClient | None) -> tuple[str, ...]:
     """The methods to try, in order, for the configured (or requested) ``method``."""
     from agent.response.kube import pod_of
 
@@ -93,7 +98,7 @@ def apply(
     method: str = "auto",
     cgroup_version: str = "auto",
     dry_run: bool = False,
-    kube: Any = None,
+    kube: KubeClient | None = None,
     reason: str = "",
 ) -> ActionResult:
     """Quarantine ``container`` with ``method``; ``auto`` = kubernetes for a pod when a client is
@@ -115,7 +120,7 @@ def release(
     init_pid: int,
     state: Mapping[str, Any],
     dry_run: bool = False,
-    kube: Any = None,
+    kube: KubeClient | None = None,
 ) -> ActionResult:
     """Undo what ``apply`` recorded in ``state``: exactly that, nothing more."""
     method = str(state.get("method", ""))
