@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The "how to add …" recipes of docs/architecture.md, proved with tiny examples
+(``tests/unit/foundation/recipes/``): a detector needs no wiring, a source is one stage line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+from prometheus_client import generate_latest
+
+from agent.app import AppState, reload_config, startup, status, teardown
+from agent.config import parse_config
+from agent.context import AgentContext
+from agent.control import call
+from agent.detectors.component import DetectorsComponent
+from agent.detectors.registry import enabled
+from agent.events import ContainerRef, PacketsDenied
+from agent.findings import Finding
+from agent.runtime.model import Container
+from agent.settings.detectors import DetectorsSettings
+from agent.wiring import Generation, attach, wire
+from tests.support import REPO, wait_for
+from tests.unit.foundation.recipes import tiny_detector
+
+WEB = Container(id="ab" * 32, name="web", image="nginx", image_id="", runtime="docker", init_pid=0)
+
+
+def denied(packets: int) -> PacketsDenied:
+    ref = ContainerRef(id=WEB.id, name="web", image="nginx")
+    return PacketsDenied(ts=10.0, container=ref, start=0.0, end=10.0, packets_in=packets, enforced=True)
+
+
+def test_a_new_detector_needs_no_wiring(make_ctx: Callable[..., AgentContext]) -> None:
+    ctx = make_ctx()
+    before = DetectorsComponent(DetectorsSettings(), enabled(()))
+    assert PacketsDenied not in before.kinds()  # nothing subscribed PacketsDenied for detectors
+    # Step 2 of the recipe: the registry lists the new SPEC (here: the enabled tuple plus it).
+    comp = DetectorsComponent(DetectorsSettings(), (*enabled(()), tiny_detector.SPEC))
+    attach(ctx, comp)  # the wiring as the agent runs it, unchanged
+    kinds = next(k for k, name, _h in ctx.events.subscribers() if name == "detectors")
+    assert isinstance(kinds, tuple) and PacketsDenied in kinds
+    got: list[Finding] = []
+    ctx.findings.subscribe(got.append)
+    ctx.events.process(denied(3))  # the benign twin: a few denied packets stay silent
+    ctx.events.process(denied(250))
+    while ctx.findings.queue.qsize():
+        ctx.findings.process(ctx.findings.queue.get(1))  # type: ignore[arg-type]
+    assert [(f.detector_id, f.evidence["packets"]) for f in got] == [("RG-9001", 250)]
+    assert comp.status()["findings"] == {"RG-9001": 1}
+    # Step 3: docs/detectors.md has a row per registered detector (test_component checks it).
+    assert "| RG-0001 |" in (REPO / "docs" / "detectors.md").read_text(encoding="utf-8")
+
+
+def config(tmp_path: Path, extra: str = "") -> Path:
+    p = tmp_path / "agent.yaml"
+    p.write_text(
+        f"""
+state: {{dir: {tmp_path}/state}}
+control: {{socket: {tmp_path}/run/agent.sock}}
+runtime: {{docker: false, cgroup_scan: false}}
+ebpf: {{enabled: false}}
+audit: {{enabled: false}}
+procfs: {{enabled: false}}
+network: {{enabled: false}}
+behavior: {{enabled: false}}
+logs: {{enabled: false}}
+response: {{mode: observe}}
+outputs: {{alerts_file: null, log_findings: false, metrics: {{enabled: false}}}}
+{extra}
+"""
+    )
+    os.chmod(p, 0o600)
+    return p
+
+
+def wire_with_tiny_source(gen: Generation) -> None:
+    """``agent.wiring.wire`` plus the one line step 2 of the source recipe adds to it."""
+    wire(gen)
+    gen.build("tiny", "tests.unit.foundation.recipes.tiny_source", lambda m, ctx: m.build(ctx))
+
+
+def test_a_new_source_is_one_stage_in_the_wiring(tmp_path: Path) -> None:
+    p = config(tmp_path)
+    state = AppState(
+        config=parse_config(yaml.safe_load(p.read_text())),
+        config_source=str(p),
+        config_path=p,
+        wiring=wire_with_tiny_source,
+    )
+    startup(state)
+    try:
+        assert state.ctx is not None
+        state.registry.upsert(WEB)
+        sock = tmp_path / "run" / "agent.sock"
+        assert status(state)["components"]["tiny"]["state"] == "running"
+        log = tmp_path / "state" / "tiny.log"
+        log.write_text(f"{WEB.id} 42 cat /etc/shadow\nnot a line\n")
+        # Its events reach the analysers, their findings the response: the pipeline carries it.
+        wait_for(lambda: call(sock, "findings", {"container": WEB.id}), 5, what="finding from the tiny source")
+        assert call(sock, "tiny.status") == {"lines": 2, "malformed": 1, "published": 1}
+        assert "riskguard_tiny_published_total 1.0" in generate_latest(state.ctx.metrics).decode()
+        # A reload builds it again like every other stage; the old instance stops reading.
+        first = next(c for c in state.components if c.name == "tiny")
+        config(tmp_path, "detectors: {repeat_suppress_seconds: 0}")
+        assert reload_config(state) is True
+        second = next(c for c in state.components if c.name == "tiny")
+        assert second is not first and status(state)["components"]["tiny"]["state"] == "running"
+        with log.open("a") as f:
+            f.write(f"{WEB.id} 43 cat /etc/gshadow\n")
+        wait_for(lambda: call(sock, "tiny.status")["published"] == 2, 5, what="the new instance reads")
+        assert first.status()["published"] == 1  # type: ignore[attr-defined]
+    finally:
+        teardown(state)
