@@ -13,6 +13,7 @@ from agent.events import Event
 from agent.hostfs import HostPaths
 from agent.runtime.cgroups import container_pids
 from agent.runtime.model import Container
+from agent.sources import procnet
 
 
 def event_dict(ev: Event) -> dict[str, Any]:
@@ -53,57 +54,22 @@ def _process(paths: HostPaths, pid: int) -> dict[str, Any] | None:
     }
 
 
-_TCP_STATES = {
-    "01": "ESTABLISHED",
-    "02": "SYN_SENT",
-    "03": "SYN_RECV",
-    "04": "FIN_WAIT1",
-    "05": "FIN_WAIT2",
-    "06": "TIME_WAIT",
-    "07": "CLOSE",
-    "08": "CLOSE_WAIT",
-    "09": "LAST_ACK",
-    "0A": "LISTEN",
-    "0B": "CLOSING",
-}
-
-
-def _addr(hexaddr: str) -> tuple[str, int]:
-    import ipaddress
-
-    ip, _, port = hexaddr.partition(":")
-    raw = bytes.fromhex(ip)
-    # /proc/net/tcp prints each 32-bit word in host (little-endian) byte order.
-    words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]
-    return str(ipaddress.ip_address(b"".join(words))), int(port, 16)
-
-
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_proc_net(text: str, protocol: str) -> list[dict[str, Any]]:
     """Parse ``/proc/<pid>/net/{tcp,tcp6,udp,udp6}``; malformed lines are skipped."""
-    out: list[dict[str, Any]] = []
-    for line in text.splitlines()[1:]:
-        f = line.split()
-        if len(f) < 10:
-            continue
-        try:
-            laddr, lport = _addr(f[1])
-            raddr, rport = _addr(f[2])
-        except ValueError:
-            continue
-        out.append(
-            {
-                "protocol": protocol,
-                "local": _hostport(laddr, lport),
-                "remote": _hostport(raddr, rport),
-                "state": _TCP_STATES.get(f[3], f[3]) if protocol.startswith("tcp") else "",
-                "inode": int(f[9]) if f[9].isdigit() else 0,
-            }
-        )
-    return out
+    return [
+        {
+            "protocol": protocol,
+            "local": _hostport(r.local, r.local_port),
+            "remote": _hostport(r.remote, r.remote_port),
+            "state": procnet.TCP_STATES.get(r.state, r.state) if protocol.startswith("tcp") else "",
+            "inode": r.inode,
+        }
+        for r in procnet.parse_table(text, protocol)
+    ]
 
 
 def connections_of(paths: HostPaths, container: Container) -> list[dict[str, Any]]:

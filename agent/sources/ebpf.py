@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import ipaddress
 import os
 import posixpath
 import re
@@ -48,6 +47,7 @@ from agent.resources import data_dir
 from agent.runtime.cgroups import ProcessGone, cgroup_id_of, read_proc_cgroup
 from agent.runtime.model import Container
 from agent.settings.sources import EbpfSettings
+from agent.sources import procnet
 from agent.syscall_table import syscall_number
 
 log = structlog.get_logger("agent.sources.ebpf")
@@ -771,24 +771,12 @@ def complete_exec(ev: ProcessExec, paths: HostPaths) -> ProcessExec:
     return dataclasses.replace(ev, **changes) if changes else ev
 
 
-def _hex_addr(text: str) -> tuple[str, int]:
-    """``0100007F:1F90`` (/proc/net/tcp: 32-bit words in host order) -> ("127.0.0.1", 8080)."""
-    addr, port = text.split(":")
-    raw = bytes.fromhex(addr)
-    # Each 32-bit word is printed in host (little-endian) order.
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    ip = ipaddress.ip_address(words)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped), int(port, 16)
-    return str(ip), int(port, 16)
-
-
 def socket_tuple(paths: HostPaths, pid: int, fd: int, local_port: int = 0) -> tuple[int, str, int, str, int] | None:
     """(family, local addr, local port, remote addr, remote port) of a connected TCP socket of
     ``pid``, read from its own /proc/<pid>/net/tcp{,6} (its network namespace): the socket at
     ``fd``, else (the task may have moved it, e.g. busybox nc dup2s it to stdin) any connected
     socket of the process on ``local_port``. None when the process or socket is gone."""
-    inodes: dict[str, int] = {}
+    inodes: dict[int, int] = {}
     try:
         fds = list((paths.pid_dir(pid) / "fd").iterdir())
     except OSError:
@@ -796,26 +784,17 @@ def socket_tuple(paths: HostPaths, pid: int, fd: int, local_port: int = 0) -> tu
     for entry in fds:
         m = re.fullmatch(r"socket:\[(\d+)\]", _read_link(entry))
         if m:
-            inodes[m.group(1)] = int(entry.name) if entry.name.isdigit() else -1
+            inodes[int(m.group(1))] = int(entry.name) if entry.name.isdigit() else -1
     best: tuple[int, str, int, str, int] | None = None
-    for name, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        try:
-            lines = (paths.pid_dir(pid) / "net" / name).read_text().splitlines()[1:]
-        except OSError:
+    for r in procnet.read_tables(paths, pid, ("tcp", "tcp6"), unmap=True):
+        if r.inode not in inodes:
             continue
-        for line in lines:
-            f = line.split()
-            if len(f) <= 9 or f[9] not in inodes:
-                continue
-            try:
-                la, lp = _hex_addr(f[1])
-                ra, rp = _hex_addr(f[2])
-            except ValueError:
-                continue
-            if inodes[f[9]] == fd:
-                return family, la, lp, ra, rp
-            if local_port and lp == local_port and rp and best is None:
-                best = (family, la, lp, ra, rp)
+        family = socket.AF_INET6 if r.table == "tcp6" else socket.AF_INET
+        t = (family, r.local, r.local_port, r.remote, r.remote_port)
+        if inodes[r.inode] == fd:
+            return t
+        if local_port and r.local_port == local_port and r.remote_port and best is None:
+            best = t
     return best
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import os
 import socket
-import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -31,15 +30,13 @@ from agent.runtime.cgroups import container_pids
 from agent.runtime.model import Container, ContainerRegistry
 from agent.runtime.netns import NetnsError
 from agent.settings.sources import ProcfsSettings
-from agent.sources import sockdiag
+from agent.sources import procnet, sockdiag
 from agent.sources.collectors import StatusCollector
 
 log = structlog.get_logger("agent.sources.procfs")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-TCP_LISTEN = "0A"  # include/net/tcp_states.h TCP_LISTEN, as /proc/net/tcp prints it
-UDP_UNCONNECTED = "07"  # an unconnected UDP socket is TCP_CLOSE (7) in /proc/net/udp
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,45 +96,17 @@ def read_process(paths: HostPaths, pid: int) -> ProcInfo | None:
     return ProcInfo(pid, ppid, comm, threads, cpu, rss, fds, exe)
 
 
-def _addr(hexaddr: str, v6: bool) -> str:
-    """Decode /proc/net/tcp's address: host-order 32-bit words (little-endian on x86)."""
-    raw = bytes.fromhex(hexaddr)
-    if v6:
-        words = struct.unpack("<4I", raw)
-        return socket.inet_ntop(socket.AF_INET6, struct.pack(">4I", *words))
-    return socket.inet_ntop(socket.AF_INET, struct.pack(">I", struct.unpack("<I", raw)[0]))
-
-
 def parse_net_table(text: str, protocol: str, v6: bool) -> list[tuple[str, int, str]]:
     """Listening sockets in a /proc/<pid>/net/{tcp,tcp6,udp,udp6} table: (address, port, proto)."""
-    out: list[tuple[str, int, str]] = []
-    want = TCP_LISTEN if protocol == "tcp" else UDP_UNCONNECTED
-    for line in text.splitlines()[1:]:
-        f = line.split()
-        if len(f) < 4 or f[3] != want:
-            continue
-        try:
-            laddr, lport = f[1].split(":")
-            _raddr, rport = f[2].split(":")
-            if protocol == "udp" and int(rport, 16) != 0:
-                continue
-            out.append((_addr(laddr, v6), int(lport, 16), protocol + ("6" if v6 else "")))
-        except (ValueError, struct.error, OSError):
-            continue  # a malformed line is skipped
-    return out
+    table = protocol + ("6" if v6 else "")
+    return [(r.local, r.local_port, table) for r in procnet.parse_table(text, table) if procnet.is_listening(r)]
 
 
 def listening_sockets(paths: HostPaths, pid: int) -> list[tuple[str, int, str]]:
     """Listening TCP and bound UDP sockets of the network namespace ``pid`` lives in
     (``/proc/<pid>/net/*`` shows the tables of that pid's netns)."""
-    out: list[tuple[str, int, str]] = []
-    for name, proto, v6 in (("tcp", "tcp", False), ("tcp6", "tcp", True), ("udp", "udp", False), ("udp6", "udp", True)):
-        try:
-            text = (paths.pid_dir(pid) / "net" / name).read_text()
-        except OSError:
-            continue
-        out.extend(parse_net_table(text, proto, v6))
-    return sorted(set(out))
+    rows = procnet.read_tables(paths, pid)
+    return sorted({(r.local, r.local_port, r.table) for r in rows if procnet.is_listening(r)})
 
 
 def _host_path(paths: HostPaths, p: str) -> Path:

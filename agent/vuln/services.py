@@ -1,23 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A container's listening services, read from its network namespace's ``/proc/<pid>/net``.
-
-``/proc/<pid>/net/tcp`` (and ``tcp6``, ``udp``, ``udp6``) list the sockets of the namespace the
-process lives in, so reading them through the container's init pid needs no ``setns``. Addresses
-are hex in host byte order per 32-bit word (the kernel prints ``__be32`` with ``%08X``).
-"""
+"""A container's listening services, read from its network namespace's ``/proc/<pid>/net``
+(decoded by ``agent.sources.procnet``: reading them through the container's init pid needs no
+``setns``)."""
 
 from __future__ import annotations
 
 import ipaddress
-import socket
-import struct
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from agent.hostfs import HostPaths
-
-TCP_LISTEN = "0A"
-UDP_UNCONNECTED = "07"
+from agent.sources import procnet
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,31 +30,10 @@ class Service:
         return {**asdict(self), "loopback_only": self.loopback_only}
 
 
-def _addr(hexaddr: str) -> str:
-    raw = bytes.fromhex(hexaddr)
-    # Each 32-bit word was printed as a native (little-endian here) integer: swap back per word.
-    words = struct.unpack(f"<{len(raw) // 4}I", raw)
-    packed = struct.pack(f">{len(words)}I", *words)
-    if len(packed) == 4:
-        return socket.inet_ntop(socket.AF_INET, packed)
-    ip6 = ipaddress.IPv6Address(packed)
-    return str(ip6.ipv4_mapped) if ip6.ipv4_mapped else str(ip6)
-
-
 def parse_net_table(text: str, proto: str) -> list[Service]:
     """Listening entries of one ``/proc/net/{tcp,tcp6,udp,udp6}`` table; bad lines are skipped."""
-    want = TCP_LISTEN if proto.startswith("tcp") else UDP_UNCONNECTED
-    out = []
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 10 or fields[3] != want:
-            continue
-        try:
-            host, port = fields[1].split(":")
-            out.append(Service(proto, _addr(host), int(port, 16), int(fields[9])))
-        except (ValueError, struct.error):
-            continue
-    return out
+    rows = procnet.parse_table(text, proto, unmap=True)
+    return [Service(proto, r.local, r.local_port, r.inode) for r in rows if procnet.is_listening(r)]
 
 
 def listening_services(paths: HostPaths, pid: int) -> list[Service]:

@@ -20,7 +20,6 @@ from agent.hostfs import HostPaths
 from agent.settings.sources import EbpfSettings
 from agent.sources.ebpf import (
     PROBES_DIR,
-    _hex_addr,
     available_probes,
     build,
     cflags,
@@ -29,6 +28,7 @@ from agent.sources.ebpf import (
     detect_support,
     program_text,
 )
+from agent.sources.procnet import decode_addr
 
 
 def test_every_probe_ships_with_header_comment_hooks_and_maps() -> None:
@@ -157,9 +157,12 @@ def test_syscall_kinds_match_the_probe_defines_and_the_syscall_table() -> None:
 
 
 def test_hex_addresses_of_proc_net_tcp() -> None:
-    assert _hex_addr("0100007F:1F90") == ("127.0.0.1", 8080)
-    assert _hex_addr("0000000000000000FFFF00000100007F:D3F6") == ("127.0.0.1", 0xD3F6)
-    assert _hex_addr("00000000000000000000000001000000:0016") == ("::1", 22)
+    assert decode_addr("0100007F:1F90") == ("127.0.0.1", 8080)
+    assert decode_addr("0000000000000000FFFF00000100007F:D3F6", unmap=True) == ("127.0.0.1", 0xD3F6)
+    assert decode_addr("0000000000000000FFFF00000100007F:D3F6") == ("::ffff:127.0.0.1", 0xD3F6)
+    assert decode_addr("00000000000000000000000001000000:0016") == ("::1", 22)
+    with pytest.raises(ValueError):
+        decode_addr("0100:0016")
 
 
 def _proc_tree(host: HostPaths, pid: int, ppid: int) -> Path:
