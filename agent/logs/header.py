@@ -88,7 +88,23 @@ _STRONG = frozenset({"thread", "component"})
 TS, NUM, DASH, LEVEL, TAG, OTHER = "T", "N", "-", "L", "G", "W"
 
 
+_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_KINDS: dict[bytes, str] = {}
+
+
 def classify(token: str) -> str:
+    """The kind of one header token (cached by the token's digit shape: kinds ignore digit values)."""
+    key = token.encode("utf-8", "surrogatepass").translate(_ZERO)
+    kind = _KINDS.get(key)
+    if kind is None:
+        kind = _classify(token)
+        if len(_KINDS) >= 50_000:
+            _KINDS.clear()
+        _KINDS[key] = kind
+    return kind
+
+
+def _classify(token: str) -> str:
     """The kind of one header token: timestamp part, number, dash, level, program tag or other."""
     low = token.strip("[]:").lower()
     if low in LEVELS:
@@ -165,8 +181,19 @@ def _after_level(line: str, pos: int, spans: list[tuple[str, int, int]]) -> int:
 
 def split_header(line: str) -> Split:
     """The header/message split of one raw line (``Split(0)`` when no header is recognised)."""
-    toks = list(_WS.finditer(line, 0, len(line)))[:SCAN_TOKENS] if len(line) < 512 else _first_tokens(line)
-    kinds = [classify(m.group(0)) for m in toks]
+    toks = _first_tokens(line)
+    # Fast path: timestamp tokens, then a level followed by a thread or component (most
+    # application logs) decide the split without classifying the rest of the line.
+    kinds: list[str] = []
+    for m in toks:
+        kinds.append(classify(m.group(0)))
+        if kinds[-1] == LEVEL:
+            break
+    if kinds and kinds[-1] == LEVEL and TS in kinds:
+        level = _level_rule(line, toks[: len(kinds)], kinds)
+        if level is not None and level.start < len(line) and any(n in _STRONG for n, _, _ in level.spans):
+            return level
+    kinds += [classify(m.group(0)) for m in toks[len(kinds) :]]
     level = _level_rule(line, toks, kinds)
     if level is not None and level.start < len(line) and any(n in _STRONG for n, _, _ in level.spans):
         return level  # a level followed by a thread or component: the header's end is certain

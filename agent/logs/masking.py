@@ -38,6 +38,7 @@ _VAR = re.compile(
 _LEAD = "([{<'\"`"
 _TRAIL = ")]}>'\"`,;:.!?"
 _DIGITS = frozenset("0123456789")
+_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _HEX_MIN = 8
 
 
@@ -91,19 +92,30 @@ class Masker:
 
     def __init__(self, max_cache: int = 100_000) -> None:
         self._cache: dict[str, str] = {}
+        self._shapes: dict[bytes, str] = {}
         self.max_cache = max_cache
 
     def mask(self, message: str) -> list[str]:
         """The message's whitespace tokens, variables replaced by their type."""
         cache = self._cache
+        shapes = self._shapes
         out: list[str] = []
         for tok in message.split():
             got = cache.get(tok)
             if got is None:
-                got = mask_token(tok)
-                if got == tok:
-                    if len(cache) >= self.max_cache:
-                        cache.clear()
-                    cache[tok] = got
+                # Masks depend on character classes only: tokens of one digit shape mask alike.
+                shape = tok.encode("utf-8", "surrogatepass").translate(_ZERO)
+                got = shapes.get(shape)
+                if got is None:
+                    got = mask_token(tok)
+                    if got == tok:
+                        if len(cache) >= self.max_cache:
+                            cache.clear()
+                        cache[tok] = got
+                        out.append(got)
+                        continue
+                    if len(shapes) >= self.max_cache:
+                        shapes.clear()
+                    shapes[shape] = got
             out.append(got)
         return out
