@@ -13,12 +13,14 @@ This model scores such windows with the trace model's views that work on counts:
 Both are calibrated like the trace model (``seqcalib.py``: k-fold held-out percentiles, rank
 average, threshold at the ``1 - target_fpr`` quantile of the training windows). The model file
 is an ``.npz`` (no pickle) holding the training windows' transition counts and the references.
+``explain`` names a window's most surprising transitions (e.g. ``dup2->execve``) for findings.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,7 @@ from typing import Any
 from agent.behavior.seqbag import TfidfNeighbours
 from agent.behavior.seqcalib import RankCalibration, TraceScore, cross_fit
 from agent.behavior.seqlm import KneserNeyModel
+from agent.syscall_table import syscall_name
 
 WINDOW_FORMAT = 1
 KIND = "syscall-transition-windows"
@@ -92,6 +95,25 @@ class TransitionWindowModel:
     def score(self, window: Transitions) -> TraceScore:
         """The calibrated verdict on one window's transition counts."""
         return self.calibration.verdict(self.views.score(window))
+
+    def explain(self, window: Transitions, top: int = 5, arch: str = "x86_64") -> list[dict[str, Any]]:
+        """The window's most surprising transitions: name chain, count, -log P(next | previous)."""
+        kn = self.views.kn
+        rows = []
+        for (a, b), c in window.items():
+            if c > 0:
+                nll = -math.log(kn.prob([int(a)], int(b)))
+                rows.append((nll * c, nll, int(a), int(b), int(c)))
+        rows.sort(reverse=True)
+        return [
+            {
+                "chain": f"{syscall_name(a, arch)}->{syscall_name(b, arch)}",
+                "count": c,
+                "surprisal": round(nll, 3),
+                "seen": (a, b) in kn.grams[2],
+            }
+            for _, nll, a, b, c in rows[:top]
+        ]
 
     # --- persistence ------------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -52,6 +52,10 @@ def test_window_fpr_on_held_back_normal_windows_is_within_a_factor_of_two(target
     attacks = [model.score(window([attack_of(rng), markov_trace(rng)])) for _ in range(30)]
     assert sum(r.anomalous for r in attacks) / len(attacks) >= 0.9
     assert set(attacks[0].views) == {"kn", "bag"}
+    reasons = model.explain(window([[43, 33, 59, 101, 101]] * 3 + [markov_trace(rng)]), top=3)
+    # ptrace (101) and accept (43) never occur in training: their transitions lead, by surprisal x count.
+    assert [r["chain"] for r in reasons] == ["execve->ptrace", "ptrace->ptrace", "accept->dup2"]
+    assert all(not r["seen"] and r["count"] == 3 and r["surprisal"] > 3 for r in reasons)
 
 
 def test_window_model_round_trips_and_rejects_bad_input() -> None:
