@@ -12,7 +12,8 @@ first window, not frozen), the detectors record per baseline key what its contai
 A finding of a process-exec rule whose pattern was learned is lowered to LOW (to INFO when an
 operator allowed it), with the reason in its evidence; a rule flagged ``always`` is never
 lowered, nor is a pattern an operator denied. During the learning period itself such findings
-are LOW too (the image is presumed benign while it learns; ``always`` rules still act).
+are at most MEDIUM: an alert, not an action (``always`` rules still act). A lowered finding
+describes the image's normal behaviour, so it never keeps windows out of behaviour training.
 
 Table ``behavior_allowances`` (``store.migrate("behavior_allowances", MIGRATIONS)``): one row
 per (key, kind, pattern) with its verdict (allow | deny) and origin (learned | operator |
@@ -188,7 +189,7 @@ class Allowances:
         if hit is not None:
             return Judgement("learned", key, kind, pattern, Severity.LOW)
         if self.learning(key, now):
-            return Judgement("learning", key, kind, pattern, Severity.LOW)
+            return Judgement("learning", key, kind, pattern, Severity.MEDIUM)
         return Judgement("unseen", key, kind, pattern, None)
 
     # --- operator ---------------------------------------------------------------------

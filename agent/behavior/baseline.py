@@ -71,7 +71,9 @@ TAINT_MIN_SEVERITY = 2  # Severity.MEDIUM: LOW/INFO findings are notes, not susp
 TAINTING_SQL = (
     f"severity >= {TAINT_MIN_SEVERITY} "
     f"AND source NOT IN ({', '.join(repr(s) for s in NOT_BEHAVIOUR_SOURCES)}) "
-    f"AND NOT (source = 'netpolicy' AND detector_id LIKE '{POSTURE_DETECTORS}')"
+    f"AND NOT (source = 'netpolicy' AND detector_id LIKE '{POSTURE_DETECTORS}') "
+    # A finding lowered by the image's learned allowances describes its normal behaviour.
+    "AND json_extract(evidence, '$.allowance') IS NULL"
 )
 _SELECT = "SELECT image, state, frozen, first_seen, version, fitted FROM behavior_baselines"
 

@@ -15,37 +15,27 @@ entries go on exit and on a periodic sweep of dead pids, since no source publish
 from __future__ import annotations
 
 import contextlib
-import fnmatch
+import dataclasses
 import os
-import re
+import posixpath
 import stat
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.detectors.spec import basename, container_key, derived, name_set, program_names
+from agent.detectors.lineage_names import ROLES, busybox_program, parse_shebang, role_of, script_arg
+from agent.detectors.spec import basename, container_key, program_names
 from agent.events import ProcessExec, ProcessExit
 from agent.hostfs import HostPaths
 from agent.settings.detectors import DetectorsSettings
 from agent.vuln.rootfs import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
+__all__ = ["ROLES", "ProcInfo", "ProcessTree", "parse_shebang", "read_head_in_root", "role_of"]
+
 SHEBANG_BYTES = 256  # the kernel's BINPRM_BUF_SIZE: it reads no more of a #! line either
 CMDLINE_BYTES = 4096
 MAX_DEPTH = 32  # ancestors walked at most (a pid cycle from reused pids cannot loop)
-
-ROLES = (
-    "shell",
-    "interpreter",
-    "scheduler",
-    "init",
-    "supervisor",
-    "runtime",
-    "package_manager",
-    "wrapper",
-    "other",
-)
-_VERSION = re.compile(r"[\d.]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +45,9 @@ class ProcInfo:
     ``exe`` is the file exec'd (the event's filename, else ``/proc/<pid>/exe``), ``interpreter``
     the interpreter of a script ("" for a binary), ``program`` what really runs (basename of the
     interpreter for a script, else of the executable, busybox applets resolved), ``script`` the
-    script a shell or interpreter runs when known, ``source`` "exec" (seen exec'ing) or "proc"
-    (filled from /proc) or "event" (only named by a child's event).
+    script a shell or interpreter runs when known, ``source`` "exec" (seen exec'ing), "proc"
+    (filled from /proc), "name" (a gone fork known by the file its comm names, run earlier in the
+    same container) or "event" (only named by a child's event's parent comm).
     """
 
     pid: int
@@ -70,6 +61,9 @@ class ProcInfo:
     start_ts: float = 0.0
     script: str = ""
     source: str = "exec"
+    # False when the exec'd file could not be read (a relative path, the process already gone):
+    # a script's interpreter may then be unknown, so /proc is asked again when it matters.
+    resolved: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """The evidence form: what a finding records about this process."""
@@ -79,88 +73,6 @@ class ProcInfo:
         if self.script:
             out["script"] = self.script
         return out
-
-
-def _matches(name: str, names: tuple[str, ...]) -> bool:
-    """``name`` is one of ``names`` (or their 15-character comm form) or fits one of its globs."""
-    if not name:
-        return False
-    if name in name_set(names):
-        return True
-    globs = derived(names, "globs", lambda: tuple(n for n in names if "*" in n or "?" in n))
-    return any(fnmatch.fnmatchcase(name, g) for g in globs)
-
-
-def role_of(program: str, settings: DetectorsSettings, script: str = "", exe: str = "") -> str:
-    """The role of a process running ``program`` (and ``script``, when it is one)."""
-    s = settings
-    script_name = basename(script)
-    # A script can itself be a scheduler or supervisor (supervisord is a Python script).
-    for name in (script_name, program):
-        if not name:
-            continue
-        if _matches(name, s.init_systems):
-            return "init"
-        if _matches(name, s.schedulers):
-            return "scheduler"
-        if _matches(name, s.supervisors):
-            return "supervisor"
-    if exe.startswith("/memfd:runc") or _matches(program, s.runtime_comms) or program.startswith("containerd-shim"):
-        return "runtime"
-    if _matches(program, s.shells):
-        return "shell"
-    if _matches(program, s.interpreters) or _matches(_VERSION.sub("", program), s.interpreters):
-        return "interpreter"
-    if _matches(program, s.package_managers) or _matches(program, s.language_package_managers):
-        return "package_manager"
-    if _matches(program, s.wrappers):
-        return "wrapper"
-    return "other"
-
-
-def parse_shebang(head: bytes) -> tuple[str, str]:
-    """``(interpreter path, program)`` named on a ``#!`` line, ("", "") when ``head`` has none.
-
-    ``#!/usr/bin/env python3`` names ``python3`` (``env -S`` and env's options are skipped),
-    ``#!/bin/busybox sh`` names ``sh``.
-    """
-    if not head.startswith(b"#!"):
-        return "", ""
-    line = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-    parts = line.split()
-    if not parts:
-        return "", ""
-    interp = parts[0]
-    program = basename(interp)
-    rest = parts[1:]
-    if program == "env":
-        words = [w for w in rest if not w.startswith("-") and "=" not in w]
-        if words:
-            return words[0], basename(words[0])
-    if program == "busybox" and rest:
-        return interp, basename(rest[0])
-    return interp, program
-
-
-def _busybox_program(exe: str, argv: tuple[str, ...]) -> str:
-    """The program of a process from its executable and argv (busybox applets by argv)."""
-    name = basename(exe.removesuffix(" (deleted)"))
-    if name == "busybox" or name == "exe":
-        if argv and basename(argv[0]) != "busybox":
-            return basename(argv[0])
-        if len(argv) > 1:
-            return basename(argv[1])
-    return name
-
-
-def _script_arg(argv: tuple[str, ...], start: int = 1) -> str:
-    """The script a shell or interpreter runs: its first argument that is not an option."""
-    for a in argv[start:]:
-        if a in ("-c", "-e", "-m", "-E"):
-            return ""  # inline code / module, not a file
-        if not a.startswith("-"):
-            return a
-    return ""
 
 
 @dataclass
@@ -177,6 +89,11 @@ class ProcessTree:
     procs: OrderedDict[tuple[str, int], ProcInfo] = field(default_factory=OrderedDict)
     counters: dict[str, int] = field(default_factory=dict)
     _btime: float = -1.0
+    # (container key, comm form of an exec'd file's name) -> what running that file was: a
+    # forked child keeps its parent's comm, so a parent that exited before lineage saw it is
+    # still known by the file it ran ("20-check.sh" is a shell script, "httpd" a server).
+    names: dict[tuple[str, str], ProcInfo] = field(default_factory=dict)
+    max_names: int = 16384
 
     # --- events ----------------------------------------------------------------------
     def on_exec(self, ev: ProcessExec) -> ProcInfo:
@@ -187,6 +104,7 @@ class ProcessTree:
         interpreter = ""
         program = name
         head = self._read_head(key, ev.pid, ev.filename)
+        resolved = head is not None or self.paths is None or ev.filename.startswith(("/proc/", "/dev/fd/"))
         if head is not None:
             interp, prog = parse_shebang(head)
             if interp:
@@ -197,12 +115,13 @@ class ProcessTree:
             found = self._interp_from_proc(ev)
             if found:
                 interpreter, program = found
+                resolved = True
         role = role_of(program, self.settings, exe=exe)
         script = ""
         if interpreter:
             script = exe
         elif role in ("shell", "interpreter"):
-            script = _script_arg(ev.argv)
+            script = script_arg(ev.argv)
         if script:
             role = role_of(program, self.settings, script=script, exe=exe)
         info = ProcInfo(
@@ -217,6 +136,7 @@ class ProcessTree:
             start_ts=ev.ts,
             script=script,
             source="exec",
+            resolved=resolved,
         )
         self._put(key, info)
         self._count("execs")
@@ -229,6 +149,8 @@ class ProcessTree:
     def forget_container(self, container_id: str) -> None:
         for k in [k for k in self.procs if k[0] == container_id]:
             del self.procs[k]
+        for n in [n for n in self.names if n[0] == container_id]:
+            del self.names[n]
 
     # --- queries ---------------------------------------------------------------------
     def info_for(self, ev: ProcessExec) -> ProcInfo:
@@ -253,6 +175,12 @@ class ProcessTree:
         if pid <= 0:
             return None
         info = self.procs.get((container_key, pid))
+        if info is not None and not info.resolved:
+            # Its exec'd file was unreadable: /proc shows the interpreter while it runs.
+            refreshed = self.fill_from_proc(container_key, pid)
+            if refreshed is not None:
+                self._count("refreshed_from_proc")
+                return refreshed
         if info is not None:
             return info
         return self.fill_from_proc(container_key, pid)
@@ -267,6 +195,10 @@ class ProcessTree:
         comm = ev.parent_comm
         if not comm or comm == "exe":
             return None
+        known = self.names.get((key, comm))
+        if known is not None:
+            self._count("parent_from_name")
+            return dataclasses.replace(known, pid=ev.ppid, ppid=0, argv=(), stdio=(), source="name")
         self._count("parent_from_comm")
         return ProcInfo(
             pid=ev.ppid,
@@ -331,9 +263,9 @@ class ProcessTree:
         exe = _readlink(d / "exe")
         argv = _read_cmdline(d / "cmdline")
         stdio = tuple(_readlink(d / "fd" / str(i)) for i in range(3))
-        program = _busybox_program(exe, argv) if exe else (basename(argv[0]) if argv else "")
+        program = busybox_program(exe, argv) if exe else (basename(argv[0]) if argv else "")
         role = role_of(program, self.settings, exe=exe)
-        script = _script_arg(argv) if role in ("shell", "interpreter") else ""
+        script = script_arg(argv) if role in ("shell", "interpreter") else ""
         interpreter = ""
         if script:
             interpreter = exe
@@ -372,6 +304,11 @@ class ProcessTree:
         self.procs.move_to_end(k)
         while len(self.procs) > self.max_entries:
             self.procs.popitem(last=False)
+        name = basename(info.exe)[:15]
+        if name and name != "exe" and info.resolved:
+            if len(self.names) >= self.max_names:
+                self.names.clear()
+            self.names[(key, name)] = info
 
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
@@ -390,9 +327,17 @@ class ProcessTree:
     def _read_head(self, key: str, pid: int, path: str) -> bytes | None:
         """The first ``SHEBANG_BYTES`` of ``path`` in the container of ``pid`` (its root, else the
         container init's), resolved inside that root; ``None`` when it cannot be read."""
-        if self.paths is None or not path.startswith("/") or path.startswith(("/proc/", "/dev/fd/", "/memfd:")):
+        if self.paths is None or not path or path.startswith(("/proc/", "/dev/fd/", "/memfd:")):
             return None
-        for root_pid in (pid, self.init_pid(key) if key else 0):
+        roots = (pid, self.init_pid(key) if key else 0)
+        if not path.startswith("/"):
+            # Relative to the process's cwd (a CGI run as "status.cgi" after chdir), while it runs.
+            cwd = _readlink(self.paths.pid_dir(pid) / "cwd")
+            if not cwd.startswith("/"):
+                self._count("script_unreadable")
+                return None
+            path, roots = posixpath.join(cwd, path), (pid, 0)
+        for root_pid in roots:
             if root_pid <= 0:
                 continue
             head = read_head_in_root(self.paths.pid_root(root_pid), path)

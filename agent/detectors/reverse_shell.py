@@ -78,5 +78,6 @@ SPEC = Detector(
     "reverse shell.",
     false_positives="inetd-style services whose children are shells on purpose; socat used as a "
     "debugging relay to a program. A shell spawned by a legitimate socket-activated service.",
+    always=True,
     evaluate=evaluate,
 )

@@ -43,7 +43,8 @@ class DetectorsSettings(Section):
     )
     # Lower a process-exec rule's finding to LOW when the image did the same (parent program >
     # child program) while its baseline was learning (INFO when an operator allowed it; see
-    # `riskguardctl baseline show IMAGE`). Rules flagged `always` are never lowered.
+    # `riskguardctl baseline show IMAGE`), and to at most MEDIUM (an alert, not an action) while
+    # it learns. Rules flagged `always` are never lowered.
     learned_allowances: bool = True
     # Process lineage (agent/detectors/lineage.py) gives every process a role from its executable
     # or, for a script, the interpreter named on its #! line (never from its comm, which for a

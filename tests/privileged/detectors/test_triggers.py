@@ -116,7 +116,9 @@ def chain(docker_client: Any, trigger_binary: Path) -> Iterator[Chain]:
         source = ebpf.build(ctx)
         need(source is not None, "The eBPF source is disabled or unavailable on this machine.")
         assert source is not None
-        detectors = DetectorsComponent(DetectorsSettings(repeat_suppress_seconds=0), DETECTORS)
+        # Learned allowances off: a fresh store means every image is learning, which caps
+        # process-exec rule findings at MEDIUM (tests/unit/detectors/test_allowances.py).
+        detectors = DetectorsComponent(DetectorsSettings(repeat_suppress_seconds=0, learned_allowances=False), DETECTORS)
         findings: list[Finding] = []
         lock = threading.Lock()
 

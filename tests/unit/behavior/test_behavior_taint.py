@@ -15,12 +15,20 @@ from agent.store import Store
 
 
 def add_finding(
-    store: Store, fid: str, c: ContainerRef, ts: float, source: str, detector: str, severity: int, status: str = "open"
+    store: Store,
+    fid: str,
+    c: ContainerRef,
+    ts: float,
+    source: str,
+    detector: str,
+    severity: int,
+    status: str = "open",
+    evidence: str = "{}",
 ) -> None:
     store.execute(
         "INSERT INTO findings(id, ts, container_id, container_name, image, source, detector_id, severity, "
-        "summary, evidence, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 's', '{}', ?)",
-        (fid, ts, c.id, c.name, c.image, source, detector, severity, status),
+        "summary, evidence, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 's', ?, ?)",
+        (fid, ts, c.id, c.name, c.image, source, detector, severity, evidence, status),
     )
 
 
@@ -73,3 +81,17 @@ def test_another_containers_finding_taints_nothing(store: Store) -> None:
     add_finding(store, "other", container(2), 1005.0, "rule", "RG-0002", 3)
     (s,) = engine.process([normal_window(random.Random(5), 1000, container(1))], now=1002)
     assert s.learned
+
+
+def test_findings_lowered_by_learned_allowances_do_not_taint(store: Store) -> None:
+    # The app's own `subprocess(shell=True)` while its image learns: RG-0001 at MEDIUM with the
+    # allowance that lowered it. It describes the image's normal behaviour: learning goes on.
+    engine = BehaviorEngine(BehaviorSettings(fit_in_subprocess=False), store)
+    c = container(1)
+    lowered = '{"allowance": {"state": "learning", "pattern": "python3>sh"}, "parent": "python3"}'
+    add_finding(store, "shell", c, 1001.0, "rule", "RG-0001", 2, evidence=lowered)
+    (s,) = engine.process([normal_window(random.Random(6), 1000, c)], now=1002)
+    assert s.learned
+    add_finding(store, "unlowered", c, 1011.0, "rule", "RG-0001", 2, evidence='{"parent": "httpd"}')
+    (s,) = engine.process([normal_window(random.Random(7), 1010, c)], now=1012)
+    assert not s.learned

@@ -26,7 +26,7 @@ from agent.wiring import attach
 from tests.support import REPO
 
 C = ContainerRef(id="ab" * 32, name="web", image="nginx")
-_INFRA = {"__init__", "component", "registry", "settings", "spec", "cli", "ctl", "lineage", "lineage_allowances"}
+_INFRA = {"__init__", "component", "registry", "settings", "spec", "cli", "ctl", "lineage", "lineage_allowances", "lineage_names"}
 
 
 def shadow(ts: float = 100.0, pid: int = 10) -> FileOpen:

@@ -27,6 +27,7 @@ ROOTFS: dict[str, bytes] = {
     "/bin/busybox": ELF,
     "/sbin/tini": ELF,
     "/usr/bin/python3.11": ELF,
+    "/usr/sbin/httpd": ELF,
     "/docker-entrypoint.sh": b"#!/bin/sh\nset -e\n",
     "/docker-entrypoint.d/20-check.sh": b"#!/bin/sh\nsh -c 'test -r /etc/app.conf'\n",
     "/app/job.sh": b"#!/bin/sh\necho job\n",
@@ -389,3 +390,45 @@ def test_rg0001_on_lineage(tmp_path: Path, case: ShellCase) -> None:
     assert f.evidence["parent"] == case.parent and f.severity == case.severity
     assert f.evidence["process"]["role"] == "shell"
     assert f.evidence["lineage"][-1] in ("sh", "status.cgi")
+
+
+def test_relative_script_resolved_against_the_cwd(tmp_path: Path) -> None:
+    # busybox httpd chdirs to cgi-bin and execs "status.cgi".
+    paths = capture(tmp_path, [Proc(310, 70, "/bin/busybox", ("status.cgi",))])
+    (paths.pid_dir(310) / "cwd").symlink_to("/www/cgi-bin")
+    info = tree_on(paths).on_exec(exec_ev(310, 70, "status.cgi", ("status.cgi",)))
+    assert (info.program, info.role, info.interpreter, info.resolved) == ("sh", "shell", "/bin/sh", True)
+
+
+def test_unresolved_parent_is_asked_again_from_proc(tmp_path: Path) -> None:
+    # The script's exec was seen after the process had moved on (nothing readable then); when
+    # its child execs, /proc shows the interpreter running it: a shell, not a service.
+    paths = capture(tmp_path, [])
+    tree = tree_on(paths)
+    info = tree.on_exec(exec_ev(320, 70, "run.sh", ("run.sh",)))
+    assert (info.role, info.resolved) == ("other", False)
+    d = paths.pid_dir(320)
+    (d / "fd").mkdir(parents=True)
+    (d / "stat").write_text("320 (run.sh) S 70 " + " ".join(["0"] * 17) + " 500 0\n")
+    (d / "exe").symlink_to("/bin/busybox")
+    (d / "cmdline").write_bytes(b"/bin/sh\0run.sh\0")
+    parent = tree.parent(exec_ev(321, 320, "/bin/sh", ("sh", "-c", "id"), parent_comm="run.sh"))
+    assert parent is not None and (parent.program, parent.role, parent.source) == ("sh", "shell", "proc")
+
+
+def test_gone_fork_known_by_the_file_its_comm_names(tmp_path: Path) -> None:
+    # httpd forks a handler per connection (never exec'd) which starts the CGI and exits; when
+    # the CGI's exec is handled both are gone. The handler's comm names the file the container
+    # ran earlier: httpd (a server), or a hook script (a shell).
+    tree = tree_on(capture(tmp_path, [Proc(INIT, 5, "/sbin/tini", ("tini",))]))
+    tree.on_exec(exec_ev(80, INIT, "/usr/sbin/httpd", ("httpd", "-f")))
+    tree.on_exec(exec_ev(81, INIT, "/docker-entrypoint.d/20-check.sh", ("/docker-entrypoint.d/20-check.sh",)))
+    web = tree.parent(exec_ev(90, 85, "/bin/sh", ("sh",), parent_comm="httpd"))
+    assert web is not None and (web.program, web.role, web.source, web.pid) == ("httpd", "other", "name", 85)
+    hook = tree.parent(exec_ev(91, 86, "/bin/sh", ("sh", "-c", "x"), parent_comm="20-check.sh"))
+    assert hook is not None and (hook.program, hook.role, hook.source) == ("sh", "shell", "name")
+    other = ContainerRef(id="77" * 32, name="db", image="pg")
+    stranger = tree.parent(
+        ProcessExec(ts=1, pid=92, container=other, ppid=87, uid=0, comm="sh", filename="/bin/sh", parent_comm="httpd")
+    )
+    assert stranger is not None and stranger.source == "event"  # names are per container
