@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* syscalls.h: key of the in-kernel syscall transition map (read by agent/sources/ebpf.py). */
+/* syscalls.h: key of the in-kernel syscall transition map (read by agent/sources/ebpf/reader.py). */
 #ifndef RG_SYSCALLS_H
 #define RG_SYSCALLS_H
 

@@ -26,7 +26,7 @@
 #error "the syscall-hook probes read x86_64 syscall registers"
 #endif
 
-/* Kept in step with agent/sources/ebpf.py SYSCALL_KINDS. */
+/* Kept in step with agent/sources/ebpf/program.py SYSCALL_KINDS. */
 #define RG_KIND_OPEN 1      /* files: open(filename, flags, mode) */
 #define RG_KIND_OPENAT 2    /* files: openat(dfd, filename, flags, mode) */
 #define RG_KIND_OPENAT2 3   /* files: openat2(dfd, filename, how, size) */

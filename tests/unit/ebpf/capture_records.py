@@ -62,13 +62,13 @@ def main() -> int:
         ctx.registry.add_listener(src.on_container)
         src.start(ctx)
         # Keep a copy of every raw record as the reader thread takes its batch.
-        orig = src.process_batch
+        orig = src.reader.process_batch
 
         def spy() -> int:
-            records.extend(src._batch)
+            records.extend(src.reader.batch)
             return orig()
 
-        src.process_batch = spy  # type: ignore[method-assign]
+        src.reader.process_batch = spy  # type: ignore[method-assign]
         ctx.registry.upsert(rec)
         for cmd in (
             ["ls", "/etc"],

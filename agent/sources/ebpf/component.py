@@ -1,0 +1,346 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The eBPF source as the agent runs it: ``EbpfSource`` loads the probes (``loader``), writes the
+run-time settings and the monitored-cgroup filter into their maps, runs the reader and the
+syscall-window threads (``reader``), and reports its status and metrics; ``build`` makes it
+from the config."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import structlog
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from agent.context import AgentContext
+from agent.decoders.ebpf import PROBES
+from agent.events import SyscallWindow
+from agent.hostfs import HostPaths
+from agent.runtime.model import Container
+from agent.settings.sources import EbpfSettings
+from agent.sources.ebpf.loader import (
+    Support,
+    compile_program,
+    detect_support,
+    fill_prefix_trie,
+    release_compiler_memory,
+    sensitive_entries,
+)
+from agent.sources.ebpf.program import CONF_ALL, CONF_GEN, CONF_RATE, OUTPUTS, PROBES_DIR, SYSCALL_KINDS
+from agent.sources.ebpf.reader import Reader, SyscallCounts
+
+log = structlog.get_logger("agent.sources.ebpf")
+
+
+class _Collector(Collector):
+    def __init__(self, source: EbpfSource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        lost = CounterMetricFamily(
+            "riskguard_events_lost", "Events lost before user space (buffer full)", labels=["source", "probe"]
+        )
+        limited = CounterMetricFamily(
+            "riskguard_events_rate_limited",
+            "Events dropped by the per-container rate limit",
+            labels=["source", "probe"],
+        )
+        delivered = CounterMetricFamily(
+            "riskguard_events_delivered", "Events decoded and published", labels=["source", "probe"]
+        )
+        active = GaugeMetricFamily("riskguard_probe_active", "1 when the probe is loaded", labels=["probe"])
+        lost_now = self.source.lost_counts()
+        limited_now = self.source.rate_limited_counts()
+        for p in PROBES:
+            lost.add_metric(["ebpf", p], lost_now.get(p, 0))
+            limited.add_metric(["ebpf", p], limited_now.get(p, 0))
+            delivered.add_metric(["ebpf", p], self.source.delivered.get(p, 0))
+            active.add_metric([p], 1.0 if p in self.source.active else 0.0)
+        yield lost
+        yield limited
+        yield delivered
+        yield active
+
+
+class EbpfSource:
+    """bcc loader and reader of the riskguard probes (see the package docstring for the stages)."""
+
+    name = "ebpf"
+
+    def __init__(self, settings: EbpfSettings, window_seconds: float, include_host: bool) -> None:
+        self.settings = settings
+        self.window_seconds = window_seconds
+        self.include_host = include_host
+        self.ctx: AgentContext | None = None
+        self.bpf: Any = None
+        self.support = Support()
+        self.active: list[str] = []
+        self.inactive: dict[str, str] = {}
+        self.reader = Reader(settings, HostPaths())
+        self._lock = threading.Lock()
+        self.counts = SyscallCounts(self._lock)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._monitored: set[int] = set()
+        self._cgroup_of: dict[str, int] = {}  # container id -> cgroup id in the kernel filter
+        self._collector: _Collector | None = None
+        # "auto" (ring buffer when the kernel has one), "ringbuf" or "perfbuf" (tests, benches).
+        self.output = "auto"
+        # "auto" (task storage when the kernel has it) or "lru" (the LRU-hash fallback).
+        self.prev_store = "auto"
+        self.probes_dir = PROBES_DIR
+        self.compiler_memory_released = 0
+
+    @property
+    def delivered(self) -> Counter[str]:
+        """Events decoded and published, per probe."""
+        return self.reader.delivered
+
+    @property
+    def reader_cpu_seconds(self) -> float:
+        """CPU time of the reader thread (poll + decode + publish)."""
+        return self.reader.cpu_seconds
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self, ctx: AgentContext) -> None:
+        """Load what can be loaded; never raises for a missing kernel feature."""
+        self.ctx = ctx
+        self.reader.publish = ctx.publish
+        self.reader.paths = ctx.paths
+        wanted = [p for p in self.settings.probes if p in PROBES]
+        self.support = detect_support(ctx.paths)
+        if not self.support.ok:
+            reason = "; ".join(self.support.problems)
+            self.inactive = {p: reason for p in wanted}
+            log.warning("ebpf_unavailable", reason=reason)
+        else:
+            if self.output != "auto":
+                self.support.ringbuf = self.output == "ringbuf" and self.support.ringbuf
+            if self.prev_store == "lru":
+                self.support.task_storage = False
+            self._load(ctx, wanted)
+        if self._collector is None:
+            self._collector = _Collector(self)
+            ctx.metrics.register(self._collector)
+        if "ebpf.status" not in ctx.control_methods:
+            ctx.control("ebpf.status", lambda _params: self.status())
+
+    def _compile(self, names: Sequence[str]) -> Any:
+        return compile_program(names, self.settings, self.support, self.probes_dir)
+
+    def _load(self, ctx: AgentContext, wanted: list[str]) -> None:
+        t0 = time.monotonic()
+        try:
+            self.bpf = self._compile(wanted)
+            loaded = list(wanted)
+        except Exception as exc:
+            log.warning("ebpf_compile_failed", probes=wanted, error=str(exc)[-500:])
+            good: list[str] = []
+            for p in wanted:
+                try:
+                    b = self._compile([p])
+                    b.cleanup()
+                    good.append(p)
+                except Exception as one:
+                    self.inactive[p] = f"compile/load failed: {str(one).strip()[-300:]}"
+            loaded = good
+            self.bpf = None
+            if good:
+                try:
+                    self.bpf = self._compile(good)
+                except Exception as again:
+                    for p in good:
+                        self.inactive[p] = f"compile/load failed with the others: {again}"
+                    loaded = []
+        self.compiler_memory_released = released = release_compiler_memory(ctx.paths)
+        if self.bpf is None:
+            return
+        self._configure(loaded)
+        self.reader.open(self.bpf, [p for p in loaded if p in OUTPUTS], self.support.ringbuf)
+        self.active = loaded
+        for c in ctx.registry.all():
+            self.on_container("added", c)
+        log.info(
+            "ebpf_probes_loaded",
+            probes=loaded,
+            inactive=sorted(self.inactive),
+            ringbuf=self.support.ringbuf,
+            seconds=round(time.monotonic() - t0, 2),
+            compiler_memory_released_mib=round(released / 2**20, 1),
+        )
+        self._stop.clear()
+        if any(p in OUTPUTS for p in loaded):  # the syscalls probe alone has no buffer to read
+            reader = threading.Thread(
+                target=self.reader.run, args=(self.bpf, self._stop), name="ebpf-reader", daemon=True
+            )
+            reader.start()
+            self._threads.append(reader)
+        if "syscalls" in loaded:
+            self.counts.window_start = time.time()
+            win = threading.Thread(target=self._window_loop, name="ebpf-windows", daemon=True)
+            win.start()
+            self._threads.append(win)
+
+    def _configure(self, loaded: Sequence[str]) -> None:
+        assert self.bpf is not None
+        conf = self.bpf[b"rg_conf"]
+        conf[ctypes.c_int(CONF_ALL)] = ctypes.c_ulonglong(1 if self.include_host else 0)
+        conf[ctypes.c_int(CONF_RATE)] = ctypes.c_ulonglong(self.settings.max_events_per_second_per_container)
+        conf[ctypes.c_int(CONF_GEN)] = ctypes.c_ulonglong(self.counts.gen)
+        kinds = {nr: kind for p in loaded for nr, kind in SYSCALL_KINDS.get(p, {}).items()}
+        if kinds:
+            table = self.bpf[b"rg_sys_kind"]
+            for nr, kind in kinds.items():
+                table[ctypes.c_int(nr)] = ctypes.c_uint(kind)
+        if "files" in loaded:
+            self.set_sensitive(self.settings.sensitive_paths, self.settings.sensitive_write_prefixes)
+            self.set_change_prefixes(self.settings.change_watch_prefixes)
+
+    def set_sensitive(self, any_open: Sequence[str], write_only: Sequence[str]) -> None:
+        """Replace the kernel's sensitive prefix set (an LPM trie: longest prefix wins)."""
+        assert self.bpf is not None
+        fill_prefix_trie(self.bpf[b"rg_sensitive"], sensitive_entries(any_open, write_only))
+
+    def set_change_prefixes(self, prefixes: Sequence[str]) -> None:
+        """Replace the prefixes whose unlinks and renames the kernel reports (``rg_change_paths``)."""
+        assert self.bpf is not None
+        fill_prefix_trie(self.bpf[b"rg_change_paths"], dict.fromkeys(prefixes, 1))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=3)
+        self._threads.clear()
+        if self.bpf is not None:
+            try:
+                self.bpf.cleanup()
+            except Exception as exc:
+                log.warning("ebpf_cleanup_failed", error=repr(exc))
+            self.bpf = None
+        if self._collector is not None and self.ctx is not None:
+            try:
+                self.ctx.metrics.unregister(self._collector)
+            except KeyError:
+                pass
+            self._collector = None
+        self.active = []
+
+    # --- container filter ---------------------------------------------------------------
+    def on_container(self, what: str, c: Container) -> None:
+        """Registry listener: keep the kernel's monitored-cgroup map equal to the registry."""
+        bpf = self.bpf
+        if bpf is None or (not c.cgroup_id and what != "removed"):
+            return
+        table = bpf[b"rg_cgroups"]
+        with self._lock:
+            # An update may move a container to another cgroup: forget the old id first.
+            old = self._cgroup_of.pop(c.id, None)
+            if old is not None and (what == "removed" or old != c.cgroup_id):
+                try:
+                    del table[ctypes.c_ulonglong(old)]
+                except KeyError:
+                    pass
+                self._monitored.discard(old)
+            if what != "removed":
+                table[ctypes.c_ulonglong(c.cgroup_id)] = ctypes.c_ubyte(1)
+                self._monitored.add(c.cgroup_id)
+                self._cgroup_of[c.id] = c.cgroup_id
+
+    def monitor_cgroup(self, cgroup_id: int, on: bool = True) -> None:
+        """Add (or remove) one cgroup id to the kernel filter directly (benchmarks, tests)."""
+        bpf = self.bpf
+        if bpf is None:
+            return
+        table = bpf[b"rg_cgroups"]
+        with self._lock:
+            if on:
+                table[ctypes.c_ulonglong(cgroup_id)] = ctypes.c_ubyte(1)
+                self._monitored.add(cgroup_id)
+            else:
+                try:
+                    del table[ctypes.c_ulonglong(cgroup_id)]
+                except KeyError:
+                    pass
+                self._monitored.discard(cgroup_id)
+
+    # --- reading ------------------------------------------------------------------------
+    def process_batch(self) -> int:
+        """Decode, complete and publish the records gathered by the last poll."""
+        return self.reader.process_batch()
+
+    # --- syscall windows ------------------------------------------------------------------
+    def _window_loop(self) -> None:
+        while not self._stop.wait(self.window_seconds):
+            try:
+                self.flush_window()
+            except Exception as exc:
+                log.error("ebpf_window_failed", error=repr(exc))
+
+    def flush_window(self) -> list[SyscallWindow]:
+        """Flip the count generation, read and delete the old one, publish per-cgroup windows."""
+        if self.bpf is None or "syscalls" not in self.active:
+            return []
+        return self.counts.flush(self.bpf, self.reader.publish)
+
+    # --- counters -------------------------------------------------------------------------
+    def lost_counts(self) -> dict[str, int]:
+        """Events lost per probe: ring/perf buffer full in the kernel, plus perf lost callbacks."""
+        out: Counter[str] = Counter(self.reader.perf_lost)
+        bpf = self.bpf
+        if bpf is not None:
+            try:
+                table = bpf[b"rg_lost"]
+                for i, p in enumerate(PROBES):
+                    out[p] += sum(table[ctypes.c_int(i)])
+            except Exception:  # stopped concurrently
+                pass
+        return dict(out)
+
+    def rate_limited_counts(self, by_cgroup: bool = False) -> dict[str, int]:
+        """Events dropped by the per-container rate limit, per probe (or per "cgroup/probe")."""
+        out: Counter[str] = Counter()
+        bpf = self.bpf
+        if bpf is None:
+            return {}
+        try:
+            for k, v in bpf[b"rg_ratedrop"].items():
+                probe = PROBES[k.value & 7] if (k.value & 7) < len(PROBES) else str(k.value & 7)
+                out[f"{k.value >> 3}/{probe}" if by_cgroup else probe] += v.value
+        except Exception:
+            pass
+        return dict(out)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "active": list(self.active),
+            "inactive": dict(self.inactive),
+            "problems": list(self.support.problems),
+            "output": ("ringbuf" if self.support.ringbuf else "perfbuf") if self.active else "",
+            "btf": self.support.btf,
+            "task_storage": self.support.task_storage,
+            "monitored_cgroups": len(self._monitored),
+            "include_host": self.include_host,
+            "compiler_memory_released_bytes": self.compiler_memory_released,
+            "delivered": dict(self.reader.delivered),
+            "lost": self.lost_counts(),
+            "rate_limited": self.rate_limited_counts(by_cgroup=True),
+            "malformed": self.reader.malformed,
+            "reader_cpu_seconds": round(self.reader.cpu_seconds, 3),
+            "windows_published": self.counts.windows_published,
+            "syscalls_counted": self.counts.syscalls_counted,
+            "count_map_full": self.counts.count_map_full,
+            "changes_filtered": self.reader.changes_filtered,
+        }
+
+
+def build(ctx: AgentContext) -> EbpfSource | None:
+    """The eBPF source of this agent, or ``None`` when ``ebpf.enabled`` is false."""
+    cfg = ctx.config
+    if not cfg.ebpf.enabled:
+        return None
+    return EbpfSource(cfg.ebpf, cfg.behavior.window_seconds, cfg.runtime.include_host)
