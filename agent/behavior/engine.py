@@ -20,15 +20,15 @@ one baseline):
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from agent.behavior.allowances import Allowances, baseline_key
-from agent.behavior.baseline import TAINT_MIN_SEVERITY, BaselineRow, BaselineStore
+from agent.behavior.baseline import TAINT_MIN_SEVERITY, BaselineStore
+from agent.behavior.engine_types import BaselineState, ScoredWindow, explain
 from agent.behavior.features import window_vector
 from agent.behavior.fitproc import fit_model
 from agent.behavior.model import DeviationModel, ModelError, WindowResult
@@ -39,6 +39,15 @@ from agent.settings.behavior import BehaviorSettings
 from agent.store import Store
 
 log = structlog.get_logger("agent.behavior")
+
+__all__ = [
+    "DETECTOR_CHAIN",
+    "DETECTOR_DEVIATION",
+    "DETECTOR_MODE",
+    "DETECTOR_PEER",
+    "BehaviorEngine",
+    "ScoredWindow",
+]
 
 DETECTOR_DEVIATION = "behavior.deviation"
 DETECTOR_MODE = "behavior.mode_deviation"
@@ -51,32 +60,6 @@ CHAIN_KV = "behavior.chain_progress"
 CHAIN_SAVE_EVERY = 20
 
 
-@dataclass
-class _Baseline:
-    row: BaselineRow
-    model: DeviationModel | None = None
-    chain: NgramModel = field(default_factory=NgramModel)
-    pending_rows: int = 0  # training rows added since the last fit
-    fit_failed_at: float = -1e18  # a failed fit is retried FIT_RETRY_SECONDS later
-    # container id -> recent mode labels (peer comparison)
-    modes: dict[str, deque[int]] = field(default_factory=dict)
-    peer_flagged: set[str] = field(default_factory=set)
-
-
-@dataclass
-class ScoredWindow:
-    """One window's outcome, as ``process`` returns it (tests and status read these)."""
-
-    window: BehaviorWindow
-    key: str
-    learning: bool
-    result: WindowResult | None = None
-    chain_hits: tuple[ChainHit, ...] = ()
-    unseen_transitions: int = 0
-    learned: bool = False
-    findings: tuple[Finding, ...] = ()
-
-
 class BehaviorEngine:
     """Per-baseline learning and scoring over the agent's store."""
 
@@ -85,7 +68,7 @@ class BehaviorEngine:
         self.db = BaselineStore(store)
         # Per-image allowances the detectors learn (shown, edited and relearned with the baseline).
         self.allowances = Allowances(store, settings)
-        self._baselines: dict[str, _Baseline] = {}
+        self._baselines: dict[str, BaselineState] = {}
         self._last_finding: dict[tuple[str, str], float] = {}
         # container -> (id, ts) of our own tainting findings not yet seen in the store
         self._pending_findings: dict[str, list[tuple[str, float]]] = {}
@@ -95,12 +78,12 @@ class BehaviorEngine:
     def baseline_key(self, c: ContainerRef) -> str:
         return baseline_key(c, self.settings.group_label)
 
-    def baseline(self, key: str, now: float) -> _Baseline:
+    def baseline(self, key: str, now: float) -> BaselineState:
         b = self._baselines.get(key)
         if b is not None:
             return b
         row = self.db.get(key) or self.db.create(key, now)
-        b = _Baseline(row=row)
+        b = BaselineState(row=row)
         if row.state == "scoring":
             self._load_models(b)
         if b.model is None:
@@ -115,7 +98,7 @@ class BehaviorEngine:
         self._baselines[key] = b
         return b
 
-    def _load_models(self, b: _Baseline) -> None:
+    def _load_models(self, b: BaselineState) -> None:
         dev = self.db.load_model(b.row.image, "deviation")
         chain = self.db.load_model(b.row.image, "chain")
         if dev is None or chain is None:
@@ -193,7 +176,7 @@ class BehaviorEngine:
             self._maybe_refit(b, latest)
         return out
 
-    def _learn(self, b: _Baseline, w: BehaviorWindow, vec: list[float]) -> None:
+    def _learn(self, b: BaselineState, w: BehaviorWindow, vec: list[float]) -> None:
         assert w.container is not None
         self.db.add_training(b.row.image, w.container.id, w.end, vec)
         b.chain.add_transitions(w.transitions)
@@ -207,7 +190,7 @@ class BehaviorEngine:
 
     def _after_score(
         self,
-        b: _Baseline,
+        b: BaselineState,
         w: BehaviorWindow,
         vec: list[float],
         res: WindowResult,
@@ -233,7 +216,7 @@ class BehaviorEngine:
                 Source.BEHAVIOR,
                 DETECTOR_DEVIATION,
                 Severity.HIGH if res.novelty and res.score > res.threshold else Severity.MEDIUM,
-                f"behaviour of {c.name or c.short_id} deviates from baseline {b.row.image}: " + _explain(res),
+                f"behaviour of {c.name or c.short_id} deviates from baseline {b.row.image}: " + explain(res),
                 {**evidence_base, **res.to_dict(), "unseen_transitions": unseen},
                 now,
             )
@@ -246,7 +229,7 @@ class BehaviorEngine:
                 Source.BEHAVIOR,
                 DETECTOR_MODE,
                 Severity.LOW,
-                f"{c.name or c.short_id} is far from every behaviour mode of {b.row.image}: " + _explain(res),
+                f"{c.name or c.short_id} is far from every behaviour mode of {b.row.image}: " + explain(res),
                 {**evidence_base, **res.to_dict()},
                 now,
             )
@@ -295,45 +278,26 @@ class BehaviorEngine:
         )
 
     # --- peers ------------------------------------------------------------------------
-    def _peer_update(self, b: _Baseline, c: ContainerRef, mode: int, now: float) -> Finding | None:
-        ms = self.settings.modes
+    def _peer_update(self, b: BaselineState, c: ContainerRef, mode: int, now: float) -> Finding | None:
         if mode < 0 or b.model is None or b.model.modes < 2:
             return None
-        hist = b.modes.setdefault(c.id, deque(maxlen=ms.peer_windows))
-        hist.append(mode)
-        others = [h for cid, h in b.modes.items() if cid != c.id and len(h) >= ms.peer_min_windows]
-        if len(hist) < ms.peer_min_windows or not others:
+        ev = b.peers.update(c.id, mode, b.model.modes, self.settings.modes)
+        if ev is None:
             return None
-        k = b.model.modes
-        mine = _mix(hist, k)
-        pooled = _mix([m for h in others for m in h], k)
-        tvd = 0.5 * sum(abs(a - p) for a, p in zip(mine, pooled, strict=True))
-        if tvd <= ms.peer_tvd:
-            b.peer_flagged.discard(c.id)
-            return None
-        if c.id in b.peer_flagged:
-            return None
-        b.peer_flagged.add(c.id)
         self.counters["peer_outlier"] += 1
         return self._finding(
             c,
             Source.BEHAVIOR,
             DETECTOR_PEER,
             Severity.LOW,
-            f"{c.name or c.short_id} behaves unlike its {len(others)} replica(s) of {b.row.image} "
-            f"(mode-mix distance {tvd:.2f})",
-            {
-                "baseline": b.row.image,
-                "tvd": round(tvd, 3),
-                "mode_mix": [round(v, 3) for v in mine],
-                "replica_mode_mix": [round(v, 3) for v in pooled],
-                "replicas": len(others),
-            },
+            f"{c.name or c.short_id} behaves unlike its {ev['replicas']} replica(s) of {b.row.image} "
+            f"(mode-mix distance {ev['tvd']:.2f})",
+            {"baseline": b.row.image, **ev},
             now,
         )
 
     # --- fitting ----------------------------------------------------------------------
-    def _maybe_fit(self, b: _Baseline, now: float) -> None:
+    def _maybe_fit(self, b: BaselineState, now: float) -> None:
         s = self.settings
         if now - b.row.first_seen < s.learning_seconds or b.pending_rows == 0:
             return
@@ -341,14 +305,14 @@ class BehaviorEngine:
             return
         self._try_fit(b, now)
 
-    def _maybe_refit(self, b: _Baseline, now: float) -> None:
+    def _maybe_refit(self, b: BaselineState, now: float) -> None:
         s = self.settings
         if b.row.frozen or s.refit_seconds <= 0 or b.pending_rows == 0:
             return
         if now - b.row.fitted >= s.refit_seconds:
             self._try_fit(b, now)
 
-    def _try_fit(self, b: _Baseline, now: float) -> None:
+    def _try_fit(self, b: BaselineState, now: float) -> None:
         if now - b.fit_failed_at < FIT_RETRY_SECONDS:
             return
         try:
@@ -399,8 +363,7 @@ class BehaviorEngine:
     def forget_container(self, container_id: str) -> None:
         """Drop per-container state (peer mode history, cooldowns) of a removed container."""
         for b in self._baselines.values():
-            b.modes.pop(container_id, None)
-            b.peer_flagged.discard(container_id)
+            b.peers.forget(container_id)
         for k in [k for k in self._last_finding if k[0] == container_id]:
             del self._last_finding[k]
         self._pending_findings.pop(container_id, None)
@@ -468,17 +431,3 @@ class BehaviorEngine:
             self._pending_findings.setdefault(c.id, []).append((f.id, now))
         self.counters[f"finding:{detector}"] += 1
         return f
-
-
-def _mix(modes: Sequence[int] | deque[int], k: int) -> list[float]:
-    counts = Counter(modes)
-    n = max(len(modes), 1)
-    return [counts.get(i, 0) / n for i in range(k)]
-
-
-def _explain(res: WindowResult, k: int = 3) -> str:
-    parts = []
-    for c in res.top[:k]:
-        d = c.to_dict()
-        parts.append(f"{c.name}={d['value']} (normal {d['normal_range'][0]}..{d['normal_range'][1]})")
-    return ", ".join(parts) if parts else f"score {res.score:.3f} > {res.threshold:.3f}"

@@ -229,7 +229,7 @@ def test_peer_outlier_when_mode_mix_differs(store: Store) -> None:
     assert peers[0].evidence["tvd"] > 0.4
     # A removed container leaves no per-container state behind.
     engine.forget_container(c3.id)
-    assert all(c3.id not in b.modes for b in engine._baselines.values())
+    assert all(c3.id not in b.peers.modes for b in engine._baselines.values())
 
 
 def test_malformed_windows_are_counted_not_raised(store: Store) -> None:
