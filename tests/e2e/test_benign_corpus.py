@@ -18,12 +18,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.e2e.corpus import report, spec
 from tests.e2e.corpus.run import Durations, agent_settings, run_corpus
 from tests.e2e.daemon import Daemon
 from tests.support import REPO, need, need_tool
 
 
+# about six minutes of corpus, plus image builds and the agent's start (pytest's default is 300 s)
+@pytest.mark.timeout(720)
 def test_benign_corpus_is_left_alone_and_every_technique_is_caught(docker_client: Any, tmp_path: Path) -> None:
     for image in spec.BASE_IMAGES:
         need(bool(docker_client.images.list(name=image)), f"This test needs the local image {image} (setup-host.sh).")
