@@ -34,7 +34,7 @@ from agent.runtime.enrich import Enricher
 from agent.runtime.model import ContainerRegistry
 from agent.sdnotify import notify, watchdog_interval
 from agent.store import Store
-from agent.wiring import Generation, Live, install, live_for, wire
+from agent.wiring import BuildError, Generation, Live, install, live_for, wire
 
 log = structlog.get_logger("agent.app")
 
@@ -291,11 +291,11 @@ def reload_config(state: AppState) -> bool:
     assert ctx is not None
     try:
         gen = build_generation(state, new, strict=True)
-    except Exception as exc:
+    except Exception as exc:  # BuildError names the stage: "logs: UnicodeDecodeError: ..."
         log.error(
             "config_reload_failed",
             config=source,
-            error=f"{type(exc).__name__}: {exc}"[:500],
+            error=(str(exc) if isinstance(exc, BuildError) else f"{type(exc).__name__}: {exc}")[:500],
             kept="previous config and components",
         )
         return False

@@ -7,9 +7,13 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.control import ControlError, call
 from tests.e2e.daemon import Daemon
 from tests.support import VENV_BIN, wait_for
 
@@ -72,6 +76,93 @@ def test_sighup_reload_keeps_running_on_a_bad_config(daemon: Any) -> None:
     d.send(signal.SIGHUP)
     d.wait_event("config_reloaded")
     assert d.ctl_json("status")["reloads"] == 1
+    assert d.stop() == 0
+
+
+# The whole product with the defaults (eBPF, audit, procfs, behaviour, logs, network, detectors,
+# response) plus the scanner and packet capture: what a SIGHUP must restart.
+FULL = """
+vuln: {enabled: true, on_start: false}
+capture: {enabled: true}
+outputs: {metrics: {enabled: true, port: 0}}
+"""
+METHODS = {
+    "findings": {},
+    "actions": {},
+    "plans": {},
+    "detectors.list": {},
+    "baseline": {"action": "list"},
+    "logs.status": {},
+    "window.status": {},
+    "procfs.status": {},
+    "audit.status": {},
+    "ebpf.status": {},
+    "capture.status": {},
+    "netpolicy": {"id": "none"},
+    "scan": {"id": "none"},
+}
+
+
+def answering(d: Daemon) -> set[str]:
+    """The control methods that exist on the running agent (an unknown method is an error)."""
+    out = set()
+    for method, params in METHODS.items():
+        try:
+            call(d.socket, method, params)
+            out.add(method)
+        except ControlError as exc:
+            if "unknown method" not in str(exc):
+                out.add(method)  # it exists; the parameters named no container
+    return out
+
+
+def metric_names(d: Daemon) -> list[str]:
+    """Every metric family on /metrics (without the ``_created`` families a first sample adds)."""
+    url = d.ctl_json("status")["components"]["outputs"]["metrics"]
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return [f.name for f in text_string_to_metric_families(text) if not f.name.endswith("_created")]
+
+
+def test_sighup_restarts_every_component_and_keeps_every_method(daemon: Any) -> None:
+    d: Daemon = daemon(FULL)
+    before = {n: c["state"] for n, c in d.ctl_json("status")["components"].items()}
+    assert {"outputs", "response", "detectors", "behavior", "logs", "window", "vuln"} <= {
+        n for n, s in before.items() if s == "running"
+    }
+    methods = answering(d)
+    names = metric_names(d)
+    assert "riskguard_detector_findings" in names and "riskguard_lost_events" in names
+    d.write_config(FULL + "detectors: {repeat_suppress_seconds: 30}\n")
+    d.send(signal.SIGHUP)
+    reloaded = d.wait_event("config_reloaded", timeout=120)
+    assert reloaded["failed"] == sorted(n for n, s in before.items() if s != "running")
+    st = d.ctl_json("status")
+    assert st["reloads"] == 1
+    assert {n: c["state"] for n, c in st["components"].items()} == before
+    assert answering(d) == methods
+    after = metric_names(d)
+    assert sorted(after) == sorted(set(after)) == sorted(set(names))
+    assert not [e for e in d.events() if e.get("level") == "error" and e["event"] != "component_failed"]
+    assert not [line for line in d.lines + d.stderr_lines if "Duplicated timeseries" in line]
+    assert d.stop() == 0
+
+
+def test_sighup_whose_build_raises_keeps_the_running_components(daemon: Any, tmp_path: Path) -> None:
+    d: Daemon = daemon(LIGHT.replace("logs: {enabled: false}", "") + "detectors: {repeat_suppress_seconds: 5}\n")
+    before = d.ctl_json("status")["components"]
+    assert before["logs"]["state"] == "running"
+    grok = tmp_path / "grok"
+    grok.mkdir()
+    (grok / "patterns").write_bytes(b"\xff\xfe not utf-8\n")
+    d.write_config(LIGHT.replace("logs: {enabled: false}", f"logs: {{grok_dirs: [{grok}]}}"))
+    d.send(signal.SIGHUP)
+    failed = d.wait_event("config_reload_failed", timeout=60)
+    assert failed["level"] == "error" and failed["error"].startswith("logs: UnicodeDecodeError")
+    st = d.ctl_json("status")
+    assert st["reloads"] == 0
+    assert {n: c["state"] for n, c in st["components"].items()} == {n: c["state"] for n, c in before.items()}
+    assert call(d.socket, "logs.status", {})["tail"] is not None
     assert d.stop() == 0
 
 
