@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Optional subsystem modules: their components (agent.app) and sub-commands (riskguard-agent,
-riskguardctl)."""
+"""Optional subsystem modules: their components (``agent.wiring``) and sub-commands
+(riskguard-agent, riskguardctl)."""
 
 from __future__ import annotations
 

@@ -18,13 +18,27 @@ from prometheus_client import CollectorRegistry
 
 from agent.config import AgentConfig
 from agent.events import Event
-from agent.findings import Finding
+from agent.findings import ActionResult, Finding, Verdict
 from agent.hostfs import HostPaths
 from agent.pipeline import Bus
 from agent.runtime.model import ContainerRegistry
 from agent.store import Store
 
 ControlHandler = Callable[[Mapping[str, Any]], Any]
+
+
+class FindingSink(Protocol):
+    """Where the response reports each finding with its verdict and action, and each action
+    result (``agent.outputs.component.Outputs``)."""
+
+    def emit_finding(
+        self,
+        finding: Finding | Mapping[str, Any],
+        verdict: Verdict | Mapping[str, Any] | str | None = None,
+        action: ActionResult | Mapping[str, Any] | str | None = None,
+    ) -> dict[str, Any]: ...
+
+    def emit_action(self, result: ActionResult | Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 class Component(Protocol):

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from agent.context import AgentContext
+from agent.context import AgentContext, FindingSink
 from agent.findings import Finding, Severity
 from agent.pipeline import Periodic
 from agent.response.engine import ResponseEngine
@@ -30,7 +30,7 @@ class ResponseComponent:
 
     name = "response"
 
-    def __init__(self, ctx: AgentContext, outputs: Any = None) -> None:
+    def __init__(self, ctx: AgentContext, outputs: FindingSink | None = None) -> None:
         self.ctx = ctx
         self.engine = ResponseEngine(ctx, kube=_kube(ctx))
         # The engine sends each finding (with verdict and action) and each action result to the
@@ -143,7 +143,7 @@ def _kube(ctx: AgentContext) -> Any:
         return None
 
 
-def build(ctx: AgentContext, outputs: Any = None) -> ResponseComponent | None:
+def build(ctx: AgentContext, outputs: FindingSink | None = None) -> ResponseComponent | None:
     """The response component reporting to ``outputs``, or None when ``response.enabled`` is false."""
     if not ctx.config.response.enabled:
         return None
