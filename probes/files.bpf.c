@@ -51,6 +51,20 @@ BPF_PERCPU_ARRAY(rg_open_scratch, struct rg_open_event, 1);
 BPF_PERCPU_ARRAY(rg_change_scratch, struct rg_change_event, 1);
 RG_OUTPUT(rg_open_events);
 
+/* Send a finished record of this probe (open or change) within the container's rate limit. */
+static __always_inline void rg_files_send(void *ctx, void *ev, u32 size, u64 cg)
+{
+    if (!rg_rate_ok(cg, RG_PROBE_FILES))
+        return;
+#ifdef RG_RINGBUF
+    if (rg_open_events.ringbuf_output(ev, size, RG_RB_FLAGS))
+        rg_count_lost(RG_PROBE_FILES);
+#else
+    if (rg_open_events.perf_submit(ctx, ev, size))
+        rg_count_lost(RG_PROBE_FILES);
+#endif
+}
+
 /* The /proc shapes of an open path p (n bytes with the NUL, p holding RG_PREFIX_LEN bytes):
  * /proc/<any>/mem, /proc/<digits>/cmdline, /proc/<digits>/environ; RG_MATCH_PROC_* or 0. */
 static __always_inline u32 rg_proc_match(const char *p, long n)
@@ -144,15 +158,7 @@ static __always_inline int rg_files_exit(void *ctx, long ret)
     if (!ev)
         return 0;
     ev->ret = (s32)ret;
-    if (rg_rate_ok(ev->h.cgroup_id, RG_PROBE_FILES)) {
-#ifdef RG_RINGBUF
-        if (rg_open_events.ringbuf_output(ev, sizeof(*ev), RG_RB_FLAGS))
-            rg_count_lost(RG_PROBE_FILES);
-#else
-        if (rg_open_events.perf_submit(ctx, ev, sizeof(*ev)))
-            rg_count_lost(RG_PROBE_FILES);
-#endif
-    }
+    rg_files_send(ctx, ev, sizeof(*ev), ev->h.cgroup_id);
     rg_open_pending.delete(&tid);
     return 0;
 }
@@ -311,15 +317,7 @@ static __always_inline int rg_change_exit(void *ctx, long ret)
     if (!ev)
         return 0;
     ev->ret = (s32)ret;
-    if (rg_rate_ok(ev->h.cgroup_id, RG_PROBE_FILES)) {
-#ifdef RG_RINGBUF
-        if (rg_open_events.ringbuf_output(ev, sizeof(*ev), RG_RB_FLAGS))
-            rg_count_lost(RG_PROBE_FILES);
-#else
-        if (rg_open_events.perf_submit(ctx, ev, sizeof(*ev)))
-            rg_count_lost(RG_PROBE_FILES);
-#endif
-    }
+    rg_files_send(ctx, ev, sizeof(*ev), ev->h.cgroup_id);
     rg_change_pending.delete(&tid);
     return 0;
 }

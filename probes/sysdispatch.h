@@ -53,14 +53,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
     case RG_KIND_OPENAT2:
         staged = rg_files_enter(w, cg, kind);
         break;
-    case RG_KIND_UNLINK:
-    case RG_KIND_UNLINKAT:
-    case RG_KIND_RENAME:
-    case RG_KIND_RENAMEAT:
-    case RG_KIND_UTIMENSAT:
-    case RG_KIND_UTIMES:
-    case RG_KIND_FUTIMESAT:
-    case RG_KIND_UTIME:
+    case RG_KIND_UNLINK ... RG_KIND_UTIME: /* unlink(at), rename(at)(2), the utimes family */
         staged = rg_change_enter(w, cg, kind);
         break;
 #endif
@@ -114,14 +107,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     case RG_KIND_OPENAT:
     case RG_KIND_OPENAT2:
         return rg_files_exit(ctx, ret);
-    case RG_KIND_UNLINK:
-    case RG_KIND_UNLINKAT:
-    case RG_KIND_RENAME:
-    case RG_KIND_RENAMEAT:
-    case RG_KIND_UTIMENSAT:
-    case RG_KIND_UTIMES:
-    case RG_KIND_FUTIMESAT:
-    case RG_KIND_UTIME:
+    case RG_KIND_UNLINK ... RG_KIND_UTIME: /* unlink(at), rename(at)(2), the utimes family */
         return rg_change_exit(ctx, ret);
 #endif
 #ifdef RG_HOOK_PRIV

@@ -35,6 +35,7 @@
 #define RG_KIND_EXECVEAT 6  /* exec: execveat(dfd, filename, argv, envp, flags) */
 #define RG_KIND_LISTEN 7    /* net: listen(fd, backlog) */
 #define RG_KIND_ACCEPT 8    /* net: accept(fd, addr, len) and accept4(fd, addr, len, flags) */
+/* RG_KIND_UNLINK .. RG_KIND_UTIME stay contiguous: sysdispatch.h routes them as one case range. */
 #define RG_KIND_UNLINK 9    /* files: unlink(path) */
 #define RG_KIND_UNLINKAT 10 /* files: unlinkat(dfd, path, flags) */
 #define RG_KIND_RENAME 11   /* files: rename(old, new) */

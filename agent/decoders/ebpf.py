@@ -245,13 +245,6 @@ def decode_change(h: Header, raw: bytes, ts: float) -> FileChange:
     )
 
 
-def change_parent(raw: bytes) -> int:
-    """The parent tgid a change record carries (0: unknown); the event type has no field for it,
-    the source uses it to resolve a relative path once the task is gone."""
-    _need(raw, HDR.size + CHANGE.size, "change")
-    return int(struct.unpack_from("<I", raw, HDR.size + 20)[0])
-
-
 def decode_exit(h: Header, raw: bytes, ts: float) -> ProcessExit:
     """``struct rg_exit_event`` -> ``ProcessExit`` (``exit_code`` -1: no exit call was seen)."""
     _need(raw, HDR.size + EXIT.size, "exit")

@@ -143,11 +143,11 @@ def change_watched(path: str, prefixes: Sequence[str]) -> bool:
     return any(path.startswith(p) for p in prefixes) or path.endswith(("_history", ".history"))
 
 
-def complete_change(ev: FileChange, paths: HostPaths, prefixes: Sequence[str], ppid: int = 0) -> FileChange | None:
+def complete_change(ev: FileChange, paths: HostPaths, prefixes: Sequence[str]) -> FileChange | None:
     """Resolve a change's relative or fd-relative paths; None when an unlink/rename the kernel
     let through only because it was relative turns out to be outside the watched set."""
-    path = resolve_path(ev.path, ev.pid, paths, ppid, ev.cgroup_id)
-    new = resolve_path(ev.new_path, ev.pid, paths, ppid, ev.cgroup_id) if ev.new_path else ""
+    path = resolve_path(ev.path, ev.pid, paths, ev.ppid, ev.cgroup_id)
+    new = resolve_path(ev.new_path, ev.pid, paths, ev.ppid, ev.cgroup_id) if ev.new_path else ""
     if ev.op != "utimes":
         sides = [p for p in (path, new) if p is not None and p != ""]
         unresolved = path is None or (ev.new_path != "" and new is None)

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from agent.decoders.ebpf import DecodeError, change_parent, decode_record
+from agent.decoders.ebpf import DecodeError, decode_record
 from agent.events import Event, FileChange, NetConnect, ProcessExec, SyscallWindow
 from agent.hostfs import HostPaths
 from agent.settings.sources import EbpfSettings
@@ -129,7 +129,7 @@ class Reader:
             if probe == "exec" and isinstance(ev, ProcessExec):
                 ev = complete_exec(ev, paths)
             elif isinstance(ev, FileChange):
-                change = complete_change(ev, paths, prefixes, change_parent(raw))
+                change = complete_change(ev, paths, prefixes)
                 if change is None:
                     self.changes_filtered += 1
                     continue

@@ -30,8 +30,8 @@ def _cgroup(host: HostPaths, path: str) -> int:
     return os.stat(d).st_ino
 
 
-def _unlink(path: str, pid: int = 10, cg: int = CG) -> FileChange:
-    return FileChange(ts=1.0, pid=pid, cgroup_id=cg, op="unlink", comm="rm", path=path)
+def _unlink(path: str, pid: int = 10, cg: int = CG, ppid: int = 0) -> FileChange:
+    return FileChange(ts=1.0, pid=pid, ppid=ppid, cgroup_id=cg, op="unlink", comm="rm", path=path)
 
 
 def test_watched_set_is_the_kernel_rule() -> None:
@@ -56,14 +56,14 @@ def test_relative_path_resolved_against_the_task_cwd(host_tree: HostPaths) -> No
 def test_gone_task_falls_back_to_its_parent_in_the_same_cgroup_only(host_tree: HostPaths) -> None:
     cg = _cgroup(host_tree, "/docker/abc")
     _pid(host_tree, 20, cwd="/root", cgroup="/docker/abc")  # the shell
-    ev = complete_change(_unlink(".ash_history", pid=99, cg=cg), host_tree, PREFIXES, ppid=20)
+    ev = complete_change(_unlink(".ash_history", pid=99, cg=cg, ppid=20), host_tree, PREFIXES)
     assert ev is not None and ev.path == "/root/.ash_history"
     # A parent outside the container (the runtime's shim): its cwd is not the task's.
     _pid(host_tree, 21, cwd="/var/log", cgroup="/system.slice/containerd.service")
     _cgroup(host_tree, "/system.slice/containerd.service")
     assert resolve_path("auth.log", 99, host_tree, ppid=21, cgroup_id=cg) is None
     # Unresolvable: kept as the task passed it (a detector may still judge the name).
-    kept = complete_change(_unlink("auth.log", pid=99, cg=cg), host_tree, PREFIXES, ppid=21)
+    kept = complete_change(_unlink("auth.log", pid=99, cg=cg, ppid=21), host_tree, PREFIXES)
     assert kept is not None and kept.path == "auth.log"
 
 
@@ -91,11 +91,21 @@ def test_rename_into_a_watched_place_is_kept(host_tree: HostPaths) -> None:
 
 
 def test_every_routed_kind_has_a_case_in_the_dispatcher() -> None:
-    kinds = set(re.findall(r"#define (RG_KIND_\w+) \d+", (PROBES_DIR / "task.h").read_text()))
+    defines = {k: int(v) for k, v in re.findall(r"#define (RG_KIND_\w+) (\d+)", (PROBES_DIR / "task.h").read_text())}
+    kinds = set(defines)
+    by_value = {v: k for k, v in defines.items()}
+
+    def cases(text: str) -> set[str]:
+        """The kinds a switch names: ``case A:`` and GNU case ranges ``case A ... B:``."""
+        out: set[str] = set()
+        for lo, hi in re.findall(r"case (RG_KIND_\w+)(?: \.\.\. (RG_KIND_\w+))?:", text):
+            out.update(by_value[v] for v in range(defines[lo], defines[hi or lo] + 1))
+        return out
+
     dispatch = (PROBES_DIR / "sysdispatch.h").read_text()
     enter, _, exit_ = dispatch.partition("RAW_TRACEPOINT_PROBE(sys_exit)")
-    cases_enter = set(re.findall(r"case (RG_KIND_\w+):", enter))
-    cases_exit = set(re.findall(r"case (RG_KIND_\w+):", exit_))
+    cases_enter = cases(enter)
+    cases_exit = cases(exit_)
     assert cases_enter == kinds
     # Kinds that stage an event for the result (all but exec's, which emits at sched hooks).
     assert cases_exit == kinds - {"RG_KIND_EXECVE", "RG_KIND_EXECVEAT", "RG_KIND_EXIT", "RG_KIND_EXIT_GROUP"}
