@@ -83,7 +83,7 @@ class Subscription:
 
 @dataclass
 class Stage:
-    """One built component and the Prometheus registry it owns."""
+    """One built component and the context it was built with (``ctx.metrics`` is its own registry)."""
 
     name: str
     component: Component
@@ -168,6 +168,7 @@ class Generation:
     # --- reading ----------------------------------------------------------------------------
     @property
     def components(self) -> list[Component]:
+        """The built components in start order."""
         return [s.component for s in self.stages]
 
     def statuses(self) -> dict[str, Mapping[str, Any]]:
@@ -223,7 +224,11 @@ def wire(gen: Generation) -> None:
     )
     if detectors is not None:
         gen.on_events(
-            "detectors", "detectors", detectors.kinds(), detectors.handle, kinds_doc="ProcessExec + enabled detectors'"
+            "detectors",
+            "detectors",
+            detectors.kinds(),
+            detectors.handle,
+            kinds_doc="each enabled detector's, ProcessExec",
         )
         gen.on_event("detectors", "detectors.forget", ProcessExit, detectors.forget)
         gen.on_container("detectors", "detectors.forget_container", detectors.on_container)
