@@ -206,8 +206,24 @@ def parse_logfmt(line: str) -> dict[str, Any] | None:
     return out
 
 
+# Words one of the two expressions above needs (their ASCII wording): a line without any cannot match.
+_AUTH_WORDS = (
+    "fail",
+    "invalid",
+    "denied",
+    "bad password",
+    "accepted",
+    "login succe",
+    "authenticated",
+    "session opened",
+)
+
+
 def auth_outcome(line: str) -> str:
     """``failure`` / ``success`` / "" from the wording of an authentication line."""
+    low = line.lower()
+    if not any(w in low for w in _AUTH_WORDS):
+        return ""
     if _AUTH_FAIL.search(line):
         return "failure"
     if _AUTH_OK.search(line):
