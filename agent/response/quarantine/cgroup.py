@@ -29,15 +29,15 @@ from typing import Any
 
 import structlog
 
-from agent.findings import Action, ActionResult
+from agent.findings import ActionResult
 from agent.hostfs import HostPaths
 from agent.response.quarantine.common import (
-    MethodDeps,
     QuarantineError,
+    TableMethod,
     base_chains,
-    release_table,
+    failed,
+    result,
     rule,
-    table_in_place,
     table_name,
 )
 from agent.runtime.cgroups import cgroup_dir_v2, container_pids, read_proc_cgroup
@@ -220,14 +220,7 @@ def apply_cgroup(paths: HostPaths, container: Container, version: str = "auto", 
         state["host_netns"] = state["netns_inode"] in host_netns_inodes(paths)
         if dry_run:
             detail = f"would add table inet {name} in netns {state['netns_inode']} ({version} match)"
-            return ActionResult(
-                action=Action.QUARANTINE,
-                container_id=container.id,
-                ok=True,
-                detail=detail,
-                dry_run=True,
-                state=state,
-            )
+            return result(container, True, detail, state, dry_run=True)
         if version == "v2":
             level, nft_path = _v2_match(paths, container)
             state.update(level=level, nft_path=nft_path)
@@ -261,38 +254,24 @@ def apply_cgroup(paths: HostPaths, container: Container, version: str = "auto", 
             state["table_existed"] = in_netns(ns, install_v1)
         confirmed = in_netns(ns, lambda: table_exists(name))
     except (OSError, QuarantineError, NetnsError) as exc:
-        log.error("container_quarantine_failed", container_id=container.id, method="cgroup", error=str(exc))
-        return ActionResult(action=Action.QUARANTINE, container_id=container.id, ok=False, detail=str(exc), state=state)
-    return ActionResult(
-        action=Action.QUARANTINE,
-        container_id=container.id,
-        ok=confirmed,
-        detail=f"table inet {name} in the container's netns drops its {version} cgroup",
-        state=state,
-    )
+        return failed(container, "cgroup", exc, state)
+    return result(container, confirmed, f"table inet {name} in the container's netns drops its {version} cgroup", state)
 
 
-class CgroupMethod:
+class CgroupMethod(TableMethod):
     """The ``cgroup`` quarantine method (see the module docstring)."""
 
     name = "cgroup"
 
-    def __init__(self, deps: MethodDeps) -> None:
-        self.paths = deps.paths
-        self.version = deps.cgroup_version
-
     def apply(self, container: Container, dry_run: bool = False, reason: str = "") -> ActionResult:
-        return apply_cgroup(self.paths, container, self.version, dry_run)
+        return apply_cgroup(self.paths, container, self.deps.cgroup_version, dry_run)
 
     def release(self, container_id: str, init_pid: int, state: Mapping[str, Any]) -> str:
-        detail = release_table(self.paths, init_pid, state)
+        detail = super().release(container_id, init_pid, state)
         if state.get("cgroup_version") == "v1" and state.get("netcls_mount"):
             _release_netcls(state)
             detail += "; net_cls classid restored"
         return detail
-
-    def is_applied(self, init_pid: int, state: Mapping[str, Any]) -> bool | None:
-        return table_in_place(self.paths, init_pid, state)
 
     def reconcile(self, container: Container, state: Mapping[str, Any]) -> int:
         return sweep_netcls(self.paths, container, state)
