@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agent.behavior.transfer import export_baseline, host_key, import_baseline, read_document
+from agent.behavior.transfer import TransferError, export_baseline, host_key, import_baseline, read_document
 
 if TYPE_CHECKING:
     from agent.behavior.engine import BehaviorEngine
@@ -20,13 +20,60 @@ log = structlog.get_logger("agent.behavior")
 ACTIONS = ("show", "allow", "deny", "forget", "export", "import")
 
 
+IMPORTED_KV = "behavior.imported"  # signature -> baseline key: documents already imported
+
+
+def signing_key(engine: BehaviorEngine, state_dir: Path) -> bytes:
+    """The configured key file's bytes, else the host key in ``state_dir``."""
+    path = engine.settings.baseline_key_file
+    if not path:
+        return host_key(state_dir)
+    try:
+        key = Path(path).read_bytes()
+    except OSError as exc:
+        raise TransferError(f"behavior.baseline_key_file {path}: {exc.strerror}") from None
+    if len(key) < 16:
+        raise TransferError(f"behavior.baseline_key_file {path}: a signing key needs at least 16 bytes")
+    return key
+
+
+def import_dir(engine: BehaviorEngine, directory: Path, state_dir: Path) -> dict[str, int]:
+    """Import every ``*.json`` baseline document of ``directory`` not imported before; a bad
+    document is logged and counted, never fatal."""
+    counts = {"imported": 0, "already": 0, "failed": 0}
+    try:
+        files = sorted(p for p in directory.iterdir() if p.suffix == ".json" and p.is_file())
+    except OSError as exc:
+        log.warning("baseline_import_dir_unreadable", path=str(directory), error=exc.strerror)
+        return counts
+    for f in files:
+        try:
+            doc = read_document(f)
+            sig = str((doc.get("signature") or {}).get("value", ""))
+            if sig and engine.db.store.kv_get(IMPORTED_KV, sig) is not None:
+                counts["already"] += 1
+                continue
+            result = import_baseline(engine.db, engine.allowances, doc, signing_key(engine, state_dir))
+        except TransferError as exc:
+            counts["failed"] += 1
+            log.warning("baseline_import_failed", path=str(f), error=str(exc))
+            continue
+        engine.db.store.kv_put(IMPORTED_KV, sig, result["baseline"].encode())
+        engine.reload(result["baseline"])
+        counts["imported"] += 1
+    log.info("baseline_import_dir_read", path=str(directory), **counts)
+    return counts
+
+
 def run(engine: BehaviorEngine, action: str, params: Mapping[str, Any], state_dir: Path) -> Any:
     """One ``baseline`` control action of ``ACTIONS``; raises ``ValueError`` with the reason."""
     if action == "import":
         path = params.get("path")
         if not isinstance(path, str) or not path:
             raise ValueError("'path' (a baseline document, see 'riskguardctl baseline export') is required")
-        result = import_baseline(engine.db, engine.allowances, read_document(Path(path)), host_key(state_dir))
+        doc = read_document(Path(path))
+        result = import_baseline(engine.db, engine.allowances, doc, signing_key(engine, state_dir))
+        engine.db.store.kv_put(IMPORTED_KV, str(doc["signature"]["value"]), result["baseline"].encode())
         engine.reload(result["baseline"])
         return result
     image = params.get("image")
@@ -35,7 +82,7 @@ def run(engine: BehaviorEngine, action: str, params: Mapping[str, Any], state_di
     if action == "show":
         return engine.allowances.show(image)
     if action == "export":
-        return export_baseline(engine.db, engine.allowances, image, host_key(state_dir))
+        return export_baseline(engine.db, engine.allowances, image, signing_key(engine, state_dir))
     kind = str(params.get("kind", "exec"))
     pattern = str(params.get("pattern", ""))
     if action in ("allow", "deny"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -64,6 +65,9 @@ class BehaviorComponent:
     def start(self, ctx: AgentContext) -> None:
         self._ctx = ctx
         ctx.control("baseline", self.control_baseline)
+        if self.settings.baseline_import_dir:
+            with self._lock:
+                baseline_ops.import_dir(self.engine, Path(self.settings.baseline_import_dir), ctx.paths.state)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="behavior-scorer", daemon=True)
         self._thread.start()

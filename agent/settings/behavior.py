@@ -98,5 +98,13 @@ class BehaviorSettings(Section):
     # posture or vulnerability finding, severity medium or above) lies within this many seconds
     # of it; other windows of that container still are.
     taint_seconds: float = Field(default=300.0, ge=0)
+    # Signed baseline documents (`riskguardctl baseline export IMAGE > FILE`) imported at start
+    # from this directory, e.g. a Kubernetes ConfigMap mounted there, so a node starting a new
+    # replica does not relearn its image ("" disables). Each document is imported once.
+    baseline_import_dir: str = ""
+    # The HMAC-SHA256 key that signs exported and verifies imported baselines; "" is
+    # baseline.key in the state directory (32 random bytes, 0600, made on first use). Nodes
+    # that share baselines share this key (e.g. a Kubernetes Secret).
+    baseline_key_file: str = ""
     modes: BehaviorModeSettings = BehaviorModeSettings()
     syscall_chain: SyscallChainSettings = SyscallChainSettings()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from behavior_synth import IMAGE, container, normal_window
 
-from agent.behavior import ctl
+from agent.behavior import baseline_ops, ctl
 from agent.behavior.component import BehaviorComponent
 from agent.behavior.engine import BehaviorEngine
 from agent.behavior.transfer import KEY_FILE, TransferError, export_baseline, host_key, import_baseline, sign
@@ -161,3 +161,38 @@ def test_riskguardctl_baseline(
     finally:
         server.stop()
         comp.stop()
+
+
+def test_a_new_node_loads_baselines_from_a_mounted_directory(
+    make_ctx: Callable[..., AgentContext], tmp_path: Path
+) -> None:
+    # The fleet: one node learned the image and exported it; the documents and the shared key
+    # reach other nodes as a ConfigMap directory and a Secret file.
+    a = BehaviorEngine(SETTINGS, Store(tmp_path / "a" / "agent.db"))
+    learn(a)
+    fleet_key = tmp_path / "secret" / "baseline.key"
+    fleet_key.parent.mkdir()
+    fleet_key.write_bytes(b"k" * 32)
+    shared = tmp_path / "configmap"
+    shared.mkdir()
+    doc = export_baseline(a.db, a.allowances, IMAGE, fleet_key.read_bytes())
+    (shared / "web.json").write_text(json.dumps(doc))
+    (shared / "broken.json").write_text("{not json")
+    (shared / "README").write_text("not a document")
+    settings = SETTINGS.model_copy(update={"baseline_import_dir": str(shared), "baseline_key_file": str(fleet_key)})
+    ctx = make_ctx(AgentConfig(behavior=settings))
+    comp = BehaviorComponent(ctx)
+    comp.start(ctx)
+    comp.stop()
+    row = comp.engine.db.get(IMAGE)
+    assert row is not None and row.state == "scoring" and row.frozen and row.version == 1
+    # A restart of that node (same state database) does not import the same document again.
+    ctx2 = make_ctx(AgentConfig(behavior=settings))
+    ctx2.store.close()
+    ctx2.store = ctx.store
+    again = BehaviorComponent(ctx2)
+    again.start(ctx2)
+    again.stop()
+    assert again.engine.db.get(IMAGE).version == 1  # type: ignore[union-attr]
+    counts = baseline_ops.import_dir(again.engine, shared, ctx2.paths.state)
+    assert counts == {"imported": 0, "already": 1, "failed": 1}  # broken.json: counted, skipped
