@@ -6,6 +6,7 @@ smoothed inverse document frequencies (``log((1 + N) / (1 + df)) + 1``), L2-norm
 trace's n-grams that no training trace contains keep the largest idf (df = 0), so they lengthen
 its vector without matching anything. The score is ``1 - max cosine similarity`` to any
 training trace: 0 for a trace seen in training, up to 1 for a trace sharing no n-gram.
+Similarities come from an inverted index in numpy arrays (no scipy needed to score).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ class TfidfNeighbours:
         self.index: dict[tuple[int, ...], int] = {}
         self.idf: list[float] = []
         self.unseen_idf = 1.0
-        self.matrix: Any = None  # scipy.sparse.csr_matrix (traces x terms), rows L2-normalised
+        self.docs = 0
+        self.indptr: Any = None  # numpy arrays of the inverted index (see fit_bags)
+        self.rows: Any = None
+        self.weights: Any = None
 
     def fit(self, sequences: Sequence[Sequence[int]]) -> TfidfNeighbours:
         """Build the vocabulary, idf weights and the normalised training matrix."""
@@ -44,38 +48,41 @@ class TfidfNeighbours:
     def fit_bags(self, bags: Sequence[Mapping[Any, int]]) -> TfidfNeighbours:
         """``fit`` on bags of terms already counted (e.g. a window's syscall transitions)."""
         import numpy as np
-        from scipy import sparse
 
         bags = [{g: c for g, c in b.items() if c > 0} for b in bags]
-        df: Counter[tuple[int, ...]] = Counter()
+        df: Counter[Any] = Counter()
         for b in bags:
             df.update(b.keys())
         self.index = {g: i for i, g in enumerate(sorted(df))}
-        n = len(bags)
+        self.docs = n = len(bags)
         self.idf = [0.0] * len(self.index)
         for g, i in self.index.items():
             self.idf[i] = math.log((1 + n) / (1 + df[g])) + 1.0
         self.unseen_idf = math.log(1 + n) + 1.0
-        rows, cols, vals = [], [], []
+        # Inverted index (term -> the training traces holding it, with their normalised weights),
+        # CSC-like: a query's similarities are one bincount over its terms' postings.
+        postings: list[list[tuple[int, float]]] = [[] for _ in self.index]
         for r, b in enumerate(bags):
             v = [(self.index[g], (1.0 + math.log(c)) * self.idf[self.index[g]]) for g, c in b.items()]
             norm = math.sqrt(sum(x * x for _, x in v)) or 1.0
             for col, x in v:
-                rows.append(r)
-                cols.append(col)
-                vals.append(x / norm)
-        self.matrix = sparse.csr_matrix(
-            (np.asarray(vals, dtype=np.float32), (np.asarray(rows), np.asarray(cols))),
-            shape=(n, len(self.index)),
-        )
+                postings[col].append((r, x / norm))
+        self.indptr = np.zeros(len(postings) + 1, dtype=np.int64)
+        self.indptr[1:] = np.cumsum([len(p) for p in postings])
+        self.rows = np.fromiter((r for p in postings for r, _ in p), dtype=np.int32, count=int(self.indptr[-1]))
+        self.weights = np.fromiter((x for p in postings for _, x in p), dtype=np.float64, count=int(self.indptr[-1]))
         return self
 
-    def vector(self, bag: Mapping[Any, int]) -> tuple[Any, float]:
-        """The query's sparse column vector over known terms and its full norm (unseen terms too)."""
-        import numpy as np
-        from scipy import sparse
+    def score(self, seq: Sequence[int]) -> float:
+        """1 - the largest cosine similarity to a training trace (1.0 for an empty trace)."""
+        return self.score_bag(ngram_counts(seq, self.max_n))
 
-        idx, vals = [], []
+    def score_bag(self, bag: Mapping[Any, int]) -> float:
+        """``score`` of a bag of counted terms (numpy only)."""
+        import numpy as np
+
+        cols: list[int] = []
+        qw: list[float] = []
         sq = 0.0
         for g, c in bag.items():
             if c <= 0:
@@ -84,23 +91,16 @@ class TfidfNeighbours:
             w = (1.0 + math.log(c)) * (self.idf[i] if i is not None else self.unseen_idf)
             sq += w * w
             if i is not None:
-                idx.append(i)
-                vals.append(w)
-        vec = sparse.csr_matrix(
-            (np.asarray(vals, dtype=np.float32), (np.asarray(idx, dtype=np.int64), np.zeros(len(idx), dtype=np.int64))),
-            shape=(len(self.index), 1),
-        )
-        return vec, math.sqrt(sq)
-
-    def score(self, seq: Sequence[int]) -> float:
-        """1 - the largest cosine similarity to a training trace (1.0 for an empty trace)."""
-        return self.score_bag(ngram_counts(seq, self.max_n))
-
-    def score_bag(self, bag: Mapping[Any, int]) -> float:
-        """``score`` of a bag of counted terms."""
-        vec, norm = self.vector(bag)
-        if norm == 0.0 or self.matrix is None or self.matrix.shape[0] == 0:
+                cols.append(i)
+                qw.append(w)
+        if sq == 0.0 or self.docs == 0:
             return 1.0
-        sims = (self.matrix @ vec).toarray().ravel()
-        best = float(sims.max()) / norm if sims.size else 0.0
-        return max(0.0, 1.0 - min(best, 1.0))
+        if not cols:
+            return 1.0
+        starts, ends = self.indptr[cols], self.indptr[np.asarray(cols) + 1]
+        lengths = ends - starts
+        take = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        sims = np.bincount(self.rows[take], weights=self.weights[take] * np.repeat(qw, lengths), minlength=self.docs)
+        best = float(sims.max()) / math.sqrt(sq)
+        # Rounded, so traces with the same bag (equal distances up to float summation order) tie.
+        return round(max(0.0, 1.0 - min(best, 1.0)), 9)

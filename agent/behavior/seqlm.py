@@ -42,15 +42,16 @@ class KneserNeyModel:
         self.discount: list[float] = [0.0] * (order + 1)
 
     # --- fitting --------------------------------------------------------------------
-    def fit(self, sequences: Sequence[Sequence[int]]) -> KneserNeyModel:
-        """Count every n-gram of ``sequences`` and derive the lower orders and discounts."""
+    def fit(self, sequences: Sequence[Sequence[int]], weights: Sequence[int] | None = None) -> KneserNeyModel:
+        """Count every n-gram of ``sequences`` (each ``weights[i]`` times) and derive lower orders and discounts."""
         n = self.order
         top: Counter[Gram] = Counter()
-        for seq in sequences:
+        for j, seq in enumerate(sequences):
+            times = 1 if weights is None else int(weights[j])
             self.vocab.update(int(t) for t in seq)
             padded = [BOS] * (n - 1) + [int(t) for t in seq] + [EOS]
             for i in range(n - 1, len(padded)):
-                top[tuple(padded[i - n + 1 : i + 1])] += 1
+                top[tuple(padded[i - n + 1 : i + 1])] += times
         self.grams[n] = dict(top)
         self._continuations()
         self._finish()

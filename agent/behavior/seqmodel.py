@@ -15,9 +15,9 @@ percentile (rank averaging), and the ``anomalous`` threshold is the ``1 - target
 of the training traces' combined held-out scores: on normal traces like the training ones about
 ``target_fpr`` of traces are flagged.
 
-The model file is an ``.npz`` (no pickle): a JSON header (settings, threshold), the
-de-duplicated training traces (the views are rebuilt from them on load) and the held-out
-reference scores.
+The model file is an ``.npz`` (no pickle): a JSON header (settings, threshold), the distinct
+training traces with how often each occurred (the views are rebuilt from them on load) and the
+held-out reference scores.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from agent.behavior.seqcalib import RankCalibration, TraceScore, cross_fit
 from agent.behavior.seqcover import SuffixAutomaton
 from agent.behavior.seqlm import KneserNeyModel
 
-SEQ_FORMAT = 1
+SEQ_FORMAT = 2  # 2: trace counts stored (the language model learns frequencies)
 KIND = "syscall-sequence"
 VIEWS = ("kn", "cover", "bag")
 
@@ -71,12 +71,14 @@ class SequenceSettings:
 
 
 class _Views:
-    """The fitted views on one training set."""
+    """The fitted views on one training set (distinct traces and how often each occurred)."""
 
-    def __init__(self, sequences: Sequence[Sequence[int]], settings: SequenceSettings) -> None:
-        self.kn = KneserNeyModel(settings.order).fit(sequences) if "kn" in settings.views else None
-        self.cover = SuffixAutomaton(sequences) if "cover" in settings.views else None
-        self.bag = TfidfNeighbours(settings.bag_n).fit(sequences) if "bag" in settings.views else None
+    def __init__(self, distinct: Sequence[Sequence[int]], counts: Sequence[int], settings: SequenceSettings) -> None:
+        # The language model needs frequencies (a trace seen 300 times is likelier than one seen
+        # once); the covering and nearest-neighbour views only need each distinct trace once.
+        self.kn = KneserNeyModel(settings.order).fit(distinct, counts) if "kn" in settings.views else None
+        self.cover = SuffixAutomaton(distinct) if "cover" in settings.views else None
+        self.bag = TfidfNeighbours(settings.bag_n).fit(distinct) if "bag" in settings.views else None
         self.names = settings.views
         self.cover_k = settings.cover_k
 
@@ -97,7 +99,8 @@ class SequenceModel:
     """Fitted views plus their held-out reference scores and the calibrated threshold."""
 
     settings: SequenceSettings
-    traces: list[list[int]]  # de-duplicated training traces
+    traces: list[list[int]]  # distinct training traces
+    counts: list[int]  # how often each distinct trace occurred in training
     calibration: RankCalibration
     meta: dict[str, Any] = field(default_factory=dict)
     _views: _Views | None = None
@@ -116,9 +119,10 @@ class SequenceModel:
         if len(seqs) < settings.folds:
             raise SequenceModelError(f"need at least {settings.folds} non-empty traces (one per fold), got {len(seqs)}")
         started = time.perf_counter()
-        held = cross_fit(seqs, settings.folds, settings.seed, lambda train: _Views(_dedupe(train), settings).score)
-        model = cls(settings, _dedupe(seqs), RankCalibration.from_held(settings.views, held, settings.target_fpr))
-        model._views = _Views(model.traces, settings)
+        held = cross_fit(seqs, settings.folds, settings.seed, lambda train: _Views(*_dedupe(train), settings).score)
+        distinct, counts = _dedupe(seqs)
+        model = cls(settings, distinct, counts, RankCalibration.from_held(settings.views, held, settings.target_fpr))
+        model._views = _Views(distinct, counts, settings)
         model.meta = {
             "fit_seconds": round(time.perf_counter() - started, 3),
             "training_traces": len(seqs),
@@ -131,7 +135,7 @@ class SequenceModel:
     @property
     def views(self) -> _Views:
         if self._views is None:
-            self._views = _Views(self.traces, self.settings)
+            self._views = _Views(self.traces, self.counts, self.settings)
         return self._views
 
     def raw_scores(self, seq: Sequence[int]) -> list[float]:
@@ -168,6 +172,7 @@ class SequenceModel:
             "header": np.array(json.dumps(header)),
             "calls": flat,
             "lengths": lengths,
+            "counts": np.asarray(self.counts, dtype=np.int64),
         }
         for name in s.views:
             arrays[f"ref_{name}"] = np.asarray(self.calibration.reference[name], dtype=np.float64)
@@ -206,25 +211,34 @@ class SequenceModel:
             for n in lengths.tolist():
                 traces.append(flat[pos : pos + n])
                 pos += n
+            counts = arrays["counts"].astype(np.int64).tolist()
+            if len(counts) != len(traces) or min(counts, default=1) < 1:
+                raise SequenceModelError("trace counts do not match the stored traces")
             reference = {name: arrays[f"ref_{name}"].astype(float).tolist() for name in settings.views}
             if any(not r for r in reference.values()):
                 raise SequenceModelError("empty reference scores")
             meta = dict(header.get("meta", {}))
             meta["arch"] = str(header.get("arch", "x86_64"))
             calibration = RankCalibration(settings.views, reference, float(header["threshold"]))
-            return cls(settings=settings, traces=traces, calibration=calibration, meta=meta)
+            return cls(settings=settings, traces=traces, counts=counts, calibration=calibration, meta=meta)
         except SequenceModelError:
             raise
         except Exception as exc:  # zip, JSON, key and dtype errors all mean "unusable"
             raise SequenceModelError(f"unreadable syscall sequence model: {exc!r}") from None
 
 
-def _dedupe(seqs: Sequence[list[int]]) -> list[list[int]]:
-    seen: set[tuple[int, ...]] = set()
-    out = []
+def _dedupe(seqs: Sequence[list[int]]) -> tuple[list[list[int]], list[int]]:
+    """Distinct traces in first-seen order, and how often each occurs."""
+    index: dict[tuple[int, ...], int] = {}
+    distinct: list[list[int]] = []
+    counts: list[int] = []
     for s in seqs:
         key = tuple(s)
-        if key not in seen:
-            seen.add(key)
-            out.append(s)
-    return out
+        i = index.get(key)
+        if i is None:
+            index[key] = len(distinct)
+            distinct.append(s)
+            counts.append(1)
+        else:
+            counts[i] += 1
+    return distinct, counts
