@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from agent.behavior.seqbag import TfidfNeighbours
+from agent.behavior.seqbag import TfidfNeighbours, ngram_counts
 from agent.behavior.seqcover import SuffixAutomaton
 from agent.behavior.seqlm import BOS, EOS, UNK, KneserNeyModel
 from agent.behavior.seqmodel import SequenceModel, SequenceModelError, SequenceSettings
@@ -175,3 +175,35 @@ def test_combined_model_rejects_bad_input_with_messages() -> None:
     rng = random.Random(1)
     blob = SequenceModel.fit([markov_trace(rng) for _ in range(10)], SequenceSettings(views=("kn",))).to_bytes()
     assert SequenceModel.from_bytes(blob).settings.views == ("kn",)
+
+
+def test_kn_learns_how_often_each_trace_occurred() -> None:
+    common, rare = [1, 2, 3, 4, 5], [1, 2, 9, 4, 5]
+    lm = KneserNeyModel(3).fit([common, rare], weights=[20, 1])
+    assert lm.score(common) < lm.score(rare)
+    assert lm.grams[3] == KneserNeyModel(3).fit([common] * 20 + [rare]).grams[3]
+    model = SequenceModel.fit([common] * 20 + [rare] * 5, SequenceSettings(order=3, views=("kn",)))
+    assert (model.traces, model.counts) == ([common, rare], [20, 5])
+    assert SequenceModel.from_bytes(model.to_bytes()).counts == [20, 5]
+
+
+def test_tfidf_inverted_index_equals_dense_cosine() -> None:
+    rng = random.Random(12)
+    train = [markov_trace(rng, 5, 40) for _ in range(25)]
+    bag = TfidfNeighbours(3).fit(train)
+    terms = sorted(bag.index, key=bag.index.__getitem__)
+
+    def dense(seq: list[int]) -> tuple[list[float], float]:
+        counts = ngram_counts(seq, 3)
+        vec = [(1 + math.log(counts[g])) * bag.idf[i] if counts.get(g) else 0.0 for i, g in enumerate(terms)]
+        unseen = sum(((1 + math.log(c)) * bag.unseen_idf) ** 2 for g, c in counts.items() if g not in bag.index)
+        return vec, math.sqrt(sum(v * v for v in vec) + unseen)
+
+    rows = []
+    for t in train:
+        v, n = dense(t)
+        rows.append([x / n for x in v])
+    for q in [markov_trace(rng, 5, 40) for _ in range(10)] + [attack_of(rng)]:
+        v, n = dense(q)
+        best = max(sum(a * b for a, b in zip(r, v, strict=True)) for r in rows) / n
+        assert bag.score(q) == pytest.approx(1 - best, abs=1e-8)
