@@ -34,10 +34,9 @@ from agent.hostfs import HostPaths
 from agent.response.quarantine.common import (
     QuarantineError,
     TableMethod,
-    base_chains,
     failed,
+    install_table,
     result,
-    rule,
     table_name,
 )
 from agent.runtime.cgroups import cgroup_dir_v2, container_pids, read_proc_cgroup
@@ -46,10 +45,6 @@ from agent.runtime.netns import (
     NetnsError,
     container_netns,
     host_netns_inodes,
-    in_netns,
-    nft_json,
-    nft_text,
-    table_exists,
 )
 
 log = structlog.get_logger("agent.response")
@@ -224,35 +219,18 @@ def apply_cgroup(paths: HostPaths, container: Container, version: str = "auto", 
         if version == "v2":
             level, nft_path = _v2_match(paths, container)
             state.update(level=level, nft_path=nft_path)
-
-            def install_v2() -> bool:
-                existed = table_exists(name)
-                nft_json(base_chains(name, "accept"))
-                if not existed:
-                    # nftables 1.0.6: no JSON parser for "socket cgroupv2" (and its JSON output
-                    # drops the level), so these two rules go as text.
-                    for chain in ("input", "output"):
-                        nft_text(
-                            f'add rule inet {name} {chain} socket cgroupv2 level {level} "{nft_path}" counter drop'
-                        )
-                return existed
-
-            state["table_existed"] = in_netns(ns, install_v2)
+            # nftables 1.0.6: no JSON parser for "socket cgroupv2" (and its JSON output drops the
+            # level), so these two rules go as text.
+            text = [
+                f'add rule inet {name} {chain} socket cgroupv2 level {level} "{nft_path}" counter drop'
+                for chain in ("input", "output")
+            ]
+            state["table_existed"], confirmed = install_table(ns, name, "accept", text_rules=text)
         else:
             classid = _apply_netcls(paths, container, state)
-
-            def install_v1() -> bool:
-                existed = table_exists(name)
-                cmds = base_chains(name, "accept")
-                if not existed:
-                    for chain in ("input", "output"):
-                        match = {"match": {"op": "==", "left": {"meta": {"key": "cgroup"}}, "right": classid}}
-                        cmds.append(rule(name, chain, [match, {"counter": None}, {"drop": None}]))
-                nft_json(cmds)
-                return existed
-
-            state["table_existed"] = in_netns(ns, install_v1)
-        confirmed = in_netns(ns, lambda: table_exists(name))
+            match: dict[str, Any] = {"match": {"op": "==", "left": {"meta": {"key": "cgroup"}}, "right": classid}}
+            drop = [(chain, [match, {"counter": None}, {"drop": None}]) for chain in ("input", "output")]
+            state["table_existed"], confirmed = install_table(ns, name, "accept", drop)
     except (OSError, QuarantineError, NetnsError) as exc:
         return failed(container, "cgroup", exc, state)
     return result(container, confirmed, f"table inet {name} in the container's netns drops its {version} cgroup", state)

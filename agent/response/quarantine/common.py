@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -13,7 +14,7 @@ import structlog
 from agent.findings import Action, ActionResult
 from agent.hostfs import HostPaths
 from agent.runtime.model import Container
-from agent.runtime.netns import delete_table, in_netns, netns_inode, table_exists
+from agent.runtime.netns import delete_table, in_netns, netns_inode, nft_json, nft_text, table_exists
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only where a pod is quarantined
     from agent.response.kube import KubeClient
@@ -95,6 +96,32 @@ def base_chains(name: str, policy: str) -> list[dict[str, Any]]:
 def rule(table: str, chain: str, expr: list[dict[str, Any]]) -> dict[str, Any]:
     """An nft JSON ``add rule`` command."""
     return {"add": {"rule": {"family": "inet", "table": table, "chain": chain, "expr": expr}}}
+
+
+def install_table(
+    ns: Path,
+    name: str,
+    policy: str,
+    rules: Sequence[tuple[str, list[dict[str, Any]]]] = (),
+    text_rules: Sequence[str] = (),
+) -> tuple[bool, bool]:
+    """Add table ``name`` with its base chains in the netns ``ns`` and, when the table is new, its
+    ``rules`` ((chain, nft JSON expression) pairs, one transaction) then its ``text_rules`` (nft
+    commands as text); returns (the table existed before, the table is there now)."""
+
+    def install() -> bool:
+        existed = table_exists(name)
+        cmds = base_chains(name, policy)
+        if not existed:
+            cmds += [rule(name, chain, expr) for chain, expr in rules]
+        nft_json(cmds)
+        if not existed:
+            for line in text_rules:
+                nft_text(line)
+        return existed
+
+    existed: bool = in_netns(ns, install)
+    return existed, in_netns(ns, lambda: table_exists(name))
 
 
 def release_table(paths: HostPaths, init_pid: int, state: Mapping[str, Any]) -> str:

@@ -13,14 +13,13 @@ from agent.hostfs import HostPaths
 from agent.response.quarantine.common import (
     QuarantineError,
     TableMethod,
-    base_chains,
     failed,
+    install_table,
     result,
-    rule,
     table_name,
 )
 from agent.runtime.model import Container
-from agent.runtime.netns import NetnsError, container_netns, host_netns_inodes, in_netns, nft_json, table_exists
+from agent.runtime.netns import NetnsError, container_netns, host_netns_inodes
 
 
 def _iface(key: str, value: str) -> dict[str, Any]:
@@ -45,17 +44,11 @@ def apply_netns(paths: HostPaths, container: Container, dry_run: bool = False) -
         if dry_run:
             return result(container, True, f"would add deny-all table inet {name} in netns {inode}", state, True)
 
-        def install() -> bool:
-            existed = table_exists(name)
-            cmds = base_chains(name, "drop")
-            if not existed:
-                cmds.append(rule(name, "input", [_iface("iifname", "lo"), {"accept": None}]))
-                cmds.append(rule(name, "output", [_iface("oifname", "lo"), {"accept": None}]))
-            nft_json(cmds)
-            return existed
-
-        state["table_existed"] = in_netns(ns, install)
-        confirmed = in_netns(ns, lambda: table_exists(name))
+        lo = [
+            ("input", [_iface("iifname", "lo"), {"accept": None}]),
+            ("output", [_iface("oifname", "lo"), {"accept": None}]),
+        ]
+        state["table_existed"], confirmed = install_table(ns, name, "drop", lo)
     except (OSError, QuarantineError, NetnsError) as exc:
         return failed(container, "netns", exc, state)
     return result(container, confirmed, f"deny-all table inet {name} in the container's netns (loopback kept)", state)
