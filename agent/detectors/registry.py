@@ -7,18 +7,23 @@ from collections.abc import Iterable
 
 from agent.detectors import (
     bpf_syscall,
+    decode_exec,
     exec_from_writable,
     kernel_module,
+    log_tamper,
     miner_stratum,
     namespace_escape,
     network_scan,
     package_manager,
+    pipe_shell,
     privilege_change,
+    proc_discovery,
     ptrace_attach,
     reverse_shell,
     runtime_socket,
     sensitive_file,
     shell_from_service,
+    timestomp,
 )
 from agent.detectors.spec import Detector
 
@@ -36,6 +41,11 @@ DETECTORS: tuple[Detector, ...] = (
     runtime_socket.SPEC,
     miner_stratum.SPEC,
     network_scan.SPEC,
+    pipe_shell.SPEC,
+    decode_exec.SPEC,
+    log_tamper.SPEC,
+    timestomp.SPEC,
+    proc_discovery.SPEC,
 )
 
 # Ids that existed once and were retired: never hand them out again.

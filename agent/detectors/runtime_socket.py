@@ -3,8 +3,10 @@
 
 Whoever talks to docker.sock/containerd.sock controls every container and, through a
 privileged one, the host. Sources: ``FileOpen`` of a path whose basename is a runtime socket,
-a ``NetConnect`` on an AF_UNIX socket whose peer path is one, and audit events naming the path
-(PATH records, or the hex ``saddr`` of a SOCKADDR record).
+a ``NetConnect`` on an AF_UNIX socket whose peer path is one (whatever the client: curl
+--unix-socket, socat, nc -U, a static binary), and audit events naming the path (PATH records,
+or the hex ``saddr`` of a SOCKADDR record). An ``always`` rule: no learned per-image allowance
+lowers it; images that use the socket on purpose are exempted by the operator.
 """
 
 from __future__ import annotations
@@ -74,4 +76,5 @@ SPEC = Detector(
     false_positives="CI runners (docker-in-docker clients), Portainer, Traefik/watchtower and "
     "other tools mounted with the Docker socket on purpose: disable RG-0011 for them.",
     evaluate=evaluate,
+    always=True,
 )

@@ -245,8 +245,9 @@ class DetectorsSettings(Section):
     # The sliding window of RG-0013, seconds of event time.
     scan_window_seconds: float = Field(default=10.0, gt=0)
     # RG-0014/RG-0015: a shell reading its stdin and the process feeding it are paired when their
-    # parent exec'd them within this many seconds of each other (one pipeline: `nc H P | sh`).
-    pipe_pair_seconds: float = Field(default=2.0, gt=0)
+    # parent exec'd them within this many seconds of each other (one pipeline: `nc H P | sh`;
+    # the stages of a pipeline exec within milliseconds).
+    pipe_pair_seconds: float = Field(default=0.5, gt=0)
     # RG-0014: programs that relay a connection to their stdio (besides netcat_names); openssl
     # counts with `s_client`.
     network_relays: tuple[str, ...] = ("socat", "telnet", "ssl_client", "cryptcat", "sbd", "rlwrap")
@@ -254,6 +255,9 @@ class DetectorsSettings(Section):
     history_files: tuple[str, ...] = ("*_history", ".history", ".sh_history", ".lesshst")
     # RG-0016: directories (prefixes) whose files are logs.
     log_dirs: tuple[str, ...] = ("/var/log/",)
+    # RG-0016: log rotators (program or script names): what they or their children do to logs
+    # is rotation, never tampering.
+    log_rotators: tuple[str, ...] = ("logrotate", "savelog", "newsyslog", "rotatelogs", "svlogd", "multilog", "s6-log")
     # RG-0016: rotated or archived log names (fnmatch patterns on the basename): renaming a log to
     # one of these is rotation, deleting one is rotation's cleanup; neither is reported.
     rotated_log_names: tuple[str, ...] = (
@@ -287,8 +291,8 @@ class DetectorsSettings(Section):
         "/var/spool/cron/",
     )
     # RG-0018: one process reading /proc/<pid>/cmdline (or environ) of this many distinct
-    # processes within proc_scan_window_seconds is process discovery (busybox `ps` in a
-    # three-process container reads three).
-    proc_scan_min_pids: int = Field(default=3, ge=2)
+    # processes within proc_scan_window_seconds is process discovery (small containers run few
+    # processes: `cat /proc/*/cmdline` in a two-process container reads two).
+    proc_scan_min_pids: int = Field(default=2, ge=2)
     # The sliding window of RG-0018, seconds of event time.
     proc_scan_window_seconds: float = Field(default=5.0, gt=0)

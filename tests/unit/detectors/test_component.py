@@ -26,7 +26,22 @@ from agent.wiring import attach
 from tests.support import REPO
 
 C = ContainerRef(id="ab" * 32, name="web", image="nginx")
-_INFRA = {"__init__", "component", "registry", "settings", "spec", "cli", "ctl", "lineage", "lineage_allowances", "lineage_names"}
+_INFRA = {
+    "__init__",
+    "component",
+    "registry",
+    "settings",
+    "spec",
+    "cli",
+    "ctl",
+    "lineage",
+    "lineage_allowances",
+    "lineage_names",
+    # shared memory and helpers of the sequence rules (RG-0014 … RG-0018)
+    "activity",
+    "pipes",
+    "anti_forensics",
+}
 
 
 def shadow(ts: float = 100.0, pid: int = 10) -> FileOpen:

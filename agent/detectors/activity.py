@@ -1,0 +1,226 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Short-term memory of what the processes of each container just did, for sequence rules.
+
+The pipe rules (RG-0014, RG-0015) pair a shell with the process at the other end of its stdin,
+which ash and bash fork from the same parent within milliseconds: they need the recent execs of
+a container by parent pid and which of those processes connected. The process-discovery rule
+(RG-0018) counts the other processes' /proc files one process read. Everything here is bounded
+by count and by a time horizon (event time), so an exec-heavy container cannot grow it.
+
+``DetectorState`` belongs to the component; ``activity(state)`` hands every detector the one
+``Activity`` kept for that state (looked up by identity, dropped with the state).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from agent.detectors.lineage import ProcInfo, role_of
+from agent.detectors.spec import DetectorState, container_key, program_names
+from agent.events import Event, NetConnect, ProcessExec
+
+# How long (seconds of event time) an exec or a connect stays known.
+HORIZON = 120.0
+MAX_EXECS = 16384
+MAX_CONNECTED = 4096
+MAX_READERS = 1024
+MAX_TARGETS = 256
+MAX_REPORTED = 4096
+MAX_PENDING = 1024
+# How long (seconds) an event of a process not yet seen exec'ing waits for its exec.
+PENDING_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecentExec:
+    """One exec as the pipe rules need it."""
+
+    container: str
+    pid: int
+    ppid: int
+    ts: float
+    program: str
+    args: tuple[str, ...]
+    argv: tuple[str, ...]
+    stdio: tuple[str, ...]
+
+
+class Activity:
+    """Recent execs by pid and by parent, connected pids, and /proc reads by reader."""
+
+    def __init__(self, horizon: float = HORIZON, max_execs: int = MAX_EXECS) -> None:
+        self.horizon = horizon
+        self.max_execs = max_execs
+        self.execs: OrderedDict[tuple[str, int], RecentExec] = OrderedDict()
+        self.children: dict[tuple[str, int], set[int]] = {}
+        # (container, pid) -> (ts, "connect"/"accept", peer)
+        self.connected: OrderedDict[tuple[str, int], tuple[float, str, str]] = OrderedDict()
+        # (container, reader pid) -> {(target pid, file): ts}
+        self.proc_reads: OrderedDict[tuple[str, int], dict[tuple[str, str], float]] = OrderedDict()
+        # Pairs already reported (rule, container, shell pid, partner pid): one finding per pair.
+        self.reported: OrderedDict[tuple[str, str, int, int], None] = OrderedDict()
+        # (rule, container, pid) -> events of a process whose exec was not seen yet (the exec
+        # and file records travel in different kernel buffers, so either may come first).
+        self.pending: OrderedDict[tuple[str, str, int], list[Event]] = OrderedDict()
+
+    # --- execs ---------------------------------------------------------------------------
+    def observe_exec(self, ev: ProcessExec) -> RecentExec:
+        """Record ``ev`` (idempotent: several rules see the same exec) and return its record."""
+        key = (container_key(ev), ev.pid)
+        known = self.execs.get(key)
+        if known is not None and known.ts == ev.ts and known.argv == ev.argv:
+            return known
+        prog, args = program_names(ev)
+        rec = RecentExec(key[0], ev.pid, ev.ppid, ev.ts, prog, tuple(args), ev.argv, ev.stdio)
+        if known is not None:
+            self._unlink(known)
+        self.execs[key] = rec
+        self.execs.move_to_end(key)
+        self.children.setdefault((key[0], ev.ppid), set()).add(ev.pid)
+        self._expire(ev.ts)
+        return rec
+
+    def exec_of(self, container: str, pid: int) -> RecentExec | None:
+        return self.execs.get((container, pid))
+
+    def siblings(self, rec: RecentExec, within: float) -> list[RecentExec]:
+        """Other processes exec'd by ``rec``'s parent within ``within`` seconds of ``rec``."""
+        out = []
+        for pid in self.children.get((rec.container, rec.ppid), ()):
+            other = self.execs.get((rec.container, pid))
+            if other is not None and pid != rec.pid and abs(other.ts - rec.ts) <= within:
+                out.append(other)
+        return sorted(out, key=lambda r: r.ts)
+
+    def _unlink(self, rec: RecentExec) -> None:
+        kids = self.children.get((rec.container, rec.ppid))
+        if kids is not None:
+            kids.discard(rec.pid)
+            if not kids:
+                del self.children[(rec.container, rec.ppid)]
+
+    def _expire(self, now: float) -> None:
+        while self.execs:
+            key, oldest = next(iter(self.execs.items()))
+            if len(self.execs) <= self.max_execs and oldest.ts >= now - self.horizon:
+                break
+            del self.execs[key]
+            self._unlink(oldest)
+
+    # --- connects ------------------------------------------------------------------------
+    def observe_connect(self, ev: NetConnect) -> bool:
+        """Record a completed outbound connect or an accept of ``ev``'s process; True if it was one."""
+        if ev.op == "connect" and ev.state not in ("", "ESTABLISHED"):
+            return False  # a failed attempt (SYN_SENT -> CLOSE)
+        if ev.op not in ("connect", "accept"):
+            return False
+        key = (container_key(ev), ev.pid)
+        peer = f"{ev.daddr}:{ev.dport}" if ev.op == "connect" else f"{ev.saddr}:{ev.sport}"
+        self.connected[key] = (ev.ts, ev.op, peer)
+        self.connected.move_to_end(key)
+        while self.connected and (
+            len(self.connected) > MAX_CONNECTED or next(iter(self.connected.values()))[0] < ev.ts - self.horizon
+        ):
+            self.connected.popitem(last=False)
+        return True
+
+    def connection_of(self, container: str, pid: int) -> tuple[float, str, str] | None:
+        return self.connected.get((container, pid))
+
+    # --- /proc reads ---------------------------------------------------------------------
+    def observe_proc_read(self, container: str, reader: int, target: str, file: str, ts: float, window: float) -> int:
+        """Record that ``reader`` read /proc/``target``/``file``; return how many distinct
+        targets it read that file of within the last ``window`` seconds."""
+        key = (container, reader)
+        seen = self.proc_reads.get(key)
+        if seen is None:
+            seen = self.proc_reads[key] = {}
+            while len(self.proc_reads) > MAX_READERS:
+                self.proc_reads.popitem(last=False)
+        self.proc_reads.move_to_end(key)
+        for k in [k for k, t in seen.items() if t < ts - window]:
+            del seen[k]
+        if len(seen) < MAX_TARGETS or (target, file) in seen:
+            seen[(target, file)] = ts
+        return sum(1 for (_t, f) in seen if f == file)
+
+    # --- one finding per pair ------------------------------------------------------------
+    def first_report(self, rule: str, container: str, shell_pid: int, partner_pid: int) -> bool:
+        """True the first time a (rule, container, shell, partner) pair is reported."""
+        key = (rule, container, shell_pid, partner_pid)
+        if key in self.reported:
+            return False
+        self.reported[key] = None
+        while len(self.reported) > MAX_REPORTED:
+            self.reported.popitem(last=False)
+        return True
+
+    # --- events waiting for their process's exec ----------------------------------------
+    def park(self, rule: str, ev: Event) -> None:
+        """Keep ``ev`` until the exec of its process is seen (``take_parked``)."""
+        key = (rule, container_key(ev), ev.pid)
+        waiting = self.pending.setdefault(key, [])
+        if len(waiting) < 16:
+            waiting.append(ev)
+        self.pending.move_to_end(key)
+        while self.pending and (
+            len(self.pending) > MAX_PENDING or next(iter(self.pending.values()))[0].ts < ev.ts - PENDING_SECONDS
+        ):
+            self.pending.popitem(last=False)
+
+    def take_parked(self, rule: str, ev: ProcessExec) -> list[Event]:
+        """The events parked by ``rule`` for ``ev``'s process (removed), recent ones only."""
+        waiting = self.pending.pop((rule, container_key(ev), ev.pid), [])
+        return [w for w in waiting if abs(ev.ts - w.ts) <= PENDING_SECONDS]
+
+
+def lineage_of(state: DetectorState, container: str, pid: int, ppid: int = 0, comm: str = "") -> list[ProcInfo]:
+    """``pid`` and its ancestors, self first; [] when the process is unknown. The process
+    itself may have exited (its exec is remembered here for ``HORIZON`` seconds); its
+    ancestors come from the lineage, which reads /proc for those it missed. A process never
+    seen exec'ing (busybox ash runs rm, mv, touch in its fork) is named by ``comm`` (busybox
+    sets it to the applet) and placed under ``ppid`` when the event carries it."""
+    tree = state.lineage
+    me = tree.get(container, pid)
+    if me is None:
+        rec = activity(state).exec_of(container, pid)
+        if rec is None:
+            me = tree.lookup(container, pid)
+            if me is None and ppid > 0:
+                me = ProcInfo(pid, ppid, "", "", comm, (), role_of(comm, state.settings), source="event")
+            if me is None:
+                return []
+        else:
+            role = role_of(rec.program, state.settings)
+            me = ProcInfo(pid, rec.ppid, "", "", rec.program, rec.argv, role, rec.stdio, rec.ts)
+    out = [me]
+    seen = {pid}
+    ppid = me.ppid
+    while ppid > 0 and ppid not in seen and len(out) < 32:
+        seen.add(ppid)
+        info = tree.lookup(container, ppid)
+        if info is None:
+            rec = activity(state).exec_of(container, ppid)
+            if rec is None:
+                break
+            info = ProcInfo(ppid, rec.ppid, "", "", rec.program, rec.argv, role_of(rec.program, state.settings))
+        out.append(info)
+        if info.role == "runtime":
+            break
+        ppid = info.ppid
+    return out
+
+
+_BY_STATE: dict[int, Activity] = {}
+
+
+def activity(state: DetectorState) -> Activity:
+    """The ``Activity`` kept for ``state`` (created on first use, forgotten with the state)."""
+    key = id(state)
+    found = _BY_STATE.get(key)
+    if found is None:
+        found = _BY_STATE[key] = Activity()
+        weakref.finalize(state, _BY_STATE.pop, key, None)
+    return found

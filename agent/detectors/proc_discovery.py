@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: Apache-2.0
+"""RG-0018: one process reads many other processes' /proc/<pid>/cmdline or environ (T1057).
+
+``ps``, ``pgrep`` and hand-written loops over ``/proc/*/cmdline`` enumerate what runs in the
+container (process discovery); reading every ``environ`` harvests other processes' secrets.
+The eBPF files probe reports opens of ``/proc/<digits>/cmdline`` and ``environ``; the rule counts,
+per reading process, the distinct pids it read within ``detectors.proc_scan_window_seconds``
+and fires once when the count reaches ``detectors.proc_scan_min_pids``: medium for cmdline
+(an operator's ``ps`` is allowed to be seen, never acted on), high for environ.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agent.detectors.activity import activity
+from agent.detectors.spec import Detector, DetectorState, container_key
+from agent.events import FileOpen
+from agent.findings import Finding, Severity
+
+_PROC_FILE = re.compile(r"/proc/(\d+)/(cmdline|environ)")
+
+
+def evaluate(ev: FileOpen, state: DetectorState) -> Finding | None:
+    m = _PROC_FILE.fullmatch(ev.path)
+    if m is None or ev.ret < 0:
+        return None
+    s = state.settings
+    target, file = m.group(1), m.group(2)
+    cid = container_key(ev)
+    count = activity(state).observe_proc_read(cid, ev.pid, target, file, ev.ts, s.proc_scan_window_seconds)
+    if count != s.proc_scan_min_pids:
+        return None  # below the threshold, or already reported for this burst
+    info = state.lineage.get(cid, ev.pid)
+    program = info.program if info is not None else ev.comm
+    environ = file == "environ"
+    return SPEC.finding(
+        ev,
+        f"{program} read /proc/<pid>/{file} of {count} processes within {s.proc_scan_window_seconds:g}s",
+        {
+            "comm": ev.comm,
+            "program": program,
+            "file": file,
+            "count": count,
+            "argv": list(info.argv[:8]) if info is not None else [],
+            "source": ev.source,
+        },
+        subject=f"proc-{file}:{program}",
+        severity=Severity.HIGH if environ else Severity.MEDIUM,
+        mitre="T1057",
+    )
+
+
+SPEC = Detector(
+    id="RG-0018",
+    name="process_discovery",
+    events=(FileOpen,),
+    severity=Severity.MEDIUM,
+    mitre="T1057",
+    description="One process reads /proc/<pid>/cmdline of detectors.proc_scan_min_pids or more "
+    "processes within detectors.proc_scan_window_seconds (ps, pgrep, a /proc loop): process "
+    "discovery, medium; the same over environ (other processes' secrets), high.",
+    false_positives="ps/top/pgrep by an operator or a health check are seen at medium severity "
+    "(no action at the default action_severity), once per program per repeat window. Process "
+    "supervisors and monitoring agents inside a container that read environ of other "
+    "processes are reported high: disable RG-0018 for that image.",
+    evaluate=evaluate,
+)
