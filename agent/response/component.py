@@ -81,7 +81,7 @@ class ResponseComponent:
     def _sweep(self) -> None:
         self._sweeps += 1
         try:
-            # Quarantine tables are checked every 10th sweep (each check enters a netns).
+            # Costly checks (a quarantine's table: entering a netns) run every 10th sweep.
             self.engine.sweep(full=self._sweeps % 10 == 0)
         except Exception as exc:
             log.error("response_sweep_failed", error=repr(exc))

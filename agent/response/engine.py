@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from agent.context import AgentContext
+from agent.context import AgentContext, FindingSink
 from agent.events import Event
 from agent.findings import Finding, Severity, Source, Verdict
 from agent.policy import PolicyState, decide, incident_id
 from agent.response.evidence import connections_of, event_dict, evidence_snapshot
 from agent.response.guards import Guards
 from agent.response.handlers import ActionHandler, Done, HandlerDeps, HandlerFactory, Outcome, Request, build_handlers
-from agent.response.model import IN_PLACE, ActionRecord, Outputs, VerdictRecord
+from agent.response.model import IN_PLACE, ActionRecord, VerdictRecord
 from agent.response.records import Records
 from agent.runtime.model import Container
 
@@ -73,7 +73,7 @@ class ResponseEngine:
         self._decide_lock = threading.Lock()
         # The outputs component (``agent.outputs``), when attached: findings with their verdicts
         # and every action result go out through it.
-        self.outputs: Outputs | None = None
+        self.outputs: FindingSink | None = None
 
     # --- facts ---------------------------------------------------------------------------
     def isolation_actions(self) -> list[str]:

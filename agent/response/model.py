@@ -14,9 +14,9 @@ import json
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from agent.findings import Finding, Verdict
+from agent.findings import Verdict
 
 # Phases in which an interrupted action must be looked at again at start-up.
 PENDING = ("intended", "applied", "release_intended")
@@ -204,11 +204,3 @@ class StoredFinding:
         out["evidence"] = dict(self.evidence)
         out["verdict"] = self.verdict.to_dict() if self.verdict else {}
         return out
-
-
-class Outputs(Protocol):
-    """Where the engine sends findings (with verdicts) and action results (``agent.outputs``)."""
-
-    def emit_finding(self, finding: Finding, verdict: Verdict | Mapping[str, Any], action: Any) -> object: ...
-
-    def emit_action(self, result: Mapping[str, Any]) -> object: ...
