@@ -43,8 +43,9 @@ class LogAnalyzer:
 
     def __init__(self, settings: LogsSettings) -> None:
         self.settings = settings
-        # drain_depth counts drain3's root and length levels: the routing depth is two less.
-        self.templates = TemplateCache(depth=max(1, settings.drain_depth - 2), max_clusters=settings.max_templates)
+        # drain_sim_th and drain_depth were drain3's: the miner's similarity adapts to message
+        # length and it routes by the first token (docs/logs.md, "Templates from raw lines").
+        self.templates = TemplateCache(max_clusters=settings.max_templates)
         self.structurer = Structurer(
             patterns=settings.patterns,
             grok_dirs=(DEFAULT_GROK_DIR, *settings.grok_dirs),

@@ -12,7 +12,8 @@ Per line (``TemplateMiner.add``):
    numbers, keeps one template).
 4. **Masked-text cache.** The masked token tuple keys the template it joined before.
 5. **Tree** (He et al., "Drain", ICWS 2017): messages are routed by token count, then by their
-   first ``depth`` tokens (variables and tokens past ``max_children`` per node route to ``<*>``).
+   first ``depth`` tokens (1 by default: a second token is often an unmasked variable such as a
+   user name; variables and tokens past ``max_children`` per node route to ``<*>``).
    In the leaf, the template with the most equal constant tokens wins if the tokens that differ
    from its constants are at most ``allowed_mismatches(n)``: none up to 3 tokens, then one per
    ``mismatch_every`` tokens, so the similarity a message needs adapts to its length (short
@@ -27,11 +28,12 @@ Per line (``TemplateMiner.add``):
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from agent.logs.header import Split, split_header
-from agent.logs.masking import WILDCARD, Masker, is_variable
+from agent.logs.masking import VARIABLE_PREFIX, WILDCARD, Masker, is_variable
 
 OVERFLOW = "<TEMPLATE-LIMIT>"  # the one template of messages past max_clusters with no near template
 _DIGITS_TO_ZERO_B = bytes.maketrans(b"123456789", b"000000000")
@@ -49,6 +51,14 @@ class Cluster:
 
     def text(self) -> str:
         return " ".join(self.tokens)
+
+
+_TYPE = re.compile(r"<[A-Z*]+>")
+
+
+def generic(token: str) -> str:
+    """``token`` with every typed variable as ``<*>`` (``id=<HEX>,`` → ``id=<*>,``)."""
+    return _TYPE.sub(WILDCARD, token)
 
 
 def allowed_mismatches(n: int, every: int = 4) -> int:
@@ -82,7 +92,7 @@ class TemplateMiner:
 
     def __init__(
         self,
-        depth: int = 2,
+        depth: int = 1,
         max_children: int = 64,
         mismatch_every: int = 4,
         stable_after: int = 20,
@@ -173,7 +183,7 @@ class TemplateMiner:
             node = self._root[n] = {}
         for i in range(min(self.depth, n)):
             tok = tokens[i]
-            key = WILDCARD if is_variable(tok) else tok
+            key = WILDCARD if is_variable(tok) else generic(tok) if VARIABLE_PREFIX in tok else tok
             nxt = node.get(key)
             if nxt is None:
                 if not create:
@@ -206,7 +216,7 @@ class TemplateMiner:
             for t, var, m in zip(c.tokens, c.variable, tokens, strict=True):
                 if var:
                     continue
-                if t == m:
+                if t == m or (VARIABLE_PREFIX in t and VARIABLE_PREFIX in m and generic(t) == generic(m)):
                     eq += 1
                 else:
                     bad += 1
@@ -257,7 +267,11 @@ class TemplateMiner:
     def _generalise(c: Cluster, tokens: list[str]) -> bool:
         changed = False
         for i, (t, m) in enumerate(zip(c.tokens, tokens, strict=True)):
-            if t != m:
+            if t != m and not c.variable[i] and VARIABLE_PREFIX in t and generic(t) == generic(m):
+                # ``id=<HEX>`` vs ``id=<NUM>``: one constant key, a value of either type.
+                c.tokens[i] = generic(t)
+                changed = True
+            elif t != m:
                 new = t if c.variable[i] and t == WILDCARD else WILDCARD
                 if is_variable(m) and c.variable[i] and t != m:
                     new = WILDCARD

@@ -35,7 +35,7 @@ class TemplateCache:
 
     def __init__(
         self,
-        depth: int = 2,
+        depth: int = 1,
         max_clusters: int | None = 4096,
         max_shapes: int = 200_000,
         max_line: int = 4096,
