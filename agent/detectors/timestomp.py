@@ -64,9 +64,10 @@ SPEC = Detector(
     description="utimensat with explicit times (touch -r / touch -d) on a file under a system "
     "directory (detectors.timestomp_paths): hiding a planted or modified file among old ones.",
     false_positives="Allowed by default: touch without explicit times, files outside system "
-    "directories, package managers restoring packaged times. Archive extraction or cp -p into "
-    "system directories at run time is reported at medium severity (no action at the default "
-    "action_severity); narrow detectors.timestomp_paths for images that do it.",
+    "directories, package managers (and their children) restoring packaged times. Learned: "
+    "nothing (an `always` rule). Tuned: detectors.timestomp_paths. Archive extraction or cp -p "
+    "into system directories at run time is reported at medium (no action at the default "
+    "action_severity).",
     evaluate=evaluate,
     # Learned exec pairs (sh>nc, sh>rm) say nothing about this shape: never lowered by them.
     always=True,
