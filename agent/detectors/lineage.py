@@ -19,6 +19,7 @@ import dataclasses
 import os
 import posixpath
 import stat
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = ["ROLES", "ProcInfo", "ProcessTree", "parse_shebang", "read_head_in_ro
 
 SHEBANG_BYTES = 256  # the kernel's BINPRM_BUF_SIZE: it reads no more of a #! line either
 CMDLINE_BYTES = 4096
+SWEEP_GRACE_SECONDS = 5.0  # a dead process's entry outlives it this long (queued child execs)
 MAX_DEPTH = 32  # ancestors walked at most (a pid cycle from reused pids cannot loop)
 
 
@@ -287,12 +289,14 @@ class ProcessTree:
         self._count("filled_from_proc")
         return info
 
-    def sweep(self) -> int:
-        """Forget the processes whose /proc entry is gone (missed exits); returns how many."""
+    def sweep(self, now: float | None = None, grace: float = SWEEP_GRACE_SECONDS) -> int:
+        """Forget the processes whose /proc entry is gone (missed exits) and that started more
+        than ``grace`` seconds ago (their children's execs may still be queued); returns how many."""
         if self.paths is None:
             return 0
         paths = self.paths
-        dead = [k for k in self.procs if not paths.pid_dir(k[1]).is_dir()]
+        cutoff = (time.time() if now is None else now) - grace
+        dead = [k for k, v in self.procs.items() if v.start_ts < cutoff and not paths.pid_dir(k[1]).is_dir()]
         for k in dead:
             del self.procs[k]
         return len(dead)

@@ -150,9 +150,10 @@ def test_a_failing_detector_is_counted_and_others_still_run(make_ctx: Callable[.
 
 
 def test_parent_names_learned_from_exec_events_and_forgotten_on_exit(
-    make_ctx: Callable[..., AgentContext],
+    make_ctx: Callable[..., AgentContext], host_tree: HostPaths
 ) -> None:
-    ctx = make_ctx()
+    host_tree.pid_dir(50).mkdir(parents=True)  # httpd runs (its /proc holds nothing readable)
+    ctx = make_ctx(paths=host_tree)
     comp = build(ctx)
     got = started(ctx, comp)
     httpd = ProcessExec(ts=1, pid=50, container=C, ppid=1, uid=0, comm="httpd", filename="/usr/sbin/httpd")
