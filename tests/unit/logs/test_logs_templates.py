@@ -106,8 +106,21 @@ def test_similarity_adapts_to_length() -> None:
     assert "<*>" in m.resolve(c.id).text()
 
 
+def test_unmasked_variable_in_second_position_and_typed_values_of_one_key() -> None:
+    m = TemplateMiner()
+    ids = {
+        m.add(f"user {u} uploaded file /x/{i} size {i * 7} bytes", header=False)[0].id
+        for i, u in enumerate(["bob", "root", "alice"] * 10)
+    }
+    assert len(ids) == 1
+    a, _ = m.add("request_id=d2252a8cb562aae8 method=GET status=200", header=False)
+    b, _ = m.add("request_id=0682339260654815 method=GET status=200", header=False)  # all digits: <NUM>
+    assert m.resolve(b.id).id == m.resolve(a.id).id
+    assert m.resolve(a.id).text() == "request_id=<*> method=<VAL> status=<NUM>"
+
+
 def test_templates_differing_only_in_variable_positions_merge() -> None:
-    m = TemplateMiner(depth=2)
+    m = TemplateMiner()
     # Routed to different leaves (first token differs: a word, then a variable)...
     a, _ = m.add("alpha 7 sent to host-a ok", header=False)
     b, _ = m.add("<ID> 7 sent to host-a ok", header=False)
