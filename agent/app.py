@@ -264,7 +264,8 @@ def status(state: AppState) -> dict[str, Any]:
 
 def reload_config(state: AppState) -> bool:
     """SIGHUP as a transaction: load and validate the file, build every component from it, then
-    stop the running ones and start the new; any error before the swap keeps everything running."""
+    stop the running ones and start the new; any error before the swap keeps everything running,
+    and a component that ran before but cannot start on the new file brings the old config back."""
     try:
         new, source = load_config(state.config_path)
     except ConfigError as exc:
@@ -299,12 +300,23 @@ def reload_config(state: AppState) -> bool:
             kept="previous config and components",
         )
         return False
-    state.config = new
-    state.config_source = source
-    ctx.config = new
-    if state.enricher is not None:
-        state.enricher.include_host = new.runtime.include_host
+    was_running = {c.name for c in state.components}
+    old, old_source = state.config, state.config_source
+    _use_config(state, new, source)
     switch_to(state, gen)
+    broken = sorted(name for name in state.component_errors if name in was_running)
+    if broken:
+        # A component that ran on the old config cannot start on the new one (a path it opens,
+        # say): go back to the old config, on fresh instances of its components.
+        log.error(
+            "config_reload_failed",
+            config=source,
+            error="; ".join(f"{name}: {state.component_errors[name]}" for name in broken)[:500],
+            kept="previous config (its components restarted)",
+        )
+        _use_config(state, old, old_source)
+        switch_to(state, build_generation(state, old, strict=False))
+        return False
     state.reloads += 1
     log.info(
         "config_reloaded",
@@ -313,6 +325,14 @@ def reload_config(state: AppState) -> bool:
         failed=sorted(state.component_errors),
     )
     return True
+
+
+def _use_config(state: AppState, config: AgentConfig, source: str) -> None:
+    state.config, state.config_source = config, source
+    assert state.ctx is not None
+    state.ctx.config = config
+    if state.enricher is not None:
+        state.enricher.include_host = config.runtime.include_host
 
 
 def run(config: AgentConfig, config_source: str, config_path: Path | None) -> int:

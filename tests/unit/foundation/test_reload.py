@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.app import AppState, reload_config, startup, status, teardown
 from agent.config import parse_config
-from agent.control import call
+from agent.control import ControlError, call
 from agent.events import ContainerRef, FileOpen
 from tests.support import VENV_BIN, wait_for
 
@@ -120,6 +120,30 @@ def test_reload_whose_build_raises_keeps_the_running_components(agent: AppState,
     assert state.ctx is not None
     state.ctx.publish(shadow_read("cd" * 32))
     wait_for(lambda: call(sock, "findings", {"container": "cd" * 32}), 5, what="old components still analyse")
+
+
+def test_reload_whose_start_fails_goes_back_to_the_old_config(agent: AppState, tmp_path: Path) -> None:
+    state = agent
+    old = state.config
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    # Valid, and every component builds; the scanner cannot open its database when it starts.
+    write(tmp_path, f"vuln: {{enabled: true, on_start: false, db: {{path: {blocker}/vulndb.sqlite}}}}")
+    with structlog.testing.capture_logs() as logs:
+        assert reload_config(state) is False
+    [failed] = [e for e in logs if e["event"] == "config_reload_failed"]
+    assert failed["error"].startswith("vuln: FileExistsError") and failed["log_level"] == "error"
+    assert state.config is old and state.reloads == 0
+    assert running(state) == dict.fromkeys(COMPONENTS, "running")
+    sock = tmp_path / "run" / "agent.sock"
+    for method in [*CONTROL, "scan"]:
+        try:
+            call(sock, method, {})
+        except ControlError as exc:
+            assert "unknown method" not in str(exc)
+    assert state.ctx is not None
+    state.ctx.publish(shadow_read("ef" * 32))
+    wait_for(lambda: call(sock, "findings", {"container": "ef" * 32}), 5, what="analysed on the old config")
 
 
 @pytest.mark.parametrize(
