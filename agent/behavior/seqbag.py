@@ -97,9 +97,12 @@ class TfidfNeighbours:
             return 1.0
         if not cols:
             return 1.0
-        starts, ends = self.indptr[cols], self.indptr[np.asarray(cols) + 1]
-        lengths = ends - starts
-        take = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        cix = np.asarray(cols, dtype=np.int64)
+        starts = self.indptr[cix]
+        lengths = self.indptr[cix + 1] - starts
+        # Every posting of the query's terms, without a Python loop: position k of term j is
+        # starts[j] + (k - first output index of term j).
+        take = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
         sims = np.bincount(self.rows[take], weights=self.weights[take] * np.repeat(qw, lengths), minlength=self.docs)
         best = float(sims.max()) / math.sqrt(sq)
         # Rounded, so traces with the same bag (equal distances up to float summation order) tie.

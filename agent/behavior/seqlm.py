@@ -40,6 +40,7 @@ class KneserNeyModel:
         # ctx[k]: context of k-1 tokens -> (sum of counts, distinct words)
         self.ctx: list[dict[Gram, tuple[int, int]]] = [{} for _ in range(order + 1)]
         self.discount: list[float] = [0.0] * (order + 1)
+        self._cache: dict[Gram, float] = {}  # n-gram -> -log P, filled by surprisal
 
     # --- fitting --------------------------------------------------------------------
     def fit(self, sequences: Sequence[Sequence[int]], weights: Sequence[int] | None = None) -> KneserNeyModel:
@@ -91,6 +92,7 @@ class KneserNeyModel:
             self.grams[k] = dict(cont)
 
     def _finish(self) -> None:
+        self._cache.clear()
         for k in range(1, self.order + 1):
             totals: dict[Gram, list[int]] = defaultdict(lambda: [0, 0])
             n1 = n2 = 0
@@ -133,19 +135,25 @@ class KneserNeyModel:
         out = []
         uniform = 1.0 / len(self.vocab)
         grams, ctxs, disc = self.grams, self.ctx, self.discount
+        cache = self._cache
+        if len(cache) > 500_000:
+            cache.clear()  # bounded memo: syscall traces repeat the same n-grams a lot
         for i in range(n - 1, len(padded)):
-            w = padded[i]
-            p = uniform
-            for k in range(1, n + 1):
-                c_h = tuple(padded[i - k + 1 : i])
-                stats = ctxs[k].get(c_h)
-                if stats is None:
-                    break  # a longer context that contains this unseen one is unseen too
-                total, types = stats
-                d = disc[k]
-                c = grams[k].get((*c_h, w), 0)
-                p = max(c - d, 0.0) / total + d * types / total * p
-            out.append(-math.log(p))
+            key = tuple(padded[i - n + 1 : i + 1])
+            nll = cache.get(key)
+            if nll is None:
+                p = uniform
+                for k in range(1, n + 1):
+                    c_h = key[n - k : n - 1]
+                    stats = ctxs[k].get(c_h)
+                    if stats is None:
+                        break  # a longer context that contains this unseen one is unseen too
+                    total, types = stats
+                    d = disc[k]
+                    c = grams[k].get(key[n - k :], 0)
+                    p = max(c - d, 0.0) / total + d * types / total * p
+                nll = cache[key] = -math.log(p)
+            out.append(nll)
         return out
 
     def score(self, seq: Sequence[int]) -> float:
