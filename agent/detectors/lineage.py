@@ -36,6 +36,8 @@ __all__ = ["ROLES", "ProcInfo", "ProcessTree", "parse_shebang", "read_head_in_ro
 
 SHEBANG_BYTES = 256  # the kernel's BINPRM_BUF_SIZE: it reads no more of a #! line either
 CMDLINE_BYTES = 4096
+HEAD_CACHE_SECONDS = 10.0  # a script's interpreter is re-read this often (a replaced file)
+HEAD_CACHE_ENTRIES = 8192
 SWEEP_GRACE_SECONDS = 5.0  # a dead process's entry outlives it this long (queued child execs)
 MAX_DEPTH = 32  # ancestors walked at most (a pid cycle from reused pids cannot loop)
 
@@ -95,6 +97,9 @@ class ProcessTree:
     # forked child keeps its parent's comm, so a parent that exited before lineage saw it is
     # still known by the file it ran ("20-check.sh" is a shell script, "httpd" a server).
     names: dict[tuple[str, str], ProcInfo] = field(default_factory=dict)
+    # (container key, path) -> (monotonic time read, first bytes): the #! line of a file is read
+    # once per HEAD_CACHE_SECONDS, not at every exec of it.
+    _heads: dict[tuple[str, str], tuple[float, bytes]] = field(default_factory=dict)
     max_names: int = 16384
 
     # --- events ----------------------------------------------------------------------
@@ -151,6 +156,8 @@ class ProcessTree:
     def forget_container(self, container_id: str) -> None:
         for k in [k for k in self.procs if k[0] == container_id]:
             del self.procs[k]
+        for h in [h for h in self._heads if h[0] == container_id]:
+            del self._heads[h]
         for n in [n for n in self.names if n[0] == container_id]:
             del self.names[n]
 
@@ -341,11 +348,19 @@ class ProcessTree:
                 self._count("script_unreadable")
                 return None
             path, roots = posixpath.join(cwd, path), (pid, 0)
+        now = time.monotonic()
+        hit = self._heads.get((key, path))
+        if hit is not None and now - hit[0] < HEAD_CACHE_SECONDS:
+            return hit[1]
         for root_pid in roots:
             if root_pid <= 0:
                 continue
             head = read_head_in_root(self.paths.pid_root(root_pid), path)
             if head is not None:
+                if len(self._heads) >= HEAD_CACHE_ENTRIES:
+                    self._heads.clear()
+                # Only the #! line matters: an ELF's bytes are not kept.
+                self._heads[(key, path)] = (now, head if head.startswith(b"#!") else b"")
                 return head
         self._count("script_unreadable")
         return None
