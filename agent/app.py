@@ -2,8 +2,9 @@
 """The daemon: start-up and teardown as ordered steps over one ``AppState``.
 
 Each step is a small function of the state (testable on a bare state); teardown runs the undo of
-every step that completed, in reverse. SIGTERM/SIGINT stop cleanly, SIGHUP reloads the config (an
-invalid new config keeps the old one running and says why).
+every step that completed, in reverse. The components come from ``agent.wiring``. SIGTERM/SIGINT
+stop cleanly; SIGHUP reloads the config as a transaction (``reload_config``: a config that cannot
+be loaded, built or started keeps the old one running and says why).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def host_paths(config: AgentConfig) -> HostPaths:
 
 @dataclass
 class AppState:
+    """Everything one running agent holds; the start-up steps fill it in, teardown empties it."""
+
     config: AgentConfig
     config_source: str
     config_path: Path | None = None
