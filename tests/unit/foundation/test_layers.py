@@ -22,7 +22,7 @@ from tests.support import REPO
 # (pattern on the dotted module name, layer); the first match wins.
 LAYERS: tuple[tuple[str, int], ...] = (
     (r"agent\.(wiring|app|cli|ctl)", 4),
-    (r"agent\.\w+\.(cli|ctl|\w+_cli)", 4),
+    (r"agent\.\w+\.(\w+_)?(cli|ctl)", 4),
     (r"agent\.(sources|detectors|behavior|logs|vuln|network|response|outputs)(\..+)?", 3),
     (r"agent\.runtime\.model", 1),
     (r"agent\.(runtime|decoders)(\..+)?", 2),
