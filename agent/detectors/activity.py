@@ -29,6 +29,8 @@ MAX_READERS = 1024
 MAX_TARGETS = 256
 MAX_REPORTED = 4096
 MAX_PENDING = 1024
+# Exec events of one parent may arrive slightly out of time order (per-CPU buffers).
+ORDER_SLACK = 0.25
 # How long (seconds) an event of a process not yet seen exec'ing waits for its exec.
 PENDING_SECONDS = 5.0
 
@@ -54,7 +56,8 @@ class Activity:
         self.horizon = horizon
         self.max_execs = max_execs
         self.execs: OrderedDict[tuple[str, int], RecentExec] = OrderedDict()
-        self.children: dict[tuple[str, int], set[int]] = {}
+        # (container, parent pid) -> its children's pids in exec order (oldest first)
+        self.children: dict[tuple[str, int], OrderedDict[int, None]] = {}
         # (container, pid) -> (ts, "connect"/"accept", peer)
         self.connected: OrderedDict[tuple[str, int], tuple[float, str, str]] = OrderedDict()
         # (container, reader pid) -> {(target pid, file): ts}
@@ -78,7 +81,7 @@ class Activity:
             self._unlink(known)
         self.execs[key] = rec
         self.execs.move_to_end(key)
-        self.children.setdefault((key[0], ev.ppid), set()).add(ev.pid)
+        self.children.setdefault((key[0], ev.ppid), OrderedDict())[ev.pid] = None
         self._expire(ev.ts)
         return rec
 
@@ -88,16 +91,22 @@ class Activity:
     def siblings(self, rec: RecentExec, within: float) -> list[RecentExec]:
         """Other processes exec'd by ``rec``'s parent within ``within`` seconds of ``rec``."""
         out = []
-        for pid in self.children.get((rec.container, rec.ppid), ()):
+        # Newest first, stopping well before the window: a script's loop can have thousands of
+        # recent children, and only the few around ``rec`` matter (exec order is nearly ts order).
+        for pid in reversed(self.children.get((rec.container, rec.ppid), {})):
             other = self.execs.get((rec.container, pid))
-            if other is not None and pid != rec.pid and abs(other.ts - rec.ts) <= within:
+            if other is None or pid == rec.pid:
+                continue
+            if other.ts < rec.ts - within - ORDER_SLACK:
+                break
+            if abs(other.ts - rec.ts) <= within:
                 out.append(other)
         return sorted(out, key=lambda r: r.ts)
 
     def _unlink(self, rec: RecentExec) -> None:
         kids = self.children.get((rec.container, rec.ppid))
         if kids is not None:
-            kids.discard(rec.pid)
+            kids.pop(rec.pid, None)
             if not kids:
                 del self.children[(rec.container, rec.ppid)]
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from agent.detectors.activity import RecentExec, activity
 from agent.detectors.pipes import Pair, finish, is_reader, pairs_at_exec
-from agent.detectors.spec import Detector, DetectorState, container_key, name_set
+from agent.detectors.spec import Detector, DetectorState, container_key, derived, name_set
 from agent.events import NetConnect, ProcessExec
 from agent.findings import Finding, Severity
 
 
 def _is_relay(rec: RecentExec, state: DetectorState) -> bool:
     s = state.settings
-    if rec.program in name_set(s.netcat_names) or rec.program in name_set(s.network_relays):
+    relays = derived(s, "pipe_relays", lambda: name_set(s.netcat_names) | name_set(s.network_relays))
+    if rec.program in relays:
         return True
     return rec.program == "openssl" and "s_client" in rec.args
 

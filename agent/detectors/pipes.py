@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.detectors.activity import RecentExec, activity
-from agent.detectors.spec import DetectorState, name_set
+from agent.detectors.spec import DetectorState, derived, name_set
 from agent.events import ProcessExec
 
 # Options of shells and interpreters that take the next argument as their value (so it is not
@@ -58,7 +58,7 @@ def reads_stdin(args: tuple[str, ...] | list[str]) -> bool:
 def is_reader(rec: RecentExec, state: DetectorState) -> bool:
     """``rec`` is a shell (or a script interpreter) that reads its program from stdin."""
     s = state.settings
-    known = name_set(s.shells) | name_set(interpreter_names(state))
+    known = derived(s, "pipe_readers", lambda: name_set(s.shells) | name_set(interpreter_names(state)))
     return rec.program in known and reads_stdin(rec.args)
 
 
