@@ -82,3 +82,26 @@ def test_periodic_runs_until_stopped_and_survives_a_failing_tick() -> None:
     assert calls[0] - t0 < 0.015  # run_first: at once, not after one interval
     time.sleep(0.1)
     assert len(calls) == n  # stopped means stopped
+
+
+def test_pause_holds_the_dispatcher_and_a_swap_delivers_everything_to_the_new_subscribers() -> None:
+    bus: Bus[object] = Bus("t", maxsize=100)
+    old: list[object] = []
+    new: list[object] = []
+    bus.subscribe(old.append, kind=(int, float), name="old")
+    bus.start()
+    try:
+        bus.publish(1)
+        assert bus.drain(2) and old == [1]
+        bus.pause()
+        for value in (2, 3.5, "skip", 4):
+            assert bus.publish(value)  # publishing goes on while the dispatcher is held
+        time.sleep(0.4)
+        assert old == [1] and bus.status()["queue_depth"] == 4
+        bus.set_subscribers([((int, float), "new", new.append)])
+        bus.resume()
+        assert bus.drain(2)
+        assert old == [1] and new == [2, 3.5, 4]
+        assert [name for _k, name, _h in bus.subscribers()] == ["new"]
+    finally:
+        bus.stop(1)
