@@ -204,6 +204,10 @@ def lineage_of(state: DetectorState, container: str, pid: int, ppid: int = 0, co
         else:
             role = role_of(rec.program, state.settings)
             me = ProcInfo(pid, rec.ppid, "", "", rec.program, rec.argv, role, rec.stdio, rec.ts)
+    if me.source == "proc" and not me.script and comm and comm != "exe" and comm != me.program[:15]:
+        # A fork that never exec'd (busybox ash running the rm applet) still shows its parent's
+        # cmdline in /proc; its comm names what it runs.
+        me = ProcInfo(pid, me.ppid, me.exe, "", comm, (), role_of(comm, state.settings), source="proc")
     out = [me]
     seen = {pid}
     ppid = me.ppid
