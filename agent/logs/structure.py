@@ -28,6 +28,7 @@ _KEY_OK = re.compile(r"[^A-Za-z0-9_.@-]")
 # Keys start only at the line start or after whitespace, so a long run without "=" costs O(n).
 _LOGFMT = re.compile(r'(?<!\S)([A-Za-z_][\w.-]*)=("(?:\\.|[^"\\])*"|[^\s"]*)')
 
+_ZERO = bytes.maketrans(b"123456789", b"000000000")
 MAX_FIELDS = 64
 MAX_KEY = 64
 MAX_VALUE = 1024
@@ -284,6 +285,7 @@ class Structurer:
         # Servers that log the request and its answer on two lines (busybox httpd: "url:" then
         # "response:") are paired by client address and port, so the answer carries the path.
         self._pending_paths: dict[tuple[str, str, str], str] = {}
+        self._unparsed: dict[tuple[str, bytes], None] = {}
 
     def _parse_with(self, name: str, line: str) -> dict[str, Any] | None:
         pre = _PREFILTERS.get(name)
@@ -297,7 +299,16 @@ class Structurer:
         return grok.match(line[:GROK_MAX_CHARS]) if grok else None
 
     def parse(self, line: str, key: str = "") -> tuple[str, dict[str, Any]]:
-        """``(pattern, raw fields)`` of the first parser that matches, ``("", {})`` if none."""
+        """``(pattern, raw fields)`` of the first parser that matches, ``("", {})`` if none.
+
+        A line whose digit shape (digits → ``0``) no parser matched before, for the same key, is
+        not tried again: parsers decide on characters, and on digit values only where a grok
+        pattern checks a range (day of month, IP octet), so the cache can at worst keep a
+        same-shaped in-range line unparsed after an out-of-range one (its template is mined anyway).
+        """
+        shape = (key, line[:GROK_MAX_CHARS].encode("utf-8", "surrogatepass").translate(_ZERO))
+        if shape in self._unparsed:
+            return "", {}
         first = self.preferred.get(key)
         if first:
             got = self._parse_with(first, line)
@@ -310,6 +321,9 @@ class Structurer:
             if got is not None:
                 self.preferred[key] = name
                 return name, got
+        if len(self._unparsed) >= 100_000:
+            self._unparsed.clear()
+        self._unparsed[shape] = None
         return "", {}
 
     def _order_for(self, key: str) -> list[str]:
