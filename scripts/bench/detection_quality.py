@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 import docker  # noqa: E402
 
 from tests.e2e.corpus import report, spec  # noqa: E402
-from tests.e2e.corpus.run import Durations, agent_settings, run_corpus  # noqa: E402
+from tests.e2e.corpus.run import CorpusResult, Durations, agent_settings, run_corpus  # noqa: E402
 from tests.e2e.daemon import Daemon  # noqa: E402
 
 
@@ -40,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--learn", type=float, default=defaults.learn, help="learning period, seconds")
     parser.add_argument("--benign", type=float, default=defaults.benign, help="benign run after learning, seconds")
     parser.add_argument("--total", type=float, default=defaults.total, help="whole run, seconds")
+    parser.add_argument("--rescore", type=Path, help="score a saved run (bench-results/*.json) instead of running")
     args = parser.parse_args(argv)
+    if args.rescore:
+        raw = json.loads(args.rescore.read_text())
+        result = CorpusResult.from_json(json.dumps(raw.get("run", raw)))
+        print_report(result, result.ended - result.started)
+        return 0
     durations = Durations(learn=args.learn, benign=args.benign, total=args.total)
     run_id = uuid.uuid4().hex[:8]
     with tempfile.TemporaryDirectory(prefix="rg-detection-quality-") as tmp:
@@ -53,13 +59,22 @@ def main(argv: list[str] | None = None) -> int:
             result = run_corpus(docker.from_env(), d.socket, Path(tmp), run_id, durations, say=print)
         finally:
             d.stop()
-    s = report.scores(result)
     out = REPO / "bench-results"
     out.mkdir(exist_ok=True)
-    (out / "detection-quality.json").write_text(json.dumps({"scores": s, "run": json.loads(result.to_json())}) + "\n")
+    scores = report.scores(result)
+    (out / "detection-quality.json").write_text(
+        json.dumps({"scores": scores, "run": json.loads(result.to_json())}) + "\n"
+    )
+    print_report(result, time.time() - t0)
+    return 0
+
+
+def print_report(result: CorpusResult, seconds: float) -> None:
+    """The tables, the findings behind them and the scores."""
+    s = report.scores(result)
 
     print(
-        f"\n== corpus run {run_id}: {time.time() - t0:.0f} s, {len(spec.BENIGN)} benign containers, "
+        f"\n== corpus run {result.run_id}: {seconds:.0f} s, {len(spec.BENIGN)} benign containers, "
         f"{len(spec.TECHNIQUES)} techniques"
     )
     print(report.table(result))
@@ -76,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"precision, high findings: {s['precision_findings']} {s['high_findings']}")
     print(f"precision, containers with a high finding: {s['precision_containers']}")
     print(f"precision, containers isolated: {s['precision_actions']}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -73,13 +73,28 @@ def benign_problems(r: CorpusResult) -> list[str]:
     return out
 
 
+# A technique counts as detected by a finding of at least this severity naming its container
+# within DETECT_SECONDS of the command (a low behaviour finding, e.g. a snapshot's zero RSS, is
+# shown but does not count).
+DETECT_SEVERITY = Severity.MEDIUM
+DETECT_SECONDS = 20.0
+
+
 def technique_findings(r: CorpusResult, t: spec.Technique) -> list[dict[str, Any]]:
-    """Findings (low or above, not posture) naming the technique's container after it was played."""
+    """Findings (low or above, not posture) naming the technique's container right after it was played."""
     a = r.attacks.get(t.name)
     if a is None:
         return []
     c = r.containers[a.role]
-    return [f for f in detections(c.findings, a.sent_at - 0.5) if severity(f) >= Severity.LOW]
+    return [
+        f
+        for f in detections(c.findings, a.sent_at - 0.5)
+        if severity(f) >= Severity.LOW and float(f["ts"]) <= a.sent_at + DETECT_SECONDS
+    ]
+
+
+def detected(r: CorpusResult, t: spec.Technique) -> bool:
+    return any(severity(f) >= DETECT_SEVERITY for f in technique_findings(r, t))
 
 
 def attack_problems(r: CorpusResult) -> list[str]:
@@ -90,8 +105,9 @@ def attack_problems(r: CorpusResult) -> list[str]:
         if a is None:
             out.append(f"{t.name}: not played")
             continue
-        if not technique_findings(r, t):
-            out.append(f"{t.name}: no finding naming {a.role} ({t.what})")
+        if not detected(r, t):
+            seen = ", ".join(_finding_line(f) for f in technique_findings(r, t)) or "nothing"
+            out.append(f"{t.name}: no {DETECT_SEVERITY}+ finding naming {a.role} ({t.what}); seen: {seen}")
         if t.must_isolate and (a.frozen_after is None or a.frozen_after > spec.ISOLATE_SECONDS):
             out.append(f"{t.name}: not frozen within {spec.ISOLATE_SECONDS:g} s (frozen after {a.frozen_after} s)")
     return out
@@ -100,7 +116,7 @@ def attack_problems(r: CorpusResult) -> list[str]:
 def scores(r: CorpusResult) -> dict[str, Any]:
     """Precision and recall of the agent on this run.
 
-    Recall: techniques with a finding naming their container / techniques played; isolation
+    Recall: techniques with a medium+ finding naming their container / techniques; isolation
     recall: must-isolate techniques frozen within the limit / must-isolate techniques.
     Precision (alerts): findings of high severity or above that are about a played technique /
     all such findings on corpus containers; the same counted per container, and for actions.
@@ -122,7 +138,7 @@ def scores(r: CorpusResult) -> dict[str, Any]:
     isolated_attack = {c.role for c in r.containers.values() if c.kind == "attack" and isolations(c.actions)}
     isolated_benign = {c.role for c in r.containers.values() if benign_part(r, c)[1]}
     isolated_attack -= isolated_benign
-    detected = [t.name for t in spec.TECHNIQUES if technique_findings(r, t)]
+    caught = [t.name for t in spec.TECHNIQUES if detected(r, t)]
     must = [t for t in spec.TECHNIQUES if t.must_isolate]
     isolated_in_time = [
         t.name
@@ -140,9 +156,9 @@ def scores(r: CorpusResult) -> dict[str, Any]:
         return round(a / b, 3) if b else None
 
     return {
-        "recall": ratio(len(detected), len(spec.TECHNIQUES)),
-        "detected": detected,
-        "missed": [t.name for t in spec.TECHNIQUES if t.name not in detected],
+        "recall": ratio(len(caught), len(spec.TECHNIQUES)),
+        "detected": caught,
+        "missed": [t.name for t in spec.TECHNIQUES if t.name not in caught],
         "isolation_recall": ratio(len(isolated_in_time), len(must)),
         "precision_findings": ratio(tp_f, tp_f + fp_f),
         "high_findings": {"true": tp_f, "false": fp_f},
@@ -157,7 +173,7 @@ def scores(r: CorpusResult) -> dict[str, Any]:
 
 def table(r: CorpusResult) -> str:
     """Per container (benign part) and per technique: what fired, what was done."""
-    lines = ["| container | kind | late | findings while benign (severity: detectors) | actions | proofs |"]
+    lines = ["| container | kind | late | findings while benign (severity: detectors) | actions | workload ran |"]
     lines.append("| --- | --- | --- | --- | --- | --- |")
     for c in r.containers.values():
         findings, actions = benign_part(r, c)
@@ -166,7 +182,8 @@ def table(r: CorpusResult) -> str:
             sev.setdefault(str(severity(f)), set()).add(f["detector_id"])
         fired = "; ".join(f"{s}: {','.join(sorted(d))}" for s, d in sorted(sev.items())) or "-"
         acts = ", ".join(a["action"] for a in actions) or "-"
-        lines.append(f"| {c.role} | {c.kind} | {'yes' if c.late else ''} | {fired} | {acts} | {c.proofs} |")
+        proof = f"{c.health.get('Status')} ({c.health.get('FailingStreak')} failing)" if c.health else c.proofs
+        lines.append(f"| {c.role} | {c.kind} | {'yes' if c.late else ''} | {fired} | {acts} | {proof} |")
     lines += ["", "| technique | mitre | findings naming the container | frozen after | verdict |"]
     lines.append("| --- | --- | --- | --- | --- |")
     for t in spec.TECHNIQUES:
@@ -174,7 +191,7 @@ def table(r: CorpusResult) -> str:
         found = technique_findings(r, t)
         names = ", ".join(sorted({f"{f['detector_id']} {severity(f)}" for f in found})) or "none"
         frozen = "-" if a is None or a.frozen_after is None else f"{a.frozen_after:.3f} s"
-        ok = bool(found) and (
+        ok = detected(r, t) and (
             not t.must_isolate
             or (a is not None and a.frozen_after is not None and a.frozen_after <= spec.ISOLATE_SECONDS)
         )

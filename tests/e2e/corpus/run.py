@@ -88,6 +88,15 @@ class CorpusResult:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, default=str)
 
+    @classmethod
+    def from_json(cls, text: str) -> CorpusResult:
+        """A run saved by ``to_json`` (to score it again)."""
+        raw = json.loads(text)
+        raw["containers"] = {k: ContainerResult(**v) for k, v in raw["containers"].items()}
+        raw["attacks"] = {k: AttackResult(**v) for k, v in raw["attacks"].items()}
+        raw["operator"] = [tuple(o) for o in raw["operator"]]
+        return cls(**raw)
+
 
 def ctl_json(socket: Path, *args: str) -> Any:
     """``riskguardctl --json`` against the run's agent."""
