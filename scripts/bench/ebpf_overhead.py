@@ -67,6 +67,7 @@ HELPER_C = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -85,6 +86,12 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "openclose")) {            /* openclose N PATH */
         long n = atol(argv[2]);
         for (long i = 0; i < n; i++) { int fd = open(argv[3], O_RDONLY); if (fd >= 0) close(fd); }
+    } else if (!strcmp(argv[1], "unlink")) {         /* unlink N PATH (a missing file: ENOENT) */
+        long n = atol(argv[2]);
+        for (long i = 0; i < n; i++) unlink(argv[3]);
+    } else if (!strcmp(argv[1], "utimes")) {         /* utimes N PATH (times NULL: "now", as touch) */
+        long n = atol(argv[2]);
+        for (long i = 0; i < n; i++) utimensat(AT_FDCWD, argv[3], NULL, 0);
     } else if (!strcmp(argv[1], "getpid")) {        /* getpid N */
         long n = atol(argv[2]);
         for (long i = 0; i < n; i++) syscall(SYS_getpid);

@@ -6,8 +6,10 @@ Run as root: ``.venv/bin/python scripts/bench/ebpf_probes.py [--rounds 5]``. Exi
 
 Each probe is loaded alone, once. Then, ``--rounds`` times, interleaved: the container is taken
 out of the probe's filter map ("filtered": the probe still runs and leaves at its first
-instruction) and put back ("monitored"), and three micro-workloads run in the container:
-200K getpid calls, 50K open+close of /etc/passwd, 500 fork+exec of /bin/true. Reported per
+instruction) and put back ("monitored"), and micro-workloads run in the container:
+200K getpid calls, 50K open+close of /etc/passwd, 500 fork+exec of /bin/true, 50K unlinks of a
+missing file in /tmp and 50K utimensat(path, NULL) calls (both filtered out in the kernel: the
+cost every ordinary rm and touch pays). Reported per
 probe: median CPU time (user + system, where BPF programs are charged) per operation, and the
 added ns per operation of "monitored" over "filtered". A separate line compares "nothing
 loaded" with "all probes loaded, container filtered" (the cost every unmonitored task pays).
@@ -35,7 +37,8 @@ from agent.hostfs import HostPaths  # noqa: E402
 from agent.runtime.docker import container_from_inspect  # noqa: E402
 from agent.sources.ebpf import EbpfSource  # noqa: E402
 
-OPS = {"getpid": 200_000, "openclose": 50_000, "forkexec": 500}
+OPS = {"getpid": 200_000, "openclose": 50_000, "forkexec": 500, "unlink": 50_000, "utimes": 50_000}
+PROBES = ("syscalls", "exec", "net", "files", "priv")
 
 
 def measure(bench: Bench) -> dict[str, float]:
@@ -47,12 +50,24 @@ def measure(bench: Bench) -> dict[str, float]:
         "time", "/bin/sh", "-c", f"i=0; while [ $i -lt {OPS['forkexec']} ]; do /bin/true; i=$((i+1)); done"
     )[1]
     out["forkexec"] = cpu / OPS["forkexec"] * 1e9
+    out["unlink"] = bench.timed("unlink", str(OPS["unlink"]), "/tmp/rg-missing")[1] / OPS["unlink"] * 1e9
+    out["utimes"] = bench.timed("utimes", str(OPS["utimes"]), "/etc/hostname")[1] / OPS["utimes"] * 1e9
     return out
+
+
+def row(name: str, base: dict[str, list[float]], with_: dict[str, list[float]]) -> str:
+    """One table row: median ns per operation with the probe(s), and the added ns over ``base``."""
+    cells = []
+    for k in OPS:
+        f, m = statistics.median(base[k]), statistics.median(with_[k])
+        cells.append(f"{m:8.0f} (+{m - f:6.0f})")
+    return f"{name:9} " + " ".join(f"{c:>22}" for c in cells)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--probes", default=",".join(PROBES), help="comma-separated probes to measure alone")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # figures survive a crash
     if os.geteuid() != 0:
@@ -88,8 +103,8 @@ def main() -> int:
         bench = Bench(c, rec)
         measure(bench)  # warm up
         print(f"== per-probe cost, CPU ns per operation (median of {args.rounds}, interleaved) ==")
-        print(f"{'probe':9} {'getpid':>22} {'open+close':>22} {'fork+exec':>24}")
-        for probe in ("syscalls", "exec", "net", "files", "priv"):
+        print(f"{'probe':9} " + " ".join(f"{k:>22}" for k in OPS))
+        for probe in [p for p in args.probes.split(",") if p]:
             cfg = AgentConfig.model_validate({"ebpf": {"probes": [probe]}, "behavior": {"window_seconds": 3600}})
             ctx = new_ctx(cfg)
             src = EbpfSource(cfg.ebpf, 3600, False)
@@ -107,11 +122,7 @@ def main() -> int:
             finally:
                 src.stop()
                 ctx.store.close()
-            cells = []
-            for k in OPS:
-                f, m = statistics.median(filt[k]), statistics.median(mon[k])
-                cells.append(f"{m:8.0f} (+{m - f:6.0f})")
-            print(f"{probe:9} {cells[0]:>22} {cells[1]:>22} {cells[2]:>24}")
+            print(row(probe, filt, mon))
         off: dict[str, list[float]] = {k: [] for k in OPS}
         unmon: dict[str, list[float]] = {k: [] for k in OPS}
         for _ in range(args.rounds):
@@ -120,11 +131,7 @@ def main() -> int:
             with agent_on(rec, monitored=False):
                 for k, v in measure(bench).items():
                     unmon[k].append(v)
-        cells = []
-        for k in OPS:
-            f, m = statistics.median(off[k]), statistics.median(unmon[k])
-            cells.append(f"{m:8.0f} (+{m - f:6.0f})")
-        print(f"{'filtered':9} {cells[0]:>22} {cells[1]:>22} {cells[2]:>24}   (all probes loaded, none monitored)")
+        print(row("filtered", off, unmon) + "   (all probes loaded, none monitored)")
         print("(+N): added CPU ns per operation, monitored vs filtered (last line: filtered vs nothing loaded)")
     finally:
         c.remove(force=True)
