@@ -21,10 +21,11 @@ from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import Event, FileOpen, NetConnect, PrivilegeEvent, ProcessExec, SyscallWindow
 from agent.sources.ebpf import CONF_RATE, PROBES_DIR, build
+from agent.syscall_table import syscall_number
 from tests.privileged.ebpf.harness import Agent
 from tests.support import wait_for
 
-SYS_READ, SYS_WRITE = 0, 1
+SYS_READ, SYS_WRITE = syscall_number("read"), syscall_number("write")
 
 
 def _assert_b_untouched(ag: Agent) -> None:
