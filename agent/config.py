@@ -131,8 +131,11 @@ def migrate_renamed_sections(data: dict[str, Any], source: str = "<config>") -> 
 
 
 def check_file_permissions(path: Path) -> None:
-    """Refuse a config that someone other than its owner could have written."""
+    """Refuse a config that is not a regular file (a FIFO would hang the read) or that someone
+    other than its owner could have written."""
     st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(str(path), ["(file): not a regular file"])
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ConfigError(
             str(path),

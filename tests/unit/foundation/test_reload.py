@@ -165,3 +165,15 @@ def test_check_config_never_shows_a_traceback(tmp_path: Path, text: str, expecte
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.startswith(expected), r.stderr
     assert len(r.stderr) < 600
+
+
+def test_check_config_refuses_a_fifo_without_hanging(tmp_path: Path) -> None:
+    p = tmp_path / "agent.yaml"
+    os.mkfifo(p, 0o600)
+    r = subprocess.run(
+        [str(VENV_BIN / "riskguard-agent"), "check-config", "--config", str(p)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 2 and r.stderr.strip() == "(file): not a regular file"
