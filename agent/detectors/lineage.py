@@ -239,14 +239,15 @@ class ProcessTree:
 
     def effective_parent(self, ev: ProcessExec) -> ProcInfo | None:
         """The parent of ``ev``'s process, looking through wrappers (``env``, ``timeout``,
-        ``xargs``, ``find -exec`` …) to the process that chose to run it."""
+        ``xargs``, ``find -exec`` …) to the process that chose to run it. A wrapper whose own
+        parent is gone is returned with ``source="event"``: who chose is not known."""
         parent = self.parent(ev)
         depth = 0
         while parent is not None and parent.role == "wrapper" and depth < MAX_DEPTH:
             depth += 1
             nxt = self.lookup(container_key(ev), parent.ppid)
             if nxt is None:
-                return parent
+                return dataclasses.replace(parent, source="event")
             parent = nxt
         return parent
 

@@ -364,6 +364,16 @@ SHELL_CASES = [
         "python3.11",
     ),
     ShellCase(
+        "wrapper-whose-parent-is-gone",
+        BASE,
+        [
+            exec_ev(82, 4100, "/bin/busybox", ("timeout", "5", "sh", "-c", "x")),
+            exec_ev(83, 82, "/bin/sh", ("sh", "-c", "x")),
+        ],
+        "timeout",
+        Severity.LOW,
+    ),
+    ShellCase(
         "parent-gone-named-by-comm",
         BASE,
         [exec_ev(79, 4000, "/bin/sh", ("sh", "-c", "id"), parent_comm="httpd")],
