@@ -14,6 +14,7 @@ from agent.hostfs import HostPaths
 from agent.runtime.cgroups import container_pids
 from agent.runtime.model import Container
 from agent.sources import procnet
+from agent.sources.procfs import stat_fields
 
 
 def event_dict(ev: Event) -> dict[str, Any]:
@@ -37,9 +38,7 @@ def _process(paths: HostPaths, pid: int) -> dict[str, Any] | None:
         cmdline = (d / "cmdline").read_bytes()
     except OSError:
         return None  # exited while we looked: normal
-    # comm may contain spaces and parentheses: split at the last ')'.
-    head, _, rest = stat.rpartition(")")
-    fields = rest.split()
+    comm, fields = stat_fields(stat)
     try:
         exe = str((d / "exe").readlink())
     except OSError:
@@ -47,7 +46,7 @@ def _process(paths: HostPaths, pid: int) -> dict[str, Any] | None:
     return {
         "pid": pid,
         "ppid": int(fields[1]) if len(fields) > 1 else 0,
-        "comm": head.partition("(")[2],
+        "comm": comm,
         "state": fields[0] if fields else "",
         "exe": exe,
         "argv": [a.decode(errors="replace") for a in cmdline.split(b"\0") if a],

@@ -58,15 +58,18 @@ def _gone(exc: OSError) -> bool:
     return isinstance(exc, FileNotFoundError | ProcessLookupError) or exc.errno in (2, 3)
 
 
-def parse_stat(text: str) -> tuple[str, int, float, int, int]:
-    """(comm, ppid, cpu seconds, threads, rss bytes) from ``/proc/<pid>/stat``.
-
-    ``comm`` is in parentheses and may itself hold spaces and ')': split at the *last* ')'.
-    """
+def stat_fields(text: str) -> tuple[str, list[str]]:
+    """(comm, fields from the state on) of ``/proc/<pid>/stat``: ``fields[0]`` is the state,
+    ``fields[1]`` the ppid. ``comm`` is in parentheses and may itself hold spaces and ')': split
+    at the *last* ')'."""
     head, _, rest = text.rpartition(")")
-    comm = head.partition("(")[2]
-    f = rest.split()
-    # rest starts at field 3 (state): ppid=4, utime=14, stime=15, num_threads=20, rss=24
+    return head.partition("(")[2], rest.split()
+
+
+def parse_stat(text: str) -> tuple[str, int, float, int, int]:
+    """(comm, ppid, cpu seconds, threads, rss bytes) from ``/proc/<pid>/stat``."""
+    comm, f = stat_fields(text)
+    # f starts at field 3 (state): ppid=4, utime=14, stime=15, num_threads=20, rss=24
     ppid = int(f[1])
     cpu = (int(f[11]) + int(f[12])) / CLK_TCK
     threads = int(f[17])
