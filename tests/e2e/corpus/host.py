@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -172,13 +173,19 @@ class CorpusHost:
     def network(self) -> str:
         return f"{spec.NAME_PREFIX}-{self.run_id}"
 
-    def remove_leftovers(self) -> None:
-        """Remove corpus containers and networks a killed earlier run left behind."""
+    def remove_leftovers(self, older_than: float = 900.0) -> None:
+        """Remove corpus containers and networks a killed earlier run left behind (created more
+        than ``older_than`` seconds ago: a run lasts minutes, a concurrent one is left alone)."""
+        stale: set[str] = set()
         for c in self.client.containers.list(all=True, filters={"label": spec.LABEL}):
-            thaw(int(c.attrs["State"].get("Pid") or 0))
-            c.remove(force=True)
+            created = datetime.fromisoformat(c.attrs["Created"][:26].rstrip("Z")).replace(tzinfo=UTC)
+            if time.time() - created.timestamp() > older_than:
+                stale.add(c.labels.get(spec.LABEL, ""))
+                thaw(int(c.attrs["State"].get("Pid") or 0))
+                c.remove(force=True)
         for n in self.client.networks.list(filters={"label": spec.LABEL}):
-            n.remove()
+            if n.attrs.get("Labels", {}).get(spec.LABEL) in stale:
+                n.remove()
 
     def create_network(self) -> None:
         self.client.networks.create(self.network, driver="bridge", labels={spec.LABEL: self.run_id})
