@@ -131,6 +131,14 @@ def decode_header(raw: bytes) -> Header:
     return Header(t, pid, cg, ts, tid, uid, _cstr(comm))
 
 
+def _op(names: Mapping[int, str], op: int, what: str) -> str:
+    """The name of a record's op code; ``DecodeError`` for one the probe never writes."""
+    try:
+        return names[op]
+    except KeyError:
+        raise DecodeError(f"{what} record has unknown op {op}") from None
+
+
 def _addr(family: int, raw: bytes) -> str:
     if family == socket.AF_INET:
         return str(ipaddress.IPv4Address(raw[:4]))
@@ -163,13 +171,11 @@ def decode_exec(h: Header, raw: bytes, ts: float) -> ProcessExec:
 def decode_net(h: Header, raw: bytes, ts: float) -> NetConnect:
     _need(raw, HDR.size + NET.size, "net")
     family, proto, sport, dport, saddr, daddr, op, old, new, _pad, fd = NET.unpack_from(raw, HDR.size)
-    if op not in NET_OPS:
-        raise DecodeError(f"net record has unknown op {op}")
     return NetConnect(
         ts=ts,
         cgroup_id=h.cgroup_id,
         pid=h.pid,
-        op=NET_OPS[op],
+        op=_op(NET_OPS, op, "net"),
         comm=h.comm,
         family=family,
         protocol="tcp" if proto == socket.IPPROTO_TCP else str(proto),
@@ -228,14 +234,12 @@ def decode_change(h: Header, raw: bytes, ts: float) -> FileChange:
     stays relative: the source resolves both while the process lives."""
     _need(raw, HDR.size + CHANGE.size, "change")
     ret, op, why, dfd, new_dfd, ppid, path, new_path = CHANGE.unpack_from(raw, HDR.size)
-    if op not in CHANGE_OPS:
-        raise DecodeError(f"change record has unknown op {op}")
     new = _cstr(new_path)
     return FileChange(
         ts=ts,
         cgroup_id=h.cgroup_id,
         pid=h.pid,
-        op=CHANGE_OPS[op],
+        op=_op(CHANGE_OPS, op, "change"),
         comm=h.comm,
         path=_at_path(h.pid, dfd, _cstr(path)),
         new_path=_at_path(h.pid, new_dfd, new) if new else "",
