@@ -5,7 +5,8 @@
 of ``agent.behavior.allowances`` (exec pairs and executables from process lineage, sensitive
 paths, destinations). ``review(detector, event, finding)`` lowers a process-exec rule's finding
 whose exec pair the image does normally (see ``Allowances.judge``) and records why in the
-evidence (``allowance``); a detector flagged ``always`` is never lowered.
+evidence (``allowance``, also when the rule's severity was already that low); a detector
+flagged ``always`` is never lowered.
 """
 
 from __future__ import annotations
@@ -57,11 +58,15 @@ class AllowanceReview:
         if detector.always or not isinstance(event, ProcessExec) or event.container is None:
             return finding
         j = self.allowances.judge(event.container, "exec", exec_pattern(event, self.state), event.ts)
-        if j.severity is None or j.severity >= finding.severity:
+        if j.severity is None:
             return finding
-        self.lowered += 1
+        # Already at or below what the allowance allows: unchanged, but marked as the image's
+        # normal behaviour all the same (it then keeps no behaviour window out of training).
+        severity = min(j.severity, finding.severity)
+        if severity < finding.severity:
+            self.lowered += 1
         return dataclasses.replace(
             finding,
-            severity=j.severity,
+            severity=severity,
             evidence={**finding.evidence, "allowance": {**j.evidence(), "severity_before": str(finding.severity)}},
         )

@@ -178,3 +178,14 @@ def test_relearn_forgets_learned_but_keeps_operator_entries(rig: Rig) -> None:
     rig.allowances.set(IMAGE, "exec", "httpd>sh", "deny")
     assert rig.allowances.forget_learned(IMAGE) >= 2
     assert [(e["pattern"], e["verdict"]) for e in rig.allowances.entries(IMAGE)] == [("httpd>sh", "deny")]
+
+
+def test_a_finding_already_low_enough_is_still_marked_as_the_images_normal(rig: Rig) -> None:
+    # RG-0003 (medium) for an image installing a package at start while it learns: the
+    # severity stays, the evidence says it is the image's normal (so it taints no window).
+    ev = ProcessExec(
+        ts=T0, pid=10, container=C1, ppid=1, uid=0, comm="apk", filename="/sbin/apk", argv=("apk", "add", "curl")
+    )
+    (f,) = rig.run([ev], detector=BY_ID["RG-0003"])
+    assert f.severity == Severity.MEDIUM and f.evidence["allowance"]["state"] == "learning"
+    assert rig.review.lowered == 0
