@@ -10,8 +10,9 @@ The rules look at the first ``SCAN_TOKENS`` whitespace tokens, each classified o
    between a level and the message: a bracketed thread (``[main]``, nested brackets and spaces
    allowed), a qualified component ending in ``:`` (``org.x.Y:``, ``dfs.DataNode$Responder:``), a
    column padded by two or more spaces (``Info      CBS    Loaded ...``), and a lone ``-``/``:``.
-2. **Program-tag rule** (syslog). A tag ``name[pid]:`` / ``name(sub)[pid]:`` / ``name:`` after a
-   timestamp ends the header.
+2. **Program-tag rule** (syslog). A tag ``name[pid]:`` / ``name(sub)[pid]:`` / ``name:`` ends the
+   header when it follows a timestamp with at most one other token (the host) in between, and no
+   level word comes before it.
 3. **Timestamp-extent rule.** Else the header runs through the last timestamp token among the
    first ``EXTENT_TOKENS`` tokens (columns before a leading timestamp are header), plus the
    numbers, dashes and ``|`` right after it.
@@ -220,8 +221,13 @@ def _level_rule(line: str, toks: list[re.Match[str]], kinds: list[str]) -> Split
 
 def _tag_rule(line: str, toks: list[re.Match[str]], kinds: list[str]) -> Split | None:
     spans: list[tuple[str, int, int]] = []
+    last_ts = -1
     for j, kind in enumerate(kinds):
-        if kind == TAG and j > 0 and TS in kinds[:j]:
+        if kind == TS:
+            last_ts = j
+        elif kind == LEVEL:
+            return None  # after a level, a word ending in ":" is message text
+        elif kind == TAG and last_ts >= 0 and sum(k in (OTHER, TAG) for k in kinds[last_ts + 1 : j]) <= 1:
             m = toks[j]
             pid = _TAG_PID.search(m.group(0))
             _header_spans(toks[:j], kinds[:j], spans, pid=pid is None)
@@ -264,9 +270,9 @@ def _header_spans(
     toks: list[re.Match[str]], kinds: list[str], spans: list[tuple[str, int, int]], pid: bool = True
 ) -> None:
     """Name the header tokens before the level/tag: timestamp parts, a pid-like number, a host."""
-    for m, kind in zip(toks, kinds, strict=True):
-        if kind == TS:
-            spans.append(("timestamp", m.start(), m.end()))
+    for j, (m, kind) in enumerate(zip(toks, kinds, strict=True)):
+        if kind == TS or (kind == NUM and 0 < j < len(kinds) - 1 and kinds[j - 1] == kinds[j + 1] == TS):
+            spans.append(("timestamp", m.start(), m.end()))  # a number between two parts: a day
         elif kind == NUM and pid and not any(n == "pid" for n, _, _ in spans):
             spans.append(("pid", m.start(), m.end()))
         elif kind == OTHER and not any(n == "host" for n, _, _ in spans):

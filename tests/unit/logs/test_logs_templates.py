@@ -24,7 +24,19 @@ HEADERS = [
     (
         "Nov  9 12:01:01 web01 sshd[2915]: Failed password for root from 10.0.0.1 port 22 ssh2",
         "Failed password for root from 10.0.0.1 port 22 ssh2",
-        {"component": "sshd", "pid": "2915", "host": "web01"},
+        {"component": "sshd", "pid": "2915", "host": "web01", "timestamp": "Nov 9 12:01:01"},
+    ),
+    # After a level, a word ending in ":" is message text, not a program tag.
+    (
+        "- 1118709955 2005.06.13 R10-M0-N1 2005-06-13-17.45.55.674418 RAS KERNEL FATAL instruction address: 0x4ed8",
+        "instruction address: 0x4ed8",
+        {"level": "FATAL"},
+    ),
+    # Columns before a leading timestamp are header; words before a colon in the message are not a tag.
+    (
+        "134681 node-246 unix.hw state_change.unavailable 1077804742 1 Component State Change: Component alt0 is up",
+        "Component State Change: Component alt0 is up",
+        {"host": "node-246"},
     ),
     ("17/06/09 20:10:40 INFO executor.Backend: Registered signal handlers", "Registered signal handlers", {}),
     (
