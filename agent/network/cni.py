@@ -119,15 +119,13 @@ def build_conflist(settings: CniSettings, subnet: str, data_dir: Path, mtu: int 
         elif name == "firewall":
             plugins.append({"type": "firewall", "backend": "iptables"})
         elif name == "bandwidth":
-            bw: dict[str, Any] = {"type": "bandwidth"}
-            for key, value in (
+            rates = (
                 ("ingressRate", settings.ingress_rate),
                 ("ingressBurst", settings.ingress_burst or settings.ingress_rate),
                 ("egressRate", settings.egress_rate),
                 ("egressBurst", settings.egress_burst or settings.egress_rate),
-            ):
-                if value:
-                    bw[key] = value
+            )
+            bw: dict[str, Any] = {"type": "bandwidth", **{key: value for key, value in rates if value}}
             plugins.append(bw)
         elif name == "host-local":
             continue  # IPAM of the bridge plugin, not a chained plugin

@@ -80,11 +80,11 @@ def _rule(chain: str, expr: list[dict[str, Any]], comment: str = "") -> dict[str
 
 def _allow_rules(chain: str, rules: tuple[EgressRule, ...] | tuple[IngressRule, ...]) -> list[dict[str, Any]]:
     direction = "daddr" if chain == "output" else "saddr"
-    out = []
-    for r in rules:
-        for proto_expr in _proto_match(r.protocol, r.ports):
-            out.append(_rule(chain, [*_addr_match(r.cidr, direction), *proto_expr, {"accept": None}], "allow"))
-    return out
+    return [
+        _rule(chain, [*_addr_match(r.cidr, direction), *proto_expr, {"accept": None}], "allow")
+        for r in rules
+        for proto_expr in _proto_match(r.protocol, r.ports)
+    ]
 
 
 def ruleset(allow: Allowlist | None, mode: str, learning: bool = False) -> list[dict[str, Any]]:
@@ -101,8 +101,7 @@ def ruleset(allow: Allowlist | None, mode: str, learning: bool = False) -> list[
         {"delete": {"table": t}},
         {"add": {"table": t}},
     ]
-    for name in ("denied_in", "denied_out"):
-        cmds.append({"add": {"counter": {"family": FAMILY, "table": TABLE, "name": name}}})
+    cmds += [{"add": {"counter": {"family": FAMILY, "table": TABLE, "name": n}}} for n in ("denied_in", "denied_out")]
     if learning:
         for name, typ in (
             ("learn_egress4", ["ipv4_addr", "inet_proto", "inet_service"]),

@@ -244,10 +244,12 @@ def generate(name: str, details: Mapping[str, Any], allow: Allowlist | None = No
         lines.append(f"    (allow process process (capability2 ({' '.join(cap2)})))")
     for proto, port in _published(details):
         lines.append(f"    (allow process {port_type(proto, port)} ({proto}_socket (name_bind)))")
-    for r in allow.ingress if allow else ():
-        for port in r.ports:
-            if r.protocol in ("tcp", "udp"):
-                lines.append(f"    (allow process {port_type(r.protocol, port)} ({r.protocol}_socket (name_bind)))")
+    lines += [
+        f"    (allow process {port_type(r.protocol, port)} ({r.protocol}_socket (name_bind)))"
+        for r in (allow.ingress if allow else ())
+        for port in r.ports
+        if r.protocol in ("tcp", "udp")
+    ]
     for proto, port in sorted(set(egress)):
         if proto == "tcp":
             lines.append(f"    (allow process {port_type(proto, port)} (tcp_socket (name_connect)))")

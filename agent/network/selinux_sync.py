@@ -9,7 +9,6 @@ when ``compile_check``, and loads it when SELinux is on and ``load`` is set. The
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,7 +76,7 @@ class SelinuxSync:
         path = self.directory / f"{name}.cil"
         tmp = path.with_suffix(".cil.tmp")
         tmp.write_text(policy.text)
-        os.replace(tmp, path)
+        tmp.replace(path)
         info: dict[str, Any] = {"file": str(path), "block": name, "compiled": None, "loaded": False, "error": ""}
         templates = Path(sel.templates) if sel.templates else selinux.TEMPLATES_DIR
         if sel.compile_check:

@@ -358,9 +358,7 @@ class ResponseEngine:
             if container_id and rec.container_id != container_id:
                 continue
             touched.append(self._reconcile_pending(rec))
-        for rec in self.records.active(container_id):
-            if rec.phase == "confirmed":
-                touched.append(self._reconcile_confirmed(rec))
+        touched += [self._reconcile_confirmed(r) for r in self.records.active(container_id) if r.phase == "confirmed"]
         return touched
 
     def _reconcile_pending(self, rec: ActionRecord) -> ActionRecord:

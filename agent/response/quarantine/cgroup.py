@@ -211,7 +211,7 @@ def apply_cgroup(paths: HostPaths, container: Container, version: str = "auto", 
     state: dict[str, Any] = {"method": "cgroup", "cgroup_version": version, "table": name}
     try:
         ns = container_netns(paths, container)
-        state["netns_inode"] = os.stat(ns).st_ino
+        state["netns_inode"] = ns.stat().st_ino
         state["host_netns"] = state["netns_inode"] in host_netns_inodes(paths)
         if dry_run:
             detail = f"would add table inet {name} in netns {state['netns_inode']} ({version} match)"

@@ -5,7 +5,6 @@ cannot be told), since a deny-all there would cut the host."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from agent.findings import ActionResult
@@ -32,7 +31,7 @@ def apply_netns(paths: HostPaths, container: Container, dry_run: bool = False) -
     state: dict[str, Any] = {"method": "netns", "table": name}
     try:
         ns = container_netns(paths, container)
-        inode = os.stat(ns).st_ino
+        inode = ns.stat().st_ino
         state["netns_inode"] = inode
         hosts = host_netns_inodes(paths)
         if not hosts:
