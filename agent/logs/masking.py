@@ -4,11 +4,13 @@
 A token's *core* (without the brackets, quotes and trailing punctuation around it) is matched
 once against ``_VAR``, whose named alternatives are the types, in priority order:
 
-``<UUID>`` ``<MAC>`` ``<IP>`` (v4 with optional ``:port``, v6) ``<HEX>`` (``0x..`` or 8+ hex
-digits) ``<DUR>`` (a number with a time/size unit or ``%``) ``<NUM>`` ``<PATH>`` (absolute,
-``./``, ``~/``, ``C:\\``, or a URL). ``key=value`` masks the value (whatever its type; a value
-without a type becomes ``<VAL>``); any other core that contains a digit is an ``<ID>``
-(``blk_-123``, ``node-7``, ``appattempt_1_2``). Everything else is a constant word.
+``<TIME>`` (``hh:mm:ss``) ``<DATE>`` ``<UUID>`` ``<MAC>`` ``<IP>`` (v4 with optional ``:port``,
+v6) ``<HEX>`` (``0x..`` or 8+ hex digits) ``<DUR>`` (a number with a time/size unit or ``%``)
+``<NUM>`` ``<PATH>`` (absolute, ``./``, ``~/``, ``C:\\``, or a URL). ``key=value`` masks the
+value (whatever its type; a value without a type becomes ``<VAL>``); any other core that contains
+a digit is split at ``: , < > ( ) [ ] @`` and its parts masked alike (``vCores:1>`` →
+``vCores:<NUM>>``), an undivided one being an ``<ID>`` (``blk_-123``, ``node-7``,
+``appattempt_1_2``). Everything else is a constant word.
 
 Each rule depends on character classes, not on digit values: lines equal after mapping digits to
 ``0`` mask to the same tokens. Results for tokens without digits are cached (words repeat).
@@ -20,12 +22,14 @@ import re
 
 VARIABLE_PREFIX = "<"
 WILDCARD = "<*>"
-TYPES = ("<UUID>", "<IP>", "<MAC>", "<HEX>", "<DUR>", "<NUM>", "<PATH>", "<ID>", "<VAL>", WILDCARD)
+TYPES = ("<TIME>", "<DATE>", "<UUID>", "<IP>", "<MAC>", "<HEX>", "<DUR>", "<NUM>", "<PATH>", "<ID>", "<VAL>", WILDCARD)
 _TYPESET = frozenset(TYPES)
 
 _VAR = re.compile(
     r"""(?:
-      (?P<UUID>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})
+      (?P<TIME>\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?)
+    | (?P<DATE>\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})
+    | (?P<UUID>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})
     | (?P<MAC>(?:[0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2})
     | (?P<IP>/?(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?|(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{1,4}(?:%\w+)?)
     | (?P<HEX>0[xX][0-9a-fA-F]+|(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]+)
@@ -81,10 +85,29 @@ def mask_token(token: str) -> str:
             vtype = (_type_of(value) or ("<ID>" if _DIGITS.intersection(value) else "<VAL>")) if value else ""
             typed = core[: eq + 1] + vtype
         elif _DIGITS.intersection(core):
-            typed = "<ID>"
+            typed = _mask_parts(core)
         else:
             return token
     return token[:i] + typed + token[j:]
+
+
+_PARTS = re.compile(r"([:,<>()\[\]@]+)")
+
+
+def _mask_parts(core: str) -> str:
+    """A token with digits split at ``: , < > ( ) [ ] @``: each part masked on its own, so
+    constant keys stay (``vCores:1>`` → ``vCores:<NUM>>``); an undivided token is an ``<ID>``."""
+    parts = _PARTS.split(core)
+    if len(parts) == 1:
+        return "<ID>"
+    out = []
+    for k, part in enumerate(parts):
+        if k % 2 or not part:
+            out.append(part)
+        else:
+            t = _type_of(part)
+            out.append(t if t is not None else ("<ID>" if _DIGITS.intersection(part) else part))
+    return "".join(out)
 
 
 class Masker:
