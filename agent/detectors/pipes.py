@@ -13,6 +13,7 @@ them, or a terminal on the interpreter's stdin, rules the pair out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from agent.events import ProcessExec
 _VALUE_OPTS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file", "-W", "-X", "-I", "-r", "--require"})
 _INLINE_OPTS = frozenset({"-c", "-e", "-E", "-m", "--eval", "--command", "--print"})
 _TERMINALS = ("/dev/pts/", "/dev/tty", "/dev/console")
+_VERSION = re.compile(r"[\d.]+$")
 
 
 def reads_stdin(args: tuple[str, ...] | list[str]) -> bool:
@@ -59,13 +61,14 @@ def is_reader(rec: RecentExec, state: DetectorState) -> bool:
     """``rec`` is a shell (or a script interpreter) that reads its program from stdin."""
     s = state.settings
     known = derived(s, "pipe_readers", lambda: name_set(s.shells) | name_set(interpreter_names(state)))
-    return rec.program in known and reads_stdin(rec.args)
+    # python3.11, perl5.36: a trailing version is not part of the name
+    named = rec.program in known or _VERSION.sub("", rec.program) in known
+    return named and reads_stdin(rec.args)
 
 
 def interpreter_names(state: DetectorState) -> tuple[str, ...]:
-    """Script interpreters that count as readers: the lineage setting when it exists."""
-    names = getattr(state.settings, "interpreters", None)
-    return tuple(names) if isinstance(names, tuple) else ("python", "python3", "perl", "ruby", "node", "php")
+    """Script interpreters that count as readers (``detectors.interpreters``, role interpreter)."""
+    return state.settings.interpreters
 
 
 def _is_terminal(target: str) -> bool:
