@@ -45,6 +45,7 @@ from agent.runtime.docker import container_from_inspect
 from agent.runtime.enrich import Enricher
 from agent.runtime.model import ContainerRegistry
 from agent.store import Store
+from agent.wiring import attach
 
 IMAGE = "riskguard-test/busybox"
 DENIED = "/bin/od"  # the "denied" binary of this benchmark's rule
@@ -107,7 +108,7 @@ class Bench:
         self.findings_seen = 0
         self.spurious = 0
         self.response = ResponseComponent(self.ctx)
-        self.response.start(self.ctx)
+        attach(self.ctx, self.response)  # started and subscribed as agent.wiring does
         self.ctx.events.subscribe(self._denied_exec, kind=ProcessExec, name="bench-denied-exec")
         self.ctx.findings.subscribe(self._after_engine, name="bench-after-engine")
         self.ctx.events.start()
