@@ -10,19 +10,17 @@ Three views share one small interface (``read_bytes``, ``is_file``, ``is_dir``, 
 * ``LayeredRoot``: Docker overlay2 layer directories (upper first, then the lower dirs), merged
   the way overlayfs does (whiteouts, opaque directories), with symlinks resolved by ``_resolve``
   inside the merged view; each per-layer lookup uses ``openat2`` with ``RESOLVE_NO_SYMLINKS``.
-* ``TarImageRoot``: a ``docker save`` tarball, its layers merged in memory (``.wh.`` whiteouts),
-  symlinks resolved by the same in-root resolver.
+* ``TarImageRoot`` (``agent.vuln.tarroot``): a ``docker save`` tarball, its layers merged in
+  memory (``.wh.`` whiteouts), symlinks resolved by the same in-root resolver.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import posixpath
 import stat
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -393,126 +391,6 @@ class LayeredRoot(VirtualRoot):
     def close(self) -> None:
         for layer in self.layers:
             layer.close()
-
-
-class TarImageRoot(VirtualRoot):
-    """The merged filesystem of a ``docker save`` tarball (``manifest.json`` + layer tars)."""
-
-    def __init__(self, path: str | os.PathLike[str], image: str = "") -> None:
-        self.label = str(path)
-        self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed in close()
-        self._nodes: dict[str, Node] = {"/": Node("dir")}
-        self._kids: dict[str, set[str]] = {"/": set()}
-        self._layers: list[tarfile.TarFile] = []
-        self.config: dict[str, object] = {}
-        try:
-            manifest = json.loads(self._member_bytes("manifest.json"))
-        except (KeyError, ValueError) as exc:
-            raise RootError(f"{path}: not a docker save archive (manifest.json: {exc})") from None
-        entry = manifest[0]
-        if image:
-            for m in manifest:
-                if image in (m.get("RepoTags") or []):
-                    entry = m
-        try:
-            self.config = json.loads(self._member_bytes(entry["Config"]))
-        except (KeyError, ValueError):
-            self.config = {}
-        self.image_id = "sha256:" + posixpath.basename(str(entry.get("Config", ""))).removesuffix(".json")
-        for layer in entry["Layers"]:
-            self._apply_layer(layer)
-
-    def _member_bytes(self, name: str) -> bytes:
-        f = self._tar.extractfile(name)
-        if f is None:
-            raise KeyError(name)
-        return f.read()
-
-    def _apply_layer(self, name: str) -> None:
-        data = self._tar.extractfile(name)
-        if data is None:
-            raise RootError(f"layer {name} missing from the archive")
-        # Only the index is kept in memory; file bytes are read lazily from the (seekable) layer
-        # member of the archive when a reader asks for them.
-        layer = tarfile.open(fileobj=data, mode="r:*")  # noqa: SIM115 - kept open for lazy reads
-        self._layers.append(layer)
-        for m in layer.getmembers():
-            path = _member_path(m.name)
-            if path is None:
-                continue  # a hostile member name: there is nothing above the root
-            parent, base = posixpath.split(path)
-            if base == OPAQUE_MARKER:
-                for key in [k for k in self._nodes if k.startswith(parent.rstrip("/") + "/")]:
-                    self._drop(key)
-                continue
-            if base.startswith(WHITEOUT_PREFIX):
-                self._drop(posixpath.join(parent, base[len(WHITEOUT_PREFIX) :]))
-                continue
-            if m.isdir():
-                node = Node("dir")
-            elif m.issym():
-                node = Node("symlink", target=m.linkname)
-            elif m.islnk():
-                target = _member_path(m.linkname)
-                node = self._nodes.get(target, Node("other")) if target else Node("other")
-            elif m.isreg():
-                node = Node("file", ref=(layer, m))
-            else:
-                node = Node("other")
-            self._put(path, node)
-
-    def _put(self, path: str, node: Node) -> None:
-        if path == "/":
-            return
-        parent, base = posixpath.split(path)
-        if parent not in self._nodes:
-            self._put(parent, Node("dir"))
-        old = self._nodes.get(path)
-        if old is not None and old.kind == "dir" and node.kind != "dir":
-            self._drop(path)
-        self._nodes[path] = node
-        self._kids.setdefault(parent, set()).add(base)
-        if node.kind == "dir":
-            self._kids.setdefault(path, set())
-
-    def _drop(self, path: str) -> None:
-        prefix = path.rstrip("/") + "/"
-        for key in [k for k in self._nodes if k == path or k.startswith(prefix)]:
-            del self._nodes[key]
-            self._kids.pop(key, None)
-        parent, base = posixpath.split(path)
-        self._kids.get(parent, set()).discard(base)
-
-    def _lookup(self, path: str) -> Node | None:
-        return self._nodes.get(path)
-
-    def _children(self, path: str) -> list[str]:
-        return list(self._kids.get(path, ()))
-
-    def _read(self, node: Node, limit: int) -> bytes:
-        ref = node.ref
-        assert isinstance(ref, tuple)
-        layer, member = ref
-        assert isinstance(layer, tarfile.TarFile) and isinstance(member, tarfile.TarInfo)
-        if member.size > limit:
-            raise RootError(f"{member.name}: larger than {limit} bytes")
-        f = layer.extractfile(member)
-        if f is None:
-            raise RootError(f"{member.name}: unreadable")
-        return f.read()
-
-    def close(self) -> None:
-        for layer in self._layers:
-            layer.close()
-        self._tar.close()
-
-
-def _member_path(name: str) -> str | None:
-    """A tar member name as an absolute path, ``None`` if it climbs above the root."""
-    while name.startswith("./"):
-        name = name[2:]
-    path = posixpath.normpath("/" + name)
-    return None if path.startswith("/..") else path
 
 
 def walk(root: Root, top: str, max_depth: int = 12) -> Iterator[tuple[str, list[str]]]:

@@ -18,7 +18,8 @@ from agent.hostfs import HostPaths
 from agent.vuln.db import VulnDB
 from agent.vuln.inventory import Inventory, read_inventory
 from agent.vuln.matcher import Match, Matcher
-from agent.vuln.rootfs import DirRoot, LayeredRoot, Root, RootError, TarImageRoot
+from agent.vuln.rootfs import DirRoot, LayeredRoot, Root, RootError
+from agent.vuln.tarroot import TarImageRoot
 
 log = structlog.get_logger("agent.vuln")
 

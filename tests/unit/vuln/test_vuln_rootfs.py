@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from agent.vuln.inventory import read_inventory
-from agent.vuln.rootfs import DirRoot, LayeredRoot, RootError, TarImageRoot
+from agent.vuln.rootfs import DirRoot, LayeredRoot, RootError
+from agent.vuln.tarroot import TarImageRoot
 from tests.fixtures.vuln.builders import dpkg_status_text, write_dpkg_status, write_os_release
 
 SECRET = "root:$6$HOSTSECRET:19000:0:99999:7:::\n"
