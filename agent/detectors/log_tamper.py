@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 
 from agent.detectors.anti_forensics import Lineage, evaluate_with_lineage
 from agent.detectors.spec import Detector, DetectorState, basename, path_matcher
@@ -68,6 +69,13 @@ def tampering(ev: FileChange | FileOpen, state: DetectorState) -> tuple[str, str
     return None
 
 
+def _own_history(program: str, role: str, path: str) -> bool:
+    """A program rewriting its own history file: bash truncates ~/.bash_history when it exits,
+    python ~/.python_history, psql ~/.psql_history, mysql ~/.mysql_history."""
+    stem = re.sub(r"[\d.]+$", "", program)
+    return role in ("shell", "interpreter") or bool(stem and stem in basename(path))
+
+
 def _judge(ev: Event, lin: Lineage, state: DetectorState) -> Finding | None:
     assert isinstance(ev, (FileChange, FileOpen))
     hit = tampering(ev, state)
@@ -75,8 +83,8 @@ def _judge(ev: Event, lin: Lineage, state: DetectorState) -> Finding | None:
         return None
     kind, action, path = hit
     me = lin.chain[0]
-    if isinstance(ev, FileOpen) and kind == "history" and me.role == "shell":
-        return None  # bash rewrites its history file with O_TRUNC when it exits
+    if isinstance(ev, FileOpen) and kind == "history" and _own_history(me.program, me.role, path):
+        return None
     history = kind == "history"
     return SPEC.finding(
         ev,

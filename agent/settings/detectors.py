@@ -252,7 +252,7 @@ class DetectorsSettings(Section):
     # counts with `s_client`.
     network_relays: tuple[str, ...] = ("socat", "telnet", "ssl_client", "cryptcat", "sbd", "rlwrap")
     # RG-0016: shell history files (fnmatch patterns on the basename).
-    history_files: tuple[str, ...] = ("*_history", ".history", ".sh_history", ".lesshst")
+    history_files: tuple[str, ...] = ("*_history", ".history", ".sh_history")
     # RG-0016: directories (prefixes) whose files are logs.
     log_dirs: tuple[str, ...] = ("/var/log/",)
     # RG-0016: log rotators (program or script names): what they or their children do to logs
