@@ -21,7 +21,7 @@ from agent.logs.structure import Structurer
 REPO = Path(__file__).resolve().parents[3]
 DEV = REPO.parent / "shared" / "datasets" / "loghub-dev"
 SYSTEMS = ("HDFS", "Hadoop", "Spark", "Zookeeper", "BGL", "HPC", "Thunderbird", "Windows")
-REQUIRED_AVERAGE = 0.95  # the bar; measured 0.972 (docs/logs.md has the per-system table)
+REQUIRED_AVERAGE = 0.95  # the bar; measured 0.975 (docs/logs.md has the per-system table)
 
 
 def grouping_accuracy(pred: list[int], truth: list[str]) -> float:
