@@ -574,7 +574,7 @@ def test_detector_table(case: Case) -> None:
 
 
 def test_every_detector_has_positive_and_negative_cases() -> None:
-    from tests.unit.detectors.test_post_exploitation import SEQUENCE_RULES
+    from tests.unit.detectors.sequence_cases import SEQUENCE_RULES
 
     for d in DETECTORS:
         if d.id in SEQUENCE_RULES:
