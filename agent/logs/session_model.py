@@ -79,16 +79,31 @@ class _Detectors:
         return out
 
 
-def _thresholds(cv: FloatArray, target: float) -> tuple[FloatArray, float]:
-    """Per-detector thresholds at one common percentile with a union FPR ≈ ``target``."""
+def unseen_rate(sessions: Sequence[Sequence[str]]) -> float:
+    """Good-Turing estimate of the share of new normal sessions holding an event never seen in
+    ``sessions``: the share of sessions holding an event that no other session holds."""
+    holders: dict[str, int] = {}
+    for seq in sessions:
+        for e in set(seq):
+            holders[e] = holders.get(e, 0) + 1
+    return sum(any(holders[e] == 1 for e in set(seq)) for seq in sessions) / max(1, len(sessions))
+
+
+def _thresholds(cv: FloatArray, target: float, p_new: float) -> tuple[FloatArray, float]:
+    """Per-detector thresholds at one common percentile with a union FPR ≈ ``target``.
+
+    The new-event detector's share is ``p_new`` (Good-Turing, for the model fitted on all
+    sessions) rather than its cross-validated rate, which counts events the held-out fold alone
+    had; the other detectors are counted on sessions the new-event detector left alone."""
     lo, hi = 0.0, 100.0
     best = np.max(cv, axis=0)
     q_best = 100.0
+    quiet = cv[:, 0] == 0
     for _ in range(30):
         q = (lo + hi) / 2
         th = np.percentile(cv, q, axis=0)
         th[0] = 0.0  # an unseen event is always anomalous
-        fpr = float(np.mean(np.any(cv > th, axis=1)))
+        fpr = p_new + float(np.mean(np.any(cv[:, 1:] > th[1:], axis=1) & quiet))
         if fpr > target:
             lo = q
         else:
@@ -129,8 +144,9 @@ class SessionModel:
             keep = np.setdiff1d(order, held)
             det = _Detectors.fit([sessions[i] for i in keep], p)
             cv[held] = det.scores([sessions[i] for i in held])
-        self.thresholds, self.percentile = _thresholds(cv, p.target_fpr)
-        self.cv_fpr = float(np.mean(np.any(cv > self.thresholds, axis=1)))
+        p_new = unseen_rate(sessions)
+        self.thresholds, self.percentile = _thresholds(cv, p.target_fpr, p_new)
+        self.cv_fpr = p_new + float(np.mean(np.any(cv[:, 1:] > self.thresholds[1:], axis=1) & (cv[:, 0] == 0)))
         self.cv_scores = np.sort(cv, axis=0)
         self.detectors = _Detectors.fit(sessions, p)
         found = frequent_patterns(sessions, max(1, int(p.always_support * len(sessions))), max_len=p.max_pattern_len)

@@ -14,7 +14,7 @@ from types import ModuleType
 import pytest
 
 from agent.logs import cli
-from agent.logs.session_model import SessionModel, SessionParams
+from agent.logs.session_model import SessionModel, SessionParams, unseen_rate
 from agent.logs.structure import Structurer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -142,3 +142,10 @@ def test_cli_fit_score_counts_and_skips_malformed_lines(tmp_path: Path, capsys: 
     out = capsys.readouterr()
     assert len(out.out.splitlines()) == len(train_lines)
     assert "skipped 2 malformed" in out.err
+
+
+def test_new_event_budget_is_the_good_turing_estimate() -> None:
+    # "c" and "d" are each held by one session: about that share of new sessions hold a new event.
+    sessions = [["a", "b"], ["a", "c"], ["a"], ["a", "b", "d"], ["a", "b"]]
+    assert unseen_rate(sessions) == 2 / 5
+    assert unseen_rate([["a"], ["a"]]) == 0.0
