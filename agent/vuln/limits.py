@@ -59,3 +59,7 @@ def loads_bounded(data: bytes | str, *, max_bytes: int = MAX_JSON_BYTES, max_dep
     if isinstance(value, (dict, list)) and json_depth_exceeds(value, max_depth):
         raise JsonLimitError(f"JSON nested deeper than {max_depth}")
     return value
+
+
+class ReaderFailed(Exception):
+    """A package reader gave up on a hostile or oversized database; the message says why."""
