@@ -14,7 +14,8 @@ Each detector's threshold is the same percentile ``q`` of its cross-validated sc
 chosen (bisection) so that the share of cross-validated normal sessions flagged by *any* detector
 equals ``target_fpr`` (0.1 % by default, i.e. about the 99.9th percentile); the final detectors are
 then refitted on all sessions. A session is ``anomalous`` when a detector exceeds its threshold
-(plus a 10 % margin: the refitted detectors score normal sessions slightly differently).
+(plus a 10 % margin: the refitted detectors score normal sessions slightly differently; and at
+least ``MIN_EFFECT``, so near-identical normal sessions do not put thresholds at ~0).
 ``score`` is the largest share of normal cross-validated scores that a detector's score exceeds
 (1.0: above every normal session). Frequent sequential patterns (PrefixSpan) that nearly every
 normal session shows are kept to explain what an anomalous session lacks.
@@ -33,6 +34,10 @@ from agent.logs.session_scores import CountInvariants, CountPCA, FloatArray, Nex
 
 DETECTORS = ("new_event", "invariants", "pca", "next_event")
 MARGIN = 0.1  # relative margin over the cross-validated thresholds (see _thresholds)
+# Smallest deviations worth a verdict, whatever the normal sessions' spread: a violated invariant,
+# half a count off the normal subspace (SPE 0.25), an event twice as unlikely in its context as
+# on its own (1 bit). Normal sessions that all look alike would otherwise set thresholds at ~0.
+MIN_EFFECT = np.array([0.0, 0.0, 0.25, 1.0])
 
 
 @dataclass
@@ -112,8 +117,8 @@ def _thresholds(cv: FloatArray, target: float, p_new: float) -> tuple[FloatArray
     best[0] = 0.0
     # The detectors refitted on all sessions score normal sessions a little differently from the
     # cross-validated ones (more data, sharper estimates): a margin keeps that from flagging them.
-    best[1:] = best[1:] * (1 + MARGIN) + 1e-6
-    return best, q_best
+    best[1:] = best[1:] + MARGIN * np.abs(best[1:]) + 1e-6
+    return np.maximum(best, MIN_EFFECT), q_best
 
 
 @dataclass
@@ -132,8 +137,8 @@ class SessionModel:
     def fit(self, sessions: Sequence[Sequence[str]]) -> SessionModel:
         """Learn from normal sessions: cross-validated calibration, then detectors on all data."""
         p = self.params
-        if not sessions:
-            raise ValueError("no sessions to learn from")
+        if len(sessions) < 2:
+            raise ValueError("at least two sessions are needed to learn (and cross-validate) from")
         self.sessions = len(sessions)
         rng = np.random.default_rng(p.seed)
         order = rng.permutation(len(sessions))

@@ -149,3 +149,13 @@ def test_new_event_budget_is_the_good_turing_estimate() -> None:
     sessions = [["a", "b"], ["a", "c"], ["a"], ["a", "b", "d"], ["a", "b"]]
     assert unseen_rate(sessions) == 2 / 5
     assert unseen_rate([["a"], ["a"]]) == 0.0
+
+
+def test_alike_normal_sessions_do_not_set_thresholds_at_zero() -> None:
+    normal = [["open", "read", "close"]] * 6 + [["open", "close"]] * 4
+    model = SessionModel().fit(normal)
+    assert not any(v[1] for v in model.score_many(normal))  # the training sessions themselves
+    assert model.score(["close", "read", "open"])[1]  # wrong order
+    assert model.score(["open", "read"])[1]  # stops early
+    with pytest.raises(ValueError):
+        SessionModel().fit([["open"]])
