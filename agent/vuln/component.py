@@ -28,41 +28,16 @@ from agent.findings import Finding, Source
 from agent.runtime.model import Container
 from agent.settings.vuln import VulnDbSettings, VulnSettings
 from agent.vuln.db import VulnDB
-from agent.vuln.inventory import APK_INSTALLED, DPKG_STATUS, RPMDB_PATHS, Inventory, read_inventory
+from agent.vuln.inventory import APK_INSTALLED, DPKG_STATUS, RPMDB_PATHS, Inventory
 from agent.vuln.matcher import Match, Matcher
 from agent.vuln.rootfs import DirRoot, Root, RootError
-from agent.vuln.scanner import ScanError, open_container_root
+from agent.vuln.sandbox import SandboxError
+from agent.vuln.scanfail import MIGRATIONS, SCAN_LIMITS, report_reader_failures, report_scan_failed
+from agent.vuln.scanner import ScanError, open_container_root, read_inventory_isolated
 from agent.vuln.services import listening_services
 from agent.vuln.severity import rank, to_severity
 
 log = structlog.get_logger("agent.vuln")
-
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE vuln_inventories (
-        image_id TEXT PRIMARY KEY,
-        read_at REAL NOT NULL,
-        stamps TEXT NOT NULL,
-        inventory TEXT NOT NULL
-    );
-    CREATE TABLE vuln_results (
-        container_id TEXT PRIMARY KEY,
-        container_name TEXT NOT NULL,
-        image_id TEXT NOT NULL,
-        scanned_at REAL NOT NULL,
-        db_generation INTEGER NOT NULL,
-        summary TEXT NOT NULL,
-        matches TEXT NOT NULL,
-        services TEXT NOT NULL
-    );
-    CREATE TABLE vuln_reported (
-        container_id TEXT NOT NULL,
-        vuln_key TEXT NOT NULL,
-        first_seen REAL NOT NULL,
-        PRIMARY KEY (container_id, vuln_key)
-    );
-    """,
-]
 
 STAMP_PATHS = (DPKG_STATUS, APK_INSTALLED, *RPMDB_PATHS, "/etc/os-release")
 MAX_FINDINGS_PER_SCAN = 200
@@ -99,6 +74,8 @@ class VulnComponent:
         self._stop = threading.Event()
         self.counts: dict[str, int] = {"scans": 0, "reads": 0, "rematches": 0, "skipped": 0, "errors": 0, "findings": 0}
         self.last_error = ""
+        self.scan_limits = SCAN_LIMITS  # one container's inventory read: wall clock, memory, CPU
+        self._failed: dict[str, dict[str, float]] = {}  # image key -> stamps of its failed read
         self._m_scans: Counter | None = None
         self._m_seconds: Histogram | None = None
 
@@ -227,8 +204,19 @@ class VulnComponent:
             else:
                 reread = True
         if inv is None:
-            inv = read_inventory(root)
+            if not refresh and self._failed.get(image_key) == stamps:
+                self._outcome("failed_before")
+                return None  # the same files failed already: wait for a change or a forced scan
+            try:
+                inv = read_inventory_isolated(root, self.scan_limits)
+            except SandboxError as exc:
+                self._failed[image_key] = stamps
+                self._outcome("failed")
+                report_scan_failed(ctx, c, exc.kind, str(exc))
+                raise ScanError(f"container {c.name}: scan failed: {exc}") from None
+            self._failed.pop(image_key, None)
             self.counts["reads"] += 1
+            report_reader_failures(ctx, c, inv.failures)
             ctx.store.execute(
                 "INSERT INTO vuln_inventories VALUES (?, ?, ?, ?) ON CONFLICT(image_id) DO UPDATE SET "
                 "read_at = excluded.read_at, stamps = excluded.stamps, inventory = excluded.inventory",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _IN_CHILD = False
-_PRELOAD = ["agent.vuln.inventory", "agent.vuln.rpmdb"]
+_PRELOAD = ["agent.vuln.inventory", "agent.vuln.rpmdb", "agent.vuln.scanner"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from agent.vuln.db import VulnDB
 from agent.vuln.inventory import Inventory, read_inventory
 from agent.vuln.matcher import Match, Matcher
 from agent.vuln.rootfs import DirRoot, LayeredRoot, Root, RootError
+from agent.vuln.sandbox import SandboxLimits, run_isolated
 from agent.vuln.tarroot import TarImageRoot
 
 log = structlog.get_logger("agent.vuln")
@@ -59,6 +60,29 @@ class ScanResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary(), "matches": [m.to_dict() for m in self.matches]}
+
+
+def root_spec(root: Root) -> dict[str, Any]:
+    """A description of ``root`` a sandbox child can reopen (``{"dir": …}`` or ``{"layers": […]}``)."""
+    if isinstance(root, DirRoot):
+        return {"dir": str(root.path)}
+    if isinstance(root, LayeredRoot):
+        return {"layers": [str(layer.path) for layer in root.layers]}
+    raise ScanError(f"a {type(root).__name__} cannot be reopened in a sandbox")
+
+
+def inventory_of_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Open the root ``spec`` names and return its inventory as a dict (runs in the sandbox child)."""
+    root: Root = DirRoot(spec["dir"]) if "dir" in spec else LayeredRoot(list(spec["layers"]))
+    try:
+        return read_inventory(root).to_dict()
+    finally:
+        root.close()
+
+
+def read_inventory_isolated(root: Root, limits: SandboxLimits) -> Inventory:
+    """``read_inventory(root)`` in a sandbox child bounded by ``limits`` (``SandboxError`` if not)."""
+    return Inventory.from_dict(run_isolated(inventory_of_spec, root_spec(root), limits=limits))
 
 
 def scan_root(root: Root, db: VulnDB, target: str = "", image_id: str = "") -> ScanResult:
