@@ -3,7 +3,9 @@
 
 Sources never block: ``publish`` on a full queue counts a drop and returns ``False``. One
 dispatcher thread per bus drains its queue and calls the subscribers in order; a subscriber that
-raises is logged and counted, it never stops the bus. ``process`` runs the same path
+raises is logged and counted (``errors`` by subscriber), it never stops the bus nor keeps the value
+from the subscribers after it; a ``prepare`` step that raises is counted (``prepare:<step>``) and
+the value goes on as it was before that step. ``process`` runs the same path
 synchronously, so tests push values through without threads.
 """
 
@@ -153,20 +155,27 @@ class Bus(Generic[T]):
     # --- consuming ---------------------------------------------------------------------
     def process(self, value: T) -> None:
         """Run ``value`` through prepare steps and subscribers, synchronously."""
-        item: T | None = value
+        item: T = value
         for step in self._prepare:
-            item = step(item)  # type: ignore[arg-type]
-            if item is None:
+            try:
+                prepared = step(item)
+            except Exception as exc:  # a failed enrichment still delivers the value as it was
+                name = "prepare:" + getattr(step, "__qualname__", repr(step))
+                self.stats.errors[name] += 1
+                log.error("prepare_step_failed", bus=self.name, step=name, error=repr(exc)[:300])
+                continue
+            if prepared is None:
                 self.stats.filtered += 1
                 return
+            item = prepared
         for kind, name, handler in self._subscribers:  # a swap replaces the list, never mutates it
             if kind is not None and not isinstance(item, kind):
                 continue
             try:
                 handler(item)
-            except Exception as exc:  # a faulty analyser must not stop the bus
+            except Exception as exc:  # a faulty analyser must not stop the bus or starve the others
                 self.stats.errors[name] += 1
-                log.error("subscriber_failed", bus=self.name, subscriber=name, error=repr(exc))
+                log.error("subscriber_failed", bus=self.name, subscriber=name, error=repr(exc)[:300])
         self.stats.processed += 1
 
     def start(self) -> None:
@@ -184,6 +193,9 @@ class Bus(Generic[T]):
                     continue
                 try:
                     self.process(value)
+                except Exception as exc:  # never reached by a prepare step or subscriber; kept so
+                    self.stats.errors["dispatch"] += 1  # nothing can end the dispatcher thread
+                    log.error("bus_dispatch_failed", bus=self.name, error=repr(exc)[:300])
                 finally:
                     self.queue.done()
 

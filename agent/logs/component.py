@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -41,6 +42,10 @@ class _Metrics(Collector):
         for k in ("truncated", "rate_dropped", "malformed", "oversized_records"):
             c.add_metric([k], float(totals.get(k, 0)))
         yield c
+        m = CounterMetricFamily("riskguard_log_malformed", "Log records and lines skipped by reason", labels=["reason"])
+        for reason, count in sorted(self.comp.malformed_by_reason().items()):
+            m.add_metric([reason], float(count))
+        yield m
         g = GaugeMetricFamily("riskguard_log_tailers", "Container logs being tailed")
         g.add_metric([], float(len(self.comp.tailers.tailers) if self.comp.tailers else 0))
         yield g
@@ -76,6 +81,7 @@ class LogsComponent:
         self._tail_lock = threading.Lock()  # one poll at a time (the loop, or a direct call)
         self.published = 0
         self.publish_dropped = 0
+        self.malformed: Counter[str] = Counter()  # lines skipped after reading, by reason
         self.findings = 0
         self.last_poll = 0.0
         self._last_save = time.monotonic()
@@ -110,12 +116,22 @@ class LogsComponent:
             a = self.analyzer.status()
         return {
             "tail": self.tailers.stats(),
+            "malformed": self.malformed_by_reason(),
             "published": self.published,
             "publish_dropped": self.publish_dropped,
             "findings": self.findings,
             "last_poll": self.last_poll,
             "analysis": a,
         }
+
+    def malformed_by_reason(self) -> dict[str, int]:
+        """Records and lines skipped as malformed, by reason (tail and structuring)."""
+        out = Counter(self.tailers.stats()["malformed_by_reason"])
+        out.update(self.malformed)
+        deep = self.analyzer.structurer.sanitize_stats.json_too_deep  # structured as plain text
+        if deep:
+            out["json_too_deep"] = deep
+        return dict(out)
 
     def rules(self) -> dict[str, Any]:
         return {
@@ -136,8 +152,13 @@ class LogsComponent:
         raws = self.tailers.poll()
         n = 0
         for raw in raws:
-            with self._lock:
-                entry = self.analyzer.entry(raw.target.container, raw.ts, raw.stream, raw.data)
+            try:
+                with self._lock:
+                    entry = self.analyzer.entry(raw.target.container, raw.ts, raw.stream, raw.data)
+            except Exception as exc:  # one line no parser foresaw is skipped, never the batch
+                self.malformed[f"structure_{type(exc).__name__}"] += 1
+                log.warning("log_line_skipped", container_id=raw.target.key, error=repr(exc)[:200])
+                continue
             if self.ctx.publish(entry):
                 n += 1
             else:

@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.logs.grok import DEFAULT_GROK_DIR, Grok, GrokError, GrokLibrary
 from agent.logs.templates import TemplateCache
+from agent.textsafe import JSONLimitError, loads_json, no_surrogates
 
 # CSI / OSC / other ESC sequences (ECMA-48), then any remaining C0/C1 control except TAB.
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
@@ -101,6 +102,7 @@ class SanitizeStats:
     ansi_stripped: int = 0
     control_stripped: int = 0
     truncated: int = 0
+    json_too_deep: int = 0  # a JSON line past textsafe.MAX_JSON_DEPTH: structured as plain text
 
     def snapshot(self) -> dict[str, int]:
         return {
@@ -108,6 +110,7 @@ class SanitizeStats:
             "ansi_stripped": self.ansi_stripped,
             "control_stripped": self.control_stripped,
             "truncated": self.truncated,
+            "json_too_deep": self.json_too_deep,
         }
 
 
@@ -123,7 +126,7 @@ def sanitize(raw: bytes | str, max_len: int, stats: SanitizeStats | None = None)
             if stats:
                 stats.invalid_utf8 += 1
     else:
-        text = raw
+        text = no_surrogates(raw)
     text = text.rstrip("\r\n")
     if "\x1b" in text:
         text, n = _ANSI.subn("", text)
@@ -176,13 +179,17 @@ def clean_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_json(line: str) -> dict[str, Any] | None:
-    """Top-level keys of a JSON object line, else None."""
+def parse_json(line: str, stats: SanitizeStats | None = None) -> dict[str, Any] | None:
+    """Top-level keys of a JSON object line, else None (also when nested too deep: counted)."""
     s = line.lstrip()
     if not s.startswith("{"):
         return None
     try:
-        obj = json.loads(s)
+        obj = loads_json(s)  # depth-limited, strings cleaned (docs/operations.md, "Limits")
+    except JSONLimitError:
+        if stats:
+            stats.json_too_deep += 1
+        return None
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None
@@ -200,7 +207,7 @@ def parse_logfmt(line: str) -> dict[str, Any] | None:
     for k, v in pairs:
         if v.startswith('"') and v.endswith('"') and len(v) >= 2:
             try:
-                v = json.loads(v)
+                v = loads_json(v)
             except ValueError:
                 v = v[1:-1]
         out[k] = v
@@ -292,7 +299,7 @@ class Structurer:
         if pre is not None and not pre(line):
             return None
         if name == "JSON":
-            return parse_json(line)
+            return parse_json(line, self.sanitize_stats)
         if name == "LOGFMT":
             return parse_logfmt(line)
         grok = self.compiled.get(name)

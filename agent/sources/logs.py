@@ -97,9 +97,15 @@ class TailStats:
     missing: int = 0
     rate_dropped: int = 0
     rotated_unread: int = 0
+    malformed_by_reason: Counter[str] = field(default_factory=Counter)
+
+    def bad(self, reason: str) -> None:
+        """Count one record skipped as malformed, by reason."""
+        self.malformed += 1
+        self.malformed_by_reason[reason] += 1
 
     def snapshot(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -478,7 +484,7 @@ class LogTailer:
                 # a length-prefixed stream cannot be resynchronised, so skip to the end of file.
                 if pos:
                     return pos  # hand over the good frames first; the next read lands here
-                self.stats.malformed += 1
+                self.stats.bad("local_frame")
                 log.warning(
                     "log_frame_corrupt",
                     container_id=self.target.key,
@@ -493,7 +499,7 @@ class LogTailer:
             try:
                 source, tnano, line, partial, last = decode_local_entry(msg)
             except ValueError:
-                self.stats.malformed += 1
+                self.stats.bad("local_entry")
                 continue
             self._piece(line, not partial or last, tnano / 1e9, source or "stdout", out)
         return pos
@@ -505,8 +511,8 @@ class LogTailer:
                 text = obj["log"]
                 if not isinstance(text, str):
                     raise TypeError("log is not a string")
-            except (ValueError, KeyError, TypeError):
-                self.stats.malformed += 1
+            except (ValueError, KeyError, TypeError, RecursionError):
+                self.stats.bad("json_record")
                 return
             stream = obj.get("stream") if isinstance(obj.get("stream"), str) else "stdout"
             complete = text.endswith("\n")
@@ -518,7 +524,7 @@ class LogTailer:
         # cri
         parts = record.split(b" ", 3)
         if len(parts) < 3 or parts[2] not in (b"P", b"F"):
-            self.stats.malformed += 1
+            self.stats.bad("cri_record")
             return
         data = parts[3] if len(parts) == 4 else b""
         self._piece(
@@ -661,12 +667,17 @@ class TailerSet:
         return final
 
     def poll(self) -> list[RawLine]:
+        """Every tailer once; one log that fails (I/O, or content no check foresaw) is counted
+        and skipped, the other containers' lines still come back."""
         out = self.refresh()
         for tailer in list(self.tailers.values()):
             try:
                 out.extend(tailer.poll(self.max_lines_per_poll))
             except OSError as exc:
                 log.warning("log_read_failed", container_id=tailer.target.key, error=str(exc)[:200])
+            except Exception as exc:  # per-container isolation: the batch goes on
+                tailer.stats.bad("tailer_failed")
+                log.error("log_tail_failed", container_id=tailer.target.key, error=repr(exc)[:300])
         return out
 
     def prune_offsets(self) -> int:
@@ -696,9 +707,13 @@ class TailerSet:
             snap = t.stats.snapshot()
             per[k] = snap
             total.update(snap)
+        reasons: Counter[str] = Counter()
+        for t in self.tailers.values():
+            reasons.update(t.stats.malformed_by_reason)
         return {
             "tailers": len(self.tailers),
             "totals": dict(total),
+            "malformed_by_reason": dict(reasons),
             "per_log": per,
             "unsupported_drivers": dict(self.unsupported),
         }
