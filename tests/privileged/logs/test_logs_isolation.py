@@ -29,7 +29,8 @@ printf '{"x":'; head -c 100000 /dev/zero | tr '\0' '['; head -c 100000 /dev/zero
 printf '{"y":'; head -c 5000 /dev/zero | tr '\0' '{' | sed 's/{/{"a":/g'; printf 1
 head -c 5000 /dev/zero | tr '\0' '}'; printf '}\n'
 i=0; while [ $i -lt 6 ]; do
-  printf '%s\n' "{\"client_ip\":\"10.66.0.\\udfff\",\"msg\":\"Failed password for root from 10.66.0.7 port $((4000+i)) ssh2\"}"
+  printf '%s' '{"client_ip":"10.66.0.\udfff",'
+  printf '%s\n' "\"msg\":\"Failed password for root from 10.66.0.7 port $((4000+i)) ssh2\"}"
   i=$((i+1))
 done
 printf '%s\n' '{"client_ip":"10.66.0.\udfff","msg":"Accepted password for root from 10.66.0.7 port 4100 ssh2"}'
