@@ -50,8 +50,13 @@ EOE = 1320
 
 _AUDIT_ARCH_X86_64 = 0xC000003E
 
-# audit(<sec>.<msec>:<serial>):
-_HEADER = re.compile(r"audit\((?P<sec>\d+)\.(?P<msec>\d+):(?P<serial>\d+)\):\s?")
+# audit(<sec>.<msec>:<serial>): digits bounded (the kernel prints u64 serials and a 3-digit msec):
+# a 4,300-digit serial is a malformed record, not an int() conversion error.
+_HEADER = re.compile(r"audit\((?P<sec>\d{1,12})\.(?P<msec>\d{1,9}):(?P<serial>\d{1,20})\):\s?")
+# The kernel's MAX_AUDIT_MESSAGE_LENGTH is 8970; auditd's enriched fields and user-space records
+# stay well below this. A longer line is malformed (a 200 MB hex field must not be decoded).
+MAX_RECORD_CHARS = 64 << 10
+_INT64_MAX = (1 << 63) - 1
 _LOG_LINE = re.compile(r"^type=(?P<type>\S+) msg=(?P<rest>.*)$", re.DOTALL)
 # key=value where value is "quoted" (no escapes: the kernel hex-encodes any value with a quote),
 # 'single quoted' (user-space msg='...') or a bare token.
@@ -84,6 +89,8 @@ def type_number(name: str) -> int:
 
 def syscall_name(number: int, arch: int = _AUDIT_ARCH_X86_64) -> str:
     """The syscall's name for an audit ``arch`` (x86_64 by default); the number as text if unknown."""
+    if not (0 <= number < 1 << 31 and 0 <= arch < 1 << 32):
+        return str(number)  # libaudit takes C ints: a huge number is nobody's syscall
     if _libaudit is not None:
         machine = _libaudit.audit_elf_to_machine(arch)
         if machine >= 0:
@@ -125,6 +132,8 @@ def parse_fields(text: str) -> tuple[dict[str, str], dict[str, str]]:
 
 def parse_body(type_: str, body: str, raw: str = "") -> AuditRecord:
     """Parse ``audit(<ts>:<serial>): fields`` of a record of type ``type_``."""
+    if len(body) > MAX_RECORD_CHARS:
+        raise MalformedRecord(f"record of {len(body)} characters is longer than {MAX_RECORD_CHARS}")
     m = _HEADER.match(body)
     if m is None:
         raise MalformedRecord(f"no audit(<ts>:<serial>) header in {body[:60]!r}")
@@ -136,6 +145,8 @@ def parse_body(type_: str, body: str, raw: str = "") -> AuditRecord:
 def parse_log_line(line: str) -> AuditRecord:
     """Parse one audit.log line (``type=X msg=audit(...): ...``)."""
     line = line.rstrip("\n")
+    if len(line) > MAX_RECORD_CHARS:
+        raise MalformedRecord(f"line of {len(line)} characters is longer than {MAX_RECORD_CHARS}")
     m = _LOG_LINE.match(line)
     if m is None:
         raise MalformedRecord(f"not an audit.log line: {line[:60]!r}")
@@ -190,7 +201,7 @@ def execve_argv(fields: Mapping[str, str]) -> tuple[str, ...]:
     try:
         argc = int(fields.get("argc", "0"))
     except ValueError:
-        raise MalformedRecord(f"argc is not a number: {fields.get('argc')!r}") from None
+        raise MalformedRecord(f"argc is not a number: {fields.get('argc', '')[:40]!r}") from None
     args: list[str] = []
     for i in range(argc):
         whole = fields.get(f"a{i}")
@@ -216,6 +227,8 @@ def _int(fields: Mapping[str, str], key: str, default: int) -> int:
     try:
         n = int(v, 0) if v.startswith("0x") else int(v)
     except ValueError:
+        return default
+    if not -_INT64_MAX <= n <= _INT64_MAX:
         return default
     return -1 if n == UNSET_ID else n
 
@@ -377,5 +390,5 @@ class EventAssembler:
         try:
             out.append(assemble(records))
             self.stats.events += 1
-        except MalformedRecord:
+        except (MalformedRecord, ValueError, OverflowError):  # counted and skipped, never raised
             self.stats.malformed += 1

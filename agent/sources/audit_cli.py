@@ -3,7 +3,8 @@
 
 Reads ``FILE`` (``-`` or nothing: stdin) with the same decoder the audit source uses, prints one
 JSON object per assembled event on stdout, and the counts (records, events, malformed) on stderr.
-Needs no privilege: useful to check what the agent would make of a host's audit.log.
+Needs no privilege: useful to check what the agent would make of a host's audit.log. Lines are
+read at most ``MAX_RECORD_CHARS`` bytes at a time: a longer line is counted malformed and skipped.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TextIO
+from collections.abc import Iterator
+from typing import Any, BinaryIO, TextIO
 
-from agent.decoders.audit import EventAssembler, MalformedRecord, parse_log_line
+from agent.decoders.audit import MAX_RECORD_CHARS, EventAssembler, MalformedRecord, parse_log_line
 from agent.events import AuditEvent
 
 
@@ -38,12 +40,30 @@ def event_json(ev: AuditEvent) -> dict[str, Any]:
     }
 
 
-def decode_stream(stream: TextIO, out: TextIO) -> tuple[int, int, int]:
+def bounded_lines(stream: BinaryIO, limit: int = MAX_RECORD_CHARS) -> Iterator[str | None]:
+    """The lines of ``stream`` decoded as UTF-8 (invalid bytes escaped), ``None`` for a line longer
+    than ``limit`` bytes, which is skipped without ever being held in memory whole."""
+    while True:
+        raw = stream.readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+            continue
+        yield raw.decode("utf-8", "backslashreplace")
+
+
+def decode_stream(stream: BinaryIO, out: TextIO) -> tuple[int, int, int]:
     """Decode every line of ``stream``; write events to ``out``; return (records, events, malformed)."""
     asm = EventAssembler(ordered=True)
     malformed = 0
     events = 0
-    for line in stream:
+    for line in bounded_lines(stream):
+        if line is None:
+            malformed += 1
+            continue
         if not line.strip():
             continue
         try:
@@ -62,14 +82,17 @@ def decode_stream(stream: TextIO, out: TextIO) -> tuple[int, int, int]:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     try:
-        stream = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        stream = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")  # noqa: SIM115
     except OSError as exc:
-        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
         records, events, malformed = decode_stream(stream, sys.stdout)
+    except OSError as exc:  # EISDIR, EIO: a clear line, no traceback
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     finally:
-        if stream is not sys.stdin:
+        if stream is not sys.stdin.buffer:
             stream.close()
     print(f"records={records} events={events} malformed={malformed}", file=sys.stderr)
     return 0
