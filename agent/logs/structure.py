@@ -163,6 +163,8 @@ def clean_value(value: Any) -> Any:
 def clean_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     """At most ``MAX_FIELDS`` cleaned fields, plus canonical aliases (``client_ip``, ``status``…)."""
     out: dict[str, Any] = {}
+    if not raw:
+        return out
     for k, v in raw.items():
         if len(out) >= MAX_FIELDS:
             break
@@ -215,22 +217,12 @@ def parse_logfmt(line: str) -> dict[str, Any] | None:
 
 
 # Words one of the two expressions above needs (their ASCII wording): a line without any cannot match.
-_AUTH_WORDS = (
-    "fail",
-    "invalid",
-    "denied",
-    "bad password",
-    "accepted",
-    "login succe",
-    "authenticated",
-    "session opened",
-)
+_AUTH_HINT = re.compile(r"fail|invalid|denied|bad password|accepted|login succe|authenticated|session opened")
 
 
 def auth_outcome(line: str) -> str:
     """``failure`` / ``success`` / "" from the wording of an authentication line."""
-    low = line.lower()
-    if not any(w in low for w in _AUTH_WORDS):
+    if _AUTH_HINT.search(line.lower()) is None:
         return ""
     if _AUTH_FAIL.search(line):
         return "failure"
@@ -378,7 +370,7 @@ class Structurer:
             at = len(line) - len(text) if isinstance(text, str) and text else 0
             tpl, split = self.templates.add_line(line, min_start=at)
             for name, value in split.fields(line).items():
-                fields.setdefault(name, clean_value(value))
+                fields.setdefault(name, value[:MAX_VALUE])
             text = line[split.start :]
         outcome = auth_outcome(text)
         if outcome:
