@@ -32,6 +32,7 @@ from agent.runtime.netns import NetnsError
 from agent.settings.sources import ProcfsSettings
 from agent.sources import procnet, sockdiag
 from agent.sources.collectors import StatusCollector
+from agent.textsafe import no_surrogates
 
 log = structlog.get_logger("agent.sources.procfs")
 
@@ -81,7 +82,8 @@ def read_process(paths: HostPaths, pid: int) -> ProcInfo | None:
     """One process's facts, or ``None`` if it is gone."""
     d = paths.pid_dir(pid)
     try:
-        comm, ppid, cpu, threads, rss = parse_stat((d / "stat").read_text())
+        # comm is whatever bytes the process chose (prctl PR_SET_NAME): never strict UTF-8.
+        comm, ppid, cpu, threads, rss = parse_stat((d / "stat").read_bytes().decode("utf-8", "replace"))
     except OSError as exc:
         if _gone(exc):
             return None
@@ -93,7 +95,7 @@ def read_process(paths: HostPaths, pid: int) -> ProcInfo | None:
     except OSError:
         fds = 0  # gone, or a kernel thread
     try:
-        exe = os.readlink(d / "exe")
+        exe = no_surrogates(os.readlink(d / "exe"))  # a non-UTF-8 file name: U+FFFD, not surrogates
     except OSError:
         exe = ""
     return ProcInfo(pid, ppid, comm, threads, cpu, rss, fds, exe)

@@ -19,18 +19,19 @@ from agent.events import FileChange, NetConnect, ProcessExec
 from agent.hostfs import HostPaths
 from agent.runtime.cgroups import ProcessGone, cgroup_id_of, read_proc_cgroup
 from agent.sources import procnet
+from agent.textsafe import no_surrogates
 
 
 def _read_link(p: Path) -> str:
     try:
-        return os.readlink(p)
+        return no_surrogates(os.readlink(p))  # a non-UTF-8 file name: U+FFFD, not surrogates
     except OSError:
         return ""
 
 
 def _ppid_of(paths: HostPaths, pid: int) -> int:
     try:
-        for line in (paths.pid_dir(pid) / "status").read_text().splitlines():
+        for line in (paths.pid_dir(pid) / "status").read_bytes().decode("utf-8", "replace").splitlines():
             if line.startswith("PPid:"):
                 return int(line.split()[1])
     except (OSError, ValueError, IndexError):
@@ -40,7 +41,7 @@ def _ppid_of(paths: HostPaths, pid: int) -> int:
 
 def _comm_of(paths: HostPaths, pid: int) -> str:
     try:
-        return (paths.pid_dir(pid) / "comm").read_text().strip()
+        return (paths.pid_dir(pid) / "comm").read_bytes().decode("utf-8", "replace").strip()
     except OSError:
         return ""
 

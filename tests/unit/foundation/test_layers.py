@@ -27,7 +27,10 @@ LAYERS: tuple[tuple[str, int], ...] = (
     (r"agent\.runtime\.model", 1),
     (r"agent\.(runtime|decoders)(\..+)?", 2),
     (r"agent\.(pipeline|store|config|configdoc|context|control|policy)", 1),
-    (r"agent(\.(settings(\..+)?|events|findings|hostfs|syscall_table|resources|logsetup|sdnotify|commands))?", 0),
+    (
+        r"agent(\.(settings(\..+)?|events|findings|hostfs|syscall_table|resources|logsetup|sdnotify|commands|textsafe))?",
+        0,
+    ),
 )
 NAMES = ("ground", "core", "host knowledge", "subsystems", "entry points")
 
