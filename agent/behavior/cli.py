@@ -5,11 +5,12 @@ A trace is a text file of whitespace-separated syscall numbers (``--arch`` numbe
 default), one trace per file; every regular file under ``--traces`` (recursively, hidden files
 skipped) is one trace. ``fit`` writes, by default, the combined sequence model
 (``seqmodel.py``: Kneser-Ney n-grams, longest-match covering and TF-IDF neighbours, k-fold
-calibrated to ``--target-fpr``) as an ``.npz``; ``--kind ngram`` writes the older locality-frame
-n-gram model (JSON) instead. ``score`` reads either kind and prints one JSON object per trace on
-stdout: ``{"file": <path relative to --traces>, "score": <higher = more anomalous>,
-"anomalous": bool}`` (``--details`` adds the threshold and each view's raw score and
-percentile). Unreadable, malformed or empty traces are reported on stderr, counted and skipped.
+calibrated to ``--target-fpr``; traces in one sub-folder stay in one calibration fold) as an
+``.npz``; ``--kind ngram`` writes the older locality-frame n-gram model (JSON) instead.
+``score`` reads either kind and prints one JSON object per trace on stdout: ``{"file": <path
+relative to --traces>, "score": <higher = more anomalous>, "anomalous": bool}`` (``--details``
+adds the threshold and each view's raw score and percentile). Unreadable, malformed or empty
+traces are reported on stderr, counted and skipped.
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
             settings = SequenceSettings(
                 order=args.order, folds=len(seqs), target_fpr=args.target_fpr, views=views, cover_k=args.cover_k
             )
-        model = SequenceModel.fit(seqs, settings)
+        # Traces in one sub-folder (a run, a host, a recording) share a calibration fold.
+        groups = [path.parent.relative_to(args.traces).as_posix() for path, _ in traces]
+        model = SequenceModel.fit(seqs, settings, groups)
         model.meta["arch"] = args.arch
         _write_atomic(args.model, model.to_bytes())
     except _ERRORS as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,13 +27,21 @@ def cross_fit(
     folds: int,
     seed: int,
     fit: Callable[[list[T]], Callable[[T], list[float]]],
+    groups: Sequence[Hashable] | None = None,
 ) -> list[list[float]]:
-    """Held-out raw view scores of every item (``fit`` returns a scorer of one item)."""
-    order = list(range(len(items)))
-    random.Random(seed).shuffle(order)
-    fold_of = [0] * len(items)
-    for pos, idx in enumerate(order):
-        fold_of[idx] = pos % folds
+    """Held-out raw view scores of every item (``fit`` returns a scorer of one item).
+
+    With ``groups`` (e.g. the run or host a trace came from), whole groups go to one fold, so a
+    held-out item's siblings are never in its training folds and the held-out scores look like
+    those of a new run, not of one more process of a run the model has seen.
+    """
+    keys: list[Hashable] = list(range(len(items))) if groups is None else list(groups)
+    if len(keys) != len(items):
+        raise ValueError(f"{len(keys)} groups for {len(items)} items")
+    distinct = list(dict.fromkeys(keys))
+    random.Random(seed).shuffle(distinct)
+    fold_of_group = {g: pos % folds for pos, g in enumerate(distinct)}
+    fold_of = [fold_of_group[k] for k in keys]
     held: list[list[float]] = [[] for _ in items]
     for f in range(folds):
         score = fit([x for i, x in enumerate(items) if fold_of[i] != f])

@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,15 +111,32 @@ class SequenceModel:
 
     # --- fitting ----------------------------------------------------------------------
     @classmethod
-    def fit(cls, sequences: Sequence[Sequence[int]], settings: SequenceSettings | None = None) -> SequenceModel:
-        """Cross-fit the views on ``sequences`` (normal traces), calibrate, and fit on them all."""
+    def fit(
+        cls,
+        sequences: Sequence[Sequence[int]],
+        settings: SequenceSettings | None = None,
+        groups: Sequence[Hashable] | None = None,
+    ) -> SequenceModel:
+        """Cross-fit the views on ``sequences`` (normal traces), calibrate, and fit on them all.
+
+        ``groups`` (one per trace: the run, host or recording it came from) keeps each group in
+        one fold; used when there are at least ``folds`` groups.
+        """
         settings = settings or SequenceSettings()
         settings.check()
-        seqs = [[int(t) for t in s] for s in sequences if len(s) > 0]
+        if groups is not None and len(groups) != len(sequences):
+            raise SequenceModelError(f"{len(groups)} groups for {len(sequences)} traces")
+        keep = [i for i, s in enumerate(sequences) if len(s) > 0]
+        seqs = [[int(t) for t in sequences[i]] for i in keep]
         if len(seqs) < settings.folds:
             raise SequenceModelError(f"need at least {settings.folds} non-empty traces (one per fold), got {len(seqs)}")
+        kept_groups = [groups[i] for i in keep] if groups is not None else None
+        if kept_groups is not None and len(set(kept_groups)) < settings.folds:
+            kept_groups = None  # fewer groups than folds: fold by trace
         started = time.perf_counter()
-        held = cross_fit(seqs, settings.folds, settings.seed, lambda train: _Views(*_dedupe(train), settings).score)
+        held = cross_fit(
+            seqs, settings.folds, settings.seed, lambda train: _Views(*_dedupe(train), settings).score, kept_groups
+        )
         distinct, counts = _dedupe(seqs)
         model = cls(settings, distinct, counts, RankCalibration.from_held(settings.views, held, settings.target_fpr))
         model._views = _Views(distinct, counts, settings)
@@ -128,6 +145,7 @@ class SequenceModel:
             "training_traces": len(seqs),
             "distinct_traces": len(model.traces),
             "training_calls": sum(len(s) for s in seqs),
+            "groups": len(set(kept_groups)) if kept_groups is not None else 0,
         }
         return model
 

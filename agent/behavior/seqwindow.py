@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,16 +72,31 @@ class TransitionWindowModel:
 
     @classmethod
     def fit(
-        cls, windows: Sequence[Transitions], target_fpr: float = 0.01, folds: int = 5, seed: int = 42
+        cls,
+        windows: Sequence[Transitions],
+        target_fpr: float = 0.01,
+        folds: int = 5,
+        seed: int = 42,
+        groups: Sequence[Hashable] | None = None,
     ) -> TransitionWindowModel:
-        """Cross-fit on normal windows (empty ones are ignored), calibrate, fit on them all."""
+        """Cross-fit on normal windows (empty ones are ignored), calibrate, fit on them all.
+
+        ``groups`` (one per window, e.g. the container it came from) keeps correlated windows in
+        one fold, so the held-out scores look like those of a new container; used when there are
+        at least ``folds`` groups.
+        """
         if not 0.0 < target_fpr < 0.5:
             raise WindowModelError(f"target FPR must be in (0, 0.5), got {target_fpr}")
-        rows = [{(int(k[0]), int(k[1])): int(c) for k, c in w.items() if c > 0} for w in windows]
-        rows = [r for r in rows if r]
+        if groups is not None and len(groups) != len(windows):
+            raise WindowModelError(f"{len(groups)} groups for {len(windows)} windows")
+        keep = [i for i, w in enumerate(windows) if any(c > 0 for c in w.values())]
+        rows = [{(int(k[0]), int(k[1])): int(c) for k, c in windows[i].items() if c > 0} for i in keep]
         if len(rows) < max(folds, 2):
             raise WindowModelError(f"need at least {max(folds, 2)} non-empty windows, got {len(rows)}")
-        held = cross_fit(rows, folds, seed, lambda train: _Views(train).score)
+        kept = [groups[i] for i in keep] if groups is not None else None
+        if kept is not None and len(set(kept)) < folds:
+            kept = None
+        held = cross_fit(rows, folds, seed, lambda train: _Views(train).score, kept)
         model = cls(rows, RankCalibration.from_held(WINDOW_VIEWS, held, target_fpr), target_fpr)
         model.meta = {"windows": len(rows), "folds": folds, "seed": seed}
         return model

@@ -32,7 +32,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stide import Stide  # noqa: E402
 
 from agent.behavior.ngram import NgramModel  # noqa: E402
+from agent.behavior.seqcalib import cross_fit  # noqa: E402
 from agent.behavior.seqmodel import SequenceModel, SequenceSettings  # noqa: E402
 from agent.behavior.seqwindow import TransitionWindowModel  # noqa: E402
 
@@ -88,18 +89,17 @@ def roc_auc(neg: Sequence[float], pos: Sequence[float]) -> float:
 
 
 def kfold_threshold(fit: Callable[[list[list[int]]], Callable[[list[int]], float]], seqs: list[list[int]],
-                    folds: int, fpr: float, seed: int = 42) -> float:  # fmt: skip
-    """The 1 - fpr quantile of held-out scores (the same cross-fitting the product uses)."""
+                    folds: int, fpr: float, groups: list[Hashable] | None = None, seed: int = 42) -> float:  # fmt: skip
+    """The 1 - fpr quantile of held-out scores (the product's cross-fitting, ``seqcalib.cross_fit``)."""
     import numpy as np
 
-    idx = list(range(len(seqs)))
-    random.Random(seed).shuffle(idx)
-    held = []
-    for f in range(folds):
-        test = {i for p, i in enumerate(idx) if p % folds == f}
-        score = fit([s for i, s in enumerate(seqs) if i not in test])
-        held.extend(score(seqs[i]) for i in test)
-    return float(np.quantile(held, 1 - fpr))
+    def fit_one(train: list[list[int]]) -> Callable[[list[int]], list[float]]:
+        score = fit(train)
+        return lambda s: [score(s)]
+
+    held = cross_fit(seqs, folds, seed, fit_one, groups)
+    held_flat = [row[0] for row in held]
+    return float(np.quantile(held_flat, 1 - fpr))
 
 
 @dataclass
@@ -140,9 +140,10 @@ def evaluate(name: str, test: list[Trace], scores: list[float], flags: list[bool
     )
 
 
-def bench_sequence(name: str, train: list[list[int]], test: list[Trace], settings: SequenceSettings) -> Result:
+def bench_sequence(name: str, train: list[list[int]], test: list[Trace], settings: SequenceSettings,
+                   groups: list[Hashable] | None) -> Result:  # fmt: skip
     t0 = time.perf_counter()
-    model = SequenceModel.fit(train, settings)
+    model = SequenceModel.fit(train, settings, groups)
     blob = model.to_bytes()
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -151,9 +152,10 @@ def bench_sequence(name: str, train: list[list[int]], test: list[Trace], setting
     return evaluate(name, test, [r.score for r in res], [r.anomalous for r in res], fit_s, score_s, len(blob))
 
 
-def bench_stide(train: list[list[int]], test: list[Trace], folds: int, fpr: float) -> Result:
+def bench_stide(train: list[list[int]], test: list[Trace], folds: int, fpr: float,
+                groups: list[Hashable] | None) -> Result:  # fmt: skip
     t0 = time.perf_counter()
-    thr = kfold_threshold(lambda s: Stide().fit(s).score, train, folds, fpr)
+    thr = kfold_threshold(lambda s: Stide().fit(s).score, train, folds, fpr, groups)
     model = Stide().fit(train)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -194,41 +196,57 @@ def run_windows(traces: list[Trace], procs: int) -> dict[tuple[str, str, int], l
     return out
 
 
-def bench_windows(train_t: list[Trace], test: list[Trace], procs: int, fpr: float) -> list[Result]:
-    """Live-window view: kernel-style transition counts, attacks mixed into a benign window."""
+def _image(workload: str) -> str:
+    return workload.rpartition("@")[2] or "busybox"
+
+
+def bench_windows(train_t: list[Trace], test: list[Trace], procs: int, fpr: float, no_groups: bool) -> list[Result]:
+    """Live-window view, one baseline per image as the daemon keeps them: kernel-style transition
+    counts; an attack window is added to a benign test window of the same image."""
     rng = random.Random(7)
-    train_w = [w for ws in run_windows(train_t, procs).values() for w in ws]
-    test_runs = run_windows(test, procs)
-    benign_w = [w for k, ws in test_runs.items() if k[0] == "benign" for w in ws]
-    windows: list[tuple[str, dict[tuple[int, int], int]]] = [("benign", w) for w in benign_w]
-    for k, ws in test_runs.items():
-        if k[0] == "attack":
-            for w in ws:  # the attack happens inside a container doing its ordinary work
-                mixed = dict(rng.choice(benign_w))
-                for key, c in w.items():
-                    mixed[key] = mixed.get(key, 0) + c
-                windows.append(("attack", mixed))
-    fake = [Trace("w", cls, i, "", []) for i, (cls, _) in enumerate(windows)]
-    t0 = time.perf_counter()
-    model = TransitionWindowModel.fit(train_w, target_fpr=fpr)
-    blob = model.to_bytes()
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res = [model.score(w) for _, w in windows]
-    score_s = time.perf_counter() - t0
-    out = [evaluate("window model (kn2+bag)", fake, [r.score for r in res], [r.anomalous for r in res], fit_s,
-                    score_s, len(blob))]  # fmt: skip
-    t0 = time.perf_counter()
-    chain = NgramModel(n=2)
-    for w in train_w:
-        chain.add_transitions(w)
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    unseen = [chain.unseen_transitions(w) / max(1, sum(w.values())) for _, w in windows]
-    hits = [bool(chain.chain_hits(w)) for _, w in windows]
-    score_s = time.perf_counter() - t0
-    out.append(evaluate("engine chain (unseen bigr.)", fake, unseen, hits, fit_s, score_s, len(chain.to_json())))
-    return out
+    train_runs, test_runs = run_windows(train_t, procs), run_windows(test, procs)
+    labels: list[str] = []
+    scores: dict[str, list[float]] = {"model": [], "chain": []}
+    flags: dict[str, list[bool]] = {"model": [], "chain": []}
+    cost = {"model": [0.0, 0.0, 0], "chain": [0.0, 0.0, 0]}  # fit s, score s, bytes
+    for image in sorted({_image(k[1]) for k in train_runs}):
+        train_keys = [k for k, ws in train_runs.items() if _image(k[1]) == image for _ in ws]
+        train_w = [w for k, ws in train_runs.items() if _image(k[1]) == image for w in ws]
+        benign_w = [w for k, ws in test_runs.items() if k[0] == "benign" and _image(k[1]) == image for w in ws]
+        windows = [("benign", w) for w in benign_w]
+        for k, ws in test_runs.items():
+            if k[0] == "attack" and _image(k[1]) == image:
+                for w in ws:  # the attack happens inside a container of the image doing its ordinary work
+                    mixed = dict(rng.choice(benign_w))
+                    for key, c in w.items():
+                        mixed[key] = mixed.get(key, 0) + c
+                    windows.append(("attack", mixed))
+        labels += [cls for cls, _ in windows]
+        t0 = time.perf_counter()
+        model = TransitionWindowModel.fit(train_w, target_fpr=fpr, groups=None if no_groups else train_keys)
+        cost["model"][2] += len(model.to_bytes())
+        t1 = time.perf_counter()
+        res = [model.score(w) for _, w in windows]
+        t2 = time.perf_counter()
+        cost["model"][0] += t1 - t0
+        cost["model"][1] += t2 - t1
+        scores["model"] += [r.score for r in res]
+        flags["model"] += [r.anomalous for r in res]
+        chain = NgramModel(n=2)
+        for w in train_w:
+            chain.add_transitions(w)
+        t3 = time.perf_counter()
+        scores["chain"] += [chain.unseen_transitions(w) / max(1, sum(w.values())) for _, w in windows]
+        flags["chain"] += [bool(chain.chain_hits(w)) for _, w in windows]
+        cost["chain"][0] += t3 - t2
+        cost["chain"][1] += time.perf_counter() - t3
+        cost["chain"][2] += len(chain.to_json())
+    fake = [Trace("w", cls, i, "", []) for i, cls in enumerate(labels)]
+    names = {"model": "window model (kn2+bag)", "chain": "engine chain (unseen bigr.)"}
+    return [
+        evaluate(names[k], fake, scores[k], flags[k], cost[k][0], cost[k][1], int(cost[k][2]))
+        for k in ("model", "chain")
+    ]
 
 
 def main() -> int:
@@ -240,6 +258,7 @@ def main() -> int:
     ap.add_argument("--split", default="test", help="split to score (default test; dev for method development)")
     ap.add_argument("--cover-k", type=int, default=SequenceSettings().cover_k, help="covering view's k (0: 1/(1+L))")
     ap.add_argument("--window-procs", type=int, default=5, help="processes per emulated live window (default 5)")
+    ap.add_argument("--no-groups", action="store_true", help="cross-fit by process instead of by run")
     ap.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
     args = ap.parse_args()
     train_t, test = load(args.data, "train"), load(args.data, args.split)
@@ -247,6 +266,8 @@ def main() -> int:
         print(f"no traces under {args.data} (record them with scripts/record_syscall_traces.py)", file=sys.stderr)
         return 2
     train = [t.calls for t in train_t]
+    # Folds hold whole runs (as a user would put each recording in its own folder).
+    groups: list[Hashable] | None = None if args.no_groups else [(t.workload, t.run) for t in train_t]
     if any(t.cls != "benign" for t in train_t):
         raise SystemExit("the train split must hold benign traces only")
     n_b = sum(t.cls == "benign" for t in test)
@@ -263,15 +284,15 @@ def main() -> int:
         cover_k=args.cover_k,
     )
     results = [
-        bench_sequence("combined (kn+cover+bag)", train, test, base),
-        bench_sequence(f"kn {args.order}-gram alone", train, test, SequenceSettings(**{**_kw(base), "views": ("kn",)})),
-        bench_sequence("cover alone", train, test, SequenceSettings(**{**_kw(base), "views": ("cover",)})),
-        bench_sequence("bag alone", train, test, SequenceSettings(**{**_kw(base), "views": ("bag",)})),
-        bench_stide(train, test, args.folds, args.target_fpr),
+        bench_sequence("combined (kn+cover+bag)", train, test, base, groups),
+        bench_sequence(f"kn {args.order}-gram alone", train, test, _only(base, "kn"), groups),
+        bench_sequence("cover alone", train, test, _only(base, "cover"), groups),
+        bench_sequence("bag alone", train, test, _only(base, "bag"), groups),
+        bench_stide(train, test, args.folds, args.target_fpr, groups),
         bench_previous(train, test),
     ]
     n_trace = len(results)
-    results += bench_windows(train_t, test, args.window_procs, args.target_fpr)
+    results += bench_windows(train_t, test, args.window_procs, args.target_fpr, args.no_groups)
     if args.json:
         for r in results:
             print(json.dumps(r.__dict__))
@@ -285,12 +306,16 @@ def main() -> int:
     )
     for i, r in enumerate(results):
         if i == n_trace:
-            print(f"live windows ({args.window_procs} processes of a run; attack windows = attack + a benign window):")
+            print(f"live windows, per image ({args.window_procs} processes of a run; attack = attack + benign window):")
         print(
             f"{r.name:26} {r.auc:6.3f} {r.fpr:6.3f} {r.tpr:6.3f} {r.run_fpr:7.3f} {r.run_tpr:7.3f} "
             f"{r.fit_s:7.2f} {r.score_ms:9.3f} {r.size / 1024:9.1f}"
         )
     return 0
+
+
+def _only(base: SequenceSettings, view: str) -> SequenceSettings:
+    return SequenceSettings(**{**_kw(base), "views": (view,)})  # type: ignore[arg-type]
 
 
 def _kw(s: SequenceSettings) -> dict[str, object]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
 from agent.behavior.seqbag import TfidfNeighbours, ngram_counts
+from agent.behavior.seqcalib import cross_fit
 from agent.behavior.seqcover import SuffixAutomaton
 from agent.behavior.seqlm import BOS, EOS, UNK, KneserNeyModel
 from agent.behavior.seqmodel import SequenceModel, SequenceModelError, SequenceSettings
@@ -207,3 +209,25 @@ def test_tfidf_inverted_index_equals_dense_cosine() -> None:
         v, n = dense(q)
         best = max(sum(a * b for a, b in zip(r, v, strict=True)) for r in rows) / n
         assert bag.score(q) == pytest.approx(1 - best, abs=1e-8)
+
+
+def test_cross_fitting_keeps_each_group_in_one_fold() -> None:
+    items = list(range(40))
+    groups = [i // 4 for i in items]  # ten runs of four processes
+
+    def fit(train: list[int]) -> Callable[[int], list[float]]:
+        members = set(train)
+        return lambda x: [float(sum(groups[i] == groups[x] for i in members))]  # siblings in training
+
+    held = cross_fit(items, 5, 1, fit, groups)
+    assert all(row == [0.0] for row in held)  # no sibling of a held-out item was in its training folds
+    plain = cross_fit(items, 5, 1, fit)
+    assert any(row != [0.0] for row in plain)
+    with pytest.raises(ValueError, match="3 groups for 40 items"):
+        cross_fit(items, 5, 1, fit, [1, 2, 3])
+    rng = random.Random(2)
+    traces = [markov_trace(rng, 20, 40) for _ in range(12)]
+    with pytest.raises(SequenceModelError, match="2 groups for 12 traces"):
+        SequenceModel.fit(traces, groups=["a", "b"])
+    assert SequenceModel.fit(traces, groups=[i % 6 for i in range(12)]).meta["groups"] == 6
+    assert SequenceModel.fit(traces, groups=[i % 2 for i in range(12)]).meta["groups"] == 0  # < folds
