@@ -17,6 +17,7 @@ from agent.context import AgentContext
 from agent.events import LogEntry
 from agent.findings import Finding
 from agent.logs.component import LogsComponent, build
+from agent.wiring import attach
 from tests.support import wait_for
 
 CONFIG = {"logs": {"poll_seconds": 3600, "cri": False, "rate_limit_lines_per_second": 0}}
@@ -37,7 +38,7 @@ class Harness:
         self.ctx.control_methods.clear()
         comp = build(self.ctx)
         assert comp is not None
-        comp.start(self.ctx)
+        attach(self.ctx, comp)  # started and subscribed to the buses as the daemon wires it
         self.comps.append(comp)
         return comp
 
