@@ -16,6 +16,7 @@ from agent import __version__
 from agent.commands import register_modules
 from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, config_path_from_env, load_config
 from agent.logsetup import configure_logging
+from agent.textsafe import guard_terminal
 
 # Sub-command groups contributed by subsystems: each module has register(subparsers).
 CLI_MODULES: tuple[str, ...] = (
@@ -105,8 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if args.command not in ("run",):
-        configure_logging("warning", "json", stream=sys.stderr)
+    if args.command == "run":
+        return _call(args)
+    configure_logging("warning", "json", stream=sys.stderr)
+    with guard_terminal(args):  # tables escape what a container wrote; JSON output stays exact
+        return _call(args)
+
+
+def _call(args: argparse.Namespace) -> int:
     try:
         rc: int = args.func(args)
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from typing import Any
 
 from agent.commands import register_modules
 from agent.control import ControlError, call
+from agent.textsafe import escape_terminal, guard_terminal
 
 DEFAULT_SOCKET = Path("/run/riskguard/agent.sock")
 
@@ -35,8 +36,9 @@ def print_json(obj: Any) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A plain aligned table (no colours: output is often piped)."""
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    """A plain aligned table (no colours: output is often piped); every cell on one line, its
+    control characters escaped (values come from containers)."""
+    cells = [[escape_terminal(r.get(c, "")) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for row in cells:
@@ -119,10 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        rc: int = args.func(args)
+        with guard_terminal(args):
+            rc: int = args.func(args)
         return rc
     except ControlError as exc:
-        print(f"riskguardctl: {exc}", file=sys.stderr)
+        print(f"riskguardctl: {escape_terminal(exc)}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0

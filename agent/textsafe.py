@@ -16,9 +16,13 @@ own newlines and tabs.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import itertools
 import json
 import re
+import sys
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 MAX_JSON_DEPTH = 64  # nesting levels of arrays/objects a JSON value from a container may have
@@ -129,3 +133,24 @@ class TerminalSafeWriter:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
+
+
+def machine_output(args: argparse.Namespace) -> bool:
+    """True when the command prints JSON/YAML (kept exact), False for human-readable output."""
+    if getattr(args, "json", False) or getattr(args, "export", None):
+        return True
+    return getattr(args, "format", None) in ("json", "jsonl")
+
+
+@contextlib.contextmanager
+def guard_terminal(args: argparse.Namespace) -> Iterator[None]:
+    """Route human-readable stdout through ``TerminalSafeWriter`` for the block: no value a
+    container wrote can send escape sequences, carriage returns or bidi overrides to the
+    operator's terminal. Machine output (``--json``, ``--format json``, exports) stays exact."""
+    saved = sys.stdout
+    if not machine_output(args) and not isinstance(saved, TerminalSafeWriter):
+        sys.stdout = TerminalSafeWriter(saved)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout = saved

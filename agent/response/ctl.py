@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.control import call
+from agent.textsafe import escape_terminal as esc
 
 DEFAULT_SOCKET = Path("/run/riskguard/agent.sock")
 
@@ -53,16 +54,17 @@ def cmd_findings(args: argparse.Namespace) -> int:
         elif verdict not in ("", "none", "alert") and not v.get("enforce"):
             verdict += " (observed)"
         sev = SEVERITIES[r["severity"]] if 0 <= int(r["severity"]) < len(SEVERITIES) else r["severity"]
-        who = r["container_name"] or r["container_id"][:12] or "host"
-        print(f"{_when(r['ts'])}  {sev:<8}  {r['source']:<13}  {r['detector_id']:<10}  {who:<20}  {verdict}")
-        print(f"    {r['summary']}")
+        who = esc(r["container_name"] or r["container_id"][:12] or "host")
+        line = f"{_when(r['ts'])}  {sev:<8}  {r['source']:<13}  {r['detector_id']:<10}  {who:<20}  {verdict}"
+        print(esc(line))  # every stored value may come from a container: one line each
+        print(f"    {esc(r['summary'])}")
     return 0
 
 
 def _print_action(rec: dict[str, Any]) -> None:
     dry = " (dry run)" if rec.get("dry_run") else ""
     name = rec.get("container_name") or rec["container_id"][:12]
-    print(f"{rec['action']} {name}: {rec['phase']}{dry}  [{rec.get('method', '')}] {rec.get('detail', '')}")
+    print(esc(f"{rec['action']} {name}: {rec['phase']}{dry}  [{rec.get('method', '')}] {rec.get('detail', '')}"))
 
 
 def cmd_isolate(args: argparse.Namespace) -> int:

@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Human-readable output cannot be steered by what a container wrote: a finding whose summary
+names a file with escape sequences, CR, newlines and a bidi override prints as one escaped line
+through ``riskguardctl findings``; ``--json`` keeps the exact value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog.testing
+
+from agent import ctl
+from agent.config import AgentConfig
+from agent.control import ControlServer
+from agent.findings import Finding, Severity, Source
+from agent.response.component import ResponseComponent, build
+from agent.wiring import attach
+from tests.unit.response.test_response_engine import fake_host
+
+EVIL = "x\x1b[2J\x1b]0;owned\x07\n2026-01-01 00:00:00  info  rule  RG-0000  web  none\r\u202egnp.sh"
+RAW = ("\x1b", "\r", "\x07", "\u202e")
+
+
+def test_findings_summary_prints_as_one_escaped_line(
+    tmp_path: Path, make_ctx: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths, c = fake_host(tmp_path / "host")
+    c = dataclasses.replace(c, name="web\x1b[8m\nhidden")
+    ctx = make_ctx(config=AgentConfig.model_validate({"response": {"mode": "observe"}}), paths=paths)
+    ctx.registry.upsert(c)
+    comp = build(ctx)
+    assert isinstance(comp, ResponseComponent)
+    attach(ctx, comp)
+    server = ControlServer(tmp_path / "s.sock", ctx.control_methods)
+    server.start()
+    summary = f"file written: /tmp/{EVIL}"
+    try:
+        with structlog.testing.capture_logs():
+            ctx.findings.process(
+                Finding(
+                    container=c.ref(),
+                    source=Source.RULE,
+                    detector_id="RG-0001",
+                    severity=Severity.HIGH,
+                    summary=summary,
+                )
+            )
+            sock = ["--socket", str(tmp_path / "s.sock")]
+            assert ctl.main([*sock, "findings"]) == 0
+            out = capsys.readouterr().out
+            assert ctl.main([*sock, "findings", "--json"]) == 0
+            rows = json.loads(capsys.readouterr().out)
+    finally:
+        server.stop()
+        comp.stop()
+    lines = out.splitlines()
+    assert len(lines) == 2, lines  # the finding's header line and its summary line, nothing forged
+    assert "web\\x1b[8m\\nhidden" in lines[0]
+    assert (
+        lines[1] == "    file written: /tmp/x\\x1b[2J\\x1b]0;owned\\x07\\n2026-01-01 00:00:00  info  rule  RG-0000  web"
+        "  none\\r\\u202egnp.sh"
+    )
+    assert not any(ch in out for ch in RAW)
+    assert rows[0]["summary"] == summary and rows[0]["container_name"] == c.name  # JSON stays exact
+
+
+def test_tables_escape_cells_and_the_guard_covers_every_print(capsys: pytest.CaptureFixture[str]) -> None:
+    ctl.print_table([{"name": "a\nb", "image": "img\x1b[31m"}], ["name", "image"])
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["NAME  IMAGE", "a\\nb  img\\x1b[31m"]
+    from agent.textsafe import guard_terminal
+
+    class Args:
+        json = False
+
+    with guard_terminal(Args()):  # type: ignore[arg-type]
+        print("status: \x1b[2Jcleared\u202e")
+    assert capsys.readouterr().out == "status: \\x1b[2Jcleared\\u202e\n"
+    Args.json = True
+    with guard_terminal(Args()):  # type: ignore[arg-type]
+        print('{"a": "\x7f"}')
+    assert capsys.readouterr().out == '{"a": "\x7f"}\n'
