@@ -9,7 +9,7 @@ calibrated to ``--target-fpr``; traces in one sub-folder stay in one calibration
 ``.npz``; ``--kind ngram`` writes the older locality-frame n-gram model (JSON) instead.
 ``score`` reads either kind and prints one JSON object per trace on stdout: ``{"file": <path
 relative to --traces>, "score": <higher = more anomalous>, "anomalous": bool}`` (``--details``
-adds the threshold and each view's raw score and percentile). Unreadable, malformed or empty
+adds the threshold, each view's raw score and percentile, and the most surprising calls). Unreadable, malformed or empty
 traces are reported on stderr, counted and skipped.
 """
 
@@ -66,7 +66,9 @@ def register(subparsers: Any) -> None:
     s.add_argument("--traces", required=True, type=Path, help="folder of trace files to score")
     s.add_argument("--model", required=True, type=Path, help="a model written by 'syscalls fit'")
     s.add_argument("--arch", default=None, choices=sorted(ARCHES), help="syscall numbering (default: the model's)")
-    s.add_argument("--details", action="store_true", help="add the threshold and per-view scores (sequence)")
+    s.add_argument(
+        "--details", action="store_true", help="add the threshold, per-view scores and surprising calls (sequence)"
+    )
     s.set_defaults(func=cmd_score)
 
 
@@ -203,6 +205,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             row = {"file": rel, "score": round(res.score, 6), "anomalous": res.anomalous}
             if args.details:
                 row.update({k: v for k, v in res.to_dict().items() if k in ("threshold", "views")})
+                row["surprising"] = model.explain(seq, arch=arch)
         out.write(json.dumps(row) + "\n")
     out.flush()
     return 0 if traces or not bad else 2

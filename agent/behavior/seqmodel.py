@@ -33,6 +33,7 @@ from agent.behavior.seqbag import TfidfNeighbours
 from agent.behavior.seqcalib import RankCalibration, TraceScore, cross_fit
 from agent.behavior.seqcover import SuffixAutomaton
 from agent.behavior.seqlm import KneserNeyModel
+from agent.syscall_table import syscall_name
 
 SEQ_FORMAT = 2  # 2: trace counts stored (the language model learns frequencies)
 KIND = "syscall-sequence"
@@ -163,6 +164,24 @@ class SequenceModel:
     def score(self, seq: Sequence[int]) -> TraceScore:
         """Score one trace: combined score, calibrated verdict, per-view details."""
         return self.calibration.verdict(self.raw_scores(seq))
+
+    def explain(self, seq: Sequence[int], top: int = 3, arch: str = "x86_64") -> list[dict[str, Any]]:
+        """The calls the language model found most surprising, each with the calls before it."""
+        kn = self.views.kn
+        if kn is None or not seq:
+            return []
+        surprise = kn.surprisal(seq)[: len(seq)]  # the end marker is not a call
+        context = min(kn.order - 1, 4)
+        worst = sorted(range(len(seq)), key=lambda i: (-surprise[i], i))[:top]
+        return [
+            {
+                "at": i,
+                "call": syscall_name(int(seq[i]), arch),
+                "after": [syscall_name(int(c), arch) for c in seq[max(0, i - context) : i]],
+                "surprisal": round(surprise[i], 3),
+            }
+            for i in sorted(worst)
+        ]
 
     # --- persistence ------------------------------------------------------------------
     def to_bytes(self) -> bytes:
