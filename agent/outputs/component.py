@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The outputs component: every finding and action result to logs, the alerts file, a webhook,
-Prometheus and Elastic Common Schema (a JSON-lines file and/or Elasticsearch ``_bulk``).
+Prometheus, Elastic Common Schema (a JSON-lines file and/or Elasticsearch ``_bulk``) and Falco's
+alert format (stdout, a file, or the webhook in ``format: falco``). Each output drops findings
+below its own ``min_severity``.
 
 Wiring (``agent.wiring``): the response engine is given this component and reports each finding
 with its verdict and action through ``emit_finding(finding, verdict, action)`` and each action
@@ -11,8 +13,10 @@ file append: the network outputs sit behind bounded queues.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +28,8 @@ from agent.context import AgentContext
 from agent.findings import ActionResult, Finding, Verdict
 from agent.outputs.alert import action_record, finding_record
 from agent.outputs.ecs import action_to_ecs, finding_to_ecs
+from agent.outputs.evidence import at_least
+from agent.outputs.falco import finding_to_falco
 from agent.outputs.files import RotatingJsonl
 from agent.outputs.metrics import MetricsServer, OutputMetrics
 from agent.outputs.shipper import BulkSender, Shipper, WebhookSender
@@ -57,6 +63,7 @@ class Outputs:
         self.host = _host_name(settings)
         self.alerts: RotatingJsonl | None = None
         self.ecs_file: RotatingJsonl | None = None
+        self.falco_file: RotatingJsonl | None = None
         self.webhook: Shipper | None = None
         self.elastic: Shipper | None = None
         self._senders: list[Any] = []
@@ -65,6 +72,7 @@ class Outputs:
         self.errors: dict[str, str] = {}
         self.findings_emitted = 0
         self.actions_emitted = 0
+        self.below_min_severity: dict[str, int] = {}  # output -> findings it was not given
         self._lock = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -74,6 +82,8 @@ class Outputs:
             self.alerts = RotatingJsonl(s.alerts_file, s.alerts_max_bytes, s.alerts_keep)
         if s.ecs.file is not None:
             self.ecs_file = RotatingJsonl(s.ecs.file, s.ecs.max_bytes, s.ecs.keep)
+        if s.falco.file is not None:
+            self.falco_file = RotatingJsonl(s.falco.file, s.falco.max_bytes, s.falco.keep)
         # Each network output is set up on its own: a missing token file or a taken port
         # disables that output (reported in status), never the alerts file and the logs.
         if s.webhook.url:
@@ -103,17 +113,21 @@ class Outputs:
             webhook=bool(self.webhook),
             elasticsearch=bool(self.elastic),
             ecs_file=str(s.ecs.file or ""),
+            falco_file=str(s.falco.file or ""),
+            falco_stdout=s.falco.stdout,
             metrics=self.metrics_server.url if self.metrics_server else "",
         )
 
     def _start_webhook(self) -> None:
         w = self.settings.webhook
-        sender = WebhookSender(w.url, w.timeout_seconds, w.token_file)
+        sender = WebhookSender(w.url, w.timeout_seconds, w.token_file, array=w.format == "riskguard")
         self._senders.append(sender)
         self.webhook = Shipper(
             "webhook",
             sender,
             queue_size=w.queue_size,
+            batch_size=w.batch_size,
+            flush_seconds=w.flush_seconds,
             max_retries=w.max_retries,
             backoff_seconds=w.backoff_seconds,
             backoff_max_seconds=w.backoff_max_seconds,
@@ -146,7 +160,7 @@ class Outputs:
             self.metrics_server.stop()
         if self.metrics is not None:
             self.metrics.unregister()
-        for f in (self.alerts, self.ecs_file):
+        for f in (self.alerts, self.ecs_file, self.falco_file):
             if f is not None:
                 f.close()
 
@@ -156,6 +170,8 @@ class Outputs:
             "actions_emitted": self.actions_emitted,
             "alerts": self.alerts.status() if self.alerts else None,
             "ecs_file": self.ecs_file.status() if self.ecs_file else None,
+            "falco_file": self.falco_file.status() if self.falco_file else None,
+            "below_min_severity": dict(self.below_min_severity),
             "webhook": self.webhook.status() if self.webhook else None,
             "elasticsearch": self.elastic.status() if self.elastic else None,
             "metrics": self.metrics_server.url if self.metrics_server else None,
@@ -171,24 +187,34 @@ class Outputs:
     ) -> dict[str, Any]:
         """Send one finding (with the verdict and action taken) to every output; return the record."""
         rec = finding_record(finding, verdict, action, host=self.host)
+        s = self.settings
         with self._lock:
             self.findings_emitted += 1
         if self.metrics is not None:
             self.metrics.findings.labels(rec["source"], rec["severity"]).inc()
-        if self.settings.log_findings:
+        if s.log_findings and self._takes("log", rec, s.log_min_severity):
             level = _LEVEL.get(rec["severity"], "warning")
             fields = {k: v for k, v in rec.items() if k not in ("type", "ts", "time", "id")}
             getattr(log, level)("finding_reported", finding_id=rec["id"], **fields)
-        if self.alerts is not None:
+        if self.alerts is not None and self._takes("alerts", rec, s.alerts_min_severity):
             self.alerts.write(rec)
-        if self.ecs_file is not None or self.elastic is not None:
+        if (self.ecs_file is not None or self.elastic is not None) and self._takes("ecs", rec, s.ecs.min_severity):
             doc = finding_to_ecs(rec)
             if self.ecs_file is not None:
                 self.ecs_file.write(doc)
             if self.elastic is not None:
                 self.elastic.offer(doc)
-        if self.webhook is not None:
-            self.webhook.offer(rec)
+        falco_wanted = s.falco.stdout or self.falco_file is not None
+        webhook_falco = self.webhook is not None and s.webhook.format == "falco"
+        take_falco = falco_wanted and self._takes("falco", rec, s.falco.min_severity)
+        falco = finding_to_falco(rec, self._labels(rec["container_id"])) if take_falco or webhook_falco else None
+        if take_falco and falco is not None:
+            if self.falco_file is not None:
+                self.falco_file.write(falco)
+            if s.falco.stdout:
+                self._print(falco)
+        if self.webhook is not None and self._takes("webhook", rec, s.webhook.min_severity):
+            self.webhook.offer(falco if webhook_falco else rec)
         return rec
 
     def emit_action(self, result: ActionResult | Mapping[str, Any]) -> dict[str, Any]:
@@ -208,11 +234,34 @@ class Outputs:
                 self.ecs_file.write(doc)
             if self.elastic is not None:
                 self.elastic.offer(doc)
-        if self.webhook is not None and self.settings.webhook.send_actions:
+        w = self.settings.webhook
+        if self.webhook is not None and w.send_actions and w.format == "riskguard":
             self.webhook.offer(rec)
         return rec
 
     # --- internals -----------------------------------------------------------------------
+    def _takes(self, output: str, rec: Mapping[str, Any], minimum: str) -> bool:
+        """True when ``rec`` is at or above ``minimum``; else count it for ``output``."""
+        if at_least(str(rec.get("severity", "")), minimum):
+            return True
+        with self._lock:
+            self.below_min_severity[output] = self.below_min_severity.get(output, 0) + 1
+        return False
+
+    def _labels(self, container_id: str) -> Mapping[str, str]:
+        c = self.ctx.registry.get(container_id) if container_id else None
+        return c.labels if c is not None else {}
+
+    def _print(self, obj: Mapping[str, Any]) -> None:
+        # One write per line under the lock: Falco lines never interleave with each other.
+        line = json.dumps(obj, separators=(",", ":"), default=str) + "\n"
+        with self._lock:
+            try:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass
+
     def _shipper_status(self) -> dict[str, dict[str, Any]]:
         return {s.name: s.status() for s in (self.webhook, self.elastic) if s is not None}
 

@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Alert and action records as Elastic Common Schema (ECS 8.x) documents.
 
-Findings are ``event.kind: alert`` with ``rule.*``, ``container.*``, ``threat.*`` and
-``host.name``; action results are ``event.kind: event`` with ``event.action`` and
+Findings are ``event.kind: alert`` with ``rule.*`` (``rule.name`` is the detector's name,
+``rule.id`` its RG id), ``container.*``, ``process.*`` (with ``process.parent.*``), ``file.*``,
+``destination.*``, ``user.id``, ``threat.*`` and ``host.name``, read from the evidence through
+``agent.outputs.evidence.subjects``; action results are ``event.kind: event`` with ``event.action`` and
 ``event.outcome``. Fields ECS has no name for stay under ``riskguard.*`` (ECS reserves custom
 top-level objects for the user), so nothing collides with a future ECS field.
 """
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent import __version__
+from agent.outputs.evidence import rule_name, subjects
 
 ECS_VERSION = "8.11.0"
 
@@ -94,7 +97,7 @@ def finding_to_ecs(rec: Mapping[str, Any]) -> dict[str, Any]:
         },
         "rule": {
             "id": rec.get("detector_id", ""),
-            "name": str((rec.get("evidence") or {}).get("rule_name") or rec.get("detector_id", "")),
+            "name": rule_name(rec),
             "ruleset": source,
             "description": rec.get("summary", ""),
         },
@@ -120,6 +123,17 @@ def finding_to_ecs(rec: Mapping[str, Any]) -> dict[str, Any]:
     container = _container(rec)
     if container:
         doc["container"] = container
+    sub = subjects(rec)
+    if sub.process:
+        doc["process"] = dict(sub.process)
+        if sub.parent:
+            doc["process"]["parent"] = dict(sub.parent)
+    if sub.file:
+        doc["file"] = dict(sub.file)
+    if sub.destination:
+        doc["destination"] = dict(sub.destination)
+    if sub.user_id:
+        doc["user"] = {"id": sub.user_id}
     threat = _threat(str(rec.get("mitre") or ""))
     if threat:
         doc["threat"] = threat

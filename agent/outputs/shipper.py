@@ -3,9 +3,10 @@
 
 ``Shipper.offer`` never blocks: a full queue counts a drop (as falco's outputs queue does). One
 daemon thread per shipper takes batches off the queue and sends them, retrying transient
-failures (connection errors, timeouts, HTTP 429 and 5xx) with exponential backoff; permanent
-failures (other 4xx) and exhausted retries count the batch as failed. ``stop`` interrupts a
-backoff wait at once.
+failures (connection errors, timeouts, HTTP 429 and 5xx) with tenacity's exponential backoff, a
+bounded number of times; permanent failures (other 4xx) and exhausted retries count what was
+left of the batch as failed. A dead receiver therefore costs one retry cycle per batch, never
+the caller's time. ``stop`` interrupts a backoff wait at once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from typing import Any
 
 import requests
 import structlog
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+    stop_when_event_set,
+    wait_exponential,
+)
 
 from agent.pipeline import BoundedQueue
 
@@ -31,6 +41,13 @@ class RetryableError(Exception):
 
 class PermanentError(Exception):
     """A send failed in a way retrying cannot fix (the receiver rejected the data)."""
+
+
+class _Stopped(Exception):
+    """The shipper was stopped during a backoff wait."""
+
+
+RETRYABLE = (RetryableError, requests.RequestException, OSError)
 
 
 def _check(resp: requests.Response, what: str) -> None:
@@ -116,27 +133,38 @@ class Shipper:
             finally:
                 self._busy = 0
 
+    def _sleep(self, seconds: float) -> None:
+        # Event.wait instead of time.sleep: stop() ends a long backoff immediately.
+        if self._stop.wait(seconds):
+            raise _Stopped
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+        exc = state.outcome.exception() if state.outcome is not None else None
+        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+
     def _deliver(self, batch: list[Any]) -> None:
-        delay = self.backoff_seconds
-        for attempt in range(self.max_retries + 1):
-            try:
-                self._send(batch)
-                self.sent += len(batch)
-                return
-            except PermanentError as exc:
-                self.last_error = str(exc)
-                break
-            except (RetryableError, requests.RequestException, OSError) as exc:
+        """Send ``batch`` with bounded retries; a sender removes what it delivered from the list,
+        so a retry never sends an item twice."""
+        total = len(batch)
+        retrying = Retrying(
+            stop=stop_any(stop_after_attempt(self.max_retries + 1), stop_when_event_set(self._stop)),
+            wait=wait_exponential(multiplier=self.backoff_seconds, max=self.backoff_max_seconds),
+            retry=retry_if_exception_type(RETRYABLE),
+            sleep=self._sleep,
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        try:
+            retrying(self._send, batch)
+        except (PermanentError, _Stopped, *RETRYABLE) as exc:
+            if not isinstance(exc, _Stopped):
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                if attempt == self.max_retries or self._stop.is_set():
-                    break
-                self.retries += 1
-                # Event.wait instead of sleep: stop() ends a long backoff immediately.
-                if self._stop.wait(delay):
-                    break
-                delay = min(delay * 2, self.backoff_max_seconds)
-        self.failed += len(batch)
-        log.warning("output_send_failed", output=self.name, items=len(batch), error=self.last_error)
+        left = len(batch)
+        self.sent += total - left
+        if left:
+            self.failed += left
+            log.warning("output_send_failed", output=self.name, items=left, error=self.last_error)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -164,24 +192,31 @@ def _auth_header(scheme: str, path: Path | None) -> dict[str, str]:
 
 
 class WebhookSender:
-    """POST each object as JSON to a URL (``send`` takes a batch; each item is one request)."""
+    """POST JSON to a URL: a batch as one JSON array (``array``), or each object in its own POST
+    (Falcosidekick's schema); delivered items are removed from the batch list."""
 
-    def __init__(self, url: str, timeout: float, token_file: Path | None = None) -> None:
+    def __init__(self, url: str, timeout: float, token_file: Path | None = None, array: bool = False) -> None:
         self.url = url
         self.timeout = timeout
+        self.array = array
         self.session = requests.Session()
         self.session.headers.update({"Content-Type": "application/json", "User-Agent": "riskguard-agent"})
         self.session.headers.update(_auth_header("Bearer", token_file))
 
+    def _post(self, body: Any) -> None:
+        resp = self.session.post(
+            self.url, data=json.dumps(body, default=str).encode(), timeout=self.timeout, allow_redirects=False
+        )
+        _check(resp, f"POST {self.url}")
+
     def __call__(self, batch: list[Any]) -> None:
-        for obj in batch:
-            resp = self.session.post(
-                self.url,
-                data=json.dumps(obj, default=str).encode(),
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-            _check(resp, f"POST {self.url}")
+        if self.array and len(batch) > 1:
+            self._post(batch)
+            batch.clear()
+            return
+        while batch:
+            self._post(batch[0])
+            del batch[0]
 
     def close(self) -> None:
         self.session.close()
@@ -214,6 +249,7 @@ class BulkSender:
     def __call__(self, batch: list[Any]) -> None:
         resp = self.session.post(self.url, data=self.body(batch), timeout=self.timeout)
         _check(resp, f"POST {self.url}")
+        batch.clear()  # the request was taken: rejected items are counted, not retried
         try:
             reply = resp.json()
         except ValueError:

@@ -120,7 +120,7 @@ def test_ecs_field_names(tmp_path: Path) -> None:
     ev = doc["event"]
     assert (ev["kind"], ev["severity"], ev["action"], ev["outcome"]) == ("alert", 99, "freeze", "success")
     assert "intrusion_detection" in ev["category"] and ev["id"] == f.id
-    assert doc["rule"]["id"] == "RG-0001" and doc["rule"]["name"] == "shell with socket stdio"
+    assert doc["rule"]["id"] == "RG-0001" and doc["rule"]["name"] == "shell_spawned_by_service"
     assert doc["container"]["id"] == WEB.id and doc["container"]["name"] == "web"
     assert doc["container"]["image"] == {"name": "docker.io/library/nginx", "tag": ["1.25.3"]}
     assert doc["threat"]["framework"] == "MITRE ATT&CK"
