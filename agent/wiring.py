@@ -256,7 +256,9 @@ def wire(gen: Generation) -> None:
         gen.on_event("netpolicy", "netpolicy.learn", NetConnect, network.on_connect)
         gen.on_container("netpolicy", "netpolicy.wire", network.on_registry)
     # 9-12. sources: the kernel and /proc -> typed events (``ctx.publish``).
-    ebpf: EbpfSource | None = gen.build("ebpf", "agent.sources.ebpf", lambda m, ctx: m.build(ctx))
+    # The response's fast path takes the kernel's must-act records (probes/act.h) directly.
+    acts = response.fast if response is not None else None
+    ebpf: EbpfSource | None = gen.build("ebpf", "agent.sources.ebpf", lambda m, ctx: m.build(ctx, acts=acts))
     if ebpf is not None:
         gen.on_container("ebpf", "ebpf.cgroups", ebpf.on_container)
     audit: AuditSource | None = gen.build("audit", "agent.sources.auditd", lambda m, ctx: m.build(ctx))

@@ -11,6 +11,8 @@
  *        rg_exec_scratch per-CPU array: an event when no argv was captured
  *        rg_exit_code    LRU hash tgid -> status passed to exit_group (or exit by the leader)
  *        rg_exec_events  ring buffer (or perf buffer): exec and exit records
+ * In-kernel response (act.h): an exec below an rg_exec_stop prefix stops the new program before
+ * its first instruction in a cgroup that enforces RG_RULE_EXEC.
  * Caveats: ppid comes from the fork seen by this probe (all forks are recorded, see below); for
  * processes forked before the probe was loaded it is 0 and the agent fills it from /proc. argv
  * is capped at RG_ARGV_MAX arguments of RG_ARG_LEN bytes each (truncated = 1 then). Failed
@@ -22,6 +24,7 @@
 #include "common.h"
 #include "task.h"
 #include "exec.h"
+#include "act.h"
 
 #define RG_HOOK_EXEC 1
 
@@ -118,6 +121,16 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         ev->parent_comm[0] = 0;
     }
     TP_DATA_LOC_READ_STR(ev->filename, filename, RG_FILENAME_LEN);
+#ifdef RG_ACT
+    /* Exec from a writable or memory path (rg_exec_stop) where the cgroup enforces
+     * RG_RULE_EXEC: stopped before the new program's first instruction (act.h). */
+    if (rg_act_rules(cg) & RG_RULE_EXEC) {
+        struct rg_prefix_key key = {.prefixlen = RG_PREFIX_LEN * 8};
+        __builtin_memcpy(key.data, ev->filename, RG_PREFIX_LEN);
+        if (rg_exec_stop.lookup(&key))
+            rg_act(cg, RG_RULE_EXEC, -1, 0, ev->filename);
+    }
+#endif
     if (rg_rate_ok(cg, RG_PROBE_EXEC)) {
         u32 size = offsetof(struct rg_exec_event, args) + (ev->args_size & (RG_ARGS_BYTES - 1));
         if (ev->args_size >= RG_ARGS_BYTES)

@@ -6,9 +6,11 @@
  *        rg_sys_kind marks: open, openat, openat2 (path and flags); unlink, unlinkat, rename,
  *        renameat, renameat2 (paths); utimensat, utimes, futimesat, utime (path and times).
  *        Arguments are read from the syscall's registers at entry, the result added at exit.
- * Maps:  rg_sensitive      LPM trie path prefix -> RG_MATCH_ANY | RG_MATCH_WRITE (run-time
- *                          setting: the agent writes ebpf.sensitive_paths and
- *                          ebpf.sensitive_write_prefixes here)
+ *        connect: only for the in-kernel response (act.h): AF_UNIX connects to a runtime socket.
+ * Maps:  rg_sensitive      LPM trie path prefix -> RG_MATCH_ANY | RG_MATCH_WRITE |
+ *                          RG_MATCH_STOP_OPEN | RG_MATCH_STOP_CONNECT (run-time setting: the
+ *                          agent writes ebpf.sensitive_paths, ebpf.sensitive_write_prefixes and
+ *                          response.kernel_stop.open_paths / connect_paths here)
  *        rg_change_paths   LPM trie: prefixes whose unlinks and renames are reported (run-time
  *                          setting: ebpf.change_watch_prefixes)
  *        rg_open_pending, rg_change_pending  hash thread id -> event waiting for the result
@@ -99,8 +101,10 @@ static __always_inline u32 rg_proc_match(const char *p, long n)
     return 0;
 }
 
-/* sys_enter of an open by a monitored task: 1 when an event was staged for sys_exit. */
-static __always_inline int rg_files_enter(const u64 *w, u64 cg, u32 kind)
+/* sys_enter of an open by a monitored task: 1 when an event was staged for sys_exit. An open
+ * of a stop path (RG_MATCH_STOP_OPEN) in a cgroup that enforces RG_RULE_OPEN also stops the
+ * task (act.h). */
+static __always_inline int rg_files_enter(const u64 *w, u64 cg, u32 kind, u32 nr)
 {
     const char *filename;
     u32 flags;
@@ -146,8 +150,43 @@ static __always_inline int rg_files_enter(const u64 *w, u64 cg, u32 kind)
     ev->match = match;
     ev->ret = 0;
     ev->pad = 0;
+#ifdef RG_ACT
+    if ((want & RG_MATCH_STOP_OPEN) && (rg_act_rules(cg) & RG_RULE_OPEN))
+        rg_act(cg, RG_RULE_OPEN, (s32)nr, flags, ev->path);
+#endif
     u32 tid = ev->h.tid;
     return rg_open_pending.update(&tid, ev) == 0;
+}
+
+/* sys_enter of connect by a monitored task: an AF_UNIX connect to a stop path
+ * (RG_MATCH_STOP_CONNECT: a container runtime's API socket) in a cgroup that enforces
+ * RG_RULE_SOCK stops the task (act.h). Nothing else is read: a cgroup without the rule leaves
+ * at one hash lookup. */
+static __always_inline int rg_connect_enter(const u64 *w, u64 cg, u32 nr)
+{
+#ifdef RG_ACT
+    if (!(rg_act_rules(cg) & RG_RULE_SOCK))
+        return 0;
+    const char *sa = (const char *)rg_arg(w, 1);
+    u16 family = 0;
+    if (!sa || bpf_probe_read_user(&family, sizeof(family), sa) || family != 1 /* AF_UNIX */)
+        return 0;
+    struct rg_prefix_key key = {.prefixlen = RG_PREFIX_LEN * 8};
+    if (bpf_probe_read_user_str(key.data, sizeof(key.data), sa + 2) <= 1)
+        return 0;
+    u32 *m = rg_sensitive.lookup(&key);
+    if (!m || !(*m & RG_MATCH_STOP_CONNECT))
+        return 0;
+    int zero = 0;
+    struct rg_open_event *ev = rg_open_scratch.lookup(&zero);
+    if (!ev)
+        return 0;
+    /* sun_path is at most 108 bytes */
+    if (bpf_probe_read_user_str(ev->path, 108, sa + 2) <= 0)
+        return 0;
+    rg_act(cg, RG_RULE_SOCK, (s32)nr, 0, ev->path);
+#endif
+    return 0;
 }
 
 /* sys_exit of a staged open: add the result and send the event. */

@@ -3,14 +3,16 @@
 #ifndef RG_FILES_H
 #define RG_FILES_H
 
-#define RG_PATH_LEN 256
-#define RG_PREFIX_LEN 64    /* prefixes longer than this are cut by the loader */
+/* act.h: RG_PATH_LEN, RG_PREFIX_LEN, struct rg_prefix_key */
+#include "act.h"
 
 #define RG_MATCH_ANY 1      /* every open of a path below the prefix */
 #define RG_MATCH_WRITE 2    /* only opens for writing (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC) */
 #define RG_MATCH_PROC_MEM 4 /* /proc/<pid>/mem (built in, not a prefix) */
 #define RG_MATCH_PROC_CMDLINE 8  /* /proc/<digits>/cmdline (built in: process discovery) */
 #define RG_MATCH_PROC_ENVIRON 16 /* /proc/<digits>/environ (built in) */
+#define RG_MATCH_STOP_OPEN 32    /* act.h RG_RULE_OPEN: an open stops the task */
+#define RG_MATCH_STOP_CONNECT 64 /* act.h RG_RULE_SOCK: an AF_UNIX connect stops the task */
 
 /* rg_change_event.op */
 #define RG_CHANGE_UNLINK 1
@@ -22,11 +24,6 @@
 #define RG_WHY_RELATIVE 4   /* a relative path: user space resolves it and filters again */
 #define RG_WHY_EXPLICIT 8   /* utimes with explicit times (not NULL, not UTIME_NOW/UTIME_OMIT) */
 #define RG_AT_FDCWD -100
-
-struct rg_prefix_key {
-    u32 prefixlen;          /* in bits, as BPF_MAP_TYPE_LPM_TRIE wants */
-    char data[RG_PREFIX_LEN];
-};
 
 struct rg_open_event {
     struct rg_hdr h;

@@ -9,6 +9,8 @@
  *        added at exit.
  * Maps:  rg_priv_pending hash thread id -> event waiting for the result
  *        rg_priv_events  ring buffer (or perf buffer)
+ * In-kernel response (act.h): unshare with namespace flags, setns and mount stop the task in a
+ * cgroup that enforces RG_RULE_NS.
  * Caveats: the agent's own bpf() calls happen outside monitored cgroups, so they are not
  * reported (unless runtime.include_host is on). All six argument slots are copied; the
  * decoder keeps only the syscall's arity.
@@ -16,8 +18,13 @@
 #include "common.h"
 #include "task.h"
 #include "priv.h"
+#include "act.h"
 
 #define RG_HOOK_PRIV 1
+
+/* Namespace flags of unshare (CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET,
+ * NEWTIME); RG_NR_UNSHARE, RG_NR_SETNS and RG_NR_MOUNT come from the loader (x86_64). */
+#define RG_CLONE_NS_FLAGS 0x7E020080ULL
 
 BPF_HASH(rg_priv_pending, u32, struct rg_priv_event, 4096);
 RG_OUTPUT(rg_priv_events);
@@ -31,6 +38,13 @@ static __always_inline int rg_priv_enter(const u64 *w, u64 cg, u32 nr)
 #pragma unroll
     for (int i = 0; i < 6; i++)
         ev.args[i] = rg_arg(w, i);
+#if defined(RG_ACT) && defined(RG_NR_UNSHARE)
+    /* Namespace escape: stop the task (act.h) where the cgroup enforces RG_RULE_NS. */
+    if ((nr == RG_NR_UNSHARE && (ev.args[0] & RG_CLONE_NS_FLAGS)) || nr == RG_NR_SETNS || nr == RG_NR_MOUNT) {
+        if (rg_act_rules(cg) & RG_RULE_NS)
+            rg_act(cg, RG_RULE_NS, (s32)nr, nr == RG_NR_MOUNT ? ev.args[3] : ev.args[0], 0);
+    }
+#endif
     u32 tid = ev.h.tid;
     return rg_priv_pending.update(&tid, &ev) == 0;
 }

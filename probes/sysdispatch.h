@@ -51,7 +51,10 @@ RAW_TRACEPOINT_PROBE(sys_enter)
     case RG_KIND_OPEN:
     case RG_KIND_OPENAT:
     case RG_KIND_OPENAT2:
-        staged = rg_files_enter(w, cg, kind);
+        staged = rg_files_enter(w, cg, kind, nr);
+        break;
+    case RG_KIND_CONNECT:
+        rg_connect_enter(w, cg, nr);
         break;
     case RG_KIND_UNLINK ... RG_KIND_UTIME: /* unlink(at), rename(at)(2), the utimes family */
         staged = rg_change_enter(w, cg, kind);

@@ -46,6 +46,7 @@
 #define RG_KIND_UTIME 16    /* files: utime(path, times) */
 #define RG_KIND_EXIT 17     /* exec: exit(code) (a thread) */
 #define RG_KIND_EXIT_GROUP 18 /* exec: exit_group(code) (the process) */
+#define RG_KIND_CONNECT 19  /* files: connect(fd, addr, len): AF_UNIX to a runtime socket (act.h) */
 #define RG_NSYSCALLS 512
 
 /* Offsets in x86_64 struct pt_regs: r10 (arg 4) at 56, r9 (arg 6) 64, r8 (arg 5) 72,

@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from agent.events import Event, FileChange, FileOpen, NetConnect, PrivilegeEvent, ProcessExec, ProcessExit
-from agent.syscall_table import syscall_number
+from agent.syscall_table import syscall_name, syscall_number
 
 # Probe ids, as RG_PROBE_* in probes/common.h (they index the kernel's loss counters).
 PROBES: tuple[str, ...] = ("syscalls", "exec", "net", "files", "priv")
 
 EV_EXEC, EV_NET, EV_OPEN, EV_PRIV, EV_CHANGE, EV_EXIT = 1, 2, 3, 4, 5, 6
+EV_ACT = 7  # a must-act record of the in-kernel response (probes/act.h), never on the bus
 PROBE_OF_TYPE: Mapping[int, str] = {
     EV_EXEC: "exec",
     EV_NET: "net",
@@ -47,6 +48,12 @@ PRIV = struct.Struct("<iiq6Q")
 CHANGE = struct.Struct("<iIIiiI256s256s")
 # struct rg_exit_event after the header: s32 exit_code, u32 pad.
 EXIT = struct.Struct("<iI")
+# struct rg_act_event after the header: u32 rule, s32 nr, u64 arg, s32 signal_ret, u32 pad,
+# char path[256].
+ACT = struct.Struct("<IiQiI256s")
+# RG_RULE_* of probes/act.h: what the kernel stopped a task for.
+ACT_RULES: Mapping[int, str] = {1: "open", 2: "namespace", 4: "runtime_socket", 8: "exec"}
+RULE_BITS: Mapping[str, int] = {name: bit for bit, name in ACT_RULES.items()}
 
 NET_OPS: Mapping[int, str] = {1: "connect", 2: "accept", 3: "listen"}
 OPEN_MATCH: Mapping[int, str] = {1: "prefix", 2: "write", 4: "proc_mem", 8: "proc_cmdline", 16: "proc_environ"}
@@ -254,6 +261,47 @@ def decode_exit(h: Header, raw: bytes, ts: float) -> ProcessExit:
     _need(raw, HDR.size + EXIT.size, "exit")
     code, _pad = EXIT.unpack_from(raw, HDR.size)
     return ProcessExit(ts=ts, cgroup_id=h.cgroup_id, pid=h.pid, comm=h.comm, exit_code=code)
+
+
+class KernelStop(NamedTuple):
+    """A must-act record: the kernel stopped task ``pid`` (SIGSTOP pending or taken) at a syscall
+    that rule ``rule`` forbids in its container (``probes/act.h``)."""
+
+    rule: str  # open | namespace | runtime_socket | exec
+    pid: int  # tgid (host pid namespace)
+    tid: int
+    cgroup_id: int
+    ts_ns: int  # the syscall's entry, CLOCK_MONOTONIC ns
+    ts: float  # the same, Unix seconds
+    comm: str
+    uid: int
+    syscall: str  # the syscall's name ("execve" for an exec)
+    arg: int  # open flags, unshare flags, mount flags
+    path: str
+    stopped: bool  # bpf_send_signal succeeded: the task stops before its next user instruction
+
+
+def decode_act(raw: bytes, mono_offset: float = 0.0) -> KernelStop:
+    """``struct rg_act_event`` -> ``KernelStop``; ``DecodeError`` for a short or foreign record."""
+    h = decode_header(raw)
+    if h.type != EV_ACT:
+        raise DecodeError(f"not a must-act record (type {h.type})")
+    _need(raw, HDR.size + ACT.size, "act")
+    rule, nr, arg, signal_ret, _pad, path = ACT.unpack_from(raw, HDR.size)
+    return KernelStop(
+        rule=_op(ACT_RULES, rule, "act"),
+        pid=h.pid,
+        tid=h.tid,
+        cgroup_id=h.cgroup_id,
+        ts_ns=h.ts_ns,
+        ts=h.ts_ns / 1e9 + mono_offset,
+        comm=h.comm,
+        uid=h.uid,
+        syscall="execve" if nr < 0 else syscall_name(nr),
+        arg=arg,
+        path=_cstr(path),
+        stopped=signal_ret == 0,
+    )
 
 
 _DECODERS = {

@@ -17,6 +17,7 @@ from agent.context import AgentContext, FindingSink
 from agent.findings import Finding, Severity
 from agent.pipeline import Periodic
 from agent.response.engine import ResponseEngine
+from agent.response.fastpath import ActionWorker, FastPath
 from agent.response.plans import register_control as register_plans_control
 from agent.runtime.model import Container
 
@@ -36,6 +37,10 @@ class ResponseComponent:
         # The engine sends each finding (with verdict and action) and each action result to the
         # outputs (``agent.outputs.component.Outputs``) itself.
         self.engine.outputs = outputs
+        # The in-kernel first response's fast path (``agent.response.fastpath``): handed to the
+        # eBPF source by ``agent.wiring``; its outputs and evidence run on the worker.
+        self.worker = ActionWorker()
+        self.fast = FastPath(self.engine, self.worker, _allowances(ctx))
         self._sweeps = 0
         self._timer = Periodic("response-sweep", SWEEP_SECONDS, self._sweep)
 
@@ -49,10 +54,12 @@ class ResponseComponent:
         ctx.control("release", self._release)
         ctx.control("actions", self._actions)
         register_plans_control(ctx)
+        self.worker.start()
         self._timer.start()
 
     def stop(self) -> None:
         self._timer.stop(2)
+        self.worker.stop()
 
     def status(self) -> Mapping[str, Any]:
         return {
@@ -61,6 +68,7 @@ class ResponseComponent:
             "dry_run": self.ctx.config.response.dry_run,
             "isolations": self.engine.isolations(),
             "counters": dict(self.engine.counters),
+            "kernel_stop": self.fast.status(),
         }
 
     # --- internals -----------------------------------------------------------------------
@@ -129,6 +137,15 @@ class ResponseComponent:
         records = self.engine.records
         out = records.actions(str(params.get("container") or ""), int(params.get("limit", 100)))
         return [{**rec.to_dict(), "history": [h.to_dict() for h in records.history(rec.id)]} for rec in out]
+
+
+def _allowances(ctx: AgentContext) -> Any:
+    """The images' learned allowances (the kernel's exec rule needs them), when learned."""
+    if not ctx.config.detectors.learned_allowances:
+        return None
+    from agent.behavior.allowances import Allowances
+
+    return Allowances(ctx.store, ctx.config.behavior)
 
 
 def _kube(ctx: AgentContext) -> Any:

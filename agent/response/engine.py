@@ -259,6 +259,13 @@ class ResponseEngine:
         self._emit_action(rec)
         return rec
 
+    def fast_freeze(self, c: Container, finding: Finding) -> tuple[Verdict, ActionRecord | None]:
+        """The kernel-stop fast path's entry point (``agent.response.fastpath``): verdict, intent
+        record and freeze on the calling thread; the outputs and the evidence are the caller's."""
+        from agent.response.fastpath import fast_freeze
+
+        return fast_freeze(self, c, finding)
+
     # --- operator ------------------------------------------------------------------------
     def isolate(
         self,

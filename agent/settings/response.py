@@ -41,6 +41,39 @@ class ResponseOverride(Section):
     exempt: bool = False
 
 
+class KernelStopSettings(Section):
+    """The in-kernel first response (probes/act.h): for the rules the kernel can decide alone the
+    probe stops the offending task at the syscall (SIGSTOP, before its next user instruction);
+    the agent then freezes the container and continues the task inside the frozen cgroup. Only
+    containers in enforce mode (after overrides, exemptions and allow-lists) are ever stopped."""
+
+    enabled: bool = True
+    # Which rules the kernel enforces: open (an open of open_paths), namespace (unshare with
+    # namespace flags, setns, mount), runtime_socket (an AF_UNIX connect to connect_paths),
+    # exec (an exec below exec_prefixes, unless the image did so while its baseline learned).
+    rules: tuple[Literal["open", "namespace", "runtime_socket", "exec"], ...] = (
+        "open",
+        "namespace",
+        "runtime_socket",
+        "exec",
+    )
+    # Path prefixes whose open stops the task (the `always` sensitive files).
+    open_paths: tuple[str, ...] = ("/etc/shadow", "/etc/gshadow")
+    # Unix socket paths whose connect stops the task (container runtime APIs).
+    connect_paths: tuple[str, ...] = (
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        "/run/containerd/containerd.sock",
+        "/var/run/containerd/containerd.sock",
+        "/run/crio/crio.sock",
+        "/var/run/crio/crio.sock",
+        "/run/podman/podman.sock",
+    )
+    # Exec path prefixes that stop the new program before its first instruction: writable
+    # directories and memory (an fexecve of a memfd execs /dev/fd/N).
+    exec_prefixes: tuple[str, ...] = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/dev/fd/", "/proc/self/fd/")
+
+
 class ResponseSettings(Section):
     """Findings → verdicts → actions: mode, thresholds, allowlists, ladder and limits."""
 
@@ -88,6 +121,9 @@ class ResponseSettings(Section):
     # they held; saves ~2 ms of kernel hash walks on the exec-to-frozen path). Quarantine always
     # reads it before.
     evidence_connections: Literal["before", "after_freeze"] = "before"
+    # The in-kernel first response: the task is stopped at the syscall, the container frozen
+    # from the must-act record on the reader thread (docs/response.md, "Kernel stop").
+    kernel_stop: KernelStopSettings = Field(default_factory=KernelStopSettings)
 
 
 class KubernetesSettings(Section):

@@ -22,7 +22,9 @@ from agent.decoders.ebpf import PROBES
 from agent.events import SyscallWindow
 from agent.hostfs import HostPaths
 from agent.runtime.model import Container
+from agent.settings.response import KernelStopSettings
 from agent.settings.sources import EbpfSettings
+from agent.sources.ebpf.act import ActReader, KernelActs
 from agent.sources.ebpf.loader import (
     Support,
     compile_program,
@@ -72,8 +74,19 @@ class EbpfSource:
 
     name = "ebpf"
 
-    def __init__(self, settings: EbpfSettings, window_seconds: float, include_host: bool) -> None:
+    def __init__(
+        self,
+        settings: EbpfSettings,
+        window_seconds: float,
+        include_host: bool,
+        kernel_stop: KernelStopSettings | None = None,
+        acts: KernelActs | None = None,
+    ) -> None:
         self.settings = settings
+        # The in-kernel first response (probes/act.h): its tables and must-act reader; acts is
+        # the response's fast path (None: the kernel stops nothing).
+        self.act = ActReader(kernel_stop or KernelStopSettings())
+        self.act.acts = acts
         self.window_seconds = window_seconds
         self.include_host = include_host
         self.ctx: AgentContext | None = None
@@ -162,6 +175,7 @@ class EbpfSource:
             return
         self._configure(loaded)
         self.reader.open(self.bpf, [p for p in loaded if p in OUTPUTS], self.support.ringbuf)
+        self.act.open(self.bpf)
         self.active = loaded
         for c in ctx.registry.all():
             self.on_container("added", c)
@@ -180,6 +194,13 @@ class EbpfSource:
             )
             reader.start()
             self._threads.append(reader)
+        if self.act.available:
+            act = threading.Thread(
+                target=self.act.run, args=(self._stop, self.ctx.registry.all if self.ctx else list), name="ebpf-act",
+                daemon=True,
+            )  # fmt: skip
+            act.start()
+            self._threads.append(act)
         if "syscalls" in loaded:
             self.counts.window_start = time.time()
             win = threading.Thread(target=self._window_loop, name="ebpf-windows", daemon=True)
@@ -202,9 +223,14 @@ class EbpfSource:
             self.set_change_prefixes(self.settings.change_watch_prefixes)
 
     def set_sensitive(self, any_open: Sequence[str], write_only: Sequence[str]) -> None:
-        """Replace the kernel's sensitive prefix set (an LPM trie: longest prefix wins)."""
+        """Replace the kernel's sensitive prefix set (an LPM trie: longest prefix wins), with the
+        in-kernel response's open and connect stop paths (``response.kernel_stop``)."""
         assert self.bpf is not None
-        fill_prefix_trie(self.bpf[b"rg_sensitive"], sensitive_entries(any_open, write_only))
+        ks = self.act.settings
+        stop_open = ks.open_paths if ks.enabled and "open" in ks.rules else ()
+        stop_connect = ks.connect_paths if ks.enabled and "runtime_socket" in ks.rules else ()
+        entries = sensitive_entries(any_open, write_only, stop_open, stop_connect)
+        fill_prefix_trie(self.bpf[b"rg_sensitive"], entries)
 
     def set_change_prefixes(self, prefixes: Sequence[str]) -> None:
         """Replace the prefixes whose unlinks and renames the kernel reports (``rg_change_paths``)."""
@@ -216,6 +242,7 @@ class EbpfSource:
         for t in self._threads:
             t.join(timeout=3)
         self._threads.clear()
+        self.act.close()
         if self.bpf is not None:
             try:
                 self.bpf.cleanup()
@@ -250,6 +277,9 @@ class EbpfSource:
                 table[ctypes.c_ulonglong(c.cgroup_id)] = ctypes.c_ubyte(1)
                 self._monitored.add(c.cgroup_id)
                 self._cgroup_of[c.id] = c.cgroup_id
+            if old is not None and old != c.cgroup_id:
+                self.act.forget(old)
+            self.act.update(c, removed=what == "removed")
 
     def monitor_cgroup(self, cgroup_id: int, on: bool = True) -> None:
         """Add (or remove) one cgroup id to the kernel filter directly (benchmarks, tests)."""
@@ -335,12 +365,14 @@ class EbpfSource:
             "syscalls_counted": self.counts.syscalls_counted,
             "count_map_full": self.counts.count_map_full,
             "changes_filtered": self.reader.changes_filtered,
+            "kernel_stop": self.act.status(),
         }
 
 
-def build(ctx: AgentContext) -> EbpfSource | None:
-    """The eBPF source of this agent, or ``None`` when ``ebpf.enabled`` is false."""
+def build(ctx: AgentContext, acts: KernelActs | None = None) -> EbpfSource | None:
+    """The eBPF source of this agent, or ``None`` when ``ebpf.enabled`` is false; ``acts`` (the
+    response's fast path) makes the kernel stop tasks in enforcing containers."""
     cfg = ctx.config
     if not cfg.ebpf.enabled:
         return None
-    return EbpfSource(cfg.ebpf, cfg.behavior.window_seconds, cfg.runtime.include_host)
+    return EbpfSource(cfg.ebpf, cfg.behavior.window_seconds, cfg.runtime.include_host, cfg.response.kernel_stop, acts)

@@ -19,7 +19,15 @@ import psutil
 
 from agent.hostfs import HostPaths
 from agent.settings.sources import EbpfSettings
-from agent.sources.ebpf.program import MATCH_ANY, MATCH_WRITE, PREFIX_LEN, cflags, program_text
+from agent.sources.ebpf.program import (
+    MATCH_ANY,
+    MATCH_STOP_CONNECT,
+    MATCH_STOP_OPEN,
+    MATCH_WRITE,
+    PREFIX_LEN,
+    cflags,
+    program_text,
+)
 
 BPF_MAP_TYPE_RINGBUF = 27  # include/uapi/linux/bpf.h
 BPF_MAP_TYPE_TASK_STORAGE = 29
@@ -175,11 +183,22 @@ def fill_prefix_trie(trie: Any, entries: Mapping[str, int]) -> None:
         trie[k] = ctypes.c_uint(value)
 
 
-def sensitive_entries(any_open: Sequence[str], write_only: Sequence[str]) -> dict[str, int]:
-    """The ``rg_sensitive`` trie's entries: prefix -> MATCH_ANY | MATCH_WRITE."""
+def sensitive_entries(
+    any_open: Sequence[str],
+    write_only: Sequence[str],
+    stop_open: Sequence[str] = (),
+    stop_connect: Sequence[str] = (),
+) -> dict[str, int]:
+    """The ``rg_sensitive`` trie's entries: prefix -> MATCH_ANY | MATCH_WRITE, plus the in-kernel
+    response's MATCH_STOP_OPEN (an open stops the task: reported as any open too) and
+    MATCH_STOP_CONNECT (an AF_UNIX connect stops the task)."""
     entries: dict[str, int] = {}
     for p in write_only:
         entries[p] = entries.get(p, 0) | MATCH_WRITE
     for p in any_open:
         entries[p] = entries.get(p, 0) | MATCH_ANY
+    for p in stop_open:
+        entries[p] = entries.get(p, 0) | MATCH_ANY | MATCH_STOP_OPEN
+    for p in stop_connect:
+        entries[p] = entries.get(p, 0) | MATCH_STOP_CONNECT
     return entries

@@ -25,7 +25,7 @@ OUTPUTS: Mapping[str, str] = {
 }
 # Every probe hooks syscalls through the two raw syscall tracepoints of probes/sysdispatch.h
 # (appended after them); rg_sys_kind (probes/task.h) routes x86_64 syscall numbers to the
-# loaded probes' handlers. RG_KIND_* values (probes/task.h): files 1-3 and 9-16, priv 4,
+# loaded probes' handlers. RG_KIND_* values (probes/task.h): files 1-3, 9-16 and 19, priv 4,
 # exec 5-6 and 17-18, net 7-8.
 SYSDISPATCH = "sysdispatch.h"
 _KINDS_BY_NAME: Mapping[str, Mapping[str, int]] = {
@@ -42,6 +42,7 @@ _KINDS_BY_NAME: Mapping[str, Mapping[str, int]] = {
         "utimes": 14,
         "futimesat": 15,
         "utime": 16,
+        "connect": 19,  # the in-kernel response only (probes/act.h): AF_UNIX to a runtime socket
     },
     "priv": dict.fromkeys(PRIV_SYSCALLS, 4),
     "exec": {"execve": 5, "execveat": 6, "exit": 17, "exit_group": 18},
@@ -52,6 +53,13 @@ SYSCALL_KINDS: Mapping[str, Mapping[int, int]] = {
 }
 CONF_ALL, CONF_RATE, CONF_GEN = 0, 1, 2
 MATCH_ANY, MATCH_WRITE = 1, 2
+# rg_sensitive bits of the in-kernel response (probes/files.h): an open / an AF_UNIX connect of
+# the path stops the task where the cgroup enforces the rule.
+MATCH_STOP_OPEN, MATCH_STOP_CONNECT = 32, 64
+# The must-act ring buffer (probes/act.h), read before every other buffer.
+ACT_OUTPUT = "rg_act_events"
+# Syscall numbers the priv probe's namespace-escape rule compares with (probes/priv.bpf.c).
+_NS_SYSCALLS = {"RG_NR_UNSHARE": "unshare", "RG_NR_SETNS": "setns", "RG_NR_MOUNT": "mount"}
 PREFIX_LEN = 64  # RG_PREFIX_LEN in probes/files.h
 _INCLUDE = re.compile(r'^#include "([A-Za-z0-9_.-]+)"\s*$', re.M)
 
@@ -81,6 +89,8 @@ def cflags(settings: EbpfSettings, ringbuf: bool, task_storage: bool = False) ->
             flags["RG_RB_GAP_NS"] = f"{settings.poll_interval_ms * 1_000_000}ULL"
     if task_storage:
         flags["RG_TASK_STORAGE"] = "1"
+    for define, name in _NS_SYSCALLS.items():
+        flags[define] = str(syscall_number(name))
     return flags
 
 

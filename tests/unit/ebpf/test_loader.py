@@ -45,9 +45,13 @@ def test_every_probe_ships_with_header_comment_hooks_and_maps() -> None:
 
 def test_program_text_inlines_headers_once_and_starts_with_the_cflags() -> None:
     text = program_text(["exec", "net"], cflags(EbpfSettings(), ringbuf=True))
-    assert text.splitlines()[1:7] == [
+    assert text.splitlines()[1:10] == [
         "#define RG_ARGV_MAX 16",
         "#define RG_MAX_CGROUPS 4096",
+        # the namespace-escape syscalls of the in-kernel response (probes/priv.bpf.c)
+        "#define RG_NR_MOUNT 165",
+        "#define RG_NR_SETNS 308",
+        "#define RG_NR_UNSHARE 272",
         "#define RG_RB_GAP_NS 5000000ULL",  # one reader wakeup per 5 ms gap at most (poll_interval_ms)
         "#define RG_RINGBUF 1",
         "#define RG_RINGBUF_PAGES 64",
@@ -57,6 +61,7 @@ def test_program_text_inlines_headers_once_and_starts_with_the_cflags() -> None:
     assert "#define RG_RB_GAP_NS" not in eager and "#define RG_TASK_STORAGE 1" in eager
     assert '#include "' not in text  # every local header inlined
     assert text.count("#define RG_COMMON_H") == 1  # common.h once for both probes
+    assert text.count("#define RG_ACT_H") == 1  # act.h (the in-kernel response) once too
     assert "TRACEPOINT_PROBE(sched, sched_process_exec)" in text
     assert "TRACEPOINT_PROBE(sock, inet_sock_set_state)" in text
     perf = program_text(["exec"], cflags(EbpfSettings(ring_buffer_pages=128, argv_max=4), ringbuf=False))
@@ -142,6 +147,7 @@ def test_syscall_kinds_match_the_probe_defines_and_the_syscall_table() -> None:
             "utimes": "UTIMES",
             "futimesat": "FUTIMESAT",
             "utime": "UTIME",
+            "connect": "CONNECT",
         },
         "exec": {"execve": "EXECVE", "execveat": "EXECVEAT", "exit": "EXIT", "exit_group": "EXIT_GROUP"},
         "net": {"listen": "LISTEN", "accept": "ACCEPT", "accept4": "ACCEPT"},

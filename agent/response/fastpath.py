@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The fast path from a must-act record to the freezer (the kernel already stopped the task).
+
+``FastPath.on_stop`` runs on the eBPF source's ``ebpf-act`` thread, which reads nothing but the
+must-act ring buffer: container lookup by cgroup id, the finding, the policy's verdict, the
+intent record, the freezer write and its read-back, the confirmed record; then the stopped task
+is continued (SIGCONT) inside the frozen cgroup, so a release resumes it with everything else.
+Nothing on this path waits for the events bus, the detectors, the outputs or a Docker or
+Kubernetes call: the finding's storage with its verdict, the outputs and the evidence snapshot
+(taken after the freeze, when the processes hold still) go to the ``ActionWorker``, one thread
+of its own, so a slow output or quarantine never delays a freeze.
+
+When the verdict is not a freeze (observe by override, an incident already frozen, a refusal),
+the task is continued at once; a freeze another thread is applying is waited for first.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from agent.decoders.ebpf import KernelStop
+from agent.findings import Action, Finding, Severity, Source, Verdict
+from agent.policy import decide, incident_id
+from agent.response.evidence import evidence_snapshot
+from agent.response.handlers import Request
+from agent.response.kernel_rules import RULE_DETECTORS, KernelRules
+from agent.response.model import IN_PLACE, ActionRecord, VerdictRecord
+from agent.runtime.model import Container
+
+if TYPE_CHECKING:
+    from agent.response.engine import ResponseEngine
+
+log = structlog.get_logger("agent.response")
+
+LATENCIES_KEPT = 2048
+
+
+def fast_freeze(engine: ResponseEngine, c: Container, finding: Finding) -> tuple[Verdict, ActionRecord | None]:
+    """Decide on ``finding`` and, when the verdict is a freeze, record and apply it now, on the
+    calling thread; no output, no evidence (the caller's worker adds them after)."""
+    _known, target = engine.guards.resolve(c.id)
+    with engine._decide_lock:
+        verdict = decide(finding, engine.settings, engine.policy, time.time(), target)
+    engine.counters[f"verdict_{verdict.action}"] += 1
+    handler = engine.handlers.get(str(Action.FREEZE))
+    if handler is None or not verdict.enforce or verdict.action != Action.FREEZE:
+        return verdict, None
+    if engine.guards.refusal(_known, target):
+        engine.counters["refused"] += 1
+        return verdict, None
+    dry = engine.settings.dry_run
+    method = handler.default_method
+    with engine._lock(c.id):
+        if not dry:
+            for rec in engine.records.active(c.id):
+                if rec.action == handler.name and rec.phase in IN_PLACE:
+                    return verdict, rec  # already frozen (idempotent)
+        action_id = engine.records.intend(
+            container_id=c.id,
+            container_name=c.name,
+            image=c.image,
+            init_pid=c.init_pid,
+            action=handler.name,
+            method=method,
+            actor=f"kernel:{finding.detector_id}",
+            reason=verdict.reason,
+            dry_run=dry,
+            finding_id=finding.id,
+            verdict_id=verdict.id,
+        )
+        for observer in engine.intent_observers:
+            observer(action_id, c, handler.name)
+        result = handler.apply(Request(container=c, method=method, dry_run=dry, reason=verdict.reason, finding=finding))
+        state = dict(result.state)
+        used = handler.method_used(state, method)
+        if result.ok:
+            engine.records.complete(action_id, result.detail, state, used, active=handler.isolation)
+            engine.counters[f"{handler.name}_{'dry_run' if dry else 'confirmed'}"] += 1
+        else:
+            engine.records.advance(action_id, "failed", result.detail, state=state, active=False, method=used)
+            engine.counters[f"{handler.name}_failed"] += 1
+            log.error("response_action_failed", container_id=c.id, action=handler.name, detail=result.detail)
+        return verdict, engine.records.must_get(action_id)
+
+
+class ActionWorker:
+    """One thread running queued jobs in order (outputs, evidence, queued actions); a job that
+    fails is logged and counted, the next one runs."""
+
+    def __init__(self, name: str = "response-worker") -> None:
+        self.name = name
+        self._q: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.done = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def submit(self, job: Callable[[], object]) -> None:
+        self._q.put(job)
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until every job queued so far has run."""
+        if self._thread is None:
+            return True
+        ev = threading.Event()
+        self._q.put(ev.set)
+        return ev.wait(timeout)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        if self._thread is not None:
+            self._q.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is None:
+                return
+            try:
+                job()
+                self.done += 1
+            except Exception as exc:
+                self.failed += 1
+                log.error("response_worker_job_failed", worker=self.name, error=repr(exc))
+
+
+class FastPath:
+    """The response's half of the in-kernel first response (``agent.sources.ebpf.act.KernelActs``)."""
+
+    def __init__(self, engine: ResponseEngine, worker: ActionWorker, allowances: Any = None) -> None:
+        self.engine = engine
+        self.worker = worker
+        self.rules = KernelRules(engine.settings, engine.guards, allowances)
+        self.counters: Counter[str] = Counter()
+        # (rule, syscall -> frozen ms) of the last stops that froze their container.
+        self.latencies: deque[tuple[str, float]] = deque(maxlen=LATENCIES_KEPT)
+
+    def rules_for(self, c: Container) -> int:
+        return self.rules.rules_for(c)
+
+    def on_stop(self, stop: KernelStop) -> None:
+        """A task was stopped by the kernel: freeze its container, then continue it."""
+        self.counters["stops"] += 1
+        c = self.engine.ctx.registry.by_cgroup_id(stop.cgroup_id)
+        if c is None:
+            self.counters["unknown_cgroup"] += 1
+            _continue(stop.pid)
+            log.warning("kernel_stop_unknown_container", pid=stop.pid, cgroup_id=stop.cgroup_id, rule=stop.rule)
+            return
+        finding = self._finding(c, stop)
+        verdict, rec = self.engine.fast_freeze(c, finding)
+        frozen = rec is not None and rec.phase == "confirmed" and not rec.dry_run
+        frozen_ns = time.monotonic_ns()
+        if not frozen:
+            # A freeze applied concurrently by the normal path holds the container's lock.
+            with self.engine._lock(c.id):
+                pass
+        _continue(stop.pid)
+        if frozen:
+            self.counters["frozen"] += 1
+            self.latencies.append((stop.rule, (frozen_ns - stop.ts_ns) / 1e6))
+        else:
+            self.counters["continued_unfrozen"] += 1
+        self.worker.submit(lambda: self._after(c, stop, finding, verdict, rec, frozen_ns if frozen else 0))
+
+    def _finding(self, c: Container, stop: KernelStop) -> Finding:
+        detector, mitre = RULE_DETECTORS.get(stop.rule, ("RG-KSTOP", ""))
+        what = {
+            "open": f"{stop.comm} opened {stop.path}",
+            "namespace": f"{stop.comm} called {stop.syscall} (namespace escape)",
+            "runtime_socket": f"{stop.comm} connected to the runtime socket {stop.path}",
+            "exec": f"{stop.path} executed from a writable or memory path",
+        }.get(stop.rule, f"{stop.comm}: {stop.rule}")
+        return Finding(
+            container=c.ref(),
+            source=Source.RULE,
+            detector_id=detector,
+            severity=Severity.CRITICAL,
+            summary=f"{what}; stopped in the kernel",
+            evidence={
+                "kernel_stop": {
+                    "rule": stop.rule,
+                    "pid": stop.pid,
+                    "tid": stop.tid,
+                    "comm": stop.comm,
+                    "uid": stop.uid,
+                    "syscall": stop.syscall,
+                    "arg": stop.arg,
+                    "path": stop.path,
+                    "stopped": stop.stopped,
+                },
+                "must_act": True,
+            },
+            mitre=mitre,
+            ts=stop.ts,
+        )
+
+    def _after(
+        self, c: Container, stop: KernelStop, finding: Finding, verdict: Verdict, rec: ActionRecord | None, frozen: int
+    ) -> None:
+        """The worker's part: the finding stored with its verdict, the outputs, the evidence."""
+        engine = self.engine
+        vrec = VerdictRecord.of(
+            verdict,
+            incident=incident_id(engine.policy, c.id),
+            action_id=rec.id if rec else None,
+            result=rec.phase if rec else None,
+        )
+        engine.records.save_finding(finding, vrec)
+        engine._emit_finding(finding, verdict, rec)
+        if rec is not None and rec.finding_id == finding.id:
+            engine._emit_action(rec)
+            if frozen and engine.handlers.get(rec.action) is not None:
+                snap = evidence_snapshot(engine.ctx.paths, c, connections=True)
+                snap["kernel_stop"] = {"syscall_to_frozen_ms": round((frozen - stop.ts_ns) / 1e6, 3)}
+                with engine.ctx.store.transaction() as conn:
+                    conn.execute(
+                        "INSERT INTO response_evidence(action_id, ts, data) VALUES (?,?,?)",
+                        (rec.id, time.time(), _json(snap)),
+                    )
+        log.info(
+            "kernel_stop_handled",
+            container_id=c.id,
+            rule=stop.rule,
+            pid=stop.pid,
+            frozen=bool(frozen),
+            verdict=str(verdict.action),
+            syscall_to_frozen_ms=round((frozen - stop.ts_ns) / 1e6, 3) if frozen else None,
+        )
+
+    def status(self) -> dict[str, Any]:
+        ms = sorted(v for _r, v in self.latencies)
+        out: dict[str, Any] = dict(self.counters)
+        if ms:
+            out["syscall_to_frozen_ms"] = {
+                "n": len(ms),
+                "p50": round(ms[len(ms) // 2], 3),
+                "p99": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3),
+            }
+        return out
+
+
+def _continue(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
+def _json(data: Any) -> str:
+    import json
+
+    return json.dumps(data, default=str)

@@ -1,0 +1,206 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The in-kernel first response, user-space half (``probes/act.h``): the decision tables the
+probes read (which rules each monitored cgroup enforces, the exec stop prefixes) and the reader
+of the must-act ring buffer.
+
+The must-act buffer has its own ring buffer manager and its own thread (``ebpf-act``), blocked
+in ``epoll_wait`` on that one buffer: a must-act record never waits behind the other probes'
+records, their /proc completion or the events bus. Each record goes straight to the response's
+fast path (``KernelActs.on_stop``), on this thread. The per-cgroup rule masks come from the
+same object (``KernelActs.rules_for``): the source never decides what a container enforces.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import structlog
+
+from agent.decoders.ebpf import DecodeError, KernelStop, decode_act
+from agent.runtime.model import Container
+from agent.settings.response import KernelStopSettings
+from agent.sources.ebpf.loader import fill_prefix_trie
+from agent.sources.ebpf.program import ACT_OUTPUT
+
+log = structlog.get_logger("agent.sources.ebpf")
+
+# How often every cgroup's rule mask is recomputed (an image's baseline finishing its learning
+# period, an operator's allowance, an override changed by a reload).
+RULES_REFRESH_SECONDS = 5.0
+POLL_MS = 100
+
+
+class KernelActs(Protocol):
+    """What the response gives the eBPF source: the rules per container and the fast path."""
+
+    def rules_for(self, c: Container) -> int:
+        """The RG_RULE_* bits the kernel enforces in ``c``'s cgroup (0: observe, stop nothing)."""
+        ...
+
+    def on_stop(self, stop: KernelStop) -> None:
+        """Handle a must-act record (the task is stopped): freeze, then continue the task."""
+        ...
+
+
+class ActReader:
+    """The must-act ring buffer's reader thread and the ``rg_act_mask`` / ``rg_exec_stop`` maps."""
+
+    def __init__(self, settings: KernelStopSettings) -> None:
+        self.settings = settings
+        self.acts: KernelActs | None = None
+        self.bpf: Any = None
+        self.records = 0
+        self.malformed = 0
+        self.by_rule: Counter[str] = Counter()
+        self.handler_errors = 0
+        self._rb: int | None = None
+        self._cb: Any = None
+        self._mask: dict[int, int] = {}  # cgroup id -> bits written
+        self._mono_offset = time.time() - time.monotonic()
+
+    @property
+    def available(self) -> bool:
+        """The kernel response is compiled in (ring buffers) and the buffer is open."""
+        return self._rb is not None
+
+    def open(self, bpf: Any) -> bool:
+        """Open the must-act buffer on its own manager; False when the program has none."""
+        self.bpf = bpf
+        try:
+            table = bpf[ACT_OUTPUT.encode()]
+        except KeyError:
+            return False  # perf buffer build: probes/act.h is compiled out
+        from bcc.libbcc import _RINGBUF_CB_TYPE, lib
+
+        self._cb = _RINGBUF_CB_TYPE(self._on_record)
+        rb = lib.bpf_new_ringbuf(table.map_fd, self._cb, None)
+        if not rb:
+            log.error("ebpf_act_buffer_failed")
+            return False
+        self._rb = rb
+        if self.settings.exec_prefixes:
+            fill_prefix_trie(bpf[b"rg_exec_stop"], dict.fromkeys(self.settings.exec_prefixes, 1))
+        return True
+
+    def close(self) -> None:
+        if self._rb is not None:
+            from bcc.libbcc import lib
+
+            lib.bpf_free_ringbuf(self._rb)
+            self._rb = None
+
+    def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
+        raw = ctypes.string_at(data, size)
+        try:
+            stop = decode_act(raw, self._mono_offset)
+        except DecodeError as exc:
+            self.malformed += 1
+            log.warning("ebpf_act_record_malformed", error=str(exc))
+            return 0
+        self.records += 1
+        self.by_rule[stop.rule] += 1
+        acts = self.acts
+        if acts is None:
+            continue_task(stop.pid)  # nobody to freeze: never leave a task stopped
+            return 0
+        try:
+            acts.on_stop(stop)
+        except Exception as exc:  # the fast path failed: the task must not stay stopped
+            self.handler_errors += 1
+            continue_task(stop.pid)
+            log.error("ebpf_act_handler_failed", pid=stop.pid, rule=stop.rule, error=repr(exc))
+        return 0
+
+    def run(self, stop: threading.Event, containers: Callable[[], Iterable[Container]]) -> None:
+        """The ``ebpf-act`` thread: handle must-act records as they come; refresh rule masks."""
+        from bcc.libbcc import lib
+
+        next_refresh = time.monotonic() + RULES_REFRESH_SECONDS
+        while not stop.is_set() and self._rb is not None:
+            try:
+                lib.bpf_poll_ringbuf(self._rb, POLL_MS)
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + RULES_REFRESH_SECONDS
+                    for c in containers():
+                        self.update(c)
+            except Exception as exc:
+                log.warning("ebpf_act_poll_failed", error=repr(exc))
+                time.sleep(0.1)
+
+    # --- decision tables ---------------------------------------------------------------------
+    def update(self, c: Container, removed: bool = False) -> None:
+        """Write the rules ``c``'s cgroup enforces (delete the entry when it has none)."""
+        bpf = self.bpf
+        if bpf is None or self._rb is None or not c.cgroup_id:
+            return
+        bits = 0 if removed or self.acts is None or not self.settings.enabled else self.acts.rules_for(c)
+        if self._mask.get(c.cgroup_id, 0) == bits:
+            return
+        if bits:
+            bpf[b"rg_act_mask"][ctypes.c_ulonglong(c.cgroup_id)] = ctypes.c_uint(bits)
+            self._mask[c.cgroup_id] = bits
+        else:
+            self.forget(c.cgroup_id)
+        log.info("kernel_stop_rules_set", container_id=c.id[:12], rules=bits)
+
+    def forget(self, cgroup_id: int) -> None:
+        """Stop enforcing anything in ``cgroup_id`` (the container left or moved)."""
+        self._mask.pop(cgroup_id, None)
+        if self.bpf is None or self._rb is None:
+            return
+        try:
+            del self.bpf[b"rg_act_mask"][ctypes.c_ulonglong(cgroup_id)]
+        except KeyError:
+            pass
+
+    def rules(self) -> dict[int, int]:
+        """The rule bits written, per cgroup id."""
+        return dict(self._mask)
+
+    def stop_times(self, pid: int) -> tuple[int, int] | None:
+        """(syscall ns, stopped ns) of the last stop of ``pid`` (CLOCK_MONOTONIC; stopped 0: the
+        task has not taken its SIGSTOP yet); the entry is deleted once both are known."""
+        bpf = self.bpf
+        if bpf is None or self._rb is None:
+            return None
+        table = bpf[b"rg_act_stop"]
+        key = ctypes.c_uint(pid)
+        try:
+            v = table[key]
+        except KeyError:
+            return None
+        if v.stop_ns:
+            try:
+                del table[key]
+            except KeyError:
+                pass
+        return int(v.syscall_ns), int(v.stop_ns)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "available": self.available,
+            "enabled": self.settings.enabled,
+            "rules": list(self.settings.rules),
+            "cgroups_enforcing": len(self._mask),
+            "records": self.records,
+            "by_rule": dict(self.by_rule),
+            "malformed": self.malformed,
+            "handler_errors": self.handler_errors,
+        }
+
+
+def continue_task(pid: int) -> bool:
+    """SIGCONT ``pid`` (a task the kernel stopped); False when it is gone."""
+    import os
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGCONT)
+        return True
+    except ProcessLookupError:
+        return False

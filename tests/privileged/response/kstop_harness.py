@@ -1,0 +1,135 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The in-kernel first response under test: real probes, the response with its fast path, and
+busybox containers whose shell session reads commands from a FIFO (``/tmp/in``), the way an
+attacker types into a shell they already hold. Probes compile once per module."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import AgentConfig
+from agent.context import AgentContext
+from agent.events import Event
+from agent.findings import Finding
+from agent.hostfs import HostPaths
+from agent.pipeline import Bus
+from agent.response.component import ResponseComponent
+from agent.runtime.docker import container_from_inspect
+from agent.runtime.model import Container, ContainerRegistry
+from agent.sources.ebpf import EbpfSource, build
+from agent.store import Store
+from agent.wiring import attach
+from tests.support import TEST_IMAGE, TEST_LABEL, need_root
+
+# A shell session on stdin: a sleeping writer holds the FIFO open, so the shell never reads EOF.
+SESSION = "mkfifo /tmp/in; sleep 100000 > /tmp/in & exec sh -s < /tmp/in"
+OBSERVE_LABEL = "h12.mode"
+
+
+@dataclass
+class KStop:
+    ctx: AgentContext
+    source: EbpfSource
+    response: ResponseComponent
+    containers: dict[str, Any] = field(default_factory=dict)
+    records: dict[str, Container] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+    def type_in(self, role: str, line: str) -> None:
+        """Type one command line into the shell session of container ``role``."""
+        fifo = Path(f"/proc/{self.records[role].init_pid}/root/tmp/in")
+        with fifo.open("w") as f:
+            f.write(line + "\n")
+
+    def file_in(self, role: str, path: str) -> Path:
+        return Path(f"/proc/{self.records[role].init_pid}/root") / path.lstrip("/")
+
+    def freezer_state(self, role: str) -> str:
+        return Path(f"/sys/fs/cgroup/freezer/docker/{self.records[role].id}/freezer.state").read_text().strip()
+
+
+def start_container(
+    client: Any, role: str, labels: dict[str, str] | None = None, **extra: Any
+) -> tuple[Any, Container]:
+    c = client.containers.run(
+        TEST_IMAGE,
+        ["sh", "-c", SESSION],
+        detach=True,
+        name=f"rgtest-kstop-{role}-{uuid.uuid4().hex[:6]}",
+        labels={TEST_LABEL: "1", **(labels or {})},
+        network_mode="none",
+        **extra,
+    )
+    c.reload()
+    rec = container_from_inspect(HostPaths(), c.attrs)
+    assert rec is not None and rec.cgroup_id, "test container has no cgroup id"
+    return c, rec
+
+
+@pytest.fixture(scope="module")
+def kstop(docker_client: Any) -> Iterator[KStop]:
+    need_root()
+    state = Path(tempfile.mkdtemp(prefix="rg-kstop-"))
+    config = AgentConfig.model_validate(
+        {
+            "behavior": {"window_seconds": 3600},
+            "ebpf": {"probes": ["exec", "files", "priv"]},
+            "response": {
+                "mode": "enforce",
+                "overrides": [{"labels": {OBSERVE_LABEL: "observe"}, "mode": "observe"}],
+            },
+        }
+    )
+    ctx = AgentContext(
+        config=config,
+        paths=HostPaths().with_state(state, run=state / "run"),
+        store=Store(state / "agent.db"),
+        registry=ContainerRegistry(),
+        events=Bus[Event]("events"),
+        findings=Bus[Finding]("findings"),
+    )
+    started: list[Any] = []
+    source: EbpfSource | None = None
+    response: ResponseComponent | None = None
+    try:
+        roles = {"enforce": {}, "observe": {OBSERVE_LABEL: "observe"}}
+        recs: dict[str, Container] = {}
+        for role, labels in roles.items():
+            c, rec = start_container(docker_client, role, labels)
+            started.append(c)
+            recs[role] = rec
+            ctx.registry.upsert(rec)
+        response = ResponseComponent(ctx)
+        source = build(ctx, acts=response.fast)
+        assert source is not None
+        k = KStop(ctx=ctx, source=source, response=response, containers=dict(zip(roles, started, strict=True)))
+        k.records = recs
+        ctx.events.subscribe(k.events.append, name="test-collect")
+        attach(ctx, response, source)
+        ctx.events.start()
+        ctx.findings.start()
+        st = source.status()
+        assert st["kernel_stop"]["available"], st
+        yield k
+    finally:
+        if source is not None:
+            source.stop()
+        if response is not None:
+            response.stop()
+        ctx.events.stop(1)
+        ctx.findings.stop(1)
+        for c in started:
+            for s in (Path(f"/sys/fs/cgroup/freezer/docker/{c.id}/freezer.state"),):
+                if s.exists():
+                    s.write_text("THAWED")
+            c.remove(force=True)
+        ctx.store.close()
+        shutil.rmtree(state, ignore_errors=True)

@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The in-kernel first response against real containers (probes/act.h, agent/response/fastpath.py).
+
+``cat /etc/shadow > /tmp/out`` typed into a shell session inside a busybox container in enforce
+mode: the kernel stops cat at its open, the fast path freezes the container and continues cat
+inside the frozen cgroup. Proof that cat ran no instruction after the open: while frozen its
+/etc/shadow descriptor is still at offset 0 (it never read) and /tmp/out is empty (nothing was
+written); the kernel's stop time comes before the freeze. Release resumes everything: cat then
+finishes and /tmp/out holds the file. The twins: /etc/passwd in the same container is never
+stopped, and the same /etc/shadow read in a container in observe mode runs to the end while its
+open is still reported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from agent.events import FileOpen
+from tests.privileged.response.kstop_harness import KStop, kstop  # noqa: F401 - fixture
+from tests.support import wait_for
+
+
+def _pids_named(k: KStop, role: str, comm: str) -> list[int]:
+    cid = k.records[role].id
+    procs = Path(f"/sys/fs/cgroup/freezer/docker/{cid}/cgroup.procs").read_text().split()
+    out = []
+    for pid in procs:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == comm:
+                out.append(int(pid))
+        except OSError:
+            continue
+    return out
+
+
+def _fd_to(pid: int, target: str) -> tuple[str, int] | None:
+    """(fd, file offset) of ``pid``'s descriptor open on ``target``."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                pos = Path(f"/proc/{pid}/fdinfo/{fd}").read_text().split()[1]
+                return fd, int(pos)
+        except OSError:
+            continue
+    return None
+
+
+def test_shadow_read_is_stopped_at_the_open_and_release_resumes_it(kstop: KStop) -> None:  # noqa: F811
+    k = kstop
+    shadow = k.file_in("enforce", "/etc/shadow").read_bytes()
+    assert shadow, "the image has an /etc/shadow to read"
+    out = k.file_in("enforce", "/tmp/out")
+    k.type_in("enforce", "cat /etc/shadow > /tmp/out; echo done > /tmp/done")
+    wait_for(lambda: k.freezer_state("enforce") == "FROZEN", timeout=10, what="the container frozen")
+    engine = k.response.engine
+    [rec] = engine.records.active(k.records["enforce"].id)
+    assert rec.action == "freeze" and rec.phase == "confirmed" and rec.actor == "kernel:RG-0002", rec
+    # cat is stopped inside the frozen cgroup, right after its open: offset 0, nothing written.
+    [cat] = _pids_named(k, "enforce", "cat")
+    fd = _fd_to(cat, "/etc/shadow")
+    assert fd is not None, "cat has /etc/shadow open"
+    assert fd[1] == 0, f"cat read /etc/shadow before it was stopped (offset {fd[1]})"
+    assert out.exists() and out.stat().st_size == 0, "bytes after the open reached /tmp/out"
+    time.sleep(0.5)  # frozen means frozen: nothing moves while we wait
+    assert out.stat().st_size == 0 and not k.file_in("enforce", "/tmp/done").exists()
+    # The kernel's clock: syscall -> stopped before syscall -> frozen.
+    k.response.worker.drain()
+    st = k.response.fast.status()
+    assert st["frozen"] >= 1 and st["syscall_to_frozen_ms"]["n"] >= 1, st
+    times = k.source.act.stop_times(cat)
+    assert times is not None, "no stop time recorded for cat"
+    syscall_ns, stop_ns = times
+    assert stop_ns > syscall_ns, "cat never took its SIGSTOP"
+    frozen_ms = st["syscall_to_frozen_ms"]["p50"]
+    assert (stop_ns - syscall_ns) / 1e6 < frozen_ms, "the task stopped after the freeze"
+    # The finding names the kernel stop, with its verdict.
+    found = engine.records.findings(container=k.records["enforce"].id)
+    assert any(f.detector_id == "RG-0002" and f.evidence.get("must_act") for f in found), found
+    # Release: the container resumes and cat finishes as if nothing had happened.
+    [released] = engine.release(k.records["enforce"].id)
+    assert released.phase == "released"
+    wait_for(lambda: k.file_in("enforce", "/tmp/done").exists(), timeout=10, what="the session to resume")
+    assert out.read_bytes() == shadow
+    assert k.freezer_state("enforce") == "THAWED"
+
+
+def test_benign_twins_are_never_stopped(kstop: KStop) -> None:  # noqa: F811
+    k = kstop
+    # The same container (enforce): /etc/passwd is no stop path.
+    k.type_in("enforce", "cat /etc/passwd > /tmp/pw; echo ok > /tmp/pw.done")
+    wait_for(lambda: k.file_in("enforce", "/tmp/pw.done").exists(), timeout=10, what="the passwd read to finish")
+    assert k.file_in("enforce", "/tmp/pw").read_bytes() == k.file_in("enforce", "/etc/passwd").read_bytes()
+    # Observe mode: the shadow read runs to its end, the container is never frozen, and the
+    # open is still reported.
+    observe = k.records["observe"]
+    assert observe.cgroup_id not in k.source.act.rules(), "an observe container has kernel stop rules"
+    k.type_in("observe", "cat /etc/shadow > /tmp/out; echo done > /tmp/done")
+    wait_for(lambda: k.file_in("observe", "/tmp/done").exists(), timeout=10, what="the observe session to finish")
+    assert k.file_in("observe", "/tmp/out").read_bytes() == k.file_in("observe", "/etc/shadow").read_bytes()
+    assert k.freezer_state("observe") == "THAWED"
+    assert not k.response.engine.records.active(observe.id)
+    wait_for(
+        lambda: [e for e in k.events if isinstance(e, FileOpen) and e.cgroup_id == observe.cgroup_id],
+        what="the observe container's shadow open reported",
+    )
+    assert k.source.act.records == k.response.fast.counters["stops"]
