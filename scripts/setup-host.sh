@@ -53,7 +53,11 @@ APT_PACKAGES=(
   secilc checkpolicy python3-selinux            # SELinux CIL policies: generate and compile-check
   systemd                                       # systemd-analyze verify for the unit file
   procps psmisc ca-certificates
+  prometheus                                    # tests scrape the agent with a real Prometheus + promtool
 )
+# kubectl (tests dry-run config/kubernetes/): Debian's kubernetes-client, unless a kubectl is
+# already installed (another package owning /usr/bin/kubectl would make dpkg refuse it).
+command -v kubectl >/dev/null || APT_PACKAGES+=(kubernetes-client)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -47,7 +47,7 @@ def agent_config(docs: dict[str, list[dict[str, Any]]]) -> AgentConfig:
 
 def test_every_file_parses_with_an_spdx_header() -> None:
     files = sorted(ROOT.glob("*.yaml"))
-    assert {f.name for f in files} >= {"daemonset.yaml", "rbac.yaml", "configmap.yaml"}
+    assert {f.name for f in files} >= {"00-namespace.yaml", "10-rbac.yaml", "20-configmap.yaml", "30-daemonset.yaml"}
     for f in files:
         assert f.read_text().startswith("# SPDX-License-Identifier: Apache-2.0")
         assert all(isinstance(d, dict) and "kind" in d for d in yaml.safe_load_all(f.read_text()) if d)
