@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = db.import_paths(args.paths, progress=not args.quiet)
+    except (sqlite3.Error, OSError) as exc:  # the database itself failed: nothing was half-written
+        print(f"error: import into {db.path} failed and was rolled back: {exc}", file=sys.stderr)
+        return 2
     finally:
         db.close()
     d = summary.to_dict()

@@ -16,19 +16,30 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import sys
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from agent.vuln.severity import rating_from_nvd, rating_from_osv
+from agent.vuln.dbimport import (
+    RECORD_ERRORS,
+    ImportSummary,
+    count_files,
+    iter_source,
+    normalize_name,
+    parse_nvd,
+    parse_osv,
+    split_ecosystem,
+    storable,
+)
+
+__all__ = ["AffectedRow", "ImportSummary", "VulnDB", "VulnRecord", "normalize_name", "split_ecosystem"]
 
 log = structlog.get_logger("agent.vuln")
 
@@ -66,48 +77,6 @@ CREATE TABLE IF NOT EXISTS affected (
 CREATE INDEX IF NOT EXISTS affected_pkg ON affected(eco_base, name);
 CREATE INDEX IF NOT EXISTS affected_vuln ON affected(vuln_id);
 """
-
-_PEP503 = re.compile(r"[-_.]+")
-
-
-def split_ecosystem(ecosystem: str) -> tuple[str, str]:
-    """``Debian:12`` → (``Debian``, ``12``); ``Alpine:v3.19`` → (``Alpine``, ``3.19``);
-    ``Ubuntu:Pro:22.04:LTS`` → (``Ubuntu``, ``22.04``); ``PyPI`` → (``PyPI``, ``"")``."""
-    base, _, rest = ecosystem.partition(":")
-    if not rest:
-        return base, ""
-    if base == "Ubuntu":
-        m = re.search(r"\d+\.\d+", rest)
-        return base, m.group(0) if m else rest
-    if base == "Alpine":
-        return base, rest.lstrip("v")
-    return base, rest
-
-
-def normalize_name(eco_base: str, name: str) -> str:
-    """Package names as the ecosystem compares them (PyPI: PEP 503)."""
-    if eco_base == "PyPI":
-        return _PEP503.sub("-", name).lower()
-    return name
-
-
-@dataclass
-class ImportSummary:
-    """Counts of one ``import_paths`` run."""
-
-    sources: int = 0
-    sources_skipped: int = 0
-    records: int = 0
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    withdrawn: int = 0
-    malformed: int = 0
-    seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,13 +242,13 @@ class VulnDB:
                     continue
                 since = prev[2] if (kind == "folder" and prev is not None) else 0.0
                 summary.sources += 1
-                bar.total = (bar.total or 0) + _count_files(path, kind, since)
+                bar.total = (bar.total or 0) + count_files(path, kind, since)
                 bar.refresh()
                 before = summary.records
                 batch: list[dict[str, Any]] = []
                 self.conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for rec in self._iter_source(path, kind, since, summary, bar):
+                    for rec in iter_source(path, kind, since, summary, bar):
                         batch.append(rec)
                         if len(batch) >= 2000:
                             changed |= self._write(batch, known, summary)
@@ -319,64 +288,6 @@ class VulnDB:
         )
         return summary
 
-    def _iter_source(
-        self, path: Path, kind: str, since: float, summary: ImportSummary, bar: Any
-    ) -> Iterator[dict[str, Any]]:
-        if kind == "folder":
-            for f in sorted(path.rglob("*.json")):
-                try:
-                    if f.stat().st_mtime <= since:
-                        continue
-                    data = f.read_bytes()
-                except OSError as exc:
-                    summary.errors.append(f"{f}: {exc.strerror}")
-                    continue
-                bar.update(1)
-                yield from self._records_of(data, str(f), summary)
-        elif kind == "zip":
-            try:
-                with zipfile.ZipFile(path) as zf:
-                    for info in zf.infolist():
-                        if info.filename.endswith(".json"):
-                            bar.update(1)
-                            yield from self._records_of(zf.read(info), f"{path}!{info.filename}", summary)
-            except (zipfile.BadZipFile, OSError) as exc:
-                summary.errors.append(f"{path}: {exc}")
-        else:
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                summary.errors.append(f"{path}: {exc.strerror}")
-                return
-            bar.update(1)
-            yield from self._records_of(data, str(path), summary)
-
-    @staticmethod
-    def _records_of(data: bytes, where: str, summary: ImportSummary) -> Iterator[dict[str, Any]]:
-        try:
-            doc = json.loads(data)
-        except ValueError:
-            summary.malformed += 1
-            log.debug("vulndb_record_malformed", where=where, reason="not JSON")
-            return
-        if isinstance(doc, dict) and isinstance(doc.get("vulnerabilities"), list):  # NVD CVE JSON 2.0
-            for item in doc["vulnerabilities"]:
-                cve = item.get("cve") if isinstance(item, dict) else None
-                if isinstance(cve, dict):
-                    yield {"__nvd__": True, **cve}
-                else:
-                    summary.malformed += 1
-        elif isinstance(doc, list):
-            for item in doc:
-                if isinstance(item, dict):
-                    yield item
-                else:
-                    summary.malformed += 1
-        elif isinstance(doc, dict):
-            yield doc
-        else:
-            summary.malformed += 1
-
     def _write(self, batch: list[dict[str, Any]], known: dict[str, str], summary: ImportSummary) -> bool:
         vulns: list[tuple[Any, ...]] = []
         affected: list[tuple[Any, ...]] = []
@@ -391,13 +302,13 @@ class VulnDB:
                 summary.unchanged += 1
                 continue
             try:
-                parsed = _parse_nvd(rec) if rec.get("__nvd__") else _parse_osv(rec)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                parsed = parse_nvd(rec) if rec.get("__nvd__") else parse_osv(rec)
+            except RECORD_ERRORS as exc:
                 summary.malformed += 1
                 log.debug("vulndb_record_malformed", id=str(rec.get("id", "?"))[:80], reason=str(exc)[:200])
                 continue
             summary.records += 1
-            row, aff = parsed
+            row, aff = storable(parsed[0]), [storable(a) for a in parsed[1]]
             origin, vid, modified = row[0], row[1], row[2]
             key = f"{origin}\0{vid}"
             prev = known.get(key)
@@ -415,7 +326,7 @@ class VulnDB:
             known[key] = modified
             vulns.append(row)
             affected.extend(aff)
-            aliases.extend((a, vid) for a in json.loads(row[9]))
+            aliases.extend((storable(a), vid) for a in json.loads(row[9]))
         if replaced:
             self.conn.executemany("DELETE FROM affected WHERE vuln_id = ?", replaced)
             self.conn.executemany("DELETE FROM aliases WHERE id = ?", replaced)
@@ -423,103 +334,3 @@ class VulnDB:
         self.conn.executemany("INSERT INTO affected VALUES (?,?,?,?,?,?,?)", affected)
         self.conn.executemany("INSERT OR IGNORE INTO aliases VALUES (?,?)", aliases)
         return bool(vulns)
-
-
-def _str_list(value: Any) -> list[str]:
-    """The strings of a JSON list (anything else, e.g. a bare string, counts as empty)."""
-    return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
-
-
-def _count_files(path: Path, kind: str, since: float) -> int:
-    """How many JSON files a source holds (the progress bar's total; NVD feeds count as one)."""
-    try:
-        if kind == "zip":
-            with zipfile.ZipFile(path) as zf:
-                return sum(1 for i in zf.infolist() if i.filename.endswith(".json"))
-        if kind == "folder":
-            return sum(1 for f in path.rglob("*.json") if f.stat().st_mtime > since)
-    except (OSError, zipfile.BadZipFile):
-        return 0
-    return 1
-
-
-def _parse_osv(rec: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
-    vid = str(rec["id"])
-    if not vid or not isinstance(rec.get("affected", []), list):
-        raise ValueError("OSV record without id or with a malformed affected list")
-    modified = str(rec.get("modified") or "")
-    if not modified:
-        raise ValueError("OSV record without modified")
-    severity, score, vector = rating_from_osv(rec)
-    aliases = sorted(set(_str_list(rec.get("aliases"))) - {vid})
-    upstream = sorted(set(_str_list(rec.get("upstream"))) - {vid})
-    row = (
-        "osv",
-        vid,
-        modified,
-        str(rec.get("published") or ""),
-        1 if rec.get("withdrawn") else 0,
-        str(rec.get("summary") or rec.get("details") or "")[:300],
-        severity,
-        score,
-        vector,
-        json.dumps(aliases),
-        json.dumps(upstream),
-    )
-    affected = []
-    for a in rec.get("affected") or []:
-        pkg = a.get("package") or {}
-        eco, name = str(pkg.get("ecosystem") or ""), str(pkg.get("name") or "")
-        if not eco or not name:
-            continue  # affected by commit ranges only (GIT): nothing to match packages against
-        base, release = split_ecosystem(eco)
-        ranges = []
-        for r in a.get("ranges") or []:
-            events = [
-                {
-                    k: str(v)
-                    for k, v in e.items()
-                    if k in ("introduced", "fixed", "last_affected", "limit") and isinstance(v, (str, int))
-                }
-                for e in r.get("events") or []
-                if isinstance(e, dict)
-            ]
-            ranges.append({"type": str(r.get("type") or ""), "events": [e for e in events if e]})
-        versions = _str_list(a.get("versions"))
-        spec = {**(a.get("database_specific") or {}), **(a.get("ecosystem_specific") or {})}
-        aff_sev = str(spec.get("severity") or spec.get("urgency") or "")
-        affected.append(
-            (
-                vid,
-                base,
-                release,
-                normalize_name(base, name),
-                json.dumps(ranges, separators=(",", ":")),
-                json.dumps(versions),
-                aff_sev,
-            )
-        )
-    return row, affected
-
-
-def _parse_nvd(cve: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
-    vid = str(cve["id"])
-    modified = str(cve.get("lastModified") or "")
-    if not vid.startswith("CVE-") or not modified:
-        raise ValueError("NVD item without a CVE id or lastModified")
-    severity, score, vector = rating_from_nvd(cve.get("metrics") or {})
-    desc = next((d.get("value", "") for d in cve.get("descriptions") or [] if d.get("lang") == "en"), "")
-    row = (
-        "nvd",
-        vid,
-        modified,
-        str(cve.get("published") or ""),
-        1 if str(cve.get("vulnStatus", "")).lower() == "rejected" else 0,
-        str(desc)[:300],
-        severity,
-        score,
-        vector,
-        "[]",
-        "[]",
-    )
-    return row, []

@@ -83,6 +83,8 @@ def parse_dpkg_status(text: str, os_rel: OsRelease, path: str, skipped: dict[str
             continue
         if not status.endswith(" installed"):
             continue  # removed, config-files only, half-installed: nothing to patch
+        if len(out) >= MAX_PACKAGES:
+            raise ReaderFailed(f"{path}: more than {MAX_PACKAGES} packages")
         src_name, src_version = name, version
         if source := para.get("Source", "").strip():
             m = _SOURCE.match(source)
@@ -146,6 +148,8 @@ def parse_apk_installed(text: str, os_rel: OsRelease, path: str, skipped: dict[s
         if not name or not version:
             skipped["apk"] = skipped.get("apk", 0) + 1
             continue
+        if len(out) >= MAX_PACKAGES:
+            raise ReaderFailed(f"{path}: more than {MAX_PACKAGES} packages")
         origin = fields.get("o", name)
         out.append(
             Package(

@@ -18,7 +18,7 @@ from agent.runtime.model import Container
 from agent.settings.vuln import VulnDbSettings, VulnSettings
 from agent.vuln.component import VulnComponent, build
 from agent.vuln.db import VulnDB
-from agent.vuln.sandbox import SandboxLimits
+from agent.vuln.sandbox import SandboxLimits, run_isolated
 from agent.vuln.scanner import ScanError
 from agent.wiring import attach
 from tests.fixtures.vuln.builders import CRITICAL, osv, write_dpkg_status, write_os_release, write_records
@@ -66,19 +66,19 @@ def env(
     comp.stop()
 
 
-def _hostile_dpkg(root: Path, megabytes: int) -> None:
-    """A dpkg status far too big to parse within the test's scan time limit."""
-    para = "Package: pad{i}\nStatus: install ok installed\nVersion: 1.0-{i}\nDescription: " + "x" * 900 + "\n\n"
-    n = megabytes * 1024
-    (root / "var/lib/dpkg/status").write_text("".join(para.format(i=i) for i in range(n)))
+def _hostile_dpkg(root: Path, packages: int) -> None:
+    """A dpkg status with so many (tiny) packages that reading it takes seconds (~3 s here)."""
+    text = "".join(f"Package: p{i}\nStatus: install ok installed\nVersion: 1.{i}\n\n" for i in range(packages))
+    (root / "var/lib/dpkg/status").write_text(text)
 
 
 def test_a_scan_that_times_out_is_a_finding_and_the_next_container_is_scanned(
     env: tuple[AgentContext, VulnComponent, list[Finding]],
 ) -> None:
     ctx, comp, found = env
-    comp.scan_limits = SandboxLimits(timeout=2.0, memory_bytes=1 << 30, cpu_seconds=30)
-    _hostile_dpkg(ctx.paths.pid_root(HOSTILE_PID), 48)
+    assert run_isolated(len, "warm") == 4  # the fork server is up: the time limit is the parse's alone
+    comp.scan_limits = SandboxLimits(timeout=1.0, memory_bytes=1 << 30, cpu_seconds=30)
+    _hostile_dpkg(ctx.paths.pid_root(HOSTILE_PID), 150_000)
     hostile = _container("h" * 64, HOSTILE_PID, "sha256:hostile", "hostile")
     benign = _container("b" * 64, BENIGN_PID, "sha256:benign", "benign")
     t0 = time.monotonic()
