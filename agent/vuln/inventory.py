@@ -74,7 +74,7 @@ def parse_dpkg_status(text: str, os_rel: OsRelease, path: str, skipped: dict[str
     """Installed packages from dpkg status text, with their source package and source version."""
     eco = os_rel.osv_ecosystem or "Debian"
     distro = f"{os_rel.id or 'debian'}-{os_rel.version_id}" if os_rel.version_id else ""
-    out = []
+    out: list[Package] = []
     for para in Deb822.iter_paragraphs(text.splitlines(keepends=True)):
         name, version = para.get("Package", ""), para.get("Version", "")
         status = para.get("Status", "install ok installed")
@@ -136,7 +136,7 @@ APK_INSTALLED = "/lib/apk/db/installed"
 def parse_apk_installed(text: str, os_rel: OsRelease, path: str, skipped: dict[str, int]) -> list[Package]:
     """Packages from apk's installed database (``P:`` name, ``V:`` version, ``o:`` origin)."""
     eco = os_rel.osv_ecosystem or "Alpine"
-    out = []
+    out: list[Package] = []
     for block in re.split(r"\n\s*\n", text):
         fields: dict[str, str] = {}
         for line in block.splitlines():
