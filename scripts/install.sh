@@ -8,6 +8,10 @@
 #   /etc/riskguard/agent.yaml      the documented default config (kept if it already exists)
 #   /etc/systemd/system/riskguard-agent.service
 # Then: systemctl enable --now riskguard-agent
+#   PREFIX=/usr/local/riskguard ETC=/etc/rg scripts/install.sh   another prefix / config dir
+#   scripts/install.sh --render-unit                             print the unit for PREFIX/ETC
+# The unit in systemd/ is written for /opt/riskguard and /etc/riskguard; the installed copy
+# names the real PREFIX and ETC.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=${PREFIX:-/opt/riskguard}
@@ -15,12 +19,19 @@ ETC=${ETC:-/etc/riskguard}
 UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
 log() { printf 'install: %s\n' "$*" >&2; }
 
+render_unit() {
+  local prefix=${PREFIX%/} etc=${ETC%/}
+  case "$prefix$etc" in *'|'*|*'&'*|*'\'*) log "PREFIX/ETC may not contain | & or \\"; exit 1 ;; esac
+  sed -e "s|/opt/riskguard|$prefix|g" -e "s|/etc/riskguard|$etc|g" systemd/riskguard-agent.service
+}
+if [ "${1:-}" = "--render-unit" ]; then render_unit; exit 0; fi
+
 [ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
 
 mkdir -p "$PREFIX" "$ETC"
 [ -x "$PREFIX/venv/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install -q --upgrade pip >/dev/null
-"$PREFIX/venv/bin/pip" install -q .
+"$PREFIX/venv/bin/pip" install -q ".${EXTRAS:+[$EXTRAS]}"   # EXTRAS=kubernetes,gmp for the integrations
 # The Debian-only bindings, exposed one by one exactly as in setup-host.sh.
 bash scripts/setup-host.sh --bindings-only "$PREFIX/venv"
 
@@ -35,7 +46,9 @@ else
   log "kept existing $ETC/agent.yaml"
 fi
 chmod 0700 "$ETC"
-install -m 0644 systemd/riskguard-agent.service "$UNIT_DIR/riskguard-agent.service"
+render_unit > "$UNIT_DIR/riskguard-agent.service.tmp"
+chmod 0644 "$UNIT_DIR/riskguard-agent.service.tmp"
+mv "$UNIT_DIR/riskguard-agent.service.tmp" "$UNIT_DIR/riskguard-agent.service"
 "$PREFIX/venv/bin/riskguard-agent" check-config --config "$ETC/agent.yaml"
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload
