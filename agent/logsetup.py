@@ -8,6 +8,7 @@ Long strings are capped so a container cannot flood the journal through our own 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -37,6 +38,26 @@ def cap_values(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -
     return event_dict
 
 
+# sd-daemon(3) priorities: journald strips a leading "<N>" from a stdout line and stores it as
+# PRIORITY= (the unit's SyslogLevelPrefix=yes, systemd's default).
+SYSLOG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3, "exception": 3, "critical": 2}
+
+
+def journal_stream(out: TextIO) -> bool:
+    """True when ``out`` is the journal's stdout stream ($JOURNAL_STREAM names its device:inode)."""
+    want = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(out.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(want) and want == f"{st.st_dev}:{st.st_ino}"
+
+
+def syslog_prefix(_logger: Any, name: str, line: Any) -> Any:
+    """Processor after the renderer: prefix the line with its sd-daemon priority (``<4>{...}``)."""
+    return f"<{SYSLOG_PRIORITY.get(name, 6)}>{line}" if isinstance(line, str) else line
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Configure structlog (and route stdlib logging of libraries through the same level)."""
     out = stream if stream is not None else sys.stdout
@@ -54,6 +75,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             structlog.processors.format_exc_info,
             cap_values,
             renderer,
+            # Only when stdout is the journal: anywhere else (a tty, a pipe, a container log) a
+            # prefix would break the JSON lines collectors parse.
+            *([syslog_prefix] if journal_stream(out) else []),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(file=out),
