@@ -39,6 +39,7 @@ RENAMED_SECTIONS: dict[str, tuple[str, str]] = {
 }
 
 DEFAULT_CONFIG_PATH = Path("/etc/riskguard/agent.yaml")
+MAX_CONFIG_BYTES = 4 << 20  # a bigger agent.yaml is a mistake (or an attack), not a config
 
 
 class AgentConfig(Section):
@@ -132,15 +133,65 @@ def migrate_renamed_sections(data: dict[str, Any], source: str = "<config>") -> 
 
 def check_file_permissions(path: Path) -> None:
     """Refuse a config that is not a regular file (a FIFO would hang the read) or that someone
-    other than its owner could have written."""
-    st = path.stat()
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(str(path), ["(file): not a regular file"])
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ConfigError(
-            str(path),
-            [f"(file): mode {stat.S_IMODE(st.st_mode):04o} is group- or world-writable; chmod go-w {path}"],
-        )
+    other than its owner could have written (see ``read_trusted``)."""
+    read_trusted(path)
+
+
+def _trusted_owners() -> set[int]:
+    """Owners a config and its directories may have: root, and the running user when not root
+    (sshd's ``StrictModes``, sudo's sudoers checks)."""
+    return {0, os.geteuid()}
+
+
+def _check_directories(path: Path, source: str, owners: set[int]) -> None:
+    """Every directory from the config's real location up to ``/`` must be owned by a trusted
+    user and not writable by group or others unless sticky (``/tmp``): otherwise someone else
+    could swap the file."""
+    for d in [path.parent, *path.parent.parents]:
+        try:
+            st = d.stat()
+        except OSError as exc:
+            raise ConfigError(source, [f"(file): cannot check directory {d}: {exc.strerror}"]) from None
+        if st.st_uid not in owners:
+            raise ConfigError(source, [f"(file): directory {d} is owned by uid {st.st_uid}, not root"])
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+            raise ConfigError(
+                source,
+                [f"(file): directory {d} (mode {stat.S_IMODE(st.st_mode):04o}) is writable by group or others"],
+            )
+
+
+def read_trusted(path: Path) -> str:
+    """The text of ``path`` once it is trusted like sshd/sudo trust theirs: a regular file (opened
+    without blocking, so a FIFO is refused, not waited on), owned by root (or by the running user
+    when not root), not writable by group or others, in directories (real path, up to ``/``)
+    nobody else can write. Checks are made on the open descriptor; any failure is a ``ConfigError``."""
+    source = str(path)
+    owners = _trusted_owners()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(source, [f"(file): cannot open: {exc.strerror}"]) from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(source, ["(file): not a regular file"])
+        if st.st_uid not in owners:
+            who = "root" if os.geteuid() == 0 else f"root or uid {os.geteuid()}"
+            raise ConfigError(source, [f"(file): owned by uid {st.st_uid}, not {who}; chown root {path}"])
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(
+                source,
+                [f"(file): mode {stat.S_IMODE(st.st_mode):04o} is group- or world-writable; chmod go-w {path}"],
+            )
+        _check_directories(Path(os.path.realpath(path)), source, owners)
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(source, [f"(file): {st.st_size} bytes, more than {MAX_CONFIG_BYTES}"])
+        raw = fh.read(MAX_CONFIG_BYTES + 1)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"(file): cannot read: {exc}"]) from None
 
 
 def load_config(path: Path | None) -> tuple[AgentConfig, str]:
@@ -154,11 +205,7 @@ def load_config(path: Path | None) -> tuple[AgentConfig, str]:
         if explicit:
             raise ConfigError(str(target), ["(file): does not exist"])
         return AgentConfig(), "embedded default"
-    check_file_permissions(target)
-    try:
-        text = target.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(target), [f"(file): cannot read: {exc}"]) from None
+    text = read_trusted(target)
     return parse_config(read_yaml(text, str(target)), str(target)), str(target)
 
 
@@ -175,6 +222,9 @@ def read_yaml(text: str, source: str) -> Any:
         raise ConfigError(source, ["(file): invalid YAML: nested too deeply"]) from None
     if node is None:
         return None
+    duplicates = duplicate_keys(node)
+    if duplicates:
+        raise ConfigError(source, duplicates)
     try:
         return yaml.SafeLoader("").construct_document(node)
     except RecursionError:
@@ -192,6 +242,30 @@ def read_yaml(text: str, source: str) -> Any:
                 f"{shown!r} ({reason}); quote it to use it as a string"
             ],
         ) from None
+
+
+def duplicate_keys(root: yaml.Node) -> list[str]:
+    """``path: duplicate key 'k' (lines A and B)`` for every key set twice in one mapping (PyYAML
+    silently keeps the last one)."""
+    problems: list[str] = []
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    while stack:
+        node, loc = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if name in seen:
+                        where = _dotted((*loc, name))
+                        problems.append(f"{where}: duplicate key {name!r} (lines {seen[name]} and {line})")
+                    else:
+                        seen[name] = line
+                stack.append((value, (*loc, name)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(node.value))
+    return sorted(problems)
 
 
 def _unconstructible(root: yaml.Node) -> tuple[str, yaml.Node]:

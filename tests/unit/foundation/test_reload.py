@@ -30,8 +30,7 @@ CONTROL = ["status", "containers", "findings", "actions", "detectors.list", "log
 
 def write(tmp_path: Path, extra: str = "") -> Path:
     p = tmp_path / "agent.yaml"
-    p.write_text(
-        f"""
+    base = f"""
 state: {{dir: {tmp_path}/state}}
 control: {{socket: {tmp_path}/run/agent.sock}}
 runtime: {{docker: false, cgroup_scan: false}}
@@ -41,9 +40,11 @@ network: {{enabled: false}}
 response: {{mode: observe}}
 vuln: {{enabled: true, on_start: false, db: {{path: {tmp_path}/vulndb.sqlite}}}}
 outputs: {{alerts_file: {tmp_path}/alerts.jsonl, log_findings: false, metrics: {{enabled: true, port: 0}}}}
-{extra}
 """
-    )
+    # A section in ``extra`` replaces the base one (a key set twice is a config error).
+    replaced = {line.split(":", 1)[0] for line in extra.splitlines() if line and not line[0].isspace()}
+    kept = [line for line in base.splitlines() if line.split(":", 1)[0] not in replaced]
+    p.write_text("\n".join([*kept, extra, ""]))
     os.chmod(p, 0o600)
     return p
 
