@@ -3,7 +3,8 @@
 
 Readers: ``/etc/os-release``, dpkg (``/var/lib/dpkg/status`` and ``status.d/``), apk
 (``/lib/apk/db/installed``), rpm (the sqlite rpmdb), Python (``*.dist-info/METADATA``,
-``*.egg-info``), npm (``node_modules/**/package.json``). Every read goes through a ``Root``,
+``*.egg-info``), npm (``node_modules/**/package.json``), application lockfiles
+(``agent.vuln.lockfiles``: PyPI, crates.io, npm). Every read goes through a ``Root``,
 so nothing is ever resolved outside the container. Malformed entries are counted and skipped.
 """
 
@@ -25,6 +26,7 @@ from agent.vuln.limits import (
     ReaderFailed,
     loads_bounded,
 )
+from agent.vuln.lockfiles import read_lockfiles
 from agent.vuln.pkgmodel import Inventory, OsRelease, Package
 from agent.vuln.pkgmodel import purl as _purl
 from agent.vuln.rootfs import Root, RootError, walk
@@ -308,6 +310,7 @@ def read_inventory(root: Root) -> Inventory:
         ("rpm", lambda: read_rpm(root, os_rel, inv.skipped)),
         ("pypi", lambda: read_python(root, inv.skipped)),
         ("npm", lambda: read_npm(root, inv.skipped)),
+        ("lockfile", lambda: read_lockfiles(root, inv.skipped)),
     ]
     for label, reader in readers:
         try:

@@ -45,6 +45,7 @@ SCHEMES: dict[str, str] = {
     "Photon OS": "rpm",
     "PyPI": "pep440",
     "npm": "semver",
+    "crates.io": "semver",
     "SEMVER": "semver",
 }
 
