@@ -18,13 +18,13 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter as PromCounter
-from prometheus_client import Gauge
 
 from agent.behavior import baseline_ops
 from agent.behavior.engine import BehaviorEngine, ScoredWindow
 from agent.context import AgentContext
 from agent.events import BehaviorWindow
 from agent.pipeline import BoundedQueue
+from agent.sources.collectors import StatusCollector
 
 log = structlog.get_logger("agent.behavior")
 
@@ -56,10 +56,10 @@ class BehaviorComponent:
             ["detector"],
             registry=ctx.metrics,
         )
-        self._m_dropped = Gauge(
-            "riskguard_behavior_queue_dropped", "Windows dropped on a full queue", registry=ctx.metrics
+        # A count, so a counter (riskguard_behavior_dropped_total), read from status() at scrape.
+        ctx.metrics.register(
+            StatusCollector("riskguard_behavior", self.status, [("dropped", "Windows dropped on a full queue")])
         )
-        self._m_dropped.set_function(lambda: float(sum(self.queue.dropped.values())))
 
     # --- component protocol -----------------------------------------------------------
     def start(self, ctx: AgentContext) -> None:

@@ -2,18 +2,23 @@
 """Prometheus metrics on ``ctx.metrics`` and their HTTP exposition on a loopback address.
 
 Counters the outputs own: ``riskguard_findings_total{source,severity}``,
-``riskguard_actions_total{kind,result}``. Scan durations are the vulnerability scanner's own
-histogram (``riskguard_vuln_scan_seconds``, same registry). Read at scrape time from the running agent:
-``riskguard_lost_events_total{source}`` (drops of the event bus per event type, and every
-component's ``lost``/``lost_events``/``dropped`` status counters),
-``riskguard_queue_depth{queue}`` (events, findings, and the outputs' own queues), and
-``riskguard_output_sent_total`` / ``_dropped_total`` / ``_failed_total`` ``{output}`` of the
-webhook and Elasticsearch shippers.
+``riskguard_actions_total{kind,result}``. Read at scrape time from the running agent:
+``riskguard_build_info{version,python}`` (always 1), ``riskguard_containers_watched{runtime}``,
+``riskguard_bus_dropped_total{bus,kind}`` (events and findings dropped on a full bus queue),
+``riskguard_lost_events_total{source}`` (the ``lost``/``lost_events``/``dropped`` status counters
+of components that export no loss metric of their own), ``riskguard_queue_depth{queue}``, and
+``riskguard_output_sent_total`` / ``_dropped_total`` / ``_failed_total`` / ``_retries_total``
+``{output}`` of the webhook and Elasticsearch shippers.
+
+One concept, one metric: a loss a component already exports under its own name (eBPF's
+``riskguard_events_lost_total``, audit's ``riskguard_audit_lost_total``, behaviour's
+``riskguard_behavior_dropped_total``) is not repeated here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import platform
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -23,9 +28,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
+from agent import __version__
 from agent.context import AgentContext
 
 LOST_KEYS = ("lost", "lost_events", "dropped")
+# Components whose loss counters are exported by their own collectors under their own names.
+OWN_LOSS_METRICS = frozenset({"ebpf", "audit", "behavior"})
 
 
 def _numbers(prefix: str, value: Any) -> Iterable[tuple[str, float]]:
@@ -55,13 +63,32 @@ class RuntimeCollector(Collector):
         self.own = "outputs"
 
     def collect(self) -> Iterable[Metric]:
-        lost = CounterMetricFamily(
-            "riskguard_lost_events", "Events lost before analysis, per source", labels=["source"]
+        build = GaugeMetricFamily(
+            "riskguard_build_info", "The running agent's version (always 1)", labels=["version", "python"]
         )
-        for kind, n in sorted(self.ctx.events.stats.dropped.items()):
-            lost.add_metric([f"bus:{kind}"], float(n))
+        build.add_metric([__version__, platform.python_version()], 1.0)
+        yield build
+        watched = GaugeMetricFamily("riskguard_containers_watched", "Containers the agent watches", labels=["runtime"])
+        per_runtime: dict[str, int] = {}
+        for c in self.ctx.registry.all():
+            per_runtime[c.runtime] = per_runtime.get(c.runtime, 0) + 1
+        for runtime, n in sorted(per_runtime.items()):
+            watched.add_metric([runtime], float(n))
+        yield watched
+        bus = CounterMetricFamily(
+            "riskguard_bus_dropped", "Items dropped on a full bus queue, per bus and kind", labels=["bus", "kind"]
+        )
+        for name, b in (("events", self.ctx.events), ("findings", self.ctx.findings)):
+            for kind, n in sorted(b.stats.dropped.items()):
+                bus.add_metric([name, str(kind)], float(n))
+        yield bus
+        lost = CounterMetricFamily(
+            "riskguard_lost_events",
+            "Events a component lost (components without a loss metric of their own), per source",
+            labels=["source"],
+        )
         for name, st in sorted(self.peers().items()):
-            if name == self.own:
+            if name == self.own or name in OWN_LOSS_METRICS:
                 continue
             for key in LOST_KEYS:
                 if key in st:
@@ -79,6 +106,7 @@ class RuntimeCollector(Collector):
             ("sent", "Records an output delivered"),
             ("dropped", "Records an output dropped because its queue was full"),
             ("failed", "Records an output gave up on after its retries"),
+            ("retries", "Delivery attempts an output repeated after a transient failure"),
         ):
             fam = CounterMetricFamily(f"riskguard_output_{what}", help_text, labels=["output"])
             for name, st in sorted(shippers.items()):

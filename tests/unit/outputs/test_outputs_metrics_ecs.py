@@ -12,6 +12,7 @@ from typing import Any
 from prometheus_client import Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent import __version__
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import ContainerRef, Event, ProcessExit
@@ -21,7 +22,7 @@ from agent.outputs.alert import finding_record
 from agent.outputs.component import build
 from agent.outputs.ecs import finding_to_ecs
 from agent.pipeline import Bus
-from agent.runtime.model import ContainerRegistry
+from agent.runtime.model import Container, ContainerRegistry
 from agent.settings.outputs import EcsSettings, MetricsSettings, OutputsSettings
 from agent.store import Store
 from agent.wiring import attach
@@ -31,8 +32,6 @@ WEB = ContainerRef(id="c" * 64, name="web", image="docker.io/library/nginx:1.25.
 
 class PerfSource:
     """Stands in for another component whose status reports lost events (as sources do)."""
-
-    name = "ebpf"
 
     def status(self) -> dict[str, Any]:
         return {"lost": {"exec": 7, "connect": 2}, "state": "running"}
@@ -68,7 +67,9 @@ def test_prometheus_endpoint_on_loopback(tmp_path: Path) -> None:
     # Another subsystem's collector on the shared registry (the scanner's scan durations).
     scans = Histogram("riskguard_vuln_scan_seconds", "Duration of one container scan", registry=ctx.metrics)
     scans.observe(1.7)
-    out = build(ctx, peers=lambda: {"ebpf": perf.status()})
+    # "capture" exports no loss metric of its own: the outputs do; eBPF has its own (not repeated).
+    out = build(ctx, peers=lambda: {"capture": perf.status(), "ebpf": perf.status()})
+    ctx.registry.upsert(Container(id=WEB.id, name="web", image=WEB.image, image_id="", runtime="docker", init_pid=1))
     attach(ctx, out)
     try:
         assert out.metrics_server is not None
@@ -83,8 +84,11 @@ def test_prometheus_endpoint_on_loopback(tmp_path: Path) -> None:
         assert m[("riskguard_findings_total", (("severity", "high"), ("source", "rule")))] == 2
         assert m[("riskguard_actions_total", (("kind", "freeze"), ("result", "ok")))] == 1
         assert m[("riskguard_actions_total", (("kind", "quarantine"), ("result", "failed")))] == 1
-        assert m[("riskguard_lost_events_total", (("source", "bus:ProcessExit"),))] == 2
-        assert m[("riskguard_lost_events_total", (("source", "ebpf:exec"),))] == 7
+        assert m[("riskguard_bus_dropped_total", (("bus", "events"), ("kind", "ProcessExit")))] == 2
+        assert m[("riskguard_lost_events_total", (("source", "capture:exec"),))] == 7
+        assert not any(k[0] == "riskguard_lost_events_total" and "ebpf" in str(k[1]) for k in m)
+        assert m[("riskguard_containers_watched", (("runtime", "docker"),))] == 1
+        assert next(k for k in m if k[0] == "riskguard_build_info")[1][1] == ("version", __version__)
         assert m[("riskguard_queue_depth", (("queue", "events"),))] == 1
         assert ("riskguard_queue_depth", (("queue", "findings"),)) in m
         assert m[("riskguard_vuln_scan_seconds_bucket", (("le", "2.5"),))] == 1
