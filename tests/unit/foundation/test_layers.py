@@ -4,7 +4,8 @@ layer or lower ones (module-level, function-level and ``TYPE_CHECKING`` imports 
 
 Layers, bottom to top (``docs/architecture.md`` shows the same list):
 
-0. ground: settings, events, findings, hostfs, syscall table, resources, logging, sd_notify, commands
+0. ground: settings, events, findings, hostfs, syscall table, resources, logging, sd_notify, commands,
+   text safety, console output
 1. core: pipeline, store, config, context, control socket, policy, the container record
 2. host knowledge: runtime, decoders
 3. subsystems: sources, detectors, behavior, logs, vuln, network, response, outputs
@@ -28,7 +29,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     (r"agent\.(runtime|decoders)(\..+)?", 2),
     (r"agent\.(pipeline|store|config|configdoc|context|control|policy)", 1),
     (
-        r"agent(\.(settings(\..+)?|events|findings|hostfs|syscall_table|resources|logsetup|sdnotify|commands|textsafe))?",
+        r"agent(\.(settings(\..+)?|events|findings|hostfs|syscall_table|resources|logsetup|sdnotify|commands|textsafe|console))?",
         0,
     ),
 )
