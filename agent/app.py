@@ -402,5 +402,5 @@ def _findings_destinations(state: AppState) -> list[str]:
     out = ["journal/stdout", f"store:{state.config.state.dir / 'agent.db'}"]
     alerts = getattr(state.config.outputs, "alerts_file", None)
     if alerts:
-        out.append(f"alerts:{alerts}")
+        out.append(f"alerts:{host_paths(state.config).in_state(alerts)}")
     return out

@@ -49,6 +49,11 @@ class HostPaths:
         """Return a copy whose agent-owned directories are ``state`` (and ``run``)."""
         return dataclasses.replace(self, state=state, run=run if run is not None else self.run)
 
+    def in_state(self, configured: Path) -> Path:
+        """A path from the config: an absolute one as given, a relative one (every default:
+        ``alerts.jsonl``, ``vulndb.sqlite``…) under the state directory (``state.dir``)."""
+        return self.state / configured
+
     # --- /proc ---------------------------------------------------------------------------
     def pid_dir(self, pid: int) -> Path:
         return self.proc / str(pid)

@@ -272,4 +272,7 @@ def build(
     exposition: CollectorRegistry | None = None,
 ) -> Outputs:
     """The outputs component (always on: the alerts file and logs are the minimum)."""
-    return Outputs(ctx, ctx.config.outputs, peers, exposition)
+    settings = ctx.config.outputs
+    if settings.alerts_file is not None:
+        settings = settings.model_copy(update={"alerts_file": ctx.paths.in_state(settings.alerts_file)})
+    return Outputs(ctx, settings, peers, exposition)

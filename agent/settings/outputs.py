@@ -138,8 +138,9 @@ class FalcoSettings(Section):
 class OutputsSettings(Section):
     """Where findings and actions go besides the journal: alerts file, webhook, Prometheus, ECS, Falco."""
 
-    # One JSON object per finding, rotated by size: alerts.jsonl → alerts.jsonl.1 … .<keep>.
-    alerts_file: Path | None = Path("/var/lib/riskguard/alerts.jsonl")
+    # One JSON object per finding, rotated by size: alerts.jsonl → alerts.jsonl.1 … .<keep>; a
+    # relative path is under state.dir; null: no alerts file.
+    alerts_file: Path | None = Path("alerts.jsonl")
     # The alerts file is rotated at this size.
     alerts_max_bytes: int = Field(default=50 * 1024 * 1024, ge=4096)
     # Rotated alerts files kept (alerts.jsonl.1 … .N).

@@ -111,8 +111,8 @@ class CaptureSettings(Section):
     max_packets_per_second_per_container: int = Field(default=20000, ge=1)
     # Keep a rolling pcap per container with tcpdump (-C/-W) as evidence.
     pcap_evidence: bool = False
-    # Where pcap rings go (the default becomes <state.dir>/pcap).
-    pcap_dir: Path = Path("/var/lib/riskguard/pcap")
+    # Where pcap rings go; a relative path is under state.dir.
+    pcap_dir: Path = Path("pcap")
     # Size of one pcap file, MB (tcpdump -C).
     pcap_file_mb: int = Field(default=8, ge=1)
     # pcap files kept per container (tcpdump -W): the ring's bound is pcap_file_mb x pcap_files.

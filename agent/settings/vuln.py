@@ -44,8 +44,9 @@ class GmpSettings(Section):
 class VulnDbSettings(Section):
     """The local OSV/NVD vulnerability database."""
 
-    # The local vulnerability database (sqlite), filled by riskguard-agent vulndb import|update.
-    path: Path = Path("/var/lib/riskguard/vulndb.sqlite")
+    # The local vulnerability database (sqlite), filled by riskguard-agent vulndb import|update;
+    # a relative path is under state.dir.
+    path: Path = Path("vulndb.sqlite")
     # Public OSV ecosystem exports fetched by ``riskguard-agent vulndb update`` (never by tests).
     sources: tuple[str, ...] = (
         "https://osv-vulnerabilities.storage.googleapis.com/Debian/all.zip",
@@ -53,13 +54,11 @@ class VulnDbSettings(Section):
         "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip",
         "https://osv-vulnerabilities.storage.googleapis.com/npm/all.zip",
     )
-    # Where downloaded exports are kept between updates (conditional GET by Last-Modified).
-    download_dir: Path = Path("/var/lib/riskguard/vulndb-sources")
+    # Where downloaded exports are kept between updates (conditional GET by Last-Modified); a
+    # relative path is under state.dir.
+    download_dir: Path = Path("vulndb-sources")
     # Longest time one vulndb update may take.
     update_timeout_seconds: float = Field(default=600.0, gt=0)
-    # A database last imported longer ago than this makes scans warn that newer
-    # vulnerabilities are missing (riskguard-agent scan on stderr, the agent in its log).
-    stale_after_seconds: float = Field(default=7 * 86400.0, gt=0)
 
 
 class VulnSettings(Section):

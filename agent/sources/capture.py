@@ -425,8 +425,7 @@ def build(ctx: AgentContext) -> CaptureSource | None:
     settings = ctx.config.capture
     if not settings.enabled:
         return None
-    if settings.pcap_dir == CaptureSettings().pcap_dir:
-        settings = settings.model_copy(update={"pcap_dir": ctx.paths.state / "pcap"})
+    settings = settings.model_copy(update={"pcap_dir": ctx.paths.in_state(settings.pcap_dir)})
     interval = settings.interval_seconds or ctx.config.behavior.window_seconds
     src = CaptureSource(settings, ctx.paths, ctx.registry, ctx.publish, interval)
     ctx.control("capture.status", lambda _params: dict(src.status()))

@@ -425,4 +425,10 @@ def build(ctx: AgentContext) -> VulnComponent | None:
     settings: VulnSettings = ctx.config.vuln
     if not settings.enabled:
         return None
-    return VulnComponent(settings, settings.db)
+    db = settings.db.model_copy(
+        update={
+            "path": ctx.paths.in_state(settings.db.path),
+            "download_dir": ctx.paths.in_state(settings.db.download_dir),
+        }
+    )
+    return VulnComponent(settings, db)
