@@ -59,6 +59,9 @@ class VulnDbSettings(Section):
     download_dir: Path = Path("vulndb-sources")
     # Longest time one vulndb update may take.
     update_timeout_seconds: float = Field(default=600.0, gt=0)
+    # A database last imported longer ago than this makes scans warn that newer
+    # vulnerabilities are missing (riskguard-agent scan on stderr, the agent in its log).
+    stale_after_seconds: float = Field(default=7 * 86400.0, gt=0)
 
 
 class VulnSettings(Section):

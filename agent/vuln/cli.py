@@ -1,16 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """``riskguard-agent scan rootfs|image|container`` and ``riskguard-agent vulndb import|status|update``.
 
-JSON output (stdout only) is a list of ``{"package", "version", "ecosystem", "source_package",
-"vulnerability", "aliases", "severity", "fixed_version", "path"}``; logs and progress go to stderr.
-Exit codes: 0 done (vulnerabilities found or not), 2 bad input (missing path, unknown
-container, unreadable database), 3 ``vulndb update`` without network.
+``scan --format``: ``table`` (default), ``json`` (a list of ``{"package", "version",
+"ecosystem", "source_package", "vulnerability", "aliases", "severity", "fixed_version", "path"}``),
+``sarif`` (SARIF 2.1.0) or ``cyclonedx`` (CycloneDX 1.5 JSON), on stdout only; logs, progress and
+warnings go to stderr. ``--severity CRITICAL,HIGH`` keeps those severities (as Trivy;
+``UNKNOWN`` is a severity of its own). Exit codes: 0 done, ``--exit-code N`` when a
+vulnerability of the kept severities was found, 2 bad input (missing path, unknown container,
+unreadable or empty database), 3 ``vulndb update`` without network. A database older than
+``vuln.db.stale_after_seconds`` gives a warning on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import sys
 from pathlib import Path
@@ -18,7 +21,9 @@ from typing import Any
 
 import structlog
 
+from agent.console import print_json, print_table
 from agent.vuln.db import VulnDB
+from agent.vuln.report import LEVELS, cyclonedx, db_health, keep, parse_severities, sarif, stale_warning
 from agent.vuln.rootfs import DirRoot, RootError
 from agent.vuln.scanner import ScanError, ScanResult, scan_container, scan_image, scan_root
 
@@ -56,37 +61,60 @@ def _open_db(args: argparse.Namespace, must_exist: bool) -> VulnDB | None:
         return None
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A plain aligned text table on stdout."""
-    widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for r in rows:
-        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
-
-
-def emit(result: ScanResult, fmt: str) -> None:
-    rows = [m.report_row() for m in result.matches]
+def emit(result: ScanResult, fmt: str, severities: frozenset[str] = frozenset(LEVELS)) -> int:
+    """Print the report in ``fmt``; return how many vulnerabilities of ``severities`` it holds."""
+    matches = keep(result.matches, severities)
+    rows = [{**m.report_row(), "severity": m.severity or "unknown"} for m in matches]
     if fmt == "json":
-        json.dump(rows, sys.stdout, indent=1)
-        sys.stdout.write("\n")
-        return
-    table = [{**r, "aliases": ",".join(r["aliases"][:3]) + ("…" if len(r["aliases"]) > 3 else "")} for r in rows]
-    print_table(
-        table, ["package", "version", "vulnerability", "severity", "fixed_version", "source_package", "aliases"]
-    )
-    s = result.summary()
-    print(
-        f"\n{s['target']}: {s['os'] or 'unknown OS'}, {s['packages']} packages, "
-        f"{s['vulnerabilities']} vulnerabilities {s['by_severity']}",
-        file=sys.stderr,
-    )
+        print_json(rows)
+    elif fmt == "sarif":
+        print_json(sarif(result, matches))
+    elif fmt == "cyclonedx":
+        print_json(cyclonedx(result, matches))
+    else:
+        table = [{**r, "aliases": ",".join(r["aliases"][:3]) + ("…" if len(r["aliases"]) > 3 else "")} for r in rows]
+        print_table(table, ["package", "version", "vulnerability", "severity", ("fixed_version", "fixed"), "aliases"])
+        s = result.summary()
+        shown = (
+            "" if len(matches) == len(result.matches) else f" ({len(matches)} of them {','.join(sorted(severities))})"
+        )
+        print(
+            f"\n{s['target']}: {s['os'] or 'unknown OS'}, {s['packages']} packages, "
+            f"{s['vulnerabilities']} vulnerabilities {s['by_severity']}{shown}",
+            file=sys.stderr,
+        )
+    return len(matches)
+
+
+def check_db(db: VulnDB, args: argparse.Namespace) -> bool:
+    """Refuse an empty database (a scan against it would say "0 vulnerabilities"); warn on
+    stderr when it is older than ``vuln.db.stale_after_seconds``."""
+    stale_after = _config(args).vuln.db.stale_after_seconds
+    records, age = db_health(db, stale_after)
+    if records == 0:
+        print(
+            f"error: the vulnerability database {db.path} holds no records: a scan would report "
+            "0 vulnerabilities whatever is installed (run `riskguard-agent vulndb import` or `vulndb update`)",
+            file=sys.stderr,
+        )
+        return False
+    if warning := stale_warning(age, stale_after):
+        print(warning, file=sys.stderr)
+    return True
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    try:
+        severities = parse_severities(args.severity)
+    except ValueError as exc:
+        print(f"error: --severity: {exc}", file=sys.stderr)
+        return 2
     db = _open_db(args, must_exist=True)
     if db is None:
         return 2
     try:
+        if not check_db(db, args):
+            return 2
         if args.kind == "rootfs":
             if not Path(args.target).is_dir():
                 print(f"error: {args.target} is not a directory", file=sys.stderr)
@@ -105,8 +133,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return 2
     finally:
         db.close()
-    emit(result, args.format)
-    return 0
+    found = emit(result, args.format, severities)
+    return int(args.exit_code) if found else 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -122,8 +150,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         db.close()
     d = summary.to_dict()
     if args.json:
-        json.dump(d, sys.stdout)
-        sys.stdout.write("\n")
+        print_json(d)
     else:
         print(
             f"imported {d['records']} records from {d['sources']} sources in {d['seconds']}s: "
@@ -146,8 +173,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if args.json:
-        json.dump(st, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        print_json(st)
         return 0
     age = st["age_seconds"]
     print(f"database   {st['path']} ({st['size_bytes'] // 1024} KiB, generation {st['generation']})")
@@ -176,8 +202,7 @@ def cmd_update(args: argparse.Namespace) -> int:
         return 3
     finally:
         db.close()
-    json.dump(summary.to_dict(), sys.stdout)
-    sys.stdout.write("\n")
+    print_json(summary.to_dict())
     return 0
 
 
@@ -194,7 +219,23 @@ def register(subparsers: Any) -> None:
         p.add_argument("target", metavar="PATH" if kind == "rootfs" else "REF")
         p.add_argument("--db", help="vulnerability database (default: vuln.db.path from config)")
         p.add_argument("--config", help="agent.yaml (for vuln.db.path)")
-        p.add_argument("--format", choices=("json", "table"), default="table")
+        p.add_argument(
+            "--format",
+            choices=("table", "json", "sarif", "cyclonedx"),
+            default="table",
+            help="table (default), json rows, SARIF 2.1.0 or CycloneDX 1.5 JSON on stdout",
+        )
+        p.add_argument(
+            "--severity",
+            default=",".join(s.upper() for s in LEVELS),
+            help="comma-separated severities to report (default all: UNKNOWN,LOW,MEDIUM,HIGH,CRITICAL)",
+        )
+        p.add_argument(
+            "--exit-code",
+            type=int,
+            default=0,
+            help="exit with this code when a vulnerability of the reported severities is found (default 0)",
+        )
         p.set_defaults(func=cmd_scan)
 
     vdb = subparsers.add_parser("vulndb", help="the local vulnerability database")
