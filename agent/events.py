@@ -96,6 +96,9 @@ class FileOpen(Event):
     flags: int
     write: bool
     ret: int = 0
+    # The parent's pid (0 unknown), as on ``FileChange``: a shell's fork that opens a file for
+    # a redirect (``echo x > /etc/app.conf``) may be gone before /proc can be read.
+    ppid: int = 0
     source: str = "ebpf"
 
 

@@ -18,7 +18,7 @@ from agent.detectors.activity import activity, lineage_of
 from agent.detectors.lineage import ProcInfo
 from agent.detectors.pipes import reads_stdin
 from agent.detectors.spec import DetectorState, basename, container_key, name_set
-from agent.events import Event, FileChange, ProcessExec
+from agent.events import AuditEvent, Event, FileChange, FileOpen, ProcessExec
 from agent.findings import Finding
 
 HOUSEKEEPING_ROLES = ("scheduler", "package_manager")
@@ -57,7 +57,7 @@ class Lineage:
 
 def lineage(state: DetectorState, ev: Event) -> Lineage | None:
     """The lineage of ``ev``'s process, or ``None`` when the process is not known yet."""
-    ppid = ev.ppid if isinstance(ev, FileChange) else 0
+    ppid = ev.ppid if isinstance(ev, (FileChange, FileOpen, AuditEvent)) else 0
     chain = lineage_of(state, container_key(ev), ev.pid, ppid, getattr(ev, "comm", ""))
     if not chain:
         return None

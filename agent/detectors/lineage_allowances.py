@@ -4,9 +4,10 @@
 ``AllowanceReview.observe(event)`` records, while the container's image learns, the patterns
 of ``agent.behavior.allowances`` (exec pairs and executables from process lineage, sensitive
 paths, destinations). ``review(detector, event, finding)`` lowers a process-exec rule's finding
-whose exec pair the image does normally (see ``Allowances.judge``) and records why in the
-evidence (``allowance``, also when the rule's severity was already that low); a detector
-flagged ``always`` is never lowered.
+whose exec pair the image does normally, or a path rule's (RG-0002, ``Detector.learns``) whose
+path it opened (see ``Allowances.judge``), and records why in the evidence (``allowance``, also
+when the rule's severity was already that low); a detector flagged ``always``, or a finding
+whose evidence says ``always``, is never lowered.
 """
 
 from __future__ import annotations
@@ -48,16 +49,24 @@ class AllowanceReview:
             me = self.state.lineage.get(container_key(event), event.pid)
             if me is not None and me.exe:
                 a.observe(c, "exe", me.exe, event.ts)
-        elif isinstance(event, FileOpen) and event.ret >= 0:
+        elif isinstance(event, FileOpen) and event.ret >= 0 and not event.path.startswith("/proc/"):
+            # /proc/<pid>/… names one process, never a pattern of the image.
             a.observe(c, "path", event.path, event.ts)
         elif isinstance(event, NetConnect) and event.op == "connect" and event.daddr:
             a.observe(c, "dest", f"{event.protocol}/{event.daddr}:{event.dport}", event.ts)
 
     def review(self, detector: Detector, event: Event, finding: Finding) -> Finding:
-        """``finding`` lowered when its exec pair is normal for the image, else unchanged."""
-        if detector.always or not isinstance(event, ProcessExec) or event.container is None:
+        """``finding`` lowered when its exec pair (or, for a rule that learns paths, its path) is
+        normal for the image, else unchanged."""
+        if detector.always or event.container is None or finding.evidence.get("always"):
             return finding
-        j = self.allowances.judge(event.container, "exec", exec_pattern(event, self.state), event.ts)
+        if detector.learns == "exec" and isinstance(event, ProcessExec):
+            kind, pattern = "exec", exec_pattern(event, self.state)
+        elif detector.learns == "path" and isinstance(finding.evidence.get("path"), str):
+            kind, pattern = "path", str(finding.evidence["path"])
+        else:
+            return finding
+        j = self.allowances.judge(event.container, kind, pattern, event.ts)
         if j.severity is None:
             return finding
         # Already at or below what the allowance allows: unchanged, but marked as the image's

@@ -1,10 +1,26 @@
 # SPDX-License-Identifier: Apache-2.0
-"""RG-0002: a read or write of a sensitive file (credentials, SSH keys, /etc, process memory).
+"""RG-0002: a secret read, or an identity, persistence or configuration file written.
 
 Sources: ``FileOpen`` from the eBPF probe (already filtered in the kernel by path prefix) and
-assembled audit events (``AuditEvent.paths``, from PATH records). Paths are matched with
-``fnmatch`` against ``detectors.sensitive_read_paths`` (any open) and
-``detectors.sensitive_write_paths`` (opens for writing). Runtime sockets belong to RG-0011.
+assembled audit events (``AuditEvent.paths``, from PATH records). Each path falls in one class
+(fnmatch patterns of the detectors settings; runtime sockets belong to RG-0011):
+
+- **identity** (``identity_write_paths``, opened for writing): accounts (/etc/passwd, shadow,
+  group), privileges (sudoers), keys (~/.ssh), code that runs later (cron, ld.so.preload,
+  profile scripts, PAM, init scripts). HIGH; MEDIUM when a package manager or a scheduler is in
+  the writer's lineage or it is one of the container's start-up scripts (``startup.py``); a
+  write from an interactive shell is never lowered by learning.
+- **secret** (``sensitive_read_paths``, any open): /etc/shadow, private keys, another process's
+  memory or environment. HIGH and never lowered by learning, except for the programs whose job
+  it is (``credential_consumers``: su, sshd, useradd …): MEDIUM, LOW below a package manager,
+  a scheduler or start-up.
+- **config** (``sensitive_write_paths``, opened for writing): any other file below /etc. Not a
+  finding from a package manager, a scheduler or start-up scripts (an nginx hook writing
+  ``conf.d/default.conf``); MEDIUM from an interactive shell; LOW otherwise (an application
+  writing its configuration at run time).
+
+A failed attempt is at most MEDIUM. Findings not marked ``always`` in their evidence are lowered
+to LOW by a path the image opened while its baseline learned (``allowance`` ``path``).
 """
 
 from __future__ import annotations
@@ -12,22 +28,39 @@ from __future__ import annotations
 import os
 import posixpath
 
-from agent.detectors.spec import Detector, DetectorState, basename, name_set, path_matcher
+from agent.detectors.anti_forensics import lineage
+from agent.detectors.spec import Detector, DetectorState, basename, container_key, name_set, path_matcher
+from agent.detectors.startup import startup_entry
 from agent.events import AuditEvent, FileOpen
 from agent.findings import Finding, Severity
 
 _CREDENTIALS = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
+# Identity and persistence files by MITRE technique (first match wins; the path is absolute).
+_WRITE_TECHNIQUES = (
+    (("/etc/passwd", "/etc/group"), "T1136.001"),  # Create Account: Local Account
+    (("/etc/sudoers", "/etc/doas.conf"), "T1548.003"),  # Sudo and Sudo Caching
+    (("/etc/ld.so.",), "T1574.006"),  # Dynamic Linker Hijacking
+    (("/etc/cron", "/var/spool/cron/"), "T1053.003"),  # Scheduled Task: Cron
+    (("/etc/pam", "/etc/security/"), "T1556.003"),  # Pluggable Authentication Modules
+    (("/etc/systemd/",), "T1543.002"),  # Systemd Service
+    (("/etc/rc.local", "/etc/init.d/"), "T1037.004"),  # RC Scripts
+)
 
 
-def _mitre(path: str, write: bool) -> str:
+def _mitre(path: str, klass: str, write: bool) -> str:
     if path.startswith("/proc/") and path.endswith("/mem"):
         return "T1055.009"  # Proc Memory
     if "/.ssh/" in path:
         return "T1098.004" if write else "T1552.004"  # SSH Authorized Keys / Private Keys
-    if path in _CREDENTIALS:
+    if path.removesuffix("-") in _CREDENTIALS:
         return "T1003.008"  # /etc/passwd and /etc/shadow
-    if write:
-        return "T1543"  # Create or Modify System Process (config under /etc)
+    if klass == "identity":
+        for prefixes, technique in _WRITE_TECHNIQUES:
+            if path.startswith(prefixes):
+                return technique
+        return "T1546.004"  # Unix Shell Configuration Modification (profile, bashrc, environment)
+    if klass == "config":
+        return "T1565.001"  # Stored Data Manipulation
     return "T1005"
 
 
@@ -44,42 +77,109 @@ def _audit_write(ev: AuditEvent) -> bool:
     return bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC))
 
 
-def evaluate(ev: FileOpen | AuditEvent, state: DetectorState) -> Finding | None:
+def classify(path: str, write: bool, state: DetectorState) -> str:
+    """``"identity"``, ``"secret"``, ``"config"`` or "" (not sensitive) for an open of ``path``."""
     s = state.settings
+    name = basename(path)
+    if name in name_set(s.runtime_sockets):
+        return ""
+    if write and path_matcher(s.identity_write_paths)(path):
+        return "identity"
+    if path_matcher(s.sensitive_read_paths)(path) and not path_matcher(s.sensitive_read_ignore)(name):
+        return "secret"
+    if write and path_matcher(s.sensitive_write_paths)(path):
+        return "config"
+    return ""
+
+
+def _candidates(ev: FileOpen | AuditEvent) -> tuple[list[tuple[str, bool, int]], dict[str, object]]:
     if isinstance(ev, FileOpen):
-        candidates = [(ev.path, ev.write, ev.ret)]
-        comm = ev.comm
-        extra: dict[str, object] = {"flags": ev.flags, "source": ev.source}
-    else:
-        write = _audit_write(ev)
-        ret = ev.exit if ev.exit is not None else (0 if ev.success is not False else -1)
-        # PATH items: a create lists the parent directory first (nametype=PARENT) and the file
-        # after it, so look at the last items first and skip directories; relative names are
-        # relative to the CWD record.
-        candidates = [
-            (p if p.startswith("/") else posixpath.normpath(posixpath.join(ev.cwd, p)), write, ret)
-            for p in reversed(ev.paths)
-            if p and not p.endswith("/") and (p.startswith("/") or ev.cwd.startswith("/"))
-        ]
-        comm = ev.comm
-        extra = {"syscall": ev.syscall, "exe": ev.exe, "serial": ev.serial, "source": "audit"}
-    readable, writable = path_matcher(s.sensitive_read_paths), path_matcher(s.sensitive_write_paths)
-    sockets = name_set(s.runtime_sockets)
+        return [(ev.path, ev.write, ev.ret)], {"flags": ev.flags, "source": ev.source}
+    write = _audit_write(ev)
+    ret = ev.exit if ev.exit is not None else (0 if ev.success is not False else -1)
+    # PATH items: a create lists the parent directory first (nametype=PARENT) and the file after
+    # it, so look at the last items first and skip directories; relative names are relative to
+    # the CWD record.
+    paths = [
+        (p if p.startswith("/") else posixpath.normpath(posixpath.join(ev.cwd, p)), write, ret)
+        for p in reversed(ev.paths)
+        if p and not p.endswith("/") and (p.startswith("/") or ev.cwd.startswith("/"))
+    ]
+    return paths, {"syscall": ev.syscall, "exe": ev.exe, "serial": ev.serial, "source": "audit"}
+
+
+def evaluate(ev: FileOpen | AuditEvent, state: DetectorState) -> Finding | None:
+    candidates, extra = _candidates(ev)
     for path, write, ret in candidates:
-        if basename(path) in sockets:
-            continue
-        if readable(path) or (write and writable(path)):
-            ok = ret >= 0
-            summary = f"{comm or 'process'} opened {path} for {'writing' if write else 'reading'}"
-            return SPEC.finding(
-                ev,
-                summary if ok else f"{summary} (failed: {ret})",
-                {"comm": comm, "path": path, "write": write, "ret": ret, "succeeded": ok, **extra},
-                subject=f"{'w' if write else 'r'}:{path}",
-                severity=SPEC.severity if ok else Severity.MEDIUM,
-                mitre=_mitre(path, write),
-            )
+        klass = classify(path, write, state)
+        if klass:
+            return _judge(ev, state, path, write, ret, klass, extra)
     return None
+
+
+def _judge(
+    ev: FileOpen | AuditEvent,
+    state: DetectorState,
+    path: str,
+    write: bool,
+    ret: int,
+    klass: str,
+    extra: dict[str, object],
+) -> Finding | None:
+    lin = lineage(state, ev)
+    chain = lin.chain if lin is not None else []
+    program = chain[0].program if chain and chain[0].program else ev.comm
+    house = lin.housekeeping if lin is not None else None
+    start = startup_entry(state, container_key(ev), chain, ev.ts)
+    interactive = lin.interactive if lin is not None else None
+    context = house.role if house is not None else "startup" if start is not None else ""
+    if not context and interactive is not None:
+        context = "interactive"
+    always = False
+    if klass == "identity":
+        severity = Severity.MEDIUM if house or start else Severity.HIGH
+        always = context == "interactive"
+    elif klass == "secret":
+        if program in name_set(state.settings.credential_consumers):
+            severity = Severity.LOW if house or start else Severity.MEDIUM
+        else:
+            severity, always = Severity.HIGH, True
+    else:
+        if house or start:
+            return None  # a package, a cron job or the entrypoint configuring the container
+        severity = Severity.MEDIUM if interactive is not None else Severity.LOW
+    ok = ret >= 0
+    if not ok:
+        if klass == "config":
+            return None
+        severity = min(severity, Severity.MEDIUM)
+    what = {"identity": "an identity/persistence file", "secret": "a secret", "config": "a configuration file"}[klass]
+    summary = f"{program or 'process'} opened {path} ({what}) for {'writing' if write else 'reading'}"
+    if context:
+        summary += {
+            "interactive": " from an interactive shell",
+            "startup": " during the container's start-up",
+        }.get(context, f" below a {context.replace('_', ' ')}")
+    return SPEC.finding(
+        ev,
+        summary if ok else f"{summary} (failed: {ret})",
+        {
+            "comm": ev.comm,
+            "program": program,
+            "path": path,
+            "write": write,
+            "class": klass,
+            "context": context,
+            "ret": ret,
+            "succeeded": ok,
+            **({"always": True} if always else {}),
+            **({"lineage": lin.evidence()} if lin is not None else {}),
+            **extra,
+        },
+        subject=f"{'w' if write else 'r'}:{path}",
+        severity=severity,
+        mitre=_mitre(path, klass, write),
+    )
 
 
 SPEC = Detector(
@@ -88,11 +188,17 @@ SPEC = Detector(
     events=(FileOpen, AuditEvent),
     severity=Severity.HIGH,
     mitre="T1003.008",
-    description="A process opens a credential or key file (/etc/shadow, /etc/sudoers, ~/.ssh, "
-    "/proc/<pid>/mem) or opens a file below /etc or in ~/.ssh for writing.",
-    false_positives="Password changes (passwd, chpasswd), user management and package "
-    "installs write below /etc; config-management agents do too. Failed attempts are reported "
-    "at medium severity.",
-    always=True,
+    description="A process opens a secret (/etc/shadow, private SSH keys, /proc/<pid>/mem or "
+    "environ), writes an identity or persistence file (passwd, sudoers, authorized_keys, cron, "
+    "ld.so.preload, profile scripts) or, at low severity, another file below /etc.",
+    false_positives="Allowed by default: configuration written below /etc by a package manager, "
+    "a scheduler or the container's start-up scripts (entrypoint and hooks within "
+    "detectors.startup_seconds); identity files written by them are MEDIUM; su, sshd, useradd "
+    "and the other credential_consumers reading secrets are MEDIUM. Learned per image: a path "
+    "written while the baseline learned is LOW afterwards, except from an interactive shell. "
+    "Never lowered: a secret read by any other program. Tuned: detectors.sensitive_read_paths, "
+    "identity_write_paths, sensitive_write_paths, credential_consumers, startup_seconds; "
+    "`riskguardctl baseline allow IMAGE path PATH`.",
+    learns="path",
     evaluate=evaluate,
 )

@@ -98,6 +98,10 @@ class Detector:
     # True: no learned per-image allowance ever lowers this rule's findings (reading
     # /etc/shadow, namespace escape, the runtime socket are never "normal" for an image).
     always: bool = False
+    # What learned per-image allowance lowers its findings: "exec" (the ``PARENT>CHILD`` pair of
+    # a ProcessExec), "path" (the evidence's ``path``: a file the image opened while learning)
+    # or "" (nothing). A finding whose evidence has ``always: True`` is never lowered.
+    learns: str = "exec"
 
     def finding(
         self,
@@ -142,6 +146,7 @@ class Detector:
             "description": self.description,
             "false_positives": self.false_positives,
             "always": self.always,
+            "learns": "" if self.always else self.learns,
         }
 
 

@@ -173,27 +173,109 @@ class DetectorsSettings(Section):
     writable_exec_dirs: tuple[str, ...] = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/")
     # Report ProcSnapshot executables that are absent from the image (drift) too (LOW).
     report_not_in_image: bool = True
-    # Sensitive files (fnmatch patterns on the absolute path): any open is reported.
+    # RG-0002 secrets (fnmatch patterns on the absolute path): any open is reported, HIGH and
+    # never lowered by learning, unless the opener is one of ``credential_consumers``.
     sensitive_read_paths: tuple[str, ...] = (
         "/etc/shadow",
         "/etc/gshadow",
         "/etc/shadow-",
         "/etc/gshadow-",
-        "/etc/sudoers",
-        "/etc/sudoers.d/*",
         "/root/.ssh/*",
         "/home/*/.ssh/*",
         "/proc/*/mem",
         "/proc/*/environ",
     )
-    # Opens for writing of paths matching these patterns are reported.
-    sensitive_write_paths: tuple[str, ...] = (
-        "/etc/*",
+    # Basenames (fnmatch) below the secret paths that are not secret: public keys and the files
+    # sshd and ssh read on every login or connection.
+    sensitive_read_ignore: tuple[str, ...] = ("*.pub", "authorized_keys", "authorized_keys2", "known_hosts*", "config")
+    # RG-0002 identity and persistence files: writing one adds an account, a privilege, a key or
+    # code that runs later (HIGH; MEDIUM from a package manager, a scheduler or the container's
+    # start-up scripts; LOW when the image wrote it while learning; never lowered from an
+    # interactive shell).
+    identity_write_paths: tuple[str, ...] = (
+        "/etc/passwd",
+        "/etc/passwd-",
+        "/etc/group",
+        "/etc/group-",
+        "/etc/shadow",
+        "/etc/shadow-",
+        "/etc/gshadow",
+        "/etc/gshadow-",
+        "/etc/sudoers",
+        "/etc/sudoers.d/*",
+        "/etc/doas.conf",
+        "/etc/ld.so.preload",
+        "/etc/ld.so.conf",
+        "/etc/ld.so.conf.d/*",
+        "/etc/cron*",
+        "/var/spool/cron/*",
+        "/etc/profile",
+        "/etc/profile.d/*",
+        "/etc/bash.bashrc",
+        "/etc/bashrc",
+        "/etc/environment",
+        "/etc/rc.local",
+        "/etc/init.d/*",
+        "/etc/systemd/*",
+        "/etc/pam.conf",
+        "/etc/pam.d/*",
+        "/etc/security/*",
+        "/etc/ssh/sshd_config",
+        "/etc/ssh/sshd_config.d/*",
         "/root/.ssh/*",
         "/home/*/.ssh/*",
         "/root/.bashrc",
         "/root/.profile",
+        "/root/.bash_profile",
+        "/home/*/.bashrc",
+        "/home/*/.profile",
     )
+    # RG-0002 configuration: other writes below these are reported at LOW (MEDIUM from an
+    # interactive shell); not at all from a package manager, a scheduler or the start-up scripts.
+    sensitive_write_paths: tuple[str, ...] = ("/etc/*",)
+    # RG-0002: programs whose job is reading or writing credentials (login, su, sudo, the
+    # account tools, the ssh family): their opens of secrets are MEDIUM (LOW from a package
+    # manager, a scheduler or the start-up scripts), never HIGH.
+    credential_consumers: tuple[str, ...] = (
+        "login",
+        "su",
+        "sudo",
+        "doas",
+        "sshd",
+        "sshd-session",
+        "unix_chkpwd",
+        "passwd",
+        "chpasswd",
+        "chage",
+        "chsh",
+        "chfn",
+        "gpasswd",
+        "newusers",
+        "useradd",
+        "usermod",
+        "userdel",
+        "groupadd",
+        "groupmod",
+        "groupdel",
+        "adduser",
+        "addgroup",
+        "deluser",
+        "delgroup",
+        "pwconv",
+        "grpconv",
+        "pwck",
+        "grpck",
+        "ssh",
+        "scp",
+        "sftp",
+        "ssh-add",
+        "ssh-agent",
+        "ssh-keygen",
+    )
+    # How long (seconds from the start of the container's init process) its entrypoint and the
+    # scripts it runs (shells, init, wrappers, supervisors down to the writer) are "starting up":
+    # their writes below /etc are configuration, not tampering (RG-0002, RG-0017). 0 disables.
+    startup_seconds: float = Field(default=120.0, ge=0)
     # Container runtime API sockets (matched on the basename).
     runtime_sockets: tuple[str, ...] = (
         "docker.sock",

@@ -115,8 +115,10 @@ def test_always_rules_are_never_lowered(rig: Rig) -> None:
 
 
 def test_always_flags_on_the_shipped_rules() -> None:
-    assert BY_ID["RG-0002"].always and BY_ID["RG-0005"].always and BY_ID["RG-0008"].always
+    assert BY_ID["RG-0005"].always and BY_ID["RG-0008"].always and BY_ID["RG-0011"].always
     assert not BY_ID["RG-0001"].always
+    # RG-0002 learns paths; its secret reads carry ``always`` per finding (test_sensitive_file.py).
+    assert not BY_ID["RG-0002"].always and BY_ID["RG-0002"].learns == "path"
 
 
 def test_operator_deny_and_allow(rig: Rig) -> None:

@@ -41,6 +41,8 @@ _INFRA = {
     "activity",
     "pipes",
     "anti_forensics",
+    # the container's start-up scripts (RG-0002, RG-0017)
+    "startup",
 }
 
 
