@@ -148,13 +148,20 @@ class FastPath:
         self.counters: Counter[str] = Counter()
         # (rule, syscall -> frozen ms) of the last stops that froze their container.
         self.latencies: deque[tuple[str, float]] = deque(maxlen=LATENCIES_KEPT)
+        self.last_stop: KernelStop | None = None
+        # Called with each stop and whether it froze, after the task was continued (benchmarks).
+        self.observers: list[Callable[[KernelStop, bool], None]] = []
+        # (syscall -> record handled ms, handled -> frozen ms) of the same stops.
+        self.phases: deque[tuple[float, float]] = deque(maxlen=LATENCIES_KEPT)
 
     def rules_for(self, c: Container) -> int:
         return self.rules.rules_for(c)
 
     def on_stop(self, stop: KernelStop) -> None:
         """A task was stopped by the kernel: freeze its container, then continue it."""
+        t0 = time.monotonic_ns()
         self.counters["stops"] += 1
+        self.last_stop = stop
         c = self.engine.ctx.registry.by_cgroup_id(stop.cgroup_id)
         if c is None:
             self.counters["unknown_cgroup"] += 1
@@ -173,8 +180,11 @@ class FastPath:
         if frozen:
             self.counters["frozen"] += 1
             self.latencies.append((stop.rule, (frozen_ns - stop.ts_ns) / 1e6))
+            self.phases.append(((t0 - stop.ts_ns) / 1e6, (frozen_ns - t0) / 1e6))
         else:
             self.counters["continued_unfrozen"] += 1
+        for observer in self.observers:
+            observer(stop, frozen)
         self.worker.submit(lambda: self._after(c, stop, finding, verdict, rec, frozen_ns if frozen else 0))
 
     def _finding(self, c: Container, stop: KernelStop) -> Finding:

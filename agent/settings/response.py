@@ -72,6 +72,10 @@ class KernelStopSettings(Section):
     # Exec path prefixes that stop the new program before its first instruction: writable
     # directories and memory (an fexecve of a memfd execs /dev/fd/N).
     exec_prefixes: tuple[str, ...] = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/dev/fd/", "/proc/self/fd/")
+    # Run the must-act reader thread under SCHED_FIFO (priority 1; it sleeps until a record
+    # comes) and hand the GIL over every 1 ms instead of 5: keeps syscall -> frozen short on a
+    # busy host. false: an ordinary thread.
+    realtime: bool = True
 
 
 class ResponseSettings(Section):

@@ -16,6 +16,12 @@ not ours. Each trial thaws (``release``) before the next.
 the same container, interleaved trial by trial. Idle, then under load (two busy containers and
 an exec loop (~400 exec/s) keeping both cores busy).
 
+The in-kernel first response is timed in the same run, interleaved too: ``cat /etc/shadow``
+typed into the container's loop; the probe stops cat at its open (SIGSTOP) and the response's
+fast path freezes the container from the must-act record. Both figures use the kernel's clock
+from the open's entry: to the moment cat takes its SIGSTOP (``signal:signal_deliver``, in µs),
+and to the confirmed freeze (ms).
+
 Usage: .venv/bin/python scripts/bench/response_freeze.py [--trials 100] [--source auto|ebpf|synthetic]
 """
 
@@ -50,7 +56,11 @@ from agent.wiring import attach
 IMAGE = "riskguard-test/busybox"
 DENIED = "/bin/od"  # the "denied" binary of this benchmark's rule
 # One exec per trigger: a read that hits EOF (the writer closed first) must not exec.
-TARGET_LOOP = f"mkfifo /tmp/go; while true; do if read x < /tmp/go; then {DENIED} -c /dev/null >/dev/null; fi; done"
+# "s": an open of /etc/shadow, which the kernel itself stops (the in-kernel first response).
+TARGET_LOOP = (
+    "mkfifo /tmp/go; while true; do if read x < /tmp/go; then "
+    f'if [ "$x" = s ]; then cat /etc/shadow >/dev/null; else {DENIED} -c /dev/null >/dev/null; fi; fi; done'
+)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -90,7 +100,7 @@ class Bench:
                     "max_actions_per_minute": 1_000_000,
                     "evidence_connections": connections,
                 },
-                "ebpf": {"probes": ["exec"]},
+                "ebpf": {"probes": ["exec", "files"]},
             }
         )
         events: Bus[Event] = Bus("events")
@@ -108,6 +118,8 @@ class Bench:
         self.findings_seen = 0
         self.spurious = 0
         self.response = ResponseComponent(self.ctx)
+        self.kernel_done = threading.Event()
+        self.response.fast.observers.append(lambda _stop, frozen: frozen and self.kernel_done.set())
         attach(self.ctx, self.response)  # started and subscribed as agent.wiring does
         self.ctx.events.subscribe(self._denied_exec, kind=ProcessExec, name="bench-denied-exec")
         self.ctx.findings.subscribe(self._after_engine, name="bench-after-engine")
@@ -122,7 +134,7 @@ class Bench:
         try:
             from agent.sources.ebpf import build
 
-            src = build(self.ctx)
+            src = build(self.ctx, acts=self.response.fast)
             if src is None:
                 raise RuntimeError("ebpf source disabled")
             src.start(self.ctx)
@@ -182,10 +194,35 @@ class Bench:
             self.done.set()
 
     # --- trials --------------------------------------------------------------------------
-    def _trigger(self) -> None:
+    def _trigger(self, what: str = "x") -> None:
         fifo = self.paths.pid_root(self.record.init_pid) / "tmp" / "go"
         with fifo.open("w") as f:  # a FIFO: open blocks until the container's reader is there
-            f.write("x\n")
+            f.write(f"{what}\n")
+
+    def kernel_trial(self) -> tuple[float, float]:
+        """(µs from the open to the task stopped, ms from the open to the container frozen) of
+        one ``cat /etc/shadow`` the kernel stops (kernel clock for both; the freeze is the fast
+        path's confirmed read-back)."""
+        fast = self.response.fast
+        self.kernel_done.clear()
+        self._trigger("s")
+        if not self.kernel_done.wait(10):
+            raise RuntimeError("the kernel stop did not freeze the container within 10 s")
+        stop = fast.last_stop
+        _rule, frozen_ms = fast.latencies[-1]
+        assert stop is not None
+        times = None
+        for _ in range(100):
+            times = self.ebpf.act.stop_times(stop.pid)
+            if times and times[1]:
+                break
+            time.sleep(0.001)
+        stopped_us = (times[1] - times[0]) / 1e3 if times and times[1] else float("nan")
+        state = (self.paths.cgroup / "freezer" / "docker" / self.record.id / "freezer.state").read_text().strip()
+        assert state == "FROZEN", state
+        self.response.worker.drain()
+        self.response.engine.release(self.record.id)
+        return stopped_us, frozen_ms
 
     def freeze_trial(self) -> tuple[float, float]:
         """(ms from the exec's kernel timestamp, ms from the trigger) to the confirmed freeze."""
@@ -224,12 +261,28 @@ class Bench:
         return elapsed
 
     def run(self, trials: int) -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {"freeze": [], "freeze_from_trigger": [], "docker_pause": []}
+        out: dict[str, list[float]] = {
+            "freeze": [],
+            "freeze_from_trigger": [],
+            "docker_pause": [],
+            "kernel_stopped_us": [],
+            "kernel_frozen": [],
+            "kernel_delivery": [],
+            "kernel_handling": [],
+        }
+        kernel = self.source_name == "ebpf" and self.ebpf is not None and self.ebpf.act.available
         for _ in range(trials):
             from_exec, from_trigger = self.freeze_trial()
             out["freeze"].append(from_exec)
             out["freeze_from_trigger"].append(from_trigger)
             out["docker_pause"].append(self.pause_trial())
+            if kernel:
+                stopped_us, frozen_ms = self.kernel_trial()
+                out["kernel_stopped_us"].append(stopped_us)
+                out["kernel_frozen"].append(frozen_ms)
+                delivery, handling = self.response.fast.phases[-1]
+                out["kernel_delivery"].append(delivery)
+                out["kernel_handling"].append(handling)
             time.sleep(0.005)
         return out
 
@@ -284,6 +337,8 @@ def main() -> int:
             for _ in range(5):  # warm-up: sqlite pages, docker connection, code paths
                 bench.freeze_trial()
                 bench.pause_trial()
+                if bench.source_name == "ebpf" and bench.ebpf.act.available:
+                    bench.kernel_trial()
             idle = bench.run(args.trials)
             loads = start_load(client)
             try:
@@ -304,6 +359,13 @@ def main() -> int:
             "ratio_p50": round(f["p50_ms"] / p["p50_ms"], 3),
             "ratio_p99": round(f["p99_ms"] / p["p99_ms"], 3),
         }
+        if data["kernel_frozen"]:
+            stopped = [v for v in data["kernel_stopped_us"] if v == v]  # NaN: stop time not read
+            results[cond]["kernel_stopped_us"] = summary(stopped) if stopped else {}
+            results[cond]["kernel_stop_time_missing"] = len(data["kernel_stopped_us"]) - len(stopped)
+            results[cond]["kernel_frozen"] = summary(data["kernel_frozen"])
+            results[cond]["kernel_delivery"] = summary(data["kernel_delivery"])
+            results[cond]["kernel_handling"] = summary(data["kernel_handling"])
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -323,6 +385,30 @@ def main() -> int:
         print(f"{cond:<10}{'ratio':<16}{r['ratio_p50']:>9.3f}{r['ratio_p99']:>9.3f}   (riskguard / docker pause)")
     ok = all(results[c]["freeze"]["p50_ms"] <= 10 and results[c]["freeze"]["p99_ms"] <= 50 for c in ("idle", "load"))
     print(f"targets p50 ≤ 10 ms, p99 ≤ 50 ms: {'met' if ok else 'NOT met'}")
+    if "kernel_frozen" in results["idle"]:
+        print()
+        print("in-kernel first response: open of /etc/shadow → task stopped (SIGSTOP taken) / container frozen")
+        print(f"{'condition':<10}{'path':<24}{'p50':>9}{'p99':>9}{'mean':>9}{'max':>9}")
+        for cond in ("idle", "load"):
+            r = results[cond]
+            for key, name, unit in (
+                ("kernel_stopped_us", "syscall → stopped", "µs"),
+                ("kernel_frozen", "syscall → frozen", "ms"),
+                ("kernel_delivery", "  → record handled", "ms"),
+                ("kernel_handling", "  handled → frozen", "ms"),
+                ("docker_pause", "docker pause", "ms"),
+            ):
+                s = r.get(key) or {}
+                if s:
+                    label = f"{name} ({unit})"
+                    print(
+                        f"{cond:<10}{label:<24}{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}{s['mean_ms']:>9.2f}{s['max_ms']:>9.2f}"
+                    )
+        k_ok = all(
+            results[c]["kernel_frozen"]["p50_ms"] <= 3 and results[c]["kernel_frozen"]["p99_ms"] <= 10
+            for c in ("idle", "load")
+        )
+        print(f"targets syscall → frozen p50 ≤ 3 ms, p99 ≤ 10 ms: {'met' if k_ok else 'NOT met'}")
     print(
         f"findings: {results['findings_seen']}, of which joined an open incident: {results['findings_joined_incident']}"
     )

@@ -33,6 +33,7 @@ log = structlog.get_logger("agent.sources.ebpf")
 # period, an operator's allowance, an override changed by a reload).
 RULES_REFRESH_SECONDS = 5.0
 POLL_MS = 100
+SWITCH_INTERVAL = 0.001  # seconds: the interpreter's GIL hand-over interval with realtime on
 
 
 class KernelActs(Protocol):
@@ -61,6 +62,8 @@ class ActReader:
         self._rb: int | None = None
         self._cb: Any = None
         self._mask: dict[int, int] = {}  # cgroup id -> bits written
+        self._rt = False  # the thread runs SCHED_FIFO while it waits (settings.realtime)
+        self._tid = 0
         self._mono_offset = time.time() - time.monotonic()
 
     @property
@@ -108,18 +111,25 @@ class ActReader:
         if acts is None:
             continue_task(stop.pid)  # nobody to freeze: never leave a task stopped
             return 0
+        rt = self._rt
+        if rt:
+            self._set_realtime(False)
         try:
             acts.on_stop(stop)
         except Exception as exc:  # the fast path failed: the task must not stay stopped
             self.handler_errors += 1
             continue_task(stop.pid)
             log.error("ebpf_act_handler_failed", pid=stop.pid, rule=stop.rule, error=repr(exc))
+        finally:
+            if rt:
+                self._set_realtime(True)
         return 0
 
     def run(self, stop: threading.Event, containers: Callable[[], Iterable[Container]]) -> None:
         """The ``ebpf-act`` thread: handle must-act records as they come; refresh rule masks."""
         from bcc.libbcc import lib
 
+        self._prioritise()
         next_refresh = time.monotonic() + RULES_REFRESH_SECONDS
         while not stop.is_set() and self._rb is not None:
             try:
@@ -131,6 +141,41 @@ class ActReader:
             except Exception as exc:
                 log.warning("ebpf_act_poll_failed", error=repr(exc))
                 time.sleep(0.1)
+
+    def _prioritise(self) -> None:
+        """Run this thread under SCHED_FIFO (``response.kernel_stop.realtime``): a must-act record
+        then wakes it ahead of every ordinary task on a busy host (it sleeps in epoll otherwise),
+        and the interpreter hands threads the GIL every millisecond instead of every 5 ms, so the
+        freeze does not wait behind another thread's Python time slice."""
+        if not self.settings.realtime:
+            return
+        import os
+        import sys
+
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        self._tid = threading.get_native_id()
+        try:
+            # While handling (SCHED_OTHER): the highest weight, so the freeze is not starved
+            # by busy containers either.
+            os.setpriority(os.PRIO_PROCESS, self._tid, -20)
+            os.sched_setscheduler(self._tid, os.SCHED_FIFO, os.sched_param(1))
+            self._rt = True
+        except (OSError, AttributeError) as exc:
+            log.warning("ebpf_act_realtime_refused", error=repr(exc))
+
+    def _set_realtime(self, on: bool) -> None:
+        """SCHED_FIFO while waiting for a record, SCHED_OTHER (nice -20) while handling one: the freezer
+        needs the container's tasks to run to reach the refrigerator, and a real-time thread
+        polling the freezer state would starve them on a small host."""
+        import os
+
+        try:
+            if on:
+                os.sched_setscheduler(self._tid, os.SCHED_FIFO, os.sched_param(1))
+            else:
+                os.sched_setscheduler(self._tid, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:
+            self._rt = False
 
     # --- decision tables ---------------------------------------------------------------------
     def update(self, c: Container, removed: bool = False) -> None:
