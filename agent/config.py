@@ -38,6 +38,18 @@ RENAMED_SECTIONS: dict[str, tuple[str, str]] = {
     "vulndb": ("vuln", "db"),
 }
 
+# Keys that no longer do anything: accepted with a warning for one release, then unknown.
+# section -> {key: why it went}.
+RETIRED_KEYS: dict[str, dict[str, str]] = {
+    "logs": {
+        "drain_sim_th": "the template miner's similarity adapts to message length",
+        "drain_depth": "the template miner routes by length and first token",
+        "top_k": "the session model is calibrated to logs.anomaly_target_fpr",
+        "min_support": "PrefixSpan support is chosen by the session model",
+        "anomaly_threshold": "use logs.anomaly_target_fpr",
+    },
+}
+
 DEFAULT_CONFIG_PATH = Path("/etc/riskguard/agent.yaml")
 MAX_CONFIG_BYTES = 4 << 20  # a bigger agent.yaml is a mistake (or an attack), not a config
 
@@ -101,7 +113,8 @@ def parse_config(data: Any, source: str = "<config>") -> AgentConfig:
 
 
 def migrate_renamed_sections(data: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
-    """Move sections under their old names (``RENAMED_SECTIONS``) to the new ones, with a warning.
+    """Move sections under their old names (``RENAMED_SECTIONS``) to the new ones and drop
+    ``RETIRED_KEYS``, each with a warning.
 
     A key set under both the old and the new name is an error, not a silent choice.
     """
@@ -128,6 +141,15 @@ def migrate_renamed_sections(data: dict[str, Any], source: str = "<config>") -> 
                 raise ConfigError(source, [f"{old}.{both[0]}: renamed to {new}.{both[0]}, which is also set"])
             section.update(value or {})
         out[new] = section
+    for name, keys in RETIRED_KEYS.items():
+        section = out.get(name)
+        if not isinstance(section, dict) or not set(section) & set(keys):
+            continue
+        section = dict(section)
+        for key in sorted(set(section) & set(keys)):
+            del section[key]
+            log.warning("config_key_retired", config=source, key=f"{name}.{key}", why=keys[key])
+        out[name] = section
     return out
 
 

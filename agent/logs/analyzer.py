@@ -43,8 +43,8 @@ class LogAnalyzer:
 
     def __init__(self, settings: LogsSettings) -> None:
         self.settings = settings
-        # drain_sim_th and drain_depth were drain3's: the miner's similarity adapts to message
-        # length and it routes by the first token (docs/logs.md, "Templates from raw lines").
+        # The miner's similarity adapts to message length and it routes by the first token
+        # (docs/logs.md, "Templates from raw lines").
         self.templates = TemplateCache(max_clusters=settings.max_templates)
         self.structurer = Structurer(
             patterns=settings.patterns,
@@ -163,10 +163,9 @@ class LogAnalyzer:
         return out
 
     def _params(self) -> SessionParams:
-        # The verdict is calibrated to SessionParams.target_fpr (0.1 %); `ngram` is the order of
-        # the next-event model. `top_k`, `min_support` and `anomaly_threshold` belonged to the
-        # previous model and are not used.
-        return SessionParams(order=self.settings.ngram)
+        # The verdict is calibrated to the target false-positive rate; `ngram` is the order of
+        # the next-event model.
+        return SessionParams(order=self.settings.ngram, target_fpr=self.settings.anomaly_target_fpr)
 
     @staticmethod
     def _rule_finding(container: ContainerRef | None, m: RuleMatch) -> Finding:

@@ -54,10 +54,6 @@ class LogsSettings(Section):
     # Parsers per image, by glob on the image name ("nginx*": [NGINXACCESS, NGINXERROR]): matching
     # images use only these, in this order; other images detect from `patterns`.
     image_patterns: dict[str, tuple[str, ...]] = {}
-    # drain3: similarity threshold, tree depth, clusters kept (LRU).
-    drain_sim_th: float = Field(default=0.4, gt=0, lt=1)
-    # drain3 parse-tree depth.
-    drain_depth: int = Field(default=4, ge=3)
     # Most templates kept per image (least recently used are evicted).
     max_templates: int = Field(default=4096, ge=16)
     # Sessions: entries of one container grouped by the first present key field (or the first
@@ -73,14 +69,11 @@ class LogsSettings(Section):
     anomaly: bool = True
     # Normal sessions per image learned before sessions are scored.
     learn_sessions: int = Field(default=200, ge=5)
-    # Sessions scoring at or above this (0..1) are anomalous.
-    anomaly_threshold: float = Field(default=0.3, gt=0, le=1)
+    # Share of normal sessions the calibrated session model may flag (its threshold is the
+    # matching percentile of cross-validated normal scores; 0.001 = the 99.9th percentile).
+    anomaly_target_fpr: float = Field(default=0.001, gt=0, lt=0.5)
     # n of the next-event n-gram model.
     ngram: int = Field(default=3, ge=2, le=6)
-    # A next event outside the model's top k predictions counts as a miss (DeepLog-style).
-    top_k: int = Field(default=5, ge=1)
-    # PrefixSpan minimum support (fraction of normal sessions) of a pattern that normal sessions show.
-    min_support: float = Field(default=0.2, gt=0, le=1)
     # Malicious-sequence rules (YAML) and Sigma rules: shipped sets plus these directories.
     sequence_rules: bool = True
     # Extra folders of malicious-sequence rule YAML files (the shipped config/rules/sequences always loads).

@@ -161,3 +161,13 @@ def test_renamed_sections_conflicts_and_errors(doc: dict[str, Any], expected: st
     with pytest.raises(ConfigError) as err:
         parse_config(doc)
     assert any(expected in p for p in err.value.problems), err.value.problems
+
+
+def test_retired_keys_are_dropped_with_a_warning() -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        cfg = parse_config({"logs": {"drain_sim_th": 0.5, "anomaly_threshold": 0.2, "ngram": 4}})
+    assert cfg.logs.ngram == 4
+    retired = {e["key"] for e in logs if e["event"] == "config_key_retired"}
+    assert retired == {"logs.drain_sim_th", "logs.anomaly_threshold"}
