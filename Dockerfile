@@ -33,11 +33,12 @@ LABEL org.opencontainers.image.title="riskguard-agent" \
       io.riskguard.tree-hash="${TREE_HASH}"
 
 # bcc (python3-bpfcc, libbpfcc and its LLVM), tcpdump/libpcap for capture evidence, nftables and
-# audit bindings for quarantine and the audit source, iproute2 for netns work.
+# audit bindings for quarantine and the audit source, iproute2 for netns work, secilc to check the
+# per-container SELinux policies the agent writes.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       python3-bpfcc bpfcc-tools \
-      tcpdump libpcap0.8 nftables python3-nftables python3-audit iproute2 ca-certificates \
+      tcpdump libpcap0.8 nftables python3-nftables python3-audit iproute2 secilc ca-certificates \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
 COPY --from=venv /opt/riskguard/venv /opt/riskguard/venv
