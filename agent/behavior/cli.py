@@ -10,7 +10,10 @@ calibrated to ``--target-fpr``; traces in one sub-folder stay in one calibration
 ``score`` reads either kind and prints one JSON object per trace on stdout: ``{"file": <path
 relative to --traces>, "score": <higher = more anomalous>, "anomalous": bool}`` (``--details``
 adds the threshold, each view's raw score and percentile, and the most surprising calls). Unreadable, malformed or empty
-traces are reported on stderr, counted and skipped.
+traces are reported on stderr, counted and skipped. ``fit --by-program`` reads the program a trace
+ran from its file name (up to the first ``.``: ``crond.4711.txt`` is ``crond``) and calibrates
+each program with enough traces (99 at the default 1 % target) on its own; ``score`` then judges
+a trace of such a program against that program's threshold, others against the pooled one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,11 @@ def register(subparsers: Any) -> None:
         type=float,
         default=0.01,
         help="share of normal traces flagged anomalous (sequence; default 0.01)",
+    )
+    f.add_argument(
+        "--by-program",
+        action="store_true",
+        help="calibrate each program (file name up to the first '.') with enough traces on its own (sequence)",
     )
     f.add_argument("--views", default=",".join(VIEWS), help=f"views to combine (sequence; default {','.join(VIEWS)})")
     f.add_argument("--ngram", type=int, default=3, help="n-gram order (ngram kind; default 3)")
@@ -101,6 +110,11 @@ def _load_traces(folder: Path, arch: str, command: str) -> tuple[list[tuple[Path
     return good, bad
 
 
+def program_of(path: Path) -> str:
+    """The program a trace file names: its file name up to the first ``.``."""
+    return path.name.split(".", 1)[0]
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -130,7 +144,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             )
         # Traces in one sub-folder (a run, a host, a recording) share a calibration fold.
         groups = [path.parent.relative_to(args.traces).as_posix() for path, _ in traces]
-        model = SequenceModel.fit(seqs, settings, groups)
+        programs = [program_of(path) for path, _ in traces] if args.by_program else None
+        model = SequenceModel.fit(seqs, settings, groups, programs)
         model.meta["arch"] = args.arch
         _write_atomic(args.model, model.to_bytes())
     except _ERRORS as exc:
@@ -173,18 +188,32 @@ def _fit_ngram(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_MODEL_BYTES = 256 << 20  # a model file larger than this is refused before it is read
+
+
 def _load_model(blob: bytes) -> SequenceModel | NgramModel:
-    if blob[:2] == b"PK":  # an .npz (zip): the sequence model
-        return SequenceModel.from_bytes(blob)
+    if len(blob) > MAX_MODEL_BYTES:
+        raise NgramError(f"unreadable syscall model: larger than {MAX_MODEL_BYTES} bytes")
     try:
+        if blob[:2] == b"PK":  # an .npz (zip): the sequence model
+            return SequenceModel.from_bytes(blob)
         return NgramModel.from_json(blob)
-    except NgramError as exc:
-        raise NgramError(f"unreadable syscall model: {exc}") from None
+    except SequenceModelError:
+        raise
+    # A hostile model file (nested JSON, a corrupt npz) is a clear error, never a traceback.
+    except (NgramError, ValueError, KeyError, TypeError, RecursionError, EOFError, zipfile.BadZipFile) as exc:
+        raise NgramError(f"unreadable syscall model: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _read_model(path: Path) -> bytes:
+    if path.stat().st_size > MAX_MODEL_BYTES:
+        raise NgramError(f"unreadable syscall model: {path} is larger than {MAX_MODEL_BYTES} bytes")
+    return path.read_bytes()
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     try:
-        model = _load_model(args.model.read_bytes())
+        model = _load_model(_read_model(args.model))
         model_arch = model.arch if isinstance(model, NgramModel) else str(model.meta.get("arch", "x86_64"))
         arch = args.arch or model_arch
         if arch != model_arch:
@@ -201,7 +230,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             score = model.score_sequence(seq)
             row = {"file": rel, "score": round(score, 6), "anomalous": model.is_anomalous(score)}
         else:
-            res = model.score(seq)
+            res = model.score(seq, program_of(path))
             row = {"file": rel, "score": round(res.score, 6), "anomalous": res.anomalous}
             if args.details:
                 row.update({k: v for k, v in res.to_dict().items() if k in ("threshold", "views")})

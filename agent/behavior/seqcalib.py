@@ -7,16 +7,24 @@ fitted on the others, so every training item gets the score an unseen normal ite
 score becomes the share of reference scores below it (ties count half), extended above 1 by
 how far beyond the reference maximum it lies (relative to the reference spread, at most +1),
 so far-out items still rank above merely unusual ones. The combined score is the mean
-percentile over the views; the threshold is the ``1 - target_fpr`` quantile of the held-out
-items' combined scores.
+percentile over the views; the threshold is the conformal ``1 - target_fpr`` quantile of the
+held-out items' combined scores: the ``ceil((n + 1)(1 - target_fpr))``-th smallest of ``n``, so a
+new normal item exchangeable with them exceeds it with probability at most ``target_fpr``.
+
+With labels (the program a trace ran, Mondrian conformal calibration): a label with at least
+``ceil(1 / target_fpr) - 1`` held-out items (the fewest for which that quantile exists) gets its
+own threshold from its own items, so a program whose normal traces vary more (a scheduler whose
+jobs depend on the wall clock) is judged against its own spread and one that varies less keeps
+a tighter bound; other labels use the pooled threshold.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import random
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -76,14 +84,37 @@ class RankCalibration:
     views: tuple[str, ...]
     reference: dict[str, list[float]]  # view -> sorted held-out raw scores
     threshold: float = 0.0
+    label_thresholds: dict[str, float] = field(default_factory=dict)  # Mondrian: label -> threshold
 
     @classmethod
-    def from_held(cls, views: Sequence[str], held: Sequence[Sequence[float]], target_fpr: float) -> RankCalibration:
-        """Calibrate on held-out rows (one raw score per view each)."""
+    def from_held(
+        cls,
+        views: Sequence[str],
+        held: Sequence[Sequence[float]],
+        target_fpr: float,
+        labels: Sequence[str] | None = None,
+    ) -> RankCalibration:
+        """Calibrate on held-out rows (one raw score per view each), per label when given."""
         cal = cls(tuple(views), {name: sorted(row[j] for row in held) for j, name in enumerate(views)})
-        combined = sorted(cal.combine(row)[0] for row in held)
-        cal.threshold = quantile(combined, 1.0 - target_fpr)
+        combined = [cal.combine(row)[0] for row in held]
+        cal.threshold = conformal_quantile(sorted(combined), target_fpr)
+        if labels is not None:
+            if len(labels) != len(held):
+                raise ValueError(f"{len(labels)} labels for {len(held)} items")
+            by_label: dict[str, list[float]] = {}
+            for label, c in zip(labels, combined, strict=True):
+                by_label.setdefault(label, []).append(c)
+            need = mondrian_min(target_fpr)
+            cal.label_thresholds = {
+                label: conformal_quantile(sorted(v), target_fpr) for label, v in by_label.items() if len(v) >= need
+            }
         return cal
+
+    def threshold_for(self, label: str | None) -> float:
+        """The threshold for items of ``label`` (the pooled one for unknown or rare labels)."""
+        if label is None:
+            return self.threshold
+        return self.label_thresholds.get(label, self.threshold)
 
     def percentile(self, name: str, value: float) -> float:
         """Share of ``name``'s reference scores below ``value`` (ties half); > 1 beyond them all."""
@@ -100,13 +131,14 @@ class RankCalibration:
         pct = [self.percentile(name, v) for name, v in zip(self.views, raw, strict=True)]
         return sum(pct) / len(pct), pct
 
-    def verdict(self, raw: Sequence[float]) -> TraceScore:
+    def verdict(self, raw: Sequence[float], label: str | None = None) -> TraceScore:
         """Combined score, percentiles and the calibrated verdict of one item's raw view scores."""
         combined, pct = self.combine(raw)
+        threshold = self.threshold_for(label)
         return TraceScore(
             score=combined,
-            threshold=self.threshold,
-            anomalous=combined > self.threshold,
+            threshold=threshold,
+            anomalous=combined > threshold,
             views={n: (r, p) for n, r, p in zip(self.views, raw, pct, strict=True)},
         )
 
@@ -117,3 +149,15 @@ def quantile(values: Sequence[float], q: float) -> float:
     lo = int(pos)
     hi = min(lo + 1, len(values) - 1)
     return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+
+def conformal_quantile(values: Sequence[float], alpha: float) -> float:
+    """The ``ceil((n + 1)(1 - alpha))``-th smallest of sorted ``values`` (split-conformal bound);
+    the largest value when ``n`` is too small for that rank to exist."""
+    rank = math.ceil((len(values) + 1) * (1.0 - alpha) - 1e-9)
+    return values[min(rank, len(values)) - 1]
+
+
+def mondrian_min(alpha: float) -> int:
+    """The fewest items of a label for which its own conformal ``1 - alpha`` quantile exists."""
+    return max(1, math.ceil(1.0 / alpha - 1e-9) - 1)

@@ -11,9 +11,11 @@ Views (each "higher = more anomalous"):
 Calibration (``seqcalib.py``): every training trace is scored by views fitted on the other
 folds (k-fold cross-fitting); those held-out scores are each view's reference distribution, a
 trace's view score becomes its percentile among them, the combined score is the mean
-percentile (rank averaging), and the ``anomalous`` threshold is the ``1 - target_fpr`` quantile
-of the training traces' combined held-out scores: on normal traces like the training ones about
-``target_fpr`` of traces are flagged.
+percentile (rank averaging), and the ``anomalous`` threshold is the conformal ``1 - target_fpr``
+quantile of the training traces' combined held-out scores: on normal traces like the training
+ones at most about ``target_fpr`` of traces are flagged. With program names (``labels``), each
+program with enough training traces is calibrated on its own held-out scores (Mondrian
+calibration, ``seqcalib.py``) and scored against its own threshold.
 
 The model file is an ``.npz`` (no pickle): a JSON header (settings, threshold), the distinct
 training traces with how often each occurred (the views are rebuilt from them on load) and the
@@ -117,16 +119,20 @@ class SequenceModel:
         sequences: Sequence[Sequence[int]],
         settings: SequenceSettings | None = None,
         groups: Sequence[Hashable] | None = None,
+        labels: Sequence[str] | None = None,
     ) -> SequenceModel:
         """Cross-fit the views on ``sequences`` (normal traces), calibrate, and fit on them all.
 
         ``groups`` (one per trace: the run, host or recording it came from) keeps each group in
-        one fold; used when there are at least ``folds`` groups.
+        one fold; used when there are at least ``folds`` groups. ``labels`` (one per trace: the
+        program it ran) calibrate each program with enough traces on its own.
         """
         settings = settings or SequenceSettings()
         settings.check()
         if groups is not None and len(groups) != len(sequences):
             raise SequenceModelError(f"{len(groups)} groups for {len(sequences)} traces")
+        if labels is not None and len(labels) != len(sequences):
+            raise SequenceModelError(f"{len(labels)} labels for {len(sequences)} traces")
         keep = [i for i, s in enumerate(sequences) if len(s) > 0]
         seqs = [[int(t) for t in sequences[i]] for i in keep]
         if len(seqs) < settings.folds:
@@ -139,7 +145,9 @@ class SequenceModel:
             seqs, settings.folds, settings.seed, lambda train: _Views(*_dedupe(train), settings).score, kept_groups
         )
         distinct, counts = _dedupe(seqs)
-        model = cls(settings, distinct, counts, RankCalibration.from_held(settings.views, held, settings.target_fpr))
+        kept_labels = [str(labels[i]) for i in keep] if labels is not None else None
+        calibration = RankCalibration.from_held(settings.views, held, settings.target_fpr, kept_labels)
+        model = cls(settings, distinct, counts, calibration)
         model._views = _Views(distinct, counts, settings)
         model.meta = {
             "fit_seconds": round(time.perf_counter() - started, 3),
@@ -147,6 +155,7 @@ class SequenceModel:
             "distinct_traces": len(model.traces),
             "training_calls": sum(len(s) for s in seqs),
             "groups": len(set(kept_groups)) if kept_groups is not None else 0,
+            "programs_calibrated": len(calibration.label_thresholds),
         }
         return model
 
@@ -161,9 +170,10 @@ class SequenceModel:
         """Each view's raw score of ``seq``, in ``settings.views`` order."""
         return self.views.score(seq)
 
-    def score(self, seq: Sequence[int]) -> TraceScore:
-        """Score one trace: combined score, calibrated verdict, per-view details."""
-        return self.calibration.verdict(self.raw_scores(seq))
+    def score(self, seq: Sequence[int], program: str | None = None) -> TraceScore:
+        """Score one trace: combined score, verdict against ``program``'s threshold when it was
+        calibrated on its own (else the pooled one), per-view details."""
+        return self.calibration.verdict(self.raw_scores(seq), program)
 
     def explain(self, seq: Sequence[int], top: int = 3, arch: str = "x86_64") -> list[dict[str, Any]]:
         """The calls the language model found most surprising, each with the calls before it."""
@@ -201,6 +211,7 @@ class SequenceModel:
             "views": list(s.views),
             "seed": s.seed,
             "threshold": self.threshold,
+            "program_thresholds": self.calibration.label_thresholds,
             "meta": self.meta,
         }
         lengths = np.array([len(t) for t in self.traces], dtype=np.int64)
@@ -256,7 +267,15 @@ class SequenceModel:
                 raise SequenceModelError("empty reference scores")
             meta = dict(header.get("meta", {}))
             meta["arch"] = str(header.get("arch", "x86_64"))
-            calibration = RankCalibration(settings.views, reference, float(header["threshold"]))
+            programs = header.get("program_thresholds", {})
+            if not isinstance(programs, dict):
+                raise SequenceModelError("program thresholds are not a mapping")
+            calibration = RankCalibration(
+                settings.views,
+                reference,
+                float(header["threshold"]),
+                {str(k): float(v) for k, v in programs.items()},
+            )
             return cls(settings=settings, traces=traces, counts=counts, calibration=calibration, meta=meta)
         except SequenceModelError:
             raise

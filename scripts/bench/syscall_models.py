@@ -9,7 +9,9 @@ split; thresholds come from the training data alone (never tuned on the test spl
 
 Models, all in one run:
 - ``combined``: the product's ``SequenceModel`` (KN 8-gram + longest-match covering + TF-IDF
-  nearest neighbour, k-fold calibrated, rank-averaged; target FPR 1 %);
+  nearest neighbour, k-fold calibrated, rank-averaged; target FPR 1 %); ``combined, per
+  program``: the same with each program's own conformal threshold (Mondrian calibration,
+  ``syscalls fit --by-program``);
 - ``kn`` / ``cover`` / ``bag``: each view alone, calibrated the same way;
 - ``stide``: Forrest et al.'s windows of 6, mismatch rate, threshold by the same k-fold
   cross-fitting (``scripts/bench/stide.py``);
@@ -144,13 +146,13 @@ def evaluate(name: str, test: list[Trace], scores: list[float], flags: list[bool
 
 
 def bench_sequence(name: str, train: list[list[int]], test: list[Trace], settings: SequenceSettings,
-                   groups: list[Hashable] | None) -> Result:  # fmt: skip
+                   groups: list[Hashable] | None, programs: list[str] | None = None) -> Result:  # fmt: skip
     t0 = time.perf_counter()
-    model = SequenceModel.fit(train, settings, groups)
+    model = SequenceModel.fit(train, settings, groups, programs)
     blob = model.to_bytes()
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    res = [model.score(t.calls) for t in test]
+    res = [model.score(t.calls, t.program if programs else None) for t in test]
     score_s = time.perf_counter() - t0
     return evaluate(name, test, [r.score for r in res], [r.anomalous for r in res], fit_s, score_s, len(blob))
 
@@ -308,7 +310,9 @@ def main() -> int:
         target_fpr=args.target_fpr,
         cover_k=args.cover_k,
     )
+    programs = [t.program for t in train_t]
     results = [
+        bench_sequence("combined, per program", train, test, base, groups, programs),
         bench_sequence("combined (kn+cover+bag)", train, test, base, groups),
         bench_sequence(f"kn {args.order}-gram alone", train, test, _only(base, "kn"), groups),
         bench_sequence("cover alone", train, test, _only(base, "cover"), groups),
