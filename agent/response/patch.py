@@ -110,6 +110,8 @@ class Plan:
     kubernetes: dict[str, Any] | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     ts: float = field(default_factory=time.time)
+    # Planned in observe mode: shown to the operator, never applied (nor dry-run on a cluster).
+    observed: bool = False
 
     @property
     def commands(self) -> list[str]:
@@ -127,6 +129,8 @@ class Plan:
             "packages": [p.to_dict() for p in self.packages],
             "commands": self.commands,
             "kubernetes": self.kubernetes,
+            "observed": self.observed,
+            "applied": self.status == APPLIED,
         }
 
 
@@ -165,6 +169,20 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> str:
     return ""
 
 
+def _each_vulnerability(
+    findings: Iterable[Finding | Mapping[str, Any]],
+) -> Iterable[Finding | Mapping[str, Any]]:
+    """The findings, with an image's aggregated finding (evidence ``vulnerabilities``: a list of
+    matches) expanded into its matches."""
+    for f in findings:
+        ev = f.evidence if isinstance(f, Finding) else (f.get("evidence") or f)
+        items = ev.get("vulnerabilities") if isinstance(ev, Mapping) else None
+        if isinstance(items, list):
+            yield from (i for i in items if isinstance(i, Mapping))
+        else:
+            yield f
+
+
 def fixes_from_findings(findings: Iterable[Finding | Mapping[str, Any]]) -> list[PackageFix]:
     """One ``PackageFix`` per package named by the findings, at the highest fixed version.
 
@@ -173,7 +191,7 @@ def fixes_from_findings(findings: Iterable[Finding | Mapping[str, Any]]) -> list
     ``id`` / ``cve``). Findings without a fixed version contribute nothing.
     """
     merged: dict[tuple[str, str], PackageFix] = {}
-    for f in findings:
+    for f in _each_vulnerability(findings):
         ev: Mapping[str, Any] = f.evidence if isinstance(f, Finding) else (f.get("evidence") or f)
         pkg = ev.get("package")
         if isinstance(pkg, Mapping):  # {"package": {"name", "version", "ecosystem"}} shape
@@ -295,19 +313,22 @@ def plan_for(
     vuln_findings: Sequence[Finding | Mapping[str, Any]],
     kube: KubeClient | None = None,
     include_stored: bool = True,
+    observe: bool = False,
 ) -> Plan:
     """Build, dry-run (or apply, when configured) and store the patch plan for ``container``.
 
     The plan covers ``vuln_findings`` and, with ``include_stored``, every open vulnerability
     finding already stored for the container, so one plan fixes all known packages at once.
+    With ``observe`` (response mode observe) the plan lists the package fixes only, marked as
+    observed: no Kubernetes call is made.
     """
     ref = container.ref() if isinstance(container, Container) else container
-    plan = Plan(container_id=ref.id, container_name=ref.name, image=ref.image)
+    plan = Plan(container_id=ref.id, container_name=ref.name, image=ref.image, observed=observe)
     stored = stored_vuln_findings(ctx, ref.id) if include_stored else []
     plan.packages = fixes_from_findings([*vuln_findings, *stored])
     pod = pod_of(ref)
     settings = ctx.config.kubernetes
-    if pod is None or not settings.enabled:
+    if pod is None or not settings.enabled or observe:
         plan.status = PACKAGES_ONLY if plan.packages else NO_FIX
         plan.detail = (
             f"upgrade {len(plan.packages)} package(s) in the image and redeploy"

@@ -90,7 +90,7 @@ def check_db(db: VulnDB, args: argparse.Namespace) -> bool:
     """Refuse an empty database (a scan against it would say "0 vulnerabilities"); warn on
     stderr when it is older than ``vuln.db.stale_after_seconds``."""
     stale_after = _config(args).vuln.db.stale_after_seconds
-    records, age = db_health(db, stale_after)
+    records, age = db_health(db)
     if records == 0:
         print(
             f"error: the vulnerability database {db.path} holds no records: a scan would report "

@@ -6,8 +6,9 @@ container's package databases. A scheduled scan re-reads the filesystem only whe
 changed or the cache is older than ``scan.inventory_max_age_seconds``; otherwise, when the
 vulnerability database changed (its generation), it re-matches the cached inventory without
 touching the filesystem, and when neither changed it does nothing. New vulnerabilities at or
-above ``scan.report_min_severity`` become findings (source ``vuln``, detector ``vuln.package``),
-each reported once per container. Results are kept in the store for ``vulnerabilities()``
+above ``scan.report_min_severity`` become one finding per scan of a container's image (source
+``vuln``, detector ``vuln.image``, every new vulnerability in its evidence), each vulnerability
+reported once per container. Results are kept in the store for ``vulnerabilities()``
 (the response's patch strategy) and the ``scan`` control method (``riskguardctl scan ID``).
 """
 
@@ -28,8 +29,10 @@ from agent.findings import Finding, Source
 from agent.runtime.model import Container
 from agent.settings.vuln import VulnDbSettings, VulnSettings
 from agent.vuln.db import VulnDB
+from agent.vuln.imagefinding import image_finding, rating
 from agent.vuln.inventory import APK_INSTALLED, DPKG_STATUS, RPMDB_PATHS, Inventory
 from agent.vuln.matcher import Match, Matcher
+from agent.vuln.report import db_health
 from agent.vuln.rootfs import DirRoot, Root, RootError
 from agent.vuln.sandbox import SandboxError
 from agent.vuln.scanfail import MIGRATIONS, SCAN_LIMITS, report_reader_failures, report_scan_failed
@@ -40,7 +43,6 @@ from agent.vuln.severity import rank, to_severity
 log = structlog.get_logger("agent.vuln")
 
 STAMP_PATHS = (DPKG_STATUS, APK_INSTALLED, *RPMDB_PATHS, "/etc/os-release")
-MAX_FINDINGS_PER_SCAN = 200
 
 
 def _stamps(root: Root) -> dict[str, float]:
@@ -85,8 +87,11 @@ class VulnComponent:
         ctx.store.migrate("vuln", MIGRATIONS)
         self._db = VulnDB(self.db_settings.path)
         self._matcher = Matcher(self._db)
-        if self._db.status()["vulnerabilities"] == 0:
+        health = self.db_health()
+        if not health["records"]:
             log.warning("vulndb_empty", db=str(self.db_settings.path), hint="riskguard-agent vulndb import|update")
+        elif health["stale"]:
+            log.warning("vulndb_stale", db=str(self.db_settings.path), age_seconds=health["age_seconds"])
         self._m_scans = Counter(
             "riskguard_vuln_scans", "Container vulnerability scans by outcome", ["outcome"], registry=ctx.metrics
         )
@@ -286,30 +291,19 @@ class VulnComponent:
         return self._result(summary, matches, services)
 
     def _report_new(self, ctx: AgentContext, c: Container, matches: list[Match]) -> None:
+        """One finding (``vuln.image``) for the vulnerabilities of ``c`` not reported before."""
         floor = rank(self.settings.report_min_severity) if self.settings.report_min_severity != "unknown" else 0
-        reported = 0
+        new = []
         for m in matches:
-            if m.severity != "unknown" and rank(m.severity) < floor:
+            if rating(m) != "unknown" and rank(m.severity) < floor:
                 continue
             key = f"{m.package}\0{m.version}\0{m.vulnerability}"
             cur = ctx.store.execute("INSERT OR IGNORE INTO vuln_reported VALUES (?, ?, ?)", (c.id, key, time.time()))
-            if cur.rowcount == 0:
-                continue  # already reported for this container
-            if reported >= MAX_FINDINGS_PER_SCAN:
-                continue  # recorded as seen; the stored result holds the full list
-            reported += 1
-            fix = f"fixed in {m.fixed_version}" if m.fixed_version else "no fix yet"
-            ctx.report(
-                Finding(
-                    container=c.ref(),
-                    source=Source.VULN,
-                    detector_id="vuln.package",
-                    severity=to_severity(m.severity),
-                    summary=f"{m.vulnerability} in {m.package} {m.version} ({fix})",
-                    evidence={**m.to_dict(), "image_id": c.image_id},
-                )
-            )
-        self.counts["findings"] += reported
+            if cur.rowcount:
+                new.append(m)  # not reported for this container before
+        if new:
+            ctx.report(image_finding(c, new, len(matches)))
+            self.counts["findings"] += 1
 
     # --- network-facing scans (GMP) ------------------------------------------------------
     def _maybe_gmp(self, c: Container, services: list[dict[str, Any]]) -> None:
@@ -413,11 +407,24 @@ class VulnComponent:
         c = ctx.registry.get(cid) if ctx is not None else None
         if c is None:
             raise LookupError(f"no such container: {cid}")
+        health = self.db_health()
+        if not health["records"]:
+            raise ValueError(
+                f"the vulnerability database {self.db_settings.path} holds no records: a scan would report "
+                "0 vulnerabilities whatever is installed (run `riskguard-agent vulndb import` or `vulndb update`)"
+            )
         try:
             result = self.scan_container(c.id, refresh=bool(params.get("refresh", True)))
         except ScanError as exc:
             raise ValueError(str(exc)) from None
-        return result if result is not None else (self.results(c.id) or {})
+        return {**(result if result is not None else (self.results(c.id) or {})), "db": health}
+
+    def db_health(self) -> dict[str, Any]:
+        """Records in the database, seconds since its last import, and whether that is stale."""
+        with self._lock:
+            records, age = db_health(self._db) if self._db is not None else (0, None)
+        stale = age is not None and age > self.db_settings.stale_after_seconds
+        return {"records": records, "age_seconds": None if age is None else round(age), "stale": stale}
 
 
 def build(ctx: AgentContext) -> VulnComponent | None:

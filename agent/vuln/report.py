@@ -42,7 +42,7 @@ def keep(matches: Iterable[Match], severities: frozenset[str]) -> list[Match]:
     return [m for m in matches if level(m) in severities]
 
 
-def db_health(db: VulnDB, stale_after_seconds: float, now: float | None = None) -> tuple[int, float | None]:
+def db_health(db: VulnDB, now: float | None = None) -> tuple[int, float | None]:
     """(records, seconds since the last import or None) of the database; cheap counts only."""
     records = int(db.conn.execute("SELECT COUNT(*) FROM vulns").fetchone()[0])
     last = db.conn.execute("SELECT MAX(imported_at) FROM sources").fetchone()[0]

@@ -104,9 +104,9 @@ def test_scan_on_start_cache_rematch_and_findings(
     wait_for(lambda: comp.results(c.id), what="scan on container start")
     ctx.findings.drain()
     assert [(f.source, f.detector_id, f.severity, f.container_id) for f in found] == [
-        (Source.VULN, "vuln.package", Severity.CRITICAL, c.id)
+        (Source.VULN, "vuln.image", Severity.CRITICAL, c.id)
     ]
-    assert found[0].evidence["vulnerability"] == "CVE-2024-1"
+    assert [v["vulnerability"] for v in found[0].evidence["vulnerabilities"]] == ["CVE-2024-1"]
     assert comp.vulnerabilities(c.id)[0]["fixed_version"] == "2.5.0-1+deb12u1"
     res = comp.results(c.id)
     assert res is not None and res["services"][0]["port"] == 80
@@ -131,7 +131,9 @@ def test_scan_on_start_cache_rematch_and_findings(
     assert {v["vulnerability"] for v in r["vulnerabilities"]} == {"CVE-2024-1", "DSA-2-1"}
     assert comp.counts["reads"] == 1 and comp.counts["rematches"] == 2  # second container + db change
     ctx.findings.drain()
-    assert sorted(f.evidence["vulnerability"] for f in found if f.container_id == c.id) == ["CVE-2024-1", "DSA-2-1"]
+    mine = [f for f in found if f.container_id == c.id]
+    assert len(mine) == 2  # one finding per scan that found something new, not one per package
+    assert sorted(v["vulnerability"] for f in mine for v in f.evidence["vulnerabilities"]) == ["CVE-2024-1", "DSA-2-1"]
 
     # The container's dpkg database changed (apt-get install at run time): re-read.
     status = ctx.paths.pid_root(PID) / "var/lib/dpkg/status"
@@ -175,7 +177,7 @@ def test_gmp_results_become_findings(
 
 
 def test_riskguardctl_scan_over_the_control_socket(
-    setup: tuple[AgentContext, VulnComponent, list[Finding], Path], capsys: pytest.CaptureFixture[str]
+    setup: tuple[AgentContext, VulnComponent, list[Finding], Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     import argparse
     import json
@@ -185,7 +187,7 @@ def test_riskguardctl_scan_over_the_control_socket(
     from agent.control import ControlServer
     from agent.vuln.ctl import register
 
-    ctx, comp, _, _ = setup
+    ctx, comp, _, dbpath = setup
     c = _container()
     ctx.registry.upsert(c)
     wait_for(lambda: comp.results(c.id), what="scan on start")
@@ -198,14 +200,26 @@ def test_riskguardctl_scan_over_the_control_socket(
         register(parser.add_subparsers(dest="command"))
         args = parser.parse_args(["scan", c.id[:12], "--json"])
         args.socket = d / "agent.sock"
+        with structlog.testing.capture_logs():  # an empty database: refused, never "0 vulnerabilities"
+            assert args.func(args) == 1
+        cap = capsys.readouterr()
+        assert cap.out == "" and "holds no records" in cap.err
+        _import(dbpath, tmp_path / "f", [osv("DSA-9-1", "Debian:12", "expat", fixed="2.5.0-1+deb12u1")])
+        capsys.readouterr()  # the import's log line
         with structlog.testing.capture_logs():  # the in-process agent's logs, not ctl output
             assert args.func(args) == 0
         out = json.loads(capsys.readouterr().out)
         assert out["summary"]["container_id"] == c.id and out["services"][0]["port"] == 80
+        assert out["db"] == {"records": 1, "age_seconds": out["db"]["age_seconds"], "stale": False}
         args = parser.parse_args(["scan", "web"])
         args.socket = d / "agent.sock"
         assert args.func(args) == 0
-        assert "1 packages" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "1 packages" in out and "DSA-9-1" in out
+        assert ["PACKAGE", "VERSION", "VULNERABILITY", "SEVERITY", "FIXED"] in [
+            line.split() for line in out.splitlines()
+        ], out
+        assert "unknown" in out  # an unrated record is shown as unknown
         args = parser.parse_args(["scan", "missing"])
         args.socket = d / "agent.sock"
         assert args.func(args) == 1
@@ -240,3 +254,40 @@ def test_interval_rounds_rematch_only_when_the_database_changed(
         assert comp.status()["db_generation"] == 1
     finally:
         comp.stop()
+
+
+def test_one_finding_per_image_and_unrated_stays_unknown(
+    setup: tuple[AgentContext, VulnComponent, list[Finding], Path], tmp_path: Path
+) -> None:
+    ctx, comp, found, dbpath = setup
+    root = ctx.paths.pid_root(PID)
+    write_dpkg_status(
+        root,
+        [
+            {"name": "libexpat1", "version": "2.5.0-1", "source": "expat"},
+            {"name": "gzip", "version": "1.12-1"},
+            {"name": "tar", "version": "1.34+dfsg-1.2"},
+        ],
+    )
+    # Unrated records only: the finding must not call them "medium".
+    _import(
+        dbpath,
+        tmp_path / "f1",
+        [osv(f"DSA-{n}-1", "Debian:12", name, fixed="99:0") for n, name in enumerate(("expat", "gzip", "tar"))],
+    )
+    c = _container()
+    ctx.registry.upsert(c)
+    wait_for(lambda: comp.results(c.id), what="scan on start")
+    ctx.findings.drain()
+    assert len(found) == 1
+    f = found[0]
+    assert f.detector_id == "vuln.image" and f.severity == Severity.LOW
+    assert "3 new vulnerabilities (all unrated) in 3 packages of web:1 (3 unknown)" in f.summary
+    assert {v["severity"] for v in f.evidence["vulnerabilities"]} == {"unknown"}
+    assert f.evidence["by_severity"] == {"unknown": 3} and f.evidence["packages"] == ["gzip", "libexpat1", "tar"]
+    # A rated record arrives: one more finding, for it alone, at its own severity.
+    _import(dbpath, tmp_path / "f2", [osv("DSA-9-1", "Debian:12", "gzip", fixed="99:0", severity_vector=CRITICAL)])
+    comp.scan_container(c.id)
+    ctx.findings.drain()
+    assert len(found) == 2 and found[1].severity == Severity.CRITICAL
+    assert [v["vulnerability"] for v in found[1].evidence["vulnerabilities"]] == ["DSA-9-1"]

@@ -92,9 +92,13 @@ def test_a_scan_that_times_out_is_a_finding_and_the_next_container_is_scanned(
         (hostile.id, Severity.MEDIUM, Source.VULN, "timeout")
     ]
     assert failed[0].summary.startswith("scan failed: ")
-    assert [(f.container_id, f.evidence["vulnerability"]) for f in found if f.detector_id == "vuln.package"] == [
-        (benign.id, "DSA-1-1")
+    vulns = [
+        (f.container_id, v["vulnerability"])
+        for f in found
+        if f.detector_id == "vuln.image"
+        for v in f.evidence["vulnerabilities"]
     ]
+    assert vulns == [(benign.id, "DSA-1-1")]
     assert comp.results(hostile.id) is None and comp.counts["errors"] == 1
     # Unchanged files are not retried every round; a forced scan retries without a second finding.
     assert comp.scan_container(hostile.id) is None
@@ -120,6 +124,6 @@ def test_a_reader_that_gives_up_is_a_low_finding_and_the_rest_is_matched(
     wait_for(lambda: comp.results(hostile.id), what="the scan of the container with a hostile rpmdb", timeout=30)
     ctx.findings.drain()
     by_detector = {f.detector_id: f for f in found}
-    assert by_detector["vuln.package"].evidence["vulnerability"] == "DSA-1-1"
+    assert [v["vulnerability"] for v in by_detector["vuln.image"].evidence["vulnerabilities"]] == ["DSA-1-1"]
     incomplete = by_detector["vuln.scan_incomplete"]
     assert incomplete.severity == Severity.LOW and "rpm" in incomplete.summary and "view" in incomplete.summary
