@@ -229,23 +229,27 @@ class NetpolicyComponent:
             self.tracked[c.id] = t
         ids = {f.detector_id for f in found}
         own_netns = "RG-0101" not in ids and "RG-0102" not in ids and c.netns_inode not in self._host_inodes
+        wire = False
         if self.is_managed(c):
             if c.details.get("network_mode", "none") != "none":
                 log.warning("managed_refused", container_id=c.short_id, reason="network mode is not none")
-            elif own_netns:
-                t.managed = self._wire(c, stored.get("managed") or {})
+            else:
+                wire = own_netns
         declared = al.select(self.settings, c.image, c.labels)
         if declared is not None:
             t.allowlist = declared
         elif stored.get("allowlist"):
             t.allowlist = Allowlist.from_dict(stored["allowlist"])
-        t.learning_until = self.learner.period_end(c, t, float(stored.get("learning_until") or 0.0))
+        t.learning_until = self.learner.period_end(c, t, float(stored.get("learning_until") or 0), wire or None)
+        # Fail closed: rules in the netns before eth0 comes up (pyroute2 or CNI ADD), or no wiring.
         if not own_netns:
             t.refused = "shares the host's or another container's network namespace"
         elif t.allowlist is not None:
             self._apply(t, t.allowlist, t.allowlist.mode)
         elif t.learning_until > time.time():
             self._apply(t, None, "observe", learning=True)
+        if wire:
+            t.managed = self._wire(c, stored.get("managed") or {})
         self._save(t)
         self._write_selinux(t)
         if self._managed_metric is not None:

@@ -30,10 +30,12 @@ class Learner:
         self.settings = settings
         self.seconds = settings.learning.seconds if settings.learning.seconds is not None else learning_seconds
 
-    def period_end(self, c: Container, t: Tracked, stored_until: float) -> float:
+    def period_end(self, c: Container, t: Tracked, stored_until: float, managed: bool | None = None) -> float:
         """When ``c``'s learning period ends (0.0: it does not learn: it has an allowlist or a
-        proposal, learning is off, or only managed containers learn)."""
-        learn_ok = self.settings.learning.enabled and (bool(t.managed) or not self.settings.learning.managed_only)
+        proposal, learning is off, or only managed containers learn). ``managed`` tells about a
+        container about to be wired (default: whether ``t`` is wired)."""
+        wired = bool(t.managed) if managed is None else managed
+        learn_ok = self.settings.learning.enabled and (wired or not self.settings.learning.managed_only)
         if t.allowlist is not None or not learn_ok or t.proposal is not None:
             return t.learning_until
         if stored_until:
