@@ -7,7 +7,8 @@ quarantine (abnormal request sequences from logs or network, illegal syscall cha
 (vulnerabilities). Guards come before the ladder: the host, the agent itself, a container outside
 the discovered set, a container labelled exempt or allow-listed are never acted on (alert only).
 Dedup: one verdict per container per incident; a later finding in the same incident gets a new
-verdict only when it calls for a higher rung. A host-wide rate limit downgrades actions to alerts.
+verdict only when it calls for a higher rung. The budget (``PolicyState.budget``: per workload and
+severity, ``agent.response.budget``) may downgrade an enforced action to an alert.
 Nothing here does I/O: the engine supplies the facts (``Target``) and the clock.
 """
 
@@ -17,6 +18,7 @@ import fnmatch
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from agent.findings import Action, Finding, Severity, Verdict
 from agent.settings.response import ResponseOverride, ResponseSettings
@@ -48,12 +50,23 @@ class Incident:
     action: Action
 
 
+class ActionBudget(Protocol):
+    """Who grants enforced actions (``agent.response.budget.ResponseBudget``): per workload and
+    severity, never refusing critical findings."""
+
+    def take(self, finding: Finding, action: Action, now: float) -> str:
+        """Spend one action for ``finding``: '' when granted, else why not (the action is
+        downgraded to an alert; the budget queues it for later)."""
+        ...
+
+
 @dataclass(slots=True)
 class PolicyState:
     """What the policy remembers between findings (lost on restart: a new incident starts)."""
 
     incidents: dict[str, Incident] = field(default_factory=dict)
     applied: deque[float] = field(default_factory=deque)  # times of enforced actions
+    budget: ActionBudget | None = None  # None: every enforced action is granted
 
 
 def _matches(override: ResponseOverride, image: str, labels: dict[str, str]) -> bool:
@@ -150,9 +163,10 @@ def decide(
     if enforce:
         while state.applied and now - state.applied[0] > 60.0:
             state.applied.popleft()
-        if len(state.applied) >= settings.max_actions_per_minute:
+        refused = state.budget.take(finding, wanted, now) if state.budget is not None else ""
+        if refused:
             wanted, enforce = Action.ALERT, False
-            reasons.append(f"rate limited ({settings.max_actions_per_minute}/min)")
+            reasons.append(refused)
         else:
             state.applied.append(now)
     if not enforce and rung(wanted) > rung(Action.ALERT):

@@ -8,6 +8,7 @@ records at start and again for each container the registry discovers later.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,8 +17,11 @@ import structlog
 from agent.context import AgentContext, FindingSink
 from agent.findings import Finding, Severity
 from agent.pipeline import Periodic
+from agent.response.budget import BudgetCollector, ResponseBudget
+from agent.response.deferred import DeferredActions
 from agent.response.engine import ResponseEngine
 from agent.response.fastpath import ActionWorker, FastPath
+from agent.response.observeplan import plan_observed
 from agent.response.plans import register_control as register_plans_control
 from agent.runtime.model import Container
 
@@ -41,6 +45,12 @@ class ResponseComponent:
         # eBPF source by ``agent.wiring``; its outputs and evidence run on the worker.
         self.worker = ActionWorker()
         self.fast = FastPath(self.engine, self.worker, _allowances(ctx))
+        # Budgets per workload and severity (``agent.response.budget``): the policy asks it for
+        # every enforced action; refused ones are queued and retried or escalated.
+        self.budget = ResponseBudget(ctx.config.response.budget)
+        self.engine.policy.budget = self.budget
+        self.deferred = DeferredActions(self.engine, self.budget, self.worker)
+        ctx.metrics.register(BudgetCollector(self.budget))
         self._sweeps = 0
         self._timer = Periodic("response-sweep", SWEEP_SECONDS, self._sweep)
 
@@ -69,12 +79,15 @@ class ResponseComponent:
             "isolations": self.engine.isolations(),
             "counters": dict(self.engine.counters),
             "kernel_stop": self.fast.status(),
+            "budget": self.budget.status(time.time()),
         }
 
     # --- internals -----------------------------------------------------------------------
     def on_finding(self, finding: Finding) -> None:
-        """Findings bus handler: verdict and action for ``finding``."""
-        self.engine.on_finding(finding)
+        """Findings bus handler: verdict and action for ``finding`` (queued when over budget)."""
+        verdict = self.engine.on_finding(finding)
+        plan_observed(self.ctx, finding, verdict)  # observe mode: the plan is shown, not applied
+        self.deferred.after_finding(finding)
 
     def on_container(self, what: str, c: Container) -> None:
         """Registry handler: reconcile a container's records when it appears, forget it when gone."""
@@ -89,13 +102,19 @@ class ResponseComponent:
     def _sweep(self) -> None:
         self._sweeps += 1
         try:
+            self.deferred.tick()
+        except Exception as exc:
+            log.error("response_budget_tick_failed", error=repr(exc))
+        try:
             # Costly checks (a quarantine's table: entering a netns) run every 10th sweep.
             self.engine.sweep(full=self._sweeps % 10 == 0)
         except Exception as exc:
             log.error("response_sweep_failed", error=repr(exc))
 
     # --- control methods -----------------------------------------------------------------
-    def _findings(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _findings(self, params: Mapping[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
+        """Stored findings (newest first) for the filters in ``params``; with ``with_total``,
+        ``{"findings": [...], "total": N}`` so a cut list can say "N of M"."""
         severity = params.get("severity")
         try:
             min_sev = int(Severity.parse(str(severity))) if severity else None
@@ -106,14 +125,13 @@ class ResponseComponent:
             since = float(params.get("since", 0))
         except (TypeError, ValueError):
             raise ValueError("limit and since must be numbers") from None
-        found = self.engine.records.findings(
-            container=str(params.get("container") or ""),
-            source=str(params.get("source") or ""),
-            min_severity=min_sev,
-            limit=limit,
-            since=since,
-        )
-        return [f.to_dict() for f in found]
+        container, source = str(params.get("container") or ""), str(params.get("source") or "")
+        records = self.engine.records
+        rows = [f.to_dict() for f in records.findings(container, source, min_sev, limit, since)]
+        if not params.get("with_total"):
+            return rows
+        total = len(rows) if len(rows) < limit else records.count_findings(container, source, min_sev, since)
+        return {"findings": rows, "total": total}
 
     def _isolate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         cid = str(params.get("id") or "")

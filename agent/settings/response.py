@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+import structlog
+from pydantic import Field, field_validator, model_validator
 
 from agent.settings.base import Section
 
@@ -78,6 +79,40 @@ class KernelStopSettings(Section):
     realtime: bool = True
 
 
+class BudgetSettings(Section):
+    """How many actions the response may apply, per workload and severity, so that decoys in a
+    few containers cannot spend what an attack elsewhere needs (``agent.response.budget``)."""
+
+    # Applied actions per minute per workload and finding severity; beyond, the action is
+    # downgraded to an alert, queued, and applied when the workload's budget frees (critical
+    # findings, and every must-act record of the kernel, are never downgraded).
+    per_workload_per_minute: dict[str, int] = Field(default_factory=lambda: {"low": 2, "medium": 3, "high": 5})
+    # What a workload is: the value of this container label when set (e.g.
+    # app.kubernetes.io/name, io.kubernetes.pod.namespace), else the container's image.
+    workload_label: str = ""
+    # A queued action still without budget after this many seconds is escalated (a finding says
+    # the operator must decide) and dropped from the queue.
+    retry_seconds: float = Field(default=300.0, gt=0)
+    # At most this many queued actions in all (the oldest beyond are escalated).
+    max_queued: int = Field(default=256, ge=1)
+    # The host-wide circuit breaker trips when this many distinct workloads spent their budget
+    # within a minute (a storm across many images): until breaker_seconds after the last such
+    # spend, every non-critical action is queued. It says so in status, metrics and the journal.
+    breaker_workloads: int = Field(default=5, ge=2)
+    # How long the breaker stays open after the storm's last overspend.
+    breaker_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("per_workload_per_minute")
+    @classmethod
+    def _severities(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = sorted(set(v) - {"low", "medium", "high"})
+        if bad:
+            raise ValueError(f"unknown severities {bad}: low, medium, high (critical is never limited)")
+        if any(n < 0 for n in v.values()):
+            raise ValueError("budgets must be >= 0")
+        return v
+
+
 class ResponseSettings(Section):
     """Findings → verdicts → actions: mode, thresholds, allowlists, ladder and limits."""
 
@@ -101,9 +136,9 @@ class ResponseSettings(Section):
     # One verdict per container per incident: later findings within this many seconds of the
     # incident's last finding join it (no new verdict unless they call for a higher rung).
     incident_seconds: float = Field(default=600.0, gt=0)
-    # At most this many applied actions per minute on the whole host; beyond, verdicts are
-    # downgraded to alerts (a burst of findings must not freeze the fleet).
-    max_actions_per_minute: int = Field(default=10, ge=0)
+    # Action budgets per workload and severity, and the host-wide circuit breaker (replaces the
+    # host-wide max_actions_per_minute, which decoys could spend).
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
     # Dry run: actions are recorded with what they would do, nothing is written to the host.
     dry_run: bool = False
     # Freeze through the v1 freezer, the v2 cgroup.freeze, or auto (v1 when the container has
@@ -128,6 +163,28 @@ class ResponseSettings(Section):
     # The in-kernel first response: the task is stopped at the syscall, the container frozen
     # from the must-act record on the reader thread (docs/response.md, "Kernel stop").
     kernel_stop: KernelStopSettings = Field(default_factory=KernelStopSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_max_actions(cls, data: Any) -> Any:
+        """``max_actions_per_minute`` (host-wide, attacker-exhaustible) is accepted for one release
+        with a warning and becomes the per-workload budget at high severity."""
+        if isinstance(data, dict) and "max_actions_per_minute" in data:
+            data = dict(data)
+            old = data.pop("max_actions_per_minute")
+            budget = dict(data.get("budget") or {})
+            per = dict(budget.get("per_workload_per_minute") or {"low": 2, "medium": 3, "high": 5})
+            if isinstance(old, int) and not isinstance(old, bool):
+                per["high"] = old
+            budget["per_workload_per_minute"] = per
+            data["budget"] = budget
+            structlog.get_logger("agent.config").warning(
+                "config_key_deprecated",
+                key="response.max_actions_per_minute",
+                use="response.budget.per_workload_per_minute",
+                until="the next release",
+            )
+        return data
 
 
 class KubernetesSettings(Section):

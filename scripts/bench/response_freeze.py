@@ -97,7 +97,6 @@ class Bench:
                 "response": {
                     "mode": "enforce",
                     "freezer": "v1",
-                    "max_actions_per_minute": 1_000_000,
                     "evidence_connections": connections,
                 },
                 "ebpf": {"probes": ["exec", "files"]},

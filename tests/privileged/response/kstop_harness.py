@@ -5,6 +5,7 @@ attacker types into a shell they already hold. Probes compile once per module.""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -57,10 +58,10 @@ class KStop:
 
 
 def start_container(
-    client: Any, role: str, labels: dict[str, str] | None = None, **extra: Any
+    client: Any, role: str, labels: dict[str, str] | None = None, image: str = TEST_IMAGE, **extra: Any
 ) -> tuple[Any, Container]:
     c = client.containers.run(
-        TEST_IMAGE,
+        image,
         ["sh", "-c", SESSION],
         detach=True,
         name=f"rgtest-kstop-{role}-{uuid.uuid4().hex[:6]}",
@@ -74,18 +75,17 @@ def start_container(
     return c, rec
 
 
-@pytest.fixture(scope="module")
-def kstop(docker_client: Any) -> Iterator[KStop]:
+@contextlib.contextmanager
+def running_kstop(client: Any, response: dict[str, Any], roles: dict[str, dict[str, Any]]) -> Iterator[KStop]:
+    """Probes, the response (``response`` settings over enforce mode) and one session container
+    per role (``{"labels": {...}, "image": ...}``), all torn down after."""
     need_root()
     state = Path(tempfile.mkdtemp(prefix="rg-kstop-"))
     config = AgentConfig.model_validate(
         {
             "behavior": {"window_seconds": 3600},
             "ebpf": {"probes": ["exec", "files", "priv"]},
-            "response": {
-                "mode": "enforce",
-                "overrides": [{"labels": {OBSERVE_LABEL: "observe"}, "mode": "observe"}],
-            },
+            "response": {"mode": "enforce", **response},
         }
     )
     ctx = AgentContext(
@@ -98,22 +98,21 @@ def kstop(docker_client: Any) -> Iterator[KStop]:
     )
     started: list[Any] = []
     source: EbpfSource | None = None
-    response: ResponseComponent | None = None
+    comp: ResponseComponent | None = None
     try:
-        roles = {"enforce": {}, "observe": {OBSERVE_LABEL: "observe"}}
         recs: dict[str, Container] = {}
-        for role, labels in roles.items():
-            c, rec = start_container(docker_client, role, labels)
+        for role, spec in roles.items():
+            c, rec = start_container(client, role, spec.get("labels"), image=spec.get("image", TEST_IMAGE))
             started.append(c)
             recs[role] = rec
             ctx.registry.upsert(rec)
-        response = ResponseComponent(ctx)
-        source = build(ctx, acts=response.fast)
+        comp = ResponseComponent(ctx)
+        source = build(ctx, acts=comp.fast)
         assert source is not None
-        k = KStop(ctx=ctx, source=source, response=response, containers=dict(zip(roles, started, strict=True)))
+        k = KStop(ctx=ctx, source=source, response=comp, containers=dict(zip(roles, started, strict=True)))
         k.records = recs
         ctx.events.subscribe(k.events.append, name="test-collect")
-        attach(ctx, response, source)
+        attach(ctx, comp, source)
         ctx.events.start()
         ctx.findings.start()
         st = source.status()
@@ -122,14 +121,23 @@ def kstop(docker_client: Any) -> Iterator[KStop]:
     finally:
         if source is not None:
             source.stop()
-        if response is not None:
-            response.stop()
+        if comp is not None:
+            comp.stop()
         ctx.events.stop(1)
         ctx.findings.stop(1)
         for c in started:
-            for s in (Path(f"/sys/fs/cgroup/freezer/docker/{c.id}/freezer.state"),):
-                if s.exists():
-                    s.write_text("THAWED")
+            s = Path(f"/sys/fs/cgroup/freezer/docker/{c.id}/freezer.state")
+            if s.exists():
+                s.write_text("THAWED")
             c.remove(force=True)
         ctx.store.close()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def kstop(docker_client: Any) -> Iterator[KStop]:
+    """An enforce container and an observe one (by override on its label)."""
+    response = {"overrides": [{"labels": {OBSERVE_LABEL: "observe"}, "mode": "observe"}]}
+    roles: dict[str, dict[str, Any]] = {"enforce": {}, "observe": {"labels": {OBSERVE_LABEL: "observe"}}}
+    with running_kstop(docker_client, response, roles) as k:
+        yield k

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Table tests of the policy: findings → verdicts (ladder, thresholds, guards, overrides, dedup,
-rate limit)."""
+budget)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from agent.events import ContainerRef
 from agent.findings import Action, Finding, Severity, Source
 from agent.policy import PolicyState, Target, decide
-from agent.settings.response import ResponseSettings
+from agent.response.budget import ResponseBudget
+from agent.settings.response import BudgetSettings, ResponseSettings
 
 KNOWN = Target(known=True)
 C1 = ContainerRef(id="a" * 64, name="web", image="nginx:1.25", labels={"app": "web"})
@@ -226,22 +227,27 @@ def test_one_verdict_per_container_per_incident() -> None:
     assert later.action == Action.FREEZE and "incident" in later.reason
 
 
-def test_rate_limit_downgrades_to_alert_and_recovers() -> None:
-    state, cfg = PolicyState(), settings(max_actions_per_minute=2)
+def test_budget_downgrades_to_alert_per_workload_and_recovers() -> None:
+    budget = ResponseBudget(BudgetSettings(per_workload_per_minute={"high": 2}))
+    state, cfg = PolicyState(budget=budget), settings()
     refs = [ContainerRef(id=f"{i:064x}", name=f"c{i}", image="x") for i in range(4)]
     got = [decide(finding(c=r), cfg, state, 1000.0 + i, KNOWN) for i, r in enumerate(refs[:3])]
     assert [v.action for v in got] == [Action.FREEZE, Action.FREEZE, Action.ALERT]
-    assert "rate limited" in got[2].reason and not got[2].enforce
-    # The rate-limited container's incident stays at "alert": a later finding may still act.
+    assert "budget of x spent" in got[2].reason and not got[2].enforce
+    # Another image has its own budget.
+    other = ContainerRef(id="e" * 64, name="other", image="y")
+    assert decide(finding(c=other), cfg, state, 1003.0, KNOWN).action == Action.FREEZE
+    # The downgraded container's incident stays at "alert": a later finding may still act.
     assert decide(finding(c=refs[2]), cfg, state, 1070.0, KNOWN).action == Action.FREEZE
 
 
-def test_observe_mode_does_not_consume_rate_limit() -> None:
-    state, cfg = PolicyState(), settings(mode="observe", max_actions_per_minute=1)
+def test_observe_mode_does_not_spend_the_budget() -> None:
+    budget = ResponseBudget(BudgetSettings(per_workload_per_minute={"high": 1}))
+    state, cfg = PolicyState(budget=budget), settings(mode="observe")
     for i in range(3):
         v = decide(finding(c=ContainerRef(id=f"{i:064x}", name="", image="")), cfg, state, 1000.0, KNOWN)
         assert v.action == Action.FREEZE and not v.enforce
-    assert not state.applied
+    assert not state.applied and not budget.counters
 
 
 def test_guarded_container_still_dedups_alerts() -> None:
