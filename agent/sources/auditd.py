@@ -267,6 +267,7 @@ class AuditSource:
             "records": st.records,
             "events": st.events,
             "malformed": st.malformed + self.counters["malformed_records"],
+            "malformed_by_reason": {k: v for k, v in self.counters.items() if k.startswith("skipped_")},
             "timed_out": st.timed_out,
             "lost": self.counters["lost"],
             "published": self.counters["published"],
@@ -315,7 +316,7 @@ class AuditSource:
         except (MalformedRecord, ValueError):
             self.counters["malformed_records"] += 1
             return
-        self.feed_record(rec)
+        self._feed_isolated(rec)
 
     def feed_line(self, line: str) -> None:
         """Decode one audit.log line and advance assembly."""
@@ -326,7 +327,18 @@ class AuditSource:
         except (MalformedRecord, ValueError):
             self.counters["malformed_records"] += 1
             return
-        self.feed_record(rec)
+        self._feed_isolated(rec)
+
+    def _feed_isolated(self, rec: AuditRecord) -> None:
+        """``feed_record``; a record that makes assembly fail is counted and skipped (the reader
+        goes on for every other record and container)."""
+        try:
+            self.feed_record(rec)
+        except Exception as exc:
+            self.counters["malformed_records"] += 1
+            self.counters[f"skipped_{type(exc).__name__}"] += 1
+            if self.counters[f"skipped_{type(exc).__name__}"] == 1:
+                log.warning("audit_record_skipped", serial=rec.serial, error=repr(exc)[:300])
 
     def feed_record(self, rec: AuditRecord) -> None:
         if rec.serial not in self._owner and "pid" in rec.fields:

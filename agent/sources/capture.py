@@ -249,8 +249,10 @@ class ContainerCapture:
                 continue
             try:
                 info = decode_frame(bytes(view[: min(n, len(buf))]), outgoing, wire_length=n)
-            except MalformedPacket:
+            except Exception as exc:  # MalformedPacket, or a frame no check foresaw: one packet lost
                 self.counters["malformed"] += 1
+                if not isinstance(exc, MalformedPacket):
+                    self.counters[f"malformed_{type(exc).__name__}"] += 1
                 with self.lock:
                     self.flows.malformed += 1
                     self.flows.count_only(outgoing, n)
