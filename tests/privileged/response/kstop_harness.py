@@ -76,9 +76,12 @@ def start_container(
 
 
 @contextlib.contextmanager
-def running_kstop(client: Any, response: dict[str, Any], roles: dict[str, dict[str, Any]]) -> Iterator[KStop]:
-    """Probes, the response (``response`` settings over enforce mode) and one session container
-    per role (``{"labels": {...}, "image": ...}``), all torn down after."""
+def running_kstop(
+    client: Any, response: dict[str, Any], roles: dict[str, dict[str, Any]], **sections: Any
+) -> Iterator[KStop]:
+    """Probes, the response (``response`` settings over enforce mode; other config ``sections``)
+    and one session container per role (``{"labels": {...}, "image": ..., "run": {docker run
+    keyword arguments}}``), all torn down after."""
     need_root()
     state = Path(tempfile.mkdtemp(prefix="rg-kstop-"))
     config = AgentConfig.model_validate(
@@ -86,6 +89,7 @@ def running_kstop(client: Any, response: dict[str, Any], roles: dict[str, dict[s
             "behavior": {"window_seconds": 3600},
             "ebpf": {"probes": ["exec", "files", "priv"]},
             "response": {"mode": "enforce", **response},
+            **sections,
         }
     )
     ctx = AgentContext(
@@ -102,7 +106,9 @@ def running_kstop(client: Any, response: dict[str, Any], roles: dict[str, dict[s
     try:
         recs: dict[str, Container] = {}
         for role, spec in roles.items():
-            c, rec = start_container(client, role, spec.get("labels"), image=spec.get("image", TEST_IMAGE))
+            c, rec = start_container(
+                client, role, spec.get("labels"), image=spec.get("image", TEST_IMAGE), **spec.get("run", {})
+            )
             started.append(c)
             recs[role] = rec
             ctx.registry.upsert(rec)
