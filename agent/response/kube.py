@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agent.events import ContainerRef
+from agent.extras import require
 from agent.runtime.model import Container
 from agent.settings.response import KubernetesSettings
 
@@ -157,6 +158,7 @@ class KubeClient:
     @classmethod
     def from_settings(cls, settings: KubernetesSettings) -> KubeClient:
         """Connect as the config section says (in-cluster, kubeconfig or URL + token)."""
+        require("kubernetes")  # the client is the [kubernetes] extra: say so instead of ImportError
         from kubernetes import client as k8s
 
         return cls(k8s.ApiClient(_configuration(settings)), settings)

@@ -25,6 +25,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from agent.context import AgentContext
+from agent.extras import MissingExtra, require
 from agent.findings import Finding, Source
 from agent.runtime.model import Container
 from agent.settings.vuln import VulnDbSettings, VulnSettings
@@ -105,8 +106,14 @@ class VulnComponent:
         self._thread = threading.Thread(target=self._run, name="vuln-scheduler", daemon=True)
         self._thread.start()
         if self.settings.gmp.enabled:
-            self._gmp_thread = threading.Thread(target=self._run_gmp, name="vuln-gmp", daemon=True)
-            self._gmp_thread.start()
+            try:
+                require("gmp")  # the GVM client is the [gmp] extra: without it, local scans go on
+            except MissingExtra as exc:
+                self.last_error = str(exc)
+                log.error("gmp_unavailable", error=str(exc))
+            else:
+                self._gmp_thread = threading.Thread(target=self._run_gmp, name="vuln-gmp", daemon=True)
+                self._gmp_thread.start()
         log.info("vuln_started", db=str(self.db_settings.path), interval_seconds=self.settings.interval_seconds)
 
     def stop(self) -> None:

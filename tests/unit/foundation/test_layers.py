@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     (r"agent\.(runtime|decoders)(\..+)?", 2),
     (r"agent\.(pipeline|store|config|configdoc|context|control|policy)", 1),
     (
-        r"agent(\.(settings(\..+)?|events|findings|hostfs|syscall_table|resources|logsetup|sdnotify|commands|textsafe|console))?",
+        r"agent(\.(settings(\..+)?|events|findings|hostfs|syscall_table|resources|logsetup|sdnotify|commands|textsafe|console|extras))?",
         0,
     ),
 )
