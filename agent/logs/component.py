@@ -24,7 +24,7 @@ from agent.context import AgentContext
 from agent.events import Event, LogEntry
 from agent.logs.analyzer import LogAnalyzer
 from agent.pipeline import Periodic
-from agent.sources.logs import TailerSet
+from agent.sources.logset import TailerSet
 
 log = structlog.get_logger("agent.logs")
 

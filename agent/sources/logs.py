@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Container log tailers: Docker ``json-file`` and ``local`` drivers, CRI files under
-``/var/log/pods``.
+"""Tailing one container log (Docker ``json-file`` or ``local``, a CRI file); which logs to tail
+is ``agent.sources.logset``.
 
 Each log is read from a committed offset kept in the store (``kv`` namespace ``logs.offsets``),
 keyed by the container and the file's (device, inode), so a restarted agent neither loses nor
@@ -13,10 +13,7 @@ records, corrupt frames and invalid JSON are counted and skipped; nothing here r
 Formats:
 - json-file: one JSON object per line, ``{"log": "...\\n", "stream": "stdout", "time": RFC3339}``;
   a ``log`` value without a trailing newline is a partial line (Docker splits at 16 KiB).
-- local: moby ``daemon/logger/local``: frames of ``[uint32 BE size][protobuf LogEntry][uint32 BE
-  size]``; LogEntry = {1: source string, 2: time_nano int64, 3: line bytes, 4: partial bool,
-  5: PartialLogEntryMetadata {1: last bool, 2: id string, 3: ordinal int32}}. Rotated local files
-  are gzip-compressed by dockerd and are not read back.
+- local: length-prefixed protobuf frames (``agent.sources.logformats``).
 - cri: ``<RFC3339Nano> <stdout|stderr> <P|F> <content>`` (P: partial).
 """
 
@@ -24,44 +21,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import struct
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import structlog
 
 from agent.events import ContainerRef
-from agent.hostfs import HostPaths
-from agent.runtime.model import ContainerRegistry
+from agent.sources.logformats import FRAME, MAX_FRAME, decode_local_entry, parse_rfc3339
 from agent.store import Store
 
 log = structlog.get_logger("agent.sources.logs")
 
 OFFSETS_NS = "logs.offsets"
-SUPPORTED_DOCKER_DRIVERS = ("json-file", "local")
-_FRAME = struct.Struct(">I")
-_MAX_FRAME = 16 << 20  # a local-driver frame larger than this is corruption, not data
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def parse_rfc3339(value: str) -> float:
-    """Unix seconds of an RFC 3339 timestamp with up to nanosecond precision; 0.0 if invalid."""
-    v = value.strip()
-    if not v:
-        return 0.0
-    v = _FRACTION.sub(lambda m: "." + m.group(1)[:6], v, count=1)
-    if v.endswith("Z"):
-        v = v[:-1] + "+00:00"
-    try:
-        return datetime.fromisoformat(v).timestamp()
-    except ValueError:
-        return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,92 +80,6 @@ class TailStats:
 
     def snapshot(self) -> dict[str, int]:
         return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
-def decode_local_entry(msg: bytes) -> tuple[str, int, bytes, bool, bool]:
-    """``(source, time_nano, line, partial, last)`` of one local-driver protobuf LogEntry."""
-    source, tnano, line, partial, last = "", 0, b"", False, False
-    pos = 0
-    while pos < len(msg):
-        tag, pos = _varint(msg, pos)
-        fno, wt = tag >> 3, tag & 7
-        if wt == 0:
-            val, pos = _varint(msg, pos)
-            if fno == 2:
-                tnano = val - (1 << 64) if val >= 1 << 63 else val
-            elif fno == 4:
-                partial = bool(val)
-        elif wt == 2:
-            n, pos = _varint(msg, pos)
-            if pos + n > len(msg):
-                raise ValueError("truncated length-delimited field")
-            data = msg[pos : pos + n]
-            pos += n
-            if fno == 1:
-                source = data.decode("utf-8", "replace")
-            elif fno == 3:
-                line = data
-            elif fno == 5:
-                p2 = 0
-                while p2 < len(data):
-                    t2, p2 = _varint(data, p2)
-                    if t2 & 7 == 0:
-                        v2, p2 = _varint(data, p2)
-                        if t2 >> 3 == 1:
-                            last = bool(v2)
-                    elif t2 & 7 == 2:
-                        n2, p2 = _varint(data, p2)
-                        p2 += n2
-                    else:
-                        raise ValueError("unexpected wire type in metadata")
-        elif wt == 1:
-            pos += 8
-        elif wt == 5:
-            pos += 4
-        else:
-            raise ValueError(f"unexpected wire type {wt}")
-    return source, tnano, line, partial, last
-
-
-def encode_local_entry(source: str, time_nano: int, line: bytes, partial: bool = False, last: bool = False) -> bytes:
-    """A local-driver frame (for tests and fixtures): size, protobuf LogEntry, size."""
-
-    def varint(v: int) -> bytes:
-        out = bytearray()
-        v &= (1 << 64) - 1
-        while True:
-            b = v & 0x7F
-            v >>= 7
-            if v:
-                out.append(b | 0x80)
-            else:
-                out.append(b)
-                return bytes(out)
-
-    msg = bytearray()
-    src = source.encode()
-    msg += b"\x0a" + varint(len(src)) + src
-    msg += b"\x10" + varint(time_nano)
-    msg += b"\x1a" + varint(len(line)) + line
-    if partial:
-        msg += b"\x20\x01"
-        meta = (b"\x08\x01" if last else b"") + b"\x12\x01x"
-        msg += b"\x2a" + varint(len(meta)) + meta
-    return _FRAME.pack(len(msg)) + bytes(msg) + _FRAME.pack(len(msg))
 
 
 def rotated_siblings(path: Path) -> list[Path]:
@@ -473,13 +361,13 @@ class LogTailer:
         pos = 0
         n = len(buf)
         while pos + 4 <= n and len(out) < budget:
-            (size,) = _FRAME.unpack_from(buf, pos)
+            (size,) = FRAME.unpack_from(buf, pos)
             end = pos + 4 + size + 4
-            if size <= _MAX_FRAME and end > n:
+            if size <= MAX_FRAME and end > n:
                 if size + 8 > self.chunk:
                     self.chunk = size + 8  # one frame bigger than our read size
                 return pos
-            if size > _MAX_FRAME or _FRAME.unpack_from(buf, end - 4)[0] != size:
+            if size > MAX_FRAME or FRAME.unpack_from(buf, end - 4)[0] != size:
                 # The size suffix moby writes after each frame disagrees (or the size is absurd):
                 # a length-prefixed stream cannot be resynchronised, so skip to the end of file.
                 if pos:
@@ -566,154 +454,3 @@ class LogTailer:
     def _flush_pending(self, out: list[RawLine]) -> None:
         if self._pending:
             self._emit(out)
-
-
-def discover_targets(
-    paths: HostPaths, registry: ContainerRegistry, drivers: Iterable[str] = SUPPORTED_DOCKER_DRIVERS, cri: bool = True
-) -> tuple[list[LogTarget], Counter[str]]:
-    """Logs of the registry's Docker containers and of CRI pods; unsupported drivers counted."""
-    targets: list[LogTarget] = []
-    unsupported: Counter[str] = Counter()
-    allowed = set(drivers)
-    by_cri: dict[tuple[str, str], ContainerRef] = {}
-    for c in registry.all():
-        labels = c.labels or {}
-        uid = labels.get("io.kubernetes.pod.uid")
-        cname = labels.get("io.kubernetes.container.name")
-        if uid and cname:
-            by_cri[(uid, cname)] = c.ref()
-        if c.runtime != "docker":
-            continue
-        driver = str((c.details or {}).get("log_driver") or "json-file")
-        cdir = paths.docker_container_dir(c.id)
-        if driver == "json-file" and driver in allowed:
-            targets.append(LogTarget(c.id, c.ref(), cdir / f"{c.id}-json.log", "json-file"))
-        elif driver == "local" and driver in allowed:
-            targets.append(LogTarget(c.id, c.ref(), cdir / "local-logs" / "container.log", "local"))
-        else:
-            unsupported[driver] += 1
-    if cri and paths.pod_logs.is_dir():
-        try:
-            pods = sorted(paths.pod_logs.iterdir())
-        except OSError:
-            pods = []
-        for pod in pods:
-            # <namespace>_<pod>_<uid>/<container>/<restart>.log
-            bits = pod.name.split("_")
-            uid = bits[-1] if len(bits) >= 3 else ""
-            try:
-                cdirs = sorted(p for p in pod.iterdir() if p.is_dir())
-            except OSError:
-                continue
-            for cdir in cdirs:
-                logs = [p for p in cdir.glob("*.log") if p.stem.isdigit()]
-                if not logs:
-                    continue
-                current = max(logs, key=lambda p: int(p.stem))
-                ref = by_cri.get((uid, cdir.name)) or ContainerRef(
-                    id=f"cri:{pod.name}/{cdir.name}", name=cdir.name, image="", runtime="cri"
-                )
-                targets.append(LogTarget(f"cri:{pod.name}/{cdir.name}/{current.stem}", ref, current, "cri"))
-    return targets, unsupported
-
-
-def _unsupported_by_container(registry: ContainerRegistry, drivers: Iterable[str]) -> list[tuple[str, str]]:
-    allowed = set(drivers)
-    out = []
-    for c in registry.all():
-        if c.runtime != "docker":
-            continue
-        driver = str((c.details or {}).get("log_driver") or "json-file")
-        if driver not in allowed:
-            out.append((c.id, driver))
-    return out
-
-
-@dataclass
-class TailerSet:
-    """The tailers of every discovered log; ``poll`` reads them all once."""
-
-    paths: HostPaths
-    registry: ContainerRegistry
-    store: Store | None
-    options: dict[str, Any] = field(default_factory=dict)
-    drivers: tuple[str, ...] = SUPPORTED_DOCKER_DRIVERS
-    cri: bool = True
-    max_lines_per_poll: int = 10_000
-    tailers: dict[str, LogTailer] = field(default_factory=dict)
-    unsupported: Counter[str] = field(default_factory=Counter)
-    _warned: set[str] = field(default_factory=set)
-
-    def refresh(self) -> list[RawLine]:
-        """Follow the discovered set; a log whose container left is read one last time."""
-        targets, self.unsupported = discover_targets(self.paths, self.registry, self.drivers, self.cri)
-        for key, driver in _unsupported_by_container(self.registry, self.drivers):
-            if key not in self._warned:
-                self._warned.add(key)
-                log.warning("log_driver_unsupported", container_id=key, driver=driver[:64])
-        want = {t.key + ":" + t.path.name: t for t in targets}
-        final: list[RawLine] = []
-        for k in list(self.tailers):
-            if k not in want:
-                tailer = self.tailers.pop(k)
-                try:
-                    final.extend(tailer.poll(self.max_lines_per_poll))
-                except OSError:
-                    pass
-                tailer.close()
-        for k, t in want.items():
-            if k not in self.tailers:
-                self.tailers[k] = LogTailer(t, self.store, **self.options)
-        return final
-
-    def poll(self) -> list[RawLine]:
-        """Every tailer once; one log that fails (I/O, or content no check foresaw) is counted
-        and skipped, the other containers' lines still come back."""
-        out = self.refresh()
-        for tailer in list(self.tailers.values()):
-            try:
-                out.extend(tailer.poll(self.max_lines_per_poll))
-            except OSError as exc:
-                log.warning("log_read_failed", container_id=tailer.target.key, error=str(exc)[:200])
-            except Exception as exc:  # per-container isolation: the batch goes on
-                tailer.stats.bad("tailer_failed")
-                log.error("log_tail_failed", container_id=tailer.target.key, error=repr(exc)[:300])
-        return out
-
-    def prune_offsets(self) -> int:
-        """Forget stored offsets of log files that no longer exist; returns how many."""
-        if self.store is None:
-            return 0
-        gone = 0
-        for key, raw in self.store.kv_items(OFFSETS_NS):
-            try:
-                path = json.loads(raw).get("path", "")
-            except (ValueError, AttributeError):
-                path = ""
-            if path and not Path(path).exists():
-                self.store.kv_delete(OFFSETS_NS, key)
-                gone += 1
-        return gone
-
-    def close(self) -> None:
-        for t in self.tailers.values():
-            t.close()
-        self.tailers.clear()
-
-    def stats(self) -> dict[str, Any]:
-        total: Counter[str] = Counter()
-        per: dict[str, dict[str, int]] = {}
-        for k, t in self.tailers.items():
-            snap = t.stats.snapshot()
-            per[k] = snap
-            total.update(snap)
-        reasons: Counter[str] = Counter()
-        for t in self.tailers.values():
-            reasons.update(t.stats.malformed_by_reason)
-        return {
-            "tailers": len(self.tailers),
-            "totals": dict(total),
-            "malformed_by_reason": dict(reasons),
-            "per_log": per,
-            "unsupported_drivers": dict(self.unsupported),
-        }

@@ -65,6 +65,9 @@ def test_hostile_container_blinds_neither_itself_nor_its_neighbour(
     wait_for(lambda: b"hostile-done" in hostile.logs(), 30, 0.2, "the hostile container's lines")
     wait_for(lambda: web.exec_run("wget -q -O /dev/null http://127.0.0.1:8080/").exit_code == 0, 10, 0.2, "httpd")
     assert web.exec_run(["sh", "-c", SCAN]).output.count(b"404 Not Found") == 25
+    # dockerd writes the log asynchronously: wait until both logs hold every line, so that the
+    # first poll reads both containers in one batch (the batch one hostile line used to lose).
+    wait_for(lambda: web.logs().count(b"response:404") >= 25, 10, 0.1, "the scanned server's 404 lines")
 
     comp: LogsComponent | None = build(ctx)
     assert comp is not None
@@ -72,9 +75,14 @@ def test_hostile_container_blinds_neither_itself_nor_its_neighbour(
     try:
         comp.poll_once()  # both containers' lines in one batch
         assert ctx.events.drain(10) and ctx.findings.drain(10)
-        comp.poll_once()  # the sessions and rules of the first batch have settled
-        assert ctx.events.drain(10) and ctx.findings.drain(10)
 
+        def both() -> bool:
+            comp.poll_once()
+            ctx.events.drain(10)
+            ctx.findings.drain(10)
+            return {"RG-LOG-0001", "RG-LOG-0004"} <= {f.detector_id for f in findings}
+
+        wait_for(both, 10, 0.2, "the findings of both containers")
         by = {f.detector_id: f for f in findings}
         scan = by.get("RG-LOG-0004")
         assert scan is not None and scan.container is not None and scan.container.id == web.id, findings

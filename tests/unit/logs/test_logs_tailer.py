@@ -10,15 +10,9 @@ from pathlib import Path
 from agent.events import ContainerRef
 from agent.hostfs import HostPaths
 from agent.runtime.model import Container, ContainerRegistry
-from agent.sources.logs import (
-    LogTailer,
-    LogTarget,
-    TailerSet,
-    decode_local_entry,
-    discover_targets,
-    encode_local_entry,
-    parse_rfc3339,
-)
+from agent.sources.logformats import decode_local_entry, encode_local_entry, parse_rfc3339
+from agent.sources.logs import LogTailer, LogTarget
+from agent.sources.logset import TailerSet, discover_targets
 from agent.store import Store
 
 REF = ContainerRef(id="c" * 64, name="web", image="busybox")
