@@ -9,7 +9,8 @@ Tables (``store.migrate("behavior", MIGRATIONS)``):
   ``DeviationModel``; ``chain``: the JSON of the bigram ``NgramModel``), with the feature version,
   algorithm, window count and metadata; the newest ``KEEP_VERSIONS`` are kept.
 - ``behavior_training``: the feature rows (float64 bytes) of the windows a baseline learned from,
-  so learning survives a restart and refits see the same data.
+  and their syscall transition counts (``seqlive.encode_transitions``; schema v2), so learning
+  survives a restart and refits see the same data.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX behavior_training_image ON behavior_training(image, id);
     """,
+    "ALTER TABLE behavior_training ADD COLUMN transitions BLOB;",
 ]
 
 KEEP_VERSIONS = 3
@@ -76,6 +78,15 @@ TAINTING_SQL = (
     "AND json_extract(evidence, '$.allowance') IS NULL"
 )
 _SELECT = "SELECT image, state, frozen, first_seen, version, fitted FROM behavior_baselines"
+
+
+@dataclass
+class TrainingSet:
+    """A baseline's training windows: feature rows, transition blobs and container ids, aligned."""
+
+    rows: npt.NDArray[np.float64]
+    transitions: list[bytes]
+    containers: list[str]
 
 
 @dataclass
@@ -148,13 +159,34 @@ class BaselineStore:
             )
 
     # --- training rows ----------------------------------------------------------------
-    def add_training(self, image: str, container_id: str, ts: float, row: list[float]) -> None:
+    def add_training(
+        self, image: str, container_id: str, ts: float, row: list[float], transitions: bytes | None = None
+    ) -> None:
         import numpy as np
 
         self.store.execute(
-            "INSERT INTO behavior_training(image, ts, container_id, features) VALUES (?, ?, ?, ?)",
-            (image, ts, container_id, np.asarray(row, dtype="<f8").tobytes()),
+            "INSERT INTO behavior_training(image, ts, container_id, features, transitions) VALUES (?, ?, ?, ?, ?)",
+            (image, ts, container_id, np.asarray(row, dtype="<f8").tobytes(), transitions),
         )
+
+    def training_set(self, image: str, limit: int) -> TrainingSet:
+        """The newest ``limit`` training windows of ``image`` (oldest first): feature rows, their
+        transition blobs and containers; rows of another feature length are skipped."""
+        import numpy as np
+
+        rows = self.store.query(
+            "SELECT features, transitions, container_id FROM behavior_training WHERE image = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (image, limit),
+        )
+        vecs, trans, containers = [], [], []
+        for features, blob, cid in reversed(rows):
+            v = np.frombuffer(bytes(features), dtype="<f8")
+            if v.shape == (N_FEATURES,):
+                vecs.append(v)
+                trans.append(bytes(blob) if blob else b"")
+                containers.append(str(cid))
+        return TrainingSet(np.vstack(vecs) if vecs else np.zeros((0, N_FEATURES)), trans, containers)
 
     def training(self, image: str, limit: int) -> npt.NDArray[np.float64]:
         """The newest ``limit`` training rows of ``image`` (oldest first); malformed rows skipped."""

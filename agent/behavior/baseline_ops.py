@@ -95,3 +95,22 @@ def run(engine: BehaviorEngine, action: str, params: Mapping[str, Any], state_di
         log.info("allowance_removed", baseline=image, kind=kind, pattern=pattern)
         return {"baseline": image, "kind": kind, "pattern": pattern, "removed": True}
     raise ValueError(f"unknown action {action!r}")
+
+
+def describe(engine: BehaviorEngine) -> list[dict[str, Any]]:
+    """Every baseline as ``riskguardctl baseline list`` shows it: state, training windows, the
+    loaded models' thresholds and modes, stored model versions and allowance counts."""
+    out = []
+    allowed = engine.allowances.counts()
+    for row in engine.db.all():
+        b = engine.baselines.get(row.image)
+        d = row.to_dict()
+        d["training_windows"] = engine.db.training_count(row.image)
+        if b is not None and b.model is not None:
+            d.update(threshold=b.model.threshold, modes=b.model.modes, algorithm=b.model.algorithm)
+            if b.seq is not None:
+                d["sequence"] = {"threshold": b.seq.threshold, "target_fpr": b.seq.target_fpr, **b.seq.meta}
+        d["models"] = engine.db.model_versions(row.image)
+        d["allowances"] = allowed.get(row.image, {})
+        out.append(d)
+    return out

@@ -166,7 +166,7 @@ class BehaviorComponent:
                 return baseline_ops.run(self.engine, action, params, self._ctx.paths.state)
         if action == "list":
             with self._lock:
-                return {"baselines": self.engine.describe()}
+                return {"baselines": baseline_ops.describe(self.engine)}
         image = params.get("image")
         if not isinstance(image, str) or not image:
             raise ValueError("'image' (the baseline key, see action=list) is required")

@@ -11,8 +11,11 @@ one baseline):
    ``taint_seconds`` of the window (posture and vulnerability findings never stop learning);
    once ``learning_seconds`` have passed since the first window and ``min_windows`` rows
    exist, the models are fitted and stored as version 1;
-2. *scoring*: each window gets a ``WindowResult``; deviating windows, mode deviations, peer
-   outliers and unseen sensitive syscall chains become findings; clean, untainted windows
+2. *scoring*: each window gets a ``WindowResult`` (feature model) and a sequence verdict on
+   its syscall transitions (``seqlive.py``); deviating windows, unusual transition sequences,
+   mode deviations, peer outliers and unseen sensitive syscall chains become findings, each
+   behaviour finding explained by its surprising transitions and by the nearest normal mode
+   and the features that differ from it; clean, untainted windows
    extend the training set, and the models are refitted every
    ``refit_seconds`` unless an operator froze the baseline.
 """
@@ -30,9 +33,11 @@ from agent.behavior.allowances import Allowances, baseline_key
 from agent.behavior.baseline import TAINT_MIN_SEVERITY, BaselineStore
 from agent.behavior.engine_types import BaselineState, ScoredWindow, explain
 from agent.behavior.features import window_vector
-from agent.behavior.fitproc import fit_model
+from agent.behavior.fitproc import fit_models
 from agent.behavior.model import DeviationModel, ModelError, WindowResult
 from agent.behavior.ngram import ChainHit, NgramError, NgramModel
+from agent.behavior.seqlive import encode_transitions, explanation, score_sequence, summary
+from agent.behavior.seqwindow import TransitionWindowModel, WindowModelError
 from agent.events import BehaviorWindow, ContainerRef
 from agent.findings import Finding, Severity, Source
 from agent.settings.behavior import BehaviorSettings
@@ -45,6 +50,7 @@ __all__ = [
     "DETECTOR_DEVIATION",
     "DETECTOR_MODE",
     "DETECTOR_PEER",
+    "DETECTOR_SEQUENCE",
     "BehaviorEngine",
     "ScoredWindow",
 ]
@@ -53,6 +59,7 @@ DETECTOR_DEVIATION = "behavior.deviation"
 DETECTOR_MODE = "behavior.mode_deviation"
 DETECTOR_PEER = "behavior.peer_outlier"
 DETECTOR_CHAIN = "behavior.syscall_chain"
+DETECTOR_SEQUENCE = "behavior.syscall_sequence"
 FIT_RETRY_SECONDS = 60.0
 # kv namespace of the chain counts learned since the last fit (saved every CHAIN_SAVE_EVERY
 # learned windows and at stop, so a restart mid-learning keeps them).
@@ -68,7 +75,7 @@ class BehaviorEngine:
         self.db = BaselineStore(store)
         # Per-image allowances the detectors learn (shown, edited and relearned with the baseline).
         self.allowances = Allowances(store, settings)
-        self._baselines: dict[str, BaselineState] = {}
+        self.baselines: dict[str, BaselineState] = {}
         self._last_finding: dict[tuple[str, str], float] = {}
         # container -> (id, ts) of our own tainting findings not yet seen in the store
         self._pending_findings: dict[str, list[tuple[str, float]]] = {}
@@ -79,7 +86,7 @@ class BehaviorEngine:
         return baseline_key(c, self.settings.group_label)
 
     def baseline(self, key: str, now: float) -> BaselineState:
-        b = self._baselines.get(key)
+        b = self.baselines.get(key)
         if b is not None:
             return b
         row = self.db.get(key) or self.db.create(key, now)
@@ -95,7 +102,7 @@ class BehaviorEngine:
                     b.chain = NgramModel.from_json(saved)
                 except NgramError as exc:
                     log.warning("chain_progress_discarded", image=key, error=str(exc))
-        self._baselines[key] = b
+        self.baselines[key] = b
         return b
 
     def _load_models(self, b: BaselineState) -> None:
@@ -107,10 +114,12 @@ class BehaviorEngine:
             b.model = DeviationModel.from_bytes(dev[1])
             b.chain = NgramModel.from_json(chain[1])
             b.row.version = dev[0]
+            seq = self.db.load_model(b.row.image, "sequence", dev[0])
+            b.seq = TransitionWindowModel.from_bytes(seq[1]) if seq is not None else None
             log.info("baseline_loaded", image=b.row.image, version=dev[0], windows=b.model.windows)
-        except (ModelError, NgramError) as exc:
+        except (ModelError, NgramError, WindowModelError) as exc:
             log.warning("baseline_model_discarded", image=b.row.image, error=str(exc))
-            b.model = None
+            b.model, b.seq = None, None
             b.chain = NgramModel()
 
     # --- guards -----------------------------------------------------------------------
@@ -168,7 +177,7 @@ class BehaviorEngine:
             else:
                 to_score.setdefault(key, []).append((w, vec))
         for key, items in to_score.items():
-            b = self._baselines[key]
+            b = self.baselines[key]
             assert b.model is not None
             results = b.model.score_raw(np.asarray([v for _, v in items]))
             for (w, vec), res in zip(items, results, strict=True):
@@ -178,7 +187,7 @@ class BehaviorEngine:
 
     def _learn(self, b: BaselineState, w: BehaviorWindow, vec: list[float]) -> None:
         assert w.container is not None
-        self.db.add_training(b.row.image, w.container.id, w.end, vec)
+        self.db.add_training(b.row.image, w.container.id, w.end, vec, encode_transitions(w.transitions))
         b.chain.add_transitions(w.transitions)
         b.pending_rows += 1
         self.counters["learned"] += 1
@@ -203,12 +212,31 @@ class BehaviorEngine:
         if self.settings.syscall_chain.enabled:
             hits = tuple(b.chain.chain_hits(w.transitions, self.settings.syscall_chain.rare_fraction))
         unseen = b.chain.unseen_transitions(w.transitions)
+        seq = score_sequence(b.seq, w.transitions, self.settings.sequence.surprising) if b.seq else None
         findings: list[Finding] = []
-        evidence_base = {
+        evidence_base: dict[str, Any] = {
             "baseline": b.row.image,
             "model_version": b.row.version,
-            "window": {"start": w.start, "end": w.end, "sources": sorted(w.sources)},
+            "period": {"start": w.start, "end": w.end, "sources": sorted(w.sources)},
         }
+        if res.deviating or res.mode_deviation or (seq is not None and seq.anomalous):
+            # sequence: surprising transitions; window: nearest normal mode, differing features
+            evidence_base.update(explanation(b.model, vec, seq, self.settings.top_features))
+        if seq is not None and seq.anomalous:
+            self.counters["sequence_anomalous"] += 1
+            f = self._finding(
+                c,
+                Source.BEHAVIOR,
+                DETECTOR_SEQUENCE,
+                Severity.MEDIUM if seq.unseen >= self.settings.sequence.min_unseen else Severity.LOW,
+                f"unusual syscall sequences in {c.name or c.short_id} for baseline {b.row.image} "
+                f"(score {seq.result.score:.3f} > {seq.result.threshold:.3f}, {seq.unseen} unseen transitions): "
+                + summary(seq, evidence_base.get("window")),
+                {**evidence_base, "unseen_transitions": unseen},
+                now,
+            )
+            if f:
+                findings.append(f)
         if res.deviating:
             self.counters["deviating"] += 1
             f = self._finding(
@@ -261,7 +289,7 @@ class BehaviorEngine:
         if peer:
             findings.append(peer)
         learned = False
-        clean = not (res.deviating or res.mode_deviation or hits)
+        clean = not (res.deviating or res.mode_deviation or hits or (seq is not None and seq.anomalous))
         # Continued learning only feeds refits: with refits off (or frozen), nothing is kept.
         if clean and not b.row.frozen and self.settings.refit_seconds > 0 and not self.window_tainted(w):
             self._learn(b, w, vec)
@@ -272,6 +300,7 @@ class BehaviorEngine:
             learning=False,
             result=res,
             chain_hits=hits,
+            sequence=seq,
             unseen_transitions=unseen,
             learned=learned,
             findings=tuple(findings),
@@ -328,17 +357,17 @@ class BehaviorEngine:
         b = self.baseline(key, now)
         s = self.settings
         self.db.trim_training(key, s.max_windows)
-        rows = self.db.training(key, s.max_windows)
-        model = fit_model(rows, s)
-        version = self.db.save_models(
-            key,
-            {"deviation": model.to_bytes(), "chain": b.chain.to_json().encode()},
-            s.algorithm,
-            int(rows.shape[0]),
-            model.meta,
-            now,
-        )
-        b.model = model
+        ts = self.db.training_set(key, s.max_windows)
+        fitted = fit_models(ts.rows, ts.transitions, ts.containers, s)
+        model, rows = fitted.deviation, ts.rows
+        blobs = {"deviation": model.to_bytes(), "chain": b.chain.to_json().encode()}
+        if fitted.sequence is not None:
+            blobs["sequence"] = fitted.sequence.to_bytes()
+        elif fitted.sequence_error != "disabled":
+            log.warning("sequence_model_not_fitted", image=key, error=fitted.sequence_error)
+        meta = {**model.meta, "sequence": fitted.sequence.meta if fitted.sequence else fitted.sequence_error}
+        version = self.db.save_models(key, blobs, s.algorithm, int(rows.shape[0]), meta, now)
+        b.model, b.seq = model, fitted.sequence
         b.row.state, b.row.version, b.row.fitted = "scoring", version, now
         self.db.store.kv_delete(CHAIN_KV, key)
         b.pending_rows = 0
@@ -350,19 +379,20 @@ class BehaviorEngine:
             windows=int(rows.shape[0]),
             threshold=round(model.threshold, 5),
             modes=model.modes,
+            sequence_threshold=round(b.seq.threshold, 4) if b.seq else None,
             fit_seconds=model.meta.get("fit_seconds"),
         )
         return version
 
     def save_progress(self) -> None:
         """Persist the chain counts of baselines still learning (called at stop)."""
-        for key, b in self._baselines.items():
+        for key, b in self.baselines.items():
             if b.model is None and b.pending_rows:
                 self.db.store.kv_put(CHAIN_KV, key, b.chain.to_json().encode())
 
     def forget_container(self, container_id: str) -> None:
         """Drop per-container state (peer mode history, cooldowns) of a removed container."""
-        for b in self._baselines.values():
+        for b in self.baselines.values():
             b.peers.forget(container_id)
         for k in [k for k in self._last_finding if k[0] == container_id]:
             del self._last_finding[k]
@@ -371,34 +401,20 @@ class BehaviorEngine:
     # --- operator ---------------------------------------------------------------------
     def freeze(self, key: str, frozen: bool = True) -> bool:
         ok = self.db.set_frozen(key, frozen)
-        if key in self._baselines:
-            self._baselines[key].row.frozen = frozen
+        if key in self.baselines:
+            self.baselines[key].row.frozen = frozen
         return ok
 
     def reload(self, key: str) -> None:
         """Forget the in-memory state of ``key``: the next window loads it from the store."""
-        self._baselines.pop(key, None)
+        self.baselines.pop(key, None)
 
     def relearn(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self.db.reset(key, now)
         self.allowances.forget_learned(key)
         self.db.store.kv_delete(CHAIN_KV, key)
-        self._baselines.pop(key, None)
-
-    def describe(self) -> list[dict[str, Any]]:
-        out = []
-        allowed = self.allowances.counts()
-        for row in self.db.all():
-            b = self._baselines.get(row.image)
-            d = row.to_dict()
-            d["training_windows"] = self.db.training_count(row.image)
-            if b is not None and b.model is not None:
-                d.update(threshold=b.model.threshold, modes=b.model.modes, algorithm=b.model.algorithm)
-            d["models"] = self.db.model_versions(row.image)
-            d["allowances"] = allowed.get(row.image, {})
-            out.append(d)
-        return out
+        self.baselines.pop(key, None)
 
     # --- findings ---------------------------------------------------------------------
     def _finding(

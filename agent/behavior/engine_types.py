@@ -10,6 +10,8 @@ from agent.behavior.baseline import BaselineRow
 from agent.behavior.model import DeviationModel, WindowResult
 from agent.behavior.ngram import ChainHit, NgramModel
 from agent.behavior.peers import Peers
+from agent.behavior.seqlive import SequenceVerdict
+from agent.behavior.seqwindow import TransitionWindowModel
 from agent.events import BehaviorWindow
 from agent.findings import Finding
 
@@ -20,6 +22,7 @@ class BaselineState:
 
     row: BaselineRow
     model: DeviationModel | None = None
+    seq: TransitionWindowModel | None = None  # the sequence model of transition windows
     chain: NgramModel = field(default_factory=NgramModel)
     pending_rows: int = 0  # training rows added since the last fit
     fit_failed_at: float = -1e18  # a failed fit is retried FIT_RETRY_SECONDS later
@@ -35,6 +38,7 @@ class ScoredWindow:
     learning: bool
     result: WindowResult | None = None
     chain_hits: tuple[ChainHit, ...] = ()
+    sequence: SequenceVerdict | None = None
     unseen_transitions: int = 0
     learned: bool = False
     findings: tuple[Finding, ...] = ()

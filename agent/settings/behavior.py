@@ -45,6 +45,22 @@ class SyscallChainSettings(Section):
     rare_fraction: float = Field(default=0.0, ge=0, lt=1)
 
 
+class BehaviorSequenceSettings(Section):
+    """The calibrated sequence model of each image's syscall transition windows (seqwindow.py)."""
+
+    enabled: bool = True
+    # Share of an image's normal windows (held out per container while fitting) whose transition
+    # counts score over the threshold: the sequence model's calibrated false-positive rate.
+    target_fpr: float = Field(default=0.01, gt=0, lt=0.5)
+    # Cross-fitting folds of the calibration (whole containers per fold when there are enough).
+    folds: int = Field(default=5, ge=2, le=20)
+    # A window over the threshold is a low finding; medium when it also holds at least this
+    # many distinct transitions the image never made while learning (0: always medium).
+    min_unseen: int = Field(default=3, ge=0)
+    # Most surprising transitions named in each finding's explanation.
+    surprising: int = Field(default=5, ge=1, le=50)
+
+
 class BehaviorSettings(Section):
     """Behaviour analysis: per-image baselines, explained deviation, modes and syscall chains."""
 
@@ -108,3 +124,4 @@ class BehaviorSettings(Section):
     baseline_key_file: str = ""
     modes: BehaviorModeSettings = BehaviorModeSettings()
     syscall_chain: SyscallChainSettings = SyscallChainSettings()
+    sequence: BehaviorSequenceSettings = BehaviorSequenceSettings()

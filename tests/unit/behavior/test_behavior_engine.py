@@ -140,7 +140,7 @@ def test_frozen_baseline_stops_learning_and_refits(store: Store) -> None:
     engine.freeze(IMAGE, False)
     feed(engine, [normal_window(rng, 5000 + 2 * i, container(1)) for i in range(10)])
     assert engine.db.get(IMAGE).version > version  # type: ignore[union-attr]
-    assert len(engine.db.model_versions(IMAGE)) == 6  # the newest 3 versions x (deviation, chain)
+    assert len(engine.db.model_versions(IMAGE)) == 9  # the newest 3 versions x (deviation, chain, sequence)
     engine.relearn(IMAGE, now=6000)
     assert engine.db.get(IMAGE).state == "learning" and engine.db.training_count(IMAGE) == 0  # type: ignore[union-attr]
 
@@ -229,7 +229,7 @@ def test_peer_outlier_when_mode_mix_differs(store: Store) -> None:
     assert peers[0].evidence["tvd"] > 0.4
     # A removed container leaves no per-container state behind.
     engine.forget_container(c3.id)
-    assert all(c3.id not in b.peers.modes for b in engine._baselines.values())
+    assert all(c3.id not in b.peers.modes for b in engine.baselines.values())
 
 
 def test_malformed_windows_are_counted_not_raised(store: Store) -> None:

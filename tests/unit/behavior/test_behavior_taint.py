@@ -8,6 +8,7 @@ import random
 
 from behavior_synth import IMAGE, container, normal_window
 
+from agent.behavior import baseline_ops
 from agent.behavior.engine import BehaviorEngine
 from agent.events import ContainerRef
 from agent.settings.behavior import BehaviorSettings
@@ -54,7 +55,7 @@ def test_default_docker_container_with_posture_findings_gets_a_fitted_baseline(s
     row = engine.db.get(IMAGE)
     assert row is not None and row.state == "scoring" and row.version == 1
     assert row.fitted <= 1000 + settings.learning_seconds + 2 * w
-    assert engine.describe()[0]["training_windows"] == n
+    assert baseline_ops.describe(engine)[0]["training_windows"] == n
 
 
 def test_behaviour_findings_taint_only_windows_around_them(store: Store) -> None:
