@@ -26,7 +26,7 @@ from rich.text import Text
 from agent.textsafe import escape_terminal
 
 MIN_WIDTH = 60  # below this a table is laid out for 60 columns and the terminal wraps it
-SHORT_CELL = 12  # a column no wider than this never wraps (ids, counts, states)
+SHORT_CELL = 19  # a column no wider than this never wraps (ids, counts, states, timestamps)
 DEFAULT_WIDTH = 80  # stdout that is not a terminal (a pipe, a file) and no COLUMNS
 
 # A column: its key in the row, or (key, header) when the header differs from the key.

@@ -1,10 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``riskguardctl``: the operator's command line, over the agent's root-only control socket."""
+"""``riskguardctl``: the operator's command line, over the agent's root-only control socket.
+
+Global options (``--socket``, ``--json``) are accepted before or after the sub-command; every
+table goes through ``agent.console`` (a header row, fitted to the terminal); ``--json`` prints
+the agent's answer as indented, key-sorted JSON.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -12,7 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agent import __version__
 from agent.commands import register_modules
+from agent.console import print_json, print_table
 from agent.control import ControlError, call
 from agent.textsafe import escape_terminal, guard_terminal
 
@@ -30,19 +36,7 @@ CTL_MODULES: tuple[str, ...] = (
 )
 
 
-def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")
-
-
-def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """A plain aligned table (no colours: output is often piped); every cell on one line, its
-    control characters escaped (values come from containers)."""
-    cells = [[escape_terminal(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+__all__ = ["build_parser", "container_states", "main", "print_json", "print_table"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -73,8 +67,37 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+_ISOLATED = {"freeze": "frozen", "quarantine": "quarantined"}
+
+
+def container_states(status: dict[str, Any]) -> dict[str, list[str]]:
+    """Container id -> its states from the agent's status: ``frozen``/``quarantined`` (an
+    isolation in effect; ``(pending)`` until confirmed) and ``managed`` (networking wired by the
+    agent)."""
+    states: dict[str, list[str]] = {}
+    for comp in (status.get("components") or {}).values():
+        for iso in comp.get("isolations") or []:
+            state = _ISOLATED.get(str(iso.get("action")), str(iso.get("action")))
+            if iso.get("phase") not in ("confirmed", None):
+                state += f" ({iso.get('phase')})"
+            states.setdefault(str(iso.get("container_id", "")), []).append(state)
+        tracked = comp.get("containers")
+        if isinstance(tracked, dict):
+            for short, t in tracked.items():
+                if isinstance(t, dict) and t.get("managed"):
+                    states.setdefault(str(short), []).append("managed")
+    return states
+
+
+def _state_of(cid: str, states: dict[str, list[str]]) -> list[str]:
+    return sorted({s for key, found in states.items() if key and cid.startswith(key) for s in found})
+
+
 def cmd_containers(args: argparse.Namespace) -> int:
     cs = call(args.socket, "containers")
+    states = container_states(call(args.socket, "status"))
+    for c in cs:
+        c["state"] = _state_of(str(c["id"]), states)
     if args.json:
         print_json(cs)
         return 0
@@ -84,33 +107,67 @@ def cmd_containers(args: argparse.Namespace) -> int:
             "id": c["id"][:12],
             "name": c["name"],
             "image": c["image"],
-            "runtime": c["runtime"],
+            "state": ",".join(c["state"]) or "running",
             "pid": c["init_pid"],
-            "cgroup_id": c["cgroup_id"],
-            "up": f"{int(now - c['started_at'])}s" if c.get("started_at") else "",
+            "up": _age(now - c["started_at"]) if c.get("started_at") else "",
         }
         for c in cs
     ]
-    print_table(rows, ["id", "name", "image", "runtime", "pid", "cgroup_id", "up"])
+    print_table(rows, ["id", "name", "image", "state", "pid", "up"], empty="no containers")
     return 0
+
+
+def _age(seconds: float) -> str:
+    s = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def globalize(parser: argparse.ArgumentParser, options: dict[str, argparse.Action]) -> None:
+    """Accept the top-level ``options`` on every sub-command too: each sub-parser gets the same
+    option with a suppressed default, so a value given before the sub-command is not reset and
+    one given after it wins."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for dest, top in options.items():
+                    mine = next((a for a in sub._actions if a.dest == dest), None)
+                    if mine is None:
+                        kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": top.help}
+                        if top.nargs == 0:
+                            kwargs["action"] = "store_true"
+                        else:
+                            kwargs["type"] = top.type
+                            kwargs["metavar"] = top.metavar
+                        sub.add_argument(*top.option_strings, **kwargs)
+                    else:
+                        mine.default = argparse.SUPPRESS
+                        mine.help = mine.help or top.help
+                globalize(sub, options)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskguardctl", description="Operate a running riskguard-agent.")
-    parser.add_argument(
+    parser.add_argument("--version", action="version", version=f"riskguardctl {__version__}")
+    socket = parser.add_argument(
         "--socket",
         type=Path,
         default=Path(os.environ.get("RISKGUARD_SOCKET", DEFAULT_SOCKET)),
-        help="the agent's control socket (default /run/riskguard/agent.sock)",
+        metavar="PATH",
+        help="the agent's control socket (default $RISKGUARD_SOCKET, else /run/riskguard/agent.sock)",
+    )
+    as_json = parser.add_argument(
+        "--json", action="store_true", help="print the agent's answer as JSON (indented, keys sorted)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("status", help="the agent's state: components, counters")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("containers", help="the containers the agent watches")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("containers", help="the containers the agent watches, with their state")
     p.set_defaults(func=cmd_containers)
     register_modules(sub, CTL_MODULES)
+    globalize(parser, {"socket": socket, "json": as_json})
     return parser
 
 

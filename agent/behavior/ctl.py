@@ -31,7 +31,7 @@ def _age(now: float, ts: float) -> str:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from agent.ctl import print_json, print_table
+    from agent.console import print_json, print_table
 
     params: dict[str, Any] = {"action": args.action}
     if args.action == "import":
@@ -107,7 +107,7 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("action", choices=ACTIONS)
+    p.add_argument("action", choices=ACTIONS, help="what to do (see the list above)")
     p.add_argument(
         "image",
         nargs="?",
@@ -116,5 +116,5 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("kind", nargs="?", default="", help="allow/deny/forget: exec, exe, path or dest")
     p.add_argument("pattern", nargs="?", default="", help="allow/deny/forget: e.g. 'python3>sh', /usr/bin/curl")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the agent's answer as JSON")
     p.set_defaults(func=cmd_baseline)

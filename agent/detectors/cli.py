@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
+from agent.console import print_json, print_table
 from agent.detectors.registry import DETECTORS
 
 
@@ -28,13 +27,13 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     rows = [d.describe() for d in DETECTORS]
     if args.format == "json":
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(rows)
     elif args.format == "markdown":
         print(_markdown(rows))
     else:
-        for r in rows:
-            print(f"{r['id']}  {r['name']:<30} {r['mitre']:<10} {r['severity']:<8} {','.join(r['events'])}")
+        print_table(
+            [{**r, "events": ",".join(r["events"])} for r in rows], ["id", "name", "mitre", "severity", "events"]
+        )
     return 0
 
 
@@ -43,5 +42,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("detectors", help="rule detectors: list")
     sub = p.add_subparsers(dest="detectors_command", metavar="COMMAND", required=True)
     q = sub.add_parser("list", help="every rule detector: id, name, MITRE technique, events")
-    q.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    q.add_argument(
+        "--format",
+        choices=("table", "json", "markdown"),
+        default="table",
+        help="table (default), json, or the markdown table docs/detectors.md embeds",
+    )
     q.set_defaults(func=cmd_list)

@@ -10,7 +10,7 @@ from agent.control import call
 
 
 def cmd_detectors(args: argparse.Namespace) -> int:
-    from agent.ctl import print_json, print_table
+    from agent.console import print_json, print_table
 
     rows = call(args.socket, "detectors.list")
     if args.json:
@@ -26,5 +26,5 @@ def cmd_detectors(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``detectors [--json]``."""
     p = subparsers.add_parser("detectors", help="rule detectors of the running agent: enabled, findings")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the detectors as JSON")
     p.set_defaults(func=cmd_detectors)

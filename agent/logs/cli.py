@@ -90,12 +90,14 @@ def cmd_parse(args: argparse.Namespace) -> int:
     tc = structurer.templates
     final = tc.templates()
     if args.format == "table":
-        print(f"{'tid':>5}  {'pattern':<18} line")
-        for r in rows:
-            print(f"{tc.resolve(r.template_id):>5}  {r.pattern or '-':<18} {r.line[:160]}")
-        print("\ntemplates:")
-        for tid, text in sorted(final.items()):
-            print(f"{tid:>5}  {text[:200]}")
+        from agent.console import print_table
+
+        print_table(
+            [{"tid": tc.resolve(r.template_id), "pattern": r.pattern or "-", "line": r.line[:400]} for r in rows],
+            ["tid", "pattern", "line"],
+        )
+        print()
+        print_table([{"tid": tid, "template": text} for tid, text in sorted(final.items())], ["tid", "template"])
     else:
         out = sys.stdout
         for r in rows:
@@ -190,13 +192,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _err(f"cannot read {args.file}: {exc.strerror}")
     keys = list(sessions)
+    table = []
     for key, (score, anomalous, why) in zip(keys, model.score_many([sessions[k] for k in keys]), strict=True):
         n = len(sessions[key])
         if args.format == "table":
-            print(f"{score:8.6f} {'ANOMALOUS' if anomalous else 'normal':<9} {n:>5} {key[:60]}")
+            verdict = "ANOMALOUS" if anomalous else "normal"
+            table.append({"score": f"{score:8.6f}", "verdict": verdict, "events": n, "session": key})
         else:
             row = {"session": key, "score": score, "anomalous": anomalous, "patterns": why, "events": n}
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if args.format == "table":
+        from agent.console import print_table
+
+        print_table(table, ["score", "verdict", "events", "session"])
     _summary(stats)
     return 0
 
@@ -208,7 +216,7 @@ def register(subparsers: Any) -> None:
 
     pp = sub.add_parser("parse", help="one JSON object per line: line, template_id, template, fields")
     pp.add_argument("file", help="log file ('-' for stdin)")
-    pp.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
+    pp.add_argument("--format", choices=("jsonl", "table"), default="jsonl", help="JSON lines (default) or a table")
     pp.set_defaults(func=cmd_parse)
 
     def model_opts(sp: argparse.ArgumentParser) -> None:
@@ -225,5 +233,5 @@ def register(subparsers: Any) -> None:
 
     ps = sub.add_parser("score", help="score each session of FILE against a model")
     model_opts(ps)
-    ps.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
+    ps.add_argument("--format", choices=("jsonl", "table"), default="jsonl", help="JSON lines (default) or a table")
     ps.set_defaults(func=cmd_score)

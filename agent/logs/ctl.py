@@ -10,7 +10,7 @@ from agent.control import call
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from agent.ctl import print_json, print_table
+    from agent.console import print_json, print_table
 
     st = call(args.socket, "logs.status")
     if args.json:
@@ -37,7 +37,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from agent.ctl import print_json, print_table
+    from agent.console import print_json, print_table
 
     r = call(args.socket, "logs.rules")
     if args.json:
@@ -61,8 +61,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("logs", help="container log tailing and log/Sigma rules of the running agent")
     sub = p.add_subparsers(dest="logs_command", required=True)
     s = sub.add_parser("status", help="tailers, counters, drops, templates, sessions")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the status as JSON")
     s.set_defaults(func=cmd_status)
     r = sub.add_parser("rules", help="sequence and Sigma rules loaded, and every rule not loaded with why")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="print the rules as JSON")
     r.set_defaults(func=cmd_rules)

@@ -3,7 +3,9 @@
 
 Shows a container's allowlist (declared or learned), the proposal learned for it, the rules as
 read back from its network namespace and the deny counters; ``--export networkpolicy`` prints the
-equivalent Kubernetes NetworkPolicy instead.
+equivalent Kubernetes NetworkPolicy instead. A container without an allowlist (or with an empty
+one) would export as a deny-all policy: that is refused (exit 2) unless ``--deny-all`` says it
+is meant.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ def export(result: dict[str, Any], use_proposal: bool = False) -> dict[str, Any]
     return network_policy(allow, target_for(str(c.get("name", "")), c.get("labels") or {}))
 
 
+def allows_nothing(result: dict[str, Any], use_proposal: bool = False) -> bool:
+    """True when the exported policy would allow no traffic at all (no allowlist, or one with no
+    egress and no ingress rule)."""
+    raw = result.get("allowlist")
+    if raw is None or use_proposal:
+        raw = result.get("proposal") or raw
+    return not raw or not (raw.get("egress") or raw.get("ingress"))
+
+
 def _rules(rows: list[dict[str, Any]], kind: str) -> list[str]:
     out = []
     for r in rows:
@@ -46,6 +57,14 @@ def cmd_netpolicy(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.export == "networkpolicy":
+        if allows_nothing(result, args.proposal) and not args.deny_all:
+            what = "learned proposal" if args.proposal else "allowlist"
+            print(
+                f"error: {args.id} has no {what} (or an empty one): the NetworkPolicy would deny all its "
+                "traffic; give --deny-all if that is what you want, or declare/learn an allowlist first",
+                file=sys.stderr,
+            )
+            return 2
         policy = export(result, use_proposal=args.proposal)
         if args.json or args.format == "json":
             json.dump(policy, sys.stdout, indent=1)
@@ -93,8 +112,13 @@ def register(subparsers: Any) -> None:
     """Add ``netpolicy ID [--json] [--export networkpolicy] [--format yaml|json] [--proposal]``."""
     p = subparsers.add_parser("netpolicy", help="a container's allowlist, applied rules and deny counters")
     p.add_argument("id", help="container id, id prefix or name")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the agent's answer (or the export) as JSON")
     p.add_argument("--export", choices=["networkpolicy"], help="print the equivalent Kubernetes NetworkPolicy")
+    p.add_argument(
+        "--deny-all",
+        action="store_true",
+        help="with --export: allow exporting a policy that denies all traffic (no or an empty allowlist)",
+    )
     p.add_argument("--format", choices=["yaml", "json"], default="yaml", help="format of --export (default yaml)")
     p.add_argument(
         "--proposal", action="store_true", help="export the learned proposal instead of the applied allowlist"

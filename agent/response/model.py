@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.findings import Verdict
+from agent.findings import Severity, Verdict
 
 # Phases in which an interrupted action must be looked at again at start-up.
 PENDING = ("intended", "applied", "release_intended")
@@ -199,8 +199,10 @@ class StoredFinding:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The finding as JSON (``verdict`` is ``{}`` when none was stored)."""
+        """The finding as JSON (``verdict`` is ``{}`` when none was stored; ``severity`` by name,
+        as in alerts: the store keeps the number for ordering)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["severity"] = str(Severity(self.severity)) if 0 <= self.severity <= 4 else str(self.severity)
         out["evidence"] = dict(self.evidence)
         out["verdict"] = self.verdict.to_dict() if self.verdict else {}
         return out

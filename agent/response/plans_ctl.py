@@ -1,18 +1,33 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``riskguardctl plans``: the stored patch plans (newest first), as a table or JSON."""
+"""``riskguardctl plans``: the stored patch plans (newest first), as a table or JSON.
+
+A plan made in observe mode is marked "not applied (observe mode)"; in enforce mode a plan says
+whether the Kubernetes patch was applied or only dry-run.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from agent.console import print_json, print_table
 from agent.control import call
 
 DEFAULT_SOCKET = Path("/run/riskguard/agent.sock")
+
+
+def applied(plan: dict[str, Any]) -> str:
+    """How far the plan went: ``not applied (observe mode)``, ``dry run`` or ``applied``."""
+    if plan.get("observed"):
+        return "not applied (observe mode)"
+    k = plan.get("kubernetes") or {}
+    if plan.get("applied") or plan.get("status") == "applied":
+        return "applied"
+    if k.get("new_image"):
+        return "dry run" if k.get("dry_run") else "not applied"
+    return "not applied (no workload to patch)"
 
 
 def cmd_plans(args: argparse.Namespace) -> int:
@@ -24,8 +39,7 @@ def cmd_plans(args: argparse.Namespace) -> int:
         params["id"] = args.id
     plans = call(getattr(args, "socket", None) or DEFAULT_SOCKET, "plans", params)
     if args.json:
-        json.dump(plans, sys.stdout, indent=2, sort_keys=True, default=str)
-        sys.stdout.write("\n")
+        print_json(plans)
         return 0
     if not plans:
         print("no patch plans")
@@ -33,8 +47,8 @@ def cmd_plans(args: argparse.Namespace) -> int:
     for p in plans:
         k = p.get("kubernetes") or {}
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(p.get("ts", 0))))
-        print(f"{p['id'][:12]}  {when}  {p['container_name'] or p['container_id'][:12]}  {p['status']}")
-        print(f"  image: {p['image']}")
+        print(f"plan {p['id'][:12]}  {when}  {p['container_name'] or p['container_id'][:12]}  {p['status']}")
+        print(f"  {applied(p)}; image: {p['image']}")
         if k:
             chain = " → ".join(f"{c['kind']}/{c['name']}" for c in k.get("owner_chain") or [])
             print(f"  owners: {chain}")
@@ -42,21 +56,30 @@ def cmd_plans(args: argparse.Namespace) -> int:
                 mode = "dry run" if k.get("dry_run") else "applied"
                 target = f"{k['target']['kind']}/{k['target']['name']}"
                 print(f"  {target}: {k['current_image']} → {k['new_image']} ({mode})")
-        for pkg in p.get("packages") or []:
-            vulns = ", ".join(pkg.get("vulns") or [])
-            print(f"  {pkg['name']} {pkg['installed'] or '?'} → {pkg['fixed']}  {vulns}")
+        rows = [
+            {
+                "package": pkg["name"],
+                "installed": pkg["installed"] or "?",
+                "fixed": pkg["fixed"],
+                "vulnerabilities": ", ".join(pkg.get("vulns") or []),
+            }
+            for pkg in p.get("packages") or []
+        ]
+        if rows:
+            print_table(rows, ["package", "installed", "fixed", "vulnerabilities"])
         for cmd in p.get("commands") or []:
             print(f"    $ {cmd}")
         if p.get("detail"):
             print(f"  {p['detail']}")
+        print()
     return 0
 
 
 def register(subparsers: Any) -> None:
     """Add ``plans [--container ID|NAME] [--id PLAN] [--limit N] [--json]``."""
-    p = subparsers.add_parser("plans", help="patch plans for vulnerable containers")
+    p = subparsers.add_parser("plans", help="patch plans for vulnerable containers (observe mode: not applied)")
     p.add_argument("--container", default="", help="only plans of this container (id prefix or name)")
     p.add_argument("--id", default="", help="only the plan with this id (prefix)")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50, help="newest plans shown (default 50)")
+    p.add_argument("--json", action="store_true", help="print the plans as JSON")
     p.set_defaults(func=cmd_plans)

@@ -119,7 +119,22 @@ class Records:
         since: float = 0.0,
     ) -> list[StoredFinding]:
         """Stored findings, newest first, filtered (container: id prefix or name)."""
-        sql = "SELECT * FROM findings WHERE ts >= ?"
+        sql, args = self._where(container, source, min_severity, since)
+        sql = "SELECT * FROM findings" + sql
+        sql += " ORDER BY ts DESC LIMIT ?"
+        args.append(max(1, min(limit, 10000)))
+        return [StoredFinding.from_row(r) for r in self.store.query(sql, args)]
+
+    def count_findings(
+        self, container: str = "", source: str = "", min_severity: int | None = None, since: float = 0.0
+    ) -> int:
+        """How many stored findings the same filters as ``findings`` select, without a limit."""
+        sql, args = self._where(container, source, min_severity, since)
+        return int(self.store.query("SELECT COUNT(*) AS n FROM findings" + sql, args)[0]["n"])
+
+    @staticmethod
+    def _where(container: str, source: str, min_severity: int | None, since: float) -> tuple[str, list[Any]]:
+        sql = " WHERE ts >= ?"
         args: list[Any] = [since]
         if container:
             sql += " AND (container_id LIKE ? OR container_name = ?)"
@@ -131,9 +146,7 @@ class Records:
         if min_severity is not None:
             sql += " AND severity >= ?"
             args.append(min_severity)
-        sql += " ORDER BY ts DESC LIMIT ?"
-        args.append(max(1, min(limit, 10000)))
-        return [StoredFinding.from_row(r) for r in self.store.query(sql, args)]
+        return sql, args
 
     # --- actions -------------------------------------------------------------------------
     def intend(

@@ -45,8 +45,9 @@ def cmd_probes(args: argparse.Namespace) -> int:
         for n in names:
             print(json.dumps({"probe": n, "hooks": _hooks_line(n)}))
     else:
-        for n in names:
-            print(f"{n:10} {_hooks_line(n)}")
+        from agent.console import print_table
+
+        print_table([{"probe": n, "hooks": _hooks_line(n)} for n in names], ["probe", "hooks"])
     return 0
 
 

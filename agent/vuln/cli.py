@@ -149,7 +149,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     finally:
         db.close()
     d = summary.to_dict()
-    if args.json:
+    if args.json or args.format == "json":
         print_json(d)
     else:
         print(
@@ -172,7 +172,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         st = db.status()
     finally:
         db.close()
-    if args.json:
+    if args.json or args.format == "json":
         print_json(st)
         return 0
     age = st["age_seconds"]
@@ -216,7 +216,7 @@ def register(subparsers: Any) -> None:
         ("container", "a Docker container (id or name); read through /proc/<pid>/root"),
     ):
         p = kinds.add_parser(kind, help=helptext)
-        p.add_argument("target", metavar="PATH" if kind == "rootfs" else "REF")
+        p.add_argument("target", metavar="PATH" if kind == "rootfs" else "REF", help=helptext)
         p.add_argument("--db", help="vulnerability database (default: vuln.db.path from config)")
         p.add_argument("--config", help="agent.yaml (for vuln.db.path)")
         p.add_argument(
@@ -241,20 +241,22 @@ def register(subparsers: Any) -> None:
     vdb = subparsers.add_parser("vulndb", help="the local vulnerability database")
     sub = vdb.add_subparsers(dest="vulndb_command", required=True)
     p = sub.add_parser("import", help="import OSV JSON (zip, folder, file) and NVD CVE JSON 2.0 files")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--db")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="OSV zip exports, folders or JSON files; NVD feeds")
+    p.add_argument("--db", help="vulnerability database (default: vuln.db.path from config)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="json: the summary on stdout")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
     p.add_argument("--config", help="agent.yaml (for the vuln.db section)")
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("status", help="sources, counts and age of the database")
-    p.add_argument("--db")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--db", help="vulnerability database (default: vuln.db.path from config)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
     p.add_argument("--config", help="agent.yaml (for the vuln.db section)")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("update", help="fetch the configured public OSV exports (needs network) and import")
-    p.add_argument("--db")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--db", help="vulnerability database (default: vuln.db.path from config)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--config", help="agent.yaml (for the vuln.db section)")
     p.set_defaults(func=cmd_update)
 

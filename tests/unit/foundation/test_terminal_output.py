@@ -26,8 +26,9 @@ RAW = ("\x1b", "\r", "\x07", "\u202e")
 
 
 def test_findings_summary_prints_as_one_escaped_line(
-    tmp_path: Path, make_ctx: Any, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, make_ctx: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough for the whole row: nothing wraps
     paths, c = fake_host(tmp_path / "host")
     c = dataclasses.replace(c, name="web\x1b[8m\nhidden")
     ctx = make_ctx(config=AgentConfig.model_validate({"response": {"mode": "observe"}}), paths=paths)
@@ -58,10 +59,10 @@ def test_findings_summary_prints_as_one_escaped_line(
         server.stop()
         comp.stop()
     lines = out.splitlines()
-    assert len(lines) == 2, lines  # the finding's header line and its summary line, nothing forged
-    assert "web\\x1b[8m\\nhidden" in lines[0]
-    assert (
-        lines[1] == "    file written: /tmp/x\\x1b[2J\\x1b]0;owned\\x07\\n2026-01-01 00:00:00  info  rule  RG-0000  web"
+    assert len(lines) == 2, lines  # the table's header and the finding's one row, nothing forged
+    assert "web\\x1b[8m\\nhidden" in lines[1]
+    assert lines[1].endswith(
+        "file written: /tmp/x\\x1b[2J\\x1b]0;owned\\x07\\n2026-01-01 00:00:00  info  rule  RG-0000  web"
         "  none\\r\\u202egnp.sh"
     )
     assert not any(ch in out for ch in RAW)

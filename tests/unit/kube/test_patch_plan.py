@@ -197,7 +197,9 @@ def test_riskguardctl_plans_over_the_control_socket(
         assert [p["id"] for p in out] == [plan.id]
         assert ctl.main(["--socket", str(sockdir / "s"), "plans", "--container", "web"]) == 0
         text = capsys.readouterr().out
-        assert "curl 7 → 8" in text and "apt-get install -y --only-upgrade curl=8" in text
+        assert ["curl", "7", "8", "CVE-2024-0001"] in [line.split() for line in text.splitlines()], text
+        assert "apt-get install -y --only-upgrade curl=8" in text
+        assert "not applied (no workload to patch)" in text
     finally:
         server.stop()
         shutil.rmtree(sockdir, ignore_errors=True)

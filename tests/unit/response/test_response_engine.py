@@ -232,7 +232,9 @@ def test_parse_proc_net_ipv6() -> None:
     ]
 
 
-def test_riskguardctl_over_the_control_socket(env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_riskguardctl_over_the_control_socket(
+    env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent import ctl
 
     ctx, c = env(mode="observe")
@@ -261,8 +263,12 @@ def test_riskguardctl_over_the_control_socket(env: Any, tmp_path: Path, capsys: 
         assert json.loads(capsys.readouterr().out)["phase"] == "confirmed"
         assert state_file(ctx, c).read_text().strip() == "FROZEN"
         assert comp.status()["isolations"][0]["freezer_state"] == "frozen"
+        monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: each action on one line
         assert ctl.main([*sock, "actions"]) == 0
-        assert "intended → applied → confirmed" in capsys.readouterr().out
+        monkeypatch.delenv("COLUMNS")
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split()[:4] == ["TIME", "ACTION", "CONTAINER", "ACTIVE"]
+        assert "intended → applied → confirmed" in lines[1]
         assert ctl.main([*sock, "release", c.id[:12]]) == 0
         assert "released" in capsys.readouterr().out
         assert state_file(ctx, c).read_text().strip() == "THAWED"
