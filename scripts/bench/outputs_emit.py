@@ -37,6 +37,7 @@ from agent.pipeline import Bus
 from agent.runtime.model import ContainerRegistry
 from agent.settings.outputs import EcsSettings, MetricsSettings, OutputsSettings, WebhookSettings
 from agent.store import Store
+from agent.wiring import attach
 
 N = 2000
 ROUNDS = 5
@@ -65,7 +66,7 @@ def run(tmp: Path, name: str, settings: OutputsSettings | None) -> list[float]:
     out = None
     if settings is not None:
         out = Outputs(ctx, settings)
-        out.start(ctx)
+        attach(ctx, out)  # started and subscribed to the findings bus as the agent wires it
     lat = []
     try:
         for i in range(N):
