@@ -13,6 +13,7 @@ same object (``KernelActs.rules_for``): the source never decides what a containe
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 import time
 from collections import Counter
@@ -33,7 +34,7 @@ log = structlog.get_logger("agent.sources.ebpf")
 # period, an operator's allowance, an override changed by a reload).
 RULES_REFRESH_SECONDS = 5.0
 POLL_MS = 100
-SWITCH_INTERVAL = 0.001  # seconds: the interpreter's GIL hand-over interval with realtime on
+SWITCH_INTERVAL = 5e-5  # seconds: the GIL hand-over interval while a must-act record is handled
 
 
 class KernelActs(Protocol):
@@ -114,6 +115,12 @@ class ActReader:
         rt = self._rt
         if rt:
             self._set_realtime(False)
+        # While this record is handled, a thread holding the GIL hands it over within
+        # SWITCH_INTERVAL instead of 5 ms: each syscall on the freeze path (intent, freezer
+        # write, read-back) gives the GIL up and must get it back, behind the other threads.
+        switch = sys.getswitchinterval()
+        if self.settings.realtime:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             acts.on_stop(stop)
         except Exception as exc:  # the fast path failed: the task must not stay stopped
@@ -121,6 +128,7 @@ class ActReader:
             continue_task(stop.pid)
             log.error("ebpf_act_handler_failed", pid=stop.pid, rule=stop.rule, error=repr(exc))
         finally:
+            sys.setswitchinterval(switch)
             if rt:
                 self._set_realtime(True)
         return 0
@@ -144,15 +152,11 @@ class ActReader:
 
     def _prioritise(self) -> None:
         """Run this thread under SCHED_FIFO (``response.kernel_stop.realtime``): a must-act record
-        then wakes it ahead of every ordinary task on a busy host (it sleeps in epoll otherwise),
-        and the interpreter hands threads the GIL every millisecond instead of every 5 ms, so the
-        freeze does not wait behind another thread's Python time slice."""
+        then wakes it ahead of every ordinary task on a busy host (it sleeps in epoll otherwise)."""
         if not self.settings.realtime:
             return
         import os
-        import sys
 
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._tid = threading.get_native_id()
         try:
             # While handling (SCHED_OTHER): the highest weight, so the freeze is not starved
