@@ -82,6 +82,26 @@ def test_webhook_does_not_retry_a_rejection(make_ctx: Callable[..., AgentContext
     assert len(rcv.requests) == 1
 
 
+def test_a_failing_webhook_gives_up_after_its_retries_per_batch(
+    make_ctx: Callable[..., AgentContext], tmp_path: Path
+) -> None:
+    # Always 503: each batch is tried 1 + max_retries times with growing waits, then counted as
+    # failed; the next batch gets its own bounded cycle (no endless retry, no resend of a batch).
+    with receiver(default=503) as rcv:
+        hook = WebhookSettings(url=rcv.url, backoff_seconds=0.05, max_retries=2, batch_size=10, flush_seconds=0.2)
+        with running(make_ctx, tmp_path, webhook=hook) as out:
+            for n in range(3):
+                out.emit_finding(finding(n))
+            wait_for(lambda: out.webhook is not None and out.webhook.failed == 3, timeout=10, what="give-up")
+            assert out.webhook is not None
+            st = out.webhook.status()
+            assert (st["sent"], st["retries"]) == (0, 2) and "503" in st["last_error"]
+            out.emit_finding(finding(3))
+            wait_for(lambda: out.webhook is not None and out.webhook.failed == 4, timeout=10, what="second batch")
+    assert len(rcv.requests) == 6  # two batches x (1 + 2 retries)
+    assert [len(r.json()) for r in rcv.requests[:3]] == [3, 3, 3]  # the same batch of three, as one array
+
+
 def test_dead_webhook_drops_into_a_bounded_queue_and_never_blocks(
     make_ctx: Callable[..., AgentContext], tmp_path: Path
 ) -> None:
