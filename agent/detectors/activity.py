@@ -47,6 +47,7 @@ class RecentExec:
     args: tuple[str, ...]
     argv: tuple[str, ...]
     stdio: tuple[str, ...]
+    parent_comm: str = ""
 
 
 class Activity:
@@ -67,6 +68,9 @@ class Activity:
         # (rule, container, pid) -> events of a process whose exec was not seen yet (the exec
         # and file records travel in different kernel buffers, so either may come first).
         self.pending: OrderedDict[tuple[str, str, int], list[Event]] = OrderedDict()
+        # (rule, container, pid) -> events a rule judges once that pid's exec arrives or their
+        # deadline passes (unlike ``pending``, never dropped: overflow and expiry hand them back).
+        self.deferred: OrderedDict[tuple[str, str, int], list[Event]] = OrderedDict()
 
     # --- execs ---------------------------------------------------------------------------
     def observe_exec(self, ev: ProcessExec) -> RecentExec:
@@ -76,7 +80,7 @@ class Activity:
         if known is not None and known.ts == ev.ts and known.argv == ev.argv:
             return known
         prog, args = program_names(ev)
-        rec = RecentExec(key[0], ev.pid, ev.ppid, ev.ts, prog, tuple(args), ev.argv, ev.stdio)
+        rec = RecentExec(key[0], ev.pid, ev.ppid, ev.ts, prog, tuple(args), ev.argv, ev.stdio, ev.parent_comm)
         if known is not None:
             self._unlink(known)
         self.execs[key] = rec
@@ -184,6 +188,35 @@ class Activity:
         waiting = self.pending.pop((rule, container_key(ev), ev.pid), [])
         return [w for w in waiting if abs(ev.ts - w.ts) <= PENDING_SECONDS]
 
+    # --- events judged once a missing ancestor is known -----------------------------------
+    def defer(self, rule: str, ev: Event, wait_pid: int) -> list[Event]:
+        """Keep ``ev`` until the exec of ``wait_pid`` (``release``) or its deadline
+        (``overdue``); returns the events pushed out by the bound, to be judged now."""
+        key = (rule, container_key(ev), wait_pid)
+        waiting = self.deferred.setdefault(key, [])
+        waiting.append(ev)
+        out: list[Event] = []
+        if len(waiting) > 16:
+            out.append(waiting.pop(0))
+        while len(self.deferred) > MAX_PENDING:
+            out += self.deferred.popitem(last=False)[1]
+        return out
+
+    def release(self, rule: str, ev: ProcessExec) -> list[Event]:
+        """The events ``rule`` deferred for ``ev``'s process (removed)."""
+        if not self.deferred:
+            return []
+        return self.deferred.pop((rule, container_key(ev), ev.pid), [])
+
+    def overdue(self, rule: str, now: float, wait: float) -> list[Event]:
+        """The events ``rule`` deferred more than ``wait`` seconds before ``now`` (removed)."""
+        out: list[Event] = []
+        if not self.deferred:
+            return out
+        for key in [k for k, evs in self.deferred.items() if k[0] == rule and evs[0].ts < now - wait]:
+            out += self.deferred.pop(key)
+        return out
+
 
 def lineage_of(state: DetectorState, container: str, pid: int, ppid: int = 0, comm: str = "") -> list[ProcInfo]:
     """``pid`` and its ancestors, self first; [] when the process is unknown. The process
@@ -217,6 +250,12 @@ def lineage_of(state: DetectorState, container: str, pid: int, ppid: int = 0, co
         if info is None:
             rec = activity(state).exec_of(container, ppid)
             if rec is None:
+                # Gone before anyone looked: the comm the last exec below it named it by (the
+                # runtime's "runc:[1:CHILD]" above a docker exec), as lineage names a parent.
+                child = activity(state).exec_of(container, out[-1].pid)
+                if child is not None and child.ppid == ppid and child.parent_comm not in ("", "exe"):
+                    comm = child.parent_comm
+                    out.append(ProcInfo(ppid, 0, "", "", comm, (), role_of(comm, state.settings), source="event"))
                 break
             info = ProcInfo(ppid, rec.ppid, "", "", rec.program, rec.argv, role_of(rec.program, state.settings))
         out.append(info)

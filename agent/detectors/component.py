@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -51,6 +51,7 @@ def evaluate_all(detectors: Iterable[Detector], event: Event, state: DetectorSta
             f = d.evaluate(event, state)
             if f is not None:
                 out.append(f)
+    out += [f for _ev, f in state.take_late()]
     return out
 
 
@@ -82,6 +83,8 @@ class DetectorsComponent:
         self._next_prune = 0.0
         self.prune_seconds = PRUNE_SECONDS
         self.pruned = 0
+        # (container id, init pid) of containers just added (registry thread -> events thread).
+        self._new_inits: deque[tuple[str, int]] = deque(maxlen=1024)
         # Learned per-image allowances (set at start when detectors.learned_allowances).
         self.review: AllowanceReview | None = None
         self.allowance_errors = 0
@@ -95,7 +98,12 @@ class DetectorsComponent:
             c = registry.get(container_id) if container_id else None
             return c.init_pid if c is not None else 0
 
+        def started_at(container_id: str) -> float:
+            c = registry.get(container_id) if container_id else None
+            return c.started_at if c is not None else 0.0
+
         self.state.init_pid = init_pid
+        self.state.started_at = started_at
         self.state.lineage.init_pid = init_pid
         self.state.lineage.paths = ctx.paths
         if self.settings.learned_allowances:
@@ -157,6 +165,10 @@ class DetectorsComponent:
     # --- event path ----------------------------------------------------------------------
     def handle(self, event: Event) -> None:
         """Evaluate the detectors that need ``event`` and report what they find."""
+        while self._new_inits:
+            cid, pid = self._new_inits.popleft()
+            if self.state.lineage.get(cid, pid) is None:
+                self.state.lineage.fill_from_proc(cid, pid)
         if isinstance(event, ProcessExec):
             # Lineage first: a rule evaluating this exec sees the process it starts.
             self.state.remember_exec(event)
@@ -172,6 +184,10 @@ class DetectorsComponent:
                 continue
             if finding is not None:
                 self._emit(self._reviewed(d, event, finding))
+        if self.state.late:
+            for earlier, finding in self.state.take_late():
+                late = BY_ID.get(finding.detector_id)
+                self._emit(self._reviewed(late, earlier, finding) if late is not None else finding)
         if self.review is not None:
             try:
                 self.review.observe(event)
@@ -205,9 +221,13 @@ class DetectorsComponent:
         return tuple(dict.fromkeys([*self._by_type, ProcessExec]))
 
     def on_container(self, what: str, c: Container) -> None:
-        """Registry handler: forget a removed container's state."""
+        """Registry handler: forget a removed container's state; for a new one, have lineage read
+        its init process (on the events thread, at the next event) while it may still be the
+        entrypoint script, before it execs its server."""
         if what == "removed":
             self.state.forget_container(c.id)
+        elif what == "added" and c.init_pid > 0:
+            self._new_inits.append((c.id, c.init_pid))
 
     def forget(self, event: ProcessExit) -> None:
         """ProcessExit handler: forget the process."""

@@ -101,6 +101,9 @@ class ProcessTree:
     # once per HEAD_CACHE_SECONDS, not at every exec of it.
     _heads: dict[tuple[str, str], tuple[float, bytes]] = field(default_factory=dict)
     max_names: int = 16384
+    # (container key, pid) -> what the process ran before its latest exec (an entrypoint script
+    # that exec'd its server): rules judging an event from before that exec ask for it.
+    previous: dict[tuple[str, int], ProcInfo] = field(default_factory=dict)
 
     # --- events ----------------------------------------------------------------------
     def on_exec(self, ev: ProcessExec) -> ProcInfo:
@@ -145,6 +148,11 @@ class ProcessTree:
             source="exec",
             resolved=resolved,
         )
+        old = self.procs.get((key, ev.pid))
+        if old is not None and old.start_ts <= ev.ts and (old.exe, old.argv) != (info.exe, info.argv):
+            if len(self.previous) >= self.max_names:
+                self.previous.clear()
+            self.previous[(key, ev.pid)] = old
         self._put(key, info)
         self._count("execs")
         return info
@@ -152,6 +160,7 @@ class ProcessTree:
     def on_exit(self, ev: ProcessExit) -> None:
         """Forget the process that exited."""
         self.procs.pop((container_key(ev), ev.pid), None)
+        self.previous.pop((container_key(ev), ev.pid), None)
 
     def forget_container(self, container_id: str) -> None:
         for k in [k for k in self.procs if k[0] == container_id]:
@@ -160,6 +169,8 @@ class ProcessTree:
             del self._heads[h]
         for n in [n for n in self.names if n[0] == container_id]:
             del self.names[n]
+        for p in [p for p in self.previous if p[0] == container_id]:
+            del self.previous[p]
 
     # --- queries ---------------------------------------------------------------------
     def info_for(self, ev: ProcessExec) -> ProcInfo:
@@ -296,6 +307,16 @@ class ProcessTree:
         self._put(container_key, info)
         self._count("filled_from_proc")
         return info
+
+    def proc_start(self, pid: int) -> float:
+        """When ``pid`` was created (its /proc stat start time, unchanged by exec), 0 unknown."""
+        if self.paths is None or pid <= 0:
+            return 0.0
+        try:
+            fields = (self.paths.pid_dir(pid) / "stat").read_text().rpartition(")")[2].split()
+            return self._boot_time() + int(fields[19]) / _CLK_TCK
+        except (OSError, ValueError, IndexError):
+            return 0.0
 
     def sweep(self, now: float | None = None, grace: float = SWEEP_GRACE_SECONDS) -> int:
         """Forget the processes whose /proc entry is gone (missed exits) and that started more

@@ -21,6 +21,11 @@ assembled audit events (``AuditEvent.paths``, from PATH records). Each path fall
 
 A failed attempt is at most MEDIUM. Findings not marked ``always`` in their evidence are lowered
 to LOW by a path the image opened while its baseline learned (``allowance`` ``path``).
+
+Exec and file records travel in different kernel buffers, so a hook's write may arrive before
+the hook's exec. When an ancestor of the writer is not known yet (live lineage only) and the
+answer could lower the finding, the event waits for that exec, at most ``DEFER_SECONDS`` of
+event time, and is judged then (a late finding, reported by the component).
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from __future__ import annotations
 import os
 import posixpath
 
-from agent.detectors.anti_forensics import lineage
+from agent.detectors.activity import activity
+from agent.detectors.anti_forensics import Lineage, lineage
 from agent.detectors.spec import Detector, DetectorState, basename, container_key, name_set, path_matcher
 from agent.detectors.startup import startup_entry
-from agent.events import AuditEvent, FileOpen
+from agent.events import AuditEvent, Event, FileOpen, ProcessExec
 from agent.findings import Finding, Severity
 
+DEFER_SECONDS = 1.0
 _CREDENTIALS = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
 # Identity and persistence files by MITRE technique (first match wins; the path is absolute).
 _WRITE_TECHNIQUES = (
@@ -108,25 +115,73 @@ def _candidates(ev: FileOpen | AuditEvent) -> tuple[list[tuple[str, bool, int]],
     return paths, {"syscall": ev.syscall, "exe": ev.exe, "serial": ev.serial, "source": "audit"}
 
 
-def evaluate(ev: FileOpen | AuditEvent, state: DetectorState) -> Finding | None:
+def evaluate(ev: FileOpen | AuditEvent | ProcessExec, state: DetectorState) -> Finding | None:
+    act = activity(state)
+    waited = act.overdue(SPEC.id, ev.ts, DEFER_SECONDS)
+    if isinstance(ev, ProcessExec):
+        act.observe_exec(ev)  # its parent's comm names a parent gone before lineage saw it
+        waited += act.release(SPEC.id, ev)
+    for earlier in waited:
+        assert isinstance(earlier, (FileOpen, AuditEvent))
+        f = _evaluate(earlier, state, final=True)
+        if f is not None:
+            state.late.append((earlier, f))
+    if isinstance(ev, ProcessExec):
+        return None
+    return _evaluate(ev, state, final=False)
+
+
+def _evaluate(ev: FileOpen | AuditEvent, state: DetectorState, *, final: bool) -> Finding | None:
     candidates, extra = _candidates(ev)
     for path, write, ret in candidates:
         klass = classify(path, write, state)
-        if klass:
-            return _judge(ev, state, path, write, ret, klass, extra)
+        if not klass:
+            continue
+        lin = lineage(state, ev)
+        if not final:
+            wait = _missing(state, ev, lin, klass)
+            if wait:
+                for pushed in activity(state).defer(SPEC.id, ev, wait):
+                    assert isinstance(pushed, (FileOpen, AuditEvent))
+                    f = _evaluate(pushed, state, final=True)
+                    if f is not None:
+                        state.late.append((pushed, f))
+                return None
+        return _judge(ev, state, lin, path, write, ret, klass, extra)
     return None
+
+
+def _missing(state: DetectorState, ev: Event, lin: Lineage | None, klass: str) -> int:
+    """The pid whose exec would complete ``ev``'s lineage when waiting for it could lower the
+    finding; 0 to judge now (complete lineage, memory-only lineage, a secret read by an
+    ordinary program, which nothing lowers)."""
+    if ev.container is None or state.lineage.paths is None:
+        return 0
+    comm = getattr(ev, "comm", "")
+    if klass == "secret" and comm not in name_set(state.settings.credential_consumers):
+        return 0
+    if lin is None or not lin.chain:
+        return ev.pid
+    last = lin.chain[-1]
+    if last.role == "runtime" or last.ppid <= 0:
+        return 0
+    # A parent's exec comes before its child's: if the oldest process known started well before
+    # the event, its parent's exec record (if any) was handled long ago; nothing is on its way.
+    if last.start_ts and last.start_ts < ev.ts - DEFER_SECONDS:
+        return 0
+    return last.ppid
 
 
 def _judge(
     ev: FileOpen | AuditEvent,
     state: DetectorState,
+    lin: Lineage | None,
     path: str,
     write: bool,
     ret: int,
     klass: str,
     extra: dict[str, object],
 ) -> Finding | None:
-    lin = lineage(state, ev)
     chain = lin.chain if lin is not None else []
     program = chain[0].program if chain and chain[0].program else ev.comm
     house = lin.housekeeping if lin is not None else None
@@ -185,7 +240,7 @@ def _judge(
 SPEC = Detector(
     id="RG-0002",
     name="sensitive_file_access",
-    events=(FileOpen, AuditEvent),
+    events=(FileOpen, AuditEvent, ProcessExec),
     severity=Severity.HIGH,
     mitre="T1003.008",
     description="A process opens a secret (/etc/shadow, private SSH keys, /proc/<pid>/mem or "

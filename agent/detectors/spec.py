@@ -39,6 +39,11 @@ class DetectorState:
     lineage: ProcessTree = field(default_factory=lambda: _new_tree())
     # container id -> host pid of the container's init process (0 when unknown).
     init_pid: Callable[[str], int] = field(default=lambda _cid: 0)
+    # container id -> when the container started (epoch seconds, 0 when unknown).
+    started_at: Callable[[str], float] = field(default=lambda _cid: 0.0)
+    # Findings a rule made about an earlier event it had to wait on (RG-0002 waits for the
+    # exec of a missing ancestor): (that event, finding); the component reports them.
+    late: list[tuple[Event, Finding]] = field(default_factory=list)
     # container id -> recent connect attempts (ts, daddr, dport), oldest first, bounded: what
     # the scan rule (RG-0013) counts.
     connects: dict[str, deque[tuple[float, str, int]]] = field(default_factory=dict)
@@ -57,6 +62,11 @@ class DetectorState:
         recent.append((ev.ts, ev.daddr, ev.dport))
         while recent and recent[0][0] < ev.ts - horizon:
             recent.popleft()
+
+    def take_late(self) -> list[tuple[Event, Finding]]:
+        """The late findings (removed)."""
+        out, self.late = self.late, []
+        return out
 
     def forget_container(self, container_id: str) -> None:
         self.connects.pop(container_id, None)

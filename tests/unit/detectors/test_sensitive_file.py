@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.behavior.allowances import Allowances
+from agent.detectors.component import evaluate_all
 from agent.detectors.lineage_allowances import AllowanceReview
 from agent.detectors.registry import BY_ID
 from agent.detectors.spec import DetectorState
@@ -262,6 +263,7 @@ def _state(tmp_path: Path, procs: list[Proc]) -> DetectorState:
     st = DetectorState()
     st.lineage.paths = capture(tmp_path, procs)
     st.init_pid = st.lineage.init_pid = lambda _c: INIT
+    st.started_at = lambda _c: T_INIT  # the registry's start time of the container
     return st
 
 
@@ -347,3 +349,51 @@ def test_an_unseen_path_keeps_its_severity(store: Store, tmp_path: Path) -> None
     f = _run(st, review, [], opened(74, "/etc/sudoers", write=True, ts=T_INIT + LEARN + 10))
     assert f is not None and f.severity == Severity.HIGH and f.mitre == "T1548.003"
     assert "allowance" not in f.evidence
+
+
+# --- exec and file records arrive out of order ----------------------------------------------
+def test_a_write_before_its_parents_exec_waits_for_it(tmp_path: Path) -> None:
+    st = _state(tmp_path, HOST_TREE[:2])
+    st.remember_exec(ENTRYPOINT)
+    sed = exec_ev(61, 60, "/bin/busybox", ("sed", "-i", "s/a/b/", "/etc/app.conf"))
+    st.remember_exec(sed)
+    write = opened(61, "/etc/app.conf", write=True, comm="sed", ts=HOOK.ts + 0.01)
+    assert RULE.evaluate(write, st) is None and not st.late  # the hook's exec is still queued
+    st.remember_exec(HOOK)
+    assert RULE.evaluate(HOOK, st) is None and st.take_late() == []  # start-up: silent
+    # the attack twin: the missing parent turns out to be a web server
+    st.remember_exec(exec_ev(71, 70, "/bin/busybox", ("sh", "-c", "echo x >> /etc/passwd")))
+    attack = opened(71, "/etc/passwd", write=True, ts=T_INIT + 30)
+    assert RULE.evaluate(attack, st) is None
+    httpd = exec_ev(70, INIT, "/usr/sbin/httpd", ("httpd", "-f"))
+    st.remember_exec(httpd)
+    got = evaluate_all([RULE], httpd, st)
+    assert [(f.evidence["path"], f.severity) for f in got] == [("/etc/passwd", Severity.HIGH)]
+    assert got[0].ts == attack.ts
+
+
+def test_a_deferred_write_is_judged_at_its_deadline(tmp_path: Path) -> None:
+    st = _state(tmp_path, HOST_TREE[:2])
+    st.remember_exec(ENTRYPOINT)
+    st.remember_exec(exec_ev(61, 60, "/bin/busybox", ("sed", "-i", "s/a/b/", "/etc/app.conf")))
+    write = opened(61, "/etc/passwd", write=True, comm="sed", ts=T_INIT + 30)
+    assert RULE.evaluate(write, st) is None
+    later = opened(SHIM, "/etc/hostname", ts=T_INIT + 30 + 2)  # any later event: not sensitive
+    assert RULE.evaluate(later, st) is None
+    (earlier, f) = st.take_late()[0]
+    assert earlier is write and f.severity == Severity.HIGH and f.evidence["context"] == ""
+
+
+def test_an_entrypoint_that_exec_d_its_server_is_judged_by_what_it_ran_before(tmp_path: Path) -> None:
+    st = _state(tmp_path, HOST_TREE[:2])
+    for ev in (
+        ENTRYPOINT,
+        HOOK,
+        _at(exec_ev(INIT, SHIM, "/usr/sbin/httpd", ("httpd", "-f")), T_INIT + 40),
+    ):
+        st.remember_exec(ev)
+    assert RULE.evaluate(opened(60, "/etc/nginx/conf.d/default.conf", write=True, ts=T_INIT + 30), st) is None
+    # the twin: a child of the server (after the exec) writing below /etc
+    st.remember_exec(_at(exec_ev(95, INIT, "/bin/sh", ("sh", "-c", "echo x > /etc/x.conf")), T_INIT + 50))
+    f = RULE.evaluate(opened(95, "/etc/x.conf", write=True, ts=T_INIT + 51), st)
+    assert f is not None and f.severity == Severity.LOW and f.evidence["context"] == ""
