@@ -118,6 +118,13 @@ def note_cut(shown: int, total: int | None, what: str = "rows", hint: str = "rai
         print(f"{shown} of {total} {what} shown ({hint})", file=sys.stderr)
 
 
+def note_limit(shown: int, limit: int, what: str = "rows") -> None:
+    """Say on stderr that a list may be cut when it is exactly ``limit`` long (the agent did not
+    count the rest): ``the newest N <what> shown; there may be more (raise --limit)``."""
+    if limit > 0 and shown >= limit:
+        print(f"the newest {shown} {what} shown; there may be more (raise --limit)", file=sys.stderr)
+
+
 def print_json(obj: Any) -> None:
     """``obj`` as indented, key-sorted JSON on stdout (the same convention for every command)."""
     json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.console import note_cut, print_json, print_table, severity_name
+from agent.console import note_cut, note_limit, print_json, print_table, severity_name
 from agent.control import call
 from agent.textsafe import escape_terminal as esc
 
@@ -111,6 +111,7 @@ def cmd_actions(args: argparse.Namespace) -> int:
     if args.container:
         params["container"] = args.container
     recs = call(_socket(args), "actions", params)
+    note_limit(len(recs), args.limit, "actions")
     if args.json:
         print_json(recs)
         return 0

@@ -59,7 +59,21 @@ def save_plan(ctx: AgentContext, plan: Plan) -> None:
 def list_plans(ctx: AgentContext, container: str = "", plan_id: str = "", limit: int = 50) -> list[dict[str, Any]]:
     """Stored plans, newest first; ``container`` matches an id prefix or a name."""
     migrate(ctx)
-    sql = "SELECT body FROM patch_plans"
+    where, params = _where(container, plan_id)
+    sql = "SELECT body FROM patch_plans" + where
+    sql += " ORDER BY ts DESC LIMIT ?"
+    params.append(max(1, min(int(limit), 10_000)))
+    return [json.loads(r[0]) for r in ctx.store.query(sql, params)]
+
+
+def count_plans(ctx: AgentContext, container: str = "", plan_id: str = "") -> int:
+    """How many stored plans ``list_plans`` would select without a limit."""
+    migrate(ctx)
+    where, params = _where(container, plan_id)
+    return int(ctx.store.query("SELECT COUNT(*) FROM patch_plans" + where, params)[0][0])
+
+
+def _where(container: str, plan_id: str) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     if plan_id:
@@ -68,11 +82,7 @@ def list_plans(ctx: AgentContext, container: str = "", plan_id: str = "", limit:
     if container:
         where.append("(container_id LIKE ? OR container_name = ?)")
         params += [container + "%", container]
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY ts DESC LIMIT ?"
-    params.append(max(1, min(int(limit), 10_000)))
-    return [json.loads(r[0]) for r in ctx.store.query(sql, params)]
+    return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
 def register_control(ctx: AgentContext) -> None:
@@ -81,11 +91,16 @@ def register_control(ctx: AgentContext) -> None:
     if "plans" in ctx.control_methods:
         return
 
-    def _plans(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _plans(params: Mapping[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
         try:
             limit = int(params.get("limit", 50))
         except (TypeError, ValueError):
             raise ValueError("limit must be an integer") from None
-        return list_plans(ctx, str(params.get("container") or ""), str(params.get("id") or ""), limit)
+        container, plan_id = str(params.get("container") or ""), str(params.get("id") or "")
+        plans = list_plans(ctx, container, plan_id, limit)
+        if not params.get("with_total"):
+            return plans
+        total = len(plans) if len(plans) < limit else count_plans(ctx, container, plan_id)
+        return {"plans": plans, "total": total}
 
     ctx.control("plans", _plans)

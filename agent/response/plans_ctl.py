@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.console import print_json, print_table
+from agent.console import note_cut, print_json, print_table
 from agent.control import call
 
 DEFAULT_SOCKET = Path("/run/riskguard/agent.sock")
@@ -32,12 +32,14 @@ def applied(plan: dict[str, Any]) -> str:
 
 def cmd_plans(args: argparse.Namespace) -> int:
     """Print the plans the agent stored; exit 0."""
-    params: dict[str, Any] = {"limit": args.limit}
+    params: dict[str, Any] = {"limit": args.limit, "with_total": True}
     if args.container:
         params["container"] = args.container
     if args.id:
         params["id"] = args.id
-    plans = call(getattr(args, "socket", None) or DEFAULT_SOCKET, "plans", params)
+    answer = call(getattr(args, "socket", None) or DEFAULT_SOCKET, "plans", params)
+    plans, total = (answer["plans"], answer["total"]) if isinstance(answer, dict) else (answer, None)
+    note_cut(len(plans), total, "patch plans")
     if args.json:
         print_json(plans)
         return 0

@@ -256,3 +256,42 @@ def test_export_refuses_an_empty_allowlist_unless_deny_all(tmp_path: Path, capsy
     finally:
         server.stop()
     assert netctl.allows_nothing({"allowlist": None, "proposal": {"egress": [{"cidr": "1.1.1.1"}]}}, True) is False
+
+
+def test_plans_and_actions_say_when_cut(
+    agent: tuple[AppState, Container, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, c, sock = agent
+    from agent.response.patch import plan_for
+
+    assert state.ctx is not None
+    with structlog.testing.capture_logs():
+        for _ in range(3):
+            plan_for(state.ctx, c, [], observe=True)
+        for _ in range(2):
+            assert ctl.main(["--socket", str(sock), "isolate", "web", "--dry-run", "--json"]) == 0
+    rc, out, err = _ctl(capsys, "plans", "--limit", "2", "--json", "--socket", str(sock))
+    assert rc == 0 and len(json.loads(out)) == 2 and "2 of 3 patch plans shown" in err
+    rc, out, err = _ctl(capsys, "plans", "--socket", str(sock))
+    assert rc == 0 and err == "" and out.count("not applied (observe mode)") == 3
+    rc, out, err = _ctl(capsys, "actions", "--limit", "2", "--socket", str(sock))
+    assert rc == 0 and "the newest 2 actions shown; there may be more" in err
+    rc, out, err = _ctl(capsys, "actions", "--limit", "3", "--socket", str(sock))
+    assert rc == 0 and err == ""
+
+
+def test_container_states_read_isolations_and_managed_networking() -> None:
+    status = {
+        "components": {
+            "response": {
+                "isolations": [
+                    {"container_id": "a" * 64, "action": "freeze", "phase": "confirmed"},
+                    {"container_id": "a" * 64, "action": "quarantine", "phase": "applied"},
+                ]
+            },
+            "netpolicy": {"containers": {"a" * 12: {"managed": "10.213.0.2"}, "b" * 12: {"managed": ""}}},
+        }
+    }
+    states = ctl.container_states(status)
+    assert sorted(states["a" * 64] + states["a" * 12]) == ["frozen", "managed", "quarantined (applied)"]
+    assert "b" * 12 not in states
