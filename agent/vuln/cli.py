@@ -86,10 +86,25 @@ def emit(result: ScanResult, fmt: str, severities: frozenset[str] = frozenset(LE
     return len(matches)
 
 
+def _stale_after(args: argparse.Namespace) -> float:
+    """``vuln.db.stale_after_seconds`` from the config; with ``--db`` and a config that does not
+    load, the default (the scan needs no config then)."""
+    if not args.db:
+        return float(_config(args).vuln.db.stale_after_seconds)
+    from agent.config import ConfigError, config_path_from_env, load_config
+    from agent.settings.vuln import VulnDbSettings
+
+    try:
+        config, _source = load_config(config_path_from_env(getattr(args, "config", None)))
+    except ConfigError:
+        return float(VulnDbSettings().stale_after_seconds)
+    return float(config.vuln.db.stale_after_seconds)
+
+
 def check_db(db: VulnDB, args: argparse.Namespace) -> bool:
     """Refuse an empty database (a scan against it would say "0 vulnerabilities"); warn on
     stderr when it is older than ``vuln.db.stale_after_seconds``."""
-    stale_after = _config(args).vuln.db.stale_after_seconds
+    stale_after = _stale_after(args)
     records, age = db_health(db)
     if records == 0:
         print(

@@ -147,3 +147,14 @@ def test_table_has_a_header_and_fits_80_columns(
     assert lines[0].split() == ["PACKAGE", "VERSION", "VULNERABILITY", "SEVERITY", "FIXED", "ALIASES"]
     assert max(len(line) for line in lines) <= 80
     assert "4 vulnerabilities" in err
+
+
+def test_with_db_a_broken_config_does_not_stop_the_scan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, db = _setup(tmp_path)
+    cfg = tmp_path / "broken.yaml"
+    cfg.write_text("vuln: [not, a, mapping\n")
+    monkeypatch.setenv("RISKGUARD_CONFIG", str(cfg))
+    rc, out, err = _scan(capsys, str(root), "--db", str(db), "--format", "json")
+    assert rc == 0 and len(json.loads(out)) == 4 and "warning" not in err
