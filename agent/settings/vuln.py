@@ -53,6 +53,7 @@ class VulnDbSettings(Section):
         "https://osv-vulnerabilities.storage.googleapis.com/Alpine/all.zip",
         "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip",
         "https://osv-vulnerabilities.storage.googleapis.com/npm/all.zip",
+        "https://osv-vulnerabilities.storage.googleapis.com/crates.io/all.zip",
     )
     # Where downloaded exports are kept between updates (conditional GET by Last-Modified); a
     # relative path is under state.dir.
