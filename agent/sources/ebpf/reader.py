@@ -122,20 +122,24 @@ class Reader:
         for probe, raw in batch:
             try:
                 ev = decode_record(raw, offset)
+                if probe == "exec" and isinstance(ev, ProcessExec):
+                    ev = complete_exec(ev, paths)
+                elif isinstance(ev, FileChange):
+                    change = complete_change(ev, paths, prefixes)
+                    if change is None:
+                        self.changes_filtered += 1
+                        continue
+                    ev = change
+                elif probe == "net" and isinstance(ev, NetConnect) and ev.op == "accept" and not ev.dport:
+                    ev = complete_accept(ev, paths)
             except DecodeError as exc:
                 self.malformed += 1
                 log.debug("ebpf_record_malformed", probe=probe, error=str(exc))
                 continue
-            if probe == "exec" and isinstance(ev, ProcessExec):
-                ev = complete_exec(ev, paths)
-            elif isinstance(ev, FileChange):
-                change = complete_change(ev, paths, prefixes)
-                if change is None:
-                    self.changes_filtered += 1
-                    continue
-                ev = change
-            elif probe == "net" and isinstance(ev, NetConnect) and ev.op == "accept" and not ev.dport:
-                ev = complete_accept(ev, paths)
+            except Exception as exc:  # one record no check foresaw: skipped, the batch goes on
+                self.malformed += 1
+                log.warning("ebpf_record_skipped", probe=probe, error=repr(exc)[:300])
+                continue
             counts[probe] += 1
             if publish is not None:
                 publish(ev)
