@@ -28,7 +28,9 @@ Usage: .venv/bin/python scripts/bench/response_freeze.py [--trials 100] [--sourc
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -118,6 +120,7 @@ class Bench:
         self.spurious = 0
         self.response = ResponseComponent(self.ctx)
         self.kernel_done = threading.Event()
+        self.pause_failures = 0
         self.response.fast.observers.append(lambda _stop, frozen: frozen and self.kernel_done.set())
         attach(self.ctx, self.response)  # started and subscribed as agent.wiring does
         self.ctx.events.subscribe(self._denied_exec, kind=ProcessExec, name="bench-denied-exec")
@@ -194,9 +197,22 @@ class Bench:
 
     # --- trials --------------------------------------------------------------------------
     def _trigger(self, what: str = "x") -> None:
+        """Write one line into the container's FIFO; the container's reader must be there within
+        10 s (a frozen container never opens it: fail instead of hanging)."""
         fifo = self.paths.pid_root(self.record.init_pid) / "tmp" / "go"
-        with fifo.open("w") as f:  # a FIFO: open blocks until the container's reader is there
-            f.write(f"{what}\n")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO: no reader yet
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                    raise RuntimeError(f"the container's loop does not read its FIFO: {exc}") from None
+                time.sleep(0.0002)
+        try:
+            os.write(fd, f"{what}\n".encode())
+        finally:
+            os.close(fd)
 
     def kernel_trial(self) -> tuple[float, float]:
         """(µs from the open to the task stopped, ms from the open to the container frozen) of
@@ -251,10 +267,20 @@ class Bench:
         self.response.engine.release(self.record.id)
         return from_exec, from_trigger
 
-    def pause_trial(self) -> float:
+    def pause_trial(self) -> float | None:
+        """ms of one ``docker pause``; None when runc gave up ("unable to freeze": on a loaded
+        host the container's tasks did not get a CPU within runc's retries), counted."""
         self._release_all()
         t0 = time.perf_counter()
-        self.target.pause()
+        try:
+            self.target.pause()
+        except docker.errors.APIError as exc:
+            self.pause_failures += 1
+            print(f"# docker pause failed: {exc.explanation}", file=sys.stderr)
+            state = self.paths.cgroup / "freezer" / "docker" / self.record.id / "freezer.state"
+            if state.read_text().strip() != "THAWED":  # runc may leave it frozen: thaw for the next trial
+                state.write_text("THAWED")
+            return None
         elapsed = (time.perf_counter() - t0) * 1000
         self.target.unpause()
         return elapsed
@@ -274,7 +300,9 @@ class Bench:
             from_exec, from_trigger = self.freeze_trial()
             out["freeze"].append(from_exec)
             out["freeze_from_trigger"].append(from_trigger)
-            out["docker_pause"].append(self.pause_trial())
+            paused = self.pause_trial()
+            if paused is not None:
+                out["docker_pause"].append(paused)
             if kernel:
                 stopped_us, frozen_ms = self.kernel_trial()
                 out["kernel_stopped_us"].append(stopped_us)
@@ -345,6 +373,7 @@ def main() -> int:
             finally:
                 for c in loads:
                     c.remove(force=True)
+            results["docker_pause_failures"] = bench.pause_failures
             results["findings_seen"] = bench.findings_seen
             results["findings_joined_incident"] = bench.spurious
         finally:
@@ -411,6 +440,7 @@ def main() -> int:
     print(
         f"findings: {results['findings_seen']}, of which joined an open incident: {results['findings_joined_incident']}"
     )
+    print(f"docker pause failures (runc: unable to freeze): {results['docker_pause_failures']}")
     return 0
 
 
