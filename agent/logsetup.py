@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from agent.textsafe import escape_terminal
+
 MAX_VALUE_CHARS = 2048
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -58,6 +60,16 @@ def syslog_prefix(_logger: Any, name: str, line: Any) -> Any:
     return f"<{SYSLOG_PRIORITY.get(name, 6)}>{line}" if isinstance(line, str) else line
 
 
+def escape_for_console(_logger: Any, _name: str, event_dict: Any) -> Any:
+    """Console rendering only: ConsoleRenderer repr()s values (which escapes them) but prints the
+    event and a traceback as they are; escape those two (a traceback keeps its newlines)."""
+    for key in ("event", "exception"):
+        value = event_dict.get(key)
+        if isinstance(value, str):
+            event_dict[key] = escape_terminal(value, keep_newlines=key == "exception")
+    return event_dict
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Configure structlog (and route stdlib logging of libraries through the same level)."""
     out = stream if stream is not None else sys.stdout
@@ -74,6 +86,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             cap_values,
+            *([escape_for_console] if use_console else []),
             renderer,
             # Only when stdout is the journal: anywhere else (a tty, a pipe, a container log) a
             # prefix would break the JSON lines collectors parse.

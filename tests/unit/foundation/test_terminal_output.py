@@ -85,3 +85,32 @@ def test_tables_escape_cells_and_the_guard_covers_every_print(capsys: pytest.Cap
     with guard_terminal(Args()):  # type: ignore[arg-type]
         print('{"a": "\x7f"}')
     assert capsys.readouterr().out == '{"a": "\x7f"}\n'
+
+
+def test_console_log_rendering_escapes_values_and_json_stays_exact() -> None:
+    import io
+
+    import structlog
+
+    from agent.logsetup import configure_logging
+
+    name = "web\x1b[2J\nFAKE agent_stopped\r\u202e"
+    out = io.StringIO()
+    configure_logging("info", "console", stream=out)
+    try:
+        structlog.get_logger("t").info("container_wired", container_name=name)
+        try:
+            raise ValueError(f"cannot wire {name}")
+        except ValueError:
+            structlog.get_logger("t").exception("wiring_failed")
+        text = out.getvalue()
+        assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
+        assert text.splitlines()[0].endswith("container_name='web\\x1b[2J\\nFAKE agent_stopped\\r\\u202e'")
+        # A traceback keeps its newlines (readable), never an escape sequence, CR or bidi control.
+        assert "ValueError: cannot wire web\\x1b[2J\nFAKE agent_stopped\\r\\u202e" in text
+        out = io.StringIO()
+        configure_logging("info", "json", stream=out)
+        structlog.get_logger("t").info("container_wired", container_name=name)
+        assert json.loads(out.getvalue())["container_name"] == name
+    finally:
+        configure_logging("warning", "json", stream=io.StringIO())
