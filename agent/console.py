@@ -26,7 +26,9 @@ from rich.text import Text
 from agent.textsafe import escape_terminal
 
 MIN_WIDTH = 60  # below this a table is laid out for 60 columns and the terminal wraps it
-SHORT_CELL = 19  # a column no wider than this never wraps (ids, counts, states, timestamps)
+KEEP_WIDTH = 8  # a column no wider than this keeps its width (counts, states, severities)
+FLOOR_WIDTH = 10  # a wider column may be narrowed to this and then wraps
+MIN_FLOOR = 4  # on a very narrow terminal, down to this; below it the terminal wraps the line
 DEFAULT_WIDTH = 80  # stdout that is not a terminal (a pipe, a file) and no COLUMNS
 
 # A column: its key in the row, or (key, header) when the header differs from the key.
@@ -58,6 +60,35 @@ def cell(value: Any) -> str:
     return escape_terminal(value)
 
 
+def column_widths(natural: Sequence[int], total: int, gap: int = 2) -> list[int]:
+    """Widths for columns whose content is ``natural`` wide, fitted into ``total`` columns: all
+    natural when they fit; else narrow columns keep theirs, the wider ones start at
+    ``FLOOR_WIDTH`` (less on a narrow terminal, never below ``MIN_FLOOR``) and share what is left
+    equally (water-filling, so a column that needs little gets all it needs and the longest,
+    usually free text, gets the rest). When even that does not fit, the line is longer than the
+    terminal and wraps there: no column is ever dropped."""
+    room = total - gap * (len(natural) - 1)
+    if sum(natural) <= room:
+        return list(natural)
+    flex = [i for i, w in enumerate(natural) if w > KEEP_WIDTH]
+    kept = sum(w for w in natural if w <= KEEP_WIDTH)
+    floor = max(MIN_FLOOR, min(FLOOR_WIDTH, (room - kept) // max(1, len(flex))))
+    widths = [w if w <= KEEP_WIDTH else min(w, floor) for w in natural]
+    spare = room - sum(widths)
+    while spare > 0:
+        lacking = [i for i in flex if widths[i] < natural[i]]
+        if not lacking:
+            break
+        share = max(1, spare // len(lacking))
+        for i in lacking:
+            add = min(share, natural[i] - widths[i], spare)
+            widths[i] += add
+            spare -= add
+            if spare == 0:
+                break
+    return widths
+
+
 def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], width: int | None = None) -> str:
     """The table as text: an upper-case header row, then one row per item, fitted to ``width``
     (default ``terminal_width()``); lines carry no trailing blanks."""
@@ -70,18 +101,18 @@ def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], w
         expand=False,
     )
     keys = [col if isinstance(col, str) else col[0] for col in columns]
+    headers = [(col if isinstance(col, str) else col[1]).upper() for col in columns]
     cells = [[cell(row.get(k)) for k in keys] for row in rows]
-    for i, col in enumerate(columns):
-        header = col if isinstance(col, str) else col[1]
-        longest = max([len(header), *(len(r[i]) for r in cells)])
-        # Short columns (ids, counts, states) keep their width; long ones wrap inside the column.
-        table.add_column(Text(header.upper()), overflow="fold", no_wrap=longest <= SHORT_CELL)
+    natural = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    widths = column_widths(natural, width or terminal_width())
+    for header, w in zip(headers, widths, strict=True):
+        table.add_column(Text(header), width=w, overflow="fold", no_wrap=False)
     for r in cells:
         table.add_row(*(Text(v) for v in r))
     buf = io.StringIO()
     console = Console(
         file=buf,
-        width=width or terminal_width(),
+        width=max(width or terminal_width(), sum(widths) + 2 * (len(widths) - 1)),
         color_system=None,
         force_terminal=False,
         force_jupyter=False,

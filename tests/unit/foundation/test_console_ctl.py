@@ -295,3 +295,26 @@ def test_container_states_read_isolations_and_managed_networking() -> None:
     states = ctl.container_states(status)
     assert sorted(states["a" * 64] + states["a" * 12]) == ["frozen", "managed", "quarantined (applied)"]
     assert "b" * 12 not in states
+
+
+def test_no_column_is_dropped_when_the_terminal_is_narrow() -> None:
+    row = {
+        "time": "2026-12-02 08:40:11",
+        "severity": "high",
+        "source": "rule",
+        "detector": "RG-0002",
+        "container": "web-frontend-1",
+        "verdict": "freeze (observed)",
+        "summary": "sensitive file read: /etc/shadow by cat (pid 4242, parent sh, uid 0)",
+    }
+    for width in (80, 100):
+        text = render_table([row], list(row), width=width)
+        lines = text.splitlines()
+        assert lines[0].split() == [k.upper() for k in row], width
+        assert max(map(len, lines)) <= width
+        words = " ".join(text.split())
+        for value in ("2026-12-02", "/etc/shadow", "uid", "web-frontend"):
+            assert value in words, (width, value)
+    narrow = render_table([row], list(row), width=60)  # every column narrowed, headers wrap too
+    assert max(map(len, narrow.splitlines())) <= 60
+    assert "".join(narrow.split()).count("high") == 1 and "RG-0002" in narrow
