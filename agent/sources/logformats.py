@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The container log file formats, as pure functions: RFC 3339 timestamps and the Docker
-``local`` driver's frames.
+"""The container log file formats: RFC 3339 timestamps, the Docker ``local`` driver's frames, and
+the names of rotated files.
 
 local: moby ``daemon/logger/local``: frames of ``[uint32 BE size][protobuf LogEntry][uint32 BE
 size]``; LogEntry = {1: source string, 2: time_nano int64, 3: line bytes, 4: partial bool,
@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import struct
 from datetime import datetime
+from pathlib import Path
 
 FRAME = struct.Struct(">I")
 MAX_FRAME = 16 << 20  # a local-driver frame larger than this is corruption, not data
@@ -117,3 +118,16 @@ def encode_local_entry(source: str, time_nano: int, line: bytes, partial: bool =
         meta = (b"\x08\x01" if last else b"") + b"\x12\x01x"
         msg += b"\x2a" + varint(len(meta)) + meta
     return FRAME.pack(len(msg)) + bytes(msg) + FRAME.pack(len(msg))
+
+
+def rotated_siblings(path: Path) -> list[Path]:
+    """Uncompressed rotated files of ``path``, oldest first (``x.log.3, x.log.2, x.log.1`` for
+    Docker; ``0.log.20260101-000000`` timestamps for the kubelet)."""
+    try:
+        names = [p for p in path.parent.iterdir() if p.name.startswith(path.name + ".") and not p.name.endswith(".gz")]
+    except OSError:
+        return []
+    numeric = [p for p in names if p.name[len(path.name) + 1 :].isdigit()]
+    if numeric:
+        return sorted(numeric, key=lambda p: -int(p.name[len(path.name) + 1 :]))
+    return sorted(names, key=lambda p: p.name)

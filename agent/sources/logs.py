@@ -30,7 +30,7 @@ from typing import IO, Any
 import structlog
 
 from agent.events import ContainerRef
-from agent.sources.logformats import FRAME, MAX_FRAME, decode_local_entry, parse_rfc3339
+from agent.sources.logformats import FRAME, MAX_FRAME, decode_local_entry, parse_rfc3339, rotated_siblings
 from agent.store import Store
 
 log = structlog.get_logger("agent.sources.logs")
@@ -80,19 +80,6 @@ class TailStats:
 
     def snapshot(self) -> dict[str, int]:
         return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
-
-
-def rotated_siblings(path: Path) -> list[Path]:
-    """Uncompressed rotated files of ``path``, oldest first (``x.log.3, x.log.2, x.log.1`` for
-    Docker; ``0.log.20260101-000000`` timestamps for the kubelet)."""
-    try:
-        names = [p for p in path.parent.iterdir() if p.name.startswith(path.name + ".") and not p.name.endswith(".gz")]
-    except OSError:
-        return []
-    numeric = [p for p in names if p.name[len(path.name) + 1 :].isdigit()]
-    if numeric:
-        return sorted(numeric, key=lambda p: -int(p.name[len(path.name) + 1 :]))
-    return sorted(names, key=lambda p: p.name)
 
 
 class LogTailer:
