@@ -30,6 +30,7 @@ from agent.detectors.spec import basename, container_key, program_names
 from agent.events import ProcessExec, ProcessExit
 from agent.hostfs import HostPaths
 from agent.settings.detectors import DetectorsSettings
+from agent.textsafe import no_surrogates
 from agent.vuln.rootfs import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
 __all__ = ["ROLES", "ProcInfo", "ProcessTree", "parse_shebang", "read_head_in_root", "role_of"]
@@ -431,7 +432,7 @@ def read_head_in_root(root: os.PathLike[str] | str, path: str, limit: int = SHEB
 
 def _readlink(p: os.PathLike[str]) -> str:
     try:
-        return os.readlink(p)
+        return no_surrogates(os.readlink(p))  # a non-UTF-8 name: U+FFFD (findings are stored as UTF-8)
     except OSError:
         return ""
 

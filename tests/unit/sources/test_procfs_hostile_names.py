@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.detectors.lineage import _readlink as lineage_readlink
 from agent.hostfs import HostPaths
 from agent.sources.ebpf.complete import _comm_of, _read_link
 from agent.sources.procfs import read_process
@@ -39,3 +40,4 @@ def test_non_utf8_comm_and_exe_are_read_with_replacement(hostile_proc: int) -> N
     info.exe.encode("utf-8")  # no surrogates left: the store and the outputs can take it
     assert _comm_of(HostPaths(), hostile_proc) == info.comm
     assert _read_link(HostPaths().pid_dir(hostile_proc) / "exe") == info.exe
+    assert lineage_readlink(HostPaths().pid_dir(hostile_proc) / "exe") == info.exe
