@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agent.console import print_json
 from agent.control import ControlError, call
 from agent.network.allowlist import Allowlist, network_policy, target_for
 
@@ -67,7 +68,7 @@ def cmd_netpolicy(args: argparse.Namespace) -> int:
             return 2
         policy = export(result, use_proposal=args.proposal)
         if args.json or args.format == "json":
-            json.dump(policy, sys.stdout, indent=1)
+            json.dump(policy, sys.stdout, indent=2)  # manifest order kept (apiVersion, kind, ...)
             sys.stdout.write("\n")
         else:
             import yaml
@@ -75,8 +76,7 @@ def cmd_netpolicy(args: argparse.Namespace) -> int:
             sys.stdout.write(yaml.safe_dump(policy, sort_keys=False))
         return 0
     if args.json:
-        json.dump(result, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        print_json(result)
         return 0
     c = result.get("container") or {}
     print(f"{c.get('name', args.id)} ({str(c.get('id', ''))[:12]}, {c.get('image', '')}): rules {result.get('mode')}")

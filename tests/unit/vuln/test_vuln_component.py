@@ -220,6 +220,16 @@ def test_riskguardctl_scan_over_the_control_socket(
             line.split() for line in out.splitlines()
         ], out
         assert "unknown" in out  # an unrated record is shown as unknown
+        args = parser.parse_args(["scan", "web", "--severity", "UNKNOWN", "--exit-code", "4"])
+        args.socket = d / "agent.sock"
+        with structlog.testing.capture_logs():
+            assert args.func(args) == 4  # a gate, as riskguard-agent scan
+        assert "DSA-9-1" in capsys.readouterr().out
+        args = parser.parse_args(["scan", "web", "--severity", "CRITICAL,HIGH", "--exit-code", "4", "--json"])
+        args.socket = d / "agent.sock"
+        with structlog.testing.capture_logs():
+            assert args.func(args) == 0
+        assert json.loads(capsys.readouterr().out)["vulnerabilities"] == []
         args = parser.parse_args(["scan", "missing"])
         args.socket = d / "agent.sock"
         assert args.func(args) == 1
