@@ -41,7 +41,7 @@ def cmd_probes(args: argparse.Namespace) -> int:
         flags = cflags(config.ebpf, ringbuf, support.task_storage)
         sys.stdout.write(program_text([args.print_name], flags))
         return 0
-    if args.json:
+    if args.json or args.format == "jsonl":
         for n in names:
             print(json.dumps({"probe": n, "hooks": _hooks_line(n)}))
     else:
@@ -63,5 +63,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="auto",
         help="event channel to print for (auto: what this kernel supports)",
     )
-    p.add_argument("--json", action="store_true", help="--list as JSON lines")
+    p.add_argument(
+        "--format", choices=("table", "jsonl"), default="table", help="--list as a table (default) or JSON lines"
+    )
+    p.add_argument("--json", action="store_true", help="the same as --format jsonl")
     p.set_defaults(func=cmd_probes)
