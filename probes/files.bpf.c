@@ -6,18 +6,25 @@
  *        rg_sys_kind marks: open, openat, openat2 (path and flags); unlink, unlinkat, rename,
  *        renameat, renameat2 (paths); utimensat, utimes, futimesat, utime (path and times).
  *        Arguments are read from the syscall's registers at entry, the result added at exit.
- *        connect: only for the in-kernel response (act.h): AF_UNIX connects to a runtime socket.
+ *        connect: AF_UNIX connects to a runtime socket path, reported as an open record with
+ *        match RG_MATCH_CONNECT (user space: NetConnect family AF_UNIX), and stopped by the
+ *        in-kernel response (act.h) where the cgroup enforces it.
  * Maps:  rg_sensitive      LPM trie path prefix -> RG_MATCH_ANY | RG_MATCH_WRITE |
  *                          RG_MATCH_STOP_OPEN | RG_MATCH_STOP_CONNECT (run-time setting: the
- *                          agent writes ebpf.sensitive_paths, ebpf.sensitive_write_prefixes and
- *                          response.kernel_stop.open_paths / connect_paths here)
+ *                          agent writes ebpf.sensitive_paths, ebpf.sensitive_write_prefixes,
+ *                          detectors.log_dirs (RG_MATCH_TRUNC), response.kernel_stop.open_paths
+ *                          and connect_paths (RG_MATCH_CONNECT always, RG_MATCH_STOP_CONNECT
+ *                          when the kernel stop enforces it) here)
  *        rg_change_paths   LPM trie: prefixes whose unlinks and renames are reported (run-time
  *                          setting: ebpf.change_watch_prefixes)
  *        rg_open_pending, rg_change_pending  hash thread id -> event waiting for the result
  *        rg_open_scratch, rg_change_scratch  per-CPU arrays: the event being built
  *        rg_open_events    ring buffer (or perf buffer): FileOpen and FileChange records
- * Selection: an open below a sensitive prefix (or for writing below a write prefix), of
- * /proc/<pid>/mem, /proc/<digits>/cmdline or /proc/<digits>/environ (process discovery). An
+ * Selection: an open below a sensitive prefix (or for writing below a write prefix), with
+ * O_TRUNC below an RG_MATCH_TRUNC prefix (logs) or of a basename ending in "_history" /
+ * ".history" (paths shorter than RG_PREFIX_LEN), of /proc/<pid>/mem, /proc/<digits>/cmdline or
+ * /proc/<digits>/environ (process discovery). Open records carry the parent tgid from the exec
+ * probe's fork map, like change records. An
  * unlink or rename whose old or new path is below an rg_change_paths prefix, has a basename
  * ending in "_history" or ".history", or is relative (user space resolves it against the
  * task's cwd and filters again). A utimes call only with explicit times (not NULL, not
@@ -65,6 +72,26 @@ static __always_inline void rg_files_send(void *ctx, void *ev, u32 size, u64 cg)
     if (rg_open_events.perf_submit(ctx, ev, size))
         rg_count_lost(RG_PROBE_FILES);
 #endif
+}
+
+/* The 8 bytes at p[e] are "_history" or ".history" (e bounded by the caller). */
+static __always_inline int rg_history_at(const char *p, u32 e)
+{
+    return (p[e] == '_' || p[e] == '.') && p[e + 1] == 'h' && p[e + 2] == 'i' && p[e + 3] == 's' &&
+           p[e + 4] == 't' && p[e + 5] == 'o' && p[e + 6] == 'r' && p[e + 7] == 'y';
+}
+
+/* The parent tgid of a task from the exec probe's fork map (0 without the exec probe, or for
+ * a task forked before the probes were loaded): the lineage of a shell's fork that opens or
+ * changes a file and is gone before user space reads /proc. */
+static __always_inline u32 rg_files_ppid(u32 tgid)
+{
+#ifdef RG_HOOK_EXEC
+    struct rg_parent *pp = rg_exec_parent.lookup(&tgid);
+    if (pp)
+        return pp->ppid;
+#endif
+    return 0;
 }
 
 /* The /proc shapes of an open path p (n bytes with the NUL, p holding RG_PREFIX_LEN bytes):
@@ -135,7 +162,17 @@ static __always_inline int rg_files_enter(const u64 *w, u64 cg, u32 kind, u32 nr
         match = RG_MATCH_ANY;
     else if ((want & RG_MATCH_WRITE) && write)
         match = RG_MATCH_WRITE;
-    else if (key.data[1] == 'p')
+    else if (flags & RG_O_TRUNC) {
+        /* Clearing a log (`: > /var/log/x`) or a history file (`cp /dev/null ~/.ash_history`);
+         * the suffix is checked for paths that fit in the key only. */
+        if (want & RG_MATCH_TRUNC)
+            match = RG_MATCH_TRUNC;
+        else if (n >= 9 && n < RG_PREFIX_LEN) {
+            u32 e = (u32)(n - 9) & 63;
+            if (e <= RG_PREFIX_LEN - 8 && rg_history_at(key.data, e))
+                match = RG_MATCH_TRUNC;
+        }
+    } else if (key.data[1] == 'p')
         match = rg_proc_match(key.data, n);
     if (!match)
         return 0;
@@ -149,7 +186,7 @@ static __always_inline int rg_files_enter(const u64 *w, u64 cg, u32 kind, u32 nr
     ev->flags = flags;
     ev->match = match;
     ev->ret = 0;
-    ev->pad = 0;
+    ev->ppid = rg_files_ppid(ev->h.pid);
 #ifdef RG_ACT
     if ((want & RG_MATCH_STOP_OPEN) && (rg_act_rules(cg) & RG_RULE_OPEN))
         rg_act(cg, RG_RULE_OPEN, (s32)nr, flags, ev->path);
@@ -158,15 +195,14 @@ static __always_inline int rg_files_enter(const u64 *w, u64 cg, u32 kind, u32 nr
     return rg_open_pending.update(&tid, ev) == 0;
 }
 
-/* sys_enter of connect by a monitored task: an AF_UNIX connect to a stop path
- * (RG_MATCH_STOP_CONNECT: a container runtime's API socket) in a cgroup that enforces
- * RG_RULE_SOCK stops the task (act.h). Nothing else is read: a cgroup without the rule leaves
- * at one hash lookup. */
+/* sys_enter of connect by a monitored task: an AF_UNIX connect to a runtime socket path
+ * (rg_sensitive RG_MATCH_CONNECT, RG_MATCH_ANY or RG_MATCH_STOP_CONNECT) is staged as an open
+ * record with match RG_MATCH_CONNECT (user space makes it a NetConnect), in every mode; in a
+ * cgroup that enforces RG_RULE_SOCK a stop path also stops the task (act.h). Any other connect
+ * costs a 2-byte read of the address family; another AF_UNIX path, 64 bytes and a trie lookup.
+ * 1 when staged for sys_exit. */
 static __always_inline int rg_connect_enter(const u64 *w, u64 cg, u32 nr)
 {
-#ifdef RG_ACT
-    if (!(rg_act_rules(cg) & RG_RULE_SOCK))
-        return 0;
     const char *sa = (const char *)rg_arg(w, 1);
     u16 family = 0;
     if (!sa || bpf_probe_read_user(&family, sizeof(family), sa) || family != 1 /* AF_UNIX */)
@@ -175,8 +211,9 @@ static __always_inline int rg_connect_enter(const u64 *w, u64 cg, u32 nr)
     if (bpf_probe_read_user_str(key.data, sizeof(key.data), sa + 2) <= 1)
         return 0;
     u32 *m = rg_sensitive.lookup(&key);
-    if (!m || !(*m & RG_MATCH_STOP_CONNECT))
+    if (!m || !(*m & (RG_MATCH_CONNECT | RG_MATCH_ANY | RG_MATCH_STOP_CONNECT)))
         return 0;
+    u32 want = *m;
     int zero = 0;
     struct rg_open_event *ev = rg_open_scratch.lookup(&zero);
     if (!ev)
@@ -184,9 +221,17 @@ static __always_inline int rg_connect_enter(const u64 *w, u64 cg, u32 nr)
     /* sun_path is at most 108 bytes */
     if (bpf_probe_read_user_str(ev->path, 108, sa + 2) <= 0)
         return 0;
-    rg_act(cg, RG_RULE_SOCK, (s32)nr, 0, ev->path);
+#ifdef RG_ACT
+    if ((want & RG_MATCH_STOP_CONNECT) && (rg_act_rules(cg) & RG_RULE_SOCK))
+        rg_act(cg, RG_RULE_SOCK, (s32)nr, 0, ev->path);
 #endif
-    return 0;
+    rg_fill_hdr(&ev->h, RG_EV_OPEN, cg);
+    ev->flags = 0;
+    ev->match = RG_MATCH_CONNECT;
+    ev->ret = 0;
+    ev->ppid = rg_files_ppid(ev->h.pid);
+    u32 tid = ev->h.tid;
+    return rg_open_pending.update(&tid, ev) == 0;
 }
 
 /* sys_exit of a staged open: add the result and send the event. */
@@ -200,13 +245,6 @@ static __always_inline int rg_files_exit(void *ctx, long ret)
     rg_files_send(ctx, ev, sizeof(*ev), ev->h.cgroup_id);
     rg_open_pending.delete(&tid);
     return 0;
-}
-
-/* The 8 bytes at p[e] are "_history" or ".history" (e bounded by the caller). */
-static __always_inline int rg_history_at(const char *p, u32 e)
-{
-    return (p[e] == '_' || p[e] == '.') && p[e + 1] == 'h' && p[e + 2] == 'i' && p[e + 3] == 's' &&
-           p[e + 4] == 't' && p[e + 5] == 'o' && p[e + 6] == 'r' && p[e + 7] == 'y';
 }
 
 /* Why an unlink/rename path the task passed is watched (RG_WHY_*), 0 if it is not. The full
@@ -335,15 +373,9 @@ static __always_inline int rg_change_enter(const u64 *w, u64 cg, u32 kind)
     ev->why = why;
     ev->dfd = dfd;
     ev->new_dfd = new_dfd;
-    ev->ppid = 0;
-#ifdef RG_HOOK_EXEC
     /* The parent whose cwd a relative path falls back to once this task is gone (rm exits
      * before user space reads the record; its shell does not). */
-    u32 tgid = ev->h.pid;
-    struct rg_parent *pp = rg_exec_parent.lookup(&tgid);
-    if (pp)
-        ev->ppid = pp->ppid;
-#endif
+    ev->ppid = rg_files_ppid(ev->h.pid);
     u32 tid = ev->h.tid;
     return rg_change_pending.update(&tid, ev) == 0;
 }

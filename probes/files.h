@@ -13,6 +13,9 @@
 #define RG_MATCH_PROC_ENVIRON 16 /* /proc/<digits>/environ (built in) */
 #define RG_MATCH_STOP_OPEN 32    /* act.h RG_RULE_OPEN: an open stops the task */
 #define RG_MATCH_STOP_CONNECT 64 /* act.h RG_RULE_SOCK: an AF_UNIX connect stops the task */
+#define RG_MATCH_CONNECT 128     /* an AF_UNIX connect to the path (a runtime socket) is reported */
+#define RG_MATCH_TRUNC 256       /* an open with O_TRUNC below the prefix (a log) is reported; also
+                                  * set on a record for a basename ending in _history/.history */
 
 /* rg_change_event.op */
 #define RG_CHANGE_UNLINK 1
@@ -29,8 +32,8 @@ struct rg_open_event {
     struct rg_hdr h;
     s32 ret;
     u32 flags;
-    u32 match;              /* RG_MATCH_* that selected it */
-    u32 pad;
+    u32 match;              /* RG_MATCH_* that selected it (RG_MATCH_CONNECT: a connect record) */
+    u32 ppid;               /* parent tgid from the exec probe's fork map (0: unknown) */
     char path[RG_PATH_LEN];
 };
 

@@ -54,7 +54,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         staged = rg_files_enter(w, cg, kind, nr);
         break;
     case RG_KIND_CONNECT:
-        rg_connect_enter(w, cg, nr);
+        staged = rg_connect_enter(w, cg, nr);
         break;
     case RG_KIND_UNLINK ... RG_KIND_UTIME: /* unlink(at), rename(at)(2), the utimes family */
         staged = rg_change_enter(w, cg, kind);
@@ -109,6 +109,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     case RG_KIND_OPEN:
     case RG_KIND_OPENAT:
     case RG_KIND_OPENAT2:
+    case RG_KIND_CONNECT: /* an AF_UNIX connect to a runtime socket, staged as an open record */
         return rg_files_exit(ctx, ret);
     case RG_KIND_UNLINK ... RG_KIND_UTIME: /* unlink(at), rename(at)(2), the utimes family */
         return rg_change_exit(ctx, ret);

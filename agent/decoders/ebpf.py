@@ -39,7 +39,7 @@ HDR = struct.Struct("<IIQQII16s")
 EXEC = struct.Struct("<IIII16s256s")
 # struct rg_net_event after the header.
 NET = struct.Struct("<HHHH16s16sBBBBi")
-# struct rg_open_event after the header.
+# struct rg_open_event after the header: s32 ret, u32 flags, u32 match, u32 ppid, char path[256].
 OPEN = struct.Struct("<iIII256s")
 # struct rg_priv_event after the header.
 PRIV = struct.Struct("<iiq6Q")
@@ -56,7 +56,18 @@ ACT_RULES: Mapping[int, str] = {1: "open", 2: "namespace", 4: "runtime_socket", 
 RULE_BITS: Mapping[str, int] = {name: bit for bit, name in ACT_RULES.items()}
 
 NET_OPS: Mapping[int, str] = {1: "connect", 2: "accept", 3: "listen"}
-OPEN_MATCH: Mapping[int, str] = {1: "prefix", 2: "write", 4: "proc_mem", 8: "proc_cmdline", 16: "proc_environ"}
+OPEN_MATCH: Mapping[int, str] = {
+    1: "prefix",
+    2: "write",
+    4: "proc_mem",
+    8: "proc_cmdline",
+    16: "proc_environ",
+    128: "connect",
+    256: "truncate",
+}
+# rg_open_event.match of a connect record (probes/files.h RG_MATCH_CONNECT): an AF_UNIX connect
+# to a runtime socket path, decoded as a NetConnect.
+MATCH_CONNECT = 128
 CHANGE_OPS: Mapping[int, str] = {1: "unlink", 2: "rename", 3: "utimes"}
 # rg_change_event.why (probes/files.h RG_WHY_*)
 WHY_PREFIX, WHY_HISTORY, WHY_RELATIVE, WHY_EXPLICIT = 1, 2, 4, 8
@@ -196,9 +207,11 @@ def decode_net(h: Header, raw: bytes, ts: float) -> NetConnect:
     )
 
 
-def decode_open(h: Header, raw: bytes, ts: float) -> FileOpen:
+def decode_open(h: Header, raw: bytes, ts: float) -> FileOpen | NetConnect:
     _need(raw, HDR.size + OPEN.size, "open")
-    ret, flags, _match, _pad, path = OPEN.unpack_from(raw, HDR.size)
+    ret, flags, match, ppid, path = OPEN.unpack_from(raw, HDR.size)
+    if match & MATCH_CONNECT:
+        return _unix_connect(ts, h.cgroup_id, h.pid, h.comm, _cstr(path), ret)
     return FileOpen(
         ts=ts,
         cgroup_id=h.cgroup_id,
@@ -208,6 +221,25 @@ def decode_open(h: Header, raw: bytes, ts: float) -> FileOpen:
         flags=flags,
         write=bool(flags & O_WRITE_MASK),
         ret=ret,
+        ppid=ppid,
+    )
+
+
+def _unix_connect(ts: float, cgroup_id: int, pid: int, comm: str, path: str, ret: int) -> NetConnect:
+    """An AF_UNIX connect to ``path`` (a runtime socket); a failed one has state "FAILED"."""
+    return NetConnect(
+        ts=ts,
+        cgroup_id=cgroup_id,
+        pid=pid,
+        op="connect",
+        comm=comm,
+        family=socket.AF_UNIX,
+        protocol="unix",
+        saddr="",
+        sport=0,
+        daddr=path,
+        dport=0,
+        state="" if ret >= 0 else "FAILED",
     )
 
 
@@ -319,11 +351,15 @@ _DECODERS = {
 _OPEN_FULL = struct.Struct(HDR.format + OPEN.format.lstrip("<"))
 
 
-def _decode_open_fast(raw: bytes, mono_offset: float) -> FileOpen:
+def _decode_open_fast(raw: bytes, mono_offset: float) -> FileOpen | NetConnect:
     try:
-        _t, pid, cg, ts, _tid, _uid, comm, ret, flags, _m, _p, path = _OPEN_FULL.unpack_from(raw)
+        _t, pid, cg, ts, _tid, _uid, comm, ret, flags, match, ppid, path = _OPEN_FULL.unpack_from(raw)
     except struct.error:
         raise DecodeError(f"open record is {len(raw)} bytes, needs {_OPEN_FULL.size}") from None
+    if match & MATCH_CONNECT:
+        name = comm.split(b"\0", 1)[0].decode("utf-8", "replace")
+        where = path.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return _unix_connect(ts / 1e9 + mono_offset, cg, pid, name, where, ret)
     return FileOpen(
         ts=ts / 1e9 + mono_offset,
         cgroup_id=cg,
@@ -333,6 +369,7 @@ def _decode_open_fast(raw: bytes, mono_offset: float) -> FileOpen:
         flags=flags,
         write=bool(flags & O_WRITE_MASK),
         ret=ret,
+        ppid=ppid,
     )
 
 

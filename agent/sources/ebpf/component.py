@@ -229,7 +229,11 @@ class EbpfSource:
         ks = self.act.settings
         stop_open = ks.open_paths if ks.enabled and "open" in ks.rules else ()
         stop_connect = ks.connect_paths if ks.enabled and "runtime_socket" in ks.rules else ()
-        entries = sensitive_entries(any_open, write_only, stop_open, stop_connect)
+        # Connects to the runtime sockets are reported in every mode (RG-0011); truncations of
+        # the logs RG-0016 watches (``detectors.log_dirs``).
+        detectors = getattr(self.ctx.config, "detectors", None) if self.ctx is not None else None
+        logs = tuple(getattr(detectors, "log_dirs", ("/var/log/",)))
+        entries = sensitive_entries(any_open, write_only, stop_open, stop_connect, ks.connect_paths, logs)
         fill_prefix_trie(self.bpf[b"rg_sensitive"], entries)
 
     def set_change_prefixes(self, prefixes: Sequence[str]) -> None:

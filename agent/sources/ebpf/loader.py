@@ -21,8 +21,10 @@ from agent.hostfs import HostPaths
 from agent.settings.sources import EbpfSettings
 from agent.sources.ebpf.program import (
     MATCH_ANY,
+    MATCH_CONNECT,
     MATCH_STOP_CONNECT,
     MATCH_STOP_OPEN,
+    MATCH_TRUNC,
     MATCH_WRITE,
     PREFIX_LEN,
     cflags,
@@ -188,11 +190,18 @@ def sensitive_entries(
     write_only: Sequence[str],
     stop_open: Sequence[str] = (),
     stop_connect: Sequence[str] = (),
+    connect: Sequence[str] = (),
+    truncate: Sequence[str] = (),
 ) -> dict[str, int]:
     """The ``rg_sensitive`` trie's entries: prefix -> MATCH_ANY | MATCH_WRITE, plus the in-kernel
     response's MATCH_STOP_OPEN (an open stops the task: reported as any open too) and
-    MATCH_STOP_CONNECT (an AF_UNIX connect stops the task)."""
+    MATCH_STOP_CONNECT (an AF_UNIX connect stops the task), MATCH_CONNECT (an AF_UNIX connect is
+    reported) and MATCH_TRUNC (an open with O_TRUNC is reported)."""
     entries: dict[str, int] = {}
+    for p in truncate:
+        entries[p] = entries.get(p, 0) | MATCH_TRUNC
+    for p in connect:
+        entries[p] = entries.get(p, 0) | MATCH_CONNECT
     for p in write_only:
         entries[p] = entries.get(p, 0) | MATCH_WRITE
     for p in any_open:

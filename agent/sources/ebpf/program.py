@@ -42,7 +42,7 @@ _KINDS_BY_NAME: Mapping[str, Mapping[str, int]] = {
         "utimes": 14,
         "futimesat": 15,
         "utime": 16,
-        "connect": 19,  # the in-kernel response only (probes/act.h): AF_UNIX to a runtime socket
+        "connect": 19,  # AF_UNIX connects to a runtime socket: reported, and stopped where enforced
     },
     "priv": dict.fromkeys(PRIV_SYSCALLS, 4),
     "exec": {"execve": 5, "execveat": 6, "exit": 17, "exit_group": 18},
@@ -56,6 +56,9 @@ MATCH_ANY, MATCH_WRITE = 1, 2
 # rg_sensitive bits of the in-kernel response (probes/files.h): an open / an AF_UNIX connect of
 # the path stops the task where the cgroup enforces the rule.
 MATCH_STOP_OPEN, MATCH_STOP_CONNECT = 32, 64
+# An AF_UNIX connect to the path is reported (NetConnect), in every mode; an open with O_TRUNC
+# below the prefix (a log being cleared) is reported (probes/files.h).
+MATCH_CONNECT, MATCH_TRUNC = 128, 256
 # The must-act ring buffer (probes/act.h), read before every other buffer.
 ACT_OUTPUT = "rg_act_events"
 # Syscall numbers the priv probe's namespace-escape rule compares with (probes/priv.bpf.c).

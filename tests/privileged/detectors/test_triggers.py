@@ -118,7 +118,9 @@ def chain(docker_client: Any, trigger_binary: Path) -> Iterator[Chain]:
         assert source is not None
         # Learned allowances off: a fresh store means every image is learning, which caps
         # process-exec rule findings at MEDIUM (tests/unit/detectors/test_allowances.py).
-        detectors = DetectorsComponent(DetectorsSettings(repeat_suppress_seconds=0, learned_allowances=False), DETECTORS)
+        detectors = DetectorsComponent(
+            DetectorsSettings(repeat_suppress_seconds=0, learned_allowances=False), DETECTORS
+        )
         findings: list[Finding] = []
         lock = threading.Lock()
 
