@@ -70,7 +70,7 @@ def test_reload_keeps_old_config_when_new_one_is_bad(tmp_path: Path) -> None:
         assert reload_config(state) is False
         assert state.config is old
         cfg(tmp_path, f"state: {{dir: {tmp_path}/elsewhere}}")
-        # YAML keeps the last of duplicate keys: state.dir changes, which needs a restart
+        # state set twice: refused as a duplicate key (test_state_dir_cannot_change_on_reload: the change)
         assert reload_config(state) is False
         cfg(tmp_path, "behavior: {window_seconds: 3}")
         assert reload_config(state) is True
