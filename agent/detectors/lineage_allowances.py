@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from agent.detectors.sensitive_file import classify
 from agent.detectors.spec import Detector, DetectorState, container_key
 from agent.events import Event, FileOpen, NetConnect, ProcessExec
 from agent.findings import Finding
@@ -49,8 +50,8 @@ class AllowanceReview:
             me = self.state.lineage.get(container_key(event), event.pid)
             if me is not None and me.exe:
                 a.observe(c, "exe", me.exe, event.ts)
-        elif isinstance(event, FileOpen) and event.ret >= 0 and not event.path.startswith("/proc/"):
-            # /proc/<pid>/… names one process, never a pattern of the image.
+        elif isinstance(event, FileOpen) and event.ret >= 0 and classify(event.path, event.write, self.state):
+            # Only what RG-0002 judges: not /proc/<pid>/… (one process), logs being truncated.
             a.observe(c, "path", event.path, event.ts)
         elif isinstance(event, NetConnect) and event.op == "connect" and event.daddr:
             a.observe(c, "dest", f"{event.protocol}/{event.daddr}:{event.dport}", event.ts)

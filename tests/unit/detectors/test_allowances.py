@@ -144,8 +144,11 @@ def test_frozen_image_learns_nothing_more(rig: Rig) -> None:
 
 def test_paths_and_destinations_recorded_while_learning(rig: Rig) -> None:
     rig.review.observe(
-        FileOpen(ts=T0, pid=5, container=C1, comm="python3", path="/etc/ssl/private/app.key", flags=0, write=False)
+        FileOpen(ts=T0, pid=5, container=C1, comm="python3", path="/etc/app/app.conf", flags=1, write=True)
     )
+    # not what RG-0002 judges: a log truncated, another process's cmdline
+    for path in ("/var/log/app.log", "/proc/1/cmdline"):
+        rig.review.observe(FileOpen(ts=T0, pid=5, container=C1, comm="sh", path=path, flags=0o1001, write=True))
     rig.review.observe(
         NetConnect(
             ts=T0,
@@ -162,7 +165,7 @@ def test_paths_and_destinations_recorded_while_learning(rig: Rig) -> None:
         )
     )
     kinds = {(e["kind"], e["pattern"]) for e in rig.allowances.entries(IMAGE)}
-    assert {("path", "/etc/ssl/private/app.key"), ("dest", "tcp/10.0.0.5:5432")} <= kinds
+    assert {("path", "/etc/app/app.conf"), ("dest", "tcp/10.0.0.5:5432")} <= kinds
     counts = rig.allowances.counts()[IMAGE]
     assert counts["path"] == 1 and counts["dest"] == 1
 
