@@ -86,7 +86,8 @@ class BudgetSettings(Section):
     # Applied actions per minute per workload and finding severity; beyond, the action is
     # downgraded to an alert, queued, and applied when the workload's budget frees (critical
     # findings, and every must-act record of the kernel, are never downgraded).
-    per_workload_per_minute: dict[str, int] = Field(default_factory=lambda: {"low": 2, "medium": 3, "high": 5})
+    # The default (10 each) is the old host-wide limit, now for every workload and severity.
+    per_workload_per_minute: dict[str, int] = Field(default_factory=lambda: {"low": 10, "medium": 10, "high": 10})
     # What a workload is: the value of this container label when set (e.g.
     # app.kubernetes.io/name, io.kubernetes.pod.namespace), else the container's image.
     workload_label: str = ""
@@ -168,14 +169,14 @@ class ResponseSettings(Section):
     @classmethod
     def _retired_max_actions(cls, data: Any) -> Any:
         """``max_actions_per_minute`` (host-wide, attacker-exhaustible) is accepted for one release
-        with a warning and becomes the per-workload budget at high severity."""
+        with a warning and becomes the per-workload budget of every severity not set there."""
         if isinstance(data, dict) and "max_actions_per_minute" in data:
             data = dict(data)
             old = data.pop("max_actions_per_minute")
             budget = dict(data.get("budget") or {})
-            per = dict(budget.get("per_workload_per_minute") or {"low": 2, "medium": 3, "high": 5})
+            per = dict(budget.get("per_workload_per_minute") or {})
             if isinstance(old, int) and not isinstance(old, bool):
-                per["high"] = old
+                per = {"low": old, "medium": old, "high": old, **per}
             budget["per_workload_per_minute"] = per
             data["budget"] = budget
             structlog.get_logger("agent.config").warning(

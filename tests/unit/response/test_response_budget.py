@@ -102,8 +102,14 @@ def test_the_breaker_trips_only_on_a_storm_across_many_workloads(capsys: Any) ->
     assert '"event": "response_breaker_tripped"' in out and '"event": "response_breaker_closed"' in out
 
 
-def test_the_retired_host_wide_key_becomes_the_high_budget(capsys: Any) -> None:
+def test_the_retired_host_wide_key_becomes_every_workloads_budget(capsys: Any) -> None:
     structlog.configure(processors=[structlog.processors.JSONRenderer()], logger_factory=structlog.PrintLoggerFactory())
     cfg = AgentConfig.model_validate({"response": {"max_actions_per_minute": 7}})
-    assert cfg.response.budget.per_workload_per_minute == {"low": 2, "medium": 3, "high": 7}
+    assert cfg.response.budget.per_workload_per_minute == {"low": 7, "medium": 7, "high": 7}
+    both = {"max_actions_per_minute": 4, "budget": {"per_workload_per_minute": {"high": 9}}}
+    assert AgentConfig.model_validate({"response": both}).response.budget.per_workload_per_minute == {
+        "low": 4,
+        "medium": 4,
+        "high": 9,
+    }
     assert "response.max_actions_per_minute" in capsys.readouterr().out
