@@ -94,7 +94,19 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         }
         for b in result["baselines"]
     ]
-    print_table(rows, ["baseline", "state", "version", "windows", "threshold", "modes", "allowances", "fitted"])
+    print_table(  # short headers: the baseline key (an image name) should fit 80 columns unwrapped
+        rows,
+        [
+            "baseline",
+            "state",
+            ("version", "ver"),
+            ("windows", "wins"),
+            ("threshold", "thresh"),
+            "modes",
+            ("allowances", "allow"),
+            "fitted",
+        ],
+    )
     return 0
 
 
