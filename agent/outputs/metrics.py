@@ -5,6 +5,7 @@ Counters the outputs own: ``riskguard_findings_total{source,severity}``,
 ``riskguard_actions_total{kind,result}``. Read at scrape time from the running agent:
 ``riskguard_build_info{version,python}`` (always 1), ``riskguard_containers_watched{runtime}``,
 ``riskguard_bus_dropped_total{bus,kind}`` (events and findings dropped on a full bus queue),
+``riskguard_bus_errors_total{bus,subscriber}`` (values a subscriber raised on),
 ``riskguard_lost_events_total{source}`` (the ``lost``/``lost_events``/``dropped`` status counters
 of components that export no loss metric of their own), ``riskguard_queue_depth{queue}``, and
 ``riskguard_output_sent_total`` / ``_dropped_total`` / ``_failed_total`` / ``_retries_total``
@@ -82,6 +83,15 @@ class RuntimeCollector(Collector):
             for kind, n in sorted(b.stats.dropped.items()):
                 bus.add_metric([name, str(kind)], float(n))
         yield bus
+        errors = CounterMetricFamily(
+            "riskguard_bus_errors",
+            "Values a subscriber or prepare step raised on (counted, skipped for it only), per bus and subscriber",
+            labels=["bus", "subscriber"],
+        )
+        for name, b in (("events", self.ctx.events), ("findings", self.ctx.findings)):
+            for subscriber, n in sorted(b.stats.errors.items()):
+                errors.add_metric([name, str(subscriber)], float(n))
+        yield errors
         lost = CounterMetricFamily(
             "riskguard_lost_events",
             "Events a component lost (components without a loss metric of their own), per source",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.pipeline import Bus
 
 
@@ -49,3 +51,29 @@ def test_failing_prepare_step_counted_and_value_delivered_as_it_was() -> None:
     errors = bus.stats.errors
     assert list(errors.values()) == [1] and next(iter(errors)).startswith("prepare:")
     assert bus.stats.filtered == 1
+
+
+def test_subscriber_errors_are_exported_per_bus_and_subscriber(make_ctx: Any) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from agent.findings import Finding, Severity, Source
+    from agent.outputs.metrics import RuntimeCollector
+
+    ctx = make_ctx()
+
+    def store(f: Finding) -> None:
+        f.summary.encode("utf-8")
+
+    ctx.findings.subscribe(store, name="store")
+    ctx.findings.process(
+        Finding(container=None, source=Source.RULE, detector_id="RG-0002", severity=Severity.HIGH, summary="\udfff")
+    )
+    registry = CollectorRegistry()
+    registry.register(RuntimeCollector(ctx, dict, dict))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in fam.samples
+    }
+    assert samples[("riskguard_bus_errors_total", (("bus", "findings"), ("subscriber", "store")))] == 1
