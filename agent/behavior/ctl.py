@@ -27,7 +27,14 @@ def _usage(args: argparse.Namespace, what: str) -> int:
 
 
 def _age(now: float, ts: float) -> str:
-    return f"{int(now - ts)}s ago" if ts else ""
+    """``ts`` as a short age (``42s ago``, ``5m ago``, ``3h ago``, ``12d ago``); ``""`` when unset."""
+    if not ts:
+        return ""
+    s = max(0, int(now - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} ago"
+    return f"{s}s ago"
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:

@@ -125,7 +125,7 @@ def test_riskguardctl_baseline(
         with comp._lock:
             learn(comp.engine)
         rc, out = run_ctl(sock, ["baseline", "list"], capsys)
-        assert rc == 0 and IMAGE in out and "scoring" in out and "ALLOWANCES" in out
+        assert rc == 0 and IMAGE in out and "scoring" in out and "ALLOW" in out
         assert run_ctl(sock, ["baseline", "allow", IMAGE, "exec", "crond>sh"], capsys)[0] == 0
         assert run_ctl(sock, ["baseline", "deny", IMAGE, "exe", "/usr/bin/nc"], capsys)[0] == 0
         rc, out = run_ctl(sock, ["baseline", "show", IMAGE], capsys)
