@@ -92,11 +92,18 @@ class ActReader:
         return True
 
     def close(self) -> None:
-        if self._rb is not None:
-            from bcc.libbcc import lib
+        """Stop enforcing (every mask entry deleted), then continue the tasks of the records
+        still in the buffer: once the reader is gone nobody would."""
+        if self._rb is None:
+            return
+        from bcc.libbcc import lib
 
-            lib.bpf_free_ringbuf(self._rb)
-            self._rb = None
+        for cg in list(self._mask):
+            self.forget(cg)
+        self.acts = None  # records drained now only continue their task
+        lib.bpf_consume_ringbuf(self._rb)
+        lib.bpf_free_ringbuf(self._rb)
+        self._rb = None
 
     def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
         raw = ctypes.string_at(data, size)
