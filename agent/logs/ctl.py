@@ -47,9 +47,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
         [{"id": x["id"], "title": x["title"], "mitre": x["mitre"]} for x in r["sequences"]["loaded"]],
         ["id", "title", "mitre"],
     )
-    print_table(
-        [{"id": x["id"][:36], "logsource": x["logsource"], "title": x["title"]} for x in r["sigma"]["loaded"]],
-        ["id", "logsource", "title"],
+    print()
+    print_table(  # a Sigma id is a UUID: its first 8 characters here (the JSON has it whole)
+        [{"id": x["id"][:8], "logsource": x["logsource"], "title": x["title"]} for x in r["sigma"]["loaded"]],
+        [("id", "sigma id"), "logsource", "title"],
     )
     for where, why in {**r["sequences"]["errors"], **r["sigma"]["unsupported"]}.items():
         print(f"NOT LOADED {where}: {why}")
