@@ -6,13 +6,16 @@ times other than "now"; ``touch newfile`` (no times) never reaches the rule
 (``FileChange.explicit_times`` is false). Only paths under ``detectors.timestomp_paths`` count.
 Package managers (and anything below one) restore packaged times on purpose: never reported.
 High severity for ``touch`` or a change made from an interactive shell, medium for other
-programs that copy times as a side effect (``tar x``, ``cp -p``, ``rsync -t``).
+programs that copy times as a side effect (``tar x``, ``cp -p``, ``rsync -t``) and for anything
+the container's start-up scripts (``startup.py``), a scheduler or a log rotator do (an
+entrypoint hook's ``touch -r``).
 """
 
 from __future__ import annotations
 
 from agent.detectors.anti_forensics import Lineage, evaluate_with_lineage
-from agent.detectors.spec import Detector, DetectorState
+from agent.detectors.spec import Detector, DetectorState, container_key
+from agent.detectors.startup import startup_entry
 from agent.events import Event, FileChange, ProcessExec
 from agent.findings import Finding, Severity
 
@@ -26,12 +29,13 @@ def candidate(ev: FileChange, state: DetectorState) -> bool:
     )
 
 
-def _judge(ev: Event, lin: Lineage) -> Finding | None:
+def _judge(ev: Event, lin: Lineage, state: DetectorState) -> Finding | None:
     assert isinstance(ev, FileChange)
     if any(p.role == "package_manager" for p in lin.chain):
         return None
     program = lin.program or ev.comm
-    strong = program in _TIME_SETTERS or lin.interactive is not None
+    routine = lin.housekeeping is not None or startup_entry(state, container_key(ev), lin.chain, ev.ts) is not None
+    strong = lin.interactive is not None or (program in _TIME_SETTERS and not routine)
     return SPEC.finding(
         ev,
         f"{program} set explicit timestamps on {ev.path}"
@@ -41,6 +45,7 @@ def _judge(ev: Event, lin: Lineage) -> Finding | None:
             "comm": ev.comm,
             "program": program,
             "interactive": lin.interactive is not None,
+            "routine": routine,
             "lineage": lin.evidence(),
             "source": ev.source,
         },
@@ -52,7 +57,7 @@ def _judge(ev: Event, lin: Lineage) -> Finding | None:
 def evaluate(ev: FileChange | ProcessExec, state: DetectorState) -> Finding | None:
     if isinstance(ev, FileChange) and not candidate(ev, state):
         return None
-    return evaluate_with_lineage(SPEC.id, ev, state, _judge)
+    return evaluate_with_lineage(SPEC.id, ev, state, lambda e, lin: _judge(e, lin, state))
 
 
 SPEC = Detector(
@@ -64,7 +69,8 @@ SPEC = Detector(
     description="utimensat with explicit times (touch -r / touch -d) on a file under a system "
     "directory (detectors.timestomp_paths): hiding a planted or modified file among old ones.",
     false_positives="Allowed by default: touch without explicit times, files outside system "
-    "directories, package managers (and their children) restoring packaged times. Learned: "
+    "directories, package managers (and their children) restoring packaged times; touch by the "
+    "container's start-up scripts, a scheduler or a log rotator is medium. Learned: "
     "nothing (an `always` rule). Tuned: detectors.timestomp_paths. Archive extraction or cp -p "
     "into system directories at run time is reported at medium (no action at the default "
     "action_severity).",

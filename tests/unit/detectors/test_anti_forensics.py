@@ -14,6 +14,7 @@ from agent.findings import Severity
 from agent.settings.detectors import DetectorsSettings
 from tests.unit.detectors.sequence_cases import (
     RULES,
+    RUNC,
     SESSION,
     TRUNC,
     C,
@@ -213,6 +214,17 @@ CASES = [
         {"severity": Severity.HIGH, "interactive": False},
     ),
     Case(
+        "touch-r-by-a-cron-job",  # a scheduler's job: medium, not high
+        [
+            exe(10, 1, "crond", "-f", ts=900.0),
+            exe(11, 10, "sh", "-c", "touch -r /etc/hostname /etc/motd"),
+            exe(501, 11, "touch", "-r", "/etc/hostname", "/etc/motd"),
+            change(501, "utimes", "/etc/motd", explicit=True),
+        ],
+        "RG-0017",
+        {"severity": Severity.MEDIUM, "routine": True},
+    ),
+    Case(
         "tar-preserves-times",
         [
             exe(20, 1, "sh", "/app/run.sh", ts=900.0),
@@ -261,6 +273,59 @@ CASES = [
             *session(),
             exe(601, SESSION, "cat"),
             *(fopen(601, f"/proc/{p}/environ", ts=1000.1 + p / 100) for p in (1, 7, 9)),
+        ],
+        "RG-0018",
+        {"severity": Severity.HIGH, "file": "environ"},
+    ),
+    Case(
+        "healthcheck-pgrep-is-low",  # HEALTHCHECK CMD-SHELL: runc -> sh -c -> pgrep, every 2 s
+        [
+            exe(RUNC, 80, "runc", "init", ts=999.0, filename="/usr/bin/runc"),
+            exe(602, RUNC, "sh", "-c", "pgrep httpd", ts=999.5, filename="/bin/sh"),
+            exe(603, 602, "pgrep", "httpd"),
+            *(fopen(603, f"/proc/{p}/cmdline", ts=1000.1 + p / 100) for p in (1, 7, 9)),
+        ],
+        "RG-0018",
+        {"severity": Severity.LOW, "context": "runtime_exec"},
+    ),
+    Case(
+        "docker-exec-ps-is-low",
+        [
+            exe(RUNC, 80, "runc", "init", ts=999.0, filename="/usr/bin/runc"),
+            exe(604, RUNC, "ps"),
+            *(fopen(604, f"/proc/{p}/cmdline", ts=1000.1 + p / 100) for p in (1, 7, 9)),
+        ],
+        "RG-0018",
+        {"severity": Severity.LOW, "context": "runtime_exec"},
+    ),
+    Case(
+        "cron-job-pgrep-is-low",
+        [
+            exe(10, 1, "crond", "-f", ts=900.0),
+            exe(11, 10, "sh", "-c", "pgrep httpd || httpd"),
+            exe(12, 11, "pgrep", "httpd"),
+            *(fopen(12, f"/proc/{p}/cmdline", ts=1000.1 + p / 100) for p in (1, 7, 9)),
+        ],
+        "RG-0018",
+        {"severity": Severity.LOW, "context": "scheduler"},
+    ),
+    Case(
+        "web-app-shell-runs-ps",  # the attack twin: an application's shell is not routine
+        [
+            exe(20, 1, "httpd", "-f", ts=900.0),
+            exe(21, 20, "sh", "-c", "ps"),
+            exe(22, 21, "ps"),
+            *(fopen(22, f"/proc/{p}/cmdline", ts=1000.1 + p / 100) for p in (1, 7, 9)),
+        ],
+        "RG-0018",
+        {"severity": Severity.MEDIUM, "context": ""},
+    ),
+    Case(
+        "healthcheck-environ-stays-high",
+        [
+            exe(RUNC, 80, "runc", "init", ts=999.0, filename="/usr/bin/runc"),
+            exe(605, RUNC, "cat", "/proc/1/environ", "/proc/7/environ"),
+            *(fopen(605, f"/proc/{p}/environ", ts=1000.1 + p / 100) for p in (1, 7)),
         ],
         "RG-0018",
         {"severity": Severity.HIGH, "file": "environ"},
@@ -336,3 +401,24 @@ def test_fork_without_exec_is_named_by_its_comm() -> None:
     assert f.evidence["lineage"][0]["program"] == "rm"
     assert f.evidence["lineage"][1]["pid"] == SESSION
     assert "by rm from an interactive shell (pid 100)" in f.summary
+
+
+def test_touch_by_the_entrypoints_hook_is_medium_and_from_a_session_high() -> None:
+    st = DetectorState(settings=DetectorsSettings())
+    st.init_pid = lambda _c: 10
+    st.started_at = lambda _c: 995.0
+    hook = [
+        exe(10, 5, "sh", "/docker-entrypoint.sh", ts=995.0, filename="/bin/sh"),
+        exe(11, 10, "sh", "/docker-entrypoint.d/30-times.sh", ts=996.0, filename="/bin/sh"),
+        exe(501, 11, "touch", "-r", "/etc/nginx/nginx.conf", "/etc/nginx/conf.d/default.conf"),
+        change(501, "utimes", "/etc/nginx/conf.d/default.conf", explicit=True),
+    ]
+    (f,) = run(hook, st)
+    assert f.severity is Severity.MEDIUM and f.evidence["routine"] is True
+    typed = [
+        *session(),
+        exe(502, SESSION, "touch", "-r", "/bin/sh", "/etc/x"),
+        change(502, "utimes", "/etc/x", explicit=True),
+    ]
+    (g,) = run(typed, st)
+    assert g.severity is Severity.HIGH and g.evidence["interactive"] is True
