@@ -29,10 +29,10 @@ import structlog
 
 from agent.decoders.ebpf import KernelStop
 from agent.findings import Action, Finding, Severity, Source, Verdict
-from agent.policy import decide, incident_id
+from agent.policy import decide, incident_id, rung
 from agent.response.evidence import evidence_snapshot
 from agent.response.handlers import Request
-from agent.response.kernel_rules import RULE_DETECTORS, KernelRules
+from agent.response.kernel_rules import RULE_DETECTORS, KernelRules, effective_mode
 from agent.response.model import IN_PLACE, ActionRecord, VerdictRecord
 from agent.runtime.model import Container
 
@@ -50,6 +50,21 @@ def fast_freeze(engine: ResponseEngine, c: Container, finding: Finding) -> tuple
     _known, target = engine.guards.resolve(c.id)
     with engine._decide_lock:
         verdict = decide(finding, engine.settings, engine.policy, time.time(), target)
+        incident = engine.policy.incidents.get(c.id)
+        if (
+            verdict.action == Action.NONE
+            and incident is not None
+            and rung(incident.action) > rung(Action.FREEZE)
+            and _enforcing(engine, c)
+        ):
+            # The container's incident is at a higher rung (quarantine, a patch plan) that does not
+            # stop its processes: a must-act stop still freezes it.
+            verdict = Verdict(
+                finding=finding,
+                action=Action.FREEZE,
+                enforce=True,
+                reason=f"{verdict.reason}; must-act: freeze beside {incident.action}",
+            )
     engine.counters[f"verdict_{verdict.action}"] += 1
     handler = engine.handlers.get(str(Action.FREEZE))
     if handler is None or not verdict.enforce or verdict.action != Action.FREEZE:
@@ -90,6 +105,11 @@ def fast_freeze(engine: ResponseEngine, c: Container, finding: Finding) -> tuple
             engine.counters[f"{handler.name}_failed"] += 1
             log.error("response_action_failed", container_id=c.id, action=handler.name, detail=result.detail)
         return verdict, engine.records.must_get(action_id)
+
+
+def _enforcing(engine: ResponseEngine, c: Container) -> bool:
+    """The container's mode is enforce (after overrides and allow-lists), no dry run."""
+    return not engine.settings.dry_run and effective_mode(engine.settings, c)[0] == "enforce"
 
 
 class ActionWorker:

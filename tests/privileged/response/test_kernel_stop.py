@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from agent.events import FileOpen
+from agent.findings import Finding, Severity, Source
 from tests.privileged.response.kstop_harness import KStop, kstop  # noqa: F401 - fixture
 from tests.support import wait_for
 
@@ -108,3 +109,29 @@ def test_benign_twins_are_never_stopped(kstop: KStop) -> None:  # noqa: F811
         what="the observe container's shadow open reported",
     )
     assert k.source.act.records == k.response.fast.counters["stops"]
+
+
+def test_a_quarantined_container_is_still_frozen_by_a_kernel_stop(kstop: KStop) -> None:  # noqa: F811
+    k = kstop
+    cid = k.records["enforce"].id
+    engine = k.response.engine
+    # A network finding first: the incident climbs to quarantine (a rung above freeze).
+    k.ctx.report(
+        Finding(
+            container=k.records["enforce"].ref(),
+            source=Source.NETWORK,
+            detector_id="RG-NET-TEST",
+            severity=Severity.HIGH,
+            summary="beaconing",
+        )
+    )
+    k.ctx.findings.drain(10)
+    assert [r.action for r in engine.records.active(cid)] == ["quarantine"]
+    k.type_in("enforce", "cat /etc/shadow > /tmp/out2; echo done > /tmp/done2")
+    wait_for(lambda: k.freezer_state("enforce") == "FROZEN", timeout=10, what="the quarantined container frozen")
+    recs = {r.action: r for r in engine.records.active(cid)}
+    assert recs["freeze"].actor == "kernel:RG-0002" and "must-act: freeze beside quarantine" in recs["freeze"].reason
+    assert k.file_in("enforce", "/tmp/out2").stat().st_size == 0
+    released = engine.release(cid)
+    assert {r.action for r in released} == {"quarantine", "freeze"}
+    wait_for(lambda: k.file_in("enforce", "/tmp/done2").exists(), timeout=10, what="the session to resume")
