@@ -102,8 +102,9 @@ def describe(engine: BehaviorEngine) -> list[dict[str, Any]]:
     loaded models' thresholds and modes, stored model versions and allowance counts."""
     out = []
     allowed = engine.allowances.counts()
+    loaded = dict(engine.baselines)  # a snapshot: the scorer thread may add baselines meanwhile
     for row in engine.db.all():
-        b = engine.baselines.get(row.image)
+        b = loaded.get(row.image)
         d = row.to_dict()
         d["training_windows"] = engine.db.training_count(row.image)
         if b is not None and b.model is not None:

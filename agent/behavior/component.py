@@ -165,8 +165,9 @@ class BehaviorComponent:
             with self._lock:
                 return baseline_ops.run(self.engine, action, params, self._ctx.paths.state)
         if action == "list":
-            with self._lock:
-                return {"baselines": baseline_ops.describe(self.engine)}
+            # Without the engine lock: a fit (seconds to a minute on a busy host) holds it, and
+            # listing only reads the store and a snapshot of the loaded baselines.
+            return {"baselines": baseline_ops.describe(self.engine)}
         image = params.get("image")
         if not isinstance(image, str) or not image:
             raise ValueError("'image' (the baseline key, see action=list) is required")

@@ -53,7 +53,9 @@ def decode_transitions(blob: bytes | None) -> dict[tuple[int, int], int]:
     if not blob or len(blob) % 12:
         return {}
     flat = np.frombuffer(bytes(blob), dtype="<i4").reshape(-1, 3)
-    return {(int(a), int(b)): int(c) for a, b, c in flat.tolist() if c > 0 and 0 <= a < 4096 and 0 <= b < 4096}
+    # 0xffff is the kernel's "no previous syscall" (a thread's first observed call): kept, as
+    # the scored windows hold it too.
+    return {(int(a), int(b)): int(c) for a, b, c in flat.tolist() if c > 0 and 0 <= a <= 0xFFFF and 0 <= b <= 0xFFFF}
 
 
 @dataclass(frozen=True, slots=True)

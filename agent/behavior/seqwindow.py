@@ -122,7 +122,7 @@ class TransitionWindowModel:
         rows.sort(reverse=True)
         return [
             {
-                "chain": f"{syscall_name(a, arch)}->{syscall_name(b, arch)}",
+                "chain": f"{_name(a, arch)}->{_name(b, arch)}",
                 "count": c,
                 "surprisal": round(nll, 3),
                 "seen": (a, b) in kn.grams[2],
@@ -171,3 +171,10 @@ class TransitionWindowModel:
             raise
         except Exception as exc:  # zip, JSON, key, index and dtype errors all mean "unusable"
             raise WindowModelError(f"unreadable transition-window model: {exc!r}") from None
+
+
+THREAD_START = 0xFFFF  # the kernel's "previous syscall" of a thread's first observed call
+
+
+def _name(nr: int, arch: str) -> str:
+    return "thread_start" if nr == THREAD_START else syscall_name(nr, arch)

@@ -49,8 +49,10 @@ from stide import Stide  # noqa: E402
 
 from agent.behavior.ngram import NgramModel  # noqa: E402
 from agent.behavior.seqcalib import cross_fit  # noqa: E402
+from agent.behavior.seqlive import score_sequence  # noqa: E402
 from agent.behavior.seqmodel import SequenceModel, SequenceSettings  # noqa: E402
 from agent.behavior.seqwindow import TransitionWindowModel  # noqa: E402
+from agent.settings.behavior import BehaviorSequenceSettings  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -232,9 +234,10 @@ def bench_windows(train_t: list[Trace], test: list[Trace], procs: int, fpr: floa
     rng = random.Random(7)
     train_runs, test_runs = run_windows(train_t, procs), run_windows(test, procs)
     labels: list[str] = []
-    scores: dict[str, list[float]] = {"model": [], "chain": []}
-    flags: dict[str, list[bool]] = {"model": [], "chain": []}
-    cost = {"model": [0.0, 0.0, 0], "chain": [0.0, 0.0, 0]}  # fit s, score s, bytes
+    scores: dict[str, list[float]] = {"model": [], "medium": [], "chain": []}
+    flags: dict[str, list[bool]] = {"model": [], "medium": [], "chain": []}
+    cost = {"model": [0.0, 0.0, 0], "medium": [0.0, 0.0, 0], "chain": [0.0, 0.0, 0]}  # fit s, score s, bytes
+    min_unseen = BehaviorSequenceSettings().min_unseen
     for image in sorted({_image(k[1]) for k in train_runs}):
         train_keys = [k for k, ws in train_runs.items() if _image(k[1]) == image for _ in ws]
         train_w = [w for k, ws in train_runs.items() if _image(k[1]) == image for w in ws]
@@ -252,12 +255,21 @@ def bench_windows(train_t: list[Trace], test: list[Trace], procs: int, fpr: floa
         model = TransitionWindowModel.fit(train_w, target_fpr=fpr, groups=None if no_groups else train_keys)
         cost["model"][2] += len(model.to_bytes())
         t1 = time.perf_counter()
-        res = [model.score(w) for _, w in windows]
+        verdicts = [score_sequence(model, w) for _, w in windows]  # what the engine computes per window
+        seen = [v for v in verdicts if v is not None]
+        assert len(seen) == len(windows), "every emulated window has transitions"
+        res = [v.result for v in seen]
         t2 = time.perf_counter()
-        cost["model"][0] += t1 - t0
-        cost["model"][1] += t2 - t1
+        for k in ("model", "medium"):
+            cost[k][0] += t1 - t0
+            cost[k][1] += t2 - t1
+            cost[k][2] += 0 if k == "model" else len(model.to_bytes())
         scores["model"] += [r.score for r in res]
         flags["model"] += [r.anomalous for r in res]
+        # the engine's medium finding: over the threshold with >= min_unseen unseen transitions
+        # (ranked by unseen transitions up to min_unseen, then by score)
+        scores["medium"] += [v.result.score + 10.0 * min(v.unseen, min_unseen) for v in seen]
+        flags["medium"] += [v.anomalous and v.unseen >= min_unseen for v in seen]
         chain = NgramModel(n=2)
         for w in train_w:
             chain.add_transitions(w)
@@ -268,10 +280,14 @@ def bench_windows(train_t: list[Trace], test: list[Trace], procs: int, fpr: floa
         cost["chain"][1] += time.perf_counter() - t3
         cost["chain"][2] += len(chain.to_json())
     fake = [Trace("w", cls, i, "", []) for i, cls in enumerate(labels)]
-    names = {"model": "window model (kn2+bag)", "chain": "engine chain (unseen bigr.)"}
+    names = {
+        "model": "window model (kn2+bag)",
+        "medium": f"  medium (+{min_unseen} unseen)",
+        "chain": "engine chain (unseen bigr.)",
+    }
     return [
         evaluate(names[k], fake, scores[k], flags[k], cost[k][0], cost[k][1], int(cost[k][2]))
-        for k in ("model", "chain")
+        for k in ("model", "medium", "chain")
     ]
 
 

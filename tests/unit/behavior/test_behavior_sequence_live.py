@@ -54,8 +54,8 @@ def learned(store: Store, settings: BehaviorSettings = SETTINGS) -> BehaviorEngi
 
 
 def test_transitions_round_trip_through_the_store_encoding() -> None:
-    t = {(1, 2): 5, (3, 4): 1, (5, 6): 0}
-    assert decode_transitions(encode_transitions(t)) == {(1, 2): 5, (3, 4): 1}
+    t = {(1, 2): 5, (3, 4): 1, (5, 6): 0, (0xFFFF, 273): 2}  # 0xffff: a thread's first call
+    assert decode_transitions(encode_transitions(t)) == {(1, 2): 5, (3, 4): 1, (0xFFFF, 273): 2}
     assert decode_transitions(b"") == {} and decode_transitions(b"\x00" * 13) == {}  # malformed: nothing
 
 
