@@ -13,7 +13,7 @@ from __future__ import annotations
 import email.parser
 import posixpath
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import structlog
 from debian.deb822 import Deb822
@@ -72,12 +72,27 @@ DPKG_STATUS_D = "/var/lib/dpkg/status.d"
 _SOURCE = re.compile(r"^(\S+)(?:\s+\((\S+)\))?$")
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def _deb822_paragraphs(text: str, skipped: dict[str, int]) -> Iterator[Deb822]:
+    """The paragraphs of a deb822 file, each parsed on its own: a paragraph python-debian refuses
+    (a blank continuation line, a lone surrogate) is counted and skipped, the rest go on."""
+    for block in _PARAGRAPH_BREAK.split(text):
+        if not block.strip():
+            continue
+        try:
+            yield Deb822(block.encode("utf-8", "replace").decode("utf-8").splitlines(keepends=True))
+        except (ValueError, UnicodeError):
+            skipped["dpkg"] = skipped.get("dpkg", 0) + 1
+
+
 def parse_dpkg_status(text: str, os_rel: OsRelease, path: str, skipped: dict[str, int]) -> list[Package]:
     """Installed packages from dpkg status text, with their source package and source version."""
     eco = os_rel.osv_ecosystem or "Debian"
     distro = f"{os_rel.id or 'debian'}-{os_rel.version_id}" if os_rel.version_id else ""
     out: list[Package] = []
-    for para in Deb822.iter_paragraphs(text.splitlines(keepends=True)):
+    for para in _deb822_paragraphs(text, skipped):
         name, version = para.get("Package", ""), para.get("Version", "")
         status = para.get("Status", "install ok installed")
         if not name or not version:

@@ -131,7 +131,7 @@ class TarImageRoot(VirtualRoot):
             return
         missing = []
         parent = posixpath.dirname(path)
-        while parent not in self._nodes:  # create missing parents iteratively (no recursion limit)
+        while parent not in self._nodes and parent != "/":  # missing parents, iteratively
             missing.append(parent)
             parent = posixpath.dirname(parent)
         for p in reversed(missing):
@@ -188,8 +188,22 @@ class TarImageRoot(VirtualRoot):
 
 
 def _member_path(name: str) -> str | None:
-    """A tar member name as an absolute path, ``None`` if it climbs above the root."""
-    while name.startswith("./"):
-        name = name[2:]
-    path = posixpath.normpath("/" + name)
-    return None if path.startswith("/..") else path
+    """A tar member name as a normalised absolute path, ``None`` if it climbs above the root.
+
+    Leading slashes are dropped first: POSIX ``normpath`` keeps a leading ``//``, whose dirname
+    is itself (a member named ``/abs`` once looped the parent walk forever).
+    """
+    depth = 0
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return None
+            parts.pop()
+            continue
+        depth += 1
+        parts.append(part)
+    return "/" + "/".join(parts)

@@ -177,3 +177,18 @@ def test_sandbox_failures_have_a_kind(fn: object, args: tuple[object, ...], limi
         run_isolated(fn, *args, limits=limits)  # type: ignore[arg-type]
     assert err.value.kind == kind, str(err.value)
     assert time.monotonic() - t0 < 15
+
+
+def test_a_paragraph_python_debian_refuses_costs_only_itself() -> None:
+    """Found by the fuzzer: ``Package: \\n : x\\n : `` made Deb822 raise ``ValueError`` (blank
+    continuation line) and the whole dpkg reader was lost; a lone surrogate raised
+    ``UnicodeEncodeError``. Each is now one skipped paragraph."""
+    from agent.vuln.inventory import parse_dpkg_status
+    from agent.vuln.pkgmodel import OsRelease
+
+    good = "Package: a\nStatus: install ok installed\nVersion: 1\n"
+    text = "\n\n".join([good, "Package: \n : \x1e0\n : ", good.replace(": a", ": b"), "Package: c\udfff\nVersion: 2\n"])
+    skipped: dict[str, int] = {}
+    pkgs = parse_dpkg_status(text, OsRelease(id="debian", version_id="12"), "/var/lib/dpkg/status", skipped)
+    assert [p.name for p in pkgs] == ["a", "b", "c?"]
+    assert skipped == {"dpkg": 1}

@@ -108,3 +108,23 @@ def test_deep_layer_paths_do_not_recurse(tmp_path: Path) -> None:
         assert r.is_file("/" + deep)
     finally:
         r.close()
+
+
+def test_absolute_and_climbing_member_names(tmp_path: Path) -> None:
+    """Found by the fuzzer: a member named ``/abs`` normalised to ``//abs``, whose parent walk
+    never reached ``/`` (the merge hung). Absolute names land inside; climbing names are dropped."""
+    files: dict[str, bytes | str | None] = {
+        "/abs": b"1",
+        "//x/y": b"2",
+        "./a/../b": b"3",
+        "../../etc/passwd": b"host",
+        "a/../../c": b"host",
+        "..foo": b"4",
+    }
+    r = TarImageRoot(_docker_save(tmp_path / "img.tar", [files]))
+    try:
+        assert sorted(r.listdir("/")) == ["..foo", "abs", "b", "x"]
+        assert r.read_bytes("/abs") == b"1" and r.read_bytes("/x/y") == b"2" and r.read_bytes("/b") == b"3"
+        assert not r.is_file("/etc/passwd") and not r.is_file("/c")
+    finally:
+        r.close()
