@@ -4,14 +4,16 @@
 Sources: ``ProcessExec`` (filename prefix, ``exe_origin``) and ``ProcSnapshot.suspicious_exes``
 (the /proc scan sees deleted, memfd-backed and not-in-image executables of running processes).
 Executables absent from the image are reported at low severity when
-``detectors.report_not_in_image`` is on.
+``detectors.report_not_in_image`` is on. An exec from a writable directory below a package
+manager (a maintainer script, ``pip install`` running a build tool it unpacked to /tmp) is
+MEDIUM: installing is RG-0003's to report.
 """
 
 from __future__ import annotations
 
 import re
 
-from agent.detectors.spec import Detector, DetectorState, comm_matches, program_names
+from agent.detectors.spec import Detector, DetectorState, comm_matches, container_key, program_names
 from agent.events import ProcessExec, ProcSnapshot
 from agent.findings import Finding, Severity
 
@@ -45,6 +47,11 @@ def evaluate(ev: ProcessExec | ProcSnapshot, state: DetectorState) -> Finding | 
         why = _why(ev.filename, ev.exe_origin, state)
         if not why or comm_matches(ev.comm, state.settings.runtime_comms):
             return None
+        installer = ""
+        if why == "writable_dir":
+            state.remember_exec(ev)  # idempotent: the component recorded it already
+            above = state.lineage.ancestors(container_key(ev), ev.pid)
+            installer = next((p.program for p in above if p.role == "package_manager"), "")
         return SPEC.finding(
             ev,
             f"{program_names(ev)[0]} executed from {'a memfd' if why == 'memfd' else ev.filename}"
@@ -57,8 +64,10 @@ def evaluate(ev: ProcessExec | ProcSnapshot, state: DetectorState) -> Finding | 
                 "uid": ev.uid,
                 "ppid": ev.ppid,
                 "parent": state.parent_comm(ev),
+                **({"package_manager": installer} if installer else {}),
             },
             subject=f"{ev.pid}:{ev.filename}",
+            severity=Severity.MEDIUM if installer else None,
             mitre="T1620" if why in ("memfd", "fd_exec") else "",
         )
     hits = []
@@ -91,9 +100,12 @@ SPEC = Detector(
     description="A program is executed from a world-writable temporary directory (/tmp, "
     "/var/tmp, /dev/shm), from a memfd (fileless) or from a file deleted after start: the "
     "drop-and-run pattern of droppers and miners. Snapshot-only drift (not in image) is low.",
-    false_positives="Installers and test harnesses that unpack to /tmp and run from there; "
-    "JIT runtimes or sandboxes that exec from memfds (some container runtimes re-exec "
-    "themselves via memfd: runc's cloned binary runs before the container starts and carries "
-    "the comm `runc:[...]`).",
+    false_positives="Allowed: the runtime's own processes (runc's memfd clone, "
+    "detectors.runtime_comms). Medium: an exec from /tmp below a package manager (a "
+    "maintainer script, pip running a build tool it unpacked). Learned per image: an exec pair "
+    "seen while learning (installers and test harnesses that unpack to /tmp and run from there) "
+    "is LOW afterwards. Tuned: detectors.writable_exec_dirs, report_not_in_image; "
+    "`riskguardctl baseline allow IMAGE exec 'PARENT>PROGRAM'`. JIT runtimes or sandboxes that "
+    "exec from memfds are reported: disable RG-0004 for them.",
     evaluate=evaluate,
 )

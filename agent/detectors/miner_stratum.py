@@ -14,6 +14,14 @@ from agent.events import FlowWindow, NetConnect, ProcessExec
 from agent.findings import Finding, Severity
 
 
+def _dns_word(word: str, name: str) -> bool:
+    """``word`` in the DNS ``name``; a word ending in "." is a whole label (``pool.`` matches
+    ``pool.minexmr.com`` and ``xmr.pool.example``, not ``db-pool.svc.cluster.local``)."""
+    if not word.endswith("."):
+        return word in name
+    return name.startswith(word) or f".{word}" in name
+
+
 def evaluate(ev: ProcessExec | NetConnect | FlowWindow, state: DetectorState) -> Finding | None:
     s = state.settings
     if isinstance(ev, ProcessExec):
@@ -48,7 +56,7 @@ def evaluate(ev: ProcessExec | NetConnect | FlowWindow, state: DetectorState) ->
     names = sorted(
         n
         for n in ev.dns_names
-        if any(w in n.lower() for w in s.miner_dns_words)
+        if any(_dns_word(w, n.lower()) for w in s.miner_dns_words)
         and not path_matcher(s.miner_dns_ignore)(n.lower().rstrip("."))
     )
     if not names:
@@ -71,8 +79,10 @@ SPEC = Detector(
     description="A command line with stratum+tcp://, xmrig, cpuminer, --donate-level …; DNS "
     "names of mining pools (pool., supportxmr, nanopool …); or a TCP connect to a common "
     "mining-pool port (medium).",
-    false_positives="Services on ports 4444/5555/7777 (e.g. Metasploit labs, adb, game "
-    "servers); hostnames that merely contain `pool.` (the NTP pool is ignored by "
-    "detectors.miner_dns_ignore; add others there).",
+    false_positives="Allowed: DNS names where `pool` is only part of a label (db-pool.svc), the "
+    "NTP pool (detectors.miner_dns_ignore). Medium: a bare connect to a pool port "
+    "(3333/4444/5555/7777 …: also Metasploit labs, adb, game servers). Learned: nothing (not an "
+    "exec-pair shape). Tuned: detectors.miner_ports, miner_words, miner_dns_words, "
+    "miner_dns_ignore.",
     evaluate=evaluate,
 )

@@ -251,7 +251,31 @@ CASES = [
         exe("apt-get", "/usr/bin/apt-get", ("apt-get", "install", "-y", "nmap")),
         {"tool": "apt-get"},
     ),
-    Case("busybox-dpkg", "RG-0003", exe("dpkg", "/bin/dpkg", ("dpkg", "-l")), {"tool": "dpkg"}),
+    Case(
+        "busybox-dpkg-list-is-low",
+        "RG-0003",
+        exe("dpkg", "/bin/dpkg", ("dpkg", "-l")),
+        {"tool": "dpkg", "query_only": True, "severity": Severity.LOW},
+    ),
+    Case(
+        "dpkg-print-architecture-is-low",
+        "RG-0003",
+        exe("dpkg", "/usr/bin/dpkg", ("dpkg", "--print-architecture")),
+        {"severity": Severity.LOW, "subject": "dpkg:query"},
+    ),
+    Case("apk-info-is-low", "RG-0003", exe("apk", "/sbin/apk", ("apk", "info", "-v")), {"severity": Severity.LOW}),
+    Case(
+        "apt-get-install-local-deb",  # the twin of the queries: adds software, MEDIUM
+        "RG-0003",
+        exe("apt-get", "/usr/bin/apt-get", ("apt-get", "install", "-y", "/tmp/app.deb")),
+        {"query_only": False, "severity": Severity.MEDIUM},
+    ),
+    Case(
+        "dpkg-install",
+        "RG-0003",
+        exe("dpkg", "/usr/bin/dpkg", ("dpkg", "-i", "/tmp/app.deb")),
+        {"severity": Severity.MEDIUM, "subject": "dpkg"},
+    ),
     Case("apk-add", "RG-0003", exe("apk", "/sbin/apk", ("apk", "add", "curl")), {"tool": "apk"}),
     Case("pip-install", "RG-0003", exe("pip", "/usr/bin/pip", ("pip", "install", "requests")), {"tool": "pip"}),
     Case("pip-list", "RG-0003", exe("pip", "/usr/bin/pip", ("pip", "list")), None),
@@ -470,6 +494,8 @@ CASES = [
         {"dns_names": ["xmr.supportxmr.com"], "pool_ports": [3333]},
     ),
     Case("dns-ntp-pool", "RG-0012", flow(("0.debian.pool.ntp.org", "pool.ntp.org.")), None),
+    Case("dns-connection-pool-service", "RG-0012", flow(("db-pool.svc.cluster.local", "pgpool.internal")), None),
+    Case("dns-pool-label", "RG-0012", flow(("xmr.pool.example.net",)), {"dns_names": ["xmr.pool.example.net"]}),
     # --- RG-0013 network scans: prior connect attempts are the component's memory --------
     Case(
         "port-scan",
@@ -637,3 +663,14 @@ def test_unix_path_from_saddr(raw: bytes, path: str) -> None:
 
 def test_unix_path_from_bad_hex() -> None:
     assert unix_path_from_saddr("not hex") == ""
+
+
+def test_rg0004_below_a_package_manager_is_medium() -> None:
+    st = DetectorState()
+    st.remember_exec(exe("pip", "/usr/bin/pip", ("pip", "install", "pkg"), pid=4300, ppid=4200, parent="sh"))
+    f = BY_ID["RG-0004"].evaluate(exe("cmake", "/tmp/pip-build-env-x/bin/cmake", ppid=4300, parent="pip"), st)
+    assert f is not None and f.severity is Severity.MEDIUM and f.evidence["package_manager"] == "pip"
+    # the twin: the same drop-and-run below a shell stays HIGH
+    st.remember_exec(exe("sh", "/bin/sh", ("sh",), pid=4301, ppid=4200, parent="containerd-shim"))
+    g = BY_ID["RG-0004"].evaluate(exe("x", "/tmp/x", pid=5001, ppid=4301, parent="sh"), st)
+    assert g is not None and g.severity is Severity.HIGH and "package_manager" not in g.evidence
