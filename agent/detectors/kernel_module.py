@@ -55,7 +55,9 @@ SPEC = Detector(
     mitre="T1547.006",
     description="A containerised process calls init_module or finit_module (high; critical if it "
     "succeeded), or runs insmod/modprobe with a module to load (medium).",
-    false_positives="Privileged infrastructure containers that load drivers (storage/CNI "
-    "plugins, GPU drivers); disable RG-0009 for them.",
+    false_positives="Allowed by default: modprobe queries and removals (-n, -c, -D, -r), loaders "
+    "without a module argument. Learned: an exec pair (sh>modprobe) seen while learning lowers "
+    "the exec finding to LOW; the syscalls never. Tuned: detectors.module_loaders; disable "
+    "RG-0009 for infrastructure containers that load drivers (storage/CNI plugins, GPU drivers).",
     evaluate=evaluate,
 )

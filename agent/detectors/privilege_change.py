@@ -72,7 +72,10 @@ SPEC = Detector(
     mitre="T1548",
     description="A process whose uid is not 0 calls the setuid/setgid family with a 0 id "
     "(becoming root), or any process calls capset (low).",
-    false_positives="su/sudo/newgrp inside containers (rare in production images); daemons "
-    "dropping capabilities at start show as low-severity capset findings.",
+    false_positives="Allowed by default: root dropping privileges (su-exec, gosu, crond running a "
+    "job as its user, daemons switching to their user: setuid to a non-zero id), the runtime's "
+    "own calls (detectors.runtime_comms); capset is low. Learned: nothing (not an exec-pair "
+    "shape). Tuned: disable RG-0006 for images whose non-root users run su/sudo/newgrp on "
+    "purpose (reported high; a failed attempt medium).",
     evaluate=evaluate,
 )

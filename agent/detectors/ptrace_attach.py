@@ -58,7 +58,8 @@ SPEC = Detector(
     mitre="T1055.008",
     description="A process attaches to or writes into another process with ptrace "
     "(ATTACH/SEIZE/POKE*/SETREGS): process injection or memory scraping.",
-    false_positives="Debuggers and profilers (gdb, strace, py-spy) run inside a container on "
-    "purpose; disable RG-0007 for debugging images.",
+    false_positives="Allowed by default: PTRACE_TRACEME and read requests, the runtime's own "
+    "calls. Learned: nothing. Tuned: disable RG-0007 for debugging images whose debuggers and "
+    "profilers (gdb, strace, py-spy) attach on purpose.",
     evaluate=evaluate,
 )

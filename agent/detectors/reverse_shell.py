@@ -76,8 +76,11 @@ SPEC = Detector(
     description="netcat/ncat/socat started with exec-style arguments (nc -e, ncat --sh-exec, "
     "socat EXEC:/SYSTEM:), or a shell started with a socket as stdin or stdout: a bind or "
     "reverse shell.",
-    false_positives="inetd-style services whose children are shells on purpose; socat used as a "
-    "debugging relay to a program. A shell spawned by a legitimate socket-activated service.",
+    false_positives="Allowed by default: netcat and socat without exec-style arguments (clients, "
+    "listeners, relays between two sockets), shells whose stdio are pipes, files or terminals "
+    "(docker exec, HEALTHCHECK, cron, subprocess). Learned: nothing (an `always` rule). Tuned: "
+    "detectors.netcat_names; inetd-style services and CGI servers that hand the client socket "
+    "to a shell script (Python's CGIHTTPRequestHandler) are reported: disable RG-0005 for them.",
     always=True,
     evaluate=evaluate,
 )

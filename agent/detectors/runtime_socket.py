@@ -76,8 +76,8 @@ SPEC = Detector(
     false_positives="Allowed by default: nothing (an `always` rule: learned allowances never lower "
     "it). CI runners (docker-in-docker clients), Portainer, Traefik/watchtower and other tools "
     "mounted with the Docker socket on purpose: disable RG-0011 for them, or exempt their "
-    "containers (response.allow_images). Connects on AF_UNIX reach it only from sources that "
-    "report them (an audit `connect` rule; the eBPF net probe reports TCP only).",
+    "containers (response.allow_images). Connects on AF_UNIX come from the eBPF files probe "
+    "(response.kernel_stop.connect_paths and ebpf.sensitive_paths) or an audit `connect` rule.",
     evaluate=evaluate,
     always=True,
 )
