@@ -221,7 +221,7 @@ class BehaviorEngine:
         }
         if res.deviating or res.mode_deviation or (seq is not None and seq.anomalous):
             # sequence: surprising transitions; window: nearest normal mode, differing features
-            evidence_base.update(explanation(b.model, vec, seq, self.settings.top_features))
+            evidence_base.update(explanation(b.model, vec, seq, self.settings.top_features, b.seq, w.transitions))
         if seq is not None and seq.anomalous:
             self.counters["sequence_anomalous"] += 1
             f = self._finding(

@@ -133,12 +133,20 @@ def nearest_mode(model: DeviationModel, raw: list[float], top: int = 5) -> dict[
 
 
 def explanation(
-    model: DeviationModel | None, raw: list[float], seq: SequenceVerdict | None, top: int = 5
+    model: DeviationModel | None,
+    raw: list[float],
+    seq: SequenceVerdict | None,
+    top: int = 5,
+    seq_model: TransitionWindowModel | None = None,
+    transitions: Mapping[tuple[int, int], int] | None = None,
 ) -> dict[str, Any]:
-    """The two-part evidence of a behaviour finding (``sequence`` and ``window``)."""
+    """The two-part evidence of a behaviour finding (``sequence`` and ``window``); the sequence
+    part names the surprising transitions even when only the feature model flagged the window."""
     out: dict[str, Any] = {}
     if seq is not None:
         out["sequence"] = seq.to_dict()
+        if not seq.surprising and seq_model is not None and transitions:
+            out["sequence"]["surprising_transitions"] = seq_model.explain(transitions, top=top)
     if model is not None:
         out["window"] = nearest_mode(model, raw, top)
     return out

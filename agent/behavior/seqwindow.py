@@ -8,7 +8,11 @@ This model scores such windows with the trace model's views that work on counts:
 - ``kn``: an interpolated Kneser-Ney bigram model (``seqlm.py``) of the training windows'
   summed transitions; a window's score is the count-weighted mean ``-log P(next | previous)``;
 - ``bag``: TF-IDF over the window's transitions, cosine distance to the nearest training
-  window (``seqbag.py``).
+  window (``seqbag.py``);
+- ``novel``: the summed surprisal ``-log P(next | previous)`` of the window's distinct
+  transitions never seen in training, not weighted by count, so a few new transitions (a
+  shell, a network client the image never runs) are not diluted by a busy window's ordinary
+  ones (chosen on the recorded dev split: window AUC 0.906 -> 0.935, FPR 3.0 % -> 2.4 %).
 
 Both are calibrated like the trace model (``seqcalib.py``: k-fold held-out percentiles, rank
 average, threshold at the ``1 - target_fpr`` quantile of the training windows). The model file
@@ -32,7 +36,8 @@ from agent.syscall_table import syscall_name
 
 WINDOW_FORMAT = 1
 KIND = "syscall-transition-windows"
-WINDOW_VIEWS = ("kn", "bag")
+WINDOW_VIEWS = ("kn", "bag", "novel")
+LEGACY_VIEWS = ("kn", "bag")  # models stored before the novelty view
 
 Transitions = Mapping[tuple[int, int], int]
 
@@ -42,7 +47,8 @@ class WindowModelError(ValueError):
 
 
 class _Views:
-    def __init__(self, windows: Sequence[Transitions]) -> None:
+    def __init__(self, windows: Sequence[Transitions], names: Sequence[str] = WINDOW_VIEWS) -> None:
+        self.names = tuple(names)
         total: dict[tuple[int, int], int] = {}
         for w in windows:
             for k, c in w.items():
@@ -53,7 +59,18 @@ class _Views:
         self.bag = TfidfNeighbours(2).fit_bags(list(windows))
 
     def score(self, w: Transitions) -> list[float]:
-        return [self.kn.score_counts(w), self.bag.score_bag(w)]
+        out = {"kn": self.kn.score_counts, "bag": self.bag.score_bag, "novel": self.novelty}
+        return [out[name](w) for name in self.names]
+
+    def novelty(self, w: Transitions) -> float:
+        """Summed surprisal of the window's distinct never-seen transitions, not weighted by
+        count: a few new transitions count as much in a busy window as in a quiet one."""
+        seen = self.kn.grams[2]
+        return sum(
+            -math.log(self.kn.prob([int(a)], int(b)))
+            for (a, b), c in w.items()
+            if c > 0 and (int(a), int(b)) not in seen
+        )
 
 
 @dataclass
@@ -78,6 +95,7 @@ class TransitionWindowModel:
         folds: int = 5,
         seed: int = 42,
         groups: Sequence[Hashable] | None = None,
+        views: Sequence[str] = WINDOW_VIEWS,
     ) -> TransitionWindowModel:
         """Cross-fit on normal windows (empty ones are ignored), calibrate, fit on them all.
 
@@ -96,15 +114,18 @@ class TransitionWindowModel:
         kept = [groups[i] for i in keep] if groups is not None else None
         if kept is not None and len(set(kept)) < folds:
             kept = None
-        held = cross_fit(rows, folds, seed, lambda train: _Views(train).score, kept)
-        model = cls(rows, RankCalibration.from_held(WINDOW_VIEWS, held, target_fpr), target_fpr)
+        names = tuple(views)
+        if not names or set(names) - set(WINDOW_VIEWS):
+            raise WindowModelError(f"views must be a non-empty subset of {WINDOW_VIEWS}, got {names}")
+        held = cross_fit(rows, folds, seed, lambda train: _Views(train, names).score, kept)
+        model = cls(rows, RankCalibration.from_held(names, held, target_fpr), target_fpr)
         model.meta = {"windows": len(rows), "folds": folds, "seed": seed}
         return model
 
     @property
     def views(self) -> _Views:
         if self._views is None:
-            self._views = _Views(self.windows)
+            self._views = _Views(self.windows, self.calibration.views)
         return self._views
 
     def score(self, window: Transitions) -> TraceScore:
@@ -135,13 +156,14 @@ class TransitionWindowModel:
         import numpy as np
 
         header = {"format": WINDOW_FORMAT, "kind": KIND, "target_fpr": self.target_fpr, "meta": self.meta}
+        header["views"] = list(self.calibration.views)
         flat = [(i, a, b, c) for i, w in enumerate(self.windows) for (a, b), c in w.items()]
         arrays: dict[str, Any] = {
             "header": np.array(json.dumps({**header, "threshold": self.threshold})),
             "transitions": np.asarray(flat, dtype=np.int64).reshape(len(flat), 4),
             "windows": np.array([len(self.windows)], dtype=np.int64),
         }
-        for name in WINDOW_VIEWS:
+        for name in self.calibration.views:
             arrays[f"ref_{name}"] = np.asarray(self.calibration.reference[name], dtype=np.float64)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
@@ -162,10 +184,13 @@ class TransitionWindowModel:
             windows: list[dict[tuple[int, int], int]] = [{} for _ in range(n)]
             for i, a, b, c in arrays["transitions"].tolist():
                 windows[i][(a, b)] = c
-            reference = {name: arrays[f"ref_{name}"].astype(float).tolist() for name in WINDOW_VIEWS}
+            names = tuple(str(v) for v in header.get("views", LEGACY_VIEWS))
+            if not names or set(names) - set(WINDOW_VIEWS):
+                raise WindowModelError(f"unknown views {names}")
+            reference = {name: arrays[f"ref_{name}"].astype(float).tolist() for name in names}
             if any(not r for r in reference.values()) or any(not w for w in windows):
                 raise WindowModelError("empty windows or reference scores")
-            calibration = RankCalibration(WINDOW_VIEWS, reference, float(header["threshold"]))
+            calibration = RankCalibration(names, reference, float(header["threshold"]))
             return cls(windows, calibration, float(header["target_fpr"]), dict(header.get("meta", {})))
         except WindowModelError:
             raise

@@ -281,7 +281,7 @@ def bench_windows(train_t: list[Trace], test: list[Trace], procs: int, fpr: floa
         cost["chain"][2] += len(chain.to_json())
     fake = [Trace("w", cls, i, "", []) for i, cls in enumerate(labels)]
     names = {
-        "model": "window model (kn2+bag)",
+        "model": "window (kn2+bag+novel)",
         "medium": f"  medium (+{min_unseen} unseen)",
         "chain": "engine chain (unseen bigr.)",
     }

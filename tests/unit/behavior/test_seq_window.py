@@ -51,7 +51,7 @@ def test_window_fpr_on_held_back_normal_windows_is_within_a_factor_of_two(target
     assert target / 2 <= fpr <= target * 2, fpr
     attacks = [model.score(window([attack_of(rng), markov_trace(rng)])) for _ in range(30)]
     assert sum(r.anomalous for r in attacks) / len(attacks) >= 0.9
-    assert set(attacks[0].views) == {"kn", "bag"}
+    assert set(attacks[0].views) == {"kn", "bag", "novel"}
     reasons = model.explain(window([[43, 33, 59, 101, 101]] * 3 + [markov_trace(rng)]), top=3)
     # ptrace (101) and accept (43) never occur in training: their transitions lead, by surprisal x count.
     assert [r["chain"] for r in reasons] == ["execve->ptrace", "ptrace->ptrace", "accept->dup2"]
@@ -65,6 +65,10 @@ def test_window_model_round_trips_and_rejects_bad_input() -> None:
     again = TransitionWindowModel.from_bytes(model.to_bytes())
     for w in (normal_window(rng), window([attack_of(rng)]), {(1, 2): 0}):
         assert again.score(w) == model.score(w)
+    two = TransitionWindowModel.fit([normal_window(rng) for _ in range(30)], views=("kn", "bag"))
+    assert TransitionWindowModel.from_bytes(two.to_bytes()).calibration.views == ("kn", "bag")
+    with pytest.raises(WindowModelError, match="views must be"):
+        TransitionWindowModel.fit([normal_window(rng) for _ in range(30)], views=("gru",))
     with pytest.raises(WindowModelError, match="at least 5 non-empty windows"):
         TransitionWindowModel.fit([{(1, 2): 1}, {}])
     with pytest.raises(WindowModelError, match="target FPR"):
