@@ -44,9 +44,12 @@ log = structlog.get_logger("agent.response")
 LATENCIES_KEPT = 2048
 
 
-def fast_freeze(engine: ResponseEngine, c: Container, finding: Finding) -> tuple[Verdict, ActionRecord | None]:
+def fast_freeze(
+    engine: ResponseEngine, c: Container, finding: Finding, marks: list[int] | None = None
+) -> tuple[Verdict, ActionRecord | None]:
     """Decide on ``finding`` and, when the verdict is a freeze, record and apply it now, on the
-    calling thread; no output, no evidence (the caller's worker adds them after)."""
+    calling thread; no output, no evidence (the caller's worker adds them after). ``marks`` gets
+    the CLOCK_MONOTONIC ns when the intent is recorded and when the freeze is confirmed."""
     _known, target = engine.guards.resolve(c.id)
     with engine._decide_lock:
         verdict = decide(finding, engine.settings, engine.policy, time.time(), target)
@@ -94,7 +97,11 @@ def fast_freeze(engine: ResponseEngine, c: Container, finding: Finding) -> tuple
         )
         for observer in engine.intent_observers:
             observer(action_id, c, handler.name)
+        if marks is not None:
+            marks.append(time.monotonic_ns())
         result = handler.apply(Request(container=c, method=method, dry_run=dry, reason=verdict.reason, finding=finding))
+        if marks is not None:
+            marks.append(time.monotonic_ns())
         state = dict(result.state)
         used = handler.method_used(state, method)
         if result.ok:
@@ -171,8 +178,9 @@ class FastPath:
         self.last_stop: KernelStop | None = None
         # Called with each stop and whether it froze, after the task was continued (benchmarks).
         self.observers: list[Callable[[KernelStop, bool], None]] = []
-        # (syscall -> record handled ms, handled -> frozen ms) of the same stops.
-        self.phases: deque[tuple[float, float]] = deque(maxlen=LATENCIES_KEPT)
+        # (syscall -> record handled, handled -> intent recorded, intent -> frozen), ms, of the
+        # same stops.
+        self.phases: deque[tuple[float, float, float]] = deque(maxlen=LATENCIES_KEPT)
 
     def rules_for(self, c: Container) -> int:
         return self.rules.rules_for(c)
@@ -189,9 +197,11 @@ class FastPath:
             log.warning("kernel_stop_unknown_container", pid=stop.pid, cgroup_id=stop.cgroup_id, rule=stop.rule)
             return
         finding = self._finding(c, stop)
-        verdict, rec = self.engine.fast_freeze(c, finding)
-        frozen = rec is not None and rec.phase == "confirmed" and not rec.dry_run
-        frozen_ns = time.monotonic_ns()
+        marks: list[int] = []
+        verdict, rec = self.engine.fast_freeze(c, finding, marks)
+        frozen = rec is not None and rec.phase == "confirmed" and not rec.dry_run and len(marks) == 2
+        # Frozen: the freezer read back FROZEN (the confirmed record follows right after).
+        frozen_ns = marks[1] if frozen else time.monotonic_ns()
         if not frozen:
             # A freeze applied concurrently by the normal path holds the container's lock.
             with self.engine._lock(c.id):
@@ -200,7 +210,7 @@ class FastPath:
         if frozen:
             self.counters["frozen"] += 1
             self.latencies.append((stop.rule, (frozen_ns - stop.ts_ns) / 1e6))
-            self.phases.append(((t0 - stop.ts_ns) / 1e6, (frozen_ns - t0) / 1e6))
+            self.phases.append(((t0 - stop.ts_ns) / 1e6, (marks[0] - t0) / 1e6, (frozen_ns - marks[0]) / 1e6))
         else:
             self.counters["continued_unfrozen"] += 1
         for observer in self.observers:

@@ -20,7 +20,7 @@ The in-kernel first response is timed in the same run, interleaved too: ``cat /e
 typed into the container's loop; the probe stops cat at its open (SIGSTOP) and the response's
 fast path freezes the container from the must-act record. Both figures use the kernel's clock
 from the open's entry: to the moment cat takes its SIGSTOP (``signal:signal_deliver``, in µs),
-and to the confirmed freeze (ms).
+and to the freeze confirmed by reading the freezer back (ms).
 
 Usage: .venv/bin/python scripts/bench/response_freeze.py [--trials 100] [--source auto|ebpf|synthetic]
 """
@@ -81,7 +81,7 @@ def summary(ms: list[float]) -> dict[str, float]:
 
 
 class Bench:
-    def __init__(self, client: Any, tmp: Path, source: str, connections: str = "before") -> None:
+    def __init__(self, client: Any, tmp: Path, source: str, connections: str = "before", boost: bool = True) -> None:
         self.client = client
         self.paths = HostPaths()
         self.target = client.containers.run(
@@ -293,6 +293,7 @@ class Bench:
             "kernel_stopped_us": [],
             "kernel_frozen": [],
             "kernel_delivery": [],
+            "kernel_intent": [],
             "kernel_handling": [],
         }
         kernel = self.source_name == "ebpf" and self.ebpf is not None and self.ebpf.act.available
@@ -307,8 +308,9 @@ class Bench:
                 stopped_us, frozen_ms = self.kernel_trial()
                 out["kernel_stopped_us"].append(stopped_us)
                 out["kernel_frozen"].append(frozen_ms)
-                delivery, handling = self.response.fast.phases[-1]
+                delivery, intent, handling = self.response.fast.phases[-1]
                 out["kernel_delivery"].append(delivery)
+                out["kernel_intent"].append(intent)
                 out["kernel_handling"].append(handling)
             time.sleep(0.005)
         return out
@@ -393,6 +395,7 @@ def main() -> int:
             results[cond]["kernel_stop_time_missing"] = len(data["kernel_stopped_us"]) - len(stopped)
             results[cond]["kernel_frozen"] = summary(data["kernel_frozen"])
             results[cond]["kernel_delivery"] = summary(data["kernel_delivery"])
+            results[cond]["kernel_intent"] = summary(data["kernel_intent"])
             results[cond]["kernel_handling"] = summary(data["kernel_handling"])
     if args.json:
         print(json.dumps(results, indent=2))
@@ -423,7 +426,8 @@ def main() -> int:
                 ("kernel_stopped_us", "syscall → stopped", "µs"),
                 ("kernel_frozen", "syscall → frozen", "ms"),
                 ("kernel_delivery", "  → record handled", "ms"),
-                ("kernel_handling", "  handled → frozen", "ms"),
+                ("kernel_intent", "  → intent recorded", "ms"),
+                ("kernel_handling", "  → frozen (read back)", "ms"),
                 ("docker_pause", "docker pause", "ms"),
             ):
                 s = r.get(key) or {}
