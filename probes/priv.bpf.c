@@ -39,9 +39,14 @@ static __always_inline int rg_priv_enter(const u64 *w, u64 cg, u32 nr)
     for (int i = 0; i < 6; i++)
         ev.args[i] = rg_arg(w, i);
 #if defined(RG_ACT) && defined(RG_NR_UNSHARE)
-    /* Namespace escape: stop the task (act.h) where the cgroup enforces RG_RULE_NS. */
+    /* Namespace escape: stop the task (act.h) where the cgroup enforces RG_RULE_NS. A setns by
+     * "runc:[...]" is the runtime's own `runc exec` joining the container (newer runc enters
+     * the cgroup first, CLONE_INTO_CGROUP): not stopped here; the priv event below still
+     * reaches the detector. */
     if ((nr == RG_NR_UNSHARE && (ev.args[0] & RG_CLONE_NS_FLAGS)) || nr == RG_NR_SETNS || nr == RG_NR_MOUNT) {
-        if (rg_act_rules(cg) & RG_RULE_NS)
+        int runtime = nr == RG_NR_SETNS && ev.h.comm[0] == 'r' && ev.h.comm[1] == 'u' && ev.h.comm[2] == 'n' &&
+                      ev.h.comm[3] == 'c' && ev.h.comm[4] == ':' && ev.h.comm[5] == '[';
+        if (!runtime && (rg_act_rules(cg) & RG_RULE_NS))
             rg_act(cg, RG_RULE_NS, (s32)nr, nr == RG_NR_MOUNT ? ev.args[3] : ev.args[0], 0);
     }
 #endif

@@ -14,6 +14,7 @@ open is still reported.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -135,3 +136,18 @@ def test_a_quarantined_container_is_still_frozen_by_a_kernel_stop(kstop: KStop) 
     released = engine.release(cid)
     assert {r.action for r in released} == {"quarantine", "freeze"}
     wait_for(lambda: k.file_in("enforce", "/tmp/done2").exists(), timeout=10, what="the session to resume")
+
+
+def test_docker_exec_into_an_enforcing_container_is_not_stopped(kstop: KStop) -> None:  # noqa: F811
+    # The runtime's own setns (runc init joining the container's namespaces) and an operator's
+    # shell are no namespace escape.
+    k = kstop
+    out = subprocess.run(
+        ["docker", "exec", k.records["enforce"].id, "sh", "-c", "echo hello; cat /etc/passwd >/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0 and out.stdout == "hello\n", out
+    assert k.freezer_state("enforce") == "THAWED"
+    assert not k.response.engine.records.active(k.records["enforce"].id)
