@@ -124,7 +124,12 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 #ifdef RG_ACT
     /* Exec from a writable or memory path (rg_exec_stop) where the cgroup enforces
      * RG_RULE_EXEC: stopped before the new program's first instruction (act.h). */
-    if (rg_act_rules(cg) & RG_RULE_EXEC) {
+    /* Not when the parent is the runtime ("runc", "runc:[...]"): newer runc starts `runc init`
+     * inside the container's cgroup and execs its cloned binary from a memfd; the detector still
+     * sees the exec. */
+    int runtime = ev->parent_comm[0] == 'r' && ev->parent_comm[1] == 'u' && ev->parent_comm[2] == 'n' &&
+                  ev->parent_comm[3] == 'c' && (ev->parent_comm[4] == 0 || ev->parent_comm[4] == ':');
+    if (!runtime && (rg_act_rules(cg) & RG_RULE_EXEC)) {
         struct rg_prefix_key key = {.prefixlen = RG_PREFIX_LEN * 8};
         __builtin_memcpy(key.data, ev->filename, RG_PREFIX_LEN);
         if (rg_exec_stop.lookup(&key))
