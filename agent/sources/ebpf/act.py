@@ -140,22 +140,27 @@ class ActReader:
                 self._set_realtime(True)
         return 0
 
-    def run(self, stop: threading.Event, containers: Callable[[], Iterable[Container]]) -> None:
-        """The ``ebpf-act`` thread: handle must-act records as they come; refresh rule masks."""
+    def run(self, stop: threading.Event) -> None:
+        """The ``ebpf-act`` thread: handle must-act records as they come, nothing else."""
         from bcc.libbcc import lib
 
         self._prioritise()
-        next_refresh = time.monotonic() + RULES_REFRESH_SECONDS
         while not stop.is_set() and self._rb is not None:
             try:
                 lib.bpf_poll_ringbuf(self._rb, POLL_MS)
-                if time.monotonic() >= next_refresh:
-                    next_refresh = time.monotonic() + RULES_REFRESH_SECONDS
-                    for c in containers():
-                        self.update(c)
             except Exception as exc:
                 log.warning("ebpf_act_poll_failed", error=repr(exc))
                 time.sleep(0.1)
+
+    def refresh(self, stop: threading.Event, containers: Callable[[], Iterable[Container]]) -> None:
+        """The ``ebpf-act-rules`` thread (an ordinary one): recompute every container's rule mask
+        every RULES_REFRESH_SECONDS (learning periods end, allowances and overrides change)."""
+        while not stop.wait(RULES_REFRESH_SECONDS):
+            try:
+                for c in containers():
+                    self.update(c)
+            except Exception as exc:
+                log.warning("ebpf_act_rules_refresh_failed", error=repr(exc))
 
     def _prioritise(self) -> None:
         """Run this thread under SCHED_FIFO (``response.kernel_stop.realtime``): a must-act record

@@ -195,12 +195,13 @@ class EbpfSource:
             reader.start()
             self._threads.append(reader)
         if self.act.available:
-            act = threading.Thread(
-                target=self.act.run, args=(self._stop, self.ctx.registry.all if self.ctx else list), name="ebpf-act",
-                daemon=True,
-            )  # fmt: skip
-            act.start()
-            self._threads.append(act)
+            act = threading.Thread(target=self.act.run, args=(self._stop,), name="ebpf-act", daemon=True)
+            rules = threading.Thread(
+                target=self.act.refresh, args=(self._stop, ctx.registry.all), name="ebpf-act-rules", daemon=True
+            )
+            for t in (act, rules):
+                t.start()
+                self._threads.append(t)
         if "syscalls" in loaded:
             self.counts.window_start = time.time()
             win = threading.Thread(target=self._window_loop, name="ebpf-windows", daemon=True)
