@@ -14,10 +14,10 @@ one baseline):
 2. *scoring*: each window gets a ``WindowResult`` (feature model) and a sequence verdict on
    its syscall transitions (``seqlive.py``); deviating windows, unusual transition sequences,
    mode deviations, peer outliers and unseen sensitive syscall chains become findings, each
-   behaviour finding explained by its surprising transitions and by the nearest normal mode
-   and the features that differ from it; clean, untainted windows
-   extend the training set, and the models are refitted every
-   ``refit_seconds`` unless an operator froze the baseline.
+   explained by its surprising transitions, the nearest normal mode and the features that
+   differ from it; a window without syscall counts where learning always had some is a
+   measurement gap, not scored; clean, untainted windows extend the training set (refits
+   every ``refit_seconds`` unless an operator froze the baseline).
 """
 
 from __future__ import annotations
@@ -45,15 +45,8 @@ from agent.store import Store
 
 log = structlog.get_logger("agent.behavior")
 
-__all__ = [
-    "DETECTOR_CHAIN",
-    "DETECTOR_DEVIATION",
-    "DETECTOR_MODE",
-    "DETECTOR_PEER",
-    "DETECTOR_SEQUENCE",
-    "BehaviorEngine",
-    "ScoredWindow",
-]
+__all__ = ["DETECTOR_CHAIN", "DETECTOR_DEVIATION", "DETECTOR_MODE", "DETECTOR_PEER", "DETECTOR_SEQUENCE"]
+__all__ += ["BehaviorEngine", "ScoredWindow"]
 
 DETECTOR_DEVIATION = "behavior.deviation"
 DETECTOR_MODE = "behavior.mode_deviation"
@@ -174,6 +167,9 @@ class BehaviorEngine:
                     self.counters["not_learned_behaviour_finding"] += 1
                 out.append(sw)
                 self._maybe_fit(b, t)
+            elif b.model.syscall_gap(vec):  # the kernel's counts missed this window
+                self.counters["syscall_gap"] += 1
+                out.append(ScoredWindow(window=w, key=key, learning=False))
             else:
                 to_score.setdefault(key, []).append((w, vec))
         for key, items in to_score.items():

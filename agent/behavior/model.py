@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.behavior.features import FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, SCALE_FLOOR, transform
+from agent.behavior.features import FEATURE_INDEX, FEATURE_NAMES, FEATURE_VERSION, N_FEATURES, SCALE_FLOOR, transform
 from agent.behavior.scorers import EcodScorer, IForestScorer
 from agent.settings.behavior import BehaviorSettings
 
@@ -239,6 +239,13 @@ class DeviationModel:
                 )
             )
         return results
+
+    def syscall_gap(self, raw: Sequence[float]) -> bool:
+        """True for a window without syscall counts when (nearly) every training window had
+        some: the sources' separate window timers can leave an aggregator window without a
+        kernel syscall window, a missing measurement rather than behaviour."""
+        i = FEATURE_INDEX["syscall_rate"]
+        return float(raw[i]) <= 0.0 and float(self.raw_low[i]) > 0.0
 
     def scores_only(self, raw: Array) -> Array:
         """The raw detector scores of rows (the fast path benchmarks measure)."""

@@ -108,3 +108,12 @@ def test_sequence_part_can_be_switched_off(tmp_path) -> None:  # type: ignore[no
     engine = learned(Store(tmp_path / "c.db"), off)
     assert engine.baselines[IMAGE].model is not None and engine.baselines[IMAGE].seq is None
     assert {m["kind"] for m in engine.db.model_versions(IMAGE)} == {"deviation", "chain"}
+
+
+def test_a_window_the_kernel_counts_missed_is_a_gap_not_a_deviation(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = learned(Store(tmp_path / "d.db"))
+    w = normal_window(random.Random(5), 4000, container(9))
+    empty = replace(w, syscalls={}, transitions={})  # /proc and exec events arrived, no syscall window
+    (s,) = engine.process([empty], now=empty.end)
+    assert s.result is None and not s.findings and not s.learned
+    assert engine.counters["syscall_gap"] == 1
