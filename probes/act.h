@@ -20,6 +20,8 @@
  *                      their image's learned allowances explain. No entry: observe (nothing is
  *                      ever stopped).
  *        rg_exec_stop  LPM trie of exec path prefixes (RG_RULE_EXEC)
+ *        rg_act_comm_ok hash comm -> 1: programs whose opens of the stop paths are their job
+ *                      (detectors.credential_consumers): RG_RULE_OPEN does not stop them
  *        rg_act_stop   LRU hash tgid -> {syscall ts, stop ts}: the stop time is written by the
  *                      signal:signal_deliver hook when the task takes the SIGSTOP (the moment
  *                      it stops); user space reads and deletes it (bench, records)
@@ -56,6 +58,10 @@ struct rg_act_event {
     char path[RG_PATH_LEN]; /* the path opened / connected to / executed ("" for ns calls) */
 };
 
+struct rg_comm {
+    char c[16];
+};
+
 struct rg_act_time {
     u64 syscall_ns;
     u64 stop_ns;
@@ -65,6 +71,7 @@ struct rg_act_time {
 #define RG_ACT 1
 BPF_HASH(rg_act_mask, u64, u32, RG_MAX_CGROUPS);
 BPF_LPM_TRIE(rg_exec_stop, struct rg_prefix_key, u32, 64);
+BPF_HASH(rg_act_comm_ok, struct rg_comm, u8, 256);
 BPF_TABLE("lru_hash", u32, struct rg_act_time, rg_act_stop, 4096);
 BPF_PERCPU_ARRAY(rg_act_scratch, struct rg_act_event, 1);
 BPF_RINGBUF_OUTPUT(rg_act_events, 8);
@@ -74,6 +81,16 @@ static __always_inline u32 rg_act_rules(u64 cg)
 {
     u32 *m = rg_act_mask.lookup(&cg);
     return m ? *m : 0;
+}
+
+/* The current task's comm is one whose opens of stop paths are its job (su, sshd, passwd ...:
+ * detectors.credential_consumers): the open rule leaves it to the detector, which judges the
+ * executable, not a name any process can take. */
+static __always_inline int rg_act_comm_exempt(void)
+{
+    struct rg_comm k = {};
+    bpf_get_current_comm(&k.c, sizeof(k.c));
+    return rg_act_comm_ok.lookup(&k) != 0;
 }
 
 /* Stop the current task for rule and send the must-act record; path is a kernel buffer

@@ -34,6 +34,7 @@ log = structlog.get_logger("agent.sources.ebpf")
 # period, an operator's allowance, an override changed by a reload).
 RULES_REFRESH_SECONDS = 5.0
 POLL_MS = 100
+COMM_LEN = 15
 SWITCH_INTERVAL = 5e-5  # seconds: the GIL hand-over interval while a must-act record is handled
 
 
@@ -52,8 +53,10 @@ class KernelActs(Protocol):
 class ActReader:
     """The must-act ring buffer's reader thread and the ``rg_act_mask`` / ``rg_exec_stop`` maps."""
 
-    def __init__(self, settings: KernelStopSettings) -> None:
+    def __init__(self, settings: KernelStopSettings, open_exempt: Iterable[str] = ()) -> None:
         self.settings = settings
+        # Programs whose opens of the stop paths are their job (detectors.credential_consumers).
+        self.open_exempt = tuple(open_exempt)
         self.acts: KernelActs | None = None
         self.bpf: Any = None
         self.records = 0
@@ -89,6 +92,11 @@ class ActReader:
         self._rb = rb
         if self.settings.exec_prefixes:
             fill_prefix_trie(bpf[b"rg_exec_stop"], dict.fromkeys(self.settings.exec_prefixes, 1))
+        comms = bpf[b"rg_act_comm_ok"]
+        for name in self.open_exempt:
+            key = comms.Key()
+            key.c = name.encode()[:COMM_LEN]  # as the kernel truncates comm (TASK_COMM_LEN - 1)
+            comms[key] = ctypes.c_ubyte(1)
         return True
 
     def close(self) -> None:

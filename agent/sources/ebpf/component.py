@@ -81,11 +81,13 @@ class EbpfSource:
         include_host: bool,
         kernel_stop: KernelStopSettings | None = None,
         acts: KernelActs | None = None,
+        open_exempt: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         # The in-kernel first response (probes/act.h): its tables and must-act reader; acts is
-        # the response's fast path (None: the kernel stops nothing).
-        self.act = ActReader(kernel_stop or KernelStopSettings())
+        # the response's fast path (None: the kernel stops nothing); open_exempt the programs
+        # whose opens of the stop paths are their job (detectors.credential_consumers).
+        self.act = ActReader(kernel_stop or KernelStopSettings(), open_exempt)
         self.act.acts = acts
         self.window_seconds = window_seconds
         self.include_host = include_host
@@ -380,4 +382,11 @@ def build(ctx: AgentContext, acts: KernelActs | None = None) -> EbpfSource | Non
     cfg = ctx.config
     if not cfg.ebpf.enabled:
         return None
-    return EbpfSource(cfg.ebpf, cfg.behavior.window_seconds, cfg.runtime.include_host, cfg.response.kernel_stop, acts)
+    return EbpfSource(
+        cfg.ebpf,
+        cfg.behavior.window_seconds,
+        cfg.runtime.include_host,
+        cfg.response.kernel_stop,
+        acts,
+        cfg.detectors.credential_consumers,
+    )

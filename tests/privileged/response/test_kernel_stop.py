@@ -96,6 +96,19 @@ def test_benign_twins_are_never_stopped(kstop: KStop) -> None:  # noqa: F811
     k.type_in("enforce", "cat /etc/passwd > /tmp/pw; echo ok > /tmp/pw.done")
     wait_for(lambda: k.file_in("enforce", "/tmp/pw.done").exists(), timeout=10, what="the passwd read to finish")
     assert k.file_in("enforce", "/tmp/pw").read_bytes() == k.file_in("enforce", "/etc/passwd").read_bytes()
+    # A credential tool doing its job (detectors.credential_consumers): passwd rewrites
+    # /etc/shadow in the enforcing container and is not stopped (the detector judges it).
+    k.type_in(
+        "enforce",
+        "ln -sf /bin/busybox /bin/passwd; printf 'Pw12345x\\nPw12345x\\n' | passwd root && echo ok > /tmp/pw.changed",
+    )
+    wait_for(lambda: k.file_in("enforce", "/tmp/pw.changed").exists(), timeout=10, what="passwd to finish")
+    assert k.freezer_state("enforce") == "THAWED"
+    assert k.file_in("enforce", "/etc/shadow").read_text().startswith("root:$"), "passwd changed nothing"
+    wait_for(
+        lambda: [e for e in k.events if isinstance(e, FileOpen) and e.comm == "passwd"],
+        what="passwd's shadow open reported",
+    )
     # Observe mode: the shadow read runs to its end, the container is never frozen, and the
     # open is still reported.
     observe = k.records["observe"]
