@@ -135,11 +135,19 @@ class TerminalSafeWriter:
         return getattr(self.stream, name)
 
 
+HUMAN_FORMATS = ("table", "markdown")
+
+
 def machine_output(args: argparse.Namespace) -> bool:
-    """True when the command prints JSON/YAML (kept exact), False for human-readable output."""
+    """True when the command prints a machine format (``--json``, an export, any ``--format``
+    but table/markdown: JSON, JSON lines, SARIF, CycloneDX, YAML), kept exact; False for
+    human-readable output."""
     if getattr(args, "json", False) or getattr(args, "export", None):
         return True
-    return getattr(args, "format", None) in ("json", "jsonl")
+    fmt = getattr(args, "format", None)
+    if hasattr(args, "export"):
+        fmt = None  # a --format that only shapes an export (netpolicy): no export, human output
+    return fmt is not None and fmt not in HUMAN_FORMATS
 
 
 @contextlib.contextmanager

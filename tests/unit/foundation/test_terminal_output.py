@@ -114,3 +114,18 @@ def test_console_log_rendering_escapes_values_and_json_stays_exact() -> None:
         assert json.loads(out.getvalue())["container_name"] == name
     finally:
         configure_logging("warning", "json", stream=io.StringIO())
+
+
+def test_machine_formats_are_never_rewritten() -> None:
+    from argparse import Namespace
+
+    from agent.textsafe import machine_output
+
+    assert machine_output(Namespace(json=True))
+    for fmt in ("json", "jsonl", "sarif", "cyclonedx"):
+        assert machine_output(Namespace(format=fmt)), fmt
+    assert not machine_output(Namespace(format="table")) and not machine_output(Namespace(format="markdown"))
+    assert not machine_output(Namespace(json=False))
+    # netpolicy: --format shapes an export only
+    assert not machine_output(Namespace(json=False, export=None, format="yaml"))
+    assert machine_output(Namespace(json=False, export="networkpolicy", format="yaml"))
