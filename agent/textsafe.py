@@ -142,8 +142,8 @@ def machine_output(args: argparse.Namespace) -> bool:
     """True when the command prints a machine format (``--json``, an export, any ``--format``
     but table/markdown: JSON, JSON lines, SARIF, CycloneDX, YAML), kept exact; False for
     human-readable output."""
-    if getattr(args, "json", False) or getattr(args, "export", None):
-        return True
+    if getattr(args, "json", False) or getattr(args, "export", None) or getattr(args, "action", None) == "export":
+        return True  # --json, netpolicy --export, baseline export
     fmt = getattr(args, "format", None)
     if hasattr(args, "export"):
         fmt = None  # a --format that only shapes an export (netpolicy): no export, human output

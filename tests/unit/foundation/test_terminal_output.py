@@ -129,3 +129,4 @@ def test_machine_formats_are_never_rewritten() -> None:
     # netpolicy: --format shapes an export only
     assert not machine_output(Namespace(json=False, export=None, format="yaml"))
     assert machine_output(Namespace(json=False, export="networkpolicy", format="yaml"))
+    assert machine_output(Namespace(json=False, action="export"))  # baseline export IMAGE > FILE
