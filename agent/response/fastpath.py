@@ -171,7 +171,8 @@ class FastPath:
     def __init__(self, engine: ResponseEngine, worker: ActionWorker, allowances: Any = None) -> None:
         self.engine = engine
         self.worker = worker
-        self.rules = KernelRules(engine.settings, engine.guards, allowances)
+        disabled = engine.ctx.config.detectors.disabled
+        self.rules = KernelRules(engine.settings, engine.guards, allowances, disabled)
         self.counters: Counter[str] = Counter()
         # (rule, syscall -> frozen ms) of the last stops that froze their container.
         self.latencies: deque[tuple[str, float]] = deque(maxlen=LATENCIES_KEPT)

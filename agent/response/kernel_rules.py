@@ -7,6 +7,7 @@ or exempt, not allow-listed, its effective mode (after overrides) is enforce, an
 caps it below a freeze. The exec rule also needs the image's learned allowances: while the
 image's baseline learns, or when it ran a program from a stop prefix during learning (or an
 operator allowed one), the kernel does not stop execs there (the detector still reports them).
+A rule whose detector the operator disabled (``detectors.disabled``) is off too.
 Everything else is observe: the kernel stops nothing.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -68,10 +70,14 @@ class KernelRules:
     """Computes each container's rule bits from the response settings, the guards and the
     image's allowances (``agent.behavior.allowances.Allowances``, optional)."""
 
-    def __init__(self, settings: ResponseSettings, guards: Guards, allowances: Any = None) -> None:
+    def __init__(
+        self, settings: ResponseSettings, guards: Guards, allowances: Any = None, disabled: Iterable[str] = ()
+    ) -> None:
         self.settings = settings
         self.guards = guards
         self.allowances = allowances
+        # Detectors the operator turned off (detectors.disabled): their kernel rules are off too.
+        self.disabled = frozenset(disabled)
 
     def wanted(self) -> int:
         """The bits of the configured rules (0 when the kernel response is off)."""
@@ -82,7 +88,8 @@ class KernelRules:
             return 0
         bits = 0
         for name in ks.rules:
-            bits |= RULE_BITS[name]
+            if RULE_DETECTORS[name][0] not in self.disabled:
+                bits |= RULE_BITS[name]
         return bits
 
     def rules_for(self, c: Container) -> int:

@@ -76,6 +76,9 @@ def test_global_observe_dry_run_disabled_and_ladder_stop_everything(host_tree: H
     kr, reg = rules(host_tree, kernel_stop={"rules": ["open"]})
     reg.upsert(c)
     assert kr.rules_for(c) == RULE_BITS["open"]
+    s = ResponseSettings(mode="enforce")
+    off = KernelRules(s, Guards(host_tree, reg, s), None, disabled=["RG-0011", "RG-0008"])
+    assert off.rules_for(c) == RULE_BITS["open"] | RULE_BITS["exec"], "disabled detectors' rules"
 
 
 def test_exec_rule_waits_for_learning_and_respects_learned_writable_execs(host_tree: HostPaths, tmp_path: Path) -> None:
