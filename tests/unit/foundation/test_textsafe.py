@@ -56,6 +56,9 @@ def test_loads_json_cleans_keys_and_strings() -> None:
     got = loads_json(b'{"m": "bad \\udfff \\u001b[2Jname", "\\ud800k": ["\\u0007x", 1, null]}')
     assert got == {"m": "bad \ufffd name", "\ufffdk": ["x", 1, None]}
     json.dumps(got, ensure_ascii=False).encode("utf-8")
+    assert loads_json('{"raw": "a\x9b1mb\x7f"}') == {"raw": "a1mb"}  # raw C1/DEL: no escape needed
+    plain = loads_json('{"msg": "GET /index.html 200", "n": [1, 2]}')
+    assert plain == {"msg": "GET /index.html 200", "n": [1, 2]}
     with pytest.raises(ValueError):
         loads_json("{not json")
 
