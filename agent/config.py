@@ -167,8 +167,8 @@ def _trusted_owners() -> set[int]:
 
 def _check_directories(path: Path, source: str, owners: set[int]) -> None:
     """Every directory from the config's real location up to ``/`` must be owned by a trusted
-    user and not writable by group or others unless sticky (``/tmp``): otherwise someone else
-    could swap the file."""
+    user and not writable by group or others unless sticky (``/tmp``) or mounted read-only:
+    otherwise someone else could swap the file."""
     for d in [path.parent, *path.parent.parents]:
         try:
             st = d.stat()
@@ -176,18 +176,28 @@ def _check_directories(path: Path, source: str, owners: set[int]) -> None:
             raise ConfigError(source, [f"(file): cannot check directory {d}: {exc.strerror}"]) from None
         if st.st_uid not in owners:
             raise ConfigError(source, [f"(file): directory {d} is owned by uid {st.st_uid}, not root"])
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX and not _read_only(d):
             raise ConfigError(
                 source,
                 [f"(file): directory {d} (mode {stat.S_IMODE(st.st_mode):04o}) is writable by group or others"],
             )
 
 
+def _read_only(d: Path) -> bool:
+    """Whether ``d`` is on a read-only mount (a Kubernetes ConfigMap volume mounted ``readOnly``:
+    its directories are 0777, yet nobody can write them)."""
+    try:
+        return bool(os.statvfs(d).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def read_trusted(path: Path) -> str:
     """The text of ``path`` once it is trusted like sshd/sudo trust theirs: a regular file (opened
     without blocking, so a FIFO is refused, not waited on), owned by root (or by the running user
     when not root), not writable by group or others, in directories (real path, up to ``/``)
-    nobody else can write. Checks are made on the open descriptor; any failure is a ``ConfigError``."""
+    nobody else can write (sticky, or a read-only mount, is fine). Checks are made on the open
+    descriptor; any failure is a ``ConfigError``."""
     source = str(path)
     owners = _trusted_owners()
     try:
