@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from agent.events import NetConnect
 from tests.privileged.response.kstop_harness import KStop, running_kstop
 from tests.support import need, need_tool, wait_for
 
@@ -113,6 +114,15 @@ def test_a_runtime_socket_connect_is_stopped_before_the_request(rules: tuple[KSt
     _stopped_and_frozen(k, "sock", "RG-0011")
     time.sleep(0.5)
     assert fake.received == b"", "the request reached the runtime socket before the freeze"
+    # The ordinary path sees the same connect (for the detector): a NetConnect on AF_UNIX.
+    wait_for(
+        lambda: [
+            e
+            for e in k.events
+            if isinstance(e, NetConnect) and e.family == socket.AF_UNIX and e.daddr == "/var/run/docker.sock"
+        ],
+        what="the AF_UNIX connect reported",
+    )
     assert not k.file_in("sock", "/tmp/done").exists()
     _release(k, "sock")
     wait_for(lambda: k.file_in("sock", "/tmp/done").exists(), timeout=10, what="the session to resume")
