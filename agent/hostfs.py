@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from pathlib import Path
 class HostPaths:
     """Roots of the host's kernel and runtime interfaces."""
 
+    root: Path = Path("/")  # where the host's ``/`` is mounted (``host.root``: ``/host`` in a DaemonSet)
     proc: Path = Path("/proc")
     sys: Path = Path("/sys")
     cgroup: Path = Path("/sys/fs/cgroup")
@@ -53,6 +55,13 @@ class HostPaths:
         """A path from the config: an absolute one as given, a relative one (every default:
         ``alerts.jsonl``, ``vulndb.sqlite``…) under the state directory (``state.dir``)."""
         return self.state / configured
+
+    def host(self, path: str | os.PathLike[str]) -> Path:
+        """A path as the host names it (Docker inspect's overlay2 dirs, ``LogPath``, a mount
+        source) re-rooted under ``root``; ``..`` cannot climb above it, a relative path is
+        taken from the host's ``/``."""
+        rel = posixpath.normpath("/" + os.fspath(path)).lstrip("/")
+        return self.root / rel if rel else self.root
 
     # --- /proc ---------------------------------------------------------------------------
     def pid_dir(self, pid: int) -> Path:

@@ -114,16 +114,6 @@ def listening_sockets(paths: HostPaths, pid: int) -> list[tuple[str, int, str]]:
     return sorted({(r.local, r.local_port, r.table) for r in rows if procnet.is_listening(r)})
 
 
-def _host_path(paths: HostPaths, p: str) -> Path:
-    """A Docker-reported host path, re-rooted when ``paths`` is a captured tree."""
-    default_root = HostPaths().docker_root
-    path = Path(p)
-    try:
-        return paths.docker_root / path.relative_to(default_root)
-    except ValueError:
-        return path
-
-
 def exe_verdict(exe: str, lower_dirs: Iterable[Path], mounts: Iterable[str] = ()) -> str:
     """Why an executable is suspicious: ``deleted``, ``memfd``, ``not_in_image`` or ``""``.
 
@@ -162,7 +152,7 @@ def snapshot(
     procs = [p for p in (read_process(paths, pid) for pid in pids) if p is not None]
     if not procs:
         return None
-    lower = [_host_path(paths, d) for d in c.details.get("lower_dirs", [])]
+    lower = [paths.host(d) for d in c.details.get("lower_dirs", []) if d]
     mounts = [str(m.get("destination", "")) for m in c.details.get("mounts", [])]
     suspicious = []
     for p in procs:

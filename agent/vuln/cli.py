@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from agent.console import print_json, print_table
+from agent.hostfs import HostPaths
 from agent.vuln.db import VulnDB
 from agent.vuln.report import LEVELS, cyclonedx, db_health, keep, parse_severities, sarif, stale_warning
 from agent.vuln.rootfs import DirRoot, RootError
@@ -44,9 +45,20 @@ def _config(args: argparse.Namespace) -> Any:
 
 def _state_path(config: Any, key: str) -> Path:
     """``vuln.db.<key>`` resolved like the daemon does (a relative path is under ``state.dir``)."""
-    from agent.hostfs import HostPaths
-
     return HostPaths().with_state(config.state.dir).in_state(getattr(config.vuln.db, key))
+
+
+def _host_paths(args: argparse.Namespace) -> HostPaths:
+    """The host's paths under the config's ``host.root`` (``/host`` in the agent's image), so a
+    container scan reads ``/proc`` and the overlay2 layers where the daemon does; the real host
+    when no config loads (``--db`` given)."""
+    from agent.config import ConfigError, config_path_from_env, load_config
+
+    try:
+        config, _source = load_config(config_path_from_env(getattr(args, "config", None)))
+    except ConfigError:
+        return HostPaths()
+    return HostPaths.under(config.host.root)
 
 
 def _open_db(args: argparse.Namespace, must_exist: bool) -> VulnDB | None:
@@ -142,7 +154,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         elif args.kind == "image":
             result = scan_image(args.target, db)
         else:
-            result = scan_container(args.target, db)
+            result = scan_container(args.target, db, _host_paths(args))
     except (ScanError, RootError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -228,7 +240,7 @@ def register(subparsers: Any) -> None:
     for kind, helptext in (
         ("rootfs", "a directory holding an unpacked root filesystem"),
         ("image", "a local Docker image (name or id) or a `docker save` tarball"),
-        ("container", "a Docker container (id or name); read through /proc/<pid>/root"),
+        ("container", "a Docker container (id or name); read through /proc/<pid>/root below host.root"),
     ):
         p = kinds.add_parser(kind, help=helptext)
         p.add_argument("target", metavar="PATH" if kind == "rootfs" else "REF", help=helptext)

@@ -105,15 +105,16 @@ def scan_root(root: Root, db: VulnDB, target: str = "", image_id: str = "") -> S
 
 def open_container_root(paths: HostPaths, pid: int, details: Mapping[str, Any] | None = None) -> Root:
     """A running container's root through ``/proc/<pid>/root``; its overlay layers when the
-    process is gone but Docker still reports the layer directories."""
+    process is gone but Docker still reports the layer directories (host paths, read under
+    ``paths.root``)."""
     if pid > 0:
         try:
             return DirRoot(paths.pid_root(pid))
         except RootError as exc:
             log.debug("container_root_unavailable", pid=pid, error=str(exc))
     d = details or {}
-    layers = [d.get("upper_dir", ""), *(d.get("lower_dirs") or [])]
-    layers = [p for p in layers if p]
+    reported = [d.get("upper_dir", ""), *(d.get("lower_dirs") or [])]
+    layers: list[str | os.PathLike[str]] = [paths.host(p) for p in reported if p]
     if layers:
         return LayeredRoot(layers)
     raise ScanError(f"no readable root for pid {pid} and no overlay layers")
