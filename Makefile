@@ -32,6 +32,10 @@ test: setup ## run every test: lint, unit, privileged (root, kernel, Docker), e2
 test-unit: setup ## the unit tier only (no root needed once set up)
 	$(PYTEST) tests/unit -q
 
+.PHONY: fuzz
+fuzz: setup ## the property-based fuzzers (tests/unit/fuzz) with many more examples; FUZZ_EXAMPLES=N to change
+	HYPOTHESIS_PROFILE=fuzz $(PYTEST) tests/unit/fuzz -q -p no:cacheprovider
+
 .PHONY: lint
 lint: setup ## ruff check + ruff format --check + mypy --strict on agent/
 	$(VENV)/bin/ruff check agent tests scripts
