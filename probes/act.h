@@ -9,7 +9,8 @@
  *
  * Rules (RG_RULE_*, bits of rg_act_mask[cgroup]):
  *   OPEN      open of a path whose rg_sensitive entry carries RG_MATCH_STOP (files probe)
- *   NS        unshare with namespace flags, setns, mount (priv probe)
+ *   NS        a successful unshare with namespace flags, setns or mount (priv probe, at the
+ *             syscall's exit: a failed attempt is the detector's MEDIUM, not a freeze)
  *   SOCK      AF_UNIX connect to a path whose rg_sensitive entry carries RG_MATCH_STOP: a
  *             container runtime socket (files probe, connect)
  *   EXEC      exec of a file below an rg_exec_stop prefix: /tmp, /dev/shm, a memfd
@@ -20,8 +21,8 @@
  *                      their image's learned allowances explain. No entry: observe (nothing is
  *                      ever stopped).
  *        rg_exec_stop  LPM trie of exec path prefixes (RG_RULE_EXEC)
- *        rg_act_comm_ok hash comm -> 1: programs whose opens of the stop paths are their job
- *                      (detectors.credential_consumers): RG_RULE_OPEN does not stop them
+ *        rg_act_comm_ok hash comm -> RG_COMM_* bits: credential tools (RG_RULE_OPEN does not
+ *                      stop them) and the container runtime (RG_RULE_NS and RG_RULE_EXEC do not)
  *        rg_act_stop   LRU hash tgid -> {syscall ts, stop ts}: the stop time is written by the
  *                      signal:signal_deliver hook when the task takes the SIGSTOP (the moment
  *                      it stops); user space reads and deletes it (bench, records)
@@ -83,14 +84,19 @@ static __always_inline u32 rg_act_rules(u64 cg)
     return m ? *m : 0;
 }
 
-/* The current task's comm is one whose opens of stop paths are its job (su, sshd, passwd ...:
- * detectors.credential_consumers): the open rule leaves it to the detector, which judges the
- * executable, not a name any process can take. */
-static __always_inline int rg_act_comm_exempt(void)
+/* rg_act_comm_ok values: the detectors' own exceptions by name, so the kernel never stops what
+ * the policy would not freeze. A renamed process only escapes the kernel stop: the detectors
+ * still judge it (RG-0002 by its executable). */
+#define RG_COMM_CREDENTIAL 1 /* detectors.credential_consumers: opens of the stop paths are its job */
+#define RG_COMM_RUNTIME 2    /* detectors.runtime_comms: namespace calls and execs are its job */
+
+/* The current task's comm carries one of the RG_COMM_* bits in what. */
+static __always_inline int rg_act_comm_exempt(u8 what)
 {
     struct rg_comm k = {};
     bpf_get_current_comm(&k.c, sizeof(k.c));
-    return rg_act_comm_ok.lookup(&k) != 0;
+    u8 *v = rg_act_comm_ok.lookup(&k);
+    return v && (*v & what);
 }
 
 /* Stop the current task for rule and send the must-act record; path is a kernel buffer

@@ -129,7 +129,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
      * sees the exec. */
     int runtime = ev->parent_comm[0] == 'r' && ev->parent_comm[1] == 'u' && ev->parent_comm[2] == 'n' &&
                   ev->parent_comm[3] == 'c' && (ev->parent_comm[4] == 0 || ev->parent_comm[4] == ':');
-    if (!runtime && (rg_act_rules(cg) & RG_RULE_EXEC)) {
+    if (!runtime && (rg_act_rules(cg) & RG_RULE_EXEC) && !rg_act_comm_exempt(RG_COMM_RUNTIME)) {
         struct rg_prefix_key key = {.prefixlen = RG_PREFIX_LEN * 8};
         __builtin_memcpy(key.data, ev->filename, RG_PREFIX_LEN);
         if (rg_exec_stop.lookup(&key))

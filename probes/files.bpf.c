@@ -188,7 +188,7 @@ static __always_inline int rg_files_enter(const u64 *w, u64 cg, u32 kind, u32 nr
     ev->ret = 0;
     ev->ppid = rg_files_ppid(ev->h.pid);
 #ifdef RG_ACT
-    if ((want & RG_MATCH_STOP_OPEN) && (rg_act_rules(cg) & RG_RULE_OPEN) && !rg_act_comm_exempt())
+    if ((want & RG_MATCH_STOP_OPEN) && (rg_act_rules(cg) & RG_RULE_OPEN) && !rg_act_comm_exempt(RG_COMM_CREDENTIAL))
         rg_act(cg, RG_RULE_OPEN, (s32)nr, flags, ev->path);
 #endif
     u32 tid = ev->h.tid;

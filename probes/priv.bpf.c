@@ -9,8 +9,8 @@
  *        added at exit.
  * Maps:  rg_priv_pending hash thread id -> event waiting for the result
  *        rg_priv_events  ring buffer (or perf buffer)
- * In-kernel response (act.h): unshare with namespace flags, setns and mount stop the task in a
- * cgroup that enforces RG_RULE_NS.
+ * In-kernel response (act.h): a successful unshare with namespace flags, setns or mount stops
+ * the task at the syscall's exit in a cgroup that enforces RG_RULE_NS.
  * Caveats: the agent's own bpf() calls happen outside monitored cgroups, so they are not
  * reported (unless runtime.include_host is on). All six argument slots are copied; the
  * decoder keeps only the syscall's arity.
@@ -38,18 +38,6 @@ static __always_inline int rg_priv_enter(const u64 *w, u64 cg, u32 nr)
 #pragma unroll
     for (int i = 0; i < 6; i++)
         ev.args[i] = rg_arg(w, i);
-#if defined(RG_ACT) && defined(RG_NR_UNSHARE)
-    /* Namespace escape: stop the task (act.h) where the cgroup enforces RG_RULE_NS. A setns by
-     * "runc:[...]" is the runtime's own `runc exec` joining the container (newer runc enters
-     * the cgroup first, CLONE_INTO_CGROUP): not stopped here; the priv event below still
-     * reaches the detector. */
-    if ((nr == RG_NR_UNSHARE && (ev.args[0] & RG_CLONE_NS_FLAGS)) || nr == RG_NR_SETNS || nr == RG_NR_MOUNT) {
-        int runtime = nr == RG_NR_SETNS && ev.h.comm[0] == 'r' && ev.h.comm[1] == 'u' && ev.h.comm[2] == 'n' &&
-                      ev.h.comm[3] == 'c' && ev.h.comm[4] == ':' && ev.h.comm[5] == '[';
-        if (!runtime && (rg_act_rules(cg) & RG_RULE_NS))
-            rg_act(cg, RG_RULE_NS, (s32)nr, nr == RG_NR_MOUNT ? ev.args[3] : ev.args[0], 0);
-    }
-#endif
     u32 tid = ev.h.tid;
     return rg_priv_pending.update(&tid, &ev) == 0;
 }
@@ -62,6 +50,18 @@ static __always_inline int rg_priv_exit(void *ctx, long ret)
     if (!ev)
         return 0;
     ev->ret = ret;
+#if defined(RG_ACT) && defined(RG_NR_UNSHARE)
+    /* Namespace escape that worked (a failed attempt is the detector's MEDIUM: no freeze): stop
+     * the task on its way back to user mode (act.h) where the cgroup enforces RG_RULE_NS; not
+     * the runtime's own calls (runc exec joining the container: detectors.runtime_comms). */
+    u32 nr = (u32)ev->nr;
+    if (ret >= 0 &&
+        ((nr == RG_NR_UNSHARE && (ev->args[0] & RG_CLONE_NS_FLAGS)) || nr == RG_NR_SETNS || nr == RG_NR_MOUNT)) {
+        u64 cg = ev->h.cgroup_id;
+        if ((rg_act_rules(cg) & RG_RULE_NS) && !rg_act_comm_exempt(RG_COMM_RUNTIME))
+            rg_act(cg, RG_RULE_NS, (s32)nr, nr == RG_NR_MOUNT ? ev->args[3] : ev->args[0], 0);
+    }
+#endif
     if (rg_rate_ok(ev->h.cgroup_id, RG_PROBE_PRIV)) {
 #ifdef RG_RINGBUF
         if (rg_priv_events.ringbuf_output(ev, sizeof(*ev), RG_RB_FLAGS))

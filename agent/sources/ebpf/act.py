@@ -35,6 +35,7 @@ log = structlog.get_logger("agent.sources.ebpf")
 RULES_REFRESH_SECONDS = 5.0
 POLL_MS = 100
 COMM_LEN = 15
+COMM_CREDENTIAL, COMM_RUNTIME = 1, 2  # RG_COMM_* of probes/act.h
 SWITCH_INTERVAL = 5e-5  # seconds: the GIL hand-over interval while a must-act record is handled
 
 
@@ -53,10 +54,17 @@ class KernelActs(Protocol):
 class ActReader:
     """The must-act ring buffer's reader thread and the ``rg_act_mask`` / ``rg_exec_stop`` maps."""
 
-    def __init__(self, settings: KernelStopSettings, open_exempt: Iterable[str] = ()) -> None:
+    def __init__(
+        self, settings: KernelStopSettings, credential_comms: Iterable[str] = (), runtime_comms: Iterable[str] = ()
+    ) -> None:
         self.settings = settings
-        # Programs whose opens of the stop paths are their job (detectors.credential_consumers).
-        self.open_exempt = tuple(open_exempt)
+        # The detectors' exceptions by name (probes/act.h rg_act_comm_ok): credential tools
+        # (detectors.credential_consumers) and the container runtime (detectors.runtime_comms).
+        self.exempt: dict[str, int] = {}
+        for name in credential_comms:
+            self.exempt[name[:COMM_LEN]] = self.exempt.get(name[:COMM_LEN], 0) | COMM_CREDENTIAL
+        for name in runtime_comms:
+            self.exempt[name[:COMM_LEN]] = self.exempt.get(name[:COMM_LEN], 0) | COMM_RUNTIME
         self.acts: KernelActs | None = None
         self.bpf: Any = None
         self.records = 0
@@ -93,10 +101,10 @@ class ActReader:
         if self.settings.exec_prefixes:
             fill_prefix_trie(bpf[b"rg_exec_stop"], dict.fromkeys(self.settings.exec_prefixes, 1))
         comms = bpf[b"rg_act_comm_ok"]
-        for name in self.open_exempt:
+        for name, bits in self.exempt.items():
             key = comms.Key()
             key.c = name.encode()[:COMM_LEN]  # as the kernel truncates comm (TASK_COMM_LEN - 1)
-            comms[key] = ctypes.c_ubyte(1)
+            comms[key] = ctypes.c_ubyte(bits)
         return True
 
     def close(self) -> None:

@@ -81,13 +81,14 @@ class EbpfSource:
         include_host: bool,
         kernel_stop: KernelStopSettings | None = None,
         acts: KernelActs | None = None,
-        open_exempt: Sequence[str] = (),
+        credential_comms: Sequence[str] = (),
+        runtime_comms: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         # The in-kernel first response (probes/act.h): its tables and must-act reader; acts is
-        # the response's fast path (None: the kernel stops nothing); open_exempt the programs
-        # whose opens of the stop paths are their job (detectors.credential_consumers).
-        self.act = ActReader(kernel_stop or KernelStopSettings(), open_exempt)
+        # the response's fast path (None: the kernel stops nothing); the comms are the detectors'
+        # exceptions by name (detectors.credential_consumers, detectors.runtime_comms).
+        self.act = ActReader(kernel_stop or KernelStopSettings(), credential_comms, runtime_comms)
         self.act.acts = acts
         self.window_seconds = window_seconds
         self.include_host = include_host
@@ -389,4 +390,5 @@ def build(ctx: AgentContext, acts: KernelActs | None = None) -> EbpfSource | Non
         cfg.response.kernel_stop,
         acts,
         cfg.detectors.credential_consumers,
+        cfg.detectors.runtime_comms,
     )

@@ -130,12 +130,18 @@ def test_a_runtime_socket_connect_is_stopped_before_the_request(rules: tuple[KSt
     assert "200 OK" in k.file_in("sock", "/tmp/reply").read_text()
 
 
-def test_a_namespace_escape_is_stopped_at_unshare(rules: tuple[KStop, FakeDockerSocket]) -> None:
+def test_a_namespace_escape_is_stopped_when_unshare_works(rules: tuple[KStop, FakeDockerSocket]) -> None:
     k, _fake = rules
     # Benign twin first: the same session runs ordinary commands untouched.
     k.type_in("ns", "echo before > /tmp/before")
     wait_for(lambda: k.file_in("ns", "/tmp/before").exists(), what="the ns session to run")
     assert k.freezer_state("ns") == "THAWED"
+    # A failed attempt (a network namespace needs CAP_SYS_ADMIN, which the container lacks) is
+    # the detector's MEDIUM, no freeze: the kernel lets it return its EPERM.
+    k.type_in("ns", "unshare -n true; echo failed $? > /tmp/failed")
+    wait_for(lambda: k.file_in("ns", "/tmp/failed").exists(), what="the failed unshare to return")
+    assert k.file_in("ns", "/tmp/failed").read_text().strip() != "failed 0", "unshare -n worked: no failed attempt"
+    assert k.freezer_state("ns") == "THAWED" and not k.response.engine.records.active(k.records["ns"].id)
     k.type_in("ns", "unshare -m -U true; echo after > /tmp/after")
     _stopped_and_frozen(k, "ns", "RG-0008")
     time.sleep(0.3)
