@@ -241,11 +241,13 @@ class DeviationModel:
         return results
 
     def syscall_gap(self, raw: Sequence[float]) -> bool:
-        """True for a window without syscall counts when (nearly) every training window had
-        some: the sources' separate window timers can leave an aggregator window without a
-        kernel syscall window, a missing measurement rather than behaviour."""
+        """True for a window without syscall counts when the image's typical window has some
+        (or the window saw execs, which are syscalls): the sources' separate window timers can
+        leave an aggregator window without a kernel syscall window, a missing measurement
+        rather than behaviour."""
         i = FEATURE_INDEX["syscall_rate"]
-        return float(raw[i]) <= 0.0 and float(self.raw_low[i]) > 0.0
+        typical = float(self.median[i]) > 0.0 or float(raw[FEATURE_INDEX["exec_rate"]]) > 0.0
+        return float(raw[i]) <= 0.0 and typical
 
     def scores_only(self, raw: Array) -> Array:
         """The raw detector scores of rows (the fast path benchmarks measure)."""

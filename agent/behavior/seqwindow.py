@@ -100,8 +100,8 @@ class TransitionWindowModel:
         """Cross-fit on normal windows (empty ones are ignored), calibrate, fit on them all.
 
         ``groups`` (one per window, e.g. the container it came from) keeps correlated windows in
-        one fold, so the held-out scores look like those of a new container; used when there are
-        at least ``folds`` groups.
+        one fold, so the held-out scores look like those of a new container; with fewer groups
+        than ``folds`` (but two or more), each group is its own fold.
         """
         if not 0.0 < target_fpr < 0.5:
             raise WindowModelError(f"target FPR must be in (0, 0.5), got {target_fpr}")
@@ -113,7 +113,10 @@ class TransitionWindowModel:
             raise WindowModelError(f"need at least {max(folds, 2)} non-empty windows, got {len(rows)}")
         kept = [groups[i] for i in keep] if groups is not None else None
         if kept is not None and len(set(kept)) < folds:
-            kept = None
+            # Fewer containers than folds: leave one container out at a time when there are two
+            # or more (a new container's windows are what the threshold must hold for), else
+            # fold by window.
+            folds, kept = (len(set(kept)), kept) if len(set(kept)) >= 2 else (folds, None)
         names = tuple(views)
         if not names or set(names) - set(WINDOW_VIEWS):
             raise WindowModelError(f"views must be a non-empty subset of {WINDOW_VIEWS}, got {names}")
