@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,12 @@ class Grok:
     regex: re.Pattern[str]
     groups: tuple[tuple[str, str, str], ...]  # (group name, field, type "" | int | float)
     anchored: bool = False  # the expression starts with "^": one match attempt, not a search
+    _plan: tuple[tuple[int, str, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = self.regex.groupindex
+        plan = tuple((index[group] - 1, name, kind) for group, name, kind in self.groups)
+        object.__setattr__(self, "_plan", plan)
 
     def match(self, line: str) -> dict[str, Any] | None:
         """Fields of ``line`` if the whole expression matches at its start (Logstash semantics:
@@ -54,22 +60,25 @@ class Grok:
         if m is None:
             return None
         out: dict[str, Any] = {}
-        for group, field, kind in self.groups:
-            value = m.group(group)
-            if value is None or field in out:
+        values = m.groups()  # one call for every group; indexed through the plan below
+        for index, name, kind in self._plan:
+            value = values[index]
+            if value is None or name in out:
                 continue
-            if kind in ("int", "integer"):
+            if not kind:
+                out[name] = value
+            elif kind in ("int", "integer"):
                 try:
-                    out[field] = int(value)
+                    out[name] = int(value)
                 except ValueError:
-                    out[field] = value
+                    out[name] = value
             elif kind == "float":
                 try:
-                    out[field] = float(value)
+                    out[name] = float(value)
                 except ValueError:
-                    out[field] = value
+                    out[name] = value
             else:
-                out[field] = value
+                out[name] = value
         return out
 
 

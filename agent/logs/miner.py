@@ -87,6 +87,11 @@ def collapse(tokens: list[str]) -> list[str]:
     return out
 
 
+def line_shape(line: str) -> bytes:
+    """The line-shape cache key: the UTF-8 bytes of ``line`` with every digit mapped to ``0``."""
+    return line.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO_B)
+
+
 class TemplateMiner:
     """Online template miner over raw lines; ``add`` returns ``(cluster, split)``."""
 
@@ -109,13 +114,14 @@ class TemplateMiner:
         self.clusters: dict[int, Cluster] = {}
         self._root: dict[int, dict[str, object]] = {}
         self._by_len: dict[int, list[Cluster]] = {}
-        self._shapes: OrderedDict[bytes, tuple[int, Split]] = OrderedDict()
+        self._shapes: OrderedDict[bytes | tuple[bool, int, bytes], tuple[int, Split]] = OrderedDict()
         self._masked: dict[tuple[str, ...], int] = {}
         self._next_id = 1
         self._live = 0
         self.hits = 0
         self.masked_hits = 0
         self.misses = 0
+        self.version = 0  # bumped whenever a template's tokens may have changed (misses, load)
 
     # --- lookup ---------------------------------------------------------------------------
     def resolve(self, cid: int) -> Cluster:
@@ -125,13 +131,18 @@ class TemplateMiner:
             c = self.clusters[c.alias]
         return c
 
-    def add(self, line: str, header: bool = True, min_start: int = 0) -> tuple[Cluster, Split]:
+    def add(
+        self, line: str, header: bool = True, min_start: int = 0, shape: bytes | None = None
+    ) -> tuple[Cluster, Split]:
         """Assign ``line`` to a template (learning), its header split alongside; the message
-        starts at ``min_start`` at the earliest (where a parser said the message starts)."""
-        shape = line.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO_B)
+        starts at ``min_start`` at the earliest (where a parser said the message starts).
+        ``shape``, when the caller has it, must be ``line_shape(line)`` (saves computing it twice)."""
+        if shape is None:
+            shape = line_shape(line)
+        memo: bytes | tuple[bool, int, bytes] = shape
         if not header or min_start:
-            shape = b"%d\x00%d\x00" % (header, min_start) + shape
-        got = self._shapes.get(shape)
+            memo = (header, min_start, shape)  # hashes from the shape's cached hash, no copy
+        got = self._shapes.get(memo)
         if got is not None:
             cid, split = got
             c = self.clusters.get(cid)
@@ -152,6 +163,7 @@ class TemplateMiner:
             c2 = self.resolve(c2.id)
         else:
             self.misses += 1
+            self.version += 1
             c2 = self._tree_add(tokens)
             if len(self._masked) >= self.max_shapes:
                 self._masked.clear()
@@ -159,7 +171,7 @@ class TemplateMiner:
         c2.size += 1
         if len(self._shapes) >= self.max_shapes:
             self._shapes.popitem(last=False)
-        self._shapes[shape] = (c2.id, split)
+        self._shapes[memo] = (c2.id, split)
         return c2, split
 
     def match(self, line: str, header: bool = True) -> Cluster | None:
@@ -321,6 +333,7 @@ class TemplateMiner:
 
     def load_dict(self, d: dict[str, object]) -> None:
         """Restore clusters written by ``to_dict`` (the tree is rebuilt; caches start empty)."""
+        self.version += 1
         self.clusters.clear()
         self._root.clear()
         self._by_len.clear()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.logs.grok import DEFAULT_GROK_DIR, Grok, GrokError, GrokLibrary
+from agent.logs.miner import line_shape
 from agent.logs.templates import TemplateCache
 from agent.textsafe import JSONLimitError, loads_json, no_surrogates
 
@@ -29,7 +30,6 @@ _KEY_OK = re.compile(r"[^A-Za-z0-9_.@-]")
 # Keys start only at the line start or after whitespace, so a long run without "=" costs O(n).
 _LOGFMT = re.compile(r'(?<!\S)([A-Za-z_][\w.-]*)=("(?:\\.|[^"\\])*"|[^\s"]*)')
 
-_ZERO = bytes.maketrans(b"123456789", b"000000000")
 MAX_FIELDS = 64
 MAX_KEY = 64
 MAX_VALUE = 1024
@@ -51,6 +51,9 @@ ALIASES: dict[str, str] = {
     "request_id": "request_id",
     "msg": "message",
 }
+
+_ALIAS_RANK = {k: i for i, k in enumerate(ALIASES)}
+_CLEAN_KEYS: dict[str, str] = {}  # raw field name → clean_key(name), for the names parsers repeat
 
 DEFAULT_PATTERNS: tuple[str, ...] = (
     "JSON",
@@ -126,8 +129,15 @@ def sanitize(raw: bytes | str, max_len: int, stats: SanitizeStats | None = None)
             if stats:
                 stats.invalid_utf8 += 1
     else:
-        text = no_surrogates(raw)
+        text = raw
     text = text.rstrip("\r\n")
+    if text.isprintable():  # no surrogate, escape or control character (a tab is not printable)
+        if len(text) > max_len:
+            text = text[:max_len]
+            if stats:
+                stats.truncated += 1
+        return text
+    text = no_surrogates(text)
     if "\x1b" in text:
         text, n = _ANSI.subn("", text)
         if n and stats:
@@ -165,13 +175,27 @@ def clean_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not raw:
         return out
+    keys = _CLEAN_KEYS
     for k, v in raw.items():
         if len(out) >= MAX_FIELDS:
             break
-        out[clean_key(str(k))] = clean_value(v)
-    for k, canon in ALIASES.items():
-        if k in out and canon not in out:
-            out[canon] = out[k]
+        ck = keys.get(k) if type(k) is str else None
+        if ck is None:
+            ck = clean_key(str(k))
+            if type(k) is str and len(k) <= MAX_KEY:
+                if len(keys) >= 4096:
+                    keys.clear()
+                keys[k] = ck
+        if type(v) is str:
+            out[ck] = v if len(v) <= MAX_VALUE else v[:MAX_VALUE]
+        else:
+            out[ck] = clean_value(v)
+    aliased = [k for k in out if k in ALIASES]
+    if aliased:
+        for k in sorted(aliased, key=_ALIAS_RANK.__getitem__):  # ALIASES order decides, as before
+            canon = ALIASES[k]
+            if canon not in out:
+                out[canon] = out[k]
     status = out.get("status")
     if isinstance(status, str) and status.isdigit():
         out["status"] = int(status)
@@ -285,6 +309,7 @@ class Structurer:
         # "response:") are paired by client address and port, so the answer carries the path.
         self._pending_paths: dict[tuple[str, str, str], str] = {}
         self._unparsed: dict[tuple[str, bytes], None] = {}
+        self._auth: dict[tuple[int, bytes], str] = {}
 
     def _parse_with(self, name: str, line: str) -> dict[str, Any] | None:
         pre = _PREFILTERS.get(name)
@@ -297,16 +322,20 @@ class Structurer:
         grok = self.compiled.get(name)
         return grok.match(line[:GROK_MAX_CHARS]) if grok else None
 
-    def parse(self, line: str, key: str = "") -> tuple[str, dict[str, Any]]:
+    def parse(self, line: str, key: str = "", shape: bytes | None = None) -> tuple[str, dict[str, Any]]:
         """``(pattern, raw fields)`` of the first parser that matches, ``("", {})`` if none.
 
         A line whose digit shape (digits → ``0``) no parser matched before, for the same key, is
         not tried again: parsers decide on characters, and on digit values only where a grok
         pattern checks a range (day of month, IP octet), so the cache can at worst keep a
         same-shaped in-range line unparsed after an out-of-range one (its template is mined anyway).
+        ``shape``, when the caller has it, is ``line_shape(line)`` of a line of at most
+        ``GROK_MAX_CHARS`` characters.
         """
-        shape = (key, line[:GROK_MAX_CHARS].encode("utf-8", "surrogatepass").translate(_ZERO))
-        if shape in self._unparsed:
+        if shape is None or len(line) > GROK_MAX_CHARS:
+            shape = line_shape(line[:GROK_MAX_CHARS])
+        seen = (key, shape)
+        if seen in self._unparsed:
             return "", {}
         first = self.preferred.get(key)
         if first:
@@ -322,7 +351,7 @@ class Structurer:
                 return name, got
         if len(self._unparsed) >= 100_000:
             self._unparsed.clear()
-        self._unparsed[shape] = None
+        self._unparsed[seen] = None
         return "", {}
 
     def _order_for(self, key: str) -> list[str]:
@@ -356,9 +385,11 @@ class Structurer:
     def structure(self, raw: bytes | str, key: str = "") -> Structured:
         """Sanitise, parse and template one line."""
         line = sanitize(raw, self.max_line, self.sanitize_stats)
-        pattern, raw_fields = self.parse(line, key)
-        fields = clean_fields(raw_fields)
-        self._pair_request(key, fields)
+        shape = line_shape(line) if len(line) <= GROK_MAX_CHARS else None  # computed once, used twice
+        pattern, raw_fields = self.parse(line, key, shape)
+        fields = clean_fields(raw_fields) if raw_fields else {}
+        if pattern:
+            self._pair_request(key, fields)
         self.matched[pattern or "none"] += 1
         # The free text to mine: the message of a structured line, else the whole line.
         text = fields.get("message")
@@ -368,11 +399,24 @@ class Structurer:
             # The miner splits the header (timestamp, level, pid, host, component) off the raw
             # line itself; a parser's message only tells where the message starts at the earliest.
             at = len(line) - len(text) if isinstance(text, str) and text else 0
-            tpl, split = self.templates.add_line(line, min_start=at)
-            for name, value in split.fields(line).items():
-                fields.setdefault(name, value[:MAX_VALUE])
+            tpl, split = self.templates.add_line(line, min_start=at, shape=shape)
+            if split.spans:
+                for name, value in split.fields(line).items():
+                    fields.setdefault(name, value[:MAX_VALUE])
+            if shape is not None:
+                # The outcome depends on the message's letters only: one answer per line shape.
+                memo = (split.start, shape)
+                outcome = self._auth.get(memo)
+                if outcome is None:
+                    outcome = auth_outcome(line[split.start :])
+                    if len(self._auth) >= 100_000:
+                        self._auth.clear()
+                    self._auth[memo] = outcome
+                if outcome:
+                    fields["auth_outcome"] = outcome
+                return Structured(line, tpl.id, tpl.text, fields, pattern)
             text = line[split.start :]
         outcome = auth_outcome(text)
         if outcome:
             fields["auth_outcome"] = outcome
-        return Structured(line=line, template_id=tpl.id, template=tpl.text, fields=fields, pattern=pattern)
+        return Structured(line, tpl.id, tpl.text, fields, pattern)

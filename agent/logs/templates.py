@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.logs.header import Split
-from agent.logs.miner import TemplateMiner
+from agent.logs.miner import Cluster, TemplateMiner
 
 STATE_FORMAT = "riskguard-templates/2"
 
@@ -42,6 +42,10 @@ class TemplateCache:
     ) -> None:
         self.miner = TemplateMiner(depth=depth, max_clusters=max_clusters, max_shapes=max_shapes)
         self.max_line = max_line
+        # Template objects by live cluster id, valid while the miner's version is unchanged
+        # (cluster tokens only change when a line misses every cache, or on load).
+        self._tpl: dict[int, Template] = {}
+        self._tpl_version = -1
 
     @property
     def hits(self) -> int:
@@ -55,16 +59,27 @@ class TemplateCache:
     def misses(self) -> int:
         return self.miner.misses
 
+    def _template(self, c: Cluster) -> Template:
+        if self._tpl_version != self.miner.version:
+            self._tpl.clear()
+            self._tpl_version = self.miner.version
+        t = self._tpl.get(c.id)
+        if t is None:
+            t = self._tpl[c.id] = Template(c.id, c.text())
+        return t
+
     def add(self, text: str) -> Template:
         """Assign a message (no header) to a template, learning."""
         c, _ = self.miner.add(text[: self.max_line], header=False)
-        return Template(c.id, c.text())
+        return self._template(c)
 
-    def add_line(self, line: str, min_start: int = 0) -> tuple[Template, Split]:
+    def add_line(self, line: str, min_start: int = 0, shape: bytes | None = None) -> tuple[Template, Split]:
         """Assign a raw line to a template after splitting off its header (the message starting
-        at ``min_start`` at the earliest); the split too."""
-        c, split = self.miner.add(line[: self.max_line], header=True, min_start=min_start)
-        return Template(c.id, c.text()), split
+        at ``min_start`` at the earliest); the split too. ``shape``: ``line_shape(line)`` if known."""
+        if len(line) > self.max_line:
+            line, shape = line[: self.max_line], None
+        c, split = self.miner.add(line, header=True, min_start=min_start, shape=shape)
+        return self._template(c), split
 
     def resolve(self, template_id: int) -> int:
         """The live id an earlier id stands for (templates merge as they learn)."""
