@@ -16,7 +16,7 @@ import ctypes
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -35,6 +35,8 @@ log = structlog.get_logger("agent.sources.ebpf")
 RULES_REFRESH_SECONDS = 5.0
 POLL_MS = 100
 COMM_LEN = 15
+RECENT_KEPT = 256
+ORPHAN_SECONDS = 30.0  # a stop older than this whose record was never handled is continued
 COMM_CREDENTIAL, COMM_RUNTIME = 1, 2  # RG_COMM_* of probes/act.h
 SWITCH_INTERVAL = 5e-5  # seconds: the GIL hand-over interval while a must-act record is handled
 
@@ -74,6 +76,8 @@ class ActReader:
         self._rb: int | None = None
         self._cb: Any = None
         self._mask: dict[int, int] = {}  # cgroup id -> bits written
+        self.recent: OrderedDict[int, tuple[int, int]] = OrderedDict()  # pid -> stop times, handled
+        self.orphans = 0  # stopped tasks continued because their record was never handled
         self._rt = False  # the thread runs SCHED_FIFO while it waits (settings.realtime)
         self._tid = 0
         self._mono_offset = time.time() - time.monotonic()
@@ -154,7 +158,18 @@ class ActReader:
             sys.setswitchinterval(switch)
             if rt:
                 self._set_realtime(True)
+            self._collect(stop.pid)
         return 0
+
+    def _collect(self, pid: int) -> None:
+        """Move ``pid``'s stop times out of ``rg_act_stop`` once its record is handled (final by
+        then: the SIGCONT cancelled a stop not yet taken). What stays in the map was never
+        handled (``sweep_orphans``)."""
+        times = self._read_stop(pid, delete=True)
+        if times is not None:
+            self.recent[pid] = times
+            while len(self.recent) > RECENT_KEPT:
+                self.recent.popitem(last=False)
 
     def run(self, stop: threading.Event) -> None:
         """The ``ebpf-act`` thread: handle must-act records as they come, nothing else."""
@@ -170,11 +185,13 @@ class ActReader:
 
     def refresh(self, stop: threading.Event, containers: Callable[[], Iterable[Container]]) -> None:
         """The ``ebpf-act-rules`` thread (an ordinary one): recompute every container's rule mask
-        every RULES_REFRESH_SECONDS (learning periods end, allowances and overrides change)."""
+        every RULES_REFRESH_SECONDS (learning periods end, allowances and overrides change) and
+        continue orphaned stops (``sweep_orphans``)."""
         while not stop.wait(RULES_REFRESH_SECONDS):
             try:
                 for c in containers():
                     self.update(c)
+                self.sweep_orphans()
             except Exception as exc:
                 log.warning("ebpf_act_rules_refresh_failed", error=repr(exc))
 
@@ -241,7 +258,10 @@ class ActReader:
 
     def stop_times(self, pid: int) -> tuple[int, int] | None:
         """(syscall ns, stopped ns) of the last stop of ``pid`` (CLOCK_MONOTONIC; stopped 0: the
-        task has not taken its SIGSTOP yet); the entry is deleted once both are known."""
+        task never took its SIGSTOP: the freezer caught it first)."""
+        return self.recent.get(pid) or self._read_stop(pid, delete=False)
+
+    def _read_stop(self, pid: int, delete: bool) -> tuple[int, int] | None:
         bpf = self.bpf
         if bpf is None or self._rb is None:
             return None
@@ -249,14 +269,31 @@ class ActReader:
         key = ctypes.c_uint(pid)
         try:
             v = table[key]
+            if delete:
+                del table[key]
         except KeyError:
             return None
-        if v.stop_ns:
+        return int(v.syscall_ns), int(v.stop_ns)
+
+    def sweep_orphans(self, now_ns: int | None = None) -> list[int]:
+        """Continue the tasks stopped more than ORPHAN_SECONDS ago whose must-act record was
+        never handled (a lost record, a wedged handler): a stopped task must not wait forever
+        for a freeze that is not coming. Returns their pids."""
+        bpf = self.bpf
+        if bpf is None or self._rb is None:
+            return []
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        table = bpf[b"rg_act_stop"]
+        orphans = [k.value for k, v in list(table.items()) if now_ns - v.syscall_ns > ORPHAN_SECONDS * 1e9]
+        for pid in orphans:
             try:
-                del table[key]
+                del table[ctypes.c_uint(pid)]
             except KeyError:
                 pass
-        return int(v.syscall_ns), int(v.stop_ns)
+            continue_task(pid)
+            self.orphans += 1
+            log.error("kernel_stop_orphan_continued", pid=pid, seconds=ORPHAN_SECONDS)
+        return orphans
 
     def status(self) -> dict[str, Any]:
         return {
@@ -268,6 +305,7 @@ class ActReader:
             "by_rule": dict(self.by_rule),
             "malformed": self.malformed,
             "handler_errors": self.handler_errors,
+            "orphans_continued": self.orphans,
         }
 
 

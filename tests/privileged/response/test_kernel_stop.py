@@ -13,7 +13,9 @@ open is still reported.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -164,3 +166,28 @@ def test_docker_exec_into_an_enforcing_container_is_not_stopped(kstop: KStop) ->
     assert out.returncode == 0 and out.stdout == "hello\n", out
     assert k.freezer_state("enforce") == "THAWED"
     assert not k.response.engine.records.active(k.records["enforce"].id)
+
+
+def test_a_stop_whose_record_was_never_handled_is_continued(kstop: KStop) -> None:  # noqa: F811
+    # A task stopped long ago with its entry still in rg_act_stop (its must-act record lost, or a
+    # handler wedged): the sweep continues it. The stop is made by hand on a process of the test's.
+    k = kstop
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        os.kill(proc.pid, signal.SIGSTOP)
+        wait_for(lambda: _state(proc.pid) == "T", what="sleep stopped")
+        table = k.source.act.bpf[b"rg_act_stop"]
+        leaf = table.Leaf()
+        leaf.syscall_ns = leaf.stop_ns = time.monotonic_ns() - 60 * 10**9
+        table[ctypes.c_uint(proc.pid)] = leaf
+        assert k.source.act.sweep_orphans() == [proc.pid]
+        wait_for(lambda: _state(proc.pid) == "S", what="sleep continued")
+        assert k.source.act.status()["orphans_continued"] >= 1
+        assert k.source.act.sweep_orphans() == []  # handled entries and this one are gone
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
