@@ -75,3 +75,37 @@ def test_no_match_and_errors(lib: GrokLibrary) -> None:
         bad.get("A")
     with pytest.raises(GrokError, match="not a valid regex"):
         GrokLibrary({"X": "(unclosed"}).get("X")
+
+
+def test_ipv6_guard_changes_no_match(lib: GrokLibrary) -> None:
+    """The look-ahead put in front of the shipped IPV6 text keeps every match and every field."""
+    guarded = lib.compile("^(?:%{SYSLOGLINE})", name="guarded")
+    assert "(?=[0-9A-Fa-f]{0,4}:)" in guarded.regex.pattern
+    plain_lib = GrokLibrary(lib.patterns)
+    plain_lib.patterns["IPV6"] = "(?:" + lib.patterns["IPV6"] + ")"  # another text: used unguarded
+    plain = plain_lib.compile("^(?:%{SYSLOGLINE})", name="plain")
+    assert "(?=[0-9A-Fa-f]{0,4}:)" not in plain.regex.pattern
+    hosts = [
+        "::1",
+        "fe80::1%eth0",
+        "2001:db8::8a2e:370:7334",
+        "::ffff:10.0.0.1",
+        "1:2:3:4:5:6:7:8",
+        "abcd::",
+        "10.1.2.3",
+        "256.1.1.1",
+        "web-1",
+        "ERROR",
+        "cafe",
+        "beef:",
+        "dead:beef",
+        ":::",
+        "a:b:c",
+        "host.example.org",
+    ]
+    lines = [f"2026-11-05T08:08:15Z {h} sshd[42]: Accepted password for root" for h in hosts]
+    lines += [f"Nov  5 08:08:15 {h} kernel: eth0 up" for h in hosts] + [f"Nov  5 08:08:15 {h}" for h in hosts]
+    for line in lines:
+        assert guarded.match(line) == plain.match(line), line
+    ips = [lib.compile("^%{IP:ip}$", name="ip").match(h) for h in hosts]
+    assert [bool(x) for x in ips] == [True] * 6 + [True, False] + [False] * 8

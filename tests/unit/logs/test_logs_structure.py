@@ -12,7 +12,13 @@ def test_sanitize_counts_and_cleans() -> None:
     assert sanitize(b"bad \xff\xfe bytes", 100, st) == "bad \ufffd\ufffd bytes"
     assert sanitize("nul\x00 and bell\x07 and\ttab\r\n", 100, st) == "nul and bell and\ttab"
     assert sanitize(b"x" * 1000, 10, st) == "x" * 10
-    assert st.snapshot() == {"invalid_utf8": 1, "ansi_stripped": 1, "control_stripped": 1, "truncated": 1, "json_too_deep": 0}
+    assert st.snapshot() == {
+        "invalid_utf8": 1,
+        "ansi_stripped": 1,
+        "control_stripped": 1,
+        "truncated": 1,
+        "json_too_deep": 0,
+    }
 
 
 def test_json_injected_keys_stay_data_and_capped() -> None:
