@@ -220,11 +220,12 @@ class BehaviorEngine:
             evidence_base.update(explanation(b.model, vec, seq, self.settings.top_features, b.seq, w.transitions))
         if seq is not None and seq.anomalous:
             self.counters["sequence_anomalous"] += 1
+        if seq is not None and seq.anomalous and seq.unseen >= self.settings.sequence.min_unseen:
             f = self._finding(
                 c,
                 Source.BEHAVIOR,
                 DETECTOR_SEQUENCE,
-                Severity.MEDIUM if seq.unseen >= self.settings.sequence.min_unseen else Severity.LOW,
+                Severity.MEDIUM,
                 f"unusual syscall sequences in {c.name or c.short_id} for baseline {b.row.image} "
                 f"(score {seq.result.score:.3f} > {seq.result.threshold:.3f}, {seq.unseen} unseen transitions): "
                 + summary(seq, evidence_base.get("window")),

@@ -4,9 +4,10 @@
 Per window the engine scores the container's in-kernel syscall transition counts with the
 image's ``TransitionWindowModel`` (``seqwindow.py``: Kneser-Ney bigrams + TF-IDF neighbours,
 calibrated per container fold to ``behavior.sequence.target_fpr``). A window over its threshold
-is a ``behavior.syscall_sequence`` finding: low on its own, medium when it also holds at least
-``behavior.sequence.min_unseen`` transitions the image never made while learning (what a shell,
-a network client or a decoder the image never runs leaves behind).
+that also holds at least ``behavior.sequence.min_unseen`` transitions the image never made while
+learning (what a shell, a network client or a decoder the image never runs leaves behind) is a
+medium ``behavior.syscall_sequence`` finding; over the threshold alone, it is counted and its
+transitions explain the other behaviour findings.
 
 Every behaviour finding carries the same two-part explanation (``explanation``):
 

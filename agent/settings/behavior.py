@@ -54,8 +54,9 @@ class BehaviorSequenceSettings(Section):
     target_fpr: float = Field(default=0.01, gt=0, lt=0.5)
     # Cross-fitting folds of the calibration (whole containers per fold when there are enough).
     folds: int = Field(default=5, ge=2, le=20)
-    # A window over the threshold is a low finding; medium when it also holds at least this
-    # many distinct transitions the image never made while learning (0: always medium).
+    # A window over the threshold is a (medium) finding only when it also holds at least this
+    # many distinct transitions the image never made while learning (0: every such window);
+    # alone, the verdict is counted and explains the other behaviour findings.
     min_unseen: int = Field(default=3, ge=0)
     # Most surprising transitions named in each finding's explanation.
     surprising: int = Field(default=5, ge=1, le=50)
