@@ -14,13 +14,14 @@ import pytest
 from agent.decoders.audit import MAX_RECORD_CHARS, EventAssembler, MalformedRecord, parse_log_line, syscall_name
 
 GOOD = 'type=SYSCALL msg=audit(1700000000.123:7): arch=c000003e syscall=59 success=yes exit=0 pid=10 comm="sh"\n'
-# The real entry point; at exit it reports its own peak RSS (KiB) on stderr.
+# The real entry point; at exit it reports its own peak RSS (KiB) on stderr: VmHWM of its own
+# address space (ru_maxrss would carry the forking pytest's RSS across execve).
 CLI = [
     sys.executable,
     "-c",
-    "import atexit, resource, sys; from agent.cli import main; "
-    "atexit.register(lambda: print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-    "file=sys.stderr)); "
+    "import atexit, sys; from agent.cli import main; "
+    "atexit.register(lambda: print('maxrss_kib', [l.split()[1] for l in open('/proc/self/status') "
+    "if l.startswith('VmHWM:')][0], file=sys.stderr)); "
     "sys.exit(main())",
     "audit",
     "decode",
