@@ -259,15 +259,6 @@ class ResponseEngine:
         self._emit_action(rec)
         return rec
 
-    def fast_freeze(
-        self, c: Container, finding: Finding, marks: list[int] | None = None
-    ) -> tuple[Verdict, ActionRecord | None]:
-        """The kernel-stop fast path's entry point (``agent.response.fastpath``): verdict, intent
-        record and freeze on the calling thread; the outputs and the evidence are the caller's."""
-        from agent.response.fastpath import fast_freeze
-
-        return fast_freeze(self, c, finding, marks)
-
     # --- operator ------------------------------------------------------------------------
     def isolate(
         self,

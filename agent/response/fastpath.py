@@ -199,7 +199,7 @@ class FastPath:
             return
         finding = self._finding(c, stop)
         marks: list[int] = []
-        verdict, rec = self.engine.fast_freeze(c, finding, marks)
+        verdict, rec = fast_freeze(self.engine, c, finding, marks)
         frozen = rec is not None and rec.phase == "confirmed" and not rec.dry_run and len(marks) == 2
         # Frozen: the freezer read back FROZEN (the confirmed record follows right after).
         frozen_ns = marks[1] if frozen else time.monotonic_ns()
