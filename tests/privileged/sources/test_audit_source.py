@@ -19,6 +19,7 @@ from agent.runtime.model import ContainerRegistry
 from agent.settings.sources import AuditSettings
 from agent.sources import auditd, window
 from agent.sources.auditd import AuditRules, AuditSource, AuditUnavailable, open_netlink
+from agent.wiring import attach
 from tests.support import need, need_root, need_tool, run, wait_for
 
 
@@ -59,6 +60,7 @@ def test_execve_rule_yields_one_event_attributed_to_the_container(
     src = auditd.build(ctx)
     agg = window.build(ctx)
     assert src is not None and agg is not None
+    attach(ctx, src, agg, start=False)  # subscribed as the agent does; the test flushes the window
     ctx.events.start()
     src.start(ctx)
     try:

@@ -15,6 +15,7 @@ from agent.runtime.model import ContainerRegistry
 from agent.settings.sources import ProcfsSettings
 from agent.sources import procfs, sockdiag, window
 from agent.sources.procfs import snapshot
+from agent.wiring import attach
 from tests.support import wait_for
 
 
@@ -50,6 +51,7 @@ def test_snapshots_reach_the_behaviour_window(
     src = procfs.build(ctx)
     agg = window.build(ctx)
     assert src is not None and agg is not None
+    attach(ctx, src, agg, start=False)  # subscribed as the agent does; the test drives collect/flush
     ctx.events.start()
     wait_for(lambda: (s := src.collect()) and s[0].processes == 3, what="3 processes in the container")
     time.sleep(0.2)
