@@ -35,7 +35,11 @@ from agent.store import Store
 from agent.wiring import attach
 from tests.support import need, need_root, need_tool, wait_for
 
-MANAGED = {"riskguard.network": "managed"}
+# This run's own managed label (``network.managed_label``): any other agent on the host (an e2e
+# or CI run's, default label ``riskguard.network``) would also wire these containers, on its own
+# bridge and with its own (observe, learning) rules replacing the test's table.
+MANAGED_LABEL = f"rgtest.network.{uuid.uuid4().hex[:8]}"
+MANAGED = {MANAGED_LABEL: "managed"}
 
 
 class Listener:
@@ -92,6 +96,7 @@ class Lab:
             "subnet": self.subnet,
             "pool_end": str(net.network_address + 99),
             "counters_interval_seconds": 60,
+            "managed_label": MANAGED_LABEL,
         }
         base.update(kw)
         return NetworkSettings.model_validate(base)
@@ -372,6 +377,7 @@ def test_cni_chain_add_check_del_with_the_real_plugins(
             "backend": "cni",
             "subnet": subnet,
             "counters_interval_seconds": 60,
+            "managed_label": MANAGED_LABEL,
             "cni": {
                 "bridge": f"rgc{tag}",
                 "network_name": f"rgtest-{tag}",
