@@ -267,6 +267,8 @@ class VulnComponent:
             "db_generation": generation,
             "scanned_at": time.time(),
         }
+        # Findings first: whoever sees the stored result (riskguardctl scan, a test) also sees them.
+        self._report_new(ctx, c, matches)
         ctx.store.execute(
             "INSERT INTO vuln_results VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(container_id) DO UPDATE SET "
             "container_name = excluded.container_name, image_id = excluded.image_id, "
@@ -286,7 +288,6 @@ class VulnComponent:
         self.counts["scans"] += 1
         self._outcome("read" if reread else "rematched")
         self._maybe_gmp(c, services)
-        self._report_new(ctx, c, matches)
         log.info(
             "container_scanned",
             container_id=c.short_id,
