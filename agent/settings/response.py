@@ -58,9 +58,10 @@ class KernelStopSettings(Section):
         "runtime_socket",
         "exec",
     )
-    # Path prefixes whose open stops the task (the `always` sensitive files).
-    open_paths: tuple[str, ...] = ("/etc/shadow", "/etc/gshadow")
-    # Unix socket paths whose connect stops the task (container runtime APIs).
+    # Paths whose open stops the task (the secrets RG-0002 never lowers); exact, or a directory
+    # when the path ends in "/".
+    open_paths: tuple[str, ...] = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-")
+    # Unix socket paths whose connect stops the task (container runtime APIs); exact.
     connect_paths: tuple[str, ...] = (
         "/var/run/docker.sock",
         "/run/docker.sock",

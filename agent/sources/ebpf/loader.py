@@ -195,7 +195,8 @@ def sensitive_entries(
 ) -> dict[str, int]:
     """The ``rg_sensitive`` trie's entries: prefix -> MATCH_ANY | MATCH_WRITE, plus the in-kernel
     response's MATCH_STOP_OPEN (an open stops the task: reported as any open too) and
-    MATCH_STOP_CONNECT (an AF_UNIX connect stops the task), MATCH_CONNECT (an AF_UNIX connect is
+    MATCH_STOP_CONNECT (an AF_UNIX connect stops the task), both for exact paths (a key ending in
+    NUL; a stop path ending in "/" stays a prefix), MATCH_CONNECT (an AF_UNIX connect is
     reported) and MATCH_TRUNC (an open with O_TRUNC is reported)."""
     entries: dict[str, int] = {}
     for p in truncate:
@@ -206,8 +207,16 @@ def sensitive_entries(
         entries[p] = entries.get(p, 0) | MATCH_WRITE
     for p in any_open:
         entries[p] = entries.get(p, 0) | MATCH_ANY
-    for p in stop_open:
-        entries[p] = entries.get(p, 0) | MATCH_ANY | MATCH_STOP_OPEN
-    for p in stop_connect:
-        entries[p] = entries.get(p, 0) | MATCH_STOP_CONNECT
+    # Stop paths are exact (the kernel response must not stop /etc/shadowsocks/... for
+    # /etc/shadow): the key carries the path's NUL, and, since an LPM trie returns only the
+    # longest match, the bits of every shorter entry that also covers the path.
+    prefixes = dict(entries)
+    for paths, bits in ((stop_open, MATCH_ANY | MATCH_STOP_OPEN), (stop_connect, MATCH_STOP_CONNECT)):
+        for p in paths:
+            key = p if p.endswith("/") else p + "\0"
+            covered = 0
+            for q, v in prefixes.items():
+                if p.startswith(q):
+                    covered |= v
+            entries[key] = entries.get(key, 0) | covered | bits
     return entries

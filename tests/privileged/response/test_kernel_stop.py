@@ -98,6 +98,15 @@ def test_benign_twins_are_never_stopped(kstop: KStop) -> None:  # noqa: F811
     k.type_in("enforce", "cat /etc/passwd > /tmp/pw; echo ok > /tmp/pw.done")
     wait_for(lambda: k.file_in("enforce", "/tmp/pw.done").exists(), timeout=10, what="the passwd read to finish")
     assert k.file_in("enforce", "/tmp/pw").read_bytes() == k.file_in("enforce", "/etc/passwd").read_bytes()
+    # Stop paths are exact: a directory whose name starts like one is not /etc/shadow.
+    k.type_in(
+        "enforce",
+        "mkdir -p /etc/shadowsocks; echo '{}' > /etc/shadowsocks/config.json; "
+        "cat /etc/shadowsocks/config.json /etc/shadow-nope 2>/dev/null > /tmp/ss; echo ok > /tmp/ss.done",
+    )
+    wait_for(lambda: k.file_in("enforce", "/tmp/ss.done").exists(), timeout=10, what="the shadowsocks read")
+    assert k.file_in("enforce", "/tmp/ss").read_text() == "{}\n"
+    assert k.freezer_state("enforce") == "THAWED"
     # A credential tool doing its job (detectors.credential_consumers): passwd rewrites
     # /etc/shadow in the enforcing container and is not stopped (the detector judges it).
     k.type_in(

@@ -51,6 +51,9 @@ def test_trie_bits_for_connects_and_truncations() -> None:
         connect=["/var/run/docker.sock", "/run/podman/podman.sock"],
         truncate=["/var/log/"],
     )
-    assert entries["/var/run/docker.sock"] == MATCH_ANY | MATCH_STOP_CONNECT | MATCH_CONNECT
+    assert entries["/var/run/docker.sock"] == MATCH_ANY | MATCH_CONNECT
+    # The kernel response's stop paths are exact keys (with the NUL), carrying the bits of every
+    # shorter entry that covers them (an LPM trie returns the longest match only).
+    assert entries["/var/run/docker.sock\0"] == MATCH_ANY | MATCH_STOP_CONNECT | MATCH_CONNECT
     assert entries["/run/podman/podman.sock"] == MATCH_CONNECT
     assert entries["/var/log/"] == MATCH_TRUNC and entries["/etc/"] == MATCH_WRITE
