@@ -117,7 +117,13 @@ outputs: {{metrics: {{port: 0}}}}
             rows = ctl_json(d, "baseline", "list")["baselines"]
             return next((b for b in rows if b["image"] == baseline and b["state"] == "scoring"), None)
 
-        b = wait_for(fitted, timeout=LEARN + 60, interval=1.0, what=f"a fitted baseline {baseline}: {d.tail()}")
+        try:
+            b = wait_for(fitted, timeout=LEARN + 60, interval=1.0, what=f"a fitted baseline {baseline}")
+        except AssertionError as exc:
+            rows = ctl_json(d, "baseline", "list")["baselines"]
+            counters = ctl_json(d, "status")["components"].get("behavior", {}).get("counters")
+            mine = [r for r in rows if r["image"] == baseline]
+            raise AssertionError(f"{exc}: {mine}; behaviour counters {counters}; {d.tail(15)}") from None
         assert isinstance(b, dict) and b["training_windows"] >= 10
         kinds = {m["kind"] for m in b["models"] if m["version"] == b["version"]}
         assert kinds == {"deviation", "chain", "sequence"}, b["models"]
