@@ -43,6 +43,8 @@ def is_malformed(raw: bytes) -> bool:
     """A binary record rather than a text line: a NUL byte, or over a quarter undecodable."""
     if b"\x00" in raw:
         return True
+    if raw.isascii():
+        return False
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -100,11 +102,28 @@ def cmd_parse(args: argparse.Namespace) -> int:
         print_table([{"tid": tid, "template": text} for tid, text in sorted(final.items())], ["tid", "template"])
     else:
         out = sys.stdout
+        encode = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps builds per call
+        resolved: dict[int, tuple[int, str | None]] = {}
+        chunk: list[str] = []
         for r in rows:
-            tid = tc.resolve(r.template_id)
-            row = {"line": r.line, "template_id": tid, "template": final.get(tid, r.template), "fields": r.fields}
+            got = resolved.get(r.template_id)
+            if got is None:
+                tid = tc.resolve(r.template_id)
+                got = resolved[r.template_id] = (tid, final.get(tid))
+            tid, text = got
+            row = {
+                "line": r.line,
+                "template_id": tid,
+                "template": r.template if text is None else text,
+                "fields": r.fields,
+            }
             row["pattern"] = r.pattern
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            chunk.append(encode(row))
+            if len(chunk) >= 1024:
+                out.write("\n".join(chunk) + "\n")
+                chunk.clear()
+        if chunk:
+            out.write("\n".join(chunk) + "\n")
     _summary(stats)
     return 0
 

@@ -128,6 +128,23 @@ class Split:
     start: int
     spans: tuple[tuple[str, int, int], ...] = ()
 
+    def add_fields(self, line: str, out: dict[str, object], cap: int) -> None:
+        """Add the header fields of ``line`` to ``out`` (as ``fields``, capped at ``cap`` chars),
+        except names ``out`` already holds: a parser's fields keep priority."""
+        if not self.spans:
+            return
+        held = out.keys() & {name for name, _, _ in self.spans} if out else ()
+        for name, a, b in self.spans:
+            if name in held:
+                continue
+            old = out.get(name)
+            out[name] = line[a:b] if old is None else f"{old} {line[a:b]}"
+        if len(line) > cap:  # a joined value is never longer than the line
+            for name, _, _ in self.spans:
+                value = out[name]
+                if name not in held and isinstance(value, str) and len(value) > cap:
+                    out[name] = value[:cap]
+
     def fields(self, line: str) -> dict[str, str]:
         """The header fields of ``line`` (timestamp parts joined by a space)."""
         out: dict[str, str] = {}

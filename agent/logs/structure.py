@@ -386,8 +386,11 @@ class Structurer:
         """Sanitise, parse and template one line."""
         line = sanitize(raw, self.max_line, self.sanitize_stats)
         shape = line_shape(line) if len(line) <= GROK_MAX_CHARS else None  # computed once, used twice
-        pattern, raw_fields = self.parse(line, key, shape)
-        fields = clean_fields(raw_fields) if raw_fields else {}
+        if shape is not None and (key, shape) in self._unparsed:  # parse()'s first answer, inline
+            pattern, fields = "", {}
+        else:
+            pattern, raw_fields = self.parse(line, key, shape)
+            fields = clean_fields(raw_fields) if raw_fields else {}
         if pattern:
             self._pair_request(key, fields)
         self.matched[pattern or "none"] += 1
@@ -400,9 +403,7 @@ class Structurer:
             # line itself; a parser's message only tells where the message starts at the earliest.
             at = len(line) - len(text) if isinstance(text, str) and text else 0
             tpl, split = self.templates.add_line(line, min_start=at, shape=shape)
-            if split.spans:
-                for name, value in split.fields(line).items():
-                    fields.setdefault(name, value[:MAX_VALUE])
+            split.add_fields(line, fields, MAX_VALUE)
             if shape is not None:
                 # The outcome depends on the message's letters only: one answer per line shape.
                 memo = (split.start, shape)

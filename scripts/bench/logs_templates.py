@@ -11,17 +11,24 @@ no header handling: it has none).
 (b) Lines per CPU-second on varied lines: the 16,000 loghub-dev lines of all eight systems
 interleaved round-robin (every system's templates at once), cold miners, ``RUNS`` interleaved runs
 pinned to CPU 0; and a 100,000-line synthetic corpus of 30 templates (longer-lived, cache-friendly).
+Four paths in the same runs: the miner alone, the structuring path (``Structurer.structure``:
+sanitise, parsers, fields, miner; what ``logs parse`` and the live analyzer run per line), the
+``logs parse`` command end to end (reads the file as bytes, writes JSON lines to /dev/null) and
+drain3; printed as ratios to the miner alone and to drain3, since the machine may be shared (the
+load average is printed at the start and the end).
 
     .venv/bin/python scripts/bench/logs_templates.py
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable
@@ -32,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from drain3 import TemplateMiner as Drain3  # noqa: E402
 
+from agent.logs.cli import cmd_parse  # noqa: E402
 from agent.logs.miner import TemplateMiner  # noqa: E402
 from agent.logs.structure import Structurer  # noqa: E402
 
@@ -181,22 +189,50 @@ def drain3_only(lines: list[str]) -> None:
         d.add_log_message(line)
 
 
+def parse_command(path: Path) -> Callable[[list[str]], object]:
+    """``riskguard-agent logs parse FILE`` end to end (read bytes, structure, JSON lines to
+    /dev/null), on a file holding the lines."""
+
+    def run(_lines: list[str]) -> None:
+        real = sys.stdout
+        with open(os.devnull, "w", encoding="utf-8") as sink:
+            sys.stdout = sink
+            try:
+                cmd_parse(argparse.Namespace(file=str(path), format="jsonl"))
+            finally:
+                sys.stdout = real
+
+    return run
+
+
 def speed(name: str, lines: list[str]) -> None:
-    runs: dict[str, list[float]] = {"miner (ours)": [], "logs parse path (ours)": [], "drain3": []}
-    for _ in range(RUNS):
-        runs["miner (ours)"].append(rate(miner_only, lines))
-        runs["logs parse path (ours)"].append(rate(structurer, lines))
-        runs["drain3"].append(rate(drain3_only, lines))
+    """Lines per CPU-second of each path, cold, interleaved; ratios to the miner alone and drain3."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lines.log"
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        paths: dict[str, Callable[[list[str]], object]] = {
+            "miner alone (ours)": miner_only,
+            "structuring (Structurer)": structurer,
+            "logs parse command": parse_command(path),
+            "drain3": drain3_only,
+        }
+        runs: dict[str, list[float]] = {k: [] for k in paths}
+        for _ in range(RUNS):
+            for k, fn in paths.items():
+                runs[k].append(rate(fn, lines))
+    miner = statistics.median(runs["miner alone (ours)"])
     base = statistics.median(runs["drain3"])
     print(f"\n{name}: {len(lines):,} lines, {RUNS} interleaved cold runs, lines per CPU-second (median; runs)")
+    print(f"  {'path':<26} {'median':>10}  {'/miner':>6}  {'/drain3':>7}")
     for k, v in runs.items():
         med = statistics.median(v)
-        print(f"  {k:<24} {med:>10,.0f}  x{med / base:5.2f}  ({', '.join(f'{x:,.0f}' for x in v)})")
+        print(f"  {k:<26} {med:>10,.0f}  {med / miner:6.2f}  {med / base:7.2f}  ({', '.join(f'{x:,.0f}' for x in v)})")
 
 
 def main() -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
     if not DEV.is_dir():
         print(f"loghub-dev not found at {DEV}", file=sys.stderr)
         return 2
@@ -218,6 +254,7 @@ def main() -> int:
         f"\nsynthetic GA: ours {grouping_accuracy(ours_ids(synth), labels):.4f}, "
         f"drain3 {grouping_accuracy(drain3_ids(synth), labels):.4f}"
     )
+    print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
 
 
