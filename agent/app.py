@@ -79,7 +79,7 @@ def step_prepare_dirs(state: AppState) -> None:
     state.paths = host_paths(state.config)
     for d in (state.config.state.dir, state.config.control.socket.parent):
         d.mkdir(parents=True, exist_ok=True)
-        os.chmod(d, 0o700)
+        d.chmod(0o700)
 
 
 def step_open_store(state: AppState) -> None:

@@ -84,8 +84,9 @@ def _render(model: BaseModel, indent: int, out: list[str]) -> None:
     data = model.model_dump(mode="json")
     for name in type(model).model_fields:
         value = getattr(model, name)
-        for line in textwrap.wrap(_comment_for(type(model), name, value), width=96 - len(pad)):
-            out.append(f"{pad}# {line}")
+        out.extend(
+            f"{pad}# {line}" for line in textwrap.wrap(_comment_for(type(model), name, value), width=96 - len(pad))
+        )
         if isinstance(value, BaseModel):
             out.append(f"{pad}{name}:")
             _render(value, indent + 1, out)
@@ -106,8 +107,7 @@ def render_default_config() -> str:
         section = getattr(config, name)
         out.append("")
         doc = " ".join(str(type(section).__doc__ or "").split())
-        for line in textwrap.wrap(f"{name}: {doc}" if doc else name, width=96):
-            out.append(f"# {line}")
+        out.extend(f"# {line}" for line in textwrap.wrap(f"{name}: {doc}" if doc else name, width=96))
         out.append(f"{name}:")
         _render(section, 1, out)
     return HEADER + "\n".join(out) + "\n"

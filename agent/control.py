@@ -48,7 +48,7 @@ class ControlServer:
             sock.bind(str(self.path))
         finally:
             os.umask(old)
-        os.chmod(self.path, 0o600)
+        self.path.chmod(0o600)
         sock.listen(16)
         sock.settimeout(0.2)
         self._sock = sock
