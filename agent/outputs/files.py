@@ -51,9 +51,9 @@ class RotatingJsonl:
         for i in range(self.keep - 1, 0, -1):
             src = self.path.with_name(f"{self.path.name}.{i}")
             if src.exists():
-                os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
+                src.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
         if self.path.exists():
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
         self.rotations += 1
 
     def write(self, obj: Any) -> bool:
