@@ -66,7 +66,7 @@ def cgroup_id_of(paths: HostPaths, v2_path: str) -> int:
     """The cgroup id of a v2 cgroup: the inode of its directory (kernfs node id), which is what
     ``bpf_get_current_cgroup_id()`` returns. 0 when the directory does not exist."""
     try:
-        return os.stat(paths.cgroup_v2 / v2_path.lstrip("/")).st_ino
+        return (paths.cgroup_v2 / v2_path.lstrip("/")).stat().st_ino
     except OSError:
         return 0
 
@@ -143,9 +143,9 @@ def container_pids(paths: HostPaths, c: Container, v1_controllers: tuple[str, ..
     roots: list[Path] = []
     if c.cgroup_v2.strip("/"):
         roots.append(cgroup_dir_v2(paths, c.cgroup_v2))
-    for ctrl in v1_controllers:
-        if c.cgroup_v1.get(ctrl, "").strip("/"):
-            roots.append(cgroup_dir_v1(paths, ctrl, c.cgroup_v1[ctrl]))
+    roots.extend(
+        cgroup_dir_v1(paths, ctrl, c.cgroup_v1[ctrl]) for ctrl in v1_controllers if c.cgroup_v1.get(ctrl, "").strip("/")
+    )
     for root in roots:
         if (root / "cgroup.procs").exists() or (root / "tasks").exists():
             return sorted(cgroup_pids(root))

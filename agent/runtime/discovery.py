@@ -302,7 +302,7 @@ def _walk(root: Path, max_depth: int) -> Iterator[str]:
 
 def _start_time(paths: HostPaths, pid: int) -> float:
     try:
-        return os.stat(paths.pid_dir(pid)).st_mtime
+        return paths.pid_dir(pid).stat().st_mtime
     except OSError:
         return 0.0
 

@@ -41,7 +41,7 @@ class NftError(NetnsError):
 def netns_inode(paths: HostPaths, pid: int) -> int:
     """The inode of ``pid``'s network namespace (0 when the process is gone or unreadable)."""
     try:
-        return os.stat(paths.pid_netns(pid)).st_ino
+        return paths.pid_netns(pid).stat().st_ino
     except OSError:
         return 0
 
@@ -51,7 +51,7 @@ def container_netns(paths: HostPaths, container: Container) -> Path:
     recycled init pid must not redirect work into another namespace); ``NetnsError`` if not."""
     ns = paths.pid_netns(container.init_pid)
     try:
-        inode = os.stat(ns).st_ino
+        inode = ns.stat().st_ino
     except OSError as exc:
         raise NetnsError(f"container {container.short_id}: init pid {container.init_pid} is gone") from exc
     if container.netns_inode and inode != container.netns_inode:
@@ -69,7 +69,7 @@ def host_netns_inodes(paths: HostPaths) -> set[int]:
     found = set()
     for ns in (paths.pid_netns(1), paths.proc / "self" / "ns" / "net"):
         try:
-            found.add(os.stat(ns).st_ino)
+            found.add(ns.stat().st_ino)
         except OSError:
             continue
     return found
