@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent.detectors.lineage_names import ROLES, busybox_program, parse_shebang, role_of, script_arg
@@ -432,14 +433,15 @@ def read_head_in_root(root: os.PathLike[str] | str, path: str, limit: int = SHEB
 
 def _readlink(p: os.PathLike[str]) -> str:
     try:
-        return no_surrogates(os.readlink(p))  # a non-UTF-8 name: U+FFFD (findings are stored as UTF-8)
+        # a non-UTF-8 name: U+FFFD (findings are stored as UTF-8)
+        return no_surrogates(os.readlink(p))  # noqa: PTH115 - the link text exactly as the kernel wrote it; Path would normalise it
     except OSError:
         return ""
 
 
-def _read_cmdline(p: os.PathLike[str]) -> tuple[str, ...]:
+def _read_cmdline(p: Path) -> tuple[str, ...]:
     try:
-        with open(p, "rb") as f:
+        with p.open("rb") as f:
             raw = f.read(CMDLINE_BYTES)
     except OSError:
         return ()

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from agent.decoders.audit import MAX_RECORD_CHARS, EventAssembler, MalformedRecord, parse_log_line
@@ -82,7 +83,7 @@ def decode_stream(stream: BinaryIO, out: TextIO) -> tuple[int, int, int]:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     try:
-        stream = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")  # noqa: SIM115
+        stream = sys.stdin.buffer if args.file in (None, "-") else Path(args.file).open("rb")  # noqa: SIM115
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2

@@ -116,13 +116,13 @@ def tail_lines(path: Path, stop: threading.Event, start: tuple[int, int] | None 
     first = True
     while not stop.is_set():
         try:
-            st = os.stat(path)
+            st = path.stat()
         except OSError:
             st = None
         if st is not None and (fh is None or st.st_ino != ino or st.st_size < pos):
             if fh is not None:
                 fh.close()
-            fh = open(path, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - kept open while tailing
+            fh = path.open(encoding="utf-8", errors="backslashreplace")  # kept open while tailing
             resume = first and from_end and st.st_ino == ino and st.st_size >= pos
             ino = st.st_ino
             pos = pos if resume else 0
@@ -235,7 +235,7 @@ class AuditSource:
             self._sock = open_netlink(self.settings.receive_buffer_bytes)
         else:
             try:
-                st = os.stat(self.settings.log_file)
+                st = self.settings.log_file.stat()
             except OSError as exc:
                 raise AuditUnavailable(f"audit log {self.settings.log_file}: {exc}") from exc
             self._tail_from = (st.st_ino, st.st_size)  # start reading at the end, from now on
@@ -380,7 +380,7 @@ class AuditSource:
                 self._root_devs = {}
                 for c in self.registry.all():
                     try:
-                        st = os.stat(self.paths.pid_root(c.init_pid))
+                        st = self.paths.pid_root(c.init_pid).stat()
                     except OSError:
                         continue
                     self._root_devs[f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"] = c.id

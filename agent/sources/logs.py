@@ -161,7 +161,7 @@ class LogTailer:
     # --- files ---------------------------------------------------------------------------
     def _open(self, path: Path, offset: int) -> bool:
         try:
-            fh = open(path, "rb")  # noqa: SIM115 - kept open across polls on purpose
+            fh = path.open("rb")  # kept open across polls on purpose
         except OSError:
             return False
         st = os.fstat(fh.fileno())

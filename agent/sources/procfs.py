@@ -91,11 +91,12 @@ def read_process(paths: HostPaths, pid: int) -> ProcInfo | None:
     except (ValueError, IndexError):
         return None  # a torn read of a dying task
     try:
-        fds = len(os.listdir(d / "fd"))
+        fds = len(os.listdir(d / "fd"))  # noqa: PTH208 - per-process scan: counts names without a Path per fd
     except OSError:
         fds = 0  # gone, or a kernel thread
     try:
-        exe = no_surrogates(os.readlink(d / "exe"))  # a non-UTF-8 file name: U+FFFD, not surrogates
+        # a non-UTF-8 file name: U+FFFD, not surrogates
+        exe = no_surrogates(os.readlink(d / "exe"))  # noqa: PTH115 - the link text exactly as the kernel wrote it; Path would normalise it
     except OSError:
         exe = ""
     return ProcInfo(pid, ppid, comm, threads, cpu, rss, fds, exe)
@@ -214,7 +215,7 @@ class ProcfsSource:
         tree, a kernel without inet_diag)."""
         netns = self.paths.pid_netns(pid)
         try:
-            ino = os.stat(netns).st_ino
+            ino = netns.stat().st_ino
             cached = self._diag.get(c.id)
             if cached is None or cached[0] != ino:
                 if cached is not None:

@@ -24,7 +24,8 @@ from agent.textsafe import no_surrogates
 
 def _read_link(p: Path) -> str:
     try:
-        return no_surrogates(os.readlink(p))  # a non-UTF-8 file name: U+FFFD, not surrogates
+        # a non-UTF-8 file name: U+FFFD, not surrogates
+        return no_surrogates(os.readlink(p))  # noqa: PTH115 - the link text exactly as the kernel wrote it; Path would normalise it
     except OSError:
         return ""
 
