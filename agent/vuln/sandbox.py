@@ -60,6 +60,11 @@ def _child(
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    try:  # under the service's MemoryMax the kernel's OOM killer must pick this child, never the agent
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
     try:
         out = {"ok": fn(*args)}
     except MemoryError:
@@ -95,7 +100,12 @@ def run_isolated(fn: Callable[..., Any], *args: Any, limits: SandboxLimits | Non
     proc = ctx.Process(  # type: ignore[attr-defined]
         target=_child, args=(writer, fn, args, lim.memory_bytes, lim.cpu_seconds), daemon=True, name="rg-vuln-parse"
     )
-    proc.start()
+    try:
+        proc.start()
+    except (OSError, ValueError) as exc:  # no fork server (no temp dir, no fork): the scan fails, clearly
+        reader.close()
+        writer.close()
+        raise SandboxError("error", f"cannot start the parser process: {exc}") from None
     writer.close()
     data: bytes | None = None
     problem: SandboxError | None = None

@@ -19,7 +19,9 @@ from agent.findings import Finding, Severity, Source
 from agent.runtime.model import Container
 from agent.vuln.sandbox import SandboxLimits
 
-SCAN_LIMITS = SandboxLimits(timeout=120.0, memory_bytes=1 << 30, cpu_seconds=90, result_bytes=128 << 20)
+# 768 MiB of address space: below the service's MemoryMax (512M RSS) with the child as the OOM
+# killer's first choice (oom_score_adj 1000), so a hostile image can never get the agent killed.
+SCAN_LIMITS = SandboxLimits(timeout=120.0, memory_bytes=768 << 20, cpu_seconds=90, result_bytes=128 << 20)
 
 MIGRATIONS: list[str] = [
     """

@@ -192,3 +192,13 @@ def test_a_paragraph_python_debian_refuses_costs_only_itself() -> None:
     pkgs = parse_dpkg_status(text, OsRelease(id="debian", version_id="12"), "/var/lib/dpkg/status", skipped)
     assert [p.name for p in pkgs] == ["a", "b", "c?"]
     assert skipped == {"dpkg": 1}
+
+
+def _oom_score_adj() -> int:
+    return int(Path("/proc/self/oom_score_adj").read_text())
+
+
+def test_sandbox_child_is_the_oom_killers_first_choice() -> None:
+    """Under the service's MemoryMax a hostile parse must be what the kernel kills, not the agent."""
+    assert run_isolated(_oom_score_adj) == 1000
+    assert _oom_score_adj() < 1000
