@@ -39,7 +39,7 @@ def _detector_names() -> dict[str, str]:
 
 def rule_name(rec: Mapping[str, Any]) -> str:
     """The detector's name (``sensitive_file_access`` for RG-0002), else the evidence's rule name,
-    else the analyser's own id (``vuln.package``, ``behavior.deviation`` …)."""
+    else the analyser's own id (``vuln.image``, ``behavior.deviation`` …)."""
     did = str(rec.get("detector_id") or "")
     ev = rec.get("evidence") or {}
     return _detector_names().get(did) or str(ev.get("rule_name") or ev.get("rule") or did)
