@@ -281,8 +281,12 @@ def duplicate_keys(root: yaml.Node) -> list[str]:
     silently keeps the last one)."""
     problems: list[str] = []
     stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    visited: set[int] = set()  # an alias may point back at its own ancestor (a: &x [*x])
     while stack:
         node, loc = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: dict[str, int] = {}
             for key, value in node.value:
@@ -303,8 +307,12 @@ def duplicate_keys(root: yaml.Node) -> list[str]:
 def _unconstructible(root: yaml.Node) -> tuple[str, yaml.Node]:
     """The dotted path and node of the first value in ``root`` that SafeLoader cannot construct."""
     stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    visited: set[int] = set()
     while stack:
         node, loc = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in reversed(node.value):
                 name = key.value if isinstance(key, yaml.ScalarNode) else "?"
