@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -361,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.write_text(
         f"state: {{dir: {state}}}\ncontrol: {{socket: {socket}}}\n" + demo_settings(state, vulndb, args.learn_seconds)
     )
-    os.chmod(cfg, 0o600)
+    cfg.chmod(0o600)
     log = (work / "agent.log").open("w")
     agent = subprocess.Popen(
         [str(VENV_BIN / "riskguard-agent"), "run", "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT

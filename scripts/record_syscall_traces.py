@@ -201,7 +201,7 @@ def record_run(wl: Workload, run: int, work: Path, max_calls: int, image: str = 
         tracer = subprocess.Popen(["strace", "-f", "-ff", "-qq", "-n", "-o", str(out_dir / "t"), "-p", pid])
         while "TracerPid:\t0" in Path(f"/proc/{pid}/status").read_text():
             time.sleep(0.02)
-        with open(fifo, "w") as go:
+        with fifo.open("w") as go:
             go.write("go\n")
         subprocess.run(["docker", "wait", name], capture_output=True, timeout=wl.timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -241,11 +241,12 @@ def main() -> int:
     images = [i for i in args.images.split(",") if i]
     if "debian" in images:
         build_debian_image()
-    jobs = []
-    for img in images:
-        for wl in names:
-            for run in range(args.runs if wl.cls == "benign" else args.attack_runs):
-                jobs.append((wl.name, wl.cls, run, img))
+    jobs = [
+        (wl.name, wl.cls, run, img)
+        for img in images
+        for wl in names
+        for run in range(args.runs if wl.cls == "benign" else args.attack_runs)
+    ]
     jobs.sort(key=lambda j: j[0] != "crond_jobs")  # the slow ones first: they mostly sleep
     results: dict[tuple[str, str, str], list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="rgseq") as tmp, ThreadPoolExecutor(args.jobs) as pool:

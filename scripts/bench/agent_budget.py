@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import statistics
@@ -92,7 +91,7 @@ def run_agent(work: Path, settings: str, host: Any, learn: float, seconds: float
     socket = work / "run" / "agent.sock"
     cfg = work / "agent.yaml"
     cfg.write_text(f"state: {{dir: {work / 'state'}}}\ncontrol: {{socket: {socket}}}\n{settings}")
-    os.chmod(cfg, 0o600)
+    cfg.chmod(0o600)
     with (work / "agent.log").open("w") as log:
         agent = subprocess.Popen(
             [str(VENV_BIN / "riskguard-agent"), "run", "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT
