@@ -38,7 +38,7 @@ class Daemon:
 
     def write_config(self, text: str) -> None:
         self.config.write_text(f"state: {{dir: {self.tmp}/state}}\ncontrol: {{socket: {self.socket}}}\n{text}")
-        os.chmod(self.config, 0o600)
+        self.config.chmod(0o600)
 
     def start(self) -> Daemon:
         self.proc = subprocess.Popen(
@@ -54,8 +54,7 @@ class Daemon:
         return self
 
     def _read(self, stream: Any, into: list[str]) -> None:
-        for line in stream:
-            into.append(line.rstrip("\n"))
+        into.extend(line.rstrip("\n") for line in stream)
 
     def _notify_loop(self) -> None:
         while not self._stop.is_set():
@@ -77,10 +76,7 @@ class Daemon:
         raise AssertionError(f"agent not ready after {timeout}s: {self.tail()}")
 
     def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in list(self.lines):
-            out.append(json.loads(line))
-        return out
+        return [json.loads(line) for line in list(self.lines)]
 
     def wait_event(self, name: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

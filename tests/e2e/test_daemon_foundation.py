@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -35,7 +34,7 @@ def test_ready_discovery_ctl_and_clean_ctrl_c(daemon: Any, run_container: Any, t
     assert any("STATUS=watching" in n for n in d.notifications)
     started = d.wait_event("agent_started")
     assert started["control_socket"] == str(d.socket)
-    assert oct(os.stat(d.socket).st_mode & 0o777) == "0o600"
+    assert oct(d.socket.stat().st_mode & 0o777) == "0o600"
 
     st = d.ctl_json("status")
     assert st["pid"] == d.proc.pid and st["runtime"]["docker"]["connected"] is True  # type: ignore[union-attr]
@@ -187,7 +186,7 @@ def test_bad_config_refuses_to_start_with_the_dotted_path(tmp_path: Path) -> Non
         ("{}\n", 0o666, "group- or world-writable"),
     ):
         cfg.write_text(text)
-        os.chmod(cfg, mode)
+        cfg.chmod(mode)
         r = subprocess.run(
             [str(VENV_BIN / "riskguard-agent"), "run", "--config", str(cfg)],
             capture_output=True,

@@ -5,7 +5,6 @@ nobody can write it, so it is trusted; the same tree writable is refused."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -22,12 +21,12 @@ def configmap_volume(root: Path) -> Path:
     ts = vol / "..2026_12_02_08_00_00.000000001"
     ts.mkdir(parents=True)
     (ts / "agent.yaml").write_text("behavior: {window_seconds: 7}\n")
-    os.chmod(ts / "agent.yaml", 0o400)
-    os.chmod(ts, 0o755)
+    (ts / "agent.yaml").chmod(0o400)
+    ts.chmod(0o755)
     (vol / "..data").symlink_to(ts.name)
     (vol / "agent.yaml").symlink_to("..data/agent.yaml")
-    os.chmod(vol, 0o777)
-    os.chmod(root, 0o700)
+    vol.chmod(0o777)
+    root.chmod(0o700)
     return vol
 
 

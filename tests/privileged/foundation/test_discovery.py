@@ -47,8 +47,8 @@ def test_container_appears_and_disappears_within_a_second(discovery: Any, run_co
     pid = c.attrs["State"]["Pid"]
     assert rec.init_pid == pid
     v2dir = HostPaths().cgroup_v2 / rec.cgroup_v2.lstrip("/")
-    assert rec.cgroup_id == os.stat(v2dir).st_ino != 0
-    assert rec.netns_inode == os.stat(f"/proc/{pid}/ns/net").st_ino
+    assert rec.cgroup_id == v2dir.stat().st_ino != 0
+    assert rec.netns_inode == Path(f"/proc/{pid}/ns/net").stat().st_ino
     assert rec.cgroup_v1["freezer"].endswith(c.id)
     assert reg.by_cgroup_id(rec.cgroup_id) == rec
     # a process started later inside the container resolves to it by pid
@@ -221,7 +221,7 @@ def test_cgroup_scan_finds_runtimes_without_an_api(fake_runtime_cgroups: Any) ->
             assert c.init_pid == proc.pid  # type: ignore[attr-defined]
             if "unified" in str(cgdir) or HostPaths().cgroup_v2 in cgdir.parents:
                 assert c.runtime == "containerd"  # type: ignore[attr-defined]
-                assert c.cgroup_id == os.stat(cgdir).st_ino  # type: ignore[attr-defined]
+                assert c.cgroup_id == cgdir.stat().st_ino  # type: ignore[attr-defined]
             else:
                 assert c.runtime == "podman"  # type: ignore[attr-defined]
         for cid, _cgdir, proc in fake_runtime_cgroups:

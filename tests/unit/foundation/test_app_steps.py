@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,7 +25,7 @@ runtime: {{docker: false, cgroup_scan: false}}
 {extra}
 """
     )
-    os.chmod(p, 0o600)
+    p.chmod(0o600)
     return p
 
 

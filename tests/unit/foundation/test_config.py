@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from tests.support import REPO
 def write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
     p = tmp_path / "agent.yaml"
     p.write_text(text)
-    os.chmod(p, mode)
+    p.chmod(mode)
     return p
 
 

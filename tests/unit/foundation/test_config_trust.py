@@ -16,10 +16,10 @@ from agent.config import ConfigError, load_config
 
 def config_in(d: Path, text: str = "behavior: {window_seconds: 7}\n", mode: int = 0o600) -> Path:
     d.mkdir(parents=True, exist_ok=True)
-    os.chmod(d, 0o700)
+    d.chmod(0o700)
     p = d / "agent.yaml"
     p.write_text(text)
-    os.chmod(p, mode)
+    p.chmod(mode)
     return p
 
 
@@ -46,17 +46,17 @@ def test_a_config_owned_by_another_user_is_refused(tmp_path: Path) -> None:
 
 def test_a_config_in_a_directory_others_can_write_is_refused(tmp_path: Path) -> None:
     p = config_in(tmp_path / "shared" / "etc")
-    os.chmod(tmp_path / "shared", 0o777)  # a parent, not the file's own directory
+    (tmp_path / "shared").chmod(0o777)  # a parent, not the file's own directory
     assert problems(p) == [f"(file): directory {tmp_path / 'shared'} (mode 0777) is writable by group or others"]
-    os.chmod(tmp_path / "shared", 0o1777)  # sticky like /tmp: nobody can replace another's entry
+    (tmp_path / "shared").chmod(0o1777)  # sticky like /tmp: nobody can replace another's entry
     assert load_config(p)[0].behavior.window_seconds == 7
-    os.chmod(p.parent, 0o770)
+    p.parent.chmod(0o770)
     assert "writable by group or others" in problems(p)[0]
 
 
 def test_a_symlink_is_judged_by_where_it_points(tmp_path: Path) -> None:
     target = config_in(tmp_path / "drop")
-    os.chmod(tmp_path / "drop", 0o777)
+    (tmp_path / "drop").chmod(0o777)
     link = tmp_path / "etc" / "agent.yaml"
     link.parent.mkdir()
     link.symlink_to(target)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,7 +114,7 @@ outputs: {{alerts_file: null, log_findings: false, metrics: {{enabled: false}}}}
 """
     p = tmp_path / "agent.yaml"
     p.write_text(cfg)
-    os.chmod(p, 0o600)
+    p.chmod(0o600)
     state = AppState(config=parse_config(yaml.safe_load(cfg)), config_source=str(p), config_path=p)
     with structlog.testing.capture_logs():
         startup(state)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import stat
 from pathlib import Path
@@ -37,7 +36,7 @@ def server(tmp_path: Path) -> Any:
 
 def test_roundtrip_and_socket_mode(server: ControlServer) -> None:
     assert call(server.path, "echo", {"a": [1, 2]}) == {"a": [1, 2]}
-    assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o600
+    assert stat.S_IMODE(server.path.stat().st_mode) == 0o600
 
 
 def test_errors_are_replies_not_crashes(server: ControlServer) -> None:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,7 +71,7 @@ outputs: {{alerts_file: null, log_findings: false, metrics: {{enabled: false}}}}
 {extra}
 """
     )
-    os.chmod(p, 0o600)
+    p.chmod(0o600)
     return p
 
 

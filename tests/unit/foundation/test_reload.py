@@ -45,7 +45,7 @@ outputs: {{alerts_file: {tmp_path}/alerts.jsonl, log_findings: false, metrics: {
     replaced = {line.split(":", 1)[0] for line in extra.splitlines() if line and not line[0].isspace()}
     kept = [line for line in base.splitlines() if line.split(":", 1)[0] not in replaced]
     p.write_text("\n".join([*kept, extra, ""]))
-    os.chmod(p, 0o600)
+    p.chmod(0o600)
     return p
 
 
@@ -159,7 +159,7 @@ def test_reload_whose_start_fails_goes_back_to_the_old_config(agent: AppState, t
 def test_check_config_never_shows_a_traceback(tmp_path: Path, text: str, expected: str) -> None:
     p = tmp_path / "agent.yaml"
     p.write_text(text)
-    os.chmod(p, 0o600)
+    p.chmod(0o600)
     r = subprocess.run(
         [str(VENV_BIN / "riskguard-agent"), "check-config", "--config", str(p)], capture_output=True, text=True
     )

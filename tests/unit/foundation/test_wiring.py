@@ -81,9 +81,11 @@ def test_only_the_wiring_subscribes() -> None:
     for path in sorted((REPO / "agent").rglob("*.py")):
         if path.name == "wiring.py" and path.parent.name == "agent":
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in calls:
-                found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.func.attr}")
+        found.extend(
+            f"{path.relative_to(REPO)}:{node.lineno} {node.func.attr}"
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in calls
+        )
     assert found == []
 
 
