@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import random
 import socket
 import subprocess
@@ -501,7 +500,7 @@ def test_posture_and_selinux_policy_of_real_containers(
         assert f"; {data_rw} -> /data (rw)" in text and f"; {data_ro} -> /conf (ro)" in text
         assert "(allow process tmp_t (dir (open read getattr lock search ioctl add_name remove_name write)))" in text
         assert "net_raw" not in text and "net_admin" not in comp.tracked[rec_web.id].selinux["file"]
-        assert comp.status()["selinux"]["enforced"] is (os.path.exists("/sys/fs/selinux/enforce"))
+        assert comp.status()["selinux"]["enforced"] is Path("/sys/fs/selinux/enforce").exists()
     finally:
         comp.stop()
 

@@ -41,11 +41,11 @@ def _pids_named(k: KStop, role: str, comm: str) -> list[int]:
 
 def _fd_to(pid: int, target: str) -> tuple[str, int] | None:
     """(fd, file offset) of ``pid``'s descriptor open on ``target``."""
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    for link in Path(f"/proc/{pid}/fd").iterdir():
         try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                pos = Path(f"/proc/{pid}/fdinfo/{fd}").read_text().split()[1]
-                return fd, int(pos)
+            if str(link.readlink()) == target:
+                pos = Path(f"/proc/{pid}/fdinfo/{link.name}").read_text().split()[1]
+                return link.name, int(pos)
         except OSError:
             continue
     return None

@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,7 +91,7 @@ def test_execve_rule_yields_one_event_attributed_to_the_container(
     assert windows[c.id].binaries == {ev.exe}
     assert windows[other.id].execs == 0
     # The fallback for processes gone before we read their cgroup: the container's root device.
-    st = os.stat(f"/proc/{registry.get(c.id).init_pid}/root")  # type: ignore[union-attr]
+    st = Path(f"/proc/{registry.get(c.id).init_pid}/root").stat()  # type: ignore[union-attr]
     found = src.container_of_dev(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}")
     assert found is not None and found.id == c.id
     assert src.container_of_dev("00:00") is None

@@ -66,7 +66,7 @@ def capture(tmp_path: Path, procs: list[Proc]) -> HostPaths:
     for p in procs:
         d = paths.pid_dir(p.pid)
         (d / "fd").mkdir(parents=True)
-        comm = os.path.basename(p.exe)[:15]
+        comm = Path(p.exe).name[:15]
         rest = ["S", str(p.ppid)] + ["0"] * 17 + ["500"] + ["0"] * 10
         (d / "stat").write_text(f"{p.pid} ({comm}) {' '.join(rest)}\n")
         (d / "exe").symlink_to(p.exe)
@@ -85,7 +85,7 @@ def exec_ev(pid: int, ppid: int, filename: str, argv: tuple[str, ...], parent_co
         container=C,
         ppid=ppid,
         uid=0,
-        comm=os.path.basename(filename)[:15],
+        comm=Path(filename).name[:15],
         filename=filename,
         argv=argv,
         parent_comm=parent_comm,

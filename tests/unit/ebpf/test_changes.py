@@ -5,7 +5,6 @@ again in user space; and the dispatcher's routing table covering every kind."""
 
 from __future__ import annotations
 
-import os
 import re
 
 from agent.events import FileChange
@@ -20,14 +19,14 @@ def _pid(host: HostPaths, pid: int, cwd: str = "", cgroup: str = "/docker/abc") 
     d = host.pid_dir(pid)
     (d / "fd").mkdir(parents=True)
     if cwd:
-        os.symlink(cwd, d / "cwd")
+        (d / "cwd").symlink_to(cwd)
     (d / "cgroup").write_text(f"0::{cgroup}\n")
 
 
 def _cgroup(host: HostPaths, path: str) -> int:
     d = host.cgroup_v2 / path.lstrip("/")
     d.mkdir(parents=True, exist_ok=True)
-    return os.stat(d).st_ino
+    return d.stat().st_ino
 
 
 def _unlink(path: str, pid: int = 10, cg: int = CG, ppid: int = 0) -> FileChange:
@@ -69,8 +68,8 @@ def test_gone_task_falls_back_to_its_parent_in_the_same_cgroup_only(host_tree: H
 
 def test_fd_relative_paths_and_futimens(host_tree: HostPaths) -> None:
     _pid(host_tree, 30, cwd="/")
-    os.symlink("/var/log/nginx", host_tree.pid_dir(30) / "fd" / "3")
-    os.symlink("/etc/passwd", host_tree.pid_dir(30) / "fd" / "4")
+    (host_tree.pid_dir(30) / "fd" / "3").symlink_to("/var/log/nginx")
+    (host_tree.pid_dir(30) / "fd" / "4").symlink_to("/etc/passwd")
     ev = complete_change(_unlink("/proc/30/fd/3/access.log", pid=30), host_tree, PREFIXES)
     assert ev is not None and ev.path == "/var/log/nginx/access.log"
     t = FileChange(ts=1.0, pid=30, op="utimes", comm="touch", path="/proc/30/fd/4", explicit_times=True)

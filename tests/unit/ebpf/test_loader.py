@@ -184,10 +184,10 @@ def _proc_tree(host: HostPaths, pid: int, ppid: int) -> Path:
 
 def test_complete_exec_fills_stdio_ppid_parent_and_memfd(host_tree: HostPaths) -> None:
     d = _proc_tree(host_tree, 100, 50)
-    os.symlink("socket:[777]", d / "fd" / "0")
-    os.symlink("socket:[777]", d / "fd" / "1")
-    os.symlink("/dev/pts/0", d / "fd" / "2")
-    os.symlink("/memfd:x (deleted)", d / "exe")
+    (d / "fd" / "0").symlink_to("socket:[777]")
+    (d / "fd" / "1").symlink_to("socket:[777]")
+    (d / "fd" / "2").symlink_to("/dev/pts/0")
+    (d / "exe").symlink_to("/memfd:x (deleted)")
     ev = ProcessExec(ts=1.0, pid=100, cgroup_id=9, ppid=0, uid=0, comm="sh", filename="/bin/sh")
     done = complete_exec(ev, host_tree)
     assert done.stdio == ("socket:[777]", "socket:[777]", "/dev/pts/0")
@@ -199,7 +199,7 @@ def test_complete_exec_fills_stdio_ppid_parent_and_memfd(host_tree: HostPaths) -
 
 def test_complete_accept_reads_the_peer_from_the_process_netns(host_tree: HostPaths) -> None:
     d = _proc_tree(host_tree, 200, 1)
-    os.symlink("socket:[555]", d / "fd" / "0")  # nc moved the accepted socket to stdin
+    (d / "fd" / "0").symlink_to("socket:[555]")  # nc moved the accepted socket to stdin
     (d / "net" / "tcp").write_text("  sl  local_address rem_address   st ...\n")
     (d / "net" / "tcp6").write_text(
         "  sl  local_address                         remote_address                        st tx_queue "

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import stat
 from collections.abc import Callable, Iterator
@@ -109,7 +108,7 @@ def test_symlink_at_alerts_path_is_refused_and_counted(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     target.write_text("")
     link = tmp_path / "alerts.jsonl"
-    os.symlink(target, link)
+    link.symlink_to(target)
     w = RotatingJsonl(link, max_bytes=4096, keep=1)
     assert w.write({"x": 1}) is False
     assert w.errors == 1 and target.read_text() == ""

@@ -22,7 +22,7 @@ NAME = b"\xff\xfe\x1b[2Jevil"
 
 @pytest.fixture
 def hostile_proc(tmp_path: Path) -> Iterator[int]:
-    exe = os.path.join(os.fsencode(tmp_path), NAME)
+    exe = os.path.join(os.fsencode(tmp_path), NAME)  # noqa: PTH118 - a bytes path: the non-UTF-8 name goes to exec as raw bytes
     shutil.copy(shutil.which("sleep") or "/bin/sleep", exe)
     proc = subprocess.Popen([exe, "30"])
     try:
