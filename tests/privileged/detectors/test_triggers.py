@@ -14,9 +14,6 @@ detectors report the failed attempt.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,21 +23,11 @@ from typing import Any
 
 import pytest
 
-from agent.config import AgentConfig
 from agent.context import AgentContext
-from agent.detectors.component import DetectorsComponent
-from agent.detectors.registry import DETECTORS
-from agent.events import Event
 from agent.findings import Finding, Severity, Source
-from agent.hostfs import HostPaths
-from agent.pipeline import Bus
-from agent.runtime.docker import container_from_inspect
-from agent.runtime.enrich import Enricher
-from agent.runtime.model import ContainerRegistry
 from agent.settings.detectors import DetectorsSettings
-from agent.store import Store
-from agent.wiring import attach
-from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root, wait_for
+from tests.privileged.harness import DetectorChain, detector_chain, docker_exec, register
+from tests.support import TEST_IMAGE, TEST_LABEL, need_root, wait_for
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,53 +36,35 @@ HERE = Path(__file__).resolve().parent
 class Chain:
     ctx: AgentContext
     container: Any  # docker Container
-    findings: list[Finding]
-    lock: threading.Lock
+    chain: DetectorChain
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.chain.findings
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self.chain.lock
 
     def exec(self, *cmd: str, user: str = "", stdin: str | None = None, timeout: float = 20) -> str:
         """Run ``cmd`` in the container (``docker exec``), return its combined output."""
-        args = ["docker", "exec", *(["-i"] if stdin is not None else [])]
-        if user:
-            args += ["-u", user]
-        proc = subprocess.run(
-            [*args, self.container.id, *cmd], input=stdin, capture_output=True, text=True, timeout=timeout
-        )
-        return proc.stdout + proc.stderr
+        return docker_exec(self.container, *cmd, user=user, stdin=stdin, timeout=timeout)
 
     def wait(self, detector: str, pred: Callable[[Finding], bool] = lambda f: True, timeout: float = 15) -> Finding:
         def hit() -> Finding | None:
-            with self.lock:
-                for f in self.findings:
-                    if f.detector_id == detector and f.container_id == self.container.id and pred(f):
-                        return f
-            return None
+            return next((f for f in self.chain.of(detector, self.container.id) if pred(f)), None)
 
         found = wait_for(hit, timeout=timeout, what=f"a {detector} finding; got {self.summaries()}")
         assert isinstance(found, Finding)
         return found
 
     def summaries(self) -> list[str]:
-        with self.lock:
-            return [f"{f.detector_id}: {f.summary}" for f in self.findings]
+        return self.chain.summaries()
 
 
 @pytest.fixture(scope="module")
 def chain(docker_client: Any, trigger_binary: Path) -> Iterator[Chain]:
     need_root()
-    try:
-        from agent.sources import ebpf
-    except ImportError as exc:
-        need(False, f"This test needs the eBPF source (agent/sources/ebpf.py): {exc}")
-        raise
-    state = Path(tempfile.mkdtemp(prefix="rg-detectors-"))
-    ctx = AgentContext(
-        config=AgentConfig(),
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
     c = docker_client.containers.run(
         TEST_IMAGE,
         ["sleep", "900"],
@@ -106,48 +75,14 @@ def chain(docker_client: Any, trigger_binary: Path) -> Iterator[Chain]:
         security_opt=["seccomp=unconfined"],
         volumes={str(trigger_binary): {"bind": "/opt/rg", "mode": "ro"}},
     )
-    components: list[Any] = []
     try:
-        c.reload()
-        rec = container_from_inspect(HostPaths(), c.attrs)
-        assert rec is not None and rec.cgroup_id, "the test container has no cgroup id"
-        ctx.registry.upsert(rec)
-        ctx.events.add_prepare(Enricher(ctx.paths, ctx.registry))
-        source = ebpf.build(ctx)
-        need(source is not None, "The eBPF source is disabled or unavailable on this machine.")
-        assert source is not None
         # Learned allowances off: a fresh store means every image is learning, which caps
         # process-exec rule findings at MEDIUM (tests/unit/detectors/test_allowances.py).
-        detectors = DetectorsComponent(
-            DetectorsSettings(repeat_suppress_seconds=0, learned_allowances=False), DETECTORS
-        )
-        findings: list[Finding] = []
-        lock = threading.Lock()
-
-        def collect(f: Finding) -> None:
-            with lock:
-                findings.append(f)
-
-        ctx.findings.subscribe(collect)
-        for comp in (source, detectors):
-            attach(ctx, comp)
-            components.append(comp)
-        ctx.events.start()
-        ctx.findings.start()
-        status = source.status()
-        need(not status.get("error"), f"The eBPF source did not start: {status}")
-        yield Chain(ctx, c, findings, lock)
+        settings = DetectorsSettings(repeat_suppress_seconds=0, learned_allowances=False)
+        with detector_chain("rg-detectors-", settings, before=lambda ch: register(ch.ctx, c)) as ch:
+            yield Chain(ch.ctx, c, ch)
     finally:
-        for comp in reversed(components):
-            try:
-                comp.stop()
-            except Exception:
-                pass
-        ctx.events.stop(1)
-        ctx.findings.stop(1)
-        ctx.store.close()
         c.remove(force=True)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def _rule(f: Finding) -> None:

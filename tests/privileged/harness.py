@@ -1,0 +1,136 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Shared pieces of the privileged tests: an agent context on a scratch state directory, a
+test container registered with it, ``docker exec`` into it, and the detector chain (eBPF
+source → enrichment → detectors → findings) started and torn down around a module's tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.context import AgentContext
+from agent.detectors.component import DetectorsComponent
+from agent.detectors.registry import DETECTORS
+from agent.events import Event
+from agent.findings import Finding
+from agent.hostfs import HostPaths
+from agent.pipeline import Bus
+from agent.runtime.docker import container_from_inspect
+from agent.runtime.enrich import Enricher
+from agent.runtime.model import Container, ContainerRegistry
+from agent.settings.detectors import DetectorsSettings
+from agent.store import Store
+from agent.wiring import attach
+from tests.support import need, need_root
+
+
+def agent_context(state: Path, config: AgentConfig | None = None) -> AgentContext:
+    """An agent context whose state, run directory and store live below ``state``."""
+    return AgentContext(
+        config=config or AgentConfig(),
+        paths=HostPaths().with_state(state, run=state / "run"),
+        store=Store(state / "agent.db"),
+        registry=ContainerRegistry(),
+        events=Bus[Event]("events"),
+        findings=Bus[Finding]("findings"),
+    )
+
+
+def register(ctx: AgentContext, c: Any) -> Container:
+    """Register the running docker container ``c`` with the agent's registry, as the runtime
+    watcher does; fails when it has no cgroup id."""
+    c.reload()
+    rec = container_from_inspect(HostPaths(), c.attrs)
+    assert rec is not None and rec.cgroup_id, "the test container has no cgroup id"
+    ctx.registry.upsert(rec)
+    return rec
+
+
+def docker_exec(
+    c: Any, *cmd: str, user: str = "", stdin: str | None = None, detach: bool = False, timeout: float = 20
+) -> str:
+    """Run ``cmd`` in container ``c`` (``docker exec``) and return its combined output."""
+    args = ["docker", "exec", *(["-i"] if stdin is not None else []), *(["-d"] if detach else [])]
+    if user:
+        args += ["-u", user]
+    proc = subprocess.run([*args, c.id, *cmd], input=stdin, capture_output=True, text=True, timeout=timeout)
+    return proc.stdout + proc.stderr
+
+
+@dataclass
+class DetectorChain:
+    """A started detector chain and the findings it published, in order."""
+
+    ctx: AgentContext
+    state: Path
+    findings: list[Finding] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def collect(self, f: Finding) -> None:
+        with self.lock:
+            self.findings.append(f)
+
+    def of(self, detector: str, container_id: str, mark: int = 0) -> list[Finding]:
+        """The findings of ``detector`` about the container since the ``mark``-th finding."""
+        with self.lock:
+            return [f for f in self.findings[mark:] if f.detector_id == detector and f.container_id == container_id]
+
+    def summaries(self, mark: int = 0) -> list[str]:
+        with self.lock:
+            return [f"{f.detector_id}: {f.summary}" for f in self.findings[mark:]]
+
+
+@contextmanager
+def detector_chain(
+    prefix: str,
+    settings: DetectorsSettings,
+    config: AgentConfig | None = None,
+    before: Callable[[DetectorChain], object] | None = None,
+) -> Iterator[DetectorChain]:
+    """eBPF source → enrichment → detectors on a fresh state directory named ``prefix…``;
+    ``before`` runs before the source is built; everything is stopped and removed on exit."""
+    need_root()
+    try:
+        from agent.sources import ebpf
+    except ImportError as exc:
+        need(False, f"This test needs the eBPF source (agent/sources/ebpf.py): {exc}")
+        raise
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    ctx = agent_context(state, config)
+    chain = DetectorChain(ctx, state)
+    components: list[Any] = []
+    try:
+        if before is not None:
+            before(chain)
+        ctx.events.add_prepare(Enricher(ctx.paths, ctx.registry))
+        source = ebpf.build(ctx)
+        need(source is not None, "The eBPF source is disabled or unavailable on this machine.")
+        assert source is not None
+        detectors = DetectorsComponent(settings, DETECTORS)
+        ctx.findings.subscribe(chain.collect)
+        for comp in (source, detectors):
+            attach(ctx, comp)
+            components.append(comp)
+        ctx.events.start()
+        ctx.findings.start()
+        status = source.status()
+        need(not status.get("error"), f"The eBPF source did not start: {status}")
+        yield chain
+    finally:
+        for comp in reversed(components):
+            try:
+                comp.stop()
+            except Exception:
+                pass
+        ctx.events.stop(1)
+        ctx.findings.stop(1)
+        ctx.store.close()
+        shutil.rmtree(state, ignore_errors=True)
