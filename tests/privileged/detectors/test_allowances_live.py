@@ -9,10 +9,6 @@ operator's ``deny`` brings ``httpd>sh`` back to HIGH.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,20 +21,11 @@ import pytest
 from agent.behavior.allowances import Allowances
 from agent.config import AgentConfig
 from agent.context import AgentContext
-from agent.detectors.component import DetectorsComponent
-from agent.detectors.registry import DETECTORS
-from agent.events import Event
 from agent.findings import Finding, Severity
-from agent.hostfs import HostPaths
-from agent.pipeline import Bus
-from agent.runtime.docker import container_from_inspect
-from agent.runtime.enrich import Enricher
-from agent.runtime.model import ContainerRegistry
 from agent.settings.behavior import BehaviorSettings
 from agent.settings.detectors import DetectorsSettings
-from agent.store import Store
-from agent.wiring import attach
-from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root, wait_for
+from tests.privileged.harness import DetectorChain, detector_chain, docker_exec, register
+from tests.support import TEST_IMAGE, TEST_LABEL, wait_for
 
 LEARN = 8.0
 CGI = """#!/bin/sh
@@ -51,12 +38,14 @@ sleep 1
 
 @dataclass
 class Lab:
-    ctx: AgentContext
+    chain: DetectorChain
     docker: Any
     www: Path
-    findings: list[Finding]
-    lock: threading.Lock
     containers: list[Any] = field(default_factory=list)
+
+    @property
+    def ctx(self) -> AgentContext:
+        return self.chain.ctx
 
     def start(self, name: str) -> Any:
         c = self.docker.containers.create(
@@ -69,16 +58,12 @@ class Lab:
         )
         self.containers.append(c)
         c.start()
-        c.reload()
-        rec = container_from_inspect(HostPaths(), c.attrs)
-        assert rec is not None and rec.cgroup_id
-        self.ctx.registry.upsert(rec)
+        register(self.ctx, c)
         time.sleep(0.5)
         return c
 
     def exec(self, c: Any, *cmd: str) -> str:
-        proc = subprocess.run(["docker", "exec", c.id, *cmd], capture_output=True, text=True, timeout=30)
-        return proc.stdout + proc.stderr
+        return docker_exec(c, *cmd, timeout=30)
 
     def cgi(self, c: Any) -> None:
         out = self.exec(c, "wget", "-q", "-O-", "http://127.0.0.1:8080/cgi-bin/status.cgi")
@@ -86,18 +71,8 @@ class Lab:
 
     def shell_finding(self, c: Any, parent: str, after: float) -> Finding:
         def hit() -> Finding | None:
-            with self.lock:
-                return next(
-                    (
-                        f
-                        for f in self.findings
-                        if f.detector_id == "RG-0001"
-                        and f.container_id == c.id
-                        and f.evidence["parent"] == parent
-                        and f.ts >= after
-                    ),
-                    None,
-                )
+            found = self.chain.of("RG-0001", c.id)
+            return next((f for f in found if f.evidence["parent"] == parent and f.ts >= after), None)
 
         f = wait_for(hit, timeout=15, what=f"RG-0001 {parent}>sh")
         assert isinstance(f, Finding)
@@ -106,59 +81,23 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(docker_client: Any) -> Iterator[Lab]:
-    need_root()
-    try:
-        from agent.sources import ebpf
-    except ImportError as exc:
-        need(False, f"This test needs the eBPF source (agent/sources/ebpf.py): {exc}")
-        raise
-    state = Path(tempfile.mkdtemp(prefix="rg-h5-allow-"))
-    www = state / "www"
-    (www / "cgi-bin").mkdir(parents=True)
-    (www / "cgi-bin" / "status.cgi").write_text(CGI)
-    (www / "cgi-bin" / "status.cgi").chmod(0o755)
-    ctx = AgentContext(
-        config=AgentConfig(behavior=BehaviorSettings(learning_seconds=LEARN)),
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
-    lock = threading.Lock()
-    lab = Lab(ctx, docker_client, www, [], lock)
-    components: list[Any] = []
-    try:
-        ctx.events.add_prepare(Enricher(ctx.paths, ctx.registry))
-        source = ebpf.build(ctx)
-        need(source is not None, "The eBPF source is disabled or unavailable on this machine.")
-        assert source is not None
-        detectors = DetectorsComponent(DetectorsSettings(repeat_suppress_seconds=0), DETECTORS)
+    labs: list[Lab] = []
 
-        def collect(f: Finding) -> None:
-            with lock:
-                lab.findings.append(f)
+    def setup(chain: DetectorChain) -> None:
+        www = chain.state / "www"
+        (www / "cgi-bin").mkdir(parents=True)
+        (www / "cgi-bin" / "status.cgi").write_text(CGI)
+        (www / "cgi-bin" / "status.cgi").chmod(0o755)
+        labs.append(Lab(chain, docker_client, www))
 
-        ctx.findings.subscribe(collect)
-        for comp in (source, detectors):
-            attach(ctx, comp)
-            components.append(comp)
-        ctx.events.start()
-        ctx.findings.start()
-        need(not source.status().get("error"), f"The eBPF source did not start: {source.status()}")
-        yield lab
-    finally:
-        for comp in reversed(components):
-            try:
-                comp.stop()
-            except Exception:
-                pass
-        ctx.events.stop(1)
-        ctx.findings.stop(1)
-        ctx.store.close()
-        for c in lab.containers:
-            c.remove(force=True)
-        shutil.rmtree(state, ignore_errors=True)
+    config = AgentConfig(behavior=BehaviorSettings(learning_seconds=LEARN))
+    with detector_chain("rg-h5-allow-", DetectorsSettings(repeat_suppress_seconds=0), config, before=setup):
+        lab = labs[0]
+        try:
+            yield lab
+        finally:
+            for c in lab.containers:
+                c.remove(force=True)
 
 
 def test_learned_pair_is_lowered_unseen_and_denied_are_not(lab: Lab) -> None:

@@ -14,10 +14,7 @@ exec events; the image is learning, so allowances are consulted as in the agent)
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,21 +24,11 @@ from typing import Any
 
 import pytest
 
-from agent.config import AgentConfig
-from agent.context import AgentContext
-from agent.detectors.component import DetectorsComponent
-from agent.detectors.registry import DETECTORS
 from agent.events import Event, FileOpen, ProcessExec
 from agent.findings import Finding, Severity
-from agent.hostfs import HostPaths
-from agent.pipeline import Bus
-from agent.runtime.docker import container_from_inspect
-from agent.runtime.enrich import Enricher
-from agent.runtime.model import ContainerRegistry
 from agent.settings.detectors import DetectorsSettings
-from agent.store import Store
-from agent.wiring import attach
-from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root, wait_for
+from tests.privileged.harness import DetectorChain, detector_chain, docker_exec, register
+from tests.support import TEST_IMAGE, TEST_LABEL, wait_for
 
 PREFIX = "rgtest-h15-etc"
 QUIET = 2.0
@@ -66,12 +53,10 @@ echo configured >> /tmp/hooks.log
 
 @dataclass
 class Lab:
-    ctx: AgentContext
+    chain: DetectorChain
     docker: Any
     files: Path
-    findings: list[Finding]
-    events: list[Event]
-    lock: threading.Lock
+    events: list[Event] = field(default_factory=list)
     containers: list[Any] = field(default_factory=list)
     sessions: list[subprocess.Popen[str]] = field(default_factory=list)
 
@@ -89,16 +74,12 @@ class Lab:
         )
         self.containers.append(c)
         c.start()
-        c.reload()
-        rec = container_from_inspect(HostPaths(), c.attrs)
-        assert rec is not None and rec.cgroup_id, "the test container has no cgroup id"
-        self.ctx.registry.upsert(rec)
+        register(self.chain.ctx, c)
         time.sleep(0.5)  # the container's cgroup reaches the eBPF filter
         return c
 
     def exec(self, c: Any, *cmd: str) -> str:
-        proc = subprocess.run(["docker", "exec", c.id, *cmd], capture_output=True, text=True, timeout=20)
-        return proc.stdout + proc.stderr
+        return docker_exec(c, *cmd)
 
     def session(self, c: Any) -> subprocess.Popen[str]:
         """``docker exec -i <c> sh`` with a stdin pipe the test keeps: an attacker's shell."""
@@ -114,84 +95,48 @@ class Lab:
         return proc
 
     def rule(self, c: Any) -> list[Finding]:
-        with self.lock:
-            return [f for f in self.findings if f.detector_id == "RG-0002" and f.container_id == c.id]
+        return self.chain.of("RG-0002", c.id)
 
     def seen(self, c: Any, kind: type[Event]) -> list[Any]:
-        with self.lock:
+        with self.chain.lock:
             return [e for e in self.events if isinstance(e, kind) and e.container and e.container.id == c.id]
 
 
 @pytest.fixture(scope="module")
 def lab(docker_client: Any) -> Iterator[Lab]:
-    need_root()
-    try:
-        from agent.sources import ebpf
-    except ImportError as exc:
-        need(False, f"This test needs the eBPF source (agent/sources/ebpf): {exc}")
-        raise
-    state = Path(tempfile.mkdtemp(prefix="rg-h15-etc-"))
-    files = state / "files"
-    for rel, text in SCRIPTS.items():
-        p = files / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-        p.chmod(0o755)
-    ctx = AgentContext(
-        config=AgentConfig(),
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
-    lock = threading.Lock()
-    lab = Lab(ctx, docker_client, files, [], [], lock)
-    components: list[Any] = []
-    try:
-        ctx.events.add_prepare(Enricher(ctx.paths, ctx.registry))
-        source = ebpf.build(ctx)
-        need(source is not None, "The eBPF source is disabled or unavailable on this machine.")
-        assert source is not None
-        detectors = DetectorsComponent(DetectorsSettings(repeat_suppress_seconds=0), DETECTORS)
+    labs: list[Lab] = []
 
-        def collect(f: Finding) -> None:
-            with lock:
-                lab.findings.append(f)
+    def setup(chain: DetectorChain) -> None:
+        files = chain.state / "files"
+        for rel, text in SCRIPTS.items():
+            p = files / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+            p.chmod(0o755)
+        lab = Lab(chain, docker_client, files)
+        labs.append(lab)
 
         def seen(e: Event) -> None:
             if isinstance(e, (ProcessExec, FileOpen)):
-                with lock:
+                with chain.lock:
                     lab.events.append(e)
 
-        ctx.findings.subscribe(collect)
-        ctx.events.subscribe(seen, name="test:events")
-        for comp in (source, detectors):
-            attach(ctx, comp)
-            components.append(comp)
-        ctx.events.start()
-        ctx.findings.start()
-        need(not source.status().get("error"), f"The eBPF source did not start: {source.status()}")
-        yield lab
-    finally:
-        for s in lab.sessions:
-            if s.stdin is not None:
-                s.stdin.close()
-            try:
-                s.wait(5)
-            except subprocess.TimeoutExpired:
-                s.kill()
-        for comp in reversed(components):
-            try:
-                comp.stop()
-            except Exception:
-                pass
-        ctx.events.stop(1)
-        ctx.findings.stop(1)
-        ctx.store.close()
-        for c in lab.containers:
-            c.remove(force=True)
-        shutil.rmtree(state, ignore_errors=True)
+        chain.ctx.events.subscribe(seen, name="test:events")
+
+    with detector_chain("rg-h15-etc-", DetectorsSettings(repeat_suppress_seconds=0), before=setup):
+        lab = labs[0]
+        try:
+            yield lab
+        finally:
+            for s in lab.sessions:
+                if s.stdin is not None:
+                    s.stdin.close()
+                try:
+                    s.wait(5)
+                except subprocess.TimeoutExpired:
+                    s.kill()
+            for c in lab.containers:
+                c.remove(force=True)
 
 
 def test_hook_config_is_silent_and_an_interactive_passwd_write_is_reported(lab: Lab) -> None:
