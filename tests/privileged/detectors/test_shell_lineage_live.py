@@ -16,10 +16,7 @@ lineage alone (``tests/unit/detectors/test_allowances.py`` covers allowances).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,21 +26,11 @@ from typing import Any
 
 import pytest
 
-from agent.config import AgentConfig
-from agent.context import AgentContext
-from agent.detectors.component import DetectorsComponent
-from agent.detectors.registry import DETECTORS
 from agent.events import Event, ProcessExec
 from agent.findings import Finding, Severity
-from agent.hostfs import HostPaths
-from agent.pipeline import Bus
-from agent.runtime.docker import container_from_inspect
-from agent.runtime.enrich import Enricher
-from agent.runtime.model import ContainerRegistry
 from agent.settings.detectors import DetectorsSettings
-from agent.store import Store
-from agent.wiring import attach
-from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root, wait_for
+from tests.privileged.harness import DetectorChain, detector_chain, docker_exec, register
+from tests.support import TEST_IMAGE, TEST_LABEL, wait_for
 
 PREFIX = "rgtest-h5-lineage"
 
@@ -93,12 +80,10 @@ sleep 1
 
 @dataclass
 class Lab:
-    ctx: AgentContext
+    chain: DetectorChain
     docker: Any
     files: Path
-    findings: list[Finding]
-    execs: list[ProcessExec]
-    lock: threading.Lock
+    execs: list[ProcessExec] = field(default_factory=list)
     containers: list[Any] = field(default_factory=list)
 
     def start(self, name: str, command: list[str]) -> Any:
@@ -117,17 +102,13 @@ class Lab:
         )
         self.containers.append(c)
         c.start()
-        c.reload()
-        rec = container_from_inspect(HostPaths(), c.attrs)
-        assert rec is not None and rec.cgroup_id, "the test container has no cgroup id"
-        self.ctx.registry.upsert(rec)
+        register(self.chain.ctx, c)
         time.sleep(0.5)  # the container's cgroup reaches the eBPF filter
         self.exec(c, "touch", "/tmp/go")
         return c
 
     def exec(self, c: Any, *cmd: str, timeout: float = 20) -> str:
-        proc = subprocess.run(["docker", "exec", c.id, *cmd], capture_output=True, text=True, timeout=timeout)
-        return proc.stdout + proc.stderr
+        return docker_exec(c, *cmd, timeout=timeout)
 
     def read(self, c: Any, path: str) -> str:
         """The file's text in the container, "" when it does not exist."""
@@ -135,79 +116,42 @@ class Lab:
         return proc.stdout if proc.returncode == 0 else ""
 
     def rule(self, c: Any, detector: str = "RG-0001") -> list[Finding]:
-        with self.lock:
-            return [f for f in self.findings if f.detector_id == detector and f.container_id == c.id]
+        return self.chain.of(detector, c.id)
 
     def execs_of(self, c: Any) -> list[ProcessExec]:
-        with self.lock:
+        with self.chain.lock:
             return [e for e in self.execs if e.container is not None and e.container.id == c.id]
 
 
 @pytest.fixture(scope="module")
 def lab(docker_client: Any) -> Iterator[Lab]:
-    need_root()
-    try:
-        from agent.sources import ebpf
-    except ImportError as exc:
-        need(False, f"This test needs the eBPF source (agent/sources/ebpf.py): {exc}")
-        raise
-    state = Path(tempfile.mkdtemp(prefix="rg-h5-lineage-"))
-    files = state / "files"
-    for rel, text in SCRIPTS.items():
-        p = files / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-        p.chmod(0o644 if rel.startswith("app/crontabs") else 0o755)
-    ctx = AgentContext(
-        config=AgentConfig(),
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
-    lock = threading.Lock()
-    lab = Lab(ctx, docker_client, files, [], [], lock)
-    components: list[Any] = []
-    try:
-        ctx.events.add_prepare(Enricher(ctx.paths, ctx.registry))
-        source = ebpf.build(ctx)
-        need(source is not None, "The eBPF source is disabled or unavailable on this machine.")
-        assert source is not None
-        detectors = DetectorsComponent(
-            DetectorsSettings(repeat_suppress_seconds=0, learned_allowances=False), DETECTORS
-        )
+    labs: list[Lab] = []
 
-        def collect(f: Finding) -> None:
-            with lock:
-                lab.findings.append(f)
+    def setup(chain: DetectorChain) -> None:
+        files = chain.state / "files"
+        for rel, text in SCRIPTS.items():
+            p = files / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+            p.chmod(0o644 if rel.startswith("app/crontabs") else 0o755)
+        lab = Lab(chain, docker_client, files)
+        labs.append(lab)
 
         def seen(e: Event) -> None:
             if isinstance(e, ProcessExec):
-                with lock:
+                with chain.lock:
                     lab.execs.append(e)
 
-        ctx.findings.subscribe(collect)
-        ctx.events.subscribe(seen, kind=ProcessExec, name="test:execs")
-        for comp in (source, detectors):
-            attach(ctx, comp)
-            components.append(comp)
-        ctx.events.start()
-        ctx.findings.start()
-        need(not source.status().get("error"), f"The eBPF source did not start: {source.status()}")
-        yield lab
-    finally:
-        for comp in reversed(components):
-            try:
-                comp.stop()
-            except Exception:
-                pass
-        ctx.events.stop(1)
-        ctx.findings.stop(1)
-        ctx.store.close()
-        for c in lab.containers:
-            c.remove(force=True)
-        shutil.rmtree(state, ignore_errors=True)
+        chain.ctx.events.subscribe(seen, kind=ProcessExec, name="test:execs")
+
+    settings = DetectorsSettings(repeat_suppress_seconds=0, learned_allowances=False)
+    with detector_chain("rg-h5-lineage-", settings, before=setup):
+        lab = labs[0]
+        try:
+            yield lab
+        finally:
+            for c in lab.containers:
+                c.remove(force=True)
 
 
 def _has(execs: list[ProcessExec], *words: str) -> bool:
