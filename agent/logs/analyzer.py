@@ -92,10 +92,10 @@ class LogAnalyzer:
     # --- analysis ------------------------------------------------------------------------
     def on_log(self, e: LogEntry) -> list[Finding]:
         """Rules and sessions for one entry; findings for completed rules and closed sessions."""
-        findings: list[Finding] = []
         cid = e.container.id if e.container else ""
-        for m in self.engine.feed(cid, e.ts, e.line, e.template, e.fields):
-            findings.append(self._rule_finding(e.container, m))
+        findings = [
+            self._rule_finding(e.container, m) for m in self.engine.feed(cid, e.ts, e.line, e.template, e.fields)
+        ]
         key = session_key(e.fields, e.line, self.settings.session_key_fields, self.key_regex)
         if key:
             group = (e.container.image or e.container.name) if e.container else ""

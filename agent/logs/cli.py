@@ -54,7 +54,7 @@ def is_malformed(raw: bytes) -> bool:
 
 
 def _lines(path: str, stats: ReadStats) -> Iterator[bytes]:
-    fh = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below
+    fh = sys.stdin.buffer if path == "-" else Path(path).open("rb")  # noqa: SIM115 - closed below
     try:
         for line in fh:
             line = line.rstrip(b"\r\n")

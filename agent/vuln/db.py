@@ -193,14 +193,14 @@ class VulnDB:
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
             q = ",".join("?" * len(chunk))
-            for r in self.conn.execute(
-                "SELECT origin, id, modified, withdrawn, summary, severity, score, vector, aliases, upstream "
-                f"FROM vulns WHERE id IN ({q})",
-                chunk,
-            ):
-                out.append(
-                    VulnRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], json.loads(r[8]), json.loads(r[9]))
+            out.extend(
+                VulnRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], json.loads(r[8]), json.loads(r[9]))
+                for r in self.conn.execute(
+                    "SELECT origin, id, modified, withdrawn, summary, severity, score, vector, aliases, upstream "
+                    f"FROM vulns WHERE id IN ({q})",
+                    chunk,
                 )
+            )
         return out
 
     def aliases_of(self, ids: Iterable[str]) -> dict[str, set[str]]:

@@ -167,7 +167,7 @@ class DirRoot(Root):
     def listdir(self, path: str) -> list[str]:
         fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return sorted(os.listdir(fd))
+            return sorted(os.listdir(fd))  # noqa: PTH208 - a directory fd opened with RESOLVE_IN_ROOT, not a path
         finally:
             os.close(fd)
 

@@ -22,6 +22,7 @@ import resource
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _IN_CHILD = False
@@ -61,8 +62,7 @@ def _child(
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:  # under the service's MemoryMax the kernel's OOM killer must pick this child, never the agent
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("1000")
+        Path("/proc/self/oom_score_adj").write_text("1000")
     except OSError:
         pass
     try:

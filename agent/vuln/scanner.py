@@ -137,11 +137,11 @@ def docker_target(ref: str, kind: str) -> tuple[Any, str]:
 
 def open_image_tarball(ref: str, workdir: Path) -> TarImageRoot:
     """An image's merged filesystem: ``ref`` is a ``docker save`` tarball path or a local image."""
-    if os.path.isfile(ref):
+    if Path(ref).is_file():
         return TarImageRoot(ref)
     image, _ = docker_target(ref, "image")
     out = workdir / "image.tar"
-    with open(out, "wb") as f:
+    with out.open("wb") as f:
         for chunk in image.save(named=True):
             f.write(chunk)
     return TarImageRoot(out)

@@ -43,10 +43,10 @@ def fetch(url: str, dest_dir: Path, timeout: float) -> tuple[Path, bool]:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # URLs come from trusted config only
             dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = dest.with_suffix(dest.suffix + ".part")
-            with open(tmp, "wb") as f:
+            with tmp.open("wb") as f:
                 while chunk := resp.read(1 << 20):
                     f.write(chunk)
-            os.replace(tmp, dest)
+            tmp.replace(dest)
             stamp = resp.headers.get("Last-Modified")
             if stamp:
                 t = email.utils.parsedate_to_datetime(stamp).timestamp()

@@ -158,7 +158,7 @@ def drain3_ids(lines: list[str]) -> list[Hashable]:
 def loghub() -> dict[str, tuple[list[str], list[str]]]:
     out = {}
     for s in SYSTEMS:
-        with open(DEV / s / f"{s}_2k.log_structured_corrected.csv", encoding="utf-8", newline="") as fh:
+        with (DEV / s / f"{s}_2k.log_structured_corrected.csv").open(encoding="utf-8", newline="") as fh:
             truth = [row["EventId"] for row in csv.DictReader(fh)]
         raw = (DEV / s / f"{s}_2k.log").read_bytes().decode("utf-8", "replace").split("\n")[: len(truth)]
         out[s] = (raw, truth)
@@ -195,7 +195,7 @@ def parse_command(path: Path) -> Callable[[list[str]], object]:
 
     def run(_lines: list[str]) -> None:
         real = sys.stdout
-        with open(os.devnull, "w", encoding="utf-8") as sink:
+        with Path(os.devnull).open("w", encoding="utf-8") as sink:
             sys.stdout = sink
             try:
                 cmd_parse(argparse.Namespace(file=str(path), format="jsonl"))

@@ -53,8 +53,10 @@ def benign_problems(r: CorpusResult) -> list[str]:
             cause = by_id.get(a.get("finding_id", ""))
             why = _finding_line(cause) if cause else a.get("reason", "")
             out.append(f"{c.role}: {a['action']} ({a['phase']}) caused by {why}")
-        for line in sorted({_finding_line(f) for f in findings if severity(f) >= Severity.HIGH}):
-            out.append(f"{c.role}: high finding {line}")
+        out.extend(
+            f"{c.role}: high finding {line}"
+            for line in sorted({_finding_line(f) for f in findings if severity(f) >= Severity.HIGH})
+        )
     for w in spec.BENIGN:
         c = r.containers[w.role]
         if w.proof and c.proofs < w.min_proofs:
@@ -204,12 +206,10 @@ def details(r: CorpusResult) -> str:
     """Every benign-side finding and every technique finding, one line each (for a failure message)."""
     out = ["benign-side findings:"]
     for c in r.containers.values():
-        for line in sorted({_finding_line(f) for f in benign_part(r, c)[0]}):
-            out.append(f"  {c.role}: {line}")
+        out.extend(f"  {c.role}: {line}" for line in sorted({_finding_line(f) for f in benign_part(r, c)[0]}))
     out.append("technique findings:")
     for t in spec.TECHNIQUES:
-        for f in technique_findings(r, t):
-            out.append(f"  {t.name}: {_finding_line(f)}")
+        out.extend(f"  {t.name}: {_finding_line(f)}" for f in technique_findings(r, t))
     out.append("what each session printed (the command ran):")
     for name, a in r.attacks.items():
         out.append(f"  {name}: {a.output.strip()[-200:]!r}")

@@ -18,7 +18,7 @@ from agent.behavior.engine import DETECTOR_CHAIN, DETECTOR_DEVIATION, DETECTOR_P
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import BehaviorWindow, ContainerRef
-from agent.findings import Finding, Source
+from agent.findings import Finding, Severity, Source
 from agent.settings.behavior import BehaviorSettings
 from agent.store import Store
 from agent.wiring import attach
@@ -89,6 +89,8 @@ def test_unseen_sensitive_chain_is_a_syscall_chain_finding(store: Store) -> None
     (s,) = engine.process([with_reverse_shell(normal_window(random.Random(3), 3000, container(1)))], now=3002)
     (f,) = [f for f in s.findings if f.detector_id == DETECTOR_CHAIN]
     assert f.source is Source.SYSCALL_CHAIN and f.mitre == "T1059"
+    # Unseen is not proof: an explained alert, never an action on its own in enforce mode.
+    assert f.severity is Severity.MEDIUM and f.summary.startswith("unseen syscall chain")
     assert f.evidence["reverse_shell_shape"] is True
     assert f.evidence["chains"][0]["chain"] == "dup2->execve"
     json.loads(json.dumps(f.to_dict()))
@@ -262,8 +264,7 @@ def test_component_on_real_buses(make_ctx: Callable[..., AgentContext]) -> None:
         ctx.events.process(with_reverse_shell(with_cpu_burner(normal_window(rng, 5000, c))))
         assert comp.drain(30)
         ctx.findings.drain(5)
-        for f in list(ctx.findings.queue._q.queue):  # the findings bus has no dispatcher here
-            reported.append(f)
+        reported.extend(ctx.findings.queue._q.queue)  # the findings bus has no dispatcher here
         sources = {f.source for f in reported}
         assert sources == {Source.BEHAVIOR, Source.SYSCALL_CHAIN}
         assert ctx.control_methods["baseline"]({"action": "freeze", "image": IMAGE}) == {"image": IMAGE, "frozen": True}

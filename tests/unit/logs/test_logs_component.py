@@ -45,14 +45,14 @@ def test_disabled_builds_nothing(make_ctx: Callable[..., AgentContext]) -> None:
 
 def test_structures_reports_and_restarts(make_ctx: Callable[..., AgentContext], tmp_path: Path) -> None:
     ctx, log, entries, findings = setup(make_ctx, tmp_path)
-    with open(log, "ab") as fh:
+    with log.open("ab") as fh:
         for i in range(6):
             fh.write(cri(f"Failed password for root from 10.1.1.1 port {4000 + i} ssh2"))
     comp = build(ctx)
     assert comp is not None
     attach(ctx, comp)
     comp.poll_once()
-    with open(log, "ab") as fh:
+    with log.open("ab") as fh:
         fh.write(cri("Accepted password for root from 10.1.1.1 port 4100 ssh2"))
     comp.stop()  # the tail thread is idle (poll_seconds=3600): nothing read concurrently
     # A new instance over the same store picks up exactly where the first stopped.
@@ -95,7 +95,7 @@ def test_sigma_over_bus_events(make_ctx: Callable[..., AgentContext], tmp_path: 
 def test_container_content_never_forges_agent_log_keys(make_ctx: Callable[..., AgentContext], tmp_path: Path) -> None:
     ctx, log, entries, _findings = setup(make_ctx, tmp_path)
     evil = {"event": "container_frozen", "level": "critical", "container_id": "host", "x" * 300: "y" * 2000}
-    with open(log, "ab") as fh:
+    with log.open("ab") as fh:
         fh.write(cri(json.dumps(evil)))
         fh.write(cri(b"\x1b[2J\x1b[31mFailed password\x1b[0m for root from 10.2.2.2 port 1 ssh2 \xff"))
         for i in range(6):

@@ -35,7 +35,7 @@ def grouping_accuracy(pred: list[int], truth: list[str]) -> float:
 
 def system_ga(system: str) -> float:
     folder = DEV / system
-    with open(folder / f"{system}_2k.log_structured_corrected.csv", encoding="utf-8", newline="") as fh:
+    with (folder / f"{system}_2k.log_structured_corrected.csv").open(encoding="utf-8", newline="") as fh:
         truth = [row["EventId"] for row in csv.DictReader(fh)]
     raw = (folder / f"{system}_2k.log").read_bytes().split(b"\n")[: len(truth)]
     st = Structurer()

@@ -26,7 +26,7 @@ def jline(text: str, stream: str = "stdout", nl: bool = True) -> bytes:
 
 
 def append(p: Path, data: bytes) -> None:
-    with open(p, "ab") as fh:
+    with p.open("ab") as fh:
         fh.write(data)
 
 
@@ -68,17 +68,17 @@ def test_rotation_truncation_and_replacement(tmp_path: Path, store: Store) -> No
     t = tailer(p, store)
     assert texts(t.poll()) == ["a1", "a2"]
     append(p, jline("a3"))  # written just before rotation: read through the old descriptor
-    os.rename(p, tmp_path / "x-json.log.1")
+    p.rename(tmp_path / "x-json.log.1")
     append(p, jline("b1"))
     assert texts(t.poll()) == ["a3", "b1"]
     # Two rotations between polls: the intermediate file is read too.
     append(p, jline("b2"))
-    os.rename(tmp_path / "x-json.log.1", tmp_path / "x-json.log.2")
-    os.rename(p, tmp_path / "x-json.log.1")
+    (tmp_path / "x-json.log.1").rename(tmp_path / "x-json.log.2")
+    p.rename(tmp_path / "x-json.log.1")
     append(p, jline("c1"))
-    os.rename(tmp_path / "x-json.log.2", tmp_path / "x-json.log.3")
-    os.rename(tmp_path / "x-json.log.1", tmp_path / "x-json.log.2")
-    os.rename(p, tmp_path / "x-json.log.1")
+    (tmp_path / "x-json.log.2").rename(tmp_path / "x-json.log.3")
+    (tmp_path / "x-json.log.1").rename(tmp_path / "x-json.log.2")
+    p.rename(tmp_path / "x-json.log.1")
     append(p, jline("d1"))
     assert texts(t.poll()) == ["b2", "c1", "d1"]
     assert t.stats.rotations == 2
@@ -94,7 +94,7 @@ def test_rotation_truncation_and_replacement(tmp_path: Path, store: Store) -> No
     # Restart after a rotation that happened while down.
     t.close()
     append(p, jline("f2"))
-    os.rename(p, tmp_path / "x-json.log.1")
+    p.rename(tmp_path / "x-json.log.1")
     append(p, jline("g1"))
     t2 = tailer(p, store)
     assert texts(t2.poll()) == ["f2", "g1"]
