@@ -21,9 +21,11 @@ a tighter bound; other labels use the pooled threshold.
 from __future__ import annotations
 
 import bisect
+import io
+import json
 import math
 import random
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -161,3 +163,29 @@ def conformal_quantile(values: Sequence[float], alpha: float) -> float:
 def mondrian_min(alpha: float) -> int:
     """The fewest items of a label for which its own conformal ``1 - alpha`` quantile exists."""
     return max(1, math.ceil(1.0 / alpha - 1e-9) - 1)
+
+
+def pack_arrays(arrays: Mapping[str, Any], views: Sequence[str], reference: Mapping[str, Sequence[float]]) -> bytes:
+    """A compressed numpy archive of ``arrays`` plus each view's reference scores as ``ref_<view>``."""
+    import numpy as np
+
+    out = dict(arrays)
+    for name in views:
+        out[f"ref_{name}"] = np.asarray(reference[name], dtype=np.float64)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **out)
+    return buf.getvalue()
+
+
+def unpack_arrays(blob: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The arrays of an archive written by ``pack_arrays`` and its JSON ``header`` array, decoded."""
+    import numpy as np
+
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return arrays, json.loads(str(arrays["header"]))
+
+
+def unpack_reference(arrays: Mapping[str, Any], views: Sequence[str]) -> dict[str, list[float]]:
+    """The reference scores of ``views`` stored by ``pack_arrays``."""
+    return {name: arrays[f"ref_{name}"].astype(float).tolist() for name in views}

@@ -24,7 +24,6 @@ held-out reference scores.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Hashable, Sequence
@@ -32,7 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.behavior.seqbag import TfidfNeighbours
-from agent.behavior.seqcalib import RankCalibration, TraceScore, cross_fit
+from agent.behavior.seqcalib import (
+    RankCalibration,
+    TraceScore,
+    cross_fit,
+    pack_arrays,
+    unpack_arrays,
+    unpack_reference,
+)
 from agent.behavior.seqcover import SuffixAutomaton
 from agent.behavior.seqlm import KneserNeyModel
 from agent.syscall_table import syscall_name
@@ -222,11 +228,7 @@ class SequenceModel:
             "lengths": lengths,
             "counts": np.asarray(self.counts, dtype=np.int64),
         }
-        for name in s.views:
-            arrays[f"ref_{name}"] = np.asarray(self.calibration.reference[name], dtype=np.float64)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        return buf.getvalue()
+        return pack_arrays(arrays, s.views, self.calibration.reference)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> SequenceModel:
@@ -234,9 +236,7 @@ class SequenceModel:
         import numpy as np
 
         try:
-            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            header = json.loads(str(arrays["header"]))
+            arrays, header = unpack_arrays(blob)
             if header.get("kind") != KIND or header.get("format") != SEQ_FORMAT:
                 raise SequenceModelError(
                     f"not a syscall sequence model (kind={header.get('kind')!r}, format={header.get('format')!r})"
@@ -262,7 +262,7 @@ class SequenceModel:
             counts = arrays["counts"].astype(np.int64).tolist()
             if len(counts) != len(traces) or min(counts, default=1) < 1:
                 raise SequenceModelError("trace counts do not match the stored traces")
-            reference = {name: arrays[f"ref_{name}"].astype(float).tolist() for name in settings.views}
+            reference = unpack_reference(arrays, settings.views)
             if any(not r for r in reference.values()):
                 raise SequenceModelError("empty reference scores")
             meta = dict(header.get("meta", {}))

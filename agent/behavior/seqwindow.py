@@ -22,7 +22,6 @@ is an ``.npz`` (no pickle) holding the training windows' transition counts and t
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Hashable, Mapping, Sequence
@@ -30,7 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.behavior.seqbag import TfidfNeighbours
-from agent.behavior.seqcalib import RankCalibration, TraceScore, cross_fit
+from agent.behavior.seqcalib import (
+    RankCalibration,
+    TraceScore,
+    cross_fit,
+    pack_arrays,
+    unpack_arrays,
+    unpack_reference,
+)
 from agent.behavior.seqlm import KneserNeyModel
 from agent.syscall_table import syscall_name
 
@@ -166,21 +172,13 @@ class TransitionWindowModel:
             "transitions": np.asarray(flat, dtype=np.int64).reshape(len(flat), 4),
             "windows": np.array([len(self.windows)], dtype=np.int64),
         }
-        for name in self.calibration.views:
-            arrays[f"ref_{name}"] = np.asarray(self.calibration.reference[name], dtype=np.float64)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        return buf.getvalue()
+        return pack_arrays(arrays, self.calibration.views, self.calibration.reference)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> TransitionWindowModel:
         """Load a blob written by ``to_bytes``; ``WindowModelError`` when it cannot be used."""
-        import numpy as np
-
         try:
-            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            header = json.loads(str(arrays["header"]))
+            arrays, header = unpack_arrays(blob)
             if header.get("kind") != KIND or header.get("format") != WINDOW_FORMAT:
                 raise WindowModelError(f"not a transition-window model (kind={header.get('kind')!r})")
             n = int(arrays["windows"][0])
@@ -190,7 +188,7 @@ class TransitionWindowModel:
             names = tuple(str(v) for v in header.get("views", LEGACY_VIEWS))
             if not names or set(names) - set(WINDOW_VIEWS):
                 raise WindowModelError(f"unknown views {names}")
-            reference = {name: arrays[f"ref_{name}"].astype(float).tolist() for name in names}
+            reference = unpack_reference(arrays, names)
             if any(not r for r in reference.values()) or any(not w for w in windows):
                 raise WindowModelError("empty windows or reference scores")
             calibration = RankCalibration(names, reference, float(header["threshold"]))
