@@ -21,6 +21,7 @@ from typing import Any
 from agent.logs.grok import DEFAULT_GROK_DIR, Grok, GrokError, GrokLibrary
 from agent.logs.miner import line_shape
 from agent.logs.templates import TemplateCache
+from agent.settings.logs import DEFAULT_PATTERNS
 from agent.textsafe import JSONLimitError, loads_json, no_surrogates
 
 # CSI / OSC / other ESC sequences (ECMA-48), then any remaining C0/C1 control except TAB.
@@ -54,20 +55,6 @@ ALIASES: dict[str, str] = {
 
 _ALIAS_RANK = {k: i for i, k in enumerate(ALIASES)}
 _CLEAN_KEYS: dict[str, str] = {}  # raw field name → clean_key(name), for the names parsers repeat
-
-DEFAULT_PATTERNS: tuple[str, ...] = (
-    "JSON",
-    "COMBINEDAPACHELOG",
-    "NGINXACCESS",
-    "COMMONAPACHELOG",
-    "BUSYBOXHTTPD",
-    "AUTHLINE",
-    "SYSLOGLINE",
-    "SYSLOG5424LINE",
-    "HTTPD_ERRORLOG",
-    "NGINXERROR",
-    "LOGFMT",
-)
 
 # Patterns that begin with a literal and may sit anywhere in a line: searched, not anchored.
 SEARCHED_PATTERNS = frozenset({"AUTHLINE"})

@@ -10,6 +10,21 @@ from pydantic import Field
 
 from agent.settings.base import Section
 
+# The parsers tried by default, in order (JSON, grok pattern names, LOGFMT).
+DEFAULT_PATTERNS: tuple[str, ...] = (
+    "JSON",
+    "COMBINEDAPACHELOG",
+    "NGINXACCESS",
+    "COMMONAPACHELOG",
+    "BUSYBOXHTTPD",
+    "AUTHLINE",
+    "SYSLOGLINE",
+    "SYSLOG5424LINE",
+    "HTTPD_ERRORLOG",
+    "NGINXERROR",
+    "LOGFMT",
+)
+
 
 class LogsSettings(Section):
     """Container logs: tailing, grok + template structuring, sessions, sequence models, rules."""
@@ -38,19 +53,7 @@ class LogsSettings(Section):
     grok_dirs: tuple[Path, ...] = ()
     # Parsers tried in order (JSON, LOGFMT or a grok pattern name); per image the last one that
     # matched is tried first.
-    patterns: tuple[str, ...] = (
-        "JSON",
-        "COMBINEDAPACHELOG",
-        "NGINXACCESS",
-        "COMMONAPACHELOG",
-        "BUSYBOXHTTPD",
-        "AUTHLINE",
-        "SYSLOGLINE",
-        "SYSLOG5424LINE",
-        "HTTPD_ERRORLOG",
-        "NGINXERROR",
-        "LOGFMT",
-    )
+    patterns: tuple[str, ...] = DEFAULT_PATTERNS
     # Parsers per image, by glob on the image name ("nginx*": [NGINXACCESS, NGINXERROR]): matching
     # images use only these, in this order; other images detect from `patterns`.
     image_patterns: dict[str, tuple[str, ...]] = {}
