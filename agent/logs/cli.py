@@ -19,6 +19,7 @@ import argparse
 import json
 import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,47 +84,65 @@ def _summary(stats: ReadStats) -> None:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    stats = ReadStats()
-    try:
-        structurer = Structurer()
-        rows = [structurer.structure(raw) for raw in _lines(args.file, stats)]
-    except OSError as exc:
-        return _err(f"cannot read {args.file}: {exc.strerror}")
-    tc = structurer.templates
-    final = tc.templates()
-    if args.format == "table":
-        from agent.console import print_table
+    """Structure every line; rows go through a spool file so memory holds templates, not rows.
 
-        print_table(
-            [{"tid": tc.resolve(r.template_id), "pattern": r.pattern or "-", "line": r.line[:400]} for r in rows],
-            ["tid", "pattern", "line"],
-        )
-        print()
-        print_table([{"tid": tid, "template": text} for tid, text in sorted(final.items())], ["tid", "template"])
-    else:
-        out = sys.stdout
-        encode = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps builds per call
+    Template ids are only final once the whole file is read (templates merge), so each row is
+    spooled with its pieces already JSON-encoded (encoded strings hold no raw tab or newline) and
+    written out with its resolved id at the end.
+    """
+    stats = ReadStats()
+    structurer = Structurer()
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps builds per call
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        try:
+            for raw in _lines(args.file, stats):
+                r = structurer.structure(raw)
+                spool.write(
+                    f"{r.template_id}\t{encode(r.line)}\t{encode(r.template)}\t{encode(r.fields)}\t{encode(r.pattern)}\n"
+                )
+        except OSError as exc:
+            return _err(f"cannot read {args.file}: {exc.strerror}")
+        spool.seek(0)
+        tc = structurer.templates
+        final = tc.templates()
         resolved: dict[int, tuple[int, str | None]] = {}
-        chunk: list[str] = []
-        for r in rows:
-            got = resolved.get(r.template_id)
-            if got is None:
-                tid = tc.resolve(r.template_id)
-                got = resolved[r.template_id] = (tid, final.get(tid))
-            tid, text = got
-            row = {
-                "line": r.line,
-                "template_id": tid,
-                "template": r.template if text is None else text,
-                "fields": r.fields,
-            }
-            row["pattern"] = r.pattern
-            chunk.append(encode(row))
-            if len(chunk) >= 1024:
+
+        def rows() -> Iterator[tuple[int, str, str, str, str]]:
+            for rec in spool:
+                raw_tid, eline, etemplate, efields, epattern = rec.rstrip("\n").split("\t")
+                got = resolved.get(int(raw_tid))
+                if got is None:
+                    tid = tc.resolve(int(raw_tid))
+                    text = final.get(tid)
+                    got = resolved[int(raw_tid)] = (tid, None if text is None else encode(text))
+                tid, etext = got
+                yield tid, eline, etext or etemplate, efields, epattern
+
+        if args.format == "table":
+            from agent.console import print_table
+
+            print_table(
+                [
+                    {"tid": tid, "pattern": json.loads(epattern) or "-", "line": json.loads(eline)[:400]}
+                    for tid, eline, _t, _f, epattern in rows()
+                ],
+                ["tid", "pattern", "line"],
+            )
+            print()
+            print_table([{"tid": tid, "template": text} for tid, text in sorted(final.items())], ["tid", "template"])
+        else:
+            out = sys.stdout
+            chunk: list[str] = []
+            for tid, eline, etemplate, efields, epattern in rows():
+                chunk.append(
+                    f'{{"line": {eline}, "template_id": {tid}, "template": {etemplate}, '
+                    f'"fields": {efields}, "pattern": {epattern}}}'
+                )
+                if len(chunk) >= 1024:
+                    out.write("\n".join(chunk) + "\n")
+                    chunk.clear()
+            if chunk:
                 out.write("\n".join(chunk) + "\n")
-                chunk.clear()
-        if chunk:
-            out.write("\n".join(chunk) + "\n")
     _summary(stats)
     return 0
 
