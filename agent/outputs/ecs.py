@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent import __version__
-from agent.outputs.evidence import rule_name, subjects
+from agent.outputs.evidence import rule_name, split_image, subjects
 
 ECS_VERSION = "8.11.0"
 
@@ -35,14 +35,6 @@ CATEGORIES: dict[str, list[str]] = {
     "syscall_chain": ["process", "intrusion_detection"],
     "operator": ["configuration"],
 }
-
-
-def _split_image(image: str) -> tuple[str, str]:
-    ref = image.split("@", 1)[0]
-    slash, colon = ref.rfind("/"), ref.rfind(":")
-    if colon > slash:
-        return ref[:colon], ref[colon + 1 :]
-    return ref, ""
 
 
 def _threat(mitre: str) -> dict[str, Any] | None:
@@ -68,7 +60,7 @@ def _container(rec: Mapping[str, Any]) -> dict[str, Any] | None:
     cid = str(rec.get("container_id") or "")
     if not cid:
         return None
-    name, tag = _split_image(str(rec.get("image") or ""))
+    name, tag = split_image(str(rec.get("image") or ""))
     c: dict[str, Any] = {"id": cid, "name": str(rec.get("container_name") or "")}
     if name:
         c["image"] = {"name": name, "tag": [tag] if tag else []}

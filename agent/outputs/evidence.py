@@ -30,6 +30,15 @@ def at_least(severity: str, minimum: str) -> bool:
     return severity_rank(severity) >= severity_rank(minimum)
 
 
+def split_image(image: str) -> tuple[str, str]:
+    """An image reference's name and tag ("" when untagged), its digest dropped."""
+    ref = image.split("@", 1)[0]
+    slash, colon = ref.rfind("/"), ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1 :]
+    return ref, ""
+
+
 @functools.cache
 def _detector_names() -> dict[str, str]:
     from agent.detectors.registry import DETECTORS  # the rule specs: id -> name

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from agent.outputs.evidence import rule_name, subjects
+from agent.outputs.evidence import rule_name, split_image, subjects
 
 # Falco's priorities (falco_common::priority_type), ours mapped onto them.
 PRIORITY = {
@@ -39,14 +39,6 @@ def falco_time(ts: float) -> tuple[str, int]:
     return f"{stamp}.{frac:09d}Z", ns
 
 
-def _split_image(image: str) -> tuple[str, str]:
-    ref = image.split("@", 1)[0]
-    slash, colon = ref.rfind("/"), ref.rfind(":")
-    if colon > slash:
-        return ref[:colon], ref[colon + 1 :]
-    return ref, ""
-
-
 def _scalar(v: Any) -> Any:
     return v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
 
@@ -59,7 +51,7 @@ def finding_to_falco(rec: Mapping[str, Any], labels: Mapping[str, str] | None = 
     source = str(rec.get("source") or "")
     when, ns = falco_time(float(rec.get("ts") or 0.0))
     sub = subjects(rec)
-    repo, tag = _split_image(str(rec.get("image") or ""))
+    repo, tag = split_image(str(rec.get("image") or ""))
     cid = str(rec.get("container_id") or "")
     fields: dict[str, Any] = {
         "evt.time": ns,
