@@ -37,6 +37,7 @@ from agent.sources.procfs import build as build_procfs
 from agent.sources.window import WindowAggregator
 from agent.sources.window import build as build_window
 from agent.wiring import attach
+from tests.privileged.harness import agent_context
 from tests.support import need, need_root, wait_for
 
 WINDOW = 1.5
@@ -89,12 +90,8 @@ class Live:
 @pytest.fixture(scope="module")
 def live(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     need_root()
-    from agent.events import Event
     from agent.hostfs import HostPaths
-    from agent.pipeline import Bus
     from agent.runtime.docker import container_from_inspect
-    from agent.runtime.model import ContainerRegistry
-    from agent.store import Store
     from tests.support import TEST_IMAGE, TEST_LABEL
 
     state = tmp_path_factory.mktemp("behavior-live")
@@ -111,14 +108,7 @@ def live(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             }
         }
     )
-    ctx = AgentContext(
-        config=config,
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
+    ctx = agent_context(state, config)
     ctx.events.add_prepare(Enricher(ctx.paths, ctx.registry))
     started: list[Any] = []
     ebpf: EbpfSource | None = None

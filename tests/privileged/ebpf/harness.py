@@ -21,13 +21,11 @@ import pytest
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import Event
-from agent.findings import Finding
 from agent.hostfs import HostPaths
-from agent.pipeline import Bus
 from agent.runtime.docker import container_from_inspect
-from agent.runtime.model import Container, ContainerRegistry
+from agent.runtime.model import Container
 from agent.sources.ebpf import EbpfSource, build
-from agent.store import Store
+from tests.privileged.harness import agent_context
 from tests.support import TEST_IMAGE, TEST_LABEL, need_root, wait_for
 
 
@@ -66,14 +64,7 @@ def agent(docker_client: Any) -> Iterator[Agent]:
     state = Path(tempfile.mkdtemp(prefix="rg-ebpf-"))
     # Windows are flushed by the tests themselves (flush_window): no timer in the way.
     config = AgentConfig.model_validate({"behavior": {"window_seconds": 3600}})
-    ctx = AgentContext(
-        config=config,
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
+    ctx = agent_context(state, config)
     started: list[Any] = []
     source: EbpfSource | None = None
     try:

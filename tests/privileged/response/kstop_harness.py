@@ -19,15 +19,13 @@ import pytest
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import Event
-from agent.findings import Finding
 from agent.hostfs import HostPaths
-from agent.pipeline import Bus
 from agent.response.component import ResponseComponent
 from agent.runtime.docker import container_from_inspect
-from agent.runtime.model import Container, ContainerRegistry
+from agent.runtime.model import Container
 from agent.sources.ebpf import EbpfSource, build
-from agent.store import Store
 from agent.wiring import attach
+from tests.privileged.harness import agent_context
 from tests.support import TEST_IMAGE, TEST_LABEL, need_root
 
 # A shell session on stdin: a sleeping writer holds the FIFO open, so the shell never reads EOF.
@@ -92,14 +90,7 @@ def running_kstop(
             **sections,
         }
     )
-    ctx = AgentContext(
-        config=config,
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
+    ctx = agent_context(state, config)
     started: list[Any] = []
     source: EbpfSource | None = None
     comp: ResponseComponent | None = None
