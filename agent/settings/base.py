@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Section(BaseModel):
-    """A frozen config model whose unknown keys are errors (``extra="forbid"``)."""
+    """A frozen config model whose unknown keys are errors (``extra="forbid"``) and whose numbers
+    are finite (``1e400000`` or ``.inf`` is an error, not an interval that never ends)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)

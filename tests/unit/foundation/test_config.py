@@ -170,3 +170,10 @@ def test_retired_keys_are_dropped_with_a_warning() -> None:
     assert cfg.logs.ngram == 4
     retired = {e["key"] for e in logs if e["event"] == "config_key_retired"}
     assert retired == {"logs.drain_sim_th", "logs.anomaly_threshold"}
+
+
+@pytest.mark.parametrize("value", [1e400000, float("inf"), float("nan")])
+def test_numbers_must_be_finite(value: float) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"vuln": {"interval_seconds": value}})
+    assert any(p.startswith("vuln.interval_seconds:") for p in err.value.problems), err.value.problems
