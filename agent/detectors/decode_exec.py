@@ -51,18 +51,11 @@ def evaluate(ev: ProcessExec, state: DetectorState) -> Finding | None:
     if not pairs:
         return None
     pair = pairs[0]
-    reader, feeder = pair.reader, pair.feeder
-    how = f"through {pair.link}" if pair.link else "in one pipeline (stdio not read)"
     return SPEC.finding(
         ev,
-        f"shell {reader.program} runs what {decoder(feeder, state)} decodes ({how})",
-        {
-            "shell": {"pid": reader.pid, "argv": list(reader.argv), "stdio": list(reader.stdio)},
-            "decoder": {"pid": feeder.pid, "argv": list(feeder.argv), "stdio": list(feeder.stdio)},
-            "parent_pid": reader.ppid,
-            "link": pair.link or "inferred",
-        },
-        subject=f"decode-exec:{reader.pid}",
+        f"shell {pair.reader.program} runs what {decoder(pair.feeder, state)} decodes ({pair.how})",
+        pair.evidence("decoder"),
+        subject=f"decode-exec:{pair.reader.pid}",
         severity=Severity.CRITICAL if pair.link else Severity.HIGH,
     )
 

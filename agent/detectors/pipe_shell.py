@@ -34,15 +34,11 @@ def _finding(ev: ProcessExec | NetConnect, pair: Pair, state: DetectorState) -> 
     relay = _is_relay(feeder, state)
     why = "a network relay" if relay else "a process with a network connection"
     peer = f" to {conn[2]}" if conn is not None else ""
-    how = f"through {pair.link}" if pair.link else "in one pipeline (stdio not read)"
     return SPEC.finding(
         ev,
-        f"shell {reader.program} reads its stdin from {feeder.program}{peer}, {why} ({how})",
+        f"shell {reader.program} reads its stdin from {feeder.program}{peer}, {why} ({pair.how})",
         {
-            "shell": {"pid": reader.pid, "argv": list(reader.argv), "stdio": list(reader.stdio)},
-            "feeder": {"pid": feeder.pid, "argv": list(feeder.argv), "stdio": list(feeder.stdio)},
-            "parent_pid": reader.ppid,
-            "link": pair.link or "inferred",
+            **pair.evidence("feeder"),
             "relay": relay,
             "connection": {"op": conn[1], "peer": conn[2]} if conn is not None else None,
         },

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from agent.detectors.activity import RecentExec, activity
 from agent.detectors.spec import DetectorState, derived, name_set
@@ -104,6 +105,20 @@ class Pair:
     reader: RecentExec
     feeder: RecentExec
     link: str  # "" when inferred
+
+    @property
+    def how(self) -> str:
+        """How the two are linked, as a finding's summary says it."""
+        return f"through {self.link}" if self.link else "in one pipeline (stdio not read)"
+
+    def evidence(self, feeder_key: str) -> dict[str, Any]:
+        """The shell, the feeder (under ``feeder_key``), the shell's parent pid and the link."""
+        return {
+            "shell": {"pid": self.reader.pid, "argv": list(self.reader.argv), "stdio": list(self.reader.stdio)},
+            feeder_key: {"pid": self.feeder.pid, "argv": list(self.feeder.argv), "stdio": list(self.feeder.stdio)},
+            "parent_pid": self.reader.ppid,
+            "link": self.link or "inferred",
+        }
 
 
 def pairs_at_exec(
