@@ -101,16 +101,8 @@ def iter_source(path: Path, kind: str, since: float, summary: ImportSummary, bar
     """The records of one source (a folder, a zip or a JSON file); bad parts counted and skipped."""
     if kind == "folder":
         for f in sorted(path.rglob("*.json")):
-            try:
-                if f.stat().st_mtime <= since:
-                    continue
-                if f.stat().st_size > MAX_JSON_BYTES:
-                    summary.malformed += 1
-                    add_error(summary, f"{f}: larger than {MAX_JSON_BYTES} bytes, skipped")
-                    continue
-                data = f.read_bytes()
-            except OSError as exc:
-                add_error(summary, f"{f}: {exc.strerror}")
+            data = read_json_file(f, summary, since)
+            if data is None:
                 continue
             bar.update(1)
             yield from records_of(data, str(f), summary)
@@ -126,17 +118,27 @@ def iter_source(path: Path, kind: str, since: float, summary: ImportSummary, bar
         except (zipfile.BadZipFile, OSError) as exc:
             add_error(summary, f"{path}: {exc}")
     else:
-        try:
-            if path.stat().st_size > MAX_JSON_BYTES:
-                summary.malformed += 1
-                add_error(summary, f"{path}: larger than {MAX_JSON_BYTES} bytes, skipped")
-                return
-            data = path.read_bytes()
-        except OSError as exc:
-            add_error(summary, f"{path}: {exc.strerror}")
+        data = read_json_file(path, summary)
+        if data is None:
             return
         bar.update(1)
         yield from records_of(data, str(path), summary)
+
+
+def read_json_file(f: Path, summary: ImportSummary, since: float | None = None) -> bytes | None:
+    """``f``'s bytes; None when not modified after ``since``, or (an error counted) too large or unreadable."""
+    try:
+        st = f.stat()
+        if since is not None and st.st_mtime <= since:
+            return None
+        if st.st_size > MAX_JSON_BYTES:
+            summary.malformed += 1
+            add_error(summary, f"{f}: larger than {MAX_JSON_BYTES} bytes, skipped")
+            return None
+        return f.read_bytes()
+    except OSError as exc:
+        add_error(summary, f"{f}: {exc.strerror}")
+        return None
 
 
 def read_zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, summary: ImportSummary) -> bytes | None:
