@@ -267,8 +267,10 @@ class BehaviorEngine:
                 c,
                 Source.SYSCALL_CHAIN,
                 DETECTOR_CHAIN,
-                Severity.HIGH,
-                f"illegal syscall chain in {c.name or c.short_id}: "
+                # Unseen alone is not proof (a 120 s learning period misses many benign
+                # transitions into execve): an alert that explains, never an action on its own.
+                Severity.MEDIUM,
+                f"unseen syscall chain in {c.name or c.short_id}: "
                 + ", ".join(h.chain for h in hits[:5])
                 + f" never seen in baseline {b.row.image}",
                 {

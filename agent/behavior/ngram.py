@@ -13,7 +13,10 @@ fitted on a handful of traces is not blind to its own variety.
 
 For daemon windows, ``chain_hits`` names each transition into a sensitive syscall (execve,
 ptrace, mount, setns, module loading …) that the image never (or only rarely) made during
-learning: an "illegal syscall chain".
+learning: an "illegal syscall chain". Transitions the container runtime makes when it enters a
+container (``RUNTIME_ENTRY``: runc init dropping to the container's user and capabilities on
+``docker exec``, healthchecks and start, e.g. ``setgid->setuid``, ``prctl->capset``) never count:
+they are the runtime's, not the image's.
 
 Models serialise to JSON (no pickle), so a model file is safe to load from anywhere.
 """
@@ -49,6 +52,33 @@ _MITRE = {
     "bpf": "T1611",
     "memfd_create": "T1620",
 }
+
+
+# Identity and capability set-up of runc init entering a container (start, ``docker exec``,
+# HEALTHCHECK): from these predecessors, a transition into setuid/setresuid/setreuid/capset is the
+# runtime's own (the Go runtime's signal return also precedes it), never an image's chain.
+_RUNTIME_ENTRY_PREV = (
+    "setgroups",
+    "setgid",
+    "setresgid",
+    "setregid",
+    "setfsgid",
+    "setfsuid",
+    "setuid",
+    "setresuid",
+    "setreuid",
+    "prctl",
+    "capget",
+    "capset",
+    "rt_sigreturn",
+    "futex",
+    "getpid",
+)
+_RUNTIME_ENTRY_NEXT = ("setuid", "setresuid", "setreuid", "capset")
+_NR = {name: nr for nr, name in ARCHES["x86_64"].items()}
+RUNTIME_ENTRY: frozenset[tuple[int, int]] = frozenset(
+    (_NR[a], _NR[b]) for a in _RUNTIME_ENTRY_PREV for b in _RUNTIME_ENTRY_NEXT if a in _NR and b in _NR
+)
 
 
 class NgramError(ValueError):
@@ -149,10 +179,10 @@ class NgramModel:
         return score > self.threshold
 
     def chain_hits(self, transitions: Mapping[tuple[int, int], int], rare_fraction: float = 0.0) -> list[ChainHit]:
-        """Transitions into sensitive syscalls that learning never (or rarely) saw."""
+        """Transitions into sensitive syscalls that learning never (or rarely) saw, runtime entry excluded."""
         hits = []
         for (a, b), c in transitions.items():
-            if c <= 0 or int(b) not in SENSITIVE_NRS:
+            if c <= 0 or int(b) not in SENSITIVE_NRS or (int(a), int(b)) in RUNTIME_ENTRY:
                 continue
             seen = self.counts.get((int(a), int(b)), 0)
             if seen == 0 or (self.total and seen / self.total < rare_fraction):

@@ -13,7 +13,10 @@ assembled audit events (``AuditEvent.paths``, from PATH records). Each path fall
 - **secret** (``sensitive_read_paths``, any open): /etc/shadow, private keys, another process's
   memory or environment. HIGH and never lowered by learning, except for the programs whose job
   it is (``credential_consumers``: su, sshd, useradd …): MEDIUM, LOW below a package manager,
-  a scheduler or start-up.
+  a scheduler or start-up; and for any reader below a package manager (the package manager is
+  the reader or one of its ancestors: debconf's perl during ``apt-get install``): MEDIUM. An
+  interactive shell that ran ``apt-get`` earlier is not below it. The kernel stop's fast path
+  (``agent/response/fastpath.py``) judges its stops of the same opens with ``package_manager_in``.
 - **config** (``sensitive_write_paths``, opened for writing): any other file below /etc. Not a
   finding from a package manager, a scheduler or start-up scripts (an nginx hook writing
   ``conf.d/default.conf``); MEDIUM from an interactive shell; LOW otherwise (an application
@@ -35,6 +38,7 @@ import posixpath
 
 from agent.detectors.activity import activity
 from agent.detectors.anti_forensics import Lineage, lineage
+from agent.detectors.lineage import ProcInfo
 from agent.detectors.spec import Detector, DetectorState, basename, container_key, name_set, path_matcher
 from agent.detectors.startup import startup_entry
 from agent.events import AuditEvent, Event, FileOpen, ProcessExec
@@ -69,6 +73,11 @@ def _mitre(path: str, klass: str, write: bool) -> str:
     if klass == "config":
         return "T1565.001"  # Stored Data Manipulation
     return "T1005"
+
+
+def package_manager_in(chain: list[ProcInfo]) -> ProcInfo | None:
+    """The package manager a process runs below (itself or an ancestor, by role), else ``None``."""
+    return next((p for p in chain if p.role == "package_manager"), None)
 
 
 def _audit_write(ev: AuditEvent) -> bool:
@@ -154,11 +163,13 @@ def _evaluate(ev: FileOpen | AuditEvent, state: DetectorState, *, final: bool) -
 def _missing(state: DetectorState, ev: Event, lin: Lineage | None, klass: str) -> int:
     """The pid whose exec would complete ``ev``'s lineage when waiting for it could lower the
     finding; 0 to judge now (complete lineage, memory-only lineage, a secret read by an
-    ordinary program, which nothing lowers)."""
+    ordinary program, judged with what /proc shows of it)."""
     if ev.container is None or state.lineage.paths is None:
         return 0
     comm = getattr(ev, "comm", "")
     if klass == "secret" and comm not in name_set(state.settings.credential_consumers):
+        # Judged now (a thief is not kept waiting): /proc gives a live reader's ancestors, so
+        # a package manager above it (apt-get waiting for debconf) is known without waiting.
         return 0
     if lin is None or not lin.chain:
         return ev.pid
@@ -197,6 +208,8 @@ def _judge(
     elif klass == "secret":
         if program in name_set(state.settings.credential_consumers):
             severity = Severity.LOW if house or start else Severity.MEDIUM
+        elif package_manager_in(chain) is not None:
+            severity = Severity.MEDIUM  # a maintainer script or debconf reading it, not a thief
         else:
             severity, always = Severity.HIGH, True
     else:
@@ -249,7 +262,9 @@ SPEC = Detector(
     false_positives="Allowed by default: configuration written below /etc by a package manager, "
     "a scheduler or the container's start-up scripts (entrypoint and hooks within "
     "detectors.startup_seconds); identity files written by them are MEDIUM; su, sshd, useradd "
-    "and the other credential_consumers reading secrets are MEDIUM. Learned per image: a path "
+    "and the other credential_consumers reading secrets are MEDIUM; any secret read below a package "
+    "manager (the reader or an ancestor is apt-get, dpkg, apk …: debconf during apt-get install) "
+    "is MEDIUM, and the kernel stop continues it. Learned per image: a path "
     "written while the baseline learned is LOW afterwards, except from an interactive shell. "
     "Never lowered: a secret read by any other program. Tuned: detectors.sensitive_read_paths, "
     "identity_write_paths, sensitive_write_paths, credential_consumers, startup_seconds; "

@@ -12,6 +12,12 @@ of its own, so a slow output or quarantine never delays a freeze.
 
 When the verdict is not a freeze (observe by override, an incident already frozen, a refusal),
 the task is continued at once; a freeze another thread is applying is waited for first.
+
+A stopped open of a secret is judged like RG-0002 judges it (``sensitive_file.package_manager_in``):
+when the stopped task runs below a package manager (itself or an ancestor, by executable and
+script interpreter, read from /proc while the task holds still: debconf's perl below
+``apt-get install``), the task is continued at once and the finding is MEDIUM, not must-act;
+every other stop stays critical and freezes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agent.decoders.ebpf import KernelStop
+from agent.detectors.lineage import ProcessTree, ProcInfo
+from agent.detectors.sensitive_file import package_manager_in
 from agent.findings import Action, Finding, Severity, Source, Verdict
 from agent.policy import decide, incident_id, rung
 from agent.response.evidence import evidence_snapshot
@@ -56,6 +64,7 @@ def fast_freeze(
         incident = engine.policy.incidents.get(c.id)
         if (
             verdict.action == Action.NONE
+            and finding.evidence.get("must_act")
             and incident is not None
             and rung(incident.action) > rung(Action.FREEZE)
             and _enforcing(engine, c)
@@ -198,6 +207,15 @@ class FastPath:
             log.warning("kernel_stop_unknown_container", pid=stop.pid, cgroup_id=stop.cgroup_id, rule=stop.rule)
             return
         finding = self._finding(c, stop)
+        if not finding.evidence.get("must_act"):
+            # Below a package manager: continued before anything else, the verdict is an alert.
+            _continue(stop.pid)
+            self.counters["continued_below_package_manager"] += 1
+            verdict, _rec = fast_freeze(self.engine, c, finding)
+            for observer in self.observers:
+                observer(stop, False)
+            self.worker.submit(lambda: self._after(c, stop, finding, verdict, None, 0))
+            return
         marks: list[int] = []
         verdict, rec = fast_freeze(self.engine, c, finding, marks)
         frozen = rec is not None and rec.phase == "confirmed" and not rec.dry_run and len(marks) == 2
@@ -226,29 +244,42 @@ class FastPath:
             "runtime_socket": f"{stop.comm} connected to the runtime socket {stop.path}",
             "exec": f"{stop.path} executed from a writable or memory path",
         }.get(stop.rule, f"{stop.comm}: {stop.rule}")
+        manager = self._package_manager(c, stop) if stop.rule == "open" else None
+        if manager is not None:
+            return Finding(
+                container=c.ref(),
+                source=Source.RULE,
+                detector_id=detector,
+                severity=Severity.MEDIUM,
+                summary=f"{what} below the package manager {manager.program}; continued",
+                evidence={
+                    "kernel_stop": _stop_evidence(stop),
+                    "must_act": False,
+                    "context": "package_manager",
+                    "package_manager": manager.to_dict(),
+                },
+                mitre=mitre,
+                ts=stop.ts,
+            )
         return Finding(
             container=c.ref(),
             source=Source.RULE,
             detector_id=detector,
             severity=Severity.CRITICAL,
             summary=f"{what}; stopped in the kernel",
-            evidence={
-                "kernel_stop": {
-                    "rule": stop.rule,
-                    "pid": stop.pid,
-                    "tid": stop.tid,
-                    "comm": stop.comm,
-                    "uid": stop.uid,
-                    "syscall": stop.syscall,
-                    "arg": stop.arg,
-                    "path": stop.path,
-                    "stopped": stop.stopped,
-                },
-                "must_act": True,
-            },
+            evidence={"kernel_stop": _stop_evidence(stop), "must_act": True},
             mitre=mitre,
             ts=stop.ts,
         )
+
+    def _package_manager(self, c: Container, stop: KernelStop) -> ProcInfo | None:
+        """The package manager the stopped task runs below (RG-0002's judgement), else ``None``;
+        read from /proc into a tree of this stop's own (the detectors' tree is another thread's)."""
+        tree = ProcessTree(settings=self.engine.ctx.config.detectors, paths=self.engine.ctx.paths)
+        me = tree.lookup(c.id, stop.pid)
+        if me is None:
+            return None  # gone or unreadable: not known to be a package's, so it stays must-act
+        return package_manager_in([me, *tree.ancestors(c.id, stop.pid)])
 
     def _after(
         self, c: Container, stop: KernelStop, finding: Finding, verdict: Verdict, rec: ActionRecord | None, frozen: int
@@ -293,6 +324,20 @@ class FastPath:
                 "p99": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3),
             }
         return out
+
+
+def _stop_evidence(stop: KernelStop) -> dict[str, Any]:
+    return {
+        "rule": stop.rule,
+        "pid": stop.pid,
+        "tid": stop.tid,
+        "comm": stop.comm,
+        "uid": stop.uid,
+        "syscall": stop.syscall,
+        "arg": stop.arg,
+        "path": stop.path,
+        "stopped": stop.stopped,
+    }
 
 
 def _continue(pid: int) -> None:

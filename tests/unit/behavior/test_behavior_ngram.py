@@ -74,6 +74,24 @@ def test_kernel_transitions_and_chain_hits() -> None:
         NgramModel(n=3).add_transitions({(1, 2): 1})
 
 
+def test_runtime_entry_is_not_a_chain_but_an_escalation_is() -> None:
+    """runc init entering the container (docker exec, HEALTHCHECK) drops identity and capabilities
+    with setgid->setuid and prctl->capset: never a hit, even unseen; the same targets reached from
+    the image's own code (after a read or an mmap) still are."""
+    m = NgramModel()
+    nr = syscall_number
+    m.add_transitions({(nr("read"), nr("write")): 1000})
+    runtime = {
+        (nr("setgid"), nr("setuid")): 1,
+        (nr("prctl"), nr("capset")): 2,
+        (nr("setgroups"), nr("setresuid")): 1,
+        (nr("rt_sigreturn"), nr("setuid")): 1,
+    }
+    assert m.chain_hits(runtime) == []
+    escalation = {(nr("read"), nr("setuid")): 1, (nr("mmap"), nr("capset")): 1}
+    assert sorted(h.chain for h in m.chain_hits(escalation)) == ["mmap->capset", "read->setuid"]
+
+
 def test_json_round_trip_and_bad_models() -> None:
     rng = random.Random(3)
     m = NgramModel(n=4, frame=10).fit_sequences([normal_trace(rng) for _ in range(5)])

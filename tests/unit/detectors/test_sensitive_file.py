@@ -157,6 +157,34 @@ CASES = [
         "secret",
         "package_manager",
     ),
+    OpenCase(
+        # debconf's frontend (a perl script) reads /etc/shadow during apt-get install
+        "debconf-perl-below-apt-get-reads-shadow",
+        [
+            ENTRYPOINT,
+            APT[0],
+            exec_ev(84, 80, "/usr/sbin/dpkg-preconfigure", ("/usr/bin/perl", "-w", "/usr/sbin/dpkg-preconfigure")),
+        ],
+        opened(84, "/etc/shadow", comm="dpkg-preconfigu", ts=T_INIT + 900),
+        Severity.MEDIUM,
+        "secret",
+        "package_manager",
+    ),
+    OpenCase(
+        # the same shell ran apt-get before: apt-get is not an ancestor of cat
+        "interactive-apt-get-then-cat-shadow",
+        [
+            ENTRYPOINT,
+            SESSION,
+            exec_ev(94, 90, "/usr/bin/apt-get", ("apt-get", "install", "-y", "/tmp/app.deb")),
+            exec_ev(95, 90, "/bin/busybox", ("cat", "/etc/shadow")),
+        ],
+        opened(95, "/etc/shadow", comm="cat", ts=T_INIT + 900),
+        Severity.HIGH,
+        "secret",
+        "interactive",
+        always=True,
+    ),
     # --- busybox crond ------------------------------------------------------------------------
     OpenCase(
         "cron-job-writes-config",
