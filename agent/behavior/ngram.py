@@ -13,7 +13,7 @@ fitted on a handful of traces is not blind to its own variety.
 
 For daemon windows, ``chain_hits`` names each transition into a sensitive syscall (execve,
 ptrace, mount, setns, module loading …) that the image never (or only rarely) made during
-learning: an "illegal syscall chain". Transitions the container runtime makes when it enters a
+learning: an "unseen syscall chain" (medium). Transitions the container runtime makes when it enters a
 container (``RUNTIME_ENTRY``: runc init dropping to the container's user and capabilities on
 ``docker exec``, healthchecks and start, e.g. ``setgid->setuid``, ``prctl->capset``) never count:
 they are the runtime's, not the image's.
