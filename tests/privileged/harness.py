@@ -9,11 +9,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from agent.config import AgentConfig
 from agent.context import AgentContext
@@ -63,6 +64,42 @@ def docker_exec(
         args += ["-u", user]
     proc = subprocess.run([*args, c.id, *cmd], input=stdin, capture_output=True, text=True, timeout=timeout)
     return proc.stdout + proc.stderr
+
+
+@dataclass
+class Session:
+    """An interactive shell opened in a container with a stdin pipe kept open."""
+
+    proc: subprocess.Popen[str]
+    out: IO[str]
+
+    def type(self, line: str) -> None:
+        assert self.proc.stdin is not None and self.proc.poll() is None, "the session shell has exited"
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.out.close()
+
+
+def open_session(c: Any, shell: str = "sh") -> Session:
+    """``docker exec -i <c> <shell>`` as an attacker's shell, typed into later; output to a temp file."""
+    out = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by Session.close)
+    proc = subprocess.Popen(
+        ["docker", "exec", "-i", c.id, shell],
+        stdin=subprocess.PIPE,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(0.5)  # the shell is up before anything is typed into it
+    return Session(proc, out)
 
 
 @dataclass

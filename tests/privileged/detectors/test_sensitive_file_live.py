@@ -14,7 +14,6 @@ exec events; the image is learning, so allowances are consulted as in the agent)
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ import pytest
 from agent.events import Event, FileOpen, ProcessExec
 from agent.findings import Finding, Severity
 from agent.settings.detectors import DetectorsSettings
-from tests.privileged.harness import DetectorChain, detector_chain, docker_exec, register
+from tests.privileged.harness import DetectorChain, Session, detector_chain, docker_exec, open_session, register
 from tests.support import TEST_IMAGE, TEST_LABEL, wait_for
 
 PREFIX = "rgtest-h15-etc"
@@ -58,7 +57,7 @@ class Lab:
     files: Path
     events: list[Event] = field(default_factory=list)
     containers: list[Any] = field(default_factory=list)
-    sessions: list[subprocess.Popen[str]] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
 
     def start(self) -> Any:
         c = self.docker.containers.create(
@@ -81,18 +80,11 @@ class Lab:
     def exec(self, c: Any, *cmd: str) -> str:
         return docker_exec(c, *cmd)
 
-    def session(self, c: Any) -> subprocess.Popen[str]:
+    def session(self, c: Any) -> Session:
         """``docker exec -i <c> sh`` with a stdin pipe the test keeps: an attacker's shell."""
-        proc = subprocess.Popen(
-            ["docker", "exec", "-i", c.id, "sh"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self.sessions.append(proc)
-        time.sleep(0.5)
-        return proc
+        s = open_session(c)
+        self.sessions.append(s)
+        return s
 
     def rule(self, c: Any) -> list[Finding]:
         return self.chain.of("RG-0002", c.id)
@@ -129,12 +121,7 @@ def lab(docker_client: Any) -> Iterator[Lab]:
             yield lab
         finally:
             for s in lab.sessions:
-                if s.stdin is not None:
-                    s.stdin.close()
-                try:
-                    s.wait(5)
-                except subprocess.TimeoutExpired:
-                    s.kill()
+                s.close()
             for c in lab.containers:
                 c.remove(force=True)
 
@@ -157,9 +144,7 @@ def test_hook_config_is_silent_and_an_interactive_passwd_write_is_reported(lab: 
     assert "/etc/app.conf" in writes, writes
     assert lab.rule(c) == [], [(f.summary, f.evidence.get("lineage")) for f in lab.rule(c)]
     # The attack twin: an account appended to /etc/passwd from the interactive shell.
-    assert shell.stdin is not None and shell.poll() is None
-    shell.stdin.write("echo 'rg:x:0:0::/root:/bin/sh' >> /etc/passwd\n")
-    shell.stdin.flush()
+    shell.type("echo 'rg:x:0:0::/root:/bin/sh' >> /etc/passwd")
     f = wait_for(
         lambda: next((x for x in lab.rule(c) if x.evidence["path"] == "/etc/passwd"), None),
         timeout=15,
