@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from agent.runtime.model import Container, ContainerRegistry
 from agent.settings.detectors import DetectorsSettings
 from agent.store import Store
 from agent.wiring import attach
-from tests.support import need, need_root
+from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root
 
 
 def agent_context(state: Path, config: AgentConfig | None = None) -> AgentContext:
@@ -42,6 +43,26 @@ def agent_context(state: Path, config: AgentConfig | None = None) -> AgentContex
         registry=ContainerRegistry(),
         events=Bus[Event]("events"),
         findings=Bus[Finding]("findings"),
+    )
+
+
+def run_container(
+    client: Any,
+    prefix: str,
+    command: list[str],
+    image: str = TEST_IMAGE,
+    labels: dict[str, str] | None = None,
+    **extra: Any,
+) -> Any:
+    """A detached test container named ``prefix-<random>``, labelled for cleanup, ``--network none``."""
+    return client.containers.run(
+        image,
+        command,
+        detach=True,
+        name=f"{prefix}-{uuid.uuid4().hex[:8]}",
+        labels={TEST_LABEL: "1", **(labels or {})},
+        network_mode="none",
+        **extra,
     )
 
 
@@ -138,7 +159,7 @@ def detector_chain(
     try:
         from agent.sources import ebpf
     except ImportError as exc:
-        need(False, f"This test needs the eBPF source (agent/sources/ebpf.py): {exc}")
+        need(False, f"This test needs the eBPF source (agent/sources/ebpf/): {exc}")
         raise
     state = Path(tempfile.mkdtemp(prefix=prefix))
     ctx = agent_context(state, config)
