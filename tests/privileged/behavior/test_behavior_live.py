@@ -37,7 +37,7 @@ from agent.sources.procfs import build as build_procfs
 from agent.sources.window import WindowAggregator
 from agent.sources.window import build as build_window
 from agent.wiring import attach
-from tests.privileged.harness import agent_context
+from tests.privileged.harness import agent_context, run_container
 from tests.support import need, need_root, wait_for
 
 WINDOW = 1.5
@@ -92,7 +92,6 @@ def live(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     need_root()
     from agent.hostfs import HostPaths
     from agent.runtime.docker import container_from_inspect
-    from tests.support import TEST_IMAGE, TEST_LABEL
 
     state = tmp_path_factory.mktemp("behavior-live")
     group = f"rgtest-{uuid.uuid4().hex[:8]}"
@@ -117,13 +116,8 @@ def live(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     behavior: BehaviorComponent | None = None
     try:
         for role in ("subject", "replica"):
-            c = docker_client.containers.run(
-                TEST_IMAGE,
-                ["sh", "-c", LOOP],
-                detach=True,
-                name=f"rgtest-beh-{role}-{uuid.uuid4().hex[:6]}",
-                labels={TEST_LABEL: "1", "riskguard.baseline": group},
-                network_mode="none",
+            c = run_container(
+                docker_client, f"rgtest-beh-{role}", ["sh", "-c", LOOP], labels={"riskguard.baseline": group}
             )
             started.append(c)
             c.reload()

@@ -15,7 +15,6 @@ detectors report the failed attempt.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,8 @@ import pytest
 from agent.context import AgentContext
 from agent.findings import Finding, Severity, Source
 from agent.settings.detectors import DetectorsSettings
-from tests.privileged.harness import DetectorChain, detector_chain, docker_exec, register
-from tests.support import TEST_IMAGE, TEST_LABEL, need_root, wait_for
+from tests.privileged.harness import DetectorChain, detector_chain, docker_exec, register, run_container
+from tests.support import need_root, wait_for
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,13 +64,10 @@ class Chain:
 @pytest.fixture(scope="module")
 def chain(docker_client: Any, trigger_binary: Path) -> Iterator[Chain]:
     need_root()
-    c = docker_client.containers.run(
-        TEST_IMAGE,
+    c = run_container(
+        docker_client,
+        "rgtest-det",
         ["sleep", "900"],
-        detach=True,
-        name=f"rgtest-det-{uuid.uuid4().hex[:8]}",
-        labels={TEST_LABEL: "1"},
-        network_mode="none",
         security_opt=["seccomp=unconfined"],
         volumes={str(trigger_binary): {"bind": "/opt/rg", "mode": "ro"}},
     )

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,8 @@ from agent.hostfs import HostPaths
 from agent.runtime.docker import container_from_inspect
 from agent.runtime.model import Container
 from agent.sources.ebpf import EbpfSource, build
-from tests.privileged.harness import agent_context
-from tests.support import TEST_IMAGE, TEST_LABEL, need_root, wait_for
+from tests.privileged.harness import agent_context, run_container
+from tests.support import need_root, wait_for
 
 
 @dataclass
@@ -68,16 +67,9 @@ def agent(docker_client: Any) -> Iterator[Agent]:
     started: list[Any] = []
     source: EbpfSource | None = None
     try:
-        for role, extra in (("a", {"security_opt": ["seccomp=unconfined"]}), ("b", {})):
-            c = docker_client.containers.run(
-                TEST_IMAGE,
-                ["sleep", "900"],
-                detach=True,
-                name=f"rgtest-ebpf-{role}-{uuid.uuid4().hex[:6]}",
-                labels={TEST_LABEL: "1"},
-                network_mode="none",
-                **extra,
-            )
+        for role, security in (("a", ["seccomp=unconfined"]), ("b", None)):
+            extra: dict[str, Any] = {"security_opt": security} if security else {}
+            c = run_container(docker_client, f"rgtest-ebpf-{role}", ["sleep", "900"], **extra)
             started.append(c)
             c.reload()
         recs = [container_from_inspect(HostPaths(), c.attrs) for c in started]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,8 @@ from agent.runtime.docker import container_from_inspect
 from agent.runtime.model import Container
 from agent.sources.ebpf import EbpfSource, build
 from agent.wiring import attach
-from tests.privileged.harness import agent_context
-from tests.support import TEST_IMAGE, TEST_LABEL, need_root
+from tests.privileged.harness import agent_context, run_container
+from tests.support import TEST_IMAGE, need_root
 
 # A shell session on stdin: a sleeping writer holds the FIFO open, so the shell never reads EOF.
 SESSION = "mkfifo /tmp/in; sleep 100000 > /tmp/in & exec sh -s < /tmp/in"
@@ -58,15 +57,7 @@ class KStop:
 def start_container(
     client: Any, role: str, labels: dict[str, str] | None = None, image: str = TEST_IMAGE, **extra: Any
 ) -> tuple[Any, Container]:
-    c = client.containers.run(
-        image,
-        ["sh", "-c", SESSION],
-        detach=True,
-        name=f"rgtest-kstop-{role}-{uuid.uuid4().hex[:6]}",
-        labels={TEST_LABEL: "1", **(labels or {})},
-        network_mode="none",
-        **extra,
-    )
+    c = run_container(client, f"rgtest-kstop-{role}", ["sh", "-c", SESSION], image, labels, **extra)
     c.reload()
     rec = container_from_inspect(HostPaths(), c.attrs)
     assert rec is not None and rec.cgroup_id, "test container has no cgroup id"
