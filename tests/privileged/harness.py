@@ -146,6 +146,37 @@ class DetectorChain:
             return [f"{f.detector_id}: {f.summary}" for f in self.findings[mark:]]
 
 
+@dataclass
+class ContainerLab:
+    """Containers a module starts against its detector chain, with host ``files`` to mount."""
+
+    chain: DetectorChain
+    docker: Any
+    files: Path
+    containers: list[Any] = field(default_factory=list)
+
+    def launch(self, name: str, command: list[str], mounts: dict[str, str]) -> Any:
+        """Create and start a test container with ``mounts`` (below ``files`` → container path,
+        read-only), register it and give its cgroup time to reach the eBPF filter."""
+        c = self.docker.containers.create(
+            TEST_IMAGE,
+            command,
+            name=f"{name}-{uuid.uuid4().hex[:6]}",
+            labels={TEST_LABEL: "1"},
+            network_mode="none",
+            volumes={str(self.files / rel): {"bind": path, "mode": "ro"} for rel, path in mounts.items()},
+        )
+        self.containers.append(c)
+        c.start()
+        register(self.chain.ctx, c)
+        time.sleep(0.5)  # the container's cgroup reaches the eBPF filter
+        return c
+
+    def remove(self) -> None:
+        for c in self.containers:
+            c.remove(force=True)
+
+
 @contextmanager
 def detector_chain(
     prefix: str,

@@ -10,10 +10,8 @@ operator's ``deny`` brings ``httpd>sh`` back to HIGH.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -24,8 +22,8 @@ from agent.context import AgentContext
 from agent.findings import Finding, Severity
 from agent.settings.behavior import BehaviorSettings
 from agent.settings.detectors import DetectorsSettings
-from tests.privileged.harness import DetectorChain, detector_chain, docker_exec, register
-from tests.support import TEST_IMAGE, TEST_LABEL, wait_for
+from tests.privileged.harness import ContainerLab, DetectorChain, detector_chain, docker_exec
+from tests.support import TEST_IMAGE, wait_for
 
 LEARN = 8.0
 CGI = """#!/bin/sh
@@ -37,30 +35,14 @@ sleep 1
 
 
 @dataclass
-class Lab:
-    chain: DetectorChain
-    docker: Any
-    www: Path
-    containers: list[Any] = field(default_factory=list)
-
+class Lab(ContainerLab):
     @property
     def ctx(self) -> AgentContext:
         return self.chain.ctx
 
     def start(self, name: str) -> Any:
-        c = self.docker.containers.create(
-            TEST_IMAGE,
-            ["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/www"],
-            name=f"rgtest-h5-allow-{name}-{uuid.uuid4().hex[:6]}",
-            labels={TEST_LABEL: "1"},
-            network_mode="none",
-            volumes={str(self.www): {"bind": "/www", "mode": "ro"}},
-        )
-        self.containers.append(c)
-        c.start()
-        register(self.ctx, c)
-        time.sleep(0.5)
-        return c
+        command = ["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/www"]
+        return self.launch(f"rgtest-h5-allow-{name}", command, {"www": "/www"})
 
     def exec(self, c: Any, *cmd: str) -> str:
         return docker_exec(c, *cmd, timeout=30)
@@ -84,11 +66,11 @@ def lab(docker_client: Any) -> Iterator[Lab]:
     labs: list[Lab] = []
 
     def setup(chain: DetectorChain) -> None:
-        www = chain.state / "www"
-        (www / "cgi-bin").mkdir(parents=True)
-        (www / "cgi-bin" / "status.cgi").write_text(CGI)
-        (www / "cgi-bin" / "status.cgi").chmod(0o755)
-        labs.append(Lab(chain, docker_client, www))
+        cgi = chain.state / "www" / "cgi-bin" / "status.cgi"
+        cgi.parent.mkdir(parents=True)
+        cgi.write_text(CGI)
+        cgi.chmod(0o755)
+        labs.append(Lab(chain, docker_client, chain.state))
 
     config = AgentConfig(behavior=BehaviorSettings(learning_seconds=LEARN))
     with detector_chain("rg-h5-allow-", DetectorsSettings(repeat_suppress_seconds=0), config, before=setup):
@@ -96,8 +78,7 @@ def lab(docker_client: Any) -> Iterator[Lab]:
         try:
             yield lab
         finally:
-            for c in lab.containers:
-                c.remove(force=True)
+            lab.remove()
 
 
 def test_learned_pair_is_lowered_unseen_and_denied_are_not(lab: Lab) -> None:

@@ -15,10 +15,8 @@ exec events; the image is learning, so allowances are consulted as in the agent)
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +24,8 @@ import pytest
 from agent.events import Event, FileOpen, ProcessExec
 from agent.findings import Finding, Severity
 from agent.settings.detectors import DetectorsSettings
-from tests.privileged.harness import DetectorChain, Session, detector_chain, docker_exec, open_session, register
-from tests.support import TEST_IMAGE, TEST_LABEL, wait_for
+from tests.privileged.harness import ContainerLab, DetectorChain, Session, detector_chain, docker_exec, open_session
+from tests.support import wait_for
 
 PREFIX = "rgtest-h15-etc"
 QUIET = 2.0
@@ -51,31 +49,13 @@ echo configured >> /tmp/hooks.log
 
 
 @dataclass
-class Lab:
-    chain: DetectorChain
-    docker: Any
-    files: Path
+class Lab(ContainerLab):
     events: list[Event] = field(default_factory=list)
-    containers: list[Any] = field(default_factory=list)
     sessions: list[Session] = field(default_factory=list)
 
     def start(self) -> Any:
-        c = self.docker.containers.create(
-            TEST_IMAGE,
-            ["/docker-entrypoint.sh"],
-            name=f"{PREFIX}-{uuid.uuid4().hex[:8]}",
-            labels={TEST_LABEL: "1"},
-            network_mode="none",
-            volumes={
-                str(self.files / "docker-entrypoint.d"): {"bind": "/docker-entrypoint.d", "mode": "ro"},
-                str(self.files / "docker-entrypoint.sh"): {"bind": "/docker-entrypoint.sh", "mode": "ro"},
-            },
-        )
-        self.containers.append(c)
-        c.start()
-        register(self.chain.ctx, c)
-        time.sleep(0.5)  # the container's cgroup reaches the eBPF filter
-        return c
+        mounts = {d: f"/{d}" for d in ("docker-entrypoint.d", "docker-entrypoint.sh")}
+        return self.launch(PREFIX, ["/docker-entrypoint.sh"], mounts)
 
     def exec(self, c: Any, *cmd: str) -> str:
         return docker_exec(c, *cmd)
@@ -122,8 +102,7 @@ def lab(docker_client: Any) -> Iterator[Lab]:
         finally:
             for s in lab.sessions:
                 s.close()
-            for c in lab.containers:
-                c.remove(force=True)
+            lab.remove()
 
 
 def test_hook_config_is_silent_and_an_interactive_passwd_write_is_reported(lab: Lab) -> None:

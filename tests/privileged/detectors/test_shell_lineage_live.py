@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +27,8 @@ import pytest
 from agent.events import Event, ProcessExec
 from agent.findings import Finding, Severity
 from agent.settings.detectors import DetectorsSettings
-from tests.privileged.harness import DetectorChain, detector_chain, docker_exec, register
-from tests.support import TEST_IMAGE, TEST_LABEL, wait_for
+from tests.privileged.harness import ContainerLab, DetectorChain, detector_chain, docker_exec
+from tests.support import wait_for
 
 PREFIX = "rgtest-h5-lineage"
 
@@ -79,31 +77,12 @@ sleep 1
 
 
 @dataclass
-class Lab:
-    chain: DetectorChain
-    docker: Any
-    files: Path
+class Lab(ContainerLab):
     execs: list[ProcessExec] = field(default_factory=list)
-    containers: list[Any] = field(default_factory=list)
 
     def start(self, name: str, command: list[str]) -> Any:
-        c = self.docker.containers.create(
-            TEST_IMAGE,
-            command,
-            name=f"{PREFIX}-{name}-{uuid.uuid4().hex[:6]}",
-            labels={TEST_LABEL: "1"},
-            network_mode="none",
-            volumes={
-                str(self.files / "app"): {"bind": "/app", "mode": "ro"},
-                str(self.files / "docker-entrypoint.d"): {"bind": "/docker-entrypoint.d", "mode": "ro"},
-                str(self.files / "docker-entrypoint.sh"): {"bind": "/docker-entrypoint.sh", "mode": "ro"},
-                str(self.files / "www"): {"bind": "/www", "mode": "ro"},
-            },
-        )
-        self.containers.append(c)
-        c.start()
-        register(self.chain.ctx, c)
-        time.sleep(0.5)  # the container's cgroup reaches the eBPF filter
+        mounts = {d: f"/{d}" for d in ("app", "docker-entrypoint.d", "docker-entrypoint.sh", "www")}
+        c = self.launch(f"{PREFIX}-{name}", command, mounts)
         self.exec(c, "touch", "/tmp/go")
         return c
 
@@ -150,8 +129,7 @@ def lab(docker_client: Any) -> Iterator[Lab]:
         try:
             yield lab
         finally:
-            for c in lab.containers:
-                c.remove(force=True)
+            lab.remove()
 
 
 def _has(execs: list[ProcessExec], *words: str) -> bool:
