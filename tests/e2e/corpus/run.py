@@ -230,7 +230,7 @@ def run_corpus(
         for t in spec.TECHNIQUES:
             attacks[t.name] = play(host, socket, t, sessions[t.name], d.attack_timeout)
             a = attacks[t.name]
-            say(f"played {t.name}: frozen after {a.frozen_after}s")
+            say(f"played {t.name}: " + ("not frozen" if a.frozen_after is None else f"frozen after {a.frozen_after}s"))
         _wait_until(t_start + d.total)
         bg.stop()
         ended = time.time()
