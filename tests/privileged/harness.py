@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +144,17 @@ class DetectorChain:
     def summaries(self, mark: int = 0) -> list[str]:
         with self.lock:
             return [f"{f.detector_id}: {f.summary}" for f in self.findings[mark:]]
+
+
+def write_files(root: Path, files: Mapping[str, str], plain: str = "") -> Path:
+    """Write ``files`` (relative path → text) below ``root``, executable except paths starting
+    with ``plain`` (when given); returns ``root``."""
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        p.chmod(0o644 if plain and rel.startswith(plain) else 0o755)
+    return root
 
 
 @dataclass

@@ -22,7 +22,7 @@ from agent.context import AgentContext
 from agent.findings import Finding, Severity
 from agent.settings.behavior import BehaviorSettings
 from agent.settings.detectors import DetectorsSettings
-from tests.privileged.harness import ContainerLab, DetectorChain, detector_chain, docker_exec
+from tests.privileged.harness import ContainerLab, DetectorChain, detector_chain, docker_exec, write_files
 from tests.support import TEST_IMAGE, wait_for
 
 LEARN = 8.0
@@ -66,11 +66,7 @@ def lab(docker_client: Any) -> Iterator[Lab]:
     labs: list[Lab] = []
 
     def setup(chain: DetectorChain) -> None:
-        cgi = chain.state / "www" / "cgi-bin" / "status.cgi"
-        cgi.parent.mkdir(parents=True)
-        cgi.write_text(CGI)
-        cgi.chmod(0o755)
-        labs.append(Lab(chain, docker_client, chain.state))
+        labs.append(Lab(chain, docker_client, write_files(chain.state, {"www/cgi-bin/status.cgi": CGI})))
 
     config = AgentConfig(behavior=BehaviorSettings(learning_seconds=LEARN))
     with detector_chain("rg-h5-allow-", DetectorsSettings(repeat_suppress_seconds=0), config, before=setup):

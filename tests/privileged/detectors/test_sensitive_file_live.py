@@ -24,7 +24,15 @@ import pytest
 from agent.events import Event, FileOpen, ProcessExec
 from agent.findings import Finding, Severity
 from agent.settings.detectors import DetectorsSettings
-from tests.privileged.harness import ContainerLab, DetectorChain, Session, detector_chain, docker_exec, open_session
+from tests.privileged.harness import (
+    ContainerLab,
+    DetectorChain,
+    Session,
+    detector_chain,
+    docker_exec,
+    open_session,
+    write_files,
+)
 from tests.support import wait_for
 
 PREFIX = "rgtest-h15-etc"
@@ -79,13 +87,7 @@ def lab(docker_client: Any) -> Iterator[Lab]:
     labs: list[Lab] = []
 
     def setup(chain: DetectorChain) -> None:
-        files = chain.state / "files"
-        for rel, text in SCRIPTS.items():
-            p = files / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
-            p.chmod(0o755)
-        lab = Lab(chain, docker_client, files)
+        lab = Lab(chain, docker_client, write_files(chain.state / "files", SCRIPTS))
         labs.append(lab)
 
         def seen(e: Event) -> None:

@@ -27,7 +27,7 @@ import pytest
 from agent.events import Event, ProcessExec
 from agent.findings import Finding, Severity
 from agent.settings.detectors import DetectorsSettings
-from tests.privileged.harness import ContainerLab, DetectorChain, detector_chain, docker_exec
+from tests.privileged.harness import ContainerLab, DetectorChain, detector_chain, docker_exec, write_files
 from tests.support import wait_for
 
 PREFIX = "rgtest-h5-lineage"
@@ -107,13 +107,7 @@ def lab(docker_client: Any) -> Iterator[Lab]:
     labs: list[Lab] = []
 
     def setup(chain: DetectorChain) -> None:
-        files = chain.state / "files"
-        for rel, text in SCRIPTS.items():
-            p = files / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
-            p.chmod(0o644 if rel.startswith("app/crontabs") else 0o755)
-        lab = Lab(chain, docker_client, files)
+        lab = Lab(chain, docker_client, write_files(chain.state / "files", SCRIPTS, plain="app/crontabs"))
         labs.append(lab)
 
         def seen(e: Event) -> None:
