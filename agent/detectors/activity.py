@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.detectors.lineage import ProcInfo, role_of
 from agent.detectors.spec import DetectorState, container_key, program_names
@@ -48,6 +48,9 @@ class RecentExec:
     argv: tuple[str, ...]
     stdio: tuple[str, ...]
     parent_comm: str = ""
+    # What lineage knew of this exec (its script's interpreter, role) when the process exited:
+    # a file record from another kernel buffer may be judged after the exit record.
+    info: ProcInfo | None = None
 
 
 class Activity:
@@ -91,6 +94,13 @@ class Activity:
 
     def exec_of(self, container: str, pid: int) -> RecentExec | None:
         return self.execs.get((container, pid))
+
+    def keep_exited(self, container: str, info: ProcInfo | None) -> None:
+        """Attach lineage's ``info`` of an exited process to its exec record (same exec only)."""
+        key = (container, info.pid if info is not None else 0)
+        rec = self.execs.get(key)
+        if info is not None and rec is not None and info.source == "exec" and info.start_ts == rec.ts:
+            self.execs[key] = replace(rec, info=info)
 
     def siblings(self, rec: RecentExec, within: float) -> list[RecentExec]:
         """Other processes exec'd by ``rec``'s parent within ``within`` seconds of ``rec``."""
@@ -234,6 +244,8 @@ def lineage_of(state: DetectorState, container: str, pid: int, ppid: int = 0, co
                 me = ProcInfo(pid, ppid, "", "", comm, (), role_of(comm, state.settings), source="event")
             if me is None:
                 return []
+        elif rec.info is not None:
+            me = rec.info  # exited: as lineage knew it (a hook script is its shell, not its name)
         else:
             role = role_of(rec.program, state.settings)
             me = ProcInfo(pid, rec.ppid, "", "", rec.program, rec.argv, role, rec.stdio, rec.ts)
@@ -257,7 +269,9 @@ def lineage_of(state: DetectorState, container: str, pid: int, ppid: int = 0, co
                     comm = child.parent_comm
                     out.append(ProcInfo(ppid, 0, "", "", comm, (), role_of(comm, state.settings), source="event"))
                 break
-            info = ProcInfo(ppid, rec.ppid, "", "", rec.program, rec.argv, role_of(rec.program, state.settings))
+            info = rec.info or ProcInfo(
+                ppid, rec.ppid, "", "", rec.program, rec.argv, role_of(rec.program, state.settings)
+            )
         out.append(info)
         if info.role == "runtime":
             break

@@ -19,9 +19,10 @@ import structlog
 from prometheus_client import Counter as PromCounter
 
 from agent.context import AgentContext
+from agent.detectors.activity import activity
 from agent.detectors.lineage_allowances import AllowanceReview
 from agent.detectors.registry import BY_ID, enabled
-from agent.detectors.spec import Detector, DetectorState
+from agent.detectors.spec import Detector, DetectorState, container_key
 from agent.events import Event, NetConnect, ProcessExec, ProcessExit
 from agent.findings import Finding
 from agent.runtime.model import Container
@@ -230,7 +231,10 @@ class DetectorsComponent:
             self._new_inits.append((c.id, c.init_pid))
 
     def forget(self, event: ProcessExit) -> None:
-        """ProcessExit handler: forget the process."""
+        """ProcessExit handler: forget the process; its recent exec record keeps what lineage knew
+        of it (its file records travel in another kernel buffer and may be judged later)."""
+        key = container_key(event)
+        activity(self.state).keep_exited(key, self.state.lineage.get(key, event.pid))
         self.state.lineage.on_exit(event)
 
     def _emit(self, finding: Finding) -> None:
