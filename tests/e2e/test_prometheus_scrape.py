@@ -11,6 +11,8 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 
 from agent import __version__
 from tests.e2e.daemon import Daemon
+from tests.support import TEST_IMAGE, TEST_LABEL, wait_for
 
 CONFIG = """
 outputs: {metrics: {enabled: true, port: 0}}
@@ -45,9 +48,31 @@ def api(base: str, path: str, **params: str) -> Any:
         return json.loads(r.read())["data"]
 
 
-def test_prometheus_scrapes_the_agent_and_promtool_accepts_the_exposition(daemon: Any, tmp_path: Path) -> None:
+@pytest.fixture
+def watched(docker_client: Any) -> Iterator[Any]:
+    """A container of the test's own for the agent to watch, so the per-container and finding
+    series exist on a host with no other container (CI)."""
+    c = docker_client.containers.run(
+        TEST_IMAGE,
+        ["sleep", "600"],
+        name=f"rgtest-prom-{uuid.uuid4().hex[:8]}",
+        labels={TEST_LABEL: "1"},
+        network_mode="none",
+        detach=True,
+    )
+    try:
+        yield c
+    finally:
+        c.remove(force=True)
+
+
+def test_prometheus_scrapes_the_agent_and_promtool_accepts_the_exposition(
+    daemon: Any, watched: Any, tmp_path: Path
+) -> None:
     prometheus, promtool = tool("prometheus"), tool("promtool")
     d: Daemon = daemon(CONFIG)
+    # The container is watched and has its posture finding (RG-0105, Docker's default CAP_NET_RAW).
+    wait_for(lambda: d.ctl_json("findings", "--container", watched.id), timeout=60, interval=1.0, what="a finding")
     target = urllib.parse.urlsplit(d.ctl_json("status")["components"]["outputs"]["metrics"])
     with urllib.request.urlopen(target.geturl(), timeout=10) as r:
         exposition = r.read()
