@@ -109,12 +109,13 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
         def rows() -> Iterator[tuple[int, str, str, str, str]]:
             for rec in spool:
-                raw_tid, eline, etemplate, efields, epattern = rec.rstrip("\n").split("\t")
-                got = resolved.get(int(raw_tid))
+                raw, eline, etemplate, efields, epattern = rec.rstrip("\n").split("\t")
+                raw_tid = int(raw)
+                got = resolved.get(raw_tid)
                 if got is None:
-                    tid = tc.resolve(int(raw_tid))
+                    tid = tc.resolve(raw_tid)
                     text = final.get(tid)
-                    got = resolved[int(raw_tid)] = (tid, None if text is None else encode(text))
+                    got = resolved[raw_tid] = (tid, None if text is None else encode(text))
                 tid, etext = got
                 yield tid, eline, etext or etemplate, efields, epattern
 
