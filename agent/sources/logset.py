@@ -42,7 +42,7 @@ def discover_targets(
         if c.runtime != "docker":
             continue
         driver = str((c.details or {}).get("log_driver") or "json-file")
-        cdir = paths.docker_container_dir(c.id)
+        cdir = _container_dir(paths, c.id, str((c.details or {}).get("log_path") or ""))
         if driver == "json-file" and driver in allowed:
             targets.append(LogTarget(c.id, c.ref(), cdir / f"{c.id}-json.log", "json-file"))
         elif driver == "local" and driver in allowed:
@@ -72,6 +72,15 @@ def discover_targets(
                 )
                 targets.append(LogTarget(f"cri:{pod.name}/{cdir.name}/{current.stem}", ref, current, "cri"))
     return targets, unsupported
+
+
+def _container_dir(paths: HostPaths, container_id: str, log_path: str) -> Path:
+    """Where dockerd keeps the container's files: the folder of the ``LogPath`` it reports (its
+    ``data-root`` may not be ``/var/lib/docker``: a second daemon, a moved data-root), else the
+    default data-root's folder (the ``local`` driver reports no ``LogPath``)."""
+    if log_path:
+        return paths.host(log_path).parent
+    return paths.docker_container_dir(container_id)
 
 
 def _unsupported_by_container(registry: ContainerRegistry, drivers: Iterable[str]) -> list[tuple[str, str]]:

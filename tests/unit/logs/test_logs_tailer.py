@@ -223,3 +223,24 @@ def test_local_frame_with_wrong_suffix_is_skipped_not_misread(tmp_path: Path) ->
     assert t.poll() == [] and t.stats.malformed == 1
     append(p, encode_local_entry("stdout", 4, b"after"))
     assert texts(t.poll()) == ["after"]
+
+
+def test_a_daemon_with_its_own_data_root_is_tailed_where_it_reports_the_log(tmp_path: Path) -> None:
+    """dockerd's ``data-root`` is not always /var/lib/docker (a moved data-root, a second daemon):
+    the log is read where inspect's ``LogPath`` says, re-rooted under the host root."""
+    paths = HostPaths.under(tmp_path / "host")
+    cid = "f" * 64
+    reported = f"/srv/docker-2/containers/{cid}/{cid}-json.log"
+    log = paths.host(reported)
+    log.parent.mkdir(parents=True)
+    append(log, jline("from the second daemon"))
+    reg = ContainerRegistry()
+    details = {"log_driver": "json-file", "log_path": reported}
+    reg.upsert(Container(id=cid, name="x", image="img", image_id="", runtime="docker", init_pid=1, details=details))
+    targets, _ = discover_targets(paths, reg)
+    assert [t.path for t in targets] == [log]
+    assert texts(TailerSet(paths, reg, None).poll()) == ["from the second daemon"]
+    # no LogPath reported (the local driver, an old record): the default data-root's folder
+    old = ContainerRegistry()
+    old.upsert(Container(id=cid, name="x", image="img", image_id="", runtime="docker", init_pid=1))
+    assert [t.path for t in discover_targets(paths, old)[0]] == [paths.docker_container_dir(cid) / f"{cid}-json.log"]
