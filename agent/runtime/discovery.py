@@ -26,7 +26,7 @@ from agent.runtime.cgroups import (
     match_container_cgroup,
     read_proc_cgroup,
 )
-from agent.runtime.docker import container_from_inspect, docker_sdk
+from agent.runtime.docker import container_from_inspect, docker_client, docker_sdk
 from agent.runtime.model import Container, ContainerRegistry
 from agent.runtime.netns import netns_inode
 from agent.settings.core import RuntimeSettings
@@ -80,7 +80,7 @@ class DockerWatcher:
         was_down_logged = False
         while not self._stop.is_set():
             try:
-                self._client = docker.DockerClient(base_url=self.settings.docker_url, timeout=10)
+                self._client = docker_client(self.settings.docker_url, timeout=10)
                 # Subscribe first, then list: a container started in between is in the stream.
                 since = int(time.time()) - 1
                 self._stream = self._client.events(decode=True, filters={"type": "container"}, since=since)

@@ -58,6 +58,14 @@ def docker_sdk() -> ModuleType:
         return sys.modules["docker"]
 
 
+def docker_client(url: str, timeout: float = 30) -> Any:
+    """A docker SDK client for the dockerd at ``url`` (``runtime.docker_url``: the host's socket
+    re-rooted under ``/host`` in the agent's image). Every Docker client of the agent is made
+    here: ``docker.from_env()`` would follow ``DOCKER_HOST`` or the pod's own
+    ``/var/run/docker.sock`` instead of the configured daemon."""
+    return docker_sdk().DockerClient(base_url=url, timeout=timeout)
+
+
 def _parse_time(value: str) -> float:
     if not value or value.startswith("0001-"):
         return 0.0

@@ -48,17 +48,19 @@ def _state_path(config: Any, key: str) -> Path:
     return HostPaths().with_state(config.state.dir).in_state(getattr(config.vuln.db, key))
 
 
-def _host_paths(args: argparse.Namespace) -> HostPaths:
-    """The host's paths under the config's ``host.root`` (``/host`` in the agent's image), so a
-    container scan reads ``/proc`` and the overlay2 layers where the daemon does; the real host
+def _runtime(args: argparse.Namespace) -> tuple[HostPaths, str]:
+    """The host's paths under the config's ``host.root`` (``/host`` in the agent's image) and its
+    ``runtime.docker_url``, so an image or container scan asks the daemon's dockerd and reads
+    ``/proc`` and the overlay2 layers where the daemon does; the real host and the default URL
     when no config loads (``--db`` given)."""
     from agent.config import ConfigError, config_path_from_env, load_config
+    from agent.settings.core import RuntimeSettings
 
     try:
         config, _source = load_config(config_path_from_env(getattr(args, "config", None)))
     except ConfigError:
-        return HostPaths()
-    return HostPaths.under(config.host.root)
+        return HostPaths(), RuntimeSettings().docker_url
+    return HostPaths.under(config.host.root), config.runtime.docker_url
 
 
 def _open_db(args: argparse.Namespace, must_exist: bool) -> VulnDB | None:
@@ -152,9 +154,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
             finally:
                 root.close()
         elif args.kind == "image":
-            result = scan_image(args.target, db)
+            result = scan_image(args.target, db, _runtime(args)[1])
         else:
-            result = scan_container(args.target, db, _host_paths(args))
+            paths, docker_url = _runtime(args)
+            result = scan_container(args.target, db, docker_url, paths)
     except (ScanError, RootError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -245,7 +248,9 @@ def register(subparsers: Any) -> None:
         p = kinds.add_parser(kind, help=helptext)
         p.add_argument("target", metavar="PATH" if kind == "rootfs" else "REF", help=helptext)
         p.add_argument("--db", help="vulnerability database (default: vuln.db.path from config)")
-        p.add_argument("--config", help="agent.yaml (for vuln.db.path)")
+        p.add_argument(
+            "--config", help="agent.yaml (vuln.db.path; host.root and runtime.docker_url for image and container)"
+        )
         p.add_argument(
             "--format",
             choices=("table", "json", "sarif", "cyclonedx"),

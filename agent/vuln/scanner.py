@@ -120,13 +120,14 @@ def open_container_root(paths: HostPaths, pid: int, details: Mapping[str, Any] |
     raise ScanError(f"no readable root for pid {pid} and no overlay layers")
 
 
-def docker_target(ref: str, kind: str) -> tuple[Any, str]:
-    """The docker SDK object for a container or image ``ref`` (a ScanError when unknown)."""
-    from agent.runtime.docker import docker_sdk
+def docker_target(ref: str, kind: str, docker_url: str) -> tuple[Any, str]:
+    """The docker SDK object for a container or image ``ref`` on the dockerd at ``docker_url``
+    (``runtime.docker_url``); a ScanError when unknown or unreachable."""
+    from agent.runtime.docker import docker_client, docker_sdk
 
     docker = docker_sdk()
     try:
-        client = docker.from_env(timeout=60)
+        client = docker_client(docker_url, timeout=60)
         obj = client.containers.get(ref) if kind == "container" else client.images.get(ref)
     except docker.errors.NotFound:
         raise ScanError(f"no such {kind}: {ref}") from None
@@ -135,11 +136,12 @@ def docker_target(ref: str, kind: str) -> tuple[Any, str]:
     return obj, str(obj.id)
 
 
-def open_image_tarball(ref: str, workdir: Path) -> TarImageRoot:
-    """An image's merged filesystem: ``ref`` is a ``docker save`` tarball path or a local image."""
+def open_image_tarball(ref: str, workdir: Path, docker_url: str) -> TarImageRoot:
+    """An image's merged filesystem: ``ref`` is a ``docker save`` tarball path or an image of the
+    dockerd at ``docker_url``."""
     if Path(ref).is_file():
         return TarImageRoot(ref)
-    image, _ = docker_target(ref, "image")
+    image, _ = docker_target(ref, "image", docker_url)
     out = workdir / "image.tar"
     with out.open("wb") as f:
         for chunk in image.save(named=True):
@@ -147,19 +149,19 @@ def open_image_tarball(ref: str, workdir: Path) -> TarImageRoot:
     return TarImageRoot(out)
 
 
-def scan_image(ref: str, db: VulnDB) -> ScanResult:
+def scan_image(ref: str, db: VulnDB, docker_url: str) -> ScanResult:
     with tempfile.TemporaryDirectory(prefix="rg-vuln-") as tmp:
-        root = open_image_tarball(ref, Path(tmp))
+        root = open_image_tarball(ref, Path(tmp), docker_url)
         try:
             return scan_root(root, db, target=ref, image_id=root.image_id)
         finally:
             root.close()
 
 
-def scan_container(ref: str, db: VulnDB, paths: HostPaths | None = None) -> ScanResult:
+def scan_container(ref: str, db: VulnDB, docker_url: str, paths: HostPaths | None = None) -> ScanResult:
     from agent.runtime.docker import details_from_inspect
 
-    c, cid = docker_target(ref, "container")
+    c, cid = docker_target(ref, "container", docker_url)
     attrs = c.attrs
     pid = int((attrs.get("State") or {}).get("Pid") or 0)
     root = open_container_root(paths or HostPaths(), pid, details_from_inspect(attrs))

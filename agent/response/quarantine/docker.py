@@ -12,15 +12,14 @@ import structlog
 from agent.findings import ActionResult
 from agent.hostfs import HostPaths
 from agent.response.quarantine.common import MethodDeps, QuarantineError, result
-from agent.runtime.docker import docker_sdk
+from agent.runtime.docker import docker_client, docker_sdk
 from agent.runtime.model import Container
 
 log = structlog.get_logger("agent.response")
 
 
 def _docker(paths: HostPaths) -> Any:
-    docker = docker_sdk()
-    return docker.DockerClient(base_url=f"unix://{paths.docker_socket}", timeout=30)
+    return docker_client(f"unix://{paths.docker_socket}", timeout=30)
 
 
 def apply_docker(paths: HostPaths, container: Container, dry_run: bool = False) -> ActionResult:

@@ -17,7 +17,7 @@ from agent.context import AgentContext
 from agent.hostfs import HostPaths
 from agent.runtime.docker import details_from_inspect
 from agent.runtime.model import Container
-from agent.settings.core import HostSettings
+from agent.settings.core import HostSettings, RuntimeSettings
 from agent.settings.vuln import VulnDbSettings, VulnSettings
 from agent.vuln.component import VulnComponent, build
 from agent.vuln.inventory import read_inventory
@@ -150,13 +150,14 @@ def test_cli_container_scan_uses_the_configured_host_root(tmp_path: Path, monkey
     """``riskguard-agent scan container`` in the agent's image reads where the daemon reads."""
     import argparse
 
-    from agent.vuln.cli import _host_paths
+    from agent.vuln.cli import _runtime
 
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(f"host:\n  root: {tmp_path / 'host'}\n")
     args = argparse.Namespace(config=str(cfg), db=None)
-    paths = _host_paths(args)
+    paths, docker_url = _runtime(args)
     assert paths == HostPaths.under(tmp_path / "host")
+    assert docker_url == RuntimeSettings().docker_url
     details = details_from_inspect(overlay2_inspect(paths))
     root = open_container_root(paths, GONE_PID, details)
     try:
@@ -165,4 +166,5 @@ def test_cli_container_scan_uses_the_configured_host_root(tmp_path: Path, monkey
         root.close()
     # No config that loads (``--db`` given): the real host.
     monkeypatch.delenv("RISKGUARD_CONFIG", raising=False)
-    assert _host_paths(argparse.Namespace(config=str(tmp_path / "missing.yaml"), db="x.sqlite")) == HostPaths()
+    missing = argparse.Namespace(config=str(tmp_path / "missing.yaml"), db="x.sqlite")
+    assert _runtime(missing) == (HostPaths(), RuntimeSettings().docker_url)
