@@ -47,8 +47,9 @@ bench: setup ## run every benchmark in scripts/bench (ratios against a baseline 
 	@set -e; for b in scripts/bench/*.py; do echo "== $$b"; $(PY) $$b; done
 
 .PHONY: config
-config: ## regenerate config/agent.yaml from the settings models (the documented defaults)
+config: ## regenerate config/agent.yaml from the settings models and the pipeline tables of docs/architecture.md from agent/wiring.py
 	$(VENV)/bin/riskguard-agent default-config > config/agent.yaml
+	$(VENV)/bin/riskguard-agent pipeline --update docs/architecture.md
 
 .PHONY: install
 install: setup ## install as a systemd service: /opt/riskguard (venv), /etc/riskguard (config), the unit

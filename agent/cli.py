@@ -78,6 +78,35 @@ def cmd_default_config(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from agent.console import print_json
+    from agent.wiringdoc import STAGES_HEADER, SUBSCRIPTIONS_HEADER, blocks, markdown, splice, tables
+
+    if args.update:
+        doc = Path(args.update)
+        text = doc.read_text(encoding="utf-8")
+        try:
+            new = splice(text, blocks())
+        except ValueError as exc:
+            print(f"{doc}: {exc}", file=sys.stderr)
+            return 2
+        if new != text:
+            doc.write_text(new, encoding="utf-8")
+        return 0
+    stages, subscriptions = tables()
+    if args.format == "json":
+        keys = ("order", "stage", "module", "given", "produces"), ("stage", "topic", "subscriber", "kinds", "when")
+        print_json(
+            {
+                "stages": [dict(zip(keys[0], r, strict=True)) for r in stages],
+                "subscriptions": [dict(zip(keys[1], r, strict=True)) for r in subscriptions],
+            }
+        )
+    else:
+        print(markdown(STAGES_HEADER, stages) + "\n\n" + markdown(SUBSCRIPTIONS_HEADER, subscriptions))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="riskguard-agent", description="riskguard-agent: the container security daemon and its offline tools."
@@ -95,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("default-config", help="print the documented default agent.yaml (every key, its default)")
     p.set_defaults(func=cmd_default_config)
+
+    p = sub.add_parser("pipeline", help="the wiring's stages and subscriptions (the tables of docs/architecture.md)")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown", help="markdown (default) or json")
+    p.add_argument("--update", metavar="DOC", help="rewrite the generated tables between DOC's markers instead")
+    p.set_defaults(func=cmd_pipeline)
 
     register_modules(sub, CLI_MODULES)
     return parser

@@ -17,15 +17,14 @@ import structlog
 import yaml
 from pydantic import ValidationError
 
-from agent.settings.base import Section
 from agent.settings.behavior import BehaviorSettings
-from agent.settings.core import ControlSettings, HostSettings, LogSettings, RuntimeSettings, StateSettings
+from agent.settings.core import CoreSections
 from agent.settings.detectors import DetectorsSettings
 from agent.settings.logs import LogsSettings
 from agent.settings.network import NetworkSettings
 from agent.settings.outputs import OutputsSettings
 from agent.settings.response import KubernetesSettings, ResponseSettings
-from agent.settings.sources import AuditSettings, CaptureSettings, EbpfSettings, ProcfsSettings
+from agent.settings.sources import SourceSections
 from agent.settings.vuln import VulnSettings
 
 log = structlog.get_logger("agent.config")
@@ -54,16 +53,11 @@ DEFAULT_CONFIG_PATH = Path("/etc/riskguard/agent.yaml")
 MAX_CONFIG_BYTES = 4 << 20  # a bigger agent.yaml is a mistake (or an attack), not a config
 
 
-class AgentConfig(Section):
-    log: LogSettings = LogSettings()
-    host: HostSettings = HostSettings()
-    state: StateSettings = StateSettings()
-    control: ControlSettings = ControlSettings()
-    runtime: RuntimeSettings = RuntimeSettings()
-    ebpf: EbpfSettings = EbpfSettings()
-    audit: AuditSettings = AuditSettings()
-    procfs: ProcfsSettings = ProcfsSettings()
-    capture: CaptureSettings = CaptureSettings()
+class AgentConfig(SourceSections, CoreSections):
+    """The whole file: the agent's own sections (``CoreSections``: log, host, state, control,
+    runtime), the sources' (``SourceSections`` in ``agent/settings/sources.py``: a new source's
+    section is declared there, not here), then the analysers', the response's and the outputs'."""
+
     behavior: BehaviorSettings = BehaviorSettings()
     logs: LogsSettings = LogsSettings()
     detectors: DetectorsSettings = DetectorsSettings()

@@ -7,8 +7,9 @@ A ``Generation`` is what one config builds: its components (each with a Promethe
 its own), its control methods and its subscriptions. ``agent.app`` starts a generation, makes it
 live (``install``) and, on SIGHUP, builds the next one before stopping this one. A subsystem this
 build leaves out (its module is absent) is skipped through ``agent.commands.import_optional``.
-``docs/architecture.md`` shows the same table (``tests/unit/foundation/test_wiring.py`` keeps
-them equal).
+``docs/architecture.md``'s stage and subscription tables are generated from it
+(``riskguard-agent pipeline --update docs/architecture.md``, run by ``make config``;
+``agent/wiringdoc.py``) and ``tests/unit/foundation/test_wiring.py`` keeps them equal.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
@@ -46,10 +48,8 @@ if TYPE_CHECKING:
     from agent.network.component import NetpolicyComponent
     from agent.outputs.component import Outputs
     from agent.response.component import ResponseComponent
-    from agent.sources.auditd import AuditSource
     from agent.sources.capture import CaptureSource
     from agent.sources.ebpf import EbpfSource
-    from agent.sources.procfs import ProcfsSource
     from agent.sources.window import WindowAggregator
     from agent.vuln.component import VulnComponent
 
@@ -83,11 +83,15 @@ class Subscription:
 
 @dataclass
 class Stage:
-    """One built component and the context it was built with (``ctx.metrics`` is its own registry)."""
+    """One built component and the context it was built with (``ctx.metrics`` is its own registry);
+    ``module``, ``given`` and ``produces`` are its row in the docs' stage table."""
 
     name: str
     component: Component
     ctx: AgentContext
+    module: str = ""
+    given: str = ""
+    produces: str = ""
 
 
 class Generation:
@@ -113,17 +117,29 @@ class Generation:
         self.build_errors: dict[str, str] = {}
 
     # --- building ------------------------------------------------------------------------
-    def build(self, name: str, module: str, make: Callable[[ModuleType, AgentContext], C | None]) -> C | None:
+    def build(
+        self,
+        name: str,
+        module: str,
+        make: Callable[[ModuleType, AgentContext], C | None],
+        *,
+        given: str = "",
+        produces: str = "",
+        also: str = "",
+    ) -> C | None:
         """Build stage ``name`` with ``make(module, ctx)``; ``None`` when disabled or left out.
 
-        A builder that raises aborts the generation when ``strict`` (a reload keeps the running
-        one); at start-up the stage is reported failed and the others go on.
+        ``given`` (what it is handed besides ``ctx``), ``produces`` and ``also`` (more modules
+        it spans) are its row in the docs' stage table. A builder that raises aborts the
+        generation when ``strict`` (a reload keeps the running one); at start-up the stage is
+        reported failed and the others go on.
         """
+        where = ", ".join(f"`{m}`" for m in (module_path(module), also) if m)
         if self.prebuilt is not None:
-            given = self.prebuilt.get(name)
-            if given is not None:
-                self.stages.append(Stage(name, cast(Component, given), self.ctx))
-            return cast("C | None", given)
+            comp = self.prebuilt.get(name)
+            if comp is not None:
+                self.stages.append(Stage(name, cast(Component, comp), self.ctx, where, given, produces))
+            return cast("C | None", comp)
         mod = import_optional(module)
         if mod is None:
             return None  # subsystem not part of this build
@@ -139,7 +155,7 @@ class Generation:
         if comp is None:
             log.info("component_disabled", component=name)
             return None
-        self.stages.append(Stage(name, cast(Component, comp), ctx))
+        self.stages.append(Stage(name, cast(Component, comp), ctx, where, given, produces))
         return comp
 
     def on_event(self, stage: str, name: str, kind: type[E], handler: Callable[[E], object], when: str = "") -> None:
@@ -197,6 +213,17 @@ class BuildError(Exception):
 CORE_CONTROL = ("status", "containers")
 
 
+def module_path(module: str) -> str:
+    """How the docs name a stage's module: its package for ``agent.x.component`` or a package
+    (``agent/outputs/``), else its file (``agent/sources/window.py``)."""
+    parts = module.split(".")
+    if parts[-1] == "component":
+        parts.pop()
+    elif not (Path(__file__).parent.parent.joinpath(*parts) / "__init__.py").exists():
+        return "/".join(parts) + ".py"
+    return "/".join(parts) + "/"
+
+
 def wire(gen: Generation) -> None:
     """Build every stage from ``gen.ctx.config`` in start order and make every subscription.
 
@@ -205,12 +232,20 @@ def wire(gen: Generation) -> None:
     """
     # 1. outputs: journal lines, alerts file, webhook, ECS, Prometheus.
     outputs: Outputs | None = gen.build(
-        "outputs", "agent.outputs.component", lambda m, ctx: m.build(ctx, peers=gen.statuses, exposition=gen.exposition)
+        "outputs",
+        "agent.outputs.component",
+        lambda m, ctx: m.build(ctx, peers=gen.statuses, exposition=gen.exposition),
+        given="the exposition registry, every stage's status",
+        produces="journal lines, alerts JSONL, webhook, ECS, Prometheus",
     )
     # 2. response: findings -> verdicts -> actions; hands each finding with its verdict and
     #    action to the outputs itself.
     response: ResponseComponent | None = gen.build(
-        "response", "agent.response.component", lambda m, ctx: m.build(ctx, outputs=outputs)
+        "response",
+        "agent.response.component",
+        lambda m, ctx: m.build(ctx, outputs=outputs),
+        given="the outputs",
+        produces="verdicts, recorded actions (freeze, quarantine, patch plans); findings with verdicts to the outputs",
     )
     if outputs is not None and response is None:
         gen.on_finding("outputs", "outputs", outputs.emit_finding, when="response disabled")
@@ -220,7 +255,7 @@ def wire(gen: Generation) -> None:
         gen.on_container("response", "response.reconcile", response.on_container)
     # 3. detectors: rule detectors on the event types they declare.
     detectors: DetectorsComponent | None = gen.build(
-        "detectors", "agent.detectors.component", lambda m, ctx: m.build(ctx)
+        "detectors", "agent.detectors.component", lambda m, ctx: m.build(ctx), produces="`rule` findings (RG-NNNN)"
     )
     if detectors is not None:
         gen.on_events(
@@ -233,38 +268,70 @@ def wire(gen: Generation) -> None:
         gen.on_event("detectors", "detectors.forget", ProcessExit, detectors.forget)
         gen.on_container("detectors", "detectors.forget_container", detectors.on_container)
     # 4. behaviour: per-image baselines, scores windows.
-    behavior: BehaviorComponent | None = gen.build("behavior", "agent.behavior.component", lambda m, ctx: m.build(ctx))
+    behavior: BehaviorComponent | None = gen.build(
+        "behavior",
+        "agent.behavior.component",
+        lambda m, ctx: m.build(ctx),
+        produces="`behavior`, `syscall_chain` findings",
+    )
     if behavior is not None:
         gen.on_event("behavior", "behavior", BehaviorWindow, behavior.on_window)
         gen.on_container("behavior", "behavior.forget", behavior.on_container)
     # 5. logs: tails container logs (publishes LogEntry), sessions, Sigma.
-    logs: LogsComponent | None = gen.build("logs", "agent.logs.component", lambda m, ctx: m.build(ctx))
+    logs: LogsComponent | None = gen.build(
+        "logs",
+        "agent.logs.component",
+        lambda m, ctx: m.build(ctx),
+        also="agent/sources/logs.py",
+        produces="`LogEntry`; `logs`, `audit`/`rule` findings",
+    )
     if logs is not None:
         gen.on_event("logs", "logs.sessions", LogEntry, logs.on_log)
         gen.on_events("logs", "logs.sigma", (AuditEvent, ProcessExec, NetConnect), logs.on_event)
     # 6. window: every source's events -> one BehaviorWindow per container per window.
-    window: WindowAggregator | None = gen.build("window", "agent.sources.window", lambda m, ctx: m.build(ctx))
+    window: WindowAggregator | None = gen.build(
+        "window",
+        "agent.sources.window",
+        lambda m, ctx: m.build(ctx),
+        produces="`BehaviorWindow` per container per window",
+    )
     if window is not None:
         gen.on_events("window", "window", window.consumed(), window.on_event)
     # 7. vuln: inventories and vulnerability findings on a schedule and for new containers.
-    vuln: VulnComponent | None = gen.build("vuln", "agent.vuln.component", lambda m, ctx: m.build(ctx))
+    vuln: VulnComponent | None = gen.build(
+        "vuln", "agent.vuln.component", lambda m, ctx: m.build(ctx), produces="`vuln` findings, inventories"
+    )
     if vuln is not None and vuln.settings.on_start:
         gen.on_container("vuln", "vuln.scan_new", vuln.on_container, when="vuln.on_start")
     # 8. network: least-privilege network for managed containers; learns from NetConnect.
-    network: NetpolicyComponent | None = gen.build("netpolicy", "agent.network.component", lambda m, ctx: m.build(ctx))
+    network: NetpolicyComponent | None = gen.build(
+        "netpolicy",
+        "agent.network.component",
+        lambda m, ctx: m.build(ctx),
+        produces="posture findings, wiring, nft rules, `PacketsDenied`, CIL policies",
+    )
     if network is not None:
         gen.on_event("netpolicy", "netpolicy.learn", NetConnect, network.on_connect)
         gen.on_container("netpolicy", "netpolicy.wire", network.on_registry)
     # 9-12. sources: the kernel and /proc -> typed events (``ctx.publish``).
     # The response's fast path takes the kernel's must-act records (probes/act.h) directly.
     acts = response.fast if response is not None else None
-    ebpf: EbpfSource | None = gen.build("ebpf", "agent.sources.ebpf", lambda m, ctx: m.build(ctx, acts=acts))
+    ebpf: EbpfSource | None = gen.build(
+        "ebpf",
+        "agent.sources.ebpf",
+        lambda m, ctx: m.build(ctx, acts=acts),
+        given="the response's kernel-stop fast path",
+        produces="`ProcessExec`, `NetConnect`, `FileOpen`, `FileChange`, `PrivilegeEvent`, `SyscallWindow`, "
+        "`ProcessExit`; must-act records straight to the fast path (tasks stopped in the kernel)",
+    )
     if ebpf is not None:
         gen.on_container("ebpf", "ebpf.cgroups", ebpf.on_container)
-    audit: AuditSource | None = gen.build("audit", "agent.sources.auditd", lambda m, ctx: m.build(ctx))
-    procfs: ProcfsSource | None = gen.build("procfs", "agent.sources.procfs", lambda m, ctx: m.build(ctx))
-    del audit, procfs  # publish through ``ctx.publish``; nothing subscribes them
-    capture: CaptureSource | None = gen.build("capture", "agent.sources.capture", lambda m, ctx: m.build(ctx))
+    # Sources that only publish (``ctx.publish``) are one line; nothing subscribes them.
+    gen.build("audit", "agent.sources.auditd", lambda m, ctx: m.build(ctx), produces="`AuditEvent`")
+    gen.build("procfs", "agent.sources.procfs", lambda m, ctx: m.build(ctx), produces="`ProcSnapshot`")
+    capture: CaptureSource | None = gen.build(
+        "capture", "agent.sources.capture", lambda m, ctx: m.build(ctx), produces="`FlowWindow`"
+    )
     if capture is not None:
         gen.on_container("capture", "capture.attach", capture.on_registry)
 

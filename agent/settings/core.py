@@ -67,3 +67,13 @@ class RuntimeSettings(Section):
         if scheme not in ("unix", "tcp", "http", "https"):
             raise ValueError(f"{v!r}: use unix://, tcp://, http:// or https:// (the dockerd of this host)")
         return v
+
+
+class CoreSections(Section):
+    """The agent's own sections, first in ``agent.yaml`` (``AgentConfig`` includes them)."""
+
+    log: LogSettings = LogSettings()
+    host: HostSettings = HostSettings()
+    state: StateSettings = StateSettings()
+    control: ControlSettings = ControlSettings()
+    runtime: RuntimeSettings = RuntimeSettings()

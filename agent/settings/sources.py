@@ -1,5 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Config sections of the privileged sources: ``ebpf``, ``audit``, ``procfs``, ``capture``."""
+"""Config sections of the privileged sources: ``ebpf``, ``audit``, ``procfs``, ``capture``.
+
+A source with a section of its own declares its model here and adds one field to
+``SourceSections`` (the last class of this module): ``AgentConfig`` includes it, so the section is
+parsed, checked (unknown keys are dotted-path errors) and documented by ``make config`` with no
+edit to ``agent/config.py``.
+"""
 
 from __future__ import annotations
 
@@ -117,3 +123,13 @@ class CaptureSettings(Section):
     pcap_file_mb: int = Field(default=8, ge=1)
     # pcap files kept per container (tcpdump -W): the ring's bound is pcap_file_mb x pcap_files.
     pcap_files: int = Field(default=4, ge=1)
+
+
+class SourceSections(Section):
+    """The sources' sections, after the agent's own in ``agent.yaml`` (``AgentConfig`` includes
+    them). A new source's section is one more field here, in the order it should be documented."""
+
+    ebpf: EbpfSettings = EbpfSettings()
+    audit: AuditSettings = AuditSettings()
+    procfs: ProcfsSettings = ProcfsSettings()
+    capture: CaptureSettings = CaptureSettings()

@@ -9,7 +9,7 @@ Layers, bottom to top (``docs/architecture.md`` shows the same list):
 1. core: pipeline, store, config, context, control socket, policy, the container record
 2. host knowledge: runtime, decoders
 3. subsystems: sources, detectors, behavior, logs, vuln, network, response, outputs
-4. entry points: wiring, app, cli, ctl, and every subsystem's ``cli``/``ctl`` sub-commands
+4. entry points: wiring (and its docs tables), app, cli, ctl, and every subsystem's ``cli``/``ctl`` sub-commands
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.support import REPO
 
 # (pattern on the dotted module name, layer); the first match wins.
 LAYERS: tuple[tuple[str, int], ...] = (
-    (r"agent\.(wiring|app|cli|ctl)", 4),
+    (r"agent\.(wiring|wiringdoc|app|cli|ctl)", 4),
     (r"agent\.\w+\.(\w+_)?(cli|ctl)", 4),
     (r"agent\.(sources|detectors|behavior|logs|vuln|network|response|outputs)(\..+)?", 3),
     (r"agent\.runtime\.model", 1),

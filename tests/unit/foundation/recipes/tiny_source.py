@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """A tiny source, written as the recipe in docs/architecture.md says: it reads an append-only
 file of ``<container id> <pid> <comm> <path>`` lines (a stand-in for a kernel interface) under
-the state dir and publishes one ``FileOpen`` per line."""
+the state dir and publishes one ``FileOpen`` per line. ``test_recipes`` also copies it into a
+copy of the tree as ``agent/sources/tiny.py``, with its config section."""
 
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ class TinySource:
 
     name = "tiny"
 
-    def __init__(self, path: Path, registry: ContainerRegistry, publish: Callable[[Event], bool]) -> None:
+    def __init__(
+        self, path: Path, registry: ContainerRegistry, publish: Callable[[Event], bool], poll_seconds: float = 0.05
+    ) -> None:
         self.path = path
         self.registry = registry
         self.publish = publish
         self.offset = 0
         self.counters = {"lines": 0, "malformed": 0, "published": 0}
-        self._timer = Periodic("tiny-source", 0.05, self.poll)
+        self._timer = Periodic("tiny-source", poll_seconds, self.poll)
 
     def start(self, ctx: AgentContext) -> None:
         self._timer.start()
@@ -63,8 +66,18 @@ class TinySource:
 
 
 def build(ctx: AgentContext) -> TinySource | None:
-    """The tiny source (always on in its test)."""
-    src = TinySource(ctx.paths.state / "tiny.log", ctx.registry, ctx.publish)
+    """The tiny source; ``None`` when its section turns it off.
+
+    Its section (``tiny``, ``recipes/tiny_section.py``) exists only where the recipe's step 2
+    has added it to ``agent/settings/sources.py`` (``test_a_new_source_with_a_config_section``
+    applies the recipe to a copy of the tree); without it the source reads ``tiny.log`` in the
+    state dir every 50 ms.
+    """
+    settings = getattr(ctx.config, "tiny", None)
+    if settings is not None and not settings.enabled:
+        return None
+    path = ctx.paths.in_state(settings.path) if settings is not None else ctx.paths.state / "tiny.log"
+    src = TinySource(path, ctx.registry, ctx.publish, settings.poll_seconds if settings is not None else 0.05)
     ctx.control("tiny.status", lambda _params: dict(src.status()))
     ctx.metrics.register(StatusCollector("riskguard_tiny", src.status, [("published", "Lines published")]))
     return src
