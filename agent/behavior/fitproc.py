@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Fit a baseline's models in a short-lived child process.
 
-pyod and scikit-learn add 150-180 MiB to a process that imports them, and Python never gives
+scikit-learn (with scipy) adds about 100 MiB to a process that imports it, and Python never gives
 that memory back. The daemon fits a baseline only now and then, so by default
 (``behavior.fit_in_subprocess``) it runs ``python -m agent.behavior.fitproc``: the training
 windows (feature rows, transition counts, container ids) and settings go in on stdin (an

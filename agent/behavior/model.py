@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The per-image deviation model: fitted with pyod/scikit-learn, scored with numpy only.
+"""The per-image deviation model: fitted with scikit-learn, scored with numpy only.
 
-``DeviationModel.fit`` trains pyod's IForest (or ECOD) on an image's normal windows and clusters
-them into behaviour modes (scikit-learn KMeans or DBSCAN). The fitted detector is then compiled
-into flat numpy arrays (``IForestScorer`` walks every isolation tree at once; ``EcodScorer``
-keeps the sorted training columns), so scoring a window needs neither pyod nor scikit-learn:
-the daemon pays their 100-180 MiB import only while fitting, and scoring is vectorised (one
-window in well under a millisecond, >100K windows/s batched). The compiled IForest reproduces
-pyod's ``decision_function`` exactly (tests compare them).
+``DeviationModel.fit`` trains an isolation forest (scikit-learn's ``IsolationForest``, the
+estimator pyod's IForest wraps) or ECOD on an image's normal windows and clusters them into
+behaviour modes (scikit-learn KMeans or DBSCAN). The fitted detector is then compiled into flat
+numpy arrays (``IForestScorer`` walks every isolation tree at once; ``EcodScorer`` keeps the
+sorted training columns), so scoring a window needs no scikit-learn: the daemon pays its import
+only while fitting, and scoring is vectorised (one window in well under a millisecond, >100K
+windows/s batched). The scores equal pyod's ``IForest``/``ECOD`` ``decision_function`` on the
+same data and seed (tests fit both; pyod itself is only a test dependency).
 
 Scores follow pyod's convention (higher = more anomalous). The threshold is the ``quantile`` of
 the training windows' scores. Explanations are per-feature robust z-scores against the training
@@ -142,20 +143,12 @@ class DeviationModel:
         scale = np.maximum(np.maximum(np.maximum(mad, iqr), span), np.asarray(SCALE_FLOOR))
         scorer: IForestScorer | EcodScorer
         if settings.algorithm == "iforest":
-            from pyod.models.iforest import IForest  # lazy: ~180 MiB, only while fitting
-
-            clf = IForest(
-                n_estimators=settings.iforest_trees,
-                max_samples=min(settings.iforest_max_samples, x.shape[0]),
-                random_state=settings.seed,
+            # Imports scikit-learn (about 100 MiB with scipy) lazily: only while fitting.
+            scorer = IForestScorer.fit(
+                x, settings.iforest_trees, min(settings.iforest_max_samples, x.shape[0]), settings.seed
             )
-            clf.fit(x)
-            scorer = IForestScorer.from_pyod(clf)
         else:
-            from pyod.models.ecod import ECOD  # lazy, as above
-
-            ECOD().fit(x)  # validates the data the way pyod does; scoring uses the tails below
-            scorer = EcodScorer.from_training(x)
+            scorer = EcodScorer.fit(x)
         train_scores = scorer.score(x)
         threshold = float(np.quantile(train_scores, q))
         z = (x - median) / scale

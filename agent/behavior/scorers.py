@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The deviation model's compiled detectors: scored with numpy only.
+"""The deviation model's compiled detectors: fitted with scikit-learn, scored with numpy only.
 
-``IForestScorer`` holds a fitted isolation forest (pyod's IForest, i.e. scikit-learn's trees) as
-flat numpy arrays and walks every tree at once; its scores equal pyod's ``decision_function``.
-``EcodScorer`` keeps the sorted training columns and scores ECOD's empirical tail
-probabilities. Neither imports pyod or scikit-learn, so the daemon scores without them.
+``IForestScorer.fit`` grows scikit-learn's ``IsolationForest`` with the parameters pyod's
+``IForest`` passes it (pyod only wraps that estimator), then holds the trees as flat numpy arrays
+and walks every tree at once; its scores equal pyod's ``IForest.decision_function`` on the same
+data and seed (a unit test fits both). ``EcodScorer`` keeps the sorted training columns and
+scores ECOD's empirical tail probabilities as pyod's ``ECOD`` does. pyod is not needed (it is an
+optional extra that only the tests use), and scoring imports neither it nor scikit-learn, so the
+daemon scores without them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ _CHUNK = 256  # rows per traversal chunk: keeps the (rows x trees) index arrays 
 
 
 class IForestScorer:
-    """A fitted isolation forest as flat arrays; ``score`` equals pyod ``IForest.decision_function``."""
+    """A fitted isolation forest as flat arrays; ``score`` equals pyod's ``IForest.decision_function``."""
 
     def __init__(self, arrays: dict[str, Array]) -> None:
         import numpy as np
@@ -42,12 +45,31 @@ class IForestScorer:
         self._child[1::2] = self.right
 
     @classmethod
-    def from_pyod(cls, clf: Any) -> IForestScorer:
-        """Compile a fitted ``pyod.models.iforest.IForest`` (its sklearn ``detector_``)."""
+    def fit(cls, x: Array, trees: int, max_samples: int, seed: int) -> IForestScorer:
+        """Grow an isolation forest on rows ``x`` (model space) and compile it."""
+        from sklearn.ensemble import IsolationForest
+        from sklearn.utils import check_array
+
+        # The arguments pyod's IForest passes (its defaults): contamination=0.1 sets ``offset_``,
+        # so scores keep pyod's scale; n_jobs=1, no bootstrap, every feature per tree.
+        forest = IsolationForest(
+            n_estimators=trees,
+            max_samples=max_samples,
+            contamination=0.1,
+            max_features=1.0,
+            bootstrap=False,
+            n_jobs=1,
+            random_state=seed,
+        )
+        forest.fit(check_array(x))
+        return cls.from_sklearn(forest)
+
+    @classmethod
+    def from_sklearn(cls, sk: Any) -> IForestScorer:
+        """Compile a fitted ``sklearn.ensemble.IsolationForest`` (pyod's ``IForest.detector_``)."""
         import numpy as np
         from sklearn.ensemble._iforest import _average_path_length
 
-        sk = clf.detector_
         trees = len(sk.estimators_)
         m = max(e.tree_.node_count for e in sk.estimators_)
         feat = np.zeros((trees, m), np.int32)
@@ -139,6 +161,13 @@ class EcodScorer:
 
         self.sorted = np.asarray(arrays["ecod_sorted"], dtype=np.float64)
         self.skew_sign = np.asarray(arrays["ecod_skew"], dtype=np.float64)
+
+    @classmethod
+    def fit(cls, x: Array) -> EcodScorer:
+        """Validate rows ``x`` (model space) as pyod's ``ECOD.fit`` does, and keep them."""
+        from sklearn.utils import check_array
+
+        return cls.from_training(check_array(x))
 
     @classmethod
     def from_training(cls, x: Array) -> EcodScorer:

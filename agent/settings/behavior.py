@@ -73,7 +73,7 @@ class BehaviorSettings(Section):
     # Containers carrying this label share the baseline named by its value instead of their
     # image's ("" disables), e.g. a deployment name when replicas run differently tagged images.
     group_label: str = "riskguard.baseline"
-    # Deviation detector: pyod IForest (isolation forest) or ECOD (empirical tails).
+    # Deviation detector: isolation forest (scikit-learn's, scored as pyod's IForest) or ECOD (empirical tails).
     algorithm: Literal["iforest", "ecod"] = "iforest"
     # Threshold = this quantile of the training windows' scores.
     quantile: float = Field(default=0.995, gt=0.5, lt=1)
@@ -87,7 +87,7 @@ class BehaviorSettings(Section):
     iforest_max_samples: int = Field(default=256, ge=16)
     # Random seed of model fitting (reproducible baselines).
     seed: int = 42
-    # Fit in a short-lived child process so pyod/scikit-learn (150-180 MiB) never stay in the
+    # Fit in a short-lived child process so scikit-learn (about 100 MiB) never stays in the
     # daemon; false fits in-process (the import then stays for the process's lifetime).
     fit_in_subprocess: bool = True
     # A fit taking longer than this is abandoned (the previous model stays).

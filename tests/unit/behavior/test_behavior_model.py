@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from agent.behavior.features import (
 from agent.behavior.model import DeviationModel, EcodScorer, IForestScorer, ModelError
 from agent.events import BehaviorWindow
 from agent.settings.behavior import BehaviorSettings
+from tests.support import REPO
 
 C = container(1)
 
@@ -73,17 +76,34 @@ def test_empty_window_is_all_zero_and_transform_is_finite() -> None:
     assert np.isfinite(t).all()
 
 
-# --- the compiled scorers reproduce pyod ------------------------------------------------------
-def test_compiled_iforest_equals_pyod_decision_function(train: np.ndarray) -> None:
+# --- the compiled scorers reproduce pyod (a dev dependency; the agent fits with scikit-learn) ----
+def test_sklearn_fitted_iforest_equals_pyod_decision_function(train: np.ndarray) -> None:
     from pyod.models.iforest import IForest
 
     x = transform(train, 2.0)
-    clf = IForest(n_estimators=50, max_samples=128, random_state=3).fit(x)
-    scorer = IForestScorer.from_pyod(clf)
     probe = np.vstack([x, x[:20] * 1.7 + 0.3, transform(feature_matrix([with_cpu_burner(windows(1)[0])]), 2.0)])
-    np.testing.assert_allclose(scorer.score(probe), clf.decision_function(probe), rtol=0, atol=1e-12)
-    again = IForestScorer(scorer.arrays())  # the stored (narrowed) arrays score the same
-    np.testing.assert_allclose(again.score(probe), clf.decision_function(probe), atol=1e-6)
+    for trees, samples, seed in ((50, 128, 3), (100, 200, 42)):
+        clf = IForest(n_estimators=trees, max_samples=samples, random_state=seed).fit(x)
+        ours = IForestScorer.fit(x, trees, samples, seed)  # scikit-learn's IsolationForest, no pyod
+        np.testing.assert_allclose(ours.score(probe), clf.decision_function(probe), rtol=0, atol=1e-12)
+        # Compiling pyod's own fitted estimator gives the same forest, array for array.
+        theirs = IForestScorer.from_sklearn(clf.detector_)
+        for name, arr in ours.arrays().items():
+            np.testing.assert_array_equal(arr, theirs.arrays()[name], err_msg=name)
+        again = IForestScorer(ours.arrays())  # the stored (narrowed) arrays score the same
+        np.testing.assert_allclose(again.score(probe), clf.decision_function(probe), atol=1e-6)
+    other_seed = IForestScorer.fit(x, 50, 128, 4)  # the comparison can fail: another seed differs
+    assert not np.allclose(other_seed.score(probe), IForest(50, 128, random_state=3).fit(x).decision_function(probe))
+
+
+def test_deviation_model_scores_as_pyod_iforest(train: np.ndarray, iforest: DeviationModel) -> None:
+    from pyod.models.iforest import IForest
+
+    s = BehaviorSettings(window_seconds=2.0)
+    x = transform(train, iforest.ref_seconds)
+    samples = min(s.iforest_max_samples, len(x))
+    clf = IForest(n_estimators=s.iforest_trees, max_samples=samples, random_state=s.seed).fit(x)
+    np.testing.assert_allclose(iforest.scores_only(train), clf.decision_function(x), rtol=0, atol=1e-6)
 
 
 def test_ecod_scorer_matches_pyod_on_single_rows(train: np.ndarray) -> None:
@@ -91,11 +111,43 @@ def test_ecod_scorer_matches_pyod_on_single_rows(train: np.ndarray) -> None:
 
     x = transform(train, 2.0)
     clf = ECOD().fit(x)
-    scorer = EcodScorer.from_training(x)
+    scorer = EcodScorer.fit(x)
     for row in (x[3], x[50] * 1.2, x[7] + 2.0):
         ours = float(scorer.score(row[None, :])[0])
         theirs = float(clf.decision_function(row[None, :])[0])
         assert ours == pytest.approx(theirs, rel=0.05), (ours, theirs)
+
+
+def test_a_base_install_fits_both_detectors_without_pyod() -> None:
+    # pyod and its JIT are optional extras: fitting must not need them (None marks a module as
+    # not importable, as in a venv without the extra).
+    code = f"""
+import sys
+for name in ("pyod", "numba", "llvmlite", "matplotlib"):
+    sys.modules[name] = None
+sys.path.insert(0, {str(REPO / "tests" / "unit" / "behavior")!r})
+import random
+from behavior_synth import container, normal_window
+from agent.behavior.features import feature_matrix
+from agent.behavior.model import DeviationModel
+from agent.settings.behavior import BehaviorSettings
+rng = random.Random(1)
+raw = feature_matrix([normal_window(rng, 1000 + 2 * i, container(1)) for i in range(60)])
+for algorithm in ("iforest", "ecod"):
+    m = DeviationModel.fit(raw, BehaviorSettings(window_seconds=2.0, algorithm=algorithm))
+    print(algorithm, DeviationModel.from_bytes(m.to_bytes()).scorer.__class__.__name__)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["iforest", "IForestScorer", "ecod", "EcodScorer"]
+
+
+@pytest.mark.parametrize("scorer", [EcodScorer.fit, lambda x: IForestScorer.fit(x, 10, 16, 0)])
+def test_fit_refuses_non_finite_rows_as_pyod_does(train: np.ndarray, scorer) -> None:  # type: ignore[no-untyped-def]
+    x = transform(train, 2.0)
+    x[4, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        scorer(x)
 
 
 # --- thresholds, deviation and explanations ----------------------------------------------------
