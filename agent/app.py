@@ -221,11 +221,12 @@ def teardown(state: AppState) -> None:
             log.warning("teardown_step_slow", step=name, seconds=round(took, 2))
 
 
-# Libraries the daemon loads only where a feature needs them (each costs 10-170 MiB resident):
-# the Kubernetes client (kubernetes.enabled), pyroute2 (a container wired by the agent), the
-# fitting libraries (only in the behaviour fit child), paramiko (never: ssh:// Docker hosts are
-# refused), scapy and tqdm (tests and the CLI). ``status`` lists those loaded.
-OPTIONAL_LIBRARIES = ("kubernetes", "pyroute2", "sklearn", "pyod", "numba", "paramiko", "scapy", "tqdm")
+# Libraries the daemon loads only where a feature needs them (each costs 10-100 MiB resident):
+# the Kubernetes and GVM clients (kubernetes.enabled, vuln.gmp.enabled), pyroute2 (a container
+# wired by the agent), scikit-learn and scipy (only in the behaviour fit child, unless
+# behavior.fit_in_subprocess is off), paramiko (never: ssh:// Docker hosts are refused), scapy and
+# tqdm (tests and the CLI). ``status`` lists those loaded.
+OPTIONAL_LIBRARIES = ("kubernetes", "gvm", "pyroute2", "sklearn", "scipy", "paramiko", "scapy", "tqdm")
 
 
 def process_status() -> dict[str, Any]:

@@ -7,7 +7,8 @@ Baselines measured in the same run, interleaved (5 rounds each):
   on the same fitted forest (the scores are identical);
 - model size: our ``.npz`` blob vs the pickled pyod detector;
 - memory: a child process that imports the daemon's behaviour modules and scores a stored model,
-  vs one that only imports the agent's foundation, vs one that also fits (imports pyod/sklearn).
+  vs one that only imports the agent's foundation, vs one that also fits (imports scikit-learn;
+  pyod, the baseline here, is a dev dependency, not the agent's).
 
 Run: .venv/bin/python scripts/bench/behavior_scoring.py
 """
