@@ -58,6 +58,27 @@ class ProcessExec(Event):
     # Targets of fds 0, 1, 2 read from /proc at exec time when known ("socket:[123]",
     # "/dev/pts/0", "pipe:[9]"): a shell whose stdio is a socket is a reverse-shell shape.
     stdio: tuple[str, ...] = ()
+    # The executables the kernel saw (task->mm->exe_file), "" / 0 when not read: the new
+    # program's basename (a script's interpreter), and the parent's basename, inode and st_dev
+    # (a fork-only parent that exited before /proc could be read is still known by them).
+    exe_name: str = ""
+    parent_exe: str = ""
+    parent_exe_ino: int = 0
+    parent_exe_dev: int = 0
+    source: str = "ebpf"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KnownActivity(Event):
+    """Execs and connects of one cgroup that its image already knew, counted in the kernel
+    instead of sent one by one (since the previous one): the window folds them like the events
+    they stand for (``agent.sources.ebpf.known``)."""
+
+    execs: int = 0
+    connects: int = 0
+    binaries: frozenset[str] = frozenset()
+    peers: frozenset[str] = frozenset()
+    dst_ports: frozenset[int] = frozenset()
     source: str = "ebpf"
 
 

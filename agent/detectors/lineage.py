@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import os
 import posixpath
-import stat
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,17 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.detectors.lineage_exe import parent_by_exe, read_head_in_root
 from agent.detectors.lineage_names import ROLES, busybox_program, parse_shebang, role_of, script_arg
 from agent.detectors.spec import basename, container_key, program_names
 from agent.events import ProcessExec, ProcessExit
 from agent.hostfs import HostPaths
 from agent.settings.detectors import DetectorsSettings
 from agent.textsafe import no_surrogates
-from agent.vuln.rootfs import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
 __all__ = ["ROLES", "ProcInfo", "ProcessTree", "parse_shebang", "read_head_in_root", "role_of"]
 
-SHEBANG_BYTES = 256  # the kernel's BINPRM_BUF_SIZE: it reads no more of a #! line either
 CMDLINE_BYTES = 4096
 HEAD_CACHE_SECONDS = 10.0  # a script's interpreter is re-read this often (a replaced file)
 HEAD_CACHE_ENTRIES = 8192
@@ -53,7 +51,8 @@ class ProcInfo:
     interpreter for a script, else of the executable, busybox applets resolved), ``script`` the
     script a shell or interpreter runs when known, ``source`` "exec" (seen exec'ing), "proc"
     (filled from /proc), "name" (a gone fork known by the file its comm names, run earlier in the
-    same container) or "event" (only named by a child's event's parent comm).
+    same container), "kernel" (a gone parent known by the executable the kernel read) or "event"
+    (only named by a child's event's parent comm).
     """
 
     pid: int
@@ -208,12 +207,21 @@ class ProcessTree:
         return self.fill_from_proc(container_key, pid)
 
     def parent(self, ev: ProcessExec) -> ProcInfo | None:
-        """The parent of ``ev``'s process: lineage, else /proc, else a guess from the event's
-        parent comm (``source="event"``: the parent exited before anyone looked)."""
+        """The parent of ``ev``'s process: lineage, else /proc, else the executable the kernel
+        read (``source="kernel"``), else a guess from the event's parent comm (``source="event"``:
+        the parent exited before anyone looked)."""
         key = container_key(ev)
         info = self.lookup(key, ev.ppid)
         if info is not None:
             return info
+        init = self.init_pid(key) if key and self.paths is not None else 0
+        by_exe = parent_by_exe(ev, self.paths.pid_root(init) if init and self.paths else None, self.settings)
+        if by_exe is not None:  # the executable the kernel read (a fork-only parent, gone)
+            self._count("parent_from_kernel_exe")
+            exe, program, role = by_exe
+            return ProcInfo(
+                pid=ev.ppid, ppid=0, exe=exe, interpreter="", program=program, argv=(), role=role, source="kernel"
+            )
         comm = ev.parent_comm
         if not comm or comm == "exe":
             return None
@@ -404,31 +412,6 @@ class ProcessTree:
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def read_head_in_root(root: os.PathLike[str] | str, path: str, limit: int = SHEBANG_BYTES) -> bytes | None:
-    """The first ``limit`` bytes of the regular file ``path`` inside ``root``, resolved by the
-    kernel inside it (``RESOLVE_IN_ROOT``, no magic links: a symlink cannot lead out); ``None``
-    when missing, not a regular file or unreadable. Never blocks on a FIFO (``O_NONBLOCK``)."""
-    try:
-        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        rel = path.lstrip("/") or "."
-        fd = openat2(root_fd, rel, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    except OSError:
-        return None
-    finally:
-        os.close(root_fd)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, limit)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _readlink(p: os.PathLike[str]) -> str:
