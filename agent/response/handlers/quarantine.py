@@ -25,6 +25,8 @@ class QuarantineHandler(BaseHandler):
     def __init__(self, deps: HandlerDeps) -> None:
         super().__init__(deps)
         self.default_method = self.settings.quarantine
+        # the ``docker`` method disconnects through the dockerd the agent watches
+        self.docker_url = deps.ctx.config.runtime.docker_url
 
     def apply(self, req: Request) -> Outcome:
         return quarantine.apply(
@@ -35,10 +37,13 @@ class QuarantineHandler(BaseHandler):
             req.dry_run,
             kube=self.deps.kube,
             reason=req.reason,
+            docker_url=self.docker_url,
         )
 
     def release(self, rec: ActionRecord) -> Outcome:
-        return quarantine.release(self.paths, rec.container_id, rec.init_pid, rec.state, kube=self.deps.kube)
+        return quarantine.release(
+            self.paths, rec.container_id, rec.init_pid, rec.state, kube=self.deps.kube, docker_url=self.docker_url
+        )
 
     def is_applied(self, rec: ActionRecord) -> bool | None:
         try:

@@ -26,6 +26,7 @@ from agent.findings import Action, ActionResult
 from agent.hostfs import HostPaths
 from agent.response.quarantine.cgroup import CgroupMethod, apply_cgroup, sweep_netcls
 from agent.response.quarantine.common import (
+    DEFAULT_DOCKER_URL,
     TABLE_PREFIX,
     MethodDeps,
     QuarantineError,
@@ -73,12 +74,16 @@ AUTO = ("cgroup", "netns")
 
 
 def _method(
-    name: str, paths: HostPaths, cgroup_version: str = "auto", kube: KubeClient | None = None
+    name: str,
+    paths: HostPaths,
+    cgroup_version: str = "auto",
+    kube: KubeClient | None = None,
+    docker_url: str = DEFAULT_DOCKER_URL,
 ) -> QuarantineMethod:
     factory = METHODS.get(name)
     if factory is None:
         raise QuarantineError(f"unknown quarantine method {name!r} in the record")
-    return factory(MethodDeps(paths=paths, cgroup_version=cgroup_version, kube=kube))
+    return factory(MethodDeps(paths=paths, cgroup_version=cgroup_version, kube=kube, docker_url=docker_url))
 
 
 def _chain(method: str, container: Container, kube: KubeClient | None) -> tuple[str, ...]:
@@ -100,13 +105,14 @@ def apply(
     dry_run: bool = False,
     kube: KubeClient | None = None,
     reason: str = "",
+    docker_url: str = DEFAULT_DOCKER_URL,
 ) -> ActionResult:
     """Quarantine ``container`` with ``method``; ``auto`` = kubernetes for a pod when a client is
     given, else the cgroup match, falling back to the netns deny-all."""
     chain = _chain(method, container, kube)
     result: ActionResult | None = None
     for i, name in enumerate(chain):
-        result = _method(name, paths, cgroup_version, kube).apply(container, dry_run, reason)
+        result = _method(name, paths, cgroup_version, kube, docker_url).apply(container, dry_run, reason)
         if result.ok or i == len(chain) - 1:
             break
         log.warning("quarantine_fell_back", container_id=container.id, reason=result.detail, to=chain[i + 1])
@@ -121,6 +127,7 @@ def release(
     state: Mapping[str, Any],
     dry_run: bool = False,
     kube: KubeClient | None = None,
+    docker_url: str = DEFAULT_DOCKER_URL,
 ) -> ActionResult:
     """Undo what ``apply`` recorded in ``state``: exactly that, nothing more."""
     method = str(state.get("method", ""))
@@ -133,7 +140,7 @@ def release(
             dry_run=True,
         )
     try:
-        detail = _method(method, paths, kube=kube).release(container_id, init_pid, state)
+        detail = _method(method, paths, kube=kube, docker_url=docker_url).release(container_id, init_pid, state)
     except Exception as exc:
         log.error("container_release_failed", container_id=container_id, method=method, error=repr(exc))
         return ActionResult(action=Action.QUARANTINE, container_id=container_id, ok=False, detail=str(exc))

@@ -15,6 +15,7 @@ from agent.findings import Action, ActionResult
 from agent.hostfs import HostPaths
 from agent.runtime.model import Container
 from agent.runtime.netns import delete_table, in_netns, netns_inode, nft_json, nft_text, table_exists
+from agent.settings.core import RuntimeSettings
 
 if TYPE_CHECKING:  # the Kubernetes client is imported only where a pod is quarantined
     from agent.response.kube import KubeClient
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # the Kubernetes client is imported only where a pod is quara
 log = structlog.get_logger("agent.response")
 
 TABLE_PREFIX = "riskguard_q_"
+DEFAULT_DOCKER_URL = RuntimeSettings().docker_url
 
 
 class QuarantineError(Exception):
@@ -35,6 +37,7 @@ class MethodDeps:
     paths: HostPaths
     cgroup_version: str = "auto"  # response.quarantine_cgroup: auto | v1 | v2
     kube: KubeClient | None = None
+    docker_url: str = DEFAULT_DOCKER_URL  # runtime.docker_url: the dockerd the agent watches
 
 
 class QuarantineMethod(Protocol):

@@ -10,7 +10,6 @@ from typing import Any
 import structlog
 
 from agent.findings import ActionResult
-from agent.hostfs import HostPaths
 from agent.response.quarantine.common import MethodDeps, QuarantineError, result
 from agent.runtime.docker import docker_client, docker_sdk
 from agent.runtime.model import Container
@@ -18,15 +17,12 @@ from agent.runtime.model import Container
 log = structlog.get_logger("agent.response")
 
 
-def _docker(paths: HostPaths) -> Any:
-    return docker_client(f"unix://{paths.docker_socket}", timeout=30)
-
-
-def apply_docker(paths: HostPaths, container: Container, dry_run: bool = False) -> ActionResult:
-    """Disconnect the container from every Docker network, recording how to reconnect it."""
+def apply_docker(docker_url: str, container: Container, dry_run: bool = False) -> ActionResult:
+    """Disconnect the container from every Docker network of the dockerd at ``docker_url``
+    (``runtime.docker_url``), recording how to reconnect it."""
     state: dict[str, Any] = {"method": "docker", "networks": []}
     try:
-        client = _docker(paths)
+        client = docker_client(docker_url, timeout=30)
         try:
             dc = client.containers.get(container.id)
             mode = str((dc.attrs.get("HostConfig") or {}).get("NetworkMode", ""))
@@ -69,10 +65,10 @@ def apply_docker(paths: HostPaths, container: Container, dry_run: bool = False) 
     return result(container, not left, "disconnected from " + ", ".join(n["name"] for n in state["networks"]), state)
 
 
-def release_docker(paths: HostPaths, container_id: str, state: Mapping[str, Any]) -> str:
+def release_docker(docker_url: str, container_id: str, state: Mapping[str, Any]) -> str:
     """Reconnect the container to every network ``apply_docker`` recorded, as it was."""
     docker = docker_sdk()
-    client = _docker(paths)
+    client = docker_client(docker_url, timeout=30)
     try:
         try:
             dc = client.containers.get(container_id)
@@ -110,13 +106,13 @@ class DockerMethod:
     name = "docker"
 
     def __init__(self, deps: MethodDeps) -> None:
-        self.paths = deps.paths
+        self.docker_url = deps.docker_url
 
     def apply(self, container: Container, dry_run: bool = False, reason: str = "") -> ActionResult:
-        return apply_docker(self.paths, container, dry_run)
+        return apply_docker(self.docker_url, container, dry_run)
 
     def release(self, container_id: str, init_pid: int, state: Mapping[str, Any]) -> str:
-        return release_docker(self.paths, container_id, state)
+        return release_docker(self.docker_url, container_id, state)
 
     def is_applied(self, init_pid: int, state: Mapping[str, Any]) -> bool | None:
         return None  # not checked: reading it back costs a Docker API call per sweep
