@@ -34,10 +34,24 @@ def _matches(name: str, names: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, g) for g in globs)
 
 
+# role_of's answers per settings object: a host runs few distinct programs, and every exec asks.
+_ROLES: dict[tuple[str, str, bool], str] = {}
+_ROLES_FOR: list[object] = [None]
+
+
 def role_of(program: str, settings: DetectorsSettings, script: str = "", exe: str = "") -> str:
     """The role of a process running ``program`` (and ``script``, when it is one)."""
-    s = settings
-    script_name = basename(script)
+    if _ROLES_FOR[0] is not settings or len(_ROLES) > 8192:
+        _ROLES.clear()
+        _ROLES_FOR[0] = settings
+    key = (program, basename(script), exe.startswith("/memfd:runc"))
+    role = _ROLES.get(key)
+    if role is None:
+        role = _ROLES[key] = _role_of(program, settings, key[1], key[2])
+    return role
+
+
+def _role_of(program: str, s: DetectorsSettings, script_name: str, runc: bool) -> str:
     # A script can itself be a scheduler or supervisor (supervisord is a Python script).
     for name in (script_name, program):
         if not name:
@@ -48,7 +62,7 @@ def role_of(program: str, settings: DetectorsSettings, script: str = "", exe: st
             return "scheduler"
         if _matches(name, s.supervisors):
             return "supervisor"
-    if exe.startswith("/memfd:runc") or _matches(program, s.runtime_comms) or program.startswith("containerd-shim"):
+    if runc or _matches(program, s.runtime_comms) or program.startswith("containerd-shim"):
         return "runtime"
     if _matches(program, s.shells):
         return "shell"
