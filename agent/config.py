@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,36 +271,9 @@ def read_yaml(text: str, source: str) -> Any:
         ) from None
 
 
-def duplicate_keys(root: yaml.Node) -> list[str]:
-    """``path: duplicate key 'k' (lines A and B)`` for every key set twice in one mapping (PyYAML
-    silently keeps the last one)."""
-    problems: list[str] = []
-    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
-    visited: set[int] = set()  # an alias may point back at its own ancestor (a: &x [*x])
-    while stack:
-        node, loc = stack.pop()
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[str, int] = {}
-            for key, value in node.value:
-                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
-                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                    line = key.start_mark.line + 1
-                    if name in seen:
-                        where = _dotted((*loc, name))
-                        problems.append(f"{where}: duplicate key {name!r} (lines {seen[name]} and {line})")
-                    else:
-                        seen[name] = line
-                stack.append((value, (*loc, name)))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((v, (*loc, i)) for i, v in enumerate(node.value))
-    return sorted(problems)
-
-
-def _unconstructible(root: yaml.Node) -> tuple[str, yaml.Node]:
-    """The dotted path and node of the first value in ``root`` that SafeLoader cannot construct."""
+def _walk(root: yaml.Node) -> Iterator[tuple[yaml.Node, tuple[Any, ...]]]:
+    """Every node under ``root`` (mapping keys too, at their value's path) in document order,
+    each once: an alias may point back at its own ancestor (``a: &x [*x]``)."""
     stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
     visited: set[int] = set()
     while stack:
@@ -307,6 +281,7 @@ def _unconstructible(root: yaml.Node) -> tuple[str, yaml.Node]:
         if id(node) in visited:
             continue
         visited.add(id(node))
+        yield node, loc
         if isinstance(node, yaml.MappingNode):
             for key, value in reversed(node.value):
                 name = key.value if isinstance(key, yaml.ScalarNode) else "?"
@@ -314,11 +289,37 @@ def _unconstructible(root: yaml.Node) -> tuple[str, yaml.Node]:
                 stack.append((key, (*loc, name)))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((v, (*loc, i)) for i, v in reversed(list(enumerate(node.value))))
-        else:
-            try:
-                yaml.SafeLoader("").construct_object(node)
-            except Exception:
-                return _dotted(loc), node
+
+
+def duplicate_keys(root: yaml.Node) -> list[str]:
+    """``path: duplicate key 'k' (lines A and B)`` for every key set twice in one mapping (PyYAML
+    silently keeps the last one)."""
+    problems: list[str] = []
+    for node, loc in _walk(root):
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        seen: dict[str, int] = {}
+        for key, _value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                where = _dotted((*loc, key.value))
+                problems.append(f"{where}: duplicate key {key.value!r} (lines {seen[key.value]} and {line})")
+            else:
+                seen[key.value] = line
+    return sorted(problems)
+
+
+def _unconstructible(root: yaml.Node) -> tuple[str, yaml.Node]:
+    """The dotted path and node of the first value in ``root`` that SafeLoader cannot construct."""
+    for node, loc in _walk(root):
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            continue
+        try:
+            yaml.SafeLoader("").construct_object(node)
+        except Exception:
+            return _dotted(loc), node
     return "(file)", root
 
 

@@ -114,3 +114,10 @@ class ActionResult:
     detail: str
     dry_run: bool = False
     state: Mapping[str, Any] = field(default_factory=dict)  # what release needs to restore
+
+    @classmethod
+    def dry(
+        cls, action: Action, container_id: str, detail: str, state: Mapping[str, Any] | None = None
+    ) -> ActionResult:
+        """What a dry run reports: ``detail`` says what it would have done, and nothing was."""
+        return cls(action=action, container_id=container_id, ok=True, detail=detail, dry_run=True, state=state or {})

@@ -120,14 +120,8 @@ def freeze(
         return ActionResult(action=Action.FREEZE, container_id=container.id, ok=False, detail=str(exc))
     state: dict[str, Any] = {"freezer": kind, "cgroup": str(cgdir)}
     if dry_run:
-        return ActionResult(
-            action=Action.FREEZE,
-            container_id=container.id,
-            ok=True,
-            detail=f"would write {'freezer.state=FROZEN' if kind == 'v1' else 'cgroup.freeze=1'} in {cgdir}",
-            dry_run=True,
-            state=state,
-        )
+        would = "freezer.state=FROZEN" if kind == "v1" else "cgroup.freeze=1"
+        return ActionResult.dry(Action.FREEZE, container.id, f"would write {would} in {cgdir}", state)
     before = read_state(kind, cgdir)
     if before == "gone":
         return ActionResult(
@@ -156,13 +150,7 @@ def thaw(paths: HostPaths, container_id: str, state: Mapping[str, Any], dry_run:
     kind: FreezerKind = "v1" if state.get("freezer") == "v1" else "v2"
     cgdir = Path(str(state.get("cgroup", "")))
     if dry_run:
-        return ActionResult(
-            action=Action.FREEZE,
-            container_id=container_id,
-            ok=True,
-            detail=f"would thaw {cgdir}",
-            dry_run=True,
-        )
+        return ActionResult.dry(Action.FREEZE, container_id, f"would thaw {cgdir}")
     try:
         if kind == "v1":
             (cgdir / "freezer.state").write_text("THAWED")

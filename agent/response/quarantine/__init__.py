@@ -132,13 +132,7 @@ def release(
     """Undo what ``apply`` recorded in ``state``: exactly that, nothing more."""
     method = str(state.get("method", ""))
     if dry_run:
-        return ActionResult(
-            action=Action.QUARANTINE,
-            container_id=container_id,
-            ok=True,
-            detail=f"would release {method}",
-            dry_run=True,
-        )
+        return ActionResult.dry(Action.QUARANTINE, container_id, f"would release {method}")
     try:
         detail = _method(method, paths, kube=kube, docker_url=docker_url).release(container_id, init_pid, state)
     except Exception as exc:

@@ -30,6 +30,7 @@ from agent.settings.detectors import DetectorsSettings
 from agent.wiring import Generation, attach, wire
 from tests.support import REPO, wait_for
 from tests.unit.foundation.recipes import tiny_detector, tiny_section
+from tests.unit.foundation.test_app_steps import cfg
 
 WEB = Container(id="ab" * 32, name="web", image="nginx", image_id="", runtime="docker", init_pid=0)
 
@@ -61,25 +62,21 @@ def test_a_new_detector_needs_no_wiring(make_ctx: Callable[..., AgentContext]) -
 
 
 def config(tmp_path: Path, extra: str = "") -> Path:
-    p = tmp_path / "agent.yaml"
-    p.write_text(
-        f"""
-state: {{dir: {tmp_path}/state}}
-control: {{socket: {tmp_path}/run/agent.sock}}
-runtime: {{docker: false, cgroup_scan: false}}
-ebpf: {{enabled: false}}
-audit: {{enabled: false}}
-procfs: {{enabled: false}}
-network: {{enabled: false}}
-behavior: {{enabled: false}}
-logs: {{enabled: false}}
-response: {{mode: observe}}
-outputs: {{alerts_file: null, log_findings: false, metrics: {{enabled: false}}}}
-{extra}
+    """``test_app_steps``' config with every stage the recipe does not need turned off."""
+    return cfg(
+        tmp_path,
+        """
+ebpf: {enabled: false}
+audit: {enabled: false}
+procfs: {enabled: false}
+network: {enabled: false}
+behavior: {enabled: false}
+logs: {enabled: false}
+response: {mode: observe}
+outputs: {alerts_file: null, log_findings: false, metrics: {enabled: false}}
 """
+        + extra,
     )
-    p.chmod(0o600)
-    return p
 
 
 def wire_with_tiny_source(gen: Generation) -> None:
