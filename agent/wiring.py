@@ -322,7 +322,8 @@ def wire(gen: Generation) -> None:
         lambda m, ctx: m.build(ctx, acts=acts),
         given="the response's kernel-stop fast path",
         produces="`ProcessExec`, `NetConnect`, `FileOpen`, `FileChange`, `PrivilegeEvent`, `SyscallWindow`, "
-        "`ProcessExit`; must-act records straight to the fast path (tasks stopped in the kernel)",
+        "`ProcessExit`, `KnownActivity` (execs and connects the image already knew, counted in the kernel); "
+        "must-act records straight to the fast path (tasks stopped in the kernel)",
     )
     if ebpf is not None:
         gen.on_container("ebpf", "ebpf.cgroups", ebpf.on_container)
