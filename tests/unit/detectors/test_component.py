@@ -35,6 +35,7 @@ _INFRA = {
     "cli",
     "ctl",
     "lineage",
+    "lineage_exe",
     "lineage_allowances",
     "lineage_names",
     # shared memory and helpers of the sequence rules (RG-0014 … RG-0018)
