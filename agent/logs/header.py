@@ -91,6 +91,8 @@ TS, NUM, DASH, LEVEL, TAG, OTHER = "T", "N", "-", "L", "G", "W"
 
 _ZERO = bytes.maketrans(b"123456789", b"000000000")
 _KINDS: dict[bytes, str] = {}
+_RULES: dict[str, tuple[int, int, int]] = {}  # kind sequence → (level, tag, extent) token index
+_KINDS_BY_TOKEN: dict[str, str] = {}  # tokens as written (words, levels, brackets repeat verbatim)
 
 
 def classify(token: str) -> str:
@@ -102,6 +104,9 @@ def classify(token: str) -> str:
         if len(_KINDS) >= 50_000:
             _KINDS.clear()
         _KINDS[key] = kind
+    if len(_KINDS_BY_TOKEN) >= 50_000:
+        _KINDS_BY_TOKEN.clear()
+    _KINDS_BY_TOKEN[token] = kind
     return kind
 
 
@@ -131,16 +136,17 @@ class Split:
     def add_fields(self, line: str, out: dict[str, object], cap: int) -> None:
         """Add the header fields of ``line`` to ``out`` (as ``fields``, capped at ``cap`` chars),
         except names ``out`` already holds: a parser's fields keep priority."""
-        if not self.spans:
+        spans = self.spans
+        if not spans:
             return
-        held = out.keys() & {name for name, _, _ in self.spans} if out else ()
-        for name, a, b in self.spans:
+        held = {name for name, _, _ in spans if name in out} if out else ()
+        for name, a, b in spans:
             if name in held:
                 continue
             old = out.get(name)
             out[name] = line[a:b] if old is None else f"{old} {line[a:b]}"
         if len(line) > cap:  # a joined value is never longer than the line
-            for name, _, _ in self.spans:
+            for name, _, _ in spans:
                 value = out[name]
                 if name not in held and isinstance(value, str) and len(value) > cap:
                     out[name] = value[:cap]
@@ -199,98 +205,179 @@ def _after_level(line: str, pos: int, spans: list[tuple[str, int, int]]) -> int:
 
 def split_header(line: str) -> Split:
     """The header/message split of one raw line (``Split(0)`` when no header is recognised)."""
-    toks = _first_tokens(line)
+    # One C-level split instead of a regex match object per token: ``str.split()`` and the
+    # ``\S+`` of ``_WS`` cut at the same characters (both use ``str.isspace``).
+    words = line.split(None, SCAN_TOKENS)
+    if len(words) > SCAN_TOKENS:
+        words.pop()
+    by_token = _KINDS_BY_TOKEN
     # Fast path: timestamp tokens, then a level followed by a thread or component (most
     # application logs) decide the split without classifying the rest of the line.
     kinds: list[str] = []
-    for m in toks:
-        kinds.append(classify(m.group(0)))
-        if kinds[-1] == LEVEL:
+    level_at = -1
+    seen_ts = False
+    for w in words:
+        kind = by_token.get(w) or classify(w)
+        kinds.append(kind)
+        if kind == LEVEL:
+            level_at = len(kinds) - 1
             break
-    if kinds and kinds[-1] == LEVEL and TS in kinds:
-        level = _level_rule(line, toks[: len(kinds)], kinds)
-        if level is not None and level.start < len(line) and any(n in _STRONG for n, _, _ in level.spans):
-            return level
-    kinds += [classify(m.group(0)) for m in toks[len(kinds) :]]
-    level = _level_rule(line, toks, kinds)
-    if level is not None and level.start < len(line) and any(n in _STRONG for n, _, _ in level.spans):
-        return level  # a level followed by a thread or component: the header's end is certain
-    best: Split | None = None
-    for got in (level, _tag_rule(line, toks, kinds), _extent_rule(line, toks, kinds)):
-        if got is not None and got.start < len(line) and (best is None or got.start > best.start):
-            best = got
-    return best if best is not None else Split(0)
+        if kind == TS:
+            seen_ts = True
+    level: tuple[int, int, list[tuple[str, int, int]]] | None = None
+    starts: list[int] = []
+    if level_at >= 0 and seen_ts:
+        # The level rule stops at the first level word after a timestamp: this one, whatever
+        # the remaining tokens are.
+        _starts(line, words, starts, level_at + 1)
+        after: list[tuple[str, int, int]] = []
+        pos = _after_level(line, starts[level_at] + len(words[level_at]), after)
+        level = (pos, level_at, after)
+        if pos < len(line) and after:
+            return _level_split(line, words, starts, kinds, level)
+    if len(kinds) < len(words):
+        kinds += [by_token.get(w) or classify(w) for w in words[len(kinds) :]]
+    # The three rules look at token kinds only: their token indices, by kind sequence.
+    sig = "".join(kinds)
+    rules = _RULES.get(sig)
+    if rules is None:
+        rules = _level_index(kinds), _tag_rule(kinds), _extent_rule(kinds)
+        if len(_RULES) >= 50_000:
+            _RULES.clear()
+        _RULES[sig] = rules
+    j, tag, end = rules
+    if level is None and j >= 0:
+        _starts(line, words, starts, j + 1)
+        after = []
+        level = (_after_level(line, starts[j] + len(words[j]), after), j, after)
+        if level[0] < len(line) and after:
+            return _level_split(line, words, starts, kinds, level)
+    # Each rule's message start first; the header spans only for the winner (ties: the first).
+    best = -1
+    best_start = -1
+    if level is not None and level[0] < len(line):
+        best, best_start = 0, level[0]
+    if tag >= 0:
+        _starts(line, words, starts, tag + 1)
+        tag_start = _skip_ws(line, starts[tag] + len(words[tag]))
+        if tag_start < len(line) and tag_start > best_start:
+            best, best_start = 1, tag_start
+    if end >= 0:
+        _starts(line, words, starts, end + 1)
+        if starts[end] > best_start:  # a token's start is always inside the line
+            best, best_start = 2, starts[end]
+    if best == 0:
+        assert level is not None
+        return _level_split(line, words, starts, kinds, level)
+    if best == 1:
+        return _tag_split(line, words, starts, kinds, tag, best_start)
+    if best == 2:
+        spans: list[tuple[str, int, int]] = []
+        _header_spans(words, starts, kinds, end, spans)
+        return Split(best_start, tuple(spans))
+    return Split(0)
 
 
-def _level_rule(line: str, toks: list[re.Match[str]], kinds: list[str]) -> Split | None:
-    spans: list[tuple[str, int, int]] = []
+def _starts(line: str, words: list[str], starts: list[int], n: int) -> None:
+    """Extend ``starts`` to where each of the first ``n`` of ``words`` (the line's first
+    whitespace tokens, in order) starts."""
+    k = len(starts)
+    pos = starts[-1] + len(words[k - 1]) if k else 0
+    find = line.find
+    for w in words[k:n]:
+        pos = find(w, pos)  # only whitespace lies between tokens: the first occurrence is it
+        starts.append(pos)
+        pos += len(w)
+
+
+def _level_index(kinds: list[str]) -> int:
+    """Index of the first level word that follows a timestamp token, else -1."""
     seen_ts = False
     for j, kind in enumerate(kinds):
         if kind == TS:
             seen_ts = True
         elif kind == LEVEL and seen_ts:
-            _header_spans(toks[:j], kinds[:j], spans)
-            m = toks[j]
-            spans.append(("level", m.start(), m.end()))
-            return Split(_after_level(line, m.end(), spans), tuple(spans))
-    return None
+            return j
+    return -1
 
 
-def _tag_rule(line: str, toks: list[re.Match[str]], kinds: list[str]) -> Split | None:
+def _level_split(
+    line: str,
+    words: list[str],
+    starts: list[int],
+    kinds: list[str],
+    level: tuple[int, int, list[tuple[str, int, int]]],
+) -> Split:
+    pos, j, after = level
     spans: list[tuple[str, int, int]] = []
+    _header_spans(words, starts, kinds, j, spans)
+    spans.append(("level", starts[j], starts[j] + len(words[j])))
+    spans.extend(after)
+    return Split(pos, tuple(spans))
+
+
+def _tag_rule(kinds: list[str]) -> int:
+    """Index of the program tag that ends a syslog header, else -1."""
     last_ts = -1
     for j, kind in enumerate(kinds):
         if kind == TS:
             last_ts = j
         elif kind == LEVEL:
-            return None  # after a level, a word ending in ":" is message text
+            return -1  # after a level, a word ending in ":" is message text
         elif kind == TAG and last_ts >= 0 and sum(k in (OTHER, TAG) for k in kinds[last_ts + 1 : j]) <= 1:
-            m = toks[j]
-            pid = _TAG_PID.search(m.group(0))
-            _header_spans(toks[:j], kinds[:j], spans, pid=pid is None)
-            if pid is not None:
-                spans.append(("component", m.start(), m.start() + pid.start()))
-                spans.append(("pid", m.start() + pid.start(1), m.start() + pid.end(1)))
-            else:
-                spans.append(("component", m.start(), m.end() - 1))
-            return Split(_skip_ws(line, m.end()), tuple(spans))
-    return None
+            return j
+    return -1
 
 
-def _extent_rule(line: str, toks: list[re.Match[str]], kinds: list[str]) -> Split | None:
+def _tag_split(line: str, words: list[str], starts: list[int], kinds: list[str], j: int, start: int) -> Split:
+    spans: list[tuple[str, int, int]] = []
+    tag = words[j]
+    a = starts[j]
+    pid = _TAG_PID.search(tag)
+    _header_spans(words, starts, kinds, j, spans, pid=pid is None)
+    if pid is not None:
+        spans.append(("component", a, a + pid.start()))
+        spans.append(("pid", a + pid.start(1), a + pid.end(1)))
+    else:
+        spans.append(("component", a, a + len(tag) - 1))
+    return Split(start, tuple(spans))
+
+
+def _extent_rule(kinds: list[str]) -> int:
+    """Index of the first message token after the last leading timestamp token, else -1."""
     last = -1
     for j, kind in enumerate(kinds[:EXTENT_TOKENS]):
         if kind == TS:
             last = j
     if last < 0:
-        return None
+        return -1
     end = last + 1
     while end < len(kinds) and kinds[end] in (NUM, DASH):
         end += 1
-    if end >= len(toks):
-        return None  # nothing but header-like tokens: keep the whole line as the message
-    spans: list[tuple[str, int, int]] = []
-    _header_spans(toks[:end], kinds[:end], spans)
-    return Split(toks[end].start(), tuple(spans))
-
-
-def _first_tokens(line: str) -> list[re.Match[str]]:
-    out: list[re.Match[str]] = []
-    for m in _WS.finditer(line):
-        out.append(m)
-        if len(out) >= SCAN_TOKENS:
-            break
-    return out
+    if end >= len(kinds):
+        return -1  # nothing but header-like tokens: keep the whole line as the message
+    return end
 
 
 def _header_spans(
-    toks: list[re.Match[str]], kinds: list[str], spans: list[tuple[str, int, int]], pid: bool = True
+    words: list[str],
+    starts: list[int],
+    kinds: list[str],
+    n: int,
+    spans: list[tuple[str, int, int]],
+    pid: bool = True,
 ) -> None:
-    """Name the header tokens before the level/tag: timestamp parts, a pid-like number, a host."""
-    for j, (m, kind) in enumerate(zip(toks, kinds, strict=True)):
-        if kind == TS or (kind == NUM and 0 < j < len(kinds) - 1 and kinds[j - 1] == kinds[j + 1] == TS):
-            spans.append(("timestamp", m.start(), m.end()))  # a number between two parts: a day
-        elif kind == NUM and pid and not any(n == "pid" for n, _, _ in spans):
-            spans.append(("pid", m.start(), m.end()))
-        elif kind == OTHER and not any(n == "host" for n, _, _ in spans):
-            spans.append(("host", m.start(), m.end()))
+    """Name the first ``n`` tokens (those before the level/tag): timestamp parts, a pid-like
+    number, a host."""
+    has_pid = has_host = False
+    for j in range(n):
+        kind = kinds[j]
+        a = starts[j]
+        if kind == TS or (kind == NUM and 0 < j < n - 1 and kinds[j - 1] == kinds[j + 1] == TS):
+            spans.append(("timestamp", a, a + len(words[j])))  # a number between two parts: a day
+        elif kind == NUM and pid and not has_pid:
+            spans.append(("pid", a, a + len(words[j])))
+            has_pid = True
+        elif kind == OTHER and not has_host:
+            spans.append(("host", a, a + len(words[j])))
+            has_host = True

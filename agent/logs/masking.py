@@ -49,9 +49,18 @@ _HEX_MIN = 8
 def is_variable(token: str) -> bool:
     """Whether a masked token is a variable: a ``<TYPE>``, possibly inside brackets/punctuation
     (``from=<VAL>,`` is not: its key is a constant)."""
-    if VARIABLE_PREFIX not in token:
-        return False
-    return token in _TYPESET or token.strip(_LEAD + _TRAIL + "<>") + ">" in _TYPE_NAMES
+    got = _VARIABLE.get(token)
+    if got is None:
+        got = VARIABLE_PREFIX in token and (
+            token in _TYPESET or token.strip(_LEAD + _TRAIL + "<>") + ">" in _TYPE_NAMES
+        )
+        if len(_VARIABLE) >= 100_000:
+            _VARIABLE.clear()
+        _VARIABLE[token] = got
+    return got
+
+
+_VARIABLE: dict[str, bool] = {}  # masked tokens repeat: their answer, by token
 
 
 _TYPE_NAMES = frozenset(t[1:] for t in TYPES)

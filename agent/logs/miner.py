@@ -71,14 +71,14 @@ COLLAPSE = "same"
 
 def collapse(tokens: list[str]) -> list[str]:
     """A run of adjacent variables of one type (a list of numbers, of ids) → one variable."""
+    if COLLAPSE == "none":
+        return list(tokens)
     out: list[str] = []
     prev = ""
+    same = COLLAPSE != "any"
     for tok in tokens:
-        if COLLAPSE == "none":
-            out.append(tok)
-            continue
         var = is_variable(tok)
-        if var and prev and (tok == prev or COLLAPSE == "any"):
+        if var and prev and (tok == prev or not same):
             if out[-1] != tok:
                 out[-1] = WILDCARD
             continue
@@ -114,8 +114,13 @@ class TemplateMiner:
         self.clusters: dict[int, Cluster] = {}
         self._root: dict[int, dict[str, object]] = {}
         self._by_len: dict[int, list[Cluster]] = {}
+        # Merge candidates: (length, position, constant token) → clusters that had that constant
+        # there (entries go stale when a position turns variable; _merge checks each candidate).
+        self._constants: dict[tuple[int, int, str], list[Cluster]] = {}
+        self._rank: dict[int, int] = {}  # cluster id → its index in its _by_len list
         self._shapes: OrderedDict[bytes | tuple[bool, int, bytes], tuple[int, Split]] = OrderedDict()
         self._masked: dict[tuple[str, ...], int] = {}
+        self._messages: dict[bytes, tuple[str, ...]] = {}  # message digit shape → masked tokens
         self._next_id = 1
         self._live = 0
         self.hits = 0
@@ -154,8 +159,15 @@ class TemplateMiner:
         split = split_header(line) if header else Split(0)
         if min_start > split.start:
             split = Split(min_start, split.spans)
-        tokens = collapse(self.masker.mask(line[split.start :]))
-        key = tuple(tokens)
+        # Masks depend on digit shapes only: the message's shape keys its masked tokens.
+        message = line[split.start :]
+        mshape = shape[split.start :] if line.isascii() else line_shape(message)
+        key = self._messages.get(mshape)
+        if key is None:
+            key = tuple(collapse(self.masker.mask(message)))
+            if len(self._messages) >= self.max_shapes:
+                self._messages.clear()
+            self._messages[mshape] = key
         cid2 = self._masked.get(key)
         c2 = self.clusters.get(cid2) if cid2 is not None else None
         if c2 is not None:
@@ -164,7 +176,7 @@ class TemplateMiner:
         else:
             self.misses += 1
             self.version += 1
-            c2 = self._tree_add(tokens)
+            c2 = self._tree_add(list(key))
             if len(self._masked) >= self.max_shapes:
                 self._masked.clear()
             self._masked[key] = c2.id
@@ -256,8 +268,19 @@ class TemplateMiner:
         self.clusters[c.id] = c
         self._live += 1
         leaf.append(c)
-        self._by_len.setdefault(len(tokens), []).append(c)
+        self._register(c)
         return self._merge(c)
+
+    def _register(self, c: Cluster) -> None:
+        """Put a new live cluster in its length list and the constants index."""
+        same = self._by_len.setdefault(len(c.tokens), [])
+        self._rank[c.id] = len(same)
+        same.append(c)
+        n = len(c.tokens)
+        index = self._constants
+        for i, (t, var) in enumerate(zip(c.tokens, c.variable, strict=True)):
+            if not var:
+                index.setdefault((n, i, t), []).append(c)
 
     @staticmethod
     def _nearest(leaf: list[Cluster], tokens: list[str]) -> Cluster | None:
@@ -275,13 +298,13 @@ class TemplateMiner:
         self.clusters[c.id] = c
         return c
 
-    @staticmethod
-    def _generalise(c: Cluster, tokens: list[str]) -> bool:
+    def _generalise(self, c: Cluster, tokens: list[str]) -> bool:
         changed = False
         for i, (t, m) in enumerate(zip(c.tokens, tokens, strict=True)):
             if t != m and not c.variable[i] and VARIABLE_PREFIX in t and generic(t) == generic(m):
                 # ``id=<HEX>`` vs ``id=<NUM>``: one constant key, a value of either type.
                 c.tokens[i] = generic(t)
+                self._constants.setdefault((len(c.tokens), i, c.tokens[i]), []).append(c)
                 changed = True
             elif t != m:
                 new = t if c.variable[i] and t == WILDCARD else WILDCARD
@@ -294,9 +317,27 @@ class TemplateMiner:
         return changed
 
     def _merge(self, c: Cluster) -> Cluster:
-        """Fold ``c`` into an older template differing only at variable positions."""
+        """Fold ``c`` into an older template differing only at variable positions (the first
+        such template of its length list)."""
         n = len(c.tokens)
-        for other in self._by_len.get(n, ()):
+        need = max(1, (n + 1) // 2)  # equal constants a merge needs: shared * 2 >= n, shared > 0
+        consts = [i for i in range(n) if not c.variable[i]]
+        if len(consts) < need:
+            return c
+        # A template sharing ``need`` of c's constant positions shares at least one of any
+        # ``len(consts) - need + 1`` of them: the candidates are the templates indexed there.
+        index = self._constants
+        postings = sorted((index.get((n, i, c.tokens[i]), ()) for i in consts), key=len)
+        seen: set[int] = set()
+        candidates: list[Cluster] = []
+        for posting in postings[: len(consts) - need + 1]:
+            for other in posting:
+                if other.id not in seen:
+                    seen.add(other.id)
+                    candidates.append(other)
+        rank = self._rank
+        candidates.sort(key=lambda o: rank[o.id])
+        for other in candidates:
             if other is c or other.alias or other.id > c.id:
                 continue
             shared = 0
@@ -337,8 +378,11 @@ class TemplateMiner:
         self.clusters.clear()
         self._root.clear()
         self._by_len.clear()
+        self._constants.clear()
+        self._rank.clear()
         self._shapes.clear()
         self._masked.clear()
+        self._messages.clear()
         self._live = 0
         rows = d.get("clusters", [])
         assert isinstance(rows, list)
@@ -350,6 +394,6 @@ class TemplateMiner:
                 leaf = self._leaf(c.tokens, create=True)
                 assert leaf is not None
                 leaf.append(c)
-                self._by_len.setdefault(len(c.tokens), []).append(c)
+                self._register(c)
         nxt = d.get("next_id", 1)
         self._next_id = max([int(nxt) if isinstance(nxt, int) else 1, *(c.id + 1 for c in self.clusters.values())])

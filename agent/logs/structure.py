@@ -61,6 +61,7 @@ SEARCHED_PATTERNS = frozenset({"AUTHLINE"})
 # Grok sees at most this much of a line (bounds the cost of any pattern on hostile input).
 GROK_MAX_CHARS = 4096
 
+_MONTH_INITIALS = frozenset("JjFfMmAaSsOoNnDd")  # of every alternative of the shipped MONTH
 # Necessary conditions of the shipped patterns, checked before running their regex (each follows
 # from the pattern text in config/grok/: a literal it must contain or the class of its first
 # character); a line failing one cannot match, so skipping the regex changes no result.
@@ -75,6 +76,8 @@ _PREFILTERS: dict[str, Callable[[str], bool]] = {
     "COMMONAPACHELOG": lambda s: " [" in s and '] "' in s,
     "NGINXACCESS": lambda s: " - " in s and " [" in s and '] "' in s,
     "SYSLOG5424LINE": lambda s: s[:1] == "<",
+    # SYSLOGTIMESTAMP starts with a MONTH; TIMESTAMP_ISO8601 with a YEAR (``(?>\d\d){1,2}``) and "-".
+    "SYSLOGLINE": lambda s: s[:1] in _MONTH_INITIALS or (s[:1].isdecimal() and (s[2:3] == "-" or s[4:5] == "-")),
 }
 
 _AUTH_FAIL = re.compile(
@@ -162,27 +165,22 @@ def clean_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not raw:
         return out
-    keys = _CLEAN_KEYS
-    for k, v in raw.items():
-        if len(out) >= MAX_FIELDS:
-            break
-        ck = keys.get(k) if type(k) is str else None
-        if ck is None:
-            ck = clean_key(str(k))
-            if type(k) is str and len(k) <= MAX_KEY:
-                if len(keys) >= 4096:
-                    keys.clear()
-                keys[k] = ck
+    names = tuple(raw)
+    plan = _FIELD_PLANS.get(names)
+    if plan is None:
+        plan = _field_plan(names)
+        if len(_FIELD_PLANS) >= 4096:
+            _FIELD_PLANS.clear()
+        _FIELD_PLANS[names] = plan
+    keep, aliases = plan
+    for k, ck in keep:
+        v = raw[k]
         if type(v) is str:
             out[ck] = v if len(v) <= MAX_VALUE else v[:MAX_VALUE]
         else:
             out[ck] = clean_value(v)
-    aliased = [k for k in out if k in ALIASES]
-    if aliased:
-        for k in sorted(aliased, key=_ALIAS_RANK.__getitem__):  # ALIASES order decides, as before
-            canon = ALIASES[k]
-            if canon not in out:
-                out[canon] = out[k]
+    for canon, k in aliases:
+        out[canon] = out[k]
     status = out.get("status")
     if isinstance(status, str) and status.isdigit():
         out["status"] = int(status)
@@ -190,6 +188,35 @@ def clean_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(path, str) and "url_path" not in out:
         out["url_path"] = path.split("?", 1)[0]
     return out
+
+
+_FieldPlan = tuple[tuple[tuple[Any, str], ...], tuple[tuple[str, str], ...]]
+# Parser field names (in order) → (raw name, clean name) pairs kept (MAX_FIELDS distinct), aliases
+# added: both depend on the names only, and a parser repeats a few name lists.
+_FIELD_PLANS: dict[tuple[Any, ...], _FieldPlan] = {}
+
+
+def _field_plan(names: tuple[Any, ...]) -> _FieldPlan:
+    keep: list[tuple[Any, str]] = []
+    held: dict[str, None] = {}  # clean names in first-assignment order, as clean_fields' dict
+    for k in names:
+        if len(held) >= MAX_FIELDS:
+            break
+        ck = _CLEAN_KEYS.get(k) if type(k) is str else None
+        if ck is None:
+            ck = clean_key(str(k))
+            if type(k) is str and len(k) <= MAX_KEY:
+                if len(_CLEAN_KEYS) >= 4096:
+                    _CLEAN_KEYS.clear()
+                _CLEAN_KEYS[k] = ck
+        keep.append((k, ck))
+        held[ck] = None
+    aliases: list[tuple[str, str]] = []
+    for k in sorted((k for k in held if k in ALIASES), key=_ALIAS_RANK.__getitem__):  # ALIASES order
+        if ALIASES[k] not in held:
+            aliases.append((ALIASES[k], k))
+            held[ALIASES[k]] = None
+    return tuple(keep), tuple(aliases)
 
 
 def parse_json(line: str, stats: SanitizeStats | None = None) -> dict[str, Any] | None:
@@ -272,6 +299,7 @@ class Structurer:
         self.order: list[str] = list(patterns)
         self.image_patterns = {glob: list(names) for glob, names in (image_patterns or {}).items()}
         self._orders: dict[str, list[str]] = {}
+        self._plans: dict[str, tuple[tuple[str, Callable[[str], bool] | None], ...]] = {}
         self.compiled: dict[str, Grok] = {}
         self.unsupported: dict[str, str] = {}
         every = list(dict.fromkeys([*self.order, *(n for ns in self.image_patterns.values() for n in ns)]))
@@ -296,12 +324,15 @@ class Structurer:
         # "response:") are paired by client address and port, so the answer carries the path.
         self._pending_paths: dict[tuple[str, str, str], str] = {}
         self._unparsed: dict[tuple[str, bytes], None] = {}
-        self._auth: dict[tuple[int, bytes], str] = {}
+        self._auth: dict[bytes, str] = {}  # message digit shape → auth outcome
 
     def _parse_with(self, name: str, line: str) -> dict[str, Any] | None:
         pre = _PREFILTERS.get(name)
         if pre is not None and not pre(line):
             return None
+        return self._parse_unfiltered(name, line)
+
+    def _parse_unfiltered(self, name: str, line: str) -> dict[str, Any] | None:
         if name == "JSON":
             return parse_json(line, self.sanitize_stats)
         if name == "LOGFMT":
@@ -329,10 +360,10 @@ class Structurer:
             got = self._parse_with(first, line)
             if got is not None:
                 return first, got
-        for name in self._order_for(key):
-            if name == first or name in self.unsupported:
+        for name, pre in self._plan_for(key):
+            if name == first or (pre is not None and not pre(line)):
                 continue
-            got = self._parse_with(name, line)
+            got = self._parse_unfiltered(name, line)
             if got is not None:
                 self.preferred[key] = name
                 return name, got
@@ -340,6 +371,15 @@ class Structurer:
             self._unparsed.clear()
         self._unparsed[seen] = None
         return "", {}
+
+    def _plan_for(self, key: str) -> tuple[tuple[str, Callable[[str], bool] | None], ...]:
+        """The parsers to try for ``key``, in order, each with its prefilter (None: none)."""
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = tuple((n, _PREFILTERS.get(n)) for n in self._order_for(key) if n not in self.unsupported)
+            if len(self._plans) < 10_000:
+                self._plans[key] = plan
+        return plan
 
     def _order_for(self, key: str) -> list[str]:
         order = self._orders.get(key)
@@ -392,8 +432,8 @@ class Structurer:
             tpl, split = self.templates.add_line(line, min_start=at, shape=shape)
             split.add_fields(line, fields, MAX_VALUE)
             if shape is not None:
-                # The outcome depends on the message's letters only: one answer per line shape.
-                memo = (split.start, shape)
+                # The outcome depends on the message's letters only: one answer per message shape.
+                memo = shape[split.start :] if line.isascii() else line_shape(line[split.start :])
                 outcome = self._auth.get(memo)
                 if outcome is None:
                     outcome = auth_outcome(line[split.start :])

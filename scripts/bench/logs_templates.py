@@ -10,26 +10,36 @@ no header handling: it has none).
 
 (b) Lines per CPU-second on varied lines: the 16,000 loghub-dev lines of all eight systems
 interleaved round-robin (every system's templates at once), cold miners, ``RUNS`` interleaved runs
-pinned to CPU 0; and a 100,000-line synthetic corpus of 30 templates (longer-lived, cache-friendly).
-Four paths in the same runs: the miner alone, the structuring path (``Structurer.structure``:
-sanitise, parsers, fields, miner; what ``logs parse`` and the live analyzer run per line), the
-``logs parse`` command end to end (reads the file as bytes, writes JSON lines to /dev/null) and
-drain3; printed as ratios to the miner alone and to drain3, since the machine may be shared (the
-load average is printed at the start and the end).
+pinned to CPU 0; a 100,000-line synthetic corpus of 30 templates in one header format
+(cache-friendly: half its lines repeat an earlier line's digit shape); and ``varied``: 50,000
+synthetic lines of 300 templates in 13 header formats of common software (ISO + level + thread,
+syslog, log4j, Python logging, klog, Go log, nginx error, JSON, logfmt, Spark, PostgreSQL, Redis,
+Apache access), interleaved line by line, with values of varying length and letters, so almost
+no line repeats an earlier line's digit shape. Four paths in the same runs: the miner alone, the
+structuring path (``Structurer.structure``: sanitise, parsers, fields, miner; what ``logs parse``
+and the live analyzer run per line), the ``logs parse`` command end to end (reads the file as
+bytes, writes JSON lines to /dev/null) and drain3; with ``--before REV`` a fifth, the structuring
+path of git revision REV (its ``agent/`` and ``config/`` extracted to a temporary folder, timed by
+a child process on the same CPU), to compare before and after in one run. Rates are printed with
+ratios to the miner alone and to drain3, since the machine may be shared (the load average is
+printed at the start and the end).
 
-    .venv/bin/python scripts/bench/logs_templates.py
+    .venv/bin/python scripts/bench/logs_templates.py [--before REV]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -47,6 +57,7 @@ DEV = REPO.parent / "shared" / "datasets" / "loghub-dev"
 SYSTEMS = ("HDFS", "Hadoop", "Spark", "Zookeeper", "BGL", "HPC", "Thunderbird", "Windows")
 RUNS = 5
 SYNTH_LINES = 100_000
+VARIED_LINES = 50_000
 
 SYNTH_TEMPLATES = [
     "Receiving block blk_{blk} src: /{ip}:{port} dest: /{ip}:{port}",
@@ -134,6 +145,166 @@ def synthetic(n: int, seed: int = 42) -> tuple[list[str], list[int]]:
     return lines, labels
 
 
+# The varied corpus: 30 + 18 x 15 = 300 templates, each line in one of 13 header formats of
+# common software (the same message may come from any of them), values of varying length and
+# letters (so most lines have a digit shape of their own), formats interleaved line by line.
+SUBJECTS = [
+    "cache", "scheduler", "replica", "uploader", "indexer", "consumer", "auth-backend", "exporter", "compactor",
+    "watchdog", "router", "resolver", "billing", "mailer", "gateway", "planner", "snapshotter", "ingester",
+]  # fmt: skip
+SKELETONS = [
+    "{S} started with {n} workers on {ip}:{port}",
+    "{S} stopped after {f}s ({n} items pending)",
+    "{S} failed to connect to {ip}:{port}: connection refused",
+    "{S} retry {n}/{n} for request {hex}",
+    "{S} loaded {n} entries from {path} in {f}ms",
+    "{S} lag is {n} messages behind on partition {n}",
+    "{S} rejected item {uuid}: invalid checksum",
+    "flushing {S} buffer of {n} bytes to {path}",
+    "{S} timed out after {f}s waiting for lock {hex}",
+    "{S} state changed from {state} to {state}",
+    "user {user} called {S} endpoint {path} with token {hex}",
+    "{S} evicted {n} keys, memory {n}MB of {n}MB",
+    "{S} heartbeat from node-{n} at {ip} took {f} ms",
+    "{S} config key {word}={n} overrides default",
+    "could not reach {S} at {host}:{port} ({word}), will retry in {n}s",
+]
+VARIED_TEMPLATES = SYNTH_TEMPLATES + [sk.replace("{S}", s) for s in SUBJECTS for sk in SKELETONS]
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+FORMATS = (
+    "iso-level-thread",  # 2026-11-05T08:08:15.762Z INFO [main] app.Service: msg
+    "syslog",  # Nov  5 08:08:15 host prog[pid]: msg
+    "log4j",  # 2026-11-05 08:08:15,762 INFO  [main] org.x.Y - msg
+    "python",  # 2026-11-05 08:08:15,762 - module - WARNING - msg
+    "klog",  # I1105 08:08:15.762345    1234 file.go:123] msg
+    "golog",  # 2026/11/05 08:08:15 msg
+    "nginx-error",  # 2026/11/05 08:08:15 [error] 12#12: *5 msg
+    "json",  # {"ts": ..., "level": ..., "msg": ...}
+    "logfmt",  # time="..." level=info msg="..." module=x
+    "spark",  # 26/11/05 08:08:15 INFO x.Y: msg
+    "postgres",  # 2026-11-05 08:08:15.762 UTC [1234] LOG:  msg
+    "redis",  # 1234:M 05 Nov 2026 08:08:15.762 * msg
+    "apache-access",  # 10.1.2.3 - alice [05/Nov/2026:08:08:15 +0000] "GET /x HTTP/1.1" 200 123 "-" "ua"
+)
+
+
+def _value(rnd: random.Random, kind: str) -> str:
+    """One variable of the synthetic templates."""
+    if kind == "ip":
+        return ".".join(str(rnd.randrange(1, 255)) for _ in range(4))
+    if kind == "port":
+        return str(rnd.randrange(1024, 65535))
+    if kind == "blk":
+        return str(rnd.randrange(-(10**19), 10**19))
+    if kind == "n":
+        return str(rnd.randrange(0, 10 ** rnd.randrange(1, 7)))
+    if kind == "f":
+        return f"{rnd.random() * 10 ** rnd.randrange(1, 4):.{rnd.randrange(1, 4)}f}"
+    if kind == "hex":
+        return f"{rnd.getrandbits(64):016x}"
+    if kind == "uuid":
+        return str(uuid.UUID(int=rnd.getrandbits(128)))
+    if kind == "b64":
+        return "".join(
+            rnd.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") for _ in range(43)
+        )
+    if kind == "status":
+        return rnd.choice(["200", "200", "304", "404", "500"])
+    if kind == "host":
+        return f"{rnd.choice(['db', 'web', 'api', 'cache', 'queue'])}-{rnd.randrange(40)}.internal"
+    if kind == "user":
+        return rnd.choice(USERS)
+    if kind == "path":
+        return rnd.choice(PATHS) if rnd.random() < 0.5 else f"/srv/data/{rnd.choice(WORDS)}/{rnd.randrange(10**4)}.log"
+    return rnd.choice({"queue": QUEUES, "table": TABLES, "state": STATES, "word": WORDS}[kind])
+
+
+USERS = ["root", "admin", "alice", "bob", "oracle", "test", "ubuntu", "git", "deploy", "postgres", "jenkins", "carol"]
+PATHS = ["/", "/index.html", "/api/v1/items", "/api/v1/cart", "/login", "/static/app.js", "/etc/app/config.yaml"]
+QUEUES, TABLES = ["default", "mail", "reports", "billing"], ["users", "orders", "sessions", "events"]
+STATES = ["idle", "running", "draining", "stopped", "degraded", "recovering"]
+WORDS = ["alpha", "beta", "gamma", "delta", "omega", "kappa", "sigma", "zeta"]
+
+
+def _fill(rnd: random.Random, template: str) -> str:
+    parts = template.split("{")
+    out = [parts[0]]
+    for p in parts[1:]:
+        kind, rest = p.split("}", 1)
+        out.append(_value(rnd, kind) + rest)
+    return "".join(out)
+
+
+def _header_line(rnd: random.Random, fmt: str, msg: str, comp: str) -> str:
+    """``msg`` written by a program of format ``fmt`` (time, level, pid, thread drawn at random)."""
+    y, mo, d = 2026, rnd.randrange(1, 13), rnd.randrange(1, 29)
+    hh, mm, ss, ms = rnd.randrange(24), rnd.randrange(60), rnd.randrange(60), rnd.randrange(1000)
+    level = rnd.choice(LEVELS)
+    pid = rnd.randrange(1, 10 ** rnd.randrange(2, 6))
+    hms = f"{hh:02d}:{mm:02d}:{ss:02d}"
+    if fmt == "iso-level-thread":
+        thread = rnd.choice(["main", "worker-1", "worker-2", "pool-3-thread-7"])
+        return f"{y}-{mo:02d}-{d:02d}T{hms}.{ms:03d}Z {level} [{thread}] {comp}.Service: {msg}"
+    if fmt == "syslog":
+        return f"{MONTHS[mo - 1]} {d:>2} {hms} {rnd.choice(['web-1', 'db-2', 'edge'])} {comp}[{pid}]: {msg}"
+    if fmt == "log4j":
+        thread = rnd.choice(["main", "http-nio-8080-exec-3"])
+        return (
+            f"{y}-{mo:02d}-{d:02d} {hms},{ms:03d} {level:<5} [{thread}] org.example.{comp.capitalize()}Manager - {msg}"
+        )
+    if fmt == "python":
+        name = {"WARN": "WARNING"}.get(level, level)
+        return f"{y}-{mo:02d}-{d:02d} {hms},{ms:03d} - {comp}.worker - {name} - {msg}"
+    if fmt == "klog":
+        us, src = rnd.randrange(10**6), rnd.randrange(20, 900)
+        return f"{level[0]}{mo:02d}{d:02d} {hms}.{us:06d} {pid:>7} {comp}.go:{src}] {msg}"
+    if fmt == "golog":
+        return f"{y}/{mo:02d}/{d:02d} {hms} {msg}"
+    if fmt == "nginx-error":
+        return f"{y}/{mo:02d}/{d:02d} {hms} [{level.lower()}] {pid}#{pid}: *{rnd.randrange(10**5)} {msg}"
+    if fmt == "json":
+        ts = f"{y}-{mo:02d}-{d:02d}T{hms}.{ms:03d}Z"
+        return json.dumps({"ts": ts, "level": level.lower(), "logger": comp, "msg": msg})
+    if fmt == "logfmt":
+        ts = f"{y}-{mo:02d}-{d:02d}T{hms}.{ms:03d}Z"
+        return f'time="{ts}" level={level.lower()} msg="{msg}" module={comp}'
+    if fmt == "spark":
+        return f"{y % 100:02d}/{mo:02d}/{d:02d} {hms} {level} {comp}.{comp.capitalize()}Runner: {msg}"
+    if fmt == "postgres":
+        pg = {"INFO": "LOG", "DEBUG": "DEBUG1", "WARN": "WARNING", "ERROR": "ERROR"}[level]
+        return f"{y}-{mo:02d}-{d:02d} {hms}.{ms:03d} UTC [{pid}] {pg}:  {msg}"
+    if fmt == "redis":
+        return f"{pid}:M {d:02d} {MONTHS[mo - 1]} {y} {hms}.{ms:03d} {rnd.choice('*#-.')} {msg}"
+    raise ValueError(fmt)
+
+
+def varied(n: int, seed: int = 7) -> tuple[list[str], list[Hashable]]:
+    """Lines of 300 templates in 13 header formats, interleaved; the true template of each (an
+    access-log line's template is its method: the format has no free-text message)."""
+    rnd = random.Random(seed)
+    weights = [1 / (k + 1) ** 0.8 for k in range(len(VARIED_TEMPLATES))]  # Zipf-like
+    rnd.shuffle(weights)
+    lines: list[str] = []
+    labels: list[Hashable] = []
+    for _ in range(n):
+        fmt = rnd.choice(FORMATS)
+        if fmt == "apache-access":
+            method = rnd.choice(["GET", "GET", "POST", "PUT"])
+            lines.append(
+                f"{_value(rnd, 'ip')} - {rnd.choice(['-', *USERS])} [{rnd.randrange(1, 29):02d}/Nov/2026:"
+                f"{rnd.randrange(24):02d}:{rnd.randrange(60):02d}:{rnd.randrange(60):02d} +0000] "
+                f'"{method} {_value(rnd, "path")} HTTP/1.1" {_value(rnd, "status")} {rnd.randrange(10**5)} '
+                f'"-" "{rnd.choice(["curl/8.0", "Mozilla/5.0", "kube-probe/1.29"])}"'
+            )
+            labels.append(("access", method))
+            continue
+        t = rnd.choices(range(len(VARIED_TEMPLATES)), weights)[0]
+        comp = rnd.choice(SUBJECTS)
+        lines.append(_header_line(rnd, fmt, _fill(rnd, VARIED_TEMPLATES[t]), comp))
+        labels.append(t)
+    return lines, labels
+
+
 def grouping_accuracy(pred: list[Hashable], truth: list[Hashable]) -> float:
     by_pred: dict[Hashable, set[int]] = defaultdict(set)
     by_truth: dict[Hashable, set[int]] = defaultdict(set)
@@ -205,21 +376,49 @@ def parse_command(path: Path) -> Callable[[list[str]], object]:
     return run
 
 
-def speed(name: str, lines: list[str]) -> None:
+CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from agent.logs.structure import Structurer
+lines = open(sys.argv[2], encoding="utf-8").read().split("\\n")[:-1]
+st = Structurer()
+t0 = time.process_time()
+for line in lines:
+    st.structure(line)
+print(len(lines) / (time.process_time() - t0))
+"""
+
+
+def structurer_at(tree: Path, path: Path) -> Callable[[list[str]], float]:
+    """The structuring path of another checkout (``--before``), in a child process on the same
+    CPU: its lines per CPU-second, measured by the child around the same loop."""
+
+    def run(_lines: list[str]) -> float:
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(tree), str(path)], check=True, capture_output=True, text=True
+        )
+        return float(out.stdout.strip())
+
+    return run
+
+
+def speed(name: str, lines: list[str], before: Path | None = None) -> None:
     """Lines per CPU-second of each path, cold, interleaved; ratios to the miner alone and drain3."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "lines.log"
         path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        paths: dict[str, Callable[[list[str]], object]] = {
-            "miner alone (ours)": miner_only,
-            "structuring (Structurer)": structurer,
-            "logs parse command": parse_command(path),
-            "drain3": drain3_only,
+        paths: dict[str, Callable[[list[str]], float]] = {
+            "miner alone (ours)": lambda ls: rate(miner_only, ls),
+            "structuring (Structurer)": lambda ls: rate(structurer, ls),
+            "logs parse command": lambda ls: rate(parse_command(path), ls),
+            "drain3": lambda ls: rate(drain3_only, ls),
         }
+        if before is not None:
+            paths[f"structuring @{before.name}"] = structurer_at(before, path)
         runs: dict[str, list[float]] = {k: [] for k in paths}
         for _ in range(RUNS):
             for k, fn in paths.items():
-                runs[k].append(rate(fn, lines))
+                runs[k].append(fn(lines))
     miner = statistics.median(runs["miner alone (ours)"])
     base = statistics.median(runs["drain3"])
     print(f"\n{name}: {len(lines):,} lines, {RUNS} interleaved cold runs, lines per CPU-second (median; runs)")
@@ -229,7 +428,26 @@ def speed(name: str, lines: list[str]) -> None:
         print(f"  {k:<26} {med:>10,.0f}  {med / miner:6.2f}  {med / base:7.2f}  ({', '.join(f'{x:,.0f}' for x in v)})")
 
 
+def checkout(rev: str, into: Path) -> Path:
+    """``agent/`` and ``config/`` of git revision ``rev``, extracted under ``into/<rev>``."""
+    tree = into / rev
+    tree.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "agent", "config"], check=True, capture_output=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--before", metavar="REV", help="also time the structuring path of git revision REV (same runs)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        return run(checkout(args.before, Path(tmp)) if args.before else None)
+
+
+def run(before: Path | None) -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
@@ -247,13 +465,18 @@ def main() -> int:
         print(f"  {s:<12} {o:7.4f} {d:7.4f}")
     print(f"  {'average':<12} {statistics.mean(ours_all):7.4f} {statistics.mean(drain_all):7.4f}")
     mixed = [data[s][0][i] for i in range(2000) for s in SYSTEMS]
-    speed("(b) loghub-dev, 8 systems interleaved", mixed)
+    speed("(b) loghub-dev, 8 systems interleaved", mixed, before)
     synth, labels = synthetic(SYNTH_LINES)
-    speed("(b) synthetic, 30 templates with headers", synth)
-    print(
-        f"\nsynthetic GA: ours {grouping_accuracy(ours_ids(synth), labels):.4f}, "
-        f"drain3 {grouping_accuracy(drain3_ids(synth), labels):.4f}"
-    )
+    speed("(b) synthetic, 30 templates, one header format", synth, before)
+    many, many_labels = varied(VARIED_LINES)
+    speed("(b) synthetic varied, 300 templates, 13 formats", many, before)
+    for name, (lines, truth) in (("synthetic", (synth, labels)), ("synthetic varied", (many, many_labels))):
+        print(
+            f"\n{name} GA: ours {grouping_accuracy(ours_ids(lines), truth):.4f}, "
+            f"drain3 {grouping_accuracy(drain3_ids(lines), truth):.4f}",
+            end="",
+        )
+    print()
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
 
