@@ -165,7 +165,7 @@ class TemplateMiner:
         key = self._messages.get(mshape)
         if key is None:
             key = tuple(collapse(self.masker.mask(message)))
-            if len(self._messages) >= self.max_shapes:
+            if len(self._messages) >= self.max_shapes // 4:  # a quarter: bounds its memory
                 self._messages.clear()
             self._messages[mshape] = key
         cid2 = self._masked.get(key)
