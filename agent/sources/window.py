@@ -28,6 +28,7 @@ from agent.events import (
     Event,
     FileOpen,
     FlowWindow,
+    KnownActivity,
     LogEntry,
     NetConnect,
     PacketsDenied,
@@ -46,6 +47,7 @@ log = structlog.get_logger("agent.sources.window")
 CONSUMED: tuple[type[Event], ...] = (
     ProcessExec,
     NetConnect,
+    KnownActivity,
     FileOpen,
     PrivilegeEvent,
     SyscallWindow,
@@ -200,6 +202,17 @@ class WindowAggregator:
                 _add_bounded(acc.peers, ev.daddr, acc)
             elif ev.op == "listen":
                 acc.listens += 1
+        elif isinstance(ev, KnownActivity):
+            # Execs and connects the kernel counted instead of sending (the image knew them).
+            acc.sources.add(ev.source)
+            acc.execs_by_source[ev.source] += ev.execs
+            for path in ev.binaries:
+                self._binary(acc, path)
+            acc.connects += ev.connects
+            for peer in ev.peers:
+                _add_bounded(acc.peers, peer, acc)
+            for port in ev.dst_ports:
+                _add_bounded(acc.dst_ports, port, acc)
         elif isinstance(ev, FileOpen):
             acc.sources.add(ev.source)
             acc.sensitive_opens += 1
