@@ -45,7 +45,9 @@
 #define RG_CONF_RATE 1  /* max events per second per cgroup (0: unlimited) */
 #define RG_CONF_GEN 2   /* current generation of the syscall count maps (0 or 1) */
 #define RG_CONF_WAKE 3  /* ktime of the last forced ring buffer wakeup (written by the probes) */
-#define RG_NCONF 4
+#define RG_CONF_FILTER 4 /* the filter's generation: user space adds 1 when a cgroup leaves
+                          * rg_cgroups (task.h caches a monitored task's answer until then) */
+#define RG_NCONF 5
 
 struct rg_hdr {
     u32 type;

@@ -15,6 +15,8 @@
  *                          detectors.log_dirs (RG_MATCH_TRUNC), response.kernel_stop.open_paths
  *                          and connect_paths (RG_MATCH_CONNECT always, RG_MATCH_STOP_CONNECT
  *                          when the kernel stop enforces it) here)
+ *        rg_open_hint      array: the read-only open filter in front of rg_sensitive (first
+ *                          8 bytes hashed; written with rg_sensitive by the loader)
  *        rg_change_paths   LPM trie: prefixes whose unlinks and renames are reported (run-time
  *                          setting: ebpf.change_watch_prefixes)
  *        rg_open_pending, rg_change_pending  hash thread id -> event waiting for the result
@@ -29,9 +31,10 @@
  * ending in "_history" or ".history", or is relative (user space resolves it against the
  * task's cwd and filters again). A utimes call only with explicit times (not NULL, not
  * UTIME_NOW/UTIME_OMIT): what `touch -d` and `touch -r` do, never a plain `touch`.
- * Cost: an open or unlink that matches nothing reads the first RG_PREFIX_LEN bytes of the path
- * once and looks them up in a trie; the full path is read only for a match (or a path longer
- * than RG_PREFIX_LEN, for its suffix). A utimes call without explicit times reads nothing.
+ * Cost: a read-only open whose first 8 bytes hash to an empty rg_open_hint slot reads 8 bytes
+ * and leaves (most opens); another open or an unlink that matches nothing reads the first
+ * RG_PREFIX_LEN bytes of the path once and looks them up in a trie; the full path is read
+ * only for a match (or a path longer than RG_PREFIX_LEN, for its suffix). A utimes call without explicit times reads nothing.
  * Caveats: the path is the string the task passed; a container's /etc/shadow is its own file
  * (the path inside its mount namespace). Open paths are not resolved (dfd other than
  * AT_FDCWD or no leading "/"); change records carry the dfd, and the parent from the exec
@@ -49,10 +52,20 @@
 #define RG_O_CREAT 0100
 #define RG_O_TRUNC 01000
 
+#define RG_HINT_BITS 12
+#define RG_HINT_SLOTS (1 << RG_HINT_BITS)
+#define RG_HINT_MUL 0x9E3779B97F4A7C15ULL
+#define RG_PROC_HEAD 0x2f636f72702fULL /* "/proc/" read as a little-endian word */
+
 #define RG_UTIME_NOW ((1L << 30) - 1)
 #define RG_UTIME_OMIT ((1L << 30) - 2)
 
 BPF_LPM_TRIE(rg_sensitive, struct rg_prefix_key, u32, 1024);
+/* The read-only open filter in front of rg_sensitive (rg_open_hint_miss): entry RG_HINT_SLOTS is 1
+ * while the table matches rg_sensitive (the loader's fill_open_hint; 0: every open takes the trie);
+ * entry h is 1 when a prefix that reports every open (RG_MATCH_ANY) begins with 8 bytes hashing
+ * to h. Kept in step with agent/sources/ebpf/loader.py (HINT_BITS, HINT_MUL). */
+BPF_ARRAY(rg_open_hint, u8, RG_HINT_SLOTS + 1);
 BPF_LPM_TRIE(rg_change_paths, struct rg_prefix_key, u32, 256);
 BPF_HASH(rg_open_pending, u32, struct rg_open_event, 4096);
 BPF_HASH(rg_change_pending, u32, struct rg_change_event, 1024);
@@ -128,6 +141,28 @@ static __always_inline u32 rg_proc_match(const char *p, long n)
     return 0;
 }
 
+/* A read-only open of filename can match nothing in rg_sensitive: its first 8 bytes (one 8-byte
+ * read instead of a string copy of RG_PREFIX_LEN bytes and a trie walk) hash to an empty
+ * rg_open_hint slot and do not start "/proc/". Every RG_MATCH_ANY prefix is at least 8 bytes long
+ * while the table is on (the loader turns it off otherwise), so a path shorter than 8 bytes (the
+ * word then holds bytes past its NUL) cannot match one either. 0 (take the trie) when the table is
+ * off or the 8 bytes cannot be read (a short path at the end of a mapping). */
+static __always_inline int rg_open_hint_miss(const char *filename)
+{
+    u32 on = RG_HINT_SLOTS;
+    u8 *active = rg_open_hint.lookup(&on);
+    if (!active || !*active)
+        return 0;
+    u64 head = 0;
+    if (bpf_probe_read_user(&head, sizeof(head), filename))
+        return 0;
+    if ((head & 0xffffffffffffULL) == RG_PROC_HEAD)
+        return 0;
+    u32 slot = (u32)((head * RG_HINT_MUL) >> (64 - RG_HINT_BITS));
+    u8 *hit = rg_open_hint.lookup(&slot);
+    return hit && !*hit;
+}
+
 /* sys_enter of an open by a monitored task: 1 when an event was staged for sys_exit. An open
  * of a stop path (RG_MATCH_STOP_OPEN) in a cgroup that enforces RG_RULE_OPEN also stops the
  * task (act.h). */
@@ -148,6 +183,10 @@ static __always_inline int rg_files_enter(const u64 *w, u64 cg, u32 kind, u32 nr
         filename = (const char *)rg_arg(w, 1);
         flags = (u32)how;
     }
+    /* Most opens are read-only and of paths no prefix covers: they leave here. Writes and
+     * truncations take the trie (write prefixes such as "/etc/" are short; history suffixes). */
+    if (!(flags & (RG_O_WRONLY | RG_O_RDWR | RG_O_CREAT | RG_O_TRUNC)) && rg_open_hint_miss(filename))
+        return 0;
     struct rg_prefix_key key = {.prefixlen = RG_PREFIX_LEN * 8};
     long n = bpf_probe_read_user_str(key.data, sizeof(key.data), filename);
     if (n <= 0)

@@ -4,7 +4,8 @@
  * The loader appends this after the probes it assembled; each probe defines RG_HOOK_<NAME>
  * and its handlers, and only the loaded ones are compiled in. rg_sys_kind (task.h) says which
  * handler a syscall number goes to; the loader fills it for the loaded probes.
- *   raw_syscalls:sys_enter  task outside every monitored cgroup: leave (rg_wanted). Else:
+ *   raw_syscalls:sys_enter  task outside every monitored cgroup: leave (rg_wanted_task: the
+ *                           answer cached in a monitored task's storage). Else:
  *                           keep the previous syscall nr in rg_task_state, count the
  *                           transition (syscalls); for a syscall rg_sys_kind names, copy the
  *                           argument registers once and call its probe's handler (exec: argv;
@@ -24,14 +25,12 @@
 
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
-    u64 cg = rg_wanted();
-    if (!cg)
+    struct rg_task *t = 0;
+    u64 cg = rg_wanted_task(&t);
+    if (!cg || !t)
         return 0;
     /* TP_PROTO(struct pt_regs *regs, long id) */
     u32 nr = (u32)ctx->args[1] & 0xffff;
-    struct rg_task *t = rg_task_get(1);
-    if (!t)
-        return 0;
     u32 prev = t->prev ? t->prev - 1 : 0xffff;
     t->prev = nr + 1;
     t->pending = 0;

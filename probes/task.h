@@ -9,7 +9,10 @@
  * before a program can leave (~40 ns per open), also for tasks outside every container.
  *
  * - rg_task: per-task state. prev = the thread's previous syscall nr + 1 (0: none yet);
- *   pending = the RG_KIND_* staged at sys_enter whose result sys_exit must add (0: none).
+ *   pending = the RG_KIND_* staged at sys_enter whose result sys_exit must add (0: none);
+ *   cg, filter = the cgroup id the filter last let through for this task and the filter's
+ *   generation + 1 then (rg_wanted_task: a monitored task's next syscalls skip the rg_cgroups
+ *   hash lookup until its cgroup or the filter changes).
  *   Task storage (5.11+, BTF) when the kernel has it: only monitored tasks ever get one, so the
  *   sys_exit hook of every other task stops at a NULL pointer. Without it an LRU hash by thread
  *   id (every exit then pays a hash lookup).
@@ -60,6 +63,8 @@
 struct rg_task {
     u32 prev;
     u32 pending;
+    u64 cg;
+    u64 filter;
 };
 
 #ifdef RG_TASK_STORAGE
@@ -83,6 +88,43 @@ static __always_inline struct rg_task *rg_task_get(int create)
     struct rg_task init = {};
     rg_task_state.update(&tid, &init);
     return rg_task_state.lookup(&tid);
+#endif
+}
+
+/* The current task's cgroup id when it is monitored (else 0), its state in *tp (created). With
+ * task storage the filter's answer is kept in the task's own entry: while its cgroup and the
+ * filter's generation (rg_conf[RG_CONF_FILTER]) are unchanged, a monitored task's syscall costs
+ * one task-storage lookup instead of that and an rg_cgroups hash lookup; any other task pays the
+ * task-storage lookup (NULL: it has no entry) before the hash lookup. */
+static __always_inline u64 rg_wanted_task(struct rg_task **tp)
+{
+#ifdef RG_TASK_STORAGE
+    u64 cg = bpf_get_current_cgroup_id();
+    u64 filter = rg_conf_get(RG_CONF_FILTER) + 1; /* + 1: a new entry (zeroes) never matches */
+    struct rg_task *t = rg_task_get(0);
+    if (t && t->cg == cg && t->filter == filter) {
+        *tp = t;
+        return cg ? cg : 1;
+    }
+    u64 want = rg_wanted();
+    if (!want)
+        return 0;
+    t = rg_task_get(1);
+    if (!t)
+        return 0;
+    t->cg = cg;
+    t->filter = filter;
+    *tp = t;
+    return want;
+#else
+    u64 want = rg_wanted();
+    if (!want)
+        return 0;
+    struct rg_task *t = rg_task_get(1);
+    if (!t)
+        return 0;
+    *tp = t;
+    return want;
 #endif
 }
 

@@ -29,7 +29,9 @@ from agent.sources.ebpf.loader import (
     Support,
     compile_program,
     detect_support,
+    fill_open_hint,
     fill_prefix_trie,
+    filter_changed,
     release_compiler_memory,
     sensitive_entries,
 )
@@ -239,6 +241,7 @@ class EbpfSource:
         logs = tuple(getattr(detectors, "log_dirs", ("/var/log/",)))
         entries = sensitive_entries(any_open, write_only, stop_open, stop_connect, ks.connect_paths, logs)
         fill_prefix_trie(self.bpf[b"rg_sensitive"], entries)
+        fill_open_hint(self.bpf[b"rg_open_hint"], entries)  # the read-only open filter in front of it
 
     def set_change_prefixes(self, prefixes: Sequence[str]) -> None:
         """Replace the prefixes whose unlinks and renames the kernel reports (``rg_change_paths``)."""
@@ -281,6 +284,7 @@ class EbpfSource:
                 except KeyError:
                     pass
                 self._monitored.discard(old)
+                filter_changed(bpf)
             if what != "removed":
                 table[ctypes.c_ulonglong(c.cgroup_id)] = ctypes.c_ubyte(1)
                 self._monitored.add(c.cgroup_id)
@@ -305,6 +309,7 @@ class EbpfSource:
                 except KeyError:
                     pass
                 self._monitored.discard(cgroup_id)
+                filter_changed(bpf)
 
     # --- reading ------------------------------------------------------------------------
     def process_batch(self) -> int:

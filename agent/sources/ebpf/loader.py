@@ -20,6 +20,7 @@ import psutil
 from agent.hostfs import HostPaths
 from agent.settings.sources import EbpfSettings
 from agent.sources.ebpf.program import (
+    CONF_FILTER,
     MATCH_ANY,
     MATCH_CONNECT,
     MATCH_STOP_CONNECT,
@@ -183,6 +184,50 @@ def fill_prefix_trie(trie: Any, entries: Mapping[str, int]) -> None:
         k.prefixlen = len(data) * 8
         k.data = data  # a c_char array field: assignment copies (k.data reads a bytes copy)
         trie[k] = ctypes.c_uint(value)
+
+
+# The read-only open filter in front of rg_sensitive (probes/files.bpf.c rg_open_hint): the first
+# 8 bytes of a path, as a little-endian word, times HINT_MUL, top HINT_BITS bits.
+HINT_BITS = 12
+HINT_MUL = 0x9E3779B97F4A7C15
+HINT_HEAD = 8
+
+
+def open_hint_slots(entries: Mapping[str, int]) -> set[int] | None:
+    """The ``rg_open_hint`` slots of the prefixes that report every open (MATCH_ANY); ``None``
+    when one is shorter than HINT_HEAD bytes (the filter cannot cover it: it stays off)."""
+    slots = set()
+    for prefix, bits in entries.items():
+        if not bits & MATCH_ANY:
+            continue
+        head = prefix.encode()[:PREFIX_LEN]
+        if len(head) < HINT_HEAD:
+            return None
+        word = int.from_bytes(head[:HINT_HEAD], "little")
+        slots.add(((word * HINT_MUL) & 0xFFFFFFFFFFFFFFFF) >> (64 - HINT_BITS))
+    return slots
+
+
+def fill_open_hint(table: Any, entries: Mapping[str, int]) -> None:
+    """Write ``rg_open_hint`` for the ``rg_sensitive`` entries: off while it is rewritten, on
+    again only when every MATCH_ANY prefix is long enough for it."""
+    on = ctypes.c_int(1 << HINT_BITS)
+    table[on] = ctypes.c_ubyte(0)
+    table.clear()
+    slots = open_hint_slots(entries)
+    if slots is None:
+        return
+    for slot in slots:
+        table[ctypes.c_int(slot)] = ctypes.c_ubyte(1)
+    table[on] = ctypes.c_ubyte(1)
+
+
+def filter_changed(bpf: Any) -> None:
+    """A cgroup left the filter (``rg_cgroups``): the answers tasks keep in their own storage
+    (probes/task.h rg_wanted_task) expire."""
+    conf = bpf[b"rg_conf"]
+    key = ctypes.c_int(CONF_FILTER)
+    conf[key] = ctypes.c_ulonglong(conf[key].value + 1)
 
 
 def sensitive_entries(

@@ -52,6 +52,7 @@ SYSCALL_KINDS: Mapping[str, Mapping[int, int]] = {
     probe: {syscall_number(name): kind for name, kind in kinds.items()} for probe, kinds in _KINDS_BY_NAME.items()
 }
 CONF_ALL, CONF_RATE, CONF_GEN = 0, 1, 2
+CONF_FILTER = 4  # the filter's generation (probes/common.h): + 1 after every change of rg_cgroups
 MATCH_ANY, MATCH_WRITE = 1, 2
 # rg_sensitive bits of the in-kernel response (probes/files.h): an open / an AF_UNIX connect of
 # the path stops the task where the cgroup enforces the rule.
