@@ -147,8 +147,7 @@ def freeze(
 
 def thaw(paths: HostPaths, container_id: str, state: Mapping[str, Any], dry_run: bool = False) -> ActionResult:
     """Thaw the cgroup recorded in ``state`` (what ``freeze`` returned); confirmed by read-back."""
-    kind: FreezerKind = "v1" if state.get("freezer") == "v1" else "v2"
-    cgdir = Path(str(state.get("cgroup", "")))
+    kind, cgdir = recorded(state)
     if dry_run:
         return ActionResult.dry(Action.FREEZE, container_id, f"would thaw {cgdir}")
     try:
@@ -178,7 +177,49 @@ def thaw(paths: HostPaths, container_id: str, state: Mapping[str, Any], dry_run:
     )
 
 
+def recorded(state: Mapping[str, Any]) -> tuple[FreezerKind, Path]:
+    """The freezer kind and cgroup directory a freeze recorded in ``state``."""
+    return ("v1" if state.get("freezer") == "v1" else "v2"), Path(str(state.get("cgroup", "")))
+
+
+def holds_no_process(kind: FreezerKind, cgdir: Path) -> bool:
+    """Whether the cgroup exists and no process is left in it (v1 ``cgroup.procs`` empty, v2
+    ``populated 0``): a frozen cgroup like that freezes nothing."""
+    try:
+        if kind == "v1":
+            return not (cgdir / "cgroup.procs").read_text().split()
+        events = (cgdir / "cgroup.events").read_text().split()
+        return dict(zip(events[::2], events[1::2], strict=False)).get("populated") == "0"
+    except OSError:
+        return False
+
+
+def remove_leftover(container_id: str, state: Mapping[str, Any]) -> bool:
+    """Remove the cgroup a freeze of ``container_id`` recorded in ``state`` when it is all that
+    is left of the container: it holds no process and is the container's own (its name carries
+    the id). Only that cgroup is ever touched.
+
+    The runtime removes a container's cgroups itself, but ``docker rm -f`` thaws, kills and
+    removes in a row: a sweep that re-freezes in between (the thaw looks like an undone freeze)
+    makes its rmdir fail, and it does not retry, so the emptied, frozen directory would stay for
+    good. Thawed first, then removed. Returns whether it is gone now."""
+    kind, cgdir = recorded(state)
+    if read_state(kind, cgdir) == "gone":
+        return True
+    if not container_id or container_id[:12] not in cgdir.name or not holds_no_process(kind, cgdir):
+        return False
+    try:
+        (cgdir / ("freezer.state" if kind == "v1" else "cgroup.freeze")).write_text("THAWED" if kind == "v1" else "0")
+        cgdir.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        log.warning("freezer_leftover_not_removed", container_id=container_id, cgroup=str(cgdir), error=str(exc))
+        return False
+    log.info("freezer_leftover_removed", container_id=container_id, cgroup=str(cgdir))
+    return True
+
+
 def current_state(paths: HostPaths, state: Mapping[str, Any]) -> FreezeState:
     """Read back the state of a recorded freeze (``state`` as ``freeze`` returned it)."""
-    kind: FreezerKind = "v1" if state.get("freezer") == "v1" else "v2"
-    return read_state(kind, Path(str(state.get("cgroup", ""))))
+    return read_state(*recorded(state))

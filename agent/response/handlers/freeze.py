@@ -34,11 +34,15 @@ class FreezeHandler(BaseHandler):
         return freezer.thaw(self.paths, rec.container_id, rec.state)
 
     def is_applied(self, rec: ActionRecord) -> bool | None:
-        return freezer.current_state(self.paths, rec.state) == "frozen"
+        if freezer.current_state(self.paths, rec.state) != "frozen":
+            return False
+        # A frozen cgroup with no process left freezes nothing: the container is gone (the sweep
+        # then asks ``gone``, which removes that leftover).
+        return not freezer.holds_no_process(*freezer.recorded(rec.state))
 
     def gone(self, rec: ActionRecord) -> bool:
         if rec.state.get("cgroup"):
-            return freezer.current_state(self.paths, rec.state) == "gone"
+            return freezer.remove_leftover(rec.container_id, rec.state)
         return super().gone(rec)
 
     def method_used(self, state: Mapping[str, Any], requested: str) -> str:

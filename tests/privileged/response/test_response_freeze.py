@@ -96,3 +96,42 @@ def test_dry_run_and_refusals_do_not_touch_the_cgroup(run_container: Callable[..
         Path("/sys/fs/cgroup/freezer/freezer.state").read_text().strip() == "THAWED"
     )
     assert advancing(c)
+
+
+def test_a_sweep_removes_the_frozen_cgroup_a_removed_container_left(
+    run_container: Callable[..., Any], container_record: Any, response_ctx: Callable[..., AgentContext]
+) -> None:
+    # docker rm -f thaws, kills and removes; a sweep that re-freezes in between (the thaw looks
+    # like a `docker unpause`) makes runc's rmdir fail and the empty, frozen cgroup stays. The
+    # test leaves that state deterministically: the container removed, its freezer directory made
+    # again and frozen. The sweep removes it and closes the record; a frozen live container (the
+    # twin) keeps its cgroup and its freeze.
+    gone, twin = run_container("sh", "-c", COUNTER), run_container("sh", "-c", COUNTER)
+    ctx = response_ctx(freezer="v1")
+    for c in (gone, twin):
+        wait_for(lambda c=c: counter(c) > 0, what="the counter loops to start")
+        ctx.registry.upsert(container_record(c))
+    engine = ResponseEngine(ctx)
+    rec, kept = engine.isolate(gone.id, "freeze"), engine.isolate(twin.id, "freeze")
+    cg = Path(rec.state["cgroup"])
+    assert rec.phase == kept.phase == "confirmed" and cg == Path(f"/sys/fs/cgroup/freezer/docker/{gone.id}")
+    (cg / "freezer.state").write_text("THAWED")
+    gone.remove(force=True)
+    wait_for(lambda: not cg.exists(), 10, what="docker to remove the cgroup")
+    cg.mkdir()
+    try:
+        (cg / "freezer.state").write_text("FROZEN")
+        assert freezer.read_state("v1", cg) == "frozen" and freezer.holds_no_process("v1", cg)
+        engine.sweep()
+        assert not cg.exists(), "the sweep left the emptied frozen cgroup"
+        after = engine.records.get(rec.id)
+        assert after is not None and after.phase == "gone" and not after.active
+        twin_rec = engine.records.get(kept.id)
+        assert twin_rec is not None and twin_rec.phase == "confirmed"
+        assert freezer.current_state(ctx.paths, kept.state) == "frozen" and not advancing(twin, 0.5)
+    finally:
+        if cg.exists():
+            (cg / "freezer.state").write_text("THAWED")
+            cg.rmdir()
+    engine.release(twin.id)
+    assert advancing(twin)
