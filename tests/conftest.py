@@ -19,7 +19,7 @@ from agent.hostfs import HostPaths
 from agent.pipeline import Bus
 from agent.runtime.model import ContainerRegistry
 from agent.store import Store
-from tests.support import IN_CI, TEST_IMAGE, TEST_LABEL, need, need_root
+from tests.support import IN_CI, TEST_IMAGE, TEST_LABEL, need, need_root, remove_container
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -119,20 +119,7 @@ def run_container(docker_client: Any) -> Iterator[Callable[..., Any]]:
 
     yield _run
     for c in started:
-        try:
-            # A frozen container cannot be killed cleanly: thaw first (best effort).
-            for state in (
-                Path("/sys/fs/cgroup/freezer/docker", c.id, "freezer.state"),
-                Path("/sys/fs/cgroup/unified/docker", c.id, "cgroup.freeze"),
-            ):
-                if state.exists():
-                    try:
-                        state.write_text("THAWED" if state.name == "freezer.state" else "0")
-                    except OSError:
-                        pass
-            c.remove(force=True)
-        except Exception:
-            pass
+        remove_container(c)  # thawed first; no frozen cgroup of it left behind
 
 
 @pytest.fixture(autouse=True)

@@ -8,12 +8,14 @@ missing capability there is a defect, not a reason to skip).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,3 +62,33 @@ def run(cmd: list[str], check: bool = True, timeout: float = 60, **kw: object) -
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def remove_container(c: Any, attempts: int = 3) -> None:
+    """Remove a test container for good, also after a failed test: thawed first (a frozen
+    container cannot be killed), removed, and again if that failed (something that froze it
+    again while docker thawed and killed it leaves it frozen with the kill pending: docker gives
+    up); then the freezer cgroups named after it that outlived it, emptied and frozen, are thawed
+    and removed (docker's rmdir failed on them and it does not retry). Only this container's own
+    cgroups are touched; every step is best effort."""
+    freezers = [(d / "freezer.state", "THAWED") for d in CGROUP_ROOT.joinpath("freezer").glob(f"*/{c.id}")] + [
+        (d / "cgroup.freeze", "0") for d in CGROUP_ROOT.joinpath("unified").glob(f"*/{c.id}")
+    ]
+    for _ in range(attempts):
+        for state, thawed in freezers:
+            with contextlib.suppress(OSError):
+                state.write_text(thawed)
+        try:
+            c.remove(force=True)
+            break
+        except Exception as exc:
+            if type(exc).__name__ == "NotFound":
+                break
+    for state, thawed in freezers:
+        with contextlib.suppress(OSError):
+            if state.parent.is_dir() and not (state.parent / "cgroup.procs").read_text().split():
+                state.write_text(thawed)
+                state.parent.rmdir()

@@ -52,13 +52,19 @@ def main() -> int:
     tag = uuid.uuid4().hex[:5]
     client = docker.from_env()
     tmp = Path(tempfile.mkdtemp(prefix="rg-bench-wire-"))
+    # This run's own managed label: another agent on the host (default label riskguard.network)
+    # would otherwise wire these containers too, on its rg0 bridge, and leave that behind.
+    label = f"rgbench.network.{tag}"
     settings = {
-        "pyroute2": NetworkSettings(bridge=f"rgb{tag}", subnet="10.213.240.0/24", counters_interval_seconds=600),
+        "pyroute2": NetworkSettings(
+            bridge=f"rgb{tag}", subnet="10.213.240.0/24", counters_interval_seconds=600, managed_label=label
+        ),
         "cni": NetworkSettings.model_validate(
             {
                 "backend": "cni",
                 "subnet": "10.214.240.0/24",
                 "counters_interval_seconds": 600,
+                "managed_label": label,
                 "cni": {"bridge": f"rgbc{tag}", "network_name": f"rgbench{tag}"},
             }
         ),
@@ -87,7 +93,7 @@ def main() -> int:
                 ["sleep", "300"],
                 detach=True,
                 network_mode="none",
-                labels={"riskguard.test": "1", "riskguard.network": "managed"},
+                labels={"riskguard.test": "1", label: "managed"},
             )
             containers.append(c)
         for i, c in enumerate(containers):

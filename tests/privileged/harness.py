@@ -31,7 +31,7 @@ from agent.runtime.model import Container, ContainerRegistry
 from agent.settings.detectors import DetectorsSettings
 from agent.store import Store
 from agent.wiring import attach
-from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root
+from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root, remove_container
 
 
 def agent_context(state: Path, config: AgentConfig | None = None) -> AgentContext:
@@ -185,7 +185,7 @@ class ContainerLab:
 
     def remove(self) -> None:
         for c in self.containers:
-            c.remove(force=True)
+            remove_container(c)
 
 
 @contextmanager

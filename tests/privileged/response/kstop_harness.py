@@ -25,7 +25,7 @@ from agent.runtime.model import Container
 from agent.sources.ebpf import EbpfSource, build
 from agent.wiring import attach
 from tests.privileged.harness import agent_context, run_container
-from tests.support import TEST_IMAGE, need_root
+from tests.support import TEST_IMAGE, need_root, remove_container
 
 # A shell session on stdin: a sleeping writer holds the FIFO open, so the shell never reads EOF.
 SESSION = "mkfifo /tmp/in; sleep 100000 > /tmp/in & exec sh -s < /tmp/in"
@@ -107,17 +107,16 @@ def running_kstop(
         assert st["kernel_stop"]["available"], st
         yield k
     finally:
-        if source is not None:
-            source.stop()
-        if comp is not None:
-            comp.stop()
+        # Each step on its own: one that raises must not leave the response sweeping (it would
+        # freeze the containers again while docker removes them) or a container behind.
+        for stop in (source, comp):
+            if stop is not None:
+                with contextlib.suppress(Exception):
+                    stop.stop()
         ctx.events.stop(1)
         ctx.findings.stop(1)
         for c in started:
-            s = Path(f"/sys/fs/cgroup/freezer/docker/{c.id}/freezer.state")
-            if s.exists():
-                s.write_text("THAWED")
-            c.remove(force=True)
+            remove_container(c)
         ctx.store.close()
         shutil.rmtree(state, ignore_errors=True)
 
