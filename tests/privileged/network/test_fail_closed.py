@@ -13,7 +13,7 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.network import nft
-from tests.privileged.network.test_netpolicy_live import MANAGED, Lab, _start, lab  # noqa: F401
+from tests.privileged.network.test_netpolicy_live import MANAGED, Lab, _start, _wired, lab  # noqa: F401
 from tests.support import need, wait_for
 
 # From the first instant: six loops on the forbidden 9090 and one on the allowed 8080, without
@@ -54,9 +54,7 @@ def test_forbidden_port_hammered_from_the_first_instant_never_gets_through(
         for _ in range(3):  # three containers: the race had a 6-12 ms window per start
             seen = len(lab.listeners[8080].received)
             c = run_container("sh", "-c", HAMMER.format(peer=lab.peer_addr), labels={**MANAGED, "rgtest.app": "hammer"})
-            rec = container_record(c)
-            ctx.registry.upsert(rec)
-            assert comp.drain(30)
+            rec = _wired(ctx, comp, container_record(c))
             t = comp.tracked[rec.id]
             assert t.managed.get("address") and t.managed["backend"] == backend and t.rules == "enforce", t.rules
             netns = Path(f"/proc/{rec.init_pid}/ns/net")

@@ -155,6 +155,13 @@ def _start(ctx: AgentContext) -> NetpolicyComponent:
     return comp
 
 
+def _wired(ctx: AgentContext, comp: NetpolicyComponent, rec: Container) -> Container:
+    """Register a managed container with the component and wait until it is wired."""
+    ctx.registry.upsert(rec)
+    assert comp.drain(30)
+    return rec
+
+
 def _exec(container: Any, script: str) -> int:
     res = container.exec_run(["sh", "-c", script])
     return int(res.exit_code)
@@ -212,9 +219,7 @@ def test_managed_container_reaches_only_its_allowlist(
             "nc -l -p 7070 >/tmp/in7070 & nc -l -p 6060 & sleep 600",
             labels={**MANAGED, "rgtest.app": "web"},
         )
-        rec = container_record(c)
-        ctx.registry.upsert(rec)
-        assert comp.drain(30)
+        rec = _wired(ctx, comp, container_record(c))
         t = comp.tracked[rec.id]
         addr = t.managed["address"]
         assert ipaddress.ip_address(addr) in ipaddress.ip_network(lab.subnet)
@@ -268,9 +273,7 @@ def test_rules_survive_agent_restart_and_go_with_the_container(
     ctx = make_ctx(AgentConfig(network=settings))
     comp = _start(ctx)
     c = run_container("sleep", "600", labels=MANAGED)
-    rec = container_record(c)
-    ctx.registry.upsert(rec)
-    assert comp.drain(30)
+    rec = _wired(ctx, comp, container_record(c))
     addr = comp.tracked[rec.id].managed["address"]
     netns = Path(f"/proc/{rec.init_pid}/ns/net")
     assert _connect_from(netns, lab.peer_addr, 9090)
@@ -319,9 +322,7 @@ def test_allowlist_learned_from_a_real_flow(lab: Lab, make_ctx: Any, run_contain
     comp = _start(ctx)
     try:
         c = run_container("sleep", "600", labels=MANAGED)
-        rec = container_record(c)
-        ctx.registry.upsert(rec)
-        assert comp.drain(30)
+        rec = _wired(ctx, comp, container_record(c))
         assert comp.tracked[rec.id].rules == "learning"
         # during learning nothing is dropped: the flow to 8080 happens for real
         assert _exec(c, f"echo learn | nc -w 3 {lab.peer_addr} 8080") == 0
@@ -389,9 +390,7 @@ def test_cni_chain_add_check_del_with_the_real_plugins(
     comp = _start(ctx)
     try:
         c = run_container("sleep", "600", labels=MANAGED)
-        rec = container_record(c)
-        ctx.registry.upsert(rec)
-        assert comp.drain(30)
+        rec = _wired(ctx, comp, container_record(c))
         m = comp.tracked[rec.id].managed
         assert m["backend"] == "cni" and ipaddress.ip_address(m["address"]) in ipaddress.ip_network(subnet)
         netns = Path(f"/proc/{rec.init_pid}/ns/net")
