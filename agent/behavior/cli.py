@@ -4,8 +4,9 @@
 A trace is a text file of whitespace-separated syscall numbers (``--arch`` numbering, x86_64 by
 default), one trace per file; every regular file under ``--traces`` (recursively, hidden files
 skipped) is one trace. ``fit`` writes, by default, the combined sequence model
-(``seqmodel.py``: Kneser-Ney n-grams, longest-match covering and TF-IDF neighbours, k-fold
-calibrated to ``--target-fpr``; traces in one sub-folder stay in one calibration fold) as an
+(``seqmodel.py``: Kneser-Ney n-grams and TF-IDF neighbours, ``--views kn,cover,bag`` adds
+longest-match covering; k-fold calibrated to ``--target-fpr``; traces in one sub-folder stay in
+one calibration fold) as an
 ``.npz``; ``--kind ngram`` writes the older locality-frame n-gram model (JSON) instead.
 ``score`` reads either kind and prints one JSON object per trace on stdout: ``{"file": <path
 relative to --traces>, "score": <higher = more anomalous>, "anomalous": bool}`` (``--details``
@@ -28,7 +29,7 @@ from typing import Any
 import structlog
 
 from agent.behavior.ngram import NgramError, NgramModel, parse_trace
-from agent.behavior.seqmodel import VIEWS, SequenceModel, SequenceModelError, SequenceSettings
+from agent.behavior.seqmodel import DEFAULT_VIEWS, VIEWS, SequenceModel, SequenceModelError, SequenceSettings
 from agent.syscall_table import ARCHES
 
 log = structlog.get_logger("agent.behavior")
@@ -65,7 +66,11 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="calibrate each program (file name up to the first '.') with enough traces on its own (sequence)",
     )
-    f.add_argument("--views", default=",".join(VIEWS), help=f"views to combine (sequence; default {','.join(VIEWS)})")
+    f.add_argument(
+        "--views",
+        default=",".join(DEFAULT_VIEWS),
+        help=f"views to combine, of {','.join(VIEWS)} (sequence; default {','.join(DEFAULT_VIEWS)})",
+    )
     f.add_argument("--ngram", type=int, default=3, help="n-gram order (ngram kind; default 3)")
     f.add_argument("--frame", type=int, default=20, help="locality frame in n-grams (ngram kind; default 20)")
     f.add_argument("--quantile", type=float, default=0.995, help="threshold quantile (ngram kind; default 0.995)")

@@ -52,7 +52,7 @@ def test_fit_then_score_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["syscalls", "score", "--traces", str(tmp_path / "test"), "--model", str(model), "--details"]) == 0
     detailed = _rows(capsys.readouterr().out)["attack/a0.txt"]
     assert set(detailed) == {"file", "score", "anomalous", "threshold", "views", "surprising"}
-    assert set(detailed["views"]) == {"kn", "cover", "bag"}  # type: ignore[arg-type]
+    assert set(detailed["views"]) == {"kn", "bag"}  # type: ignore[arg-type]
     # The planted shell (accept, dup2 x3, execve, ..., ptrace) is what the model finds surprising.
     calls = {s["call"] for s in detailed["surprising"]}  # type: ignore[attr-defined]
     assert calls & {"accept", "dup2", "ptrace"}, detailed["surprising"]

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -152,7 +154,7 @@ def test_calibrated_fpr_on_held_back_normal_traces_is_within_a_factor_of_two(tar
     assert target / 2 <= fpr <= target * 2, fpr
     attacks = [model.score(attack_of(rng)) for _ in range(40)]
     assert sum(r.anomalous for r in attacks) / len(attacks) >= 0.9
-    assert all(set(r.views) == {"kn", "cover", "bag"} for r in attacks)
+    assert all(set(r.views) == {"kn", "bag"} for r in attacks)  # the default views
 
 
 def test_combined_model_round_trips_through_its_file() -> None:
@@ -231,3 +233,36 @@ def test_cross_fitting_keeps_each_group_in_one_fold() -> None:
         SequenceModel.fit(traces, groups=["a", "b"])
     assert SequenceModel.fit(traces, groups=[i % 6 for i in range(12)]).meta["groups"] == 6
     assert SequenceModel.fit(traces, groups=[i % 2 for i in range(12)]).meta["groups"] == 0  # < folds
+
+
+# --- calibration on the recorded traces (tests/fixtures/syscalls: train and dev splits only) ----
+_RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "syscalls"
+
+
+def _recorded(split: str, cls: str = "benign") -> list[tuple[tuple[str, int], list[int]]]:
+    """``((workload@image, run), calls)`` per process of one split and class."""
+    out = []
+    for path in sorted((_RECORDED / split / cls).glob("*.txt.gz")):
+        for line in gzip.decompress(path.read_bytes()).decode().splitlines():
+            parts = line.split()
+            if len(parts) > 3:
+                out.append(((path.name.removesuffix(".txt.gz"), int(parts[0])), [int(v) for v in parts[3:]]))
+    return out
+
+
+def test_default_verdict_holds_its_target_on_new_runs_whatever_runs_it_learned_from() -> None:
+    # Real traces come in runs (a container's processes are alike), so a 1 % quantile rests on a
+    # few runs' tails; the default views must give a threshold whose false-positive rate on the
+    # dev split's new runs stays within a factor of two of the target for each of several 80 %
+    # subsets of the training runs. The three-view combination with the near-binary covering
+    # view does not (2.2 % for the second subset; 1.5 % on average against 1.0 % without it).
+    train, dev = _recorded("train"), _recorded("dev")
+    runs = sorted({g for g, _ in train})
+    for rep in (1, 2, 3):
+        order = runs[:]
+        random.Random(rep).shuffle(order)
+        keep = set(order[: int(len(order) * 0.8)])
+        part = [(g, s) for g, s in train if g in keep]
+        model = SequenceModel.fit([s for _, s in part], SequenceSettings(), [g for g, _ in part])
+        fpr = sum(model.score(s).anomalous for _, s in dev) / len(dev)
+        assert 0.005 <= fpr <= 0.02, (rep, fpr)

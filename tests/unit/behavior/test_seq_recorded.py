@@ -36,10 +36,13 @@ def test_combined_model_beats_stide_and_flags_every_attack_run() -> None:
     auc_stide = roc_auc([stide_scores[i] for i in benign], [stide_scores[i] for i in attack])
     assert auc > auc_stide + 0.01, (auc, auc_stide)
 
-    # Conformal per-program (Mondrian) calibration, chosen on the dev split: 1.24 % there, 1.77 %
-    # here at the 1 % target (docs/benchmarks.md). The bound is a factor of two.
+    # The default views (KN + TF-IDF) with the pooled conformal threshold, chosen on the dev split
+    # (0.9 % there), give 1.1 % here at the 1 % target; per-program (Mondrian) calibration 1.0 %
+    # (docs/benchmarks.md). The bound is a factor of two either way.
+    pooled = sum(results[i].score > model.threshold for i in benign) / len(benign)
+    assert settings.target_fpr / 2 <= pooled <= settings.target_fpr * 2, pooled
     fpr = sum(results[i].anomalous for i in benign) / len(benign)
-    assert fpr <= settings.target_fpr * 2, fpr
+    assert settings.target_fpr / 2 <= fpr <= settings.target_fpr * 2, fpr
     assert model.meta["programs_calibrated"] >= 5  # sh, sed, gzip, wget, forks ... have their own
     # Every attack workload is caught in most of its runs; persistence@debian's only unusual
     # process is a ``sh`` just inside its own program's threshold (a known miss, documented).
