@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+# libnftables resolves a ``socket cgroupv2`` path below this fixed directory of the calling
+# thread's mount namespace (nftables src/datatype.c, SYSFS_CGROUPSV2_PATH): it stat()s the path
+# for the cgroup id, and accepts no id in its place.
+NFT_CGROUP2_ROOT = Path("/sys/fs/cgroup")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -88,8 +97,74 @@ def enter_netns(netns: Path) -> None:
         os.close(fd)
 
 
-def in_netns(netns: Path, fn: Callable[[], T], timeout: float = 10.0) -> T:
-    """Run ``fn`` in a fresh thread that has entered the network namespace at ``netns``.
+def _libc_call(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise NetnsError(f"{what}: {os.strerror(err)}")
+
+
+def enter_ns(path: Path, nstype: int) -> None:
+    """setns(2) of the calling thread into the namespace at ``path`` (of type ``nstype``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _libc_call(_libc.setns(fd, nstype), f"setns({path})")
+    finally:
+        os.close(fd)
+
+
+def show_cgroup2_to_nft(cgroup2: Path) -> None:
+    """Give the calling thread a mount namespace of its own in which the cgroup2 hierarchy
+    mounted at ``cgroup2`` (the host's: ``/host/sys/fs/cgroup[/unified]`` in the DaemonSet) is at
+    ``/sys/fs/cgroup``, where libnftables looks ``socket cgroupv2`` paths up.
+
+    In a pod, the agent's own ``/sys/fs/cgroup`` is its container's cgroup namespace view (or
+    nothing), so nft cannot resolve the path of another container's cgroup there.
+    unshare(CLONE_NEWNS) implies CLONE_FS: only this thread gets a copy of the mount table (and
+    an fs_struct of its own); it is made private first, so the bind mount propagates neither to
+    the agent nor to the host, and the namespace ends with the thread.
+    """
+    _libc_call(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _libc_call(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    src, dst = os.fsencode(cgroup2), os.fsencode(NFT_CGROUP2_ROOT)
+    _libc_call(_libc.mount(src, dst, None, MS_BIND, None), f"mount --bind {cgroup2} {NFT_CGROUP2_ROOT}")
+
+
+def nft_cgroup_setup(paths: HostPaths, cgroup2: Path | None) -> Callable[[], None] | None:
+    """What a thread must do before libnftables adds ``socket cgroupv2`` rules for the host's
+    cgroups (None: nothing, the agent runs in the host's namespaces):
+
+    - join the host's cgroup namespace (pid 1's; kthreadd's, pid 2, where a sandbox hides pid 1's
+      namespaces: a kernel thread is always in the initial ones) when the agent has one of its
+      own (a pod's):
+      the kernel adds the level of the rule creator's cgroup-namespace root to the rule's
+      ``level`` (net/netfilter/nft_socket.c, nft_socket_cgroup_subtree_level: "make cgroupsv2
+      matching work with namespaces", Linux 6.11, in stable from 6.1), so a rule made in the
+      pod's namespace looks at the wrong ancestor and matches nothing;
+    - with ``cgroup2``, see that cgroup2 mount at ``/sys/fs/cgroup`` (``show_cgroup2_to_nft``).
+    """
+    join = False  # cannot tell (no cgroup namespaces, or both hidden): stay
+    for pid in (1, 2):
+        host_ns = paths.pid_dir(pid) / "ns" / "cgroup"
+        try:
+            join = host_ns.stat().st_ino != (paths.proc / "self" / "ns" / "cgroup").stat().st_ino
+            break
+        except OSError:
+            continue
+    if not join and cgroup2 is None:
+        return None
+
+    def setup() -> None:
+        if join:
+            enter_ns(host_ns, CLONE_NEWCGROUP)
+        if cgroup2 is not None:
+            show_cgroup2_to_nft(cgroup2)
+
+    return setup
+
+
+def in_netns(netns: Path, fn: Callable[[], T], timeout: float = 10.0, setup: Callable[[], None] | None = None) -> T:
+    """Run ``fn`` in a fresh thread that has entered the network namespace at ``netns`` (and
+    then run ``setup`` there: ``nft_cgroup_setup``).
 
     setns(2) with CLONE_NEWNET changes only the calling thread, so the rest of the agent stays
     in its own netns; the thread ends afterwards (it is never reused in the wrong netns).
@@ -99,6 +174,8 @@ def in_netns(netns: Path, fn: Callable[[], T], timeout: float = 10.0) -> T:
     def run() -> None:
         try:
             enter_netns(netns)
+            if setup is not None:
+                setup()
             out.put((True, fn()))
         except BaseException as exc:
             out.put((False, exc))

@@ -10,7 +10,11 @@ packet it receives, so both directions are cut. On a host-network container the 
 in the host netns, where matching the cgroup is what keeps the host's own traffic untouched.
 
 - v2: ``socket cgroupv2 level N "<path>"`` (nftables 1.0.6 has no JSON form for this key, and
-  resolves the path below a hard-coded ``/sys/fs/cgroup``: the rule is sent as text).
+  resolves the path below a hard-coded ``/sys/fs/cgroup``: the rule is sent as text). When the
+  host's cgroup2 mount is elsewhere for the agent (``/host/sys/fs/cgroup`` in the DaemonSet, whose
+  own ``/sys/fs/cgroup`` is the pod's view), nft runs in a thread whose private mount namespace
+  has that mount at ``/sys/fs/cgroup``; and in the host's cgroup namespace, since the kernel reads
+  the level relative to the rule creator's (``agent.runtime.netns.nft_cgroup_setup``).
 - v1: the container's ``net_cls.classid`` written directly (the controller mounted at
   ``<cgroup>/net_cls`` when absent; processes started before that mount sit in the root net_cls
   cgroup and are moved into one of their own), matched with ``meta cgroup``.
@@ -42,17 +46,16 @@ from agent.response.quarantine.common import (
 from agent.runtime.cgroups import cgroup_dir_v2, container_pids, read_proc_cgroup
 from agent.runtime.model import Container
 from agent.runtime.netns import (
+    NFT_CGROUP2_ROOT,
     NetnsError,
     container_netns,
     host_netns_inodes,
+    nft_cgroup_setup,
 )
 
 log = structlog.get_logger("agent.response")
 
 CLASSID_MAJOR = 0x5247  # "RG": the agent's net_cls classes are 5247:xxxx
-# nft resolves ``socket cgroupv2`` paths below this fixed mount point (nftables src/datatype.c,
-# cgroupv2_get_path), whatever our HostPaths say.
-NFT_CGROUP2_ROOT = Path("/sys/fs/cgroup")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -190,17 +193,20 @@ def _release_netcls(state: Mapping[str, Any]) -> None:
 
 
 # --- v2: socket cgroupv2 ----------------------------------------------------------------------
-def _v2_match(paths: HostPaths, container: Container) -> tuple[int, str]:
-    """(level, path for nft) of the container's v2 cgroup."""
+def _v2_match(paths: HostPaths, container: Container) -> tuple[int, str, Path | None]:
+    """(level, path for nft, the cgroup2 mount nft must see at ``/sys/fs/cgroup``) of the
+    container's v2 cgroup; the mount is None when the agent's own ``/sys/fs/cgroup`` holds it
+    (on the host: ``unified/docker/<id>`` on a hybrid one)."""
     rel = container.cgroup_v2.strip("/")
     if not rel:
         raise QuarantineError(f"container {container.short_id} has no v2 cgroup of its own")
     full = cgroup_dir_v2(paths, container.cgroup_v2)
-    try:
-        nft_path = full.relative_to(NFT_CGROUP2_ROOT)
-    except ValueError:
-        raise QuarantineError(f"nft resolves cgroupv2 paths below {NFT_CGROUP2_ROOT}; {full} is not") from None
-    return len(rel.split("/")), str(nft_path)
+    if not full.is_dir():
+        raise QuarantineError(f"container {container.short_id}: no cgroup directory {full}")
+    level = len(rel.split("/"))
+    if full.is_relative_to(NFT_CGROUP2_ROOT):
+        return level, str(full.relative_to(NFT_CGROUP2_ROOT)), None
+    return level, rel, paths.cgroup_v2
 
 
 def apply_cgroup(paths: HostPaths, container: Container, version: str = "auto", dry_run: bool = False) -> ActionResult:
@@ -217,15 +223,16 @@ def apply_cgroup(paths: HostPaths, container: Container, version: str = "auto", 
             detail = f"would add table inet {name} in netns {state['netns_inode']} ({version} match)"
             return result(container, True, detail, state, dry_run=True)
         if version == "v2":
-            level, nft_path = _v2_match(paths, container)
-            state.update(level=level, nft_path=nft_path)
+            level, nft_path, cgroup2 = _v2_match(paths, container)
+            setup = nft_cgroup_setup(paths, cgroup2)
+            state.update(level=level, nft_path=nft_path, nft_cgroup2=str(cgroup2 or NFT_CGROUP2_ROOT))
             # nftables 1.0.6: no JSON parser for "socket cgroupv2" (and its JSON output drops the
             # level), so these two rules go as text.
             text = [
                 f'add rule inet {name} {chain} socket cgroupv2 level {level} "{nft_path}" counter drop'
                 for chain in ("input", "output")
             ]
-            state["table_existed"], confirmed = install_table(ns, name, "accept", text_rules=text)
+            state["table_existed"], confirmed = install_table(ns, name, "accept", text_rules=text, setup=setup)
         else:
             classid = _apply_netcls(paths, container, state)
             match: dict[str, Any] = {"match": {"op": "==", "left": {"meta": {"key": "cgroup"}}, "right": classid}}

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -107,10 +107,12 @@ def install_table(
     policy: str,
     rules: Sequence[tuple[str, list[dict[str, Any]]]] = (),
     text_rules: Sequence[str] = (),
+    setup: Callable[[], None] | None = None,
 ) -> tuple[bool, bool]:
     """Add table ``name`` with its base chains in the netns ``ns`` and, when the table is new, its
     ``rules`` ((chain, nft JSON expression) pairs, one transaction) then its ``text_rules`` (nft
-    commands as text); returns (the table existed before, the table is there now)."""
+    commands as text), from a thread that ran ``setup`` first (``nft_cgroup_setup`` for
+    ``socket cgroupv2`` rules); returns (the table existed before, the table is there now)."""
 
     def install() -> bool:
         existed = table_exists(name)
@@ -123,7 +125,7 @@ def install_table(
                 nft_text(line)
         return existed
 
-    existed: bool = in_netns(ns, install)
+    existed: bool = in_netns(ns, install, setup=setup)
     return existed, in_netns(ns, lambda: table_exists(name))
 
 

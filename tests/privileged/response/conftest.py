@@ -18,7 +18,7 @@ from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.hostfs import HostPaths
 from agent.response.quarantine import TABLE_PREFIX
-from tests.privileged.response.response_helpers import Probe
+from tests.privileged.response.response_helpers import Probe, container_ip
 from tests.support import need, need_root
 
 NET_CLS = Path("/sys/fs/cgroup/net_cls")
@@ -72,10 +72,9 @@ def response_ctx(make_ctx: Callable[..., AgentContext]) -> Callable[..., AgentCo
 
 @pytest.fixture
 def bridge_probe(run_container: Callable[..., Any]) -> Callable[..., Probe]:
-    def _make(**target_kw: Any) -> Probe:
-        server = run_container("sh", "-c", "while true; do echo hi | nc -l -p 8080; done", network_mode="bridge")
-        server.reload()
-        ip = server.attrs["NetworkSettings"]["IPAddress"]
+    def _make(network: str = "bridge", **target_kw: Any) -> Probe:
+        server = run_container("sh", "-c", "while true; do echo hi | nc -l -p 8080; done", network_mode=network)
+        ip = container_ip(server, network)
         loop = (
             "(while true; do echo yo | nc -l -p 9090; done) & "
             "i=0; while true; do i=$((i+1)); "
@@ -84,8 +83,8 @@ def bridge_probe(run_container: Callable[..., Any]) -> Callable[..., Probe]:
             f"if echo x | timeout 3 nc -w 1 {ip} 8080 2>/dev/null | grep -q hi; then r=ok; else r=fail; fi; "
             'echo "$i $r" > /tmp/r.new; mv /tmp/r.new /tmp/r; sleep 0.1; done'
         )
-        target = run_container("sh", "-c", loop, network_mode="bridge", **target_kw)
-        probe = Probe(server=server, target=target, server_ip=ip)
+        target = run_container("sh", "-c", loop, network_mode=network, **target_kw)
+        probe = Probe(server=server, target=target, server_ip=ip, network=network)
         deadline = time.monotonic() + 10
         while probe.attempt()[1] != "ok":
             assert time.monotonic() < deadline, "the probe never reached the listener"

@@ -29,6 +29,7 @@ class Probe:
     server: Any
     target: Any
     server_ip: str
+    network: str = "bridge"
 
     def attempt(self) -> tuple[int, str]:
         text = read_in(self.target, "/tmp/r").split()
@@ -46,12 +47,18 @@ class Probe:
         raise AssertionError("the probe loop inside the target stopped")
 
     def inbound(self) -> bool:
-        self.target.reload()
-        ip = self.target.attrs["NetworkSettings"]["IPAddress"]
+        ip = container_ip(self.target, self.network)
         if not ip:
             return False
         r = self.server.exec_run(["sh", "-c", f"echo x | nc -w 1 {ip} 9090"])
         return r.exit_code == 0 and b"yo" in r.output
+
+
+def container_ip(container: Any, network: str = "bridge") -> str:
+    """The container's address on the Docker ``network`` ("" when it is not attached)."""
+    container.reload()
+    nets = container.attrs["NetworkSettings"].get("Networks") or {}
+    return str((nets.get(network) or {}).get("IPAddress") or "")
 
 
 def host_can_connect(port: int) -> bool:

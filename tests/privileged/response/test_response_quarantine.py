@@ -6,10 +6,13 @@ quarantined and both back after release, for each method."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +173,74 @@ def test_docker_disconnect_restores_static_address_and_aliases(
     assert mine["IPAddress"] == "10.213.37.42"
     assert (mine.get("IPAMConfig") or {}).get("IPv4Address") == "10.213.37.42"
     assert "payments-db" in (mine.get("Aliases") or [])
+
+
+POD_CHILD = Path(__file__).with_name("pod_quarantine_child.py")
+REPO = Path(__file__).resolve().parents[3]
+
+
+def child_result(child: subprocess.Popen[str], stderr: Path) -> Any:
+    """The next ``RESULT <json>`` line of the pod child (its log lines are skipped)."""
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("RESULT "):
+            return json.loads(line.removeprefix("RESULT "))
+    raise AssertionError(f"the pod child ended: {stderr.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def pod_cgroup() -> Iterator[str]:
+    """A v2 cgroup name for the pod child's own cgroup namespace; removed after the child exits."""
+    name = f"rgtest-pod-{uuid.uuid4().hex[:8]}"
+    yield name
+    with contextlib.suppress(FileNotFoundError):
+        Path("/sys/fs/cgroup/unified", name).rmdir()
+
+
+def test_cgroup_v2_quarantine_from_a_pods_mount_namespace(
+    user_network: Any, bridge_probe: Callable[..., Probe], tmp_path: Path, pod_cgroup: str
+) -> None:
+    """The DaemonSet's view: the host's /proc and /sys under /host, the agent's own
+    /sys/fs/cgroup not the host's, and its own cgroup namespace. nft looks ``socket cgroupv2``
+    paths up below its own /sys/fs/cgroup; the quarantine still cuts the container, and only it,
+    and release restores it."""
+    probe = bridge_probe(network=user_network.name)
+    twin = bridge_probe(network=user_network.name)  # a second container the quarantine must leave alone
+    assert probe.outbound() and probe.inbound() and twin.outbound() and twin.inbound()
+    probe.target.reload()
+    inspect = tmp_path / "inspect.json"
+    inspect.write_text(json.dumps(probe.target.attrs))
+    host, stderr = tmp_path / "host", (tmp_path / "child.err").open("w")
+    args = [str(POD_CHILD), str(host), str(inspect), str(tmp_path / "state"), pod_cgroup]
+    child = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        applied = child_result(child, tmp_path / "child.err")
+        assert applied["own_view"] == [], "the child's /sys/fs/cgroup should be an empty tmpfs"
+        assert applied["own_cgroup"] == ["0::/"], "the child should be at the root of its own cgroup namespace"
+        assert applied["phase"] == "confirmed", applied["detail"]
+        assert applied["state"]["nft_cgroup2"] == str(host / "sys/fs/cgroup/unified")
+        assert applied["state"]["table"] in netns_tables(probe.target)
+        assert not probe.outbound(), "the container still reaches the listener"
+        assert not probe.inbound(), "the listener still reaches the container"
+        assert twin.outbound() and twin.inbound(), "the other container was cut too"
+        child.stdin.write("release\n")
+        child.stdin.flush()
+        released = child_result(child, tmp_path / "child.err")
+        assert released["phase"] == "released", released["detail"]
+    finally:
+        child.stdin.close()
+        child.wait(20)
+        stderr.close()
+    assert probe.outbound() and probe.inbound(), "release did not restore the container's network"
+    assert quarantine.TABLE_PREFIX not in netns_tables(probe.target)
+    # The child's mounts (and the per-thread one nft ran with) stayed in its namespace.
+    assert str(host) not in Path("/proc/self/mountinfo").read_text()
+    assert Path("/sys/fs/cgroup/unified/cgroup.procs").exists()
