@@ -62,6 +62,9 @@ class ProcessExec(Event):
     # program's basename (a script's interpreter), and the parent's basename, inode and st_dev
     # (a fork-only parent that exited before /proc could be read is still known by them).
     exe_name: str = ""
+    # The first arguments as the new program sees them (read in the kernel): for a script the
+    # kernel's rewrite "interpreter [arg] script …"; () when not read.
+    exec_argv: tuple[str, ...] = ()
     parent_exe: str = ""
     parent_exe_ino: int = 0
     parent_exe_dev: int = 0

@@ -11,6 +11,13 @@
  *        rg_exec_scratch per-CPU array: an event when no argv was captured
  *        rg_exit_code    LRU hash tgid -> status passed to exit_group (or exit by the leader)
  *        rg_exec_events  ring buffer (or perf buffer): exec and exit records
+ *        rg_known_pid    LRU hash tgid -> its latest exec was known (its exit is not sent)
+ *        known.h: rg_known_slot, rg_known_exec, rg_known_hits, rg_known_scratch (an exec the
+ *        image knows: same path, parent comm and argv, is counted there, not sent)
+ * Executables (exe_flags): the new program's and the parent's task->mm->exe_file (basename,
+ * inode, dev, links), read with bpf_probe_read_kernel at offsets from the running kernel's BTF
+ * (-D RG_OFF_*; without BTF the fields stay empty): a fork-only parent (busybox httpd's
+ * per-request child) that exits within milliseconds is still known by its executable.
  * In-kernel response (act.h): an exec below an rg_exec_stop prefix stops the new program before
  * its first instruction in a cgroup that enforces RG_RULE_EXEC.
  * Caveats: ppid comes from the fork seen by this probe (all forks are recorded, see below); for
@@ -24,6 +31,7 @@
 #include "common.h"
 #include "task.h"
 #include "exec.h"
+#include "known.h"
 #include "act.h"
 
 #define RG_HOOK_EXEC 1
@@ -38,6 +46,8 @@ BPF_TABLE("lru_hash", u32, struct rg_parent, rg_exec_parent, 16384);
 BPF_TABLE("lru_hash", u32, struct rg_exec_event, rg_exec_pending, 1024);
 BPF_PERCPU_ARRAY(rg_exec_scratch, struct rg_exec_event, 1);
 BPF_TABLE("lru_hash", u32, s32, rg_exit_code, 4096);
+/* tgid -> 1: its latest exec was known (counted, not sent), so its exit is not sent either. */
+BPF_TABLE("lru_hash", u32, u8, rg_known_pid, 16384);
 RG_OUTPUT(rg_exec_events);
 
 /* Every fork is remembered, monitored or not: a process usually enters a container's cgroup
@@ -94,6 +104,71 @@ done:
     return 0;
 }
 
+#ifdef RG_OFF_TASK_MM
+/* task->mm->exe_file: its basename into name (RG_EXE_NAME_LEN), inode number, dev and links.
+ * Offsets from the running kernel's BTF (-D RG_OFF_*), never from the build headers.
+ * Returns 1 when the file was found. */
+static __always_inline int rg_exe_of(const char *task, char *name, u64 *ino, u32 *dev, u32 *nlink)
+{
+    const char *mm = 0, *file = 0, *dentry = 0, *inode = 0, *sb = 0, *np = 0;
+    if (!task || bpf_probe_read_kernel(&mm, sizeof(mm), task + RG_OFF_TASK_MM) || !mm)
+        return 0;
+    if (bpf_probe_read_kernel(&file, sizeof(file), mm + RG_OFF_MM_EXE_FILE) || !file)
+        return 0;
+    bpf_probe_read_kernel(&dentry, sizeof(dentry), file + RG_OFF_FILE_DENTRY);
+    bpf_probe_read_kernel(&inode, sizeof(inode), file + RG_OFF_FILE_INODE);
+    if (dentry && !bpf_probe_read_kernel(&np, sizeof(np), dentry + RG_OFF_DENTRY_NAME) && np)
+        bpf_probe_read_kernel_str(name, RG_EXE_NAME_LEN, np);
+    if (inode) {
+        bpf_probe_read_kernel(ino, sizeof(*ino), inode + RG_OFF_INODE_INO);
+        bpf_probe_read_kernel(nlink, sizeof(*nlink), inode + RG_OFF_INODE_NLINK);
+        if (!bpf_probe_read_kernel(&sb, sizeof(sb), inode + RG_OFF_INODE_SB) && sb)
+            bpf_probe_read_kernel(dev, sizeof(*dev), sb + RG_OFF_SB_DEV);
+    }
+    return 1;
+}
+#endif
+
+/* FNV-1a over 64-bit little-endian words of buf[0..size), the tail word zero-padded
+ * (agent/sources/ebpf/known.py argv_hash). size <= RG_ARGS_BYTES. */
+static __always_inline u64 rg_argv_hash(const char *buf, u32 size)
+{
+    u64 h = RG_FNV_OFFSET;
+    for (u32 i = 0; i < RG_ARGS_BYTES / 8; i++) {
+        u32 off = i * 8;
+        if (off >= size)
+            break;
+        u64 w = 0;
+        __builtin_memcpy(&w, buf + (off & (RG_ARGS_BYTES - 1)), 8);
+        u32 rem = size - off;
+        if (rem < 8)
+            w &= (1ULL << (rem * 8)) - 1;
+        h = (h ^ w) * RG_FNV_PRIME;
+    }
+    return h;
+}
+
+/* Is this exec one the cgroup's image knows (known.h)? Its entry id, else 0. */
+static __always_inline u32 rg_exec_known(u64 cg, struct rg_exec_event *ev)
+{
+    u32 slot = rg_known_slot_of(cg);
+    if (!slot || ev->truncated || !(ev->exe_flags & RG_EXE_SELF) || !ev->exe_nlink)
+        return 0;
+    int zero = 0;
+    struct rg_known_exec_key *k = rg_known_scratch.lookup(&zero);
+    if (!k)
+        return 0;
+    __builtin_memset(k, 0, sizeof(*k));
+    long n = bpf_probe_read_kernel_str(k->path, RG_KNOWN_PATH, ev->filename);
+    if (n <= 0 || n >= RG_KNOWN_PATH)
+        return 0;
+    k->slot = slot;
+    __builtin_memcpy(k->pcomm, ev->parent_comm, sizeof(k->pcomm));
+    k->argv_hash = rg_argv_hash(ev->args, ev->args_size);
+    u32 *id = rg_known_exec.lookup(k);
+    return id ? *id : 0;
+}
+
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u64 cg = rg_wanted();
@@ -121,6 +196,45 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         ev->parent_comm[0] = 0;
     }
     TP_DATA_LOC_READ_STR(ev->filename, filename, RG_FILENAME_LEN);
+    ev->exe_flags = 0;
+    ev->exe_nlink = 0;
+    ev->parent_ino = 0;
+    ev->parent_dev = 0;
+    ev->pad = 0;
+    ev->parent_exe[0] = 0;
+    ev->exe_name[0] = 0;
+    ev->new_args_size = 0;
+    ev->pad2 = 0;
+#ifdef RG_OFF_TASK_MM
+    {
+        const char *task = (const char *)bpf_get_current_task();
+        const char *parent = 0;
+        u64 ino = 0;
+        u32 dev = 0;
+        if (rg_exe_of(task, ev->exe_name, &ino, &dev, &ev->exe_nlink))
+            ev->exe_flags |= RG_EXE_SELF;
+        const char *mm = 0;
+        u64 start = 0, end = 0;
+        if (!bpf_probe_read_kernel(&mm, sizeof(mm), task + RG_OFF_TASK_MM) && mm &&
+            !bpf_probe_read_kernel(&start, sizeof(start), mm + RG_OFF_MM_ARG_START) &&
+            !bpf_probe_read_kernel(&end, sizeof(end), mm + RG_OFF_MM_ARG_END) && end > start) {
+            u32 n = end - start > RG_NEW_ARGS ? RG_NEW_ARGS : end - start;
+            if (!bpf_probe_read_user(ev->new_args, n & (RG_NEW_ARGS * 2 - 1), (const void *)start))
+                ev->new_args_size = n;
+        }
+        /* The parent now: the fork parent the record names (ppid), unless that one exited and
+         * the task was reparented (then its executable is not the parent's: left out). */
+        u32 nlink = 0, ptgid = 0;
+        if (!bpf_probe_read_kernel(&parent, sizeof(parent), task + RG_OFF_TASK_REAL_PARENT) && parent &&
+            !bpf_probe_read_kernel(&ptgid, sizeof(ptgid), parent + RG_OFF_TASK_TGID) &&
+            (ptgid == ev->ppid || !ev->ppid)) {
+            if (!ev->ppid)
+                ev->ppid = ptgid;
+            if (rg_exe_of(parent, ev->parent_exe, &ev->parent_ino, &ev->parent_dev, &nlink))
+                ev->exe_flags |= RG_EXE_PARENT;
+        }
+    }
+#endif
 #ifdef RG_ACT
     /* Exec from a writable or memory path (rg_exec_stop) where the cgroup enforces
      * RG_RULE_EXEC: stopped before the new program's first instruction (act.h). */
@@ -136,7 +250,15 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
             rg_act(cg, RG_RULE_EXEC, -1, 0, ev->filename);
     }
 #endif
-    if (rg_rate_ok(cg, RG_PROBE_EXEC)) {
+    u32 known = rg_exec_known(cg, ev);
+    if (known) {
+        u8 one = 1;
+        rg_known_count(cg, known);
+        rg_known_pid.update(&tgid, &one);
+    } else {
+        rg_known_pid.delete(&tgid);
+    }
+    if (!known && rg_rate_ok(cg, RG_PROBE_EXEC)) {
         u32 size = offsetof(struct rg_exec_event, args) + (ev->args_size & (RG_ARGS_BYTES - 1));
         if (ev->args_size >= RG_ARGS_BYTES)
             size = offsetof(struct rg_exec_event, args) + RG_ARGS_BYTES;
@@ -180,6 +302,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     if (code)
         rg_exit_code.delete(&tgid);
     rg_exec_parent.delete(&tgid);
+    if (rg_known_pid.lookup(&tgid)) {
+        rg_known_pid.delete(&tgid);  /* its exec was counted, not sent: so is its exit */
+        return 0;
+    }
     if (rg_rate_ok(cg, RG_PROBE_EXEC)) {
 #ifdef RG_RINGBUF
         if (rg_exec_events.ringbuf_output(&ev, sizeof(ev), RG_RB_FLAGS))

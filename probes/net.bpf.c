@@ -9,6 +9,8 @@
  *        rg_net_listen  LRU hash (tgid, fd) -> listening address
  *        rg_net_acc     hash thread id -> accept() arguments
  *        rg_net_events  ring buffer (or perf buffer)
+ *        known.h: rg_known_slot, rg_known_conn, rg_known_hits (an established connect to a
+ *        destination the image knows is counted there, not sent)
  * Why this split: the TCP state changes that complete a connection (SYN_SENT -> ESTABLISHED,
  * SYN_RECV -> ESTABLISHED) run in softirq context, where the "current" task (and so its
  * cgroup) is whatever the CPU was running. So:
@@ -22,6 +24,7 @@
 #include "common.h"
 #include "task.h"
 #include "net.h"
+#include "known.h"
 
 #define RG_HOOK_NET 1
 
@@ -130,6 +133,19 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     } else {
         __builtin_memcpy(ev->saddr, args->saddr_v6, 16);
         __builtin_memcpy(ev->daddr, args->daddr_v6, 16);
+    }
+    if (ev->op == RG_NET_CONNECT && ns == RG_TCP_ESTABLISHED) {
+        /* A destination the image knows (known.h): counted, not sent. */
+        u32 slot = rg_known_slot_of(ev->h.cgroup_id);
+        if (slot) {
+            struct rg_known_conn_key k = {.slot = slot, .family = ev->family, .port = ev->dport};
+            __builtin_memcpy(k.addr, ev->daddr, 16);
+            u32 *id = rg_known_conn.lookup(&k);
+            if (id) {
+                rg_known_count(ev->h.cgroup_id, *id);
+                return 0;
+            }
+        }
     }
     if (ev->op == RG_NET_LISTEN && ev->fd >= 0) {
         struct rg_listen_addr la = {.family = ev->family, .port = ev->sport};

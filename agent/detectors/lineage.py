@@ -399,8 +399,8 @@ class ProcessTree:
 
     def _interp_from_proc(self, ev: ProcessExec) -> tuple[str, str] | None:
         assert self.paths is not None
-        d = self.paths.pid_dir(ev.pid)
-        argv = _read_cmdline(d / "cmdline")
+        # The kernel read the new program's argv at its exec; else /proc while it runs.
+        argv = ev.exec_argv or _read_cmdline(self.paths.pid_dir(ev.pid) / "cmdline")
         # Kernel-rewritten argv of a script: [interpreter, (optional arg,) filename, args...].
         if len(argv) >= 2 and ev.filename in argv[1:3] and argv[0] != ev.filename:
             interp = argv[0]

@@ -4,8 +4,9 @@
 Stages, in order (``EbpfSource.start``), and the module of each:
 
 1. ``loader.detect_support``: root, tracefs, bcc importable, ring buffer and task storage map
-   types (probed with libbpf). Anything missing is reported in ``status()``; the agent keeps
-   running without this source.
+   types (probed with libbpf), and ``btf.exe_offsets``: the struct offsets the exec probe
+   reads (executables, new argv) from the running kernel's BTF. Anything missing is reported
+   in ``status()``; the agent keeps running without this source.
 2. ``program.program_text`` + ``loader.compile_program``: the selected probes are assembled
    into one program (one shared container filter map, one compilation); when that fails each
    probe is compiled alone to find the culprit, and the others are loaded without it.
@@ -17,6 +18,9 @@ Stages, in order (``EbpfSource.start``), and the module of each:
    comm, accepted peers, file-change paths) and publishes; ``reader.SyscallCounts``: a window
    thread flips the syscall-count generation every ``behavior.window_seconds`` and publishes
    one ``SyscallWindow`` per cgroup.
+5. ``known.KnownSet``: learns each image's execs and connects while its baseline learns,
+   installs them in the kernel afterwards (they are counted there, not sent) and publishes
+   the counts as ``KnownActivity`` every 2 s.
 
 ``build`` (the app loads ``agent.sources.ebpf:build``) is defined in ``component``.
 """

@@ -29,8 +29,11 @@ _FIXED = {KIND_INT: 4, KIND_ARRAY: 12, KIND_VAR: 4, KIND_DECL_TAG: 4}
 # -D name -> "struct.member[.member...]" (a path through nested, possibly anonymous, members).
 EXE_OFFSETS: Mapping[str, str] = {
     "RG_OFF_TASK_REAL_PARENT": "task_struct.real_parent",
+    "RG_OFF_TASK_TGID": "task_struct.tgid",
     "RG_OFF_TASK_MM": "task_struct.mm",
     "RG_OFF_MM_EXE_FILE": "mm_struct.exe_file",
+    "RG_OFF_MM_ARG_START": "mm_struct.arg_start",
+    "RG_OFF_MM_ARG_END": "mm_struct.arg_end",
     "RG_OFF_FILE_DENTRY": "file.f_path.dentry",
     "RG_OFF_FILE_INODE": "file.f_inode",
     "RG_OFF_DENTRY_NAME": "dentry.d_name.name",

@@ -49,7 +49,8 @@ def _comm_of(paths: HostPaths, pid: int) -> str:
 
 def complete_exec(ev: ProcessExec, paths: HostPaths) -> ProcessExec:
     """Fill what the kernel record lacks from /proc, best effort (the process may be gone):
-    stdio targets, ppid and parent comm when the probe did not see the fork, exe origin."""
+    stdio targets, ppid and parent comm when the probe did not see the fork, exe origin (when
+    the probe could not read the executable)."""
     fd_dir = paths.pid_dir(ev.pid) / "fd"
     stdio = tuple(_read_link(fd_dir / str(i)) for i in range(3))
     changes: dict[str, Any] = {}
@@ -60,6 +61,8 @@ def complete_exec(ev: ProcessExec, paths: HostPaths) -> ProcessExec:
         changes["ppid"] = ppid
     if not ev.parent_comm and ppid:
         changes["parent_comm"] = _comm_of(paths, ppid)
+    if ev.exe_name:  # the kernel read the executable: exe_origin is already set
+        return dataclasses.replace(ev, **changes) if changes else ev
     exe = _read_link(paths.pid_dir(ev.pid) / "exe")
     if exe.startswith("/memfd:") or ev.filename.startswith("/memfd:"):
         changes["exe_origin"] = "memfd"

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -25,6 +26,7 @@ from agent.runtime.model import Container
 from agent.settings.response import KernelStopSettings
 from agent.settings.sources import EbpfSettings
 from agent.sources.ebpf.act import ActReader, KernelActs
+from agent.sources.ebpf.known import KnownSet
 from agent.sources.ebpf.loader import (
     Support,
     compile_program,
@@ -113,6 +115,10 @@ class EbpfSource:
         self.prev_store = "auto"
         self.probes_dir = PROBES_DIR
         self.compiler_memory_released = 0
+        # Known execs/connects counted in the kernel (known.py), made at start from the store;
+        # known_filter False sends every event (benches measure the per-event cost with it).
+        self.known: KnownSet | None = None
+        self.known_filter = True
 
     @property
     def delivered(self) -> Counter[str]:
@@ -182,6 +188,8 @@ class EbpfSource:
         self.reader.open(self.bpf, [p for p in loaded if p in OUTPUTS], self.support.ringbuf)
         self.act.open(self.bpf)
         self.active = loaded
+        if self.known_filter and "exec" in loaded and "net" in loaded and self.support.offsets:
+            self.known = self.reader.known = _known_set(ctx)
         for c in ctx.registry.all():
             self.on_container("added", c)
         log.info(
@@ -207,6 +215,11 @@ class EbpfSource:
             for t in (act, rules):
                 t.start()
                 self._threads.append(t)
+        if self.known is not None:
+            args = (self.bpf, self._stop, self.reader.publish)
+            known = threading.Thread(target=self.known.run, args=args, name="ebpf-known", daemon=True)
+            known.start()
+            self._threads.append(known)
         if "syscalls" in loaded:
             self.counts.window_start = time.time()
             win = threading.Thread(target=self._window_loop, name="ebpf-windows", daemon=True)
@@ -289,6 +302,11 @@ class EbpfSource:
                 table[ctypes.c_ulonglong(c.cgroup_id)] = ctypes.c_ubyte(1)
                 self._monitored.add(c.cgroup_id)
                 self._cgroup_of[c.id] = c.cgroup_id
+            if self.known is not None:
+                if old is not None:
+                    self.known.track(old, None)
+                if what != "removed":
+                    self.known.track(c.cgroup_id, self.known.key_of(c.ref()))
             if old is not None and old != c.cgroup_id:
                 self.act.forget(old)
             self.act.update(c, removed=what == "removed")
@@ -379,7 +397,26 @@ class EbpfSource:
             "count_map_full": self.counts.count_map_full,
             "changes_filtered": self.reader.changes_filtered,
             "kernel_stop": self.act.status(),
+            "known": self.known.status() if self.known is not None else {},
         }
+
+
+def _known_set(ctx: AgentContext) -> KnownSet:
+    """The known-exec/connect filter: learning as the images' baselines learn (behaviour's
+    learning period); shells, interpreters and the detectors' writable directories never known."""
+    from agent.behavior.allowances import Allowances
+
+    cfg = ctx.config
+    allowances = Allowances(ctx.store, cfg.behavior)
+    registry, paths = ctx.registry, ctx.paths
+
+    def root_of(cgroup_id: int) -> Path | None:
+        c = registry.by_cgroup_id(cgroup_id)
+        return paths.pid_root(c.init_pid) if c is not None and c.init_pid else None
+
+    never = (*cfg.detectors.shells, *cfg.detectors.interpreters, "busybox")
+    dirs = cfg.detectors.writable_exec_dirs
+    return KnownSet(ctx.store, allowances.learning, never, dirs, key_of=allowances.key_of, root_of=root_of)
 
 
 def build(ctx: AgentContext, acts: KernelActs | None = None) -> EbpfSource | None:

@@ -19,6 +19,7 @@ import psutil
 
 from agent.hostfs import HostPaths
 from agent.settings.sources import EbpfSettings
+from agent.sources.ebpf.btf import exe_offsets
 from agent.sources.ebpf.program import (
     CONF_FILTER,
     MATCH_ANY,
@@ -44,6 +45,8 @@ class Support:
     ringbuf: bool = False
     btf: bool = False
     task_storage: bool = False
+    # -D offsets of the kernel structs the exec probe walks, from the kernel's BTF (btf.py).
+    offsets: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -85,6 +88,7 @@ def detect_support(paths: HostPaths) -> Support:
         s.ringbuf = ringbuf_supported()
         # Task storage maps need kernel BTF (bpf_get_current_task_btf) and 5.11+.
         s.task_storage = s.btf and map_type_supported(BPF_MAP_TYPE_TASK_STORAGE)
+        s.offsets = exe_offsets(paths.btf_vmlinux) if s.btf else {}
     return s
 
 
@@ -161,7 +165,7 @@ def compile_program(names: Sequence[str], settings: EbpfSettings, support: Suppo
     compiler's error lines or the tail of the verifier log."""
     from bcc import BPF
 
-    flags = cflags(settings, support.ringbuf, support.task_storage)
+    flags = {**cflags(settings, support.ringbuf, support.task_storage), **support.offsets}
     text = program_text(names, flags, probes_dir)
     # libbcc prints clang's diagnostics and the verifier log on fd 2 and raises only
     # "Failed to compile BPF module"; capture fd 2 so status() can say why.

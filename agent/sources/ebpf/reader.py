@@ -20,6 +20,7 @@ from agent.events import Event, FileChange, NetConnect, ProcessExec, SyscallWind
 from agent.hostfs import HostPaths
 from agent.settings.sources import EbpfSettings
 from agent.sources.ebpf.complete import complete_accept, complete_change, complete_exec
+from agent.sources.ebpf.known import KnownSet
 from agent.sources.ebpf.program import CONF_GEN, OUTPUTS
 
 log = structlog.get_logger("agent.sources.ebpf")
@@ -48,6 +49,9 @@ class Reader:
         self.poll_batches = 0
         self.cpu_seconds = 0.0  # CPU time of the reader thread (poll + decode + publish)
         self._mono_offset = time.time() - time.monotonic()
+        # Learns the images' known execs and connects (known.py): the records of learning
+        # cgroups are handed to it; the others never are (one set membership per record).
+        self.known: KnownSet | None = None
 
     def open(self, bpf: Any, names: Sequence[str], ringbuf: bool) -> None:
         """Register a callback on the output buffer of each event probe in ``names``."""
@@ -118,10 +122,17 @@ class Reader:
         paths = self.paths
         offset = self._mono_offset
         prefixes = self.settings.change_watch_prefixes
+        known = self.known
+        learning = known.learning_cgroups if known is not None else frozenset()
         counts: Counter[str] = Counter()
         for probe, raw in batch:
             try:
                 ev = decode_record(raw, offset)
+                if learning and ev.cgroup_id in learning and known is not None:
+                    if isinstance(ev, ProcessExec):
+                        known.learn_exec(ev.cgroup_id, raw, ev.ts)
+                    elif isinstance(ev, NetConnect):
+                        known.learn_conn(ev, ev.ts)
                 if probe == "exec" and isinstance(ev, ProcessExec):
                     ev = complete_exec(ev, paths)
                 elif isinstance(ev, FileChange):

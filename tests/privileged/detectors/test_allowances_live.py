@@ -30,7 +30,6 @@ CGI = """#!/bin/sh
 echo "Content-Type: text/plain"
 echo
 uptime
-sleep 1
 """
 
 

@@ -63,15 +63,14 @@ sh -c 'echo job >> /tmp/job.log'
 sh -c 'date +%s > /tmp/last-hook'
 """,
     "app/crontabs/root": "* * * * * sh -c 'date >> /tmp/cron.log'\n",
-    # busybox httpd execs a CGI by its relative name after chdir: lineage reads its #! line
-    # through /proc/<pid>/cwd and root while it runs. A relative-path script that has exited
-    # before the agent handles its exec cannot be attributed (a known limit): this one lives
-    # a second, as CGI scripts that call other programs do.
+    # busybox httpd execs a CGI by its relative name after chdir, from a per-request fork
+    # that never execs: this script ends within milliseconds, and so does the fork. Lineage
+    # knows the script's interpreter from the argv the kernel rewrote (read by the exec
+    # probe) and the fork by the executable the kernel read (/bin/httpd -> busybox).
     "www/cgi-bin/status.cgi": """#!/bin/sh
 echo "Content-Type: text/plain"
 echo
 uptime
-sleep 1
 """,
 }
 
