@@ -200,6 +200,11 @@ def _v2_match(paths: HostPaths, container: Container) -> tuple[int, str, Path | 
     rel = container.cgroup_v2.strip("/")
     if not rel:
         raise QuarantineError(f"container {container.short_id} has no v2 cgroup of its own")
+    if ".." in rel.split("/"):
+        # /proc/<pid>/cgroup as read from a cgroup namespace that does not hold the container.
+        raise QuarantineError(
+            f"container {container.short_id}: cgroup {container.cgroup_v2} is relative to the agent's cgroup namespace"
+        )
     full = cgroup_dir_v2(paths, container.cgroup_v2)
     if not full.is_dir():
         raise QuarantineError(f"container {container.short_id}: no cgroup directory {full}")
