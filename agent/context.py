@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -67,6 +68,20 @@ class AgentContext:
     stopping: threading.Event = field(default_factory=threading.Event)
     # Control-socket methods: name -> handler(params) -> JSON-serialisable result.
     control_methods: dict[str, ControlHandler] = field(default_factory=dict)
+
+    @classmethod
+    def in_state(cls, state: Path, config: AgentConfig | None = None, paths: HostPaths | None = None) -> AgentContext:
+        """A context of its own below ``state`` (offline tools, tests): the state and run
+        directories and the store there, a fresh registry and buses; ``paths`` (default: the
+        host's) for everything else."""
+        return cls(
+            config=config or AgentConfig(),
+            paths=(paths or HostPaths()).with_state(state, run=state / "run"),
+            store=Store(state / "agent.db"),
+            registry=ContainerRegistry(),
+            events=Bus[Event]("events"),
+            findings=Bus[Finding]("findings"),
+        )
 
     def publish(self, event: Event) -> bool:
         """Hand an event to the dispatcher; never blocks (a full queue counts a drop)."""

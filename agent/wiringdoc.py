@@ -20,12 +20,6 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.context import AgentContext
-from agent.events import Event
-from agent.findings import Finding
-from agent.hostfs import HostPaths
-from agent.pipeline import Bus
-from agent.runtime.model import ContainerRegistry
-from agent.store import Store
 from agent.wiring import Generation, wire
 
 # Sections with an ``enabled`` key that are no stage of their own: the docs' pipeline leaves them
@@ -53,14 +47,7 @@ def every_stage_on(state: Path, **overrides: Any) -> AgentConfig:
 def built(config: AgentConfig, state: Path) -> Iterator[Generation]:
     """``wire`` over a context of its own in ``state`` (nothing is started)."""
     state.mkdir(parents=True, exist_ok=True)
-    ctx = AgentContext(
-        config=config,
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
+    ctx = AgentContext.in_state(state, config)
     try:
         gen = Generation(ctx, config)
         wire(gen)

@@ -13,11 +13,7 @@ import structlog
 
 from agent.config import AgentConfig
 from agent.context import AgentContext
-from agent.events import Event
-from agent.findings import Finding
 from agent.hostfs import HostPaths
-from agent.pipeline import Bus
-from agent.runtime.model import ContainerRegistry
 from agent.store import Store
 from tests.support import IN_CI, TEST_IMAGE, TEST_LABEL, need, need_root, remove_container
 
@@ -62,14 +58,7 @@ def make_ctx(tmp_path: Path) -> Iterator[Callable[..., AgentContext]]:
 
     def _make(config: AgentConfig | None = None, paths: HostPaths | None = None) -> AgentContext:
         state = tmp_path / f"state-{len(made)}"
-        ctx = AgentContext(
-            config=config or AgentConfig(),
-            paths=(paths or HostPaths()).with_state(state, run=state / "run"),
-            store=Store(state / "agent.db"),
-            registry=ContainerRegistry(),
-            events=Bus[Event]("events"),
-            findings=Bus[Finding]("findings"),
-        )
+        ctx = AgentContext.in_state(state, config, paths)
         made.append(ctx)
         return ctx
 

@@ -28,16 +28,11 @@ import docker
 
 from agent.config import AgentConfig
 from agent.context import AgentContext
-from agent.events import Event
-from agent.findings import Finding
 from agent.hostfs import HostPaths
 from agent.network import wiring
 from agent.network.component import NetpolicyComponent
-from agent.pipeline import Bus
 from agent.runtime.docker import container_from_inspect
-from agent.runtime.model import ContainerRegistry
 from agent.settings.network import NetworkSettings
-from agent.store import Store
 
 
 def pct(values: list[float], q: float) -> float:
@@ -72,14 +67,7 @@ def main() -> int:
     comps: dict[str, NetpolicyComponent] = {}
     for name, s in settings.items():
         state = tmp / name
-        ctx = AgentContext(
-            config=AgentConfig(network=s),
-            paths=HostPaths().with_state(state, run=state / "run"),
-            store=Store(state / "agent.db"),
-            registry=ContainerRegistry(),
-            events=Bus[Event]("events"),
-            findings=Bus[Finding]("findings"),
-        )
+        ctx = AgentContext.in_state(state, AgentConfig(network=s))
         comp = NetpolicyComponent(s, 0)
         comp.start(ctx)
         comps[name] = comp

@@ -21,29 +21,19 @@ from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.detectors.component import DetectorsComponent
 from agent.detectors.registry import DETECTORS
-from agent.events import Event
 from agent.findings import Finding
 from agent.hostfs import HostPaths
-from agent.pipeline import Bus
 from agent.runtime.docker import container_from_inspect
 from agent.runtime.enrich import Enricher
-from agent.runtime.model import Container, ContainerRegistry
+from agent.runtime.model import Container
 from agent.settings.detectors import DetectorsSettings
-from agent.store import Store
 from agent.wiring import attach
 from tests.support import TEST_IMAGE, TEST_LABEL, need, need_root, remove_container
 
 
 def agent_context(state: Path, config: AgentConfig | None = None) -> AgentContext:
     """An agent context whose state, run directory and store live below ``state``."""
-    return AgentContext(
-        config=config or AgentConfig(),
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
+    return AgentContext.in_state(state, config)
 
 
 def run_container(

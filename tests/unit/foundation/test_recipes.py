@@ -61,11 +61,9 @@ def test_a_new_detector_needs_no_wiring(make_ctx: Callable[..., AgentContext]) -
     assert "| RG-0001 |" in (REPO / "docs" / "detectors.md").read_text(encoding="utf-8")
 
 
-def config(tmp_path: Path, extra: str = "") -> Path:
-    """``test_app_steps``' config with every stage the recipe does not need turned off."""
-    return cfg(
-        tmp_path,
-        """
+# Every stage a recipe does not need turned off (the privileged sources, network, behaviour,
+# logs); the response only observes, the outputs write nothing.
+QUIET = """
 ebpf: {enabled: false}
 audit: {enabled: false}
 procfs: {enabled: false}
@@ -75,8 +73,11 @@ logs: {enabled: false}
 response: {mode: observe}
 outputs: {alerts_file: null, log_findings: false, metrics: {enabled: false}}
 """
-        + extra,
-    )
+
+
+def config(tmp_path: Path, extra: str = "") -> Path:
+    """``test_app_steps``' config with ``QUIET`` and ``extra``."""
+    return cfg(tmp_path, QUIET + extra)
 
 
 def wire_with_tiny_source(gen: Generation) -> None:
@@ -159,7 +160,7 @@ def test_a_new_source_with_a_config_section_touches_three_files(tmp_path: Path) 
     assert touched == {"agent/sources/tiny.py", "agent/settings/sources.py", "agent/wiring.py"}
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{REPO}", "RISKGUARD_DATA_DIR": str(REPO)}
     run = subprocess.run(
-        [sys.executable, str(RECIPES / "tiny_section_check.py")],
+        [sys.executable, str(RECIPES / "tiny_section_check.py"), QUIET],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -15,26 +15,9 @@ from pathlib import Path
 import agent
 from agent.config import ConfigError, parse_config, read_yaml
 from agent.configdoc import render_default_config
-from agent.context import AgentContext
-from agent.events import Event, FileOpen
-from agent.findings import Finding
-from agent.hostfs import HostPaths
-from agent.pipeline import Bus
-from agent.runtime.model import Container, ContainerRegistry
-from agent.store import Store
-from agent.wiring import Generation, wire
-from agent.wiringdoc import tables
-
-OFF = """
-runtime: {docker: false, cgroup_scan: false}
-ebpf: {enabled: false}
-audit: {enabled: false}
-procfs: {enabled: false}
-network: {enabled: false}
-behavior: {enabled: false}
-logs: {enabled: false}
-vuln: {enabled: false}
-"""
+from agent.events import FileOpen
+from agent.runtime.model import Container
+from agent.wiringdoc import built, tables
 
 
 def problems(text: str) -> list[str]:
@@ -45,25 +28,15 @@ def problems(text: str) -> list[str]:
     return []
 
 
-def stages_and_event(state: Path, section: str) -> tuple[list[str], FileOpen | None]:
-    """Wire a generation from ``OFF`` + ``section``; when the tiny stage is built, start it and
-    return the event it publishes for one line of its file."""
-    config = parse_config(read_yaml(OFF + section, "agent.yaml"))
-    ctx = AgentContext(
-        config=config,
-        paths=HostPaths().with_state(state, run=state / "run"),
-        store=Store(state / "agent.db"),
-        registry=ContainerRegistry(),
-        events=Bus[Event]("events"),
-        findings=Bus[Finding]("findings"),
-    )
-    try:
-        gen = Generation(ctx, config)
-        wire(gen)
+def stages_and_event(state: Path, config_text: str) -> tuple[list[str], FileOpen | None]:
+    """Wire a generation from ``config_text``; when the tiny stage is built, start it and return
+    the event it publishes for one line of its file."""
+    with built(parse_config(read_yaml(config_text, "agent.yaml")), state) as gen:
         names = [s.name for s in gen.stages]
         tiny = next((s.component for s in gen.stages if s.name == "tiny"), None)
         if tiny is None:
             return names, None
+        ctx = gen.ctx
         web = Container(id="ab" * 32, name="web", image="nginx", image_id="", runtime="docker", init_pid=0)
         ctx.registry.upsert(web)
         (state / "mine.log").write_text(f"{web.id} 42 cat /etc/shadow\n")
@@ -74,11 +47,10 @@ def stages_and_event(state: Path, section: str) -> tuple[list[str], FileOpen | N
             tiny.stop()
         assert isinstance(event, FileOpen), event
         return names, event
-    finally:
-        ctx.store.close()
 
 
 def main() -> int:
+    quiet = sys.argv[1]  # test_recipes.QUIET: the stages the recipe does not need, off
     out: dict[str, object] = {"agent": agent.__file__}
     config = parse_config(read_yaml("tiny:\n  path: mine.log\n  poll_seconds: 0.02\n", "agent.yaml"))
     out["section"] = config.tiny.model_dump(mode="json")  # type: ignore[attr-defined]
@@ -88,10 +60,10 @@ def main() -> int:
     stages, _subs = tables()
     out["stage_row"] = list(stages[-1])
     with tempfile.TemporaryDirectory() as tmp:
-        names, event = stages_and_event(Path(tmp) / "on", "tiny: {path: mine.log, poll_seconds: 0.02}\n")
+        names, event = stages_and_event(Path(tmp) / "on", quiet + "tiny: {path: mine.log, poll_seconds: 0.02}\n")
         out["stages"] = names
         out["event"] = [event.container.name, event.pid, event.path] if event and event.container else None
-        out["stages_when_off"] = stages_and_event(Path(tmp) / "off", "tiny: {enabled: false}\n")[0]
+        out["stages_when_off"] = stages_and_event(Path(tmp) / "off", quiet + "tiny: {enabled: false}\n")[0]
     print(json.dumps(out))
     return 0
 
