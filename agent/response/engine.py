@@ -389,17 +389,23 @@ class ResponseEngine:
 
     def _reconcile_confirmed(self, rec: ActionRecord) -> ActionRecord:
         handler = self.handlers.get(rec.action)
-        if handler is not None and handler.is_applied(rec) is False:
-            if handler.gone(rec):
-                self.records.advance(rec.id, "gone", "container exited while isolated", active=False)
+        if handler is None or handler.is_applied(rec) is not False:
+            return self.records.must_get(rec.id)
+        with self._lock(rec.container_id):
+            # Read again under the container's lock: an operator's release between the sweep's
+            # read and this check undid the isolation on purpose, and must not be put back.
+            now = self.records.must_get(rec.id)
+            if not now.active or now.phase != "confirmed" or handler.is_applied(now) is not False:
+                return now
+            if handler.gone(now):
+                self.records.advance(now.id, "gone", "container exited while isolated", active=False)
             else:
-                c, target = self.guards.resolve(rec.container_id)
+                c, target = self.guards.resolve(now.container_id)
                 if c is not None and not self.guards.refusal(c, target):
                     # Someone undid the isolation behind our back (docker unpause, nft flush):
                     # only an operator or a rule releases, so put it back.
-                    log.warning("isolation_reasserted", container_id=c.id, action=rec.action)
-                    with self._lock(c.id):
-                        self._apply(rec.id, c, handler, rec.method, False, None, "re-asserted")
+                    log.warning("isolation_reasserted", container_id=c.id, action=now.action)
+                    self._apply(now.id, c, handler, now.method, False, None, "re-asserted")
         return self.records.must_get(rec.id)
 
     def sweep(self, full: bool = False) -> None:

@@ -206,6 +206,21 @@ def test_thawed_behind_our_back_is_refrozen_and_release_thaws(env: Any) -> None:
         engine.release(c.id)
 
 
+def test_a_release_while_a_sweep_runs_is_not_undone(env: Any) -> None:
+    """The sweep reads the isolations in effect, then checks each: an operator's release in between
+    thaws the container on purpose, and the sweep must not freeze it again (the chaos e2e saw
+    ``released`` followed 40 ms later by ``applied``/``confirmed``, "re-asserted")."""
+    ctx, c = env()
+    engine = ResponseEngine(ctx)
+    engine.isolate(c.id, "freeze")
+    [seen] = engine.records.active(c.id)  # what a sweep running now has read
+    assert engine.release("web")[0].phase == "released"  # the operator, between the read and the check
+    got = engine._reconcile_confirmed(seen)  # the sweep goes on with what it read
+    assert got.phase == "released" and not got.active
+    assert state_file(ctx, c).read_text().strip() == "THAWED"
+    assert engine.records.active(c.id) == []
+
+
 def test_dry_run_records_and_changes_nothing(env: Any) -> None:
     ctx, c = env(dry_run=True)
     engine = ResponseEngine(ctx)
