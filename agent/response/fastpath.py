@@ -39,6 +39,7 @@ from agent.detectors.sensitive_file import package_manager_in
 from agent.findings import Action, Finding, Severity, Source, Verdict
 from agent.policy import decide, incident_id, rung
 from agent.response.evidence import evidence_snapshot
+from agent.response.freezers import Freezers
 from agent.response.handlers import Request
 from agent.response.kernel_rules import RULE_DETECTORS, KernelRules, effective_mode
 from agent.response.model import IN_PLACE, ActionRecord, VerdictRecord
@@ -50,14 +51,23 @@ if TYPE_CHECKING:
 log = structlog.get_logger("agent.response")
 
 LATENCIES_KEPT = 2048
+# How long the fast path polls its own freeze write before the handler's freeze (runc's retries:
+# re-writes, an occasional thaw) takes over: a container whose forks keep it FREEZING.
+FAST_POLL_SECONDS = 0.25
+PRUNE_SECONDS = 5.0
 
 
 def fast_freeze(
-    engine: ResponseEngine, c: Container, finding: Finding, marks: list[int] | None = None
+    engine: ResponseEngine,
+    c: Container,
+    finding: Finding,
+    marks: list[int] | None = None,
+    freezers: Freezers | None = None,
 ) -> tuple[Verdict, ActionRecord | None]:
     """Decide on ``finding`` and, when the verdict is a freeze, record and apply it now, on the
     calling thread; no output, no evidence (the caller's worker adds them after). ``marks`` gets
-    the CLOCK_MONOTONIC ns when the intent is recorded and when the freeze is confirmed."""
+    the CLOCK_MONOTONIC ns when the intent is recorded, when the freeze write returned and the
+    freezer read frozen (with ``freezers``: the fast write), and when the handler confirmed it."""
     _known, target = engine.guards.resolve(c.id)
     with engine._decide_lock:
         verdict = decide(finding, engine.settings, engine.policy, time.time(), target)
@@ -108,10 +118,20 @@ def fast_freeze(
             observer(action_id, c, handler.name)
         if marks is not None:
             marks.append(time.monotonic_ns())
+        fast: dict[str, Any] = {}
+        if freezers is not None and marks is not None and not dry and handler.name == str(Action.FREEZE):
+            n = len(marks)
+            before = freezers.freeze(c, min(FAST_POLL_SECONDS, engine.settings.freeze_timeout_seconds), marks)
+            if before:
+                fast = {"was": before, "write_to_frozen_ms": round((marks[-1] - marks[n]) / 1e6, 3)}
+            while len(marks) < n + 2:
+                marks.append(marks[-1])  # no fast write (or not frozen in time): the handler's time
         result = handler.apply(Request(container=c, method=method, dry_run=dry, reason=verdict.reason, finding=finding))
         if marks is not None:
             marks.append(time.monotonic_ns())
         state = dict(result.state)
+        if fast:
+            state.update(was=fast["was"], fast_path=fast)
         used = handler.method_used(state, method)
         if result.ok:
             engine.records.complete(action_id, result.detail, state, used, active=handler.isolation)
@@ -191,9 +211,23 @@ class FastPath:
         # (syscall -> record handled, handled -> intent recorded, intent -> frozen), ms, of the
         # same stops.
         self.phases: deque[tuple[float, float, float]] = deque(maxlen=LATENCIES_KEPT)
+        # (handled -> intent recorded, intent -> freeze written, written -> read frozen, frozen ->
+        # confirmed by the handler), ms: where the freeze's time goes.
+        self.freeze_phases: deque[tuple[float, float, float, float]] = deque(maxlen=LATENCIES_KEPT)
+        self.freezers = Freezers(engine.ctx.paths, engine.settings.freezer)
+        self._pruned = time.monotonic()
 
     def rules_for(self, c: Container) -> int:
-        return self.rules.rules_for(c)
+        """The rules ``c``'s cgroup enforces; an enforcing container's freezer files are opened
+        now, ahead of a stop."""
+        bits = self.rules.rules_for(c)
+        if bits:
+            self.freezers.prepare(c)
+        now = time.monotonic()
+        if now - self._pruned > PRUNE_SECONDS:
+            self._pruned = now
+            self.freezers.prune(self.engine.ctx.registry.ids())
+        return bits
 
     def on_stop(self, stop: KernelStop) -> None:
         """A task was stopped by the kernel: freeze its container, then continue it."""
@@ -217,10 +251,11 @@ class FastPath:
             self.worker.submit(lambda: self._after(c, stop, finding, verdict, None, 0))
             return
         marks: list[int] = []
-        verdict, rec = fast_freeze(self.engine, c, finding, marks)
-        frozen = rec is not None and rec.phase == "confirmed" and not rec.dry_run and len(marks) == 2
-        # Frozen: the freezer read back FROZEN (the confirmed record follows right after).
-        frozen_ns = marks[1] if frozen else time.monotonic_ns()
+        verdict, rec = fast_freeze(self.engine, c, finding, marks, self.freezers)
+        frozen = rec is not None and rec.phase == "confirmed" and not rec.dry_run and len(marks) == 4
+        # Frozen: the freezer read back FROZEN (the fast path's poll, else the handler's; the
+        # confirmed record follows right after).
+        frozen_ns = (marks[2] if marks[2] > marks[0] else marks[3]) if frozen else time.monotonic_ns()
         if not frozen:
             # A freeze applied concurrently by the normal path holds the container's lock.
             with self.engine._lock(c.id):
@@ -230,6 +265,8 @@ class FastPath:
             self.counters["frozen"] += 1
             self.latencies.append((stop.rule, (frozen_ns - stop.ts_ns) / 1e6))
             self.phases.append(((t0 - stop.ts_ns) / 1e6, (marks[0] - t0) / 1e6, (frozen_ns - marks[0]) / 1e6))
+            gaps = (marks[0] - t0, marks[1] - marks[0], marks[2] - marks[1], marks[3] - marks[2])
+            self.freeze_phases.append((gaps[0] / 1e6, gaps[1] / 1e6, gaps[2] / 1e6, gaps[3] / 1e6))
         else:
             self.counters["continued_unfrozen"] += 1
         for observer in self.observers:

@@ -79,13 +79,18 @@ class ActReader:
         self.recent: OrderedDict[int, tuple[int, int]] = OrderedDict()  # pid -> stop times, handled
         self.orphans = 0  # stopped tasks continued because their record was never handled
         self._rt = False  # the thread runs SCHED_FIFO while it waits (settings.realtime)
-        self._tid = 0
+        self._tid = 0  # the ebpf-act thread's id (0 until it runs)
         self._mono_offset = time.time() - time.monotonic()
 
     @property
     def available(self) -> bool:
         """The kernel response is compiled in (ring buffers) and the buffer is open."""
         return self._rb is not None
+
+    @property
+    def thread_id(self) -> int:
+        """The ``ebpf-act`` thread's kernel thread id (0 until it runs)."""
+        return self._tid
 
     def open(self, bpf: Any) -> bool:
         """Open the must-act buffer on its own manager; False when the program has none."""
@@ -175,6 +180,7 @@ class ActReader:
         """The ``ebpf-act`` thread: handle must-act records as they come, nothing else."""
         from bcc.libbcc import lib
 
+        self._tid = threading.get_native_id()  # benchmarks trace this thread's wakeups by it
         self._prioritise()
         while not stop.is_set() and self._rb is not None:
             try:
@@ -202,7 +208,6 @@ class ActReader:
             return
         import os
 
-        self._tid = threading.get_native_id()
         try:
             # While handling (SCHED_OTHER): the highest weight, so the freeze is not starved
             # by busy containers either.

@@ -61,6 +61,8 @@ def test_shadow_read_is_stopped_at_the_open_and_release_resumes_it(kstop: KStop)
     engine = k.response.engine
     [rec] = engine.records.active(k.records["enforce"].id)
     assert rec.action == "freeze" and rec.phase == "confirmed" and rec.actor == "kernel:RG-0002", rec
+    # The fast path wrote the freeze itself on the freezer file it opened ahead (agent.response.freezers).
+    assert rec.state.get("fast_path", {}).get("was") == "thawed", rec.state
     # cat is stopped inside the frozen cgroup, right after its open: offset 0, nothing written.
     [cat] = _pids_named(k, "enforce", "cat")
     fd = _fd_to(cat, "/etc/shadow")
