@@ -14,6 +14,7 @@ Usage: ``.venv/bin/python scripts/bench/netpolicy_wire.py [--containers 20]`` (r
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -113,6 +114,7 @@ def main() -> int:
             comp.stop()
         wiring.delete_bridge(f"rgb{tag}")
         subprocess.run(["ip", "link", "del", f"rgbc{tag}"], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     p = times["pyroute2"]
     c = times["cni"]
     print(f"containers: {args.containers} (real --network none containers, wired then unwired)")
