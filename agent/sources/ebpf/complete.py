@@ -22,7 +22,7 @@ from agent.sources import procnet
 from agent.textsafe import no_surrogates
 
 
-def _read_link(p: Path) -> str:
+def _read_link(p: Path | str) -> str:
     try:
         # a non-UTF-8 file name: U+FFFD, not surrogates
         return no_surrogates(os.readlink(p))  # noqa: PTH115 - the link text exactly as the kernel wrote it; Path would normalise it
@@ -51,8 +51,9 @@ def complete_exec(ev: ProcessExec, paths: HostPaths) -> ProcessExec:
     """Fill what the kernel record lacks from /proc, best effort (the process may be gone):
     stdio targets, ppid and parent comm when the probe did not see the fork, exe origin (when
     the probe could not read the executable)."""
-    fd_dir = paths.pid_dir(ev.pid) / "fd"
-    stdio = tuple(_read_link(fd_dir / str(i)) for i in range(3))
+    # Plain strings, not Path joins: this runs for every exec that reaches Python.
+    fd_dir = f"{paths.pid_dir(ev.pid)}/fd/"
+    stdio = (_read_link(fd_dir + "0"), _read_link(fd_dir + "1"), _read_link(fd_dir + "2"))
     changes: dict[str, Any] = {}
     if any(stdio):
         changes["stdio"] = stdio

@@ -94,6 +94,7 @@ class Reader:
         # drain every ring again, until a drain comes back empty.
         gapped = self.ringbuf and self.settings.poll_interval_ms > 0
         gap = self.settings.poll_interval_ms / 1000
+        cpu_read = 0.0
         while not stop.is_set() and bpf is not None:
             try:
                 if self.ringbuf:
@@ -104,7 +105,9 @@ class Reader:
                     bpf.perf_buffer_poll(IDLE_POLL_MS)
                 while self.batch:
                     self.process_batch()
-                    self.cpu_seconds = time.thread_time()
+                    now = time.monotonic()
+                    if now - cpu_read >= 0.1:  # the thread's CPU clock is a slow call in a VM
+                        self.cpu_seconds, cpu_read = time.thread_time(), now
                     if not gapped or stop.is_set():
                         break
                     time.sleep(gap)
