@@ -8,8 +8,11 @@ values (``ProcessGone`` is raised only where the caller asked for a specific pro
 
 from __future__ import annotations
 
+import functools
 import os
+import posixpath
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,13 +56,65 @@ def parse_proc_cgroup(text: str) -> ProcCgroups:
     return ProcCgroups(v1=v1, v2=v2)
 
 
-def read_proc_cgroup(paths: HostPaths, pid: int) -> ProcCgroups:
+def _rebase(path: str, root: str) -> str:
+    return posixpath.normpath("/" + root.strip("/") + "/" + path.lstrip("/"))
+
+
+@functools.cache
+def own_cgroupns_root(paths: HostPaths) -> ProcCgroups | None:
+    """The host's path of the agent's cgroup-namespace root in each hierarchy, when the agent has
+    a namespace of its own (a pod's: Docker and containerd give one by default on cgroup-v2
+    nodes); None in the host's. The kernel prints /proc/<pid>/cgroup relative to the reader's
+    namespace (another pod's container as ``/../../kubepods/…``): the agent's own cgroup is read
+    once from a thread that joined the host's namespace, less the part its own namespace shows."""
+    from agent.runtime.netns import CLONE_NEWCGROUP, enter_ns, host_cgroupns
+
+    host_ns = host_cgroupns(paths)
+    if host_ns is None:
+        return None
+    out: list[str] = []
+
+    def read() -> None:
+        enter_ns(host_ns, CLONE_NEWCGROUP)  # this thread only; it ends right after
+        out.append((paths.proc / "self" / "cgroup").read_text())
+
+    t = threading.Thread(target=read, name="cgroupns", daemon=True)
+    t.start()
+    t.join(5)
     try:
-        return parse_proc_cgroup((paths.pid_dir(pid) / "cgroup").read_text())
+        own = parse_proc_cgroup((paths.proc / "self" / "cgroup").read_text())
+    except OSError:
+        return None
+    if not out:
+        return None
+    absolute = parse_proc_cgroup(out[0])
+
+    def root(abs_path: str, own_path: str) -> str:
+        rel = own_path.strip("/")
+        base = abs_path.rstrip("/")
+        return (base[: -len(rel) - 1] if rel and base.endswith("/" + rel) else base) or "/"
+
+    v1 = {c: root(absolute.v1[c], own.v1.get(c, "/")) for c in absolute.v1}
+    v2 = root(absolute.v2, own.v2 or "/") if absolute.v2 is not None else None
+    return ProcCgroups(v1=v1, v2=v2)
+
+
+def read_proc_cgroup(paths: HostPaths, pid: int) -> ProcCgroups:
+    """``/proc/<pid>/cgroup`` with host paths, also when the agent is in a cgroup namespace of
+    its own (``own_cgroupns_root``)."""
+    try:
+        cg = parse_proc_cgroup((paths.pid_dir(pid) / "cgroup").read_text())
     except (FileNotFoundError, ProcessLookupError) as exc:
         raise ProcessGone(pid) from exc
     except OSError as exc:  # ESRCH while reading a dying task
         raise ProcessGone(pid) from exc
+    roots = own_cgroupns_root(paths)
+    if roots is None:
+        return cg
+    return ProcCgroups(
+        v1={c: _rebase(p, roots.v1.get(c, "/")) for c, p in cg.v1.items()},
+        v2=_rebase(cg.v2, roots.v2 or "/") if cg.v2 is not None else None,
+    )
 
 
 def cgroup_id_of(paths: HostPaths, v2_path: str) -> int:

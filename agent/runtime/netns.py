@@ -129,32 +129,38 @@ def show_cgroup2_to_nft(cgroup2: Path) -> None:
     _libc_call(_libc.mount(src, dst, None, MS_BIND, None), f"mount --bind {cgroup2} {NFT_CGROUP2_ROOT}")
 
 
+def host_cgroupns(paths: HostPaths) -> Path | None:
+    """The host's cgroup namespace (pid 1's; kthreadd's, pid 2, where a sandbox hides pid 1's
+    namespaces: a kernel thread is always in the initial ones) when the agent is in another one
+    (a pod's); None when it is in the host's or cannot tell."""
+    for pid in (1, 2):
+        host_ns = paths.pid_dir(pid) / "ns" / "cgroup"
+        try:
+            if host_ns.stat().st_ino != (paths.proc / "self" / "ns" / "cgroup").stat().st_ino:
+                return host_ns
+            return None
+        except OSError:
+            continue
+    return None
+
+
 def nft_cgroup_setup(paths: HostPaths, cgroup2: Path | None) -> Callable[[], None] | None:
     """What a thread must do before libnftables adds ``socket cgroupv2`` rules for the host's
     cgroups (None: nothing, the agent runs in the host's namespaces):
 
-    - join the host's cgroup namespace (pid 1's; kthreadd's, pid 2, where a sandbox hides pid 1's
-      namespaces: a kernel thread is always in the initial ones) when the agent has one of its
-      own (a pod's):
+    - join the host's cgroup namespace (``host_cgroupns``) when the agent has one of its own:
       the kernel adds the level of the rule creator's cgroup-namespace root to the rule's
       ``level`` (net/netfilter/nft_socket.c, nft_socket_cgroup_subtree_level: "make cgroupsv2
       matching work with namespaces", Linux 6.11, in stable from 6.1), so a rule made in the
       pod's namespace looks at the wrong ancestor and matches nothing;
     - with ``cgroup2``, see that cgroup2 mount at ``/sys/fs/cgroup`` (``show_cgroup2_to_nft``).
     """
-    join = False  # cannot tell (no cgroup namespaces, or both hidden): stay
-    for pid in (1, 2):
-        host_ns = paths.pid_dir(pid) / "ns" / "cgroup"
-        try:
-            join = host_ns.stat().st_ino != (paths.proc / "self" / "ns" / "cgroup").stat().st_ino
-            break
-        except OSError:
-            continue
-    if not join and cgroup2 is None:
+    host_ns = host_cgroupns(paths)
+    if host_ns is None and cgroup2 is None:
         return None
 
     def setup() -> None:
-        if join:
+        if host_ns is not None:
             enter_ns(host_ns, CLONE_NEWCGROUP)
         if cgroup2 is not None:
             show_cgroup2_to_nft(cgroup2)

@@ -4,9 +4,9 @@ test. Run it under ``unshare --mount --propagation private``: it mounts the host
 ``/sys`` below ROOT (the pod's ``/host``, ``host.root``), then hides its own ``/sys/fs/cgroup``
 under an empty tmpfs (a pod's ``/sys/fs/cgroup`` is its own cgroup namespace's view, where no other
 container's cgroup is), and quarantines the container whose ``docker inspect`` data is in
-INSPECT_JSON with the ``cgroup`` method (v2 match). With CGROUP (a name), once the container is
-discovered it also moves into a v2 cgroup of that name and a cgroup namespace rooted there, as a
-pod's agent is (the test removes the cgroup).
+INSPECT_JSON with the ``cgroup`` method (v2 match). With CGROUP (a name), it first moves into a
+v2 cgroup of that name and a cgroup namespace rooted there, as a pod's agent is (the test removes
+the cgroup), so the container's cgroups are read from that namespace too.
 
 Usage: pod_quarantine_child.py ROOT INSPECT_JSON STATE_DIR [CGROUP]
 Prints one ``RESULT <json>`` line (the agent logs to stdout too) after the quarantine (``phase``,
@@ -63,11 +63,11 @@ def main() -> int:
     root, inspect, state = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     pod_mounts(root)
     paths = HostPaths.under(root).with_state(state, run=state / "run")
+    if len(sys.argv) > 4:
+        own_cgroup_namespace(paths, sys.argv[4])
     attrs = json.loads(inspect.read_text())
     rec = container_from_inspect(paths, attrs)
     assert rec is not None and rec.cgroup_v2, "the container is not running or has no v2 cgroup"
-    if len(sys.argv) > 4:
-        own_cgroup_namespace(paths, sys.argv[4])
     registry = ContainerRegistry()
     registry.upsert(rec)
     ctx = AgentContext(
@@ -84,7 +84,7 @@ def main() -> int:
     out = engine.isolate(rec.id, "quarantine")
     own_view = sorted(p.name for p in NFT_CGROUP2_ROOT.iterdir())
     own_cgroup = [line for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::")]
-    report = {"phase": out.phase, "detail": out.detail, "state": out.state}
+    report = {"phase": out.phase, "detail": out.detail, "state": out.state, "record": [rec.cgroup_v2, rec.cgroup_id]}
     print("RESULT", json.dumps({**report, "own_view": own_view, "own_cgroup": own_cgroup}), flush=True)
     for line in sys.stdin:
         if line.strip() == "release":

@@ -201,9 +201,10 @@ def test_cgroup_v2_quarantine_from_a_pods_mount_namespace(
     user_network: Any, bridge_probe: Callable[..., Probe], tmp_path: Path, pod_cgroup: str
 ) -> None:
     """The DaemonSet's view: the host's /proc and /sys under /host, the agent's own
-    /sys/fs/cgroup not the host's, and its own cgroup namespace. nft looks ``socket cgroupv2``
-    paths up below its own /sys/fs/cgroup; the quarantine still cuts the container, and only it,
-    and release restores it."""
+    /sys/fs/cgroup not the host's, and its own cgroup namespace (where /proc/<pid>/cgroup reads
+    ``/../docker/<id>``). nft looks ``socket cgroupv2`` paths up below its own /sys/fs/cgroup and
+    the kernel reads the level from the adder's namespace; the quarantine still cuts the
+    container, and only it, and release restores it."""
     probe = bridge_probe(network=user_network.name)
     twin = bridge_probe(network=user_network.name)  # a second container the quarantine must leave alone
     assert probe.outbound() and probe.inbound() and twin.outbound() and twin.inbound()
@@ -225,6 +226,9 @@ def test_cgroup_v2_quarantine_from_a_pods_mount_namespace(
         applied = child_result(child, tmp_path / "child.err")
         assert applied["own_view"] == [], "the child's /sys/fs/cgroup should be an empty tmpfs"
         assert applied["own_cgroup"] == ["0::/"], "the child should be at the root of its own cgroup namespace"
+        # Discovery from the child's cgroup namespace still gives the host's cgroup and its id.
+        cg = f"/docker/{probe.target.id}"
+        assert applied["record"] == [cg, Path("/sys/fs/cgroup/unified" + cg).stat().st_ino]
         assert applied["phase"] == "confirmed", applied["detail"]
         assert applied["state"]["nft_cgroup2"] == str(host / "sys/fs/cgroup/unified")
         assert applied["state"]["table"] in netns_tables(probe.target)
