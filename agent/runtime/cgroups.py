@@ -67,7 +67,7 @@ def own_cgroupns_root(paths: HostPaths) -> ProcCgroups | None:
     nodes); None in the host's. The kernel prints /proc/<pid>/cgroup relative to the reader's
     namespace (another pod's container as ``/../../kubepods/…``): the agent's own cgroup is read
     once from a thread that joined the host's namespace, less the part its own namespace shows."""
-    from agent.runtime.netns import CLONE_NEWCGROUP, enter_ns, host_cgroupns
+    from agent.runtime.netns import CLONE_NEWCGROUP, NetnsError, enter_ns, host_cgroupns
 
     host_ns = host_cgroupns(paths)
     if host_ns is None:
@@ -75,8 +75,11 @@ def own_cgroupns_root(paths: HostPaths) -> ProcCgroups | None:
     out: list[str] = []
 
     def read() -> None:
-        enter_ns(host_ns, CLONE_NEWCGROUP)  # this thread only; it ends right after
-        out.append((paths.proc / "self" / "cgroup").read_text())
+        try:
+            enter_ns(host_ns, CLONE_NEWCGROUP)  # this thread only; it ends right after
+            out.append((paths.proc / "self" / "cgroup").read_text())
+        except (OSError, NetnsError):  # no CAP_SYS_ADMIN: paths stay as the kernel prints them
+            pass
 
     t = threading.Thread(target=read, name="cgroupns", daemon=True)
     t.start()
