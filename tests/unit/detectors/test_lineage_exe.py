@@ -66,3 +66,20 @@ def test_a_compiled_parent_is_its_executable(tmp_path: Path) -> None:
     # a python script), so a gone python fork named "app.py" stays a guess from its comm.
     py = BY_ID["RG-0001"].evaluate(_shell(4051, 4050, "app.py", "python3.11", 77, 5), _state(paths))
     assert py is not None and py.evidence["parent_known_by"] == "event" and py.severity is Severity.LOW
+
+
+def test_a_relative_cgi_script_gone_within_milliseconds_is_a_shell_by_the_kernels_argv(tmp_path: Path) -> None:
+    # httpd execs "status.cgi" after chdir; the script and httpd's fork are gone when the exec
+    # is judged (no cwd, no cmdline, no fork in /proc): the kernel's rewritten argv names the
+    # interpreter, the parent's executable names httpd.
+    paths, bb = _lab(tmp_path)
+    ev = dataclasses.replace(
+        exec_ev(4061, 4060, "status.cgi", ("status.cgi",), parent_comm="httpd"),
+        exec_argv=("/bin/sh", "status.cgi"),
+        parent_exe="busybox",
+        parent_exe_ino=bb.st_ino,
+        parent_exe_dev=bb.st_dev,
+    )
+    f = BY_ID["RG-0001"].evaluate(ev, _state(paths))
+    assert isinstance(f, Finding) and f.severity is Severity.HIGH
+    assert f.evidence["process"]["interpreter"] == "/bin/sh" and f.evidence["parent_known_by"] == "kernel"
