@@ -20,9 +20,10 @@ COPY wheels /tmp/wheels
 RUN python3 -m venv /opt/riskguard/venv \
  && /opt/riskguard/venv/bin/pip install -q --no-cache-dir --no-index --find-links /tmp/wheels \
       "riskguard-agent[${EXTRAS}]==${VERSION}" \
- && /opt/riskguard/venv/bin/pip uninstall -q -y pip \
+ && /opt/riskguard/venv/bin/pip uninstall -q -y setuptools pip \
  && find /opt/riskguard/venv -type d -name tests -prune -exec rm -rf {} +
-# ^ the libraries' own test suites (scipy, numba, sklearn, numpy …: ~90 MB) are never imported.
+# ^ the libraries' own test suites (scipy, sklearn, numpy …: ~65 MB) are never imported, nor are
+#   the setuptools the venv was seeded with and pip.
 
 # --- stage 2: the image (the wheels stay behind in stage 1) ---------------------------------
 FROM ${BASE_IMAGE}

@@ -32,9 +32,11 @@ mkdir -p "$PREFIX" "$ETC"
 [ -x "$PREFIX/venv/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install -q --upgrade pip >/dev/null
 "$PREFIX/venv/bin/pip" install -q ".${EXTRAS:+[$EXTRAS]}"   # EXTRAS=kubernetes,gmp for the integrations
-# The libraries' own test suites (numpy, scipy, scikit-learn: about 65 MB) are never imported; the
+# The libraries' own test suites (numpy, scipy, scikit-learn: about 65 MB) are never imported, nor
+# is the setuptools that python3 -m venv seeds (9 MB; pip builds in isolated environments); the
 # image drops them the same way (Dockerfile).
 find "$PREFIX/venv/lib" -type d -name tests -path '*/site-packages/*' -prune -exec rm -rf {} +
+"$PREFIX/venv/bin/pip" uninstall -q -y setuptools 2>/dev/null || true
 # The Debian-only bindings, exposed one by one exactly as in setup-host.sh.
 bash scripts/setup-host.sh --bindings-only "$PREFIX/venv"
 
