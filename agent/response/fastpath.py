@@ -214,7 +214,8 @@ class FastPath:
         # (handled -> intent recorded, intent -> freeze written, written -> read frozen, frozen ->
         # confirmed by the handler), ms: where the freeze's time goes.
         self.freeze_phases: deque[tuple[float, float, float, float]] = deque(maxlen=LATENCIES_KEPT)
-        self.freezers = Freezers(engine.ctx.paths, engine.settings.freezer)
+        realtime = engine.settings.kernel_stop.realtime
+        self.freezers = Freezers(engine.ctx.paths, engine.settings.freezer, boost=realtime)
         self._pruned = time.monotonic()
 
     def rules_for(self, c: Container) -> int:

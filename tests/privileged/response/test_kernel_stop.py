@@ -68,6 +68,8 @@ def test_shadow_read_is_stopped_at_the_open_and_release_resumes_it(kstop: KStop)
     fd = _fd_to(cat, "/etc/shadow")
     assert fd is not None, "cat has /etc/shadow open"
     assert fd[1] == 0, f"cat read /etc/shadow before it was stopped (offset {fd[1]})"
+    # Boosted to SCHED_FIFO only while the freezer waited for it (agent.response.freezers).
+    assert os.sched_getscheduler(cat) == os.SCHED_OTHER
     assert out.exists() and out.stat().st_size == 0, "bytes after the open reached /tmp/out"
     time.sleep(0.5)  # frozen means frozen: nothing moves while we wait
     assert out.stat().st_size == 0 and not k.file_in("enforce", "/tmp/done").exists()
