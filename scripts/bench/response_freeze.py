@@ -22,6 +22,19 @@ fast path freezes the container from the must-act record. Both figures use the k
 from the open's entry: to the moment cat takes its SIGSTOP (``signal:signal_deliver``, in µs),
 and to the freeze confirmed by reading the freezer back (ms).
 
+Where the kernel path's time goes, per trial: syscall → the ``ebpf-act`` thread woken (the
+ring buffer's wakeup) → on a CPU (``sched_switch``; both from a small tracing program this script
+loads on ``sched:sched_wakeup``/``sched_switch`` for that one thread) → the record handled in
+Python (the GIL and the ctypes callback) → intent recorded → freeze written (one write on a
+preopened fd) → the freezer reads FROZEN (the container's tasks reached the refrigerator) →
+confirmed by the handler.
+
+Floor: the CPU cost of an empty hook on this syscall path, measured in the same run in the
+target container (a static C loop of 200,000 open+close of /etc/passwd, before the probes are
+loaded: nothing, then empty raw ``sys_enter``+``sys_exit`` programs, interleaved, median of 3),
+and the same loop with the run's probes loaded and the container monitored: the stop latency
+(µs) reads against these ns.
+
 Usage: .venv/bin/python scripts/bench/response_freeze.py [--trials 100] [--source auto|ebpf|synthetic]
 """
 
@@ -63,6 +76,128 @@ TARGET_LOOP = (
     "mkfifo /tmp/go; while true; do if read x < /tmp/go; then "
     f'if [ "$x" = s ]; then cat /etc/shadow >/dev/null; else {DENIED} -c /dev/null >/dev/null; fi; fi; done'
 )
+
+
+FLOOR_C = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    long n = atol(argv[1]);
+    for (long i = 0; i < n; i++) { int fd = open(argv[2], O_RDONLY); if (fd >= 0) close(fd); }
+    struct rusage ru; getrusage(RUSAGE_SELF, &ru);
+    printf("%lld\n", (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+                      (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL);
+    return 0;
+}
+"""
+FLOOR_LOOPS = 200_000
+EMPTY_PAIR = "RAW_TRACEPOINT_PROBE(sys_enter) { return 0; }\nRAW_TRACEPOINT_PROBE(sys_exit) { return 0; }"
+# One thread's wakeups and switch-ins (the ebpf-act reader's), 64 of each kept in a ring.
+WAKE_PROG = """
+BPF_ARRAY(rg_bench_tid, u32, 1);
+BPF_ARRAY(rg_bench_wake, u64, 64);
+BPF_ARRAY(rg_bench_on, u64, 64);
+BPF_ARRAY(rg_bench_n, u64, 2);
+static __always_inline void put(int which)
+{
+    u64 *n = rg_bench_n.lookup(&which);
+    if (!n)
+        return;
+    u32 i = (u32)(__sync_fetch_and_add(n, 1) & 63);
+    u64 now = bpf_ktime_get_ns();
+    if (which == 0)
+        rg_bench_wake.update(&i, &now);
+    else
+        rg_bench_on.update(&i, &now);
+}
+TRACEPOINT_PROBE(sched, sched_wakeup)
+{
+    int z = 0;
+    u32 *tid = rg_bench_tid.lookup(&z);
+    if (tid && *tid && (u32)args->pid == *tid)
+        put(0);
+    return 0;
+}
+TRACEPOINT_PROBE(sched, sched_switch)
+{
+    int z = 0;
+    u32 *tid = rg_bench_tid.lookup(&z);
+    if (tid && *tid && (u32)args->next_pid == *tid)
+        put(1);
+    return 0;
+}
+"""
+
+
+class Wakeups:
+    """When the ``ebpf-act`` thread was woken and got a CPU (kernel clock, ns)."""
+
+    def __init__(self, tid: int) -> None:
+        import ctypes
+
+        from bcc import BPF
+
+        self.bpf = BPF(text=WAKE_PROG.encode())
+        self.bpf[b"rg_bench_tid"][ctypes.c_int(0)] = ctypes.c_uint(tid)
+
+    def first_after(self, t_ns: int) -> tuple[int, int]:
+        """(first wakeup, first switch-in) after ``t_ns``; 0 when none was seen."""
+        out = []
+        for name in (b"rg_bench_wake", b"rg_bench_on"):
+            after = [v.value for _k, v in self.bpf[name].items() if v.value > t_ns]
+            out.append(min(after) if after else 0)
+        return out[0], out[1]
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def floor_loop(container: Any, runs: int = 3) -> dict[str, float]:
+    """CPU ns per open+close in ``container``: nothing loaded vs an empty raw sys_enter+sys_exit
+    pair, interleaved, median of ``runs`` each (empty dict without gcc)."""
+    import shutil
+    import subprocess
+
+    from bcc import BPF
+
+    gcc = shutil.which("gcc")
+    if not gcc:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "loop.c").write_text(FLOOR_C)
+        subprocess.run([gcc, "-static", "-O2", "-o", f"{tmp}/rg-loop", f"{tmp}/loop.c"], check=True)
+        subprocess.run(["docker", "cp", f"{tmp}/rg-loop", f"{container.id}:/tmp/rg-loop"], check=True)
+    off: list[float] = []
+    pair: list[float] = []
+    for r in range(runs):
+        for cfg in ("off", "pair") if r % 2 == 0 else ("pair", "off"):
+            b = BPF(text=EMPTY_PAIR.encode()) if cfg == "pair" else None
+            try:
+                (pair if cfg == "pair" else off).append(loop_ns(container))
+            finally:
+                if b is not None:
+                    b.cleanup()
+    return {"off_ns": statistics.median(off), "empty_pair_ns": statistics.median(pair)}
+
+
+def loop_ns(container: Any) -> float:
+    """CPU ns per open+close of /etc/passwd in the container (the copied static loop)."""
+    import subprocess
+
+    p = subprocess.run(
+        ["docker", "exec", container.id, "/tmp/rg-loop", str(FLOOR_LOOPS), "/etc/passwd"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(p.stdout.split()[-1]) / FLOOR_LOOPS
 
 
 def pct(values: list[float], q: float) -> float:
@@ -120,8 +255,9 @@ class Bench:
         self.spurious = 0
         self.response = ResponseComponent(self.ctx)
         self.kernel_done = threading.Event()
+        self.wake: tuple[int, int] = (0, 0)
         self.pause_failures = 0
-        self.response.fast.observers.append(lambda _stop, frozen: frozen and self.kernel_done.set())
+        self.response.fast.observers.append(self._kernel_observed)
         attach(self.ctx, self.response)  # started and subscribed as agent.wiring does
         self.ctx.events.subscribe(self._denied_exec, kind=ProcessExec, name="bench-denied-exec")
         self.ctx.findings.subscribe(self._after_engine, name="bench-after-engine")
@@ -129,8 +265,23 @@ class Bench:
         self.ctx.findings.start()
         self.source_name = "synthetic"
         self.ebpf: Any = None
+        self.wakeups: Wakeups | None = None
+        self.floor: dict[str, float] = {}
         if source in ("auto", "ebpf"):
+            try:
+                self.floor = floor_loop(self.target)
+            except Exception as exc:  # the floor is beside the figures, not a reason to leak the container
+                print(f"# floor not measured: {exc!r}", file=sys.stderr)
             self._start_ebpf(required=source == "ebpf")
+            if self.ebpf is not None and self.floor:
+                loaded = [loop_ns(self.target) for _ in range(3)]
+                self.floor["probes_monitored_ns"] = statistics.median(loaded)
+            if self.ebpf is not None and self.ebpf.act.available:
+                self.wakeups = Wakeups(self.ebpf.act.thread_id)
+
+    def _kernel_observed(self, _stop: Any, frozen: bool) -> None:
+        if frozen:
+            self.kernel_done.set()
 
     def _start_ebpf(self, required: bool) -> None:
         try:
@@ -233,6 +384,7 @@ class Bench:
                 break
             time.sleep(0.001)
         stopped_us = (times[1] - times[0]) / 1e3 if times and times[1] else float("nan")
+        self.wake = self.wakeups.first_after(stop.ts_ns) if self.wakeups is not None else (0, 0)
         state = (self.paths.cgroup / "freezer" / "docker" / self.record.id / "freezer.state").read_text().strip()
         assert state == "FROZEN", state
         self.response.worker.drain()
@@ -295,7 +447,14 @@ class Bench:
             "kernel_delivery": [],
             "kernel_intent": [],
             "kernel_handling": [],
+            "kernel_woken": [],
+            "kernel_on_cpu": [],
+            "kernel_gil": [],
+            "kernel_write": [],
+            "kernel_to_frozen": [],
+            "kernel_confirm": [],
         }
+        out["loadavg"] = [loadavg()]  # type: ignore[list-item]
         kernel = self.source_name == "ebpf" and self.ebpf is not None and self.ebpf.act.available
         for _ in range(trials):
             from_exec, from_trigger = self.freeze_trial()
@@ -312,10 +471,28 @@ class Bench:
                 out["kernel_delivery"].append(delivery)
                 out["kernel_intent"].append(intent)
                 out["kernel_handling"].append(handling)
+                fast = self.response.fast
+                stop = fast.last_stop
+                assert stop is not None
+                woke, on_cpu = self.wake
+                handled_ns = stop.ts_ns + delivery * 1e6
+                # Only when the thread slept until this record: a thread already awake (a poll
+                # timeout, an earlier record) has no wakeup of its own before the record was handled.
+                if woke and on_cpu and woke <= on_cpu <= handled_ns:
+                    out["kernel_woken"].append((woke - stop.ts_ns) / 1e6)
+                    out["kernel_on_cpu"].append((on_cpu - woke) / 1e6)
+                    out["kernel_gil"].append((handled_ns - on_cpu) / 1e6)
+                _intent, write, to_frozen, confirm = fast.freeze_phases[-1]
+                out["kernel_write"].append(write)
+                out["kernel_to_frozen"].append(to_frozen)
+                out["kernel_confirm"].append(confirm)
             time.sleep(0.005)
+        out["loadavg"].append(loadavg())  # type: ignore[arg-type]
         return out
 
     def close(self) -> None:
+        if self.wakeups is not None:
+            self.wakeups.close()
         if self.ebpf is not None:
             self.ebpf.stop()
         self.response.stop()
@@ -351,11 +528,19 @@ def main() -> int:
         help="response.evidence_connections for the run",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=0.0,
+        help="sys.setswitchinterval for the whole run (s; 0: leave the agent's own), to compare GIL hand-overs",
+    )
     args = parser.parse_args()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(40),  # errors only: keep stdout for figures
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     client = docker.from_env(timeout=60)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -378,6 +563,7 @@ def main() -> int:
             results["docker_pause_failures"] = bench.pause_failures
             results["findings_seen"] = bench.findings_seen
             results["findings_joined_incident"] = bench.spurious
+            results["floor"] = bench.floor
         finally:
             bench.close()
     for cond, data in (("idle", idle), ("load", loaded)):
@@ -397,12 +583,24 @@ def main() -> int:
             results[cond]["kernel_delivery"] = summary(data["kernel_delivery"])
             results[cond]["kernel_intent"] = summary(data["kernel_intent"])
             results[cond]["kernel_handling"] = summary(data["kernel_handling"])
+            for key in (
+                "kernel_woken",
+                "kernel_on_cpu",
+                "kernel_gil",
+                "kernel_write",
+                "kernel_to_frozen",
+                "kernel_confirm",
+            ):
+                if data[key]:
+                    results[cond][key] = summary(data[key])
+        results[cond]["loadavg"] = data["loadavg"]
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     src = results["source"]
     origin = "exec in the container (eBPF)" if src == "ebpf" else "ProcessExec published into the events bus"
     print(f"denied exec → container frozen (confirmed); from: {origin}; {args.trials} trials per cell")
+    print(f"GIL switch interval: {sys.getswitchinterval() * 1e3:.2f} ms")
     print(f"response.evidence_connections: {args.evidence_connections}")
     print(f"{'condition':<10}{'path':<16}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'max ms':>9}")
     for cond in ("idle", "load"):
@@ -422,12 +620,19 @@ def main() -> int:
         print(f"{'condition':<10}{'path':<24}{'p50':>9}{'p99':>9}{'mean':>9}{'max':>9}")
         for cond in ("idle", "load"):
             r = results[cond]
+            print(f"{cond:<10}load average {r['loadavg'][0]} at the start, {r['loadavg'][-1]} at the end")
             for key, name, unit in (
                 ("kernel_stopped_us", "syscall → stopped", "µs"),
                 ("kernel_frozen", "syscall → frozen", "ms"),
                 ("kernel_delivery", "  → record handled", "ms"),
+                ("kernel_woken", "    → reader woken", "ms"),
+                ("kernel_on_cpu", "    woken → on CPU", "ms"),
+                ("kernel_gil", "    on CPU → handled", "ms"),
                 ("kernel_intent", "  → intent recorded", "ms"),
                 ("kernel_handling", "  → frozen (read back)", "ms"),
+                ("kernel_write", "    → freeze written", "ms"),
+                ("kernel_to_frozen", "    written → FROZEN", "ms"),
+                ("kernel_confirm", "  handler confirmed", "ms"),
                 ("docker_pause", "docker pause", "ms"),
             ):
                 s = r.get(key) or {}
@@ -441,6 +646,18 @@ def main() -> int:
             for c in ("idle", "load")
         )
         print(f"targets syscall → frozen p50 ≤ 3 ms, p99 ≤ 10 ms: {'met' if k_ok else 'NOT met'}")
+        fl = results.get("floor") or {}
+        if fl:
+            print(
+                f"floor (CPU per open+close of /etc/passwd in the target, median of 3 x {FLOOR_LOOPS}): "
+                f"nothing loaded {fl['off_ns']:.0f} ns; empty raw sys_enter+sys_exit pair "
+                f"+{fl['empty_pair_ns'] - fl['off_ns']:.0f} ns"
+                + (
+                    f"; this run's probes, container monitored +{fl['probes_monitored_ns'] - fl['off_ns']:.0f} ns"
+                    if "probes_monitored_ns" in fl
+                    else ""
+                )
+            )
     print(
         f"findings: {results['findings_seen']}, of which joined an open incident: {results['findings_joined_incident']}"
     )
