@@ -327,6 +327,8 @@ def wire(gen: Generation) -> None:
     )
     if ebpf is not None:
         gen.on_container("ebpf", "ebpf.cgroups", ebpf.on_container)
+        if window is not None:  # the kernel's known-activity counts join the window they happened in
+            window.add_drain(ebpf.drain_known)
     # Sources that only publish (``ctx.publish``) are one line; nothing subscribes them.
     gen.build("audit", "agent.sources.auditd", lambda m, ctx: m.build(ctx), produces="`AuditEvent`")
     gen.build("procfs", "agent.sources.procfs", lambda m, ctx: m.build(ctx), produces="`ProcSnapshot`")

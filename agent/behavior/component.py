@@ -44,6 +44,7 @@ class BehaviorComponent:
         self._lock = threading.Lock()
         self.last_batch_seconds = 0.0
         self.recent: list[ScoredWindow] = []  # the last batch's outcomes (status, tests)
+        self._windowed: set[str] = set()  # containers whose first (partial) window went by
         self._m_windows = PromCounter(
             "riskguard_behavior_windows",
             "Behaviour windows handled, by outcome",
@@ -102,10 +103,17 @@ class BehaviorComponent:
         if what == "removed":
             with self._lock:
                 self.engine.forget_container(c.id)
+            self._windowed.discard(c.id)
 
     # --- input ------------------------------------------------------------------------
     def on_window(self, w: BehaviorWindow) -> None:
-        """Bus handler: enqueue, never block."""
+        """Bus handler: enqueue, never block. A container's first window is partial (it, or the
+        agent, started within it: its rates are low, its first exec session's set-up is in it), so
+        it is neither learned nor scored."""
+        if w.container is not None and w.container.id not in self._windowed:
+            self._windowed.add(w.container.id)
+            self.engine.counters["first_window_skipped"] += 1
+            return
         self.queue.put(w, key="behavior_window")
 
     def drain(self, timeout: float = 30.0) -> bool:

@@ -11,10 +11,11 @@ the store, so a restart does not make every binary new again).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,10 +136,13 @@ class WindowAggregator:
         self._lock = threading.Lock()
         self._acc: dict[str, _Acc] = {}
         self._cpu_total: dict[str, float] = {}  # container -> cumulative CPU of its last snapshot
+        self._last_snap: dict[str, ProcSnapshot] = {}  # container -> its last snapshot (gauges)
         self._seen: dict[str, set[str]] = {}  # image -> binaries seen
         self._window_start = clock()
         self.counters: Counter[str] = Counter()
         self._timer = Periodic("window-timer", window_seconds, self._tick)
+        # Sources that count in the kernel and hand their counts over on request (``add_drain``).
+        self._drains: list[Callable[[float], Sequence[Event]]] = []
         if store is not None:
             store.migrate("window", _MIGRATIONS)
             for row in store.query("SELECT image, path FROM window_binaries"):
@@ -262,10 +266,31 @@ class WindowAggregator:
                 (image, path, self.clock()),
             )
 
+    def add_drain(self, drain: Callable[[float], Sequence[Event]]) -> None:
+        """``drain(now)`` is asked for its pending events just before each window closes
+        (the eBPF source's known-exec/connect counts), so they land in the window they happened in."""
+        self._drains.append(drain)
+
+    def _drain(self, now: float) -> None:
+        for drain in self._drains:
+            try:
+                pending = drain(now)
+            except Exception as exc:  # the window closes anyway; the sync thread reads them later
+                self.counters["drain_errors"] += 1
+                log.error("window_drain_failed", error=repr(exc))
+                continue
+            for ev in pending:
+                if ev.container is None and ev.cgroup_id and self.registry is not None:
+                    c = self.registry.by_cgroup_id(ev.cgroup_id)
+                    if c is not None:
+                        ev = dataclasses.replace(ev, container=c.ref())
+                self.on_event(ev)
+
     # --- closing -----------------------------------------------------------------------
     def flush(self, now: float) -> list[BehaviorWindow]:
         """Close the open window at ``now``: one ``BehaviorWindow`` per container that sent
         anything or is registered (idle containers get an all-zero window); publish and return them."""
+        self._drain(now)
         with self._lock:
             start, self._window_start = self._window_start, now
             accs, self._acc = self._acc, {}
@@ -277,6 +302,8 @@ class WindowAggregator:
             live = set(accs)
             for cid in [c for c in self._cpu_total if c not in live]:
                 del self._cpu_total[cid]
+            for cid in [c for c in self._last_snap if c not in live]:
+                del self._last_snap[cid]
         for w in windows:
             self.counters["windows"] += 1
             if self._publish is not None:
@@ -286,7 +313,13 @@ class WindowAggregator:
     def _close(self, acc: _Acc, start: float, end: float) -> BehaviorWindow:
         snap = acc.snapshot
         cpu = 0.0
-        if snap is not None:
+        if snap is None:
+            # No snapshot landed in this window (the /proc timer and the window timer drift, more
+            # so under load): the container's processes, fds and memory did not vanish, so the
+            # gauges keep their last reading; CPU growth is counted by the next snapshot.
+            snap = self._last_snap.get(acc.ref.id)
+        else:
+            self._last_snap[acc.ref.id] = snap
             # Snapshots carry cumulative CPU of the live processes; the window gets the growth
             # (0 when processes exited and the total shrank).
             prev = self._cpu_total.get(acc.ref.id)

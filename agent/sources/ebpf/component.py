@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from agent.context import AgentContext
 from agent.decoders.ebpf import PROBES
-from agent.events import SyscallWindow
+from agent.events import KnownActivity, SyscallWindow
 from agent.hostfs import HostPaths
 from agent.runtime.model import Container
 from agent.settings.response import KernelStopSettings
@@ -375,6 +375,14 @@ class EbpfSource:
         except Exception:
             pass
         return dict(out)
+
+    def drain_known(self, now: float) -> list[KnownActivity]:
+        """The kernel's known-exec/connect counts since the last read (the window aggregator
+        calls this as it closes a window); nothing when the filter is off or not loaded."""
+        known, bpf = self.known, self.bpf
+        if known is None or bpf is None:
+            return []
+        return known.drain(bpf, now)
 
     def status(self) -> dict[str, Any]:
         return {

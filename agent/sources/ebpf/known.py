@@ -134,6 +134,7 @@ class KnownSet:
         self.never_dirs = (*_NEVER_DIRS, *never_dirs)
         self.max_per_image = max_per_image
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self.cgroups: dict[int, str] = {}  # monitored cgroup -> baseline key
         self.learning_cgroups: frozenset[int] = frozenset()  # read by the reader, swapped whole
         self._learning_keys: set[str] = set()
@@ -316,10 +317,24 @@ class KnownSet:
         self._installed[key] = len(execs) + len(conns)
         log.info("ebpf_known_installed", image=key, slot=slot, execs=len(execs), connects=len(conns))
 
+    def drain(self, bpf: Any, now: float) -> list[KnownActivity]:
+        """The hits since the last read, returned (not published): the window aggregator asks
+        just before it closes a window, so counts made in a window land in that window instead
+        of up to ``SYNC_SECONDS`` later (a short window would read 0 connects, then twice as many)."""
+        with self._lock:
+            live = set(self.cgroups)
+        return self.read(bpf, now, None, live)
+
     def read(
         self, bpf: Any, now: float, publish: Callable[[KnownActivity], object] | None, live: set[int]
     ) -> list[KnownActivity]:
         """The hits since the last read, one ``KnownActivity`` per cgroup that had any."""
+        with self._read_lock:  # the sync thread and a window's drain: each hit counted once
+            return self._read(bpf, now, publish, live)
+
+    def _read(
+        self, bpf: Any, now: float, publish: Callable[[KnownActivity], object] | None, live: set[int]
+    ) -> list[KnownActivity]:
         per_cg: dict[int, tuple[list[int], set[str], set[str], set[int]]] = {}
         hits = bpf[b"rg_known_hits"]
         for k, v in list(hits.items()):

@@ -229,3 +229,54 @@ def test_denied_packets_from_netpolicy_reach_the_window() -> None:
     )
     w = by_id(agg.flush(10.0))[A.id]
     assert w.denied_packets == 8 and "netpolicy" in w.sources
+
+
+def test_counts_a_drain_hands_over_land_in_the_window_that_closes() -> None:
+    """The eBPF source's known-exec/connect counts are read as the window closes (``add_drain``),
+    attributed by cgroup id, so a short window does not read 0 connects and the next one twice as
+    many; a drain that fails costs nothing but its own counts."""
+    from agent.events import KnownActivity
+
+    reg = ContainerRegistry()
+    reg.upsert(
+        Container(id=A.id, name="web", image="nginx", image_id="sha256:1", runtime="docker", init_pid=1, cgroup_id=77)
+    )
+    agg = WindowAggregator(2.0, registry=reg, clock=lambda: 0.0)
+    pending = [
+        KnownActivity(ts=1.0, cgroup_id=77, connects=3, peers=frozenset({"10.0.0.9"}), dst_ports=frozenset({80}))
+    ]
+    asked: list[float] = []
+
+    def drain(now: float) -> list[Event]:
+        asked.append(now)
+        out: list[Event] = list(pending)
+        pending.clear()
+        return out
+
+    def broken(now: float) -> list[Event]:
+        raise RuntimeError("map gone")
+
+    agg.add_drain(broken)
+    agg.add_drain(drain)
+    (first,) = [w for w in agg.flush(2.0) if w.container and w.container.id == A.id]
+    (second,) = [w for w in agg.flush(4.0) if w.container and w.container.id == A.id]
+    assert asked == [2.0, 4.0]
+    assert (first.connects, first.peers, first.dst_ports) == (3, frozenset({"10.0.0.9"}), frozenset({80}))
+    assert second.connects == 0
+    assert agg.counters["drain_errors"] == 2
+
+
+def test_a_window_without_a_snapshot_keeps_the_last_gauges() -> None:
+    """The /proc snapshot timer and the window timer drift apart: a window no snapshot landed in
+    keeps the container's processes, threads, fds and memory (its CPU growth is counted by the
+    next snapshot), rather than reporting a container with nothing running."""
+    agg = WindowAggregator(2.0, clock=lambda: 0.0)
+    agg.on_event(snapshot(A, cpu=1.0, procs=4))
+    agg.flush(2.0)
+    agg.on_event(exec_(A, "/bin/true"))
+    (gap,) = agg.flush(4.0)
+    assert (gap.processes, gap.threads, gap.fds, gap.rss_bytes) == (4, 6, 17, 4096 * 100)
+    assert gap.cpu_seconds == 0.0
+    agg.on_event(snapshot(A, cpu=1.5, procs=4))
+    (after,) = agg.flush(6.0)
+    assert after.cpu_seconds == 0.5
