@@ -338,28 +338,34 @@ class TemplateMiner:
         rank = self._rank
         candidates.sort(key=lambda o: rank[o.id])
         for other in candidates:
-            if other is c or other.alias or other.id > c.id:
-                continue
-            shared = 0
-            ok = True
-            for a, va, b, vb in zip(c.tokens, c.variable, other.tokens, other.variable, strict=True):
-                if va or vb:
-                    continue
-                if a != b:
-                    ok = False
-                    break
-                shared += 1
-            if ok and shared * 2 >= n and shared > 0:
-                for i in range(n):
-                    if c.variable[i] or other.variable[i]:
-                        if other.tokens[i] != c.tokens[i]:
-                            other.tokens[i] = WILDCARD
-                        other.variable[i] = True
-                c.alias = other.id
-                self._live -= 1
-                other.size += c.size
+            if self._fold_into(c, other):
                 return other
         return c
+
+    def _fold_into(self, c: Cluster, other: Cluster) -> bool:
+        """Fold ``c`` into the older ``other`` when their constants agree wherever both have one
+        and at least half of the positions are shared constants; False (nothing changed) if not."""
+        if other is c or other.alias or other.id > c.id:
+            return False
+        n = len(c.tokens)
+        shared = 0
+        for a, va, b, vb in zip(c.tokens, c.variable, other.tokens, other.variable, strict=True):
+            if va or vb:
+                continue
+            if a != b:
+                return False
+            shared += 1
+        if shared * 2 < n or shared == 0:
+            return False
+        for i in range(n):
+            if c.variable[i] or other.variable[i]:
+                if other.tokens[i] != c.tokens[i]:
+                    other.tokens[i] = WILDCARD
+                other.variable[i] = True
+        c.alias = other.id
+        self._live -= 1
+        other.size += c.size
+        return True
 
     # --- introspection, persistence -------------------------------------------------------
     def templates(self) -> dict[int, str]:

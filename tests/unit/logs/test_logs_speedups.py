@@ -17,7 +17,7 @@ import pytest
 
 from agent.logs import header
 from agent.logs.header import split_header
-from agent.logs.miner import WILDCARD, Cluster, TemplateMiner
+from agent.logs.miner import Cluster, TemplateMiner
 from agent.logs.structure import _PREFILTERS, ALIASES, MAX_FIELDS, MAX_VALUE, Structurer, clean_fields, clean_key
 
 DEV = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "loghub-dev"
@@ -107,28 +107,8 @@ class _ScanMiner(TemplateMiner):
     """The merge step as first written: a scan of every template of the length, oldest first."""
 
     def _merge(self, c: Cluster) -> Cluster:
-        n = len(c.tokens)
-        for other in self._by_len.get(n, ()):
-            if other is c or other.alias or other.id > c.id:
-                continue
-            shared = 0
-            ok = True
-            for a, va, b, vb in zip(c.tokens, c.variable, other.tokens, other.variable, strict=True):
-                if va or vb:
-                    continue
-                if a != b:
-                    ok = False
-                    break
-                shared += 1
-            if ok and shared * 2 >= n and shared > 0:
-                for i in range(n):
-                    if c.variable[i] or other.variable[i]:
-                        if other.tokens[i] != c.tokens[i]:
-                            other.tokens[i] = WILDCARD
-                        other.variable[i] = True
-                c.alias = other.id
-                self._live -= 1
-                other.size += c.size
+        for other in self._by_len.get(len(c.tokens), ()):
+            if self._fold_into(c, other):
                 return other
         return c
 
