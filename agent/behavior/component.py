@@ -108,12 +108,15 @@ class BehaviorComponent:
     # --- input ------------------------------------------------------------------------
     def on_window(self, w: BehaviorWindow) -> None:
         """Bus handler: enqueue, never block. A container's first window is partial (it, or the
-        agent, started within it: its rates are low, its first exec session's set-up is in it), so
-        it is neither learned nor scored."""
+        agent, started within it, so its rates are low): while its image learns it is learned (a
+        start-up that listens or execs belongs to the baseline), once the image is scored it is
+        not judged."""
         if w.container is not None and w.container.id not in self._windowed:
             self._windowed.add(w.container.id)
-            self.engine.counters["first_window_skipped"] += 1
-            return
+            b = self.engine.baselines.get(self.engine.baseline_key(w.container))
+            if b is not None and b.model is not None:
+                self.engine.counters["first_window_not_scored"] += 1
+                return
         self.queue.put(w, key="behavior_window")
 
     def drain(self, timeout: float = 30.0) -> bool:

@@ -105,7 +105,11 @@ outputs: {{metrics: {{port: 0}}}}
     try:
         containers += [start_app(docker_client, f"learn{i}", run_id) for i in (1, 2)]
         time.sleep(4)
-        for i, c in enumerate(containers * 2):  # an operator drops in now and then while it learns
+        # An operator drops in now and then while it learns: each `docker exec` runs the runtime's
+        # set-up inside the container's cgroup (a burst of prctl and friends whose order varies), so
+        # learning sees it eight times, not four (four left the twin's first session with unseen
+        # transitions now and then).
+        for i, c in enumerate(containers * 4):
             op = Session(c.id, tmp_path / f"operator{i}.log")
             sessions.append(op)
             operate(op, OPERATOR)
