@@ -13,9 +13,24 @@ from dataclasses import replace
 from typing import Any
 
 from agent.events import BehaviorWindow, ContainerRef
+from agent.settings.behavior import BehaviorSettings
 from agent.syscall_table import syscall_number as nr
 
 IMAGE = "example/web:1"
+
+
+# The settings tests/fixtures/behavior was written with (scripts/fixtures/capture_behavior_models.py)
+# and is read back with (test_model_archive.py). Few trees keep the files small; the format is the
+# same as with the default 100.
+ARCHIVE_SETTINGS = BehaviorSettings(
+    window_seconds=2.0,
+    learning_seconds=60.0,
+    min_windows=30,
+    refit_seconds=0,
+    fit_in_subprocess=False,
+    iforest_trees=20,
+    iforest_max_samples=64,
+)
 
 
 def container(i: int = 0, image: str = IMAGE, labels: dict[str, str] | None = None) -> ContainerRef:

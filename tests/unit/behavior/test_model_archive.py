@@ -15,25 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from behavior_synth import IMAGE, container, normal_window
+from behavior_synth import ARCHIVE_SETTINGS, IMAGE, container, normal_window
 
 from agent.behavior.engine import BehaviorEngine
 from agent.behavior.model import DeviationModel
 from agent.behavior.transfer import import_baseline
-from agent.settings.behavior import BehaviorSettings
 from agent.store import Store
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "behavior"
-# The settings the fixtures were written with (scripts/fixtures/capture_behavior_models.py).
-SETTINGS = BehaviorSettings(
-    window_seconds=2.0,
-    learning_seconds=60.0,
-    min_windows=30,
-    refit_seconds=0,
-    fit_in_subprocess=False,
-    iforest_trees=20,
-    iforest_max_samples=64,
-)
+SETTINGS = ARCHIVE_SETTINGS
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,22 @@ REF = ContainerRef(id="a" * 64, name="busy", image="busy:1", image_id="sha256:1"
 NEVER = ("sh", "bash", "dash", "python", "perl", "busybox")
 
 
+def _curl_connect(sport: int, dport: int, state: str) -> NetConnect:
+    return NetConnect(
+        ts=1.0,
+        cgroup_id=7,
+        op="connect",
+        comm="curl",
+        family=socket.AF_INET,
+        protocol="tcp",
+        saddr="127.0.0.1",
+        sport=sport,
+        daddr="127.0.0.1",
+        dport=dport,
+        state=state,
+    )
+
+
 def _raw(
     path: bytes,
     args: bytes,
@@ -84,32 +100,8 @@ def test_learned_entries_persist_and_connect_entries_need_an_established_tcp_con
     k.track(7, "busy:1")
     k.learn_exec(7, _raw(b"/usr/bin/curl\0", b"curl\0-s\0", exe=b"curl"), 1.0)
     k.learn_exec(7, _raw(b"/usr/bin/curl\0", b"curl\0-s\0", exe=b"curl"), 2.0)  # once
-    ok = NetConnect(
-        ts=1.0,
-        cgroup_id=7,
-        op="connect",
-        comm="curl",
-        family=socket.AF_INET,
-        protocol="tcp",
-        saddr="127.0.0.1",
-        sport=4000,
-        daddr="127.0.0.1",
-        dport=8080,
-        state="ESTABLISHED",
-    )
-    failed = NetConnect(
-        ts=1.0,
-        cgroup_id=7,
-        op="connect",
-        comm="curl",
-        family=socket.AF_INET,
-        protocol="tcp",
-        saddr="127.0.0.1",
-        sport=4001,
-        daddr="127.0.0.1",
-        dport=9,
-        state="CLOSE",
-    )
+    ok = _curl_connect(4000, 8080, "ESTABLISHED")
+    failed = _curl_connect(4001, 9, "CLOSE")
     assert conn_entry(failed) is None
     k.learn_conn(ok, 1.0)
     k.learn_conn(failed, 1.0)
