@@ -46,7 +46,8 @@
 #define RG_CONF_GEN 2   /* current generation of the syscall count maps (0 or 1) */
 #define RG_CONF_WAKE 3  /* ktime of the last forced ring buffer wakeup (written by the probes) */
 #define RG_CONF_FILTER 4 /* the filter's generation: user space adds 1 when a cgroup leaves
-                          * rg_cgroups (task.h caches a monitored task's answer until then) */
+                          * rg_cgroups or gets a count slot (task.h caches a monitored task's
+                          * answer and slot until then) */
 #define RG_NCONF 5
 
 struct rg_hdr {
@@ -64,7 +65,8 @@ struct rg_rate {
     u64 count;
 };
 
-BPF_HASH(rg_cgroups, u64, u8, RG_MAX_CGROUPS);
+/* value: the cgroup's syscall count slot, 1..RG_TR_SLOTS (syscalls.bpf.c; 0: none, the hash counts) */
+BPF_HASH(rg_cgroups, u64, u32, RG_MAX_CGROUPS);
 BPF_ARRAY(rg_conf, u64, RG_NCONF);
 BPF_PERCPU_ARRAY(rg_lost, u64, RG_NPROBES);
 BPF_HASH(rg_rate, u64, struct rg_rate, RG_MAX_CGROUPS);
@@ -77,15 +79,26 @@ static __always_inline u64 rg_conf_get(int idx)
     return v ? *v : 0;
 }
 
-/* Is the current task in a monitored cgroup? Returns its cgroup id, or 0. */
-static __always_inline u64 rg_wanted(void)
+/* Is the current task in a monitored cgroup? Returns its cgroup id, or 0; *slot = the cgroup's
+ * rg_cgroups value (its count slot, 0: none). */
+static __always_inline u64 rg_wanted_slot(u32 *slot)
 {
     u64 cg = bpf_get_current_cgroup_id();
-    if (rg_cgroups.lookup(&cg))
+    u32 *s = rg_cgroups.lookup(&cg);
+    if (s) {
+        *slot = *s;
         return cg;
+    }
+    *slot = 0;
     if (rg_conf_get(RG_CONF_ALL))
         return cg ? cg : 1;
     return 0;
+}
+
+static __always_inline u64 rg_wanted(void)
+{
+    u32 slot;
+    return rg_wanted_slot(&slot);
 }
 
 static __always_inline void rg_count_lost(int probe)

@@ -7,14 +7,18 @@
  *   raw_syscalls:sys_enter  task outside every monitored cgroup: leave (rg_wanted_task: the
  *                           answer cached in a monitored task's storage). Else:
  *                           keep the previous syscall nr in rg_task_state, count the
- *                           transition (syscalls); for a syscall rg_sys_kind names, copy the
+ *                           transition in the slot's per-CPU cells (syscalls: no hash lookup
+ *                           unless the cgroup has no slot or its group is full); for a syscall
+ *                           rg_sys_kind names, copy the
  *                           argument registers once and call its probe's handler (exec: argv;
  *                           files: a sensitive open; priv: the call and its arguments; net:
  *                           listen/accept; files also unlink/rename/utimes; exec also the
  *                           exit status), which may stage an event and mark the task pending.
- *   raw_syscalls:sys_exit   (exec, files, priv, net) a task with nothing pending leaves at a
- *                           NULL task storage pointer or a zero flag; else the staged event
- *                           gets the syscall's result.
+ *   raw_syscalls:sys_exit   (exec, files, priv, net) while no task has an event staged
+ *                           (rg_pending_n, task.h: an inlined array read) every task leaves
+ *                           at once; else a task with nothing pending leaves at a NULL task
+ *                           storage pointer or a zero flag; else the staged event gets the
+ *                           syscall's result.
  */
 #ifndef RG_SYSDISPATCH_H
 #define RG_SYSDISPATCH_H
@@ -33,9 +37,12 @@ RAW_TRACEPOINT_PROBE(sys_enter)
     u32 nr = (u32)ctx->args[1] & 0xffff;
     u32 prev = t->prev ? t->prev - 1 : 0xffff;
     t->prev = nr + 1;
-    t->pending = 0;
+    if (t->pending) { /* staged but its sys_exit was not seen */
+        t->pending = 0;
+        rg_pending_add(-1);
+    }
 #ifdef RG_HOOK_SYSCALLS
-    rg_syscalls_count(cg, prev, nr);
+    rg_syscalls_count(cg, t->slot, prev, nr);
 #endif
 #if defined(RG_HOOK_EXEC) || defined(RG_HOOK_EXIT)
     u32 kind = rg_sys_kind_of(nr);
@@ -87,8 +94,10 @@ RAW_TRACEPOINT_PROBE(sys_enter)
     default:
         break;
     }
-    if (staged)
+    if (staged) {
         t->pending = kind;
+        rg_pending_add(1);
+    }
 #endif
     return 0;
 }
@@ -96,11 +105,14 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 #ifdef RG_HOOK_EXIT
 RAW_TRACEPOINT_PROBE(sys_exit)
 {
+    if (!rg_pending_any()) /* no task has anything staged: no task-storage lookup */
+        return 0;
     struct rg_task *t = rg_task_get(0);
     if (!t || !t->pending)
         return 0;
     u32 kind = t->pending;
     t->pending = 0;
+    rg_pending_add(-1);
     /* TP_PROTO(struct pt_regs *regs, long ret) */
     long ret = (long)ctx->args[1];
     switch (kind) {

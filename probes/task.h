@@ -12,10 +12,15 @@
  *   pending = the RG_KIND_* staged at sys_enter whose result sys_exit must add (0: none);
  *   cg, filter = the cgroup id the filter last let through for this task and the filter's
  *   generation + 1 then (rg_wanted_task: a monitored task's next syscalls skip the rg_cgroups
- *   hash lookup until its cgroup or the filter changes).
+ *   hash lookup until its cgroup or the filter changes); slot = the cgroup's syscall count slot
+ *   read from rg_cgroups then (syscalls.bpf.c: the task's transitions index that slot's
+ *   per-CPU cells instead of hashing; 0: no slot).
  *   Task storage (5.11+, BTF) when the kernel has it: only monitored tasks ever get one, so the
  *   sys_exit hook of every other task stops at a NULL pointer. Without it an LRU hash by thread
  *   id (every exit then pays a hash lookup).
+ * - rg_pending_n: how many tasks have an event staged (pending != 0). While it is 0, sys_exit
+ *   leaves before looking up the task's storage (a helper call on every syscall's exit, of every
+ *   task); only staging (a sensitive open, a privilege call, listen/accept...) moves it.
  * - rg_sys_kind: syscall nr -> RG_KIND_* (an array the loader fills from the x86_64 numbers in
  *   agent/decoders/ebpf.py; 0 for every syscall no probe looks at).
  * - Syscall arguments are read from the struct pt_regs the raw tracepoint passes, at the
@@ -65,6 +70,8 @@ struct rg_task {
     u32 pending;
     u64 cg;
     u64 filter;
+    u32 slot;
+    u32 pad;
 };
 
 #ifdef RG_TASK_STORAGE
@@ -73,6 +80,25 @@ BPF_TASK_STORAGE(rg_task_state, struct rg_task);
 BPF_TABLE("lru_hash", u32, struct rg_task, rg_task_state, 65536);
 #endif
 BPF_ARRAY(rg_sys_kind, u32, RG_NSYSCALLS);
+BPF_ARRAY(rg_pending_n, s64, 1);
+
+/* A task's pending flag went from 0 to set (d = 1) or back (d = -1). */
+static __always_inline void rg_pending_add(s64 d)
+{
+    int zero = 0;
+    s64 *n = rg_pending_n.lookup(&zero);
+    if (n)
+        __sync_fetch_and_add(n, d);
+}
+
+/* May some task have an event staged? (Read without a lock: a task's own staging happened
+ * before its own sys_exit, so it always sees its increment.) */
+static __always_inline int rg_pending_any(void)
+{
+    int zero = 0;
+    s64 *n = rg_pending_n.lookup(&zero);
+    return !n || *n != 0;
+}
 
 /* The task's state; created when create is set (sys_enter of a monitored task). */
 static __always_inline struct rg_task *rg_task_get(int create)
@@ -91,7 +117,8 @@ static __always_inline struct rg_task *rg_task_get(int create)
 #endif
 }
 
-/* The current task's cgroup id when it is monitored (else 0), its state in *tp (created). With
+/* The current task's cgroup id when it is monitored (else 0), its state in *tp (created, with
+ * the cgroup's count slot). With
  * task storage the filter's answer is kept in the task's own entry: while its cgroup and the
  * filter's generation (rg_conf[RG_CONF_FILTER]) are unchanged, a monitored task's syscall costs
  * one task-storage lookup instead of that and an rg_cgroups hash lookup; any other task pays the
@@ -106,7 +133,8 @@ static __always_inline u64 rg_wanted_task(struct rg_task **tp)
         *tp = t;
         return cg ? cg : 1;
     }
-    u64 want = rg_wanted();
+    u32 slot;
+    u64 want = rg_wanted_slot(&slot);
     if (!want)
         return 0;
     t = rg_task_get(1);
@@ -114,15 +142,18 @@ static __always_inline u64 rg_wanted_task(struct rg_task **tp)
         return 0;
     t->cg = cg;
     t->filter = filter;
+    t->slot = slot;
     *tp = t;
     return want;
 #else
-    u64 want = rg_wanted();
+    u32 slot;
+    u64 want = rg_wanted_slot(&slot);
     if (!want)
         return 0;
     struct rg_task *t = rg_task_get(1);
     if (!t)
         return 0;
+    t->slot = slot;
     *tp = t;
     return want;
 #endif

@@ -15,9 +15,9 @@ Stages, in order (``EbpfSource.start``), and the module of each:
    limit, the syscall routing table, the sensitive and change-watch path prefixes.
 4. ``reader.Reader``: one thread drains every ring (or perf) buffer in batches, decodes records
    (``agent.decoders.ebpf``), completes them from /proc (``complete``: stdio, ppid, parent
-   comm, accepted peers, file-change paths) and publishes; ``reader.SyscallCounts``: a window
-   thread flips the syscall-count generation every ``behavior.window_seconds`` and publishes
-   one ``SyscallWindow`` per cgroup.
+   comm, accepted peers, file-change paths) and publishes; ``counts.SyscallCounts``: each
+   monitored cgroup's count slot, and a window thread that flips the syscall-count generation
+   every ``behavior.window_seconds`` and publishes one ``SyscallWindow`` per cgroup.
 5. ``known.KnownSet``: learns each image's execs and connects while its baseline learns,
    installs them in the kernel afterwards (they are counted there, not sent) and publishes
    the counts as ``KnownActivity`` every 2 s.

@@ -26,6 +26,7 @@ from agent.runtime.model import Container
 from agent.settings.response import KernelStopSettings
 from agent.settings.sources import EbpfSettings
 from agent.sources.ebpf.act import ActReader, KernelActs
+from agent.sources.ebpf.counts import SyscallCounts
 from agent.sources.ebpf.known import KnownSet
 from agent.sources.ebpf.loader import (
     Support,
@@ -33,12 +34,11 @@ from agent.sources.ebpf.loader import (
     detect_support,
     fill_open_hint,
     fill_prefix_trie,
-    filter_changed,
     release_compiler_memory,
     sensitive_entries,
 )
 from agent.sources.ebpf.program import CONF_ALL, CONF_GEN, CONF_RATE, OUTPUTS, PROBES_DIR, SYSCALL_KINDS
-from agent.sources.ebpf.reader import Reader, SyscallCounts
+from agent.sources.ebpf.reader import Reader
 
 log = structlog.get_logger("agent.sources.ebpf")
 
@@ -185,6 +185,7 @@ class EbpfSource:
         if self.bpf is None:
             return
         self._configure(loaded)
+        self.counts.enabled = "syscalls" in loaded  # count slots for the monitored cgroups
         self.reader.open(self.bpf, [p for p in loaded if p in OUTPUTS], self.support.ringbuf)
         self.act.open(self.bpf)
         self.active = loaded
@@ -287,19 +288,14 @@ class EbpfSource:
         bpf = self.bpf
         if bpf is None or (not c.cgroup_id and what != "removed"):
             return
-        table = bpf[b"rg_cgroups"]
         with self._lock:
             # An update may move a container to another cgroup: forget the old id first.
             old = self._cgroup_of.pop(c.id, None)
             if old is not None and (what == "removed" or old != c.cgroup_id):
-                try:
-                    del table[ctypes.c_ulonglong(old)]
-                except KeyError:
-                    pass
+                self.counts.release(bpf, old)
                 self._monitored.discard(old)
-                filter_changed(bpf)
             if what != "removed":
-                table[ctypes.c_ulonglong(c.cgroup_id)] = ctypes.c_ubyte(1)
+                self.counts.admit(bpf, c.cgroup_id)
                 self._monitored.add(c.cgroup_id)
                 self._cgroup_of[c.id] = c.cgroup_id
             if self.known is not None:
@@ -316,18 +312,13 @@ class EbpfSource:
         bpf = self.bpf
         if bpf is None:
             return
-        table = bpf[b"rg_cgroups"]
         with self._lock:
             if on:
-                table[ctypes.c_ulonglong(cgroup_id)] = ctypes.c_ubyte(1)
+                self.counts.admit(bpf, cgroup_id)
                 self._monitored.add(cgroup_id)
             else:
-                try:
-                    del table[ctypes.c_ulonglong(cgroup_id)]
-                except KeyError:
-                    pass
+                self.counts.release(bpf, cgroup_id)
                 self._monitored.discard(cgroup_id)
-                filter_changed(bpf)
 
     # --- reading ------------------------------------------------------------------------
     def process_batch(self) -> int:
@@ -403,6 +394,7 @@ class EbpfSource:
             "windows_published": self.counts.windows_published,
             "syscalls_counted": self.counts.syscalls_counted,
             "count_map_full": self.counts.count_map_full,
+            "count_slots": self.counts.status(),
             "changes_filtered": self.reader.changes_filtered,
             "kernel_stop": self.act.status(),
             "known": self.known.status() if self.known is not None else {},

@@ -52,6 +52,9 @@ SYSCALL_KINDS: Mapping[str, Mapping[int, int]] = {
     probe: {syscall_number(name): kind for name, kind in kinds.items()} for probe, kinds in _KINDS_BY_NAME.items()
 }
 CONF_ALL, CONF_RATE, CONF_GEN = 0, 1, 2
+# The syscall transition cells (probes/syscalls.h): count slots (monitored cgroups that get one),
+# groups per slot and generation (1 << TR_GROUP_BITS, at least 64), cells per group.
+TR_SLOTS, TR_GROUP_BITS, TR_WAYS = 64, 7, 8
 CONF_FILTER = 4  # the filter's generation (probes/common.h): + 1 after every change of rg_cgroups
 MATCH_ANY, MATCH_WRITE = 1, 2
 # rg_sensitive bits of the in-kernel response (probes/files.h): an open / an AF_UNIX connect of
@@ -86,6 +89,8 @@ def cflags(settings: EbpfSettings, ringbuf: bool, task_storage: bool = False) ->
         "RG_RINGBUF_PAGES": str(settings.ring_buffer_pages),
         "RG_MAX_CGROUPS": str(settings.max_cgroups),
         "RG_ARGV_MAX": str(settings.argv_max),
+        "RG_TR_SLOTS": str(TR_SLOTS),
+        "RG_TR_GROUP_BITS": str(TR_GROUP_BITS),
     }
     if ringbuf:
         flags["RG_RINGBUF"] = "1"

@@ -1,8 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Reading what the probes report: the event records of every probe's ring (or perf) buffer,
-decoded, completed from /proc and published in batches (``Reader``); and the in-kernel syscall
-transition counts, read and reset one generation at a time into ``SyscallWindow`` events
-(``SyscallCounts``)."""
+decoded, completed from /proc and published in batches (``Reader``). The in-kernel syscall
+transition counts are read by ``counts.SyscallCounts``."""
 
 from __future__ import annotations
 
@@ -16,12 +15,12 @@ from typing import Any
 import structlog
 
 from agent.decoders.ebpf import DecodeError, decode_record
-from agent.events import Event, FileChange, NetConnect, ProcessExec, SyscallWindow
+from agent.events import Event, FileChange, NetConnect, ProcessExec
 from agent.hostfs import HostPaths
 from agent.settings.sources import EbpfSettings
 from agent.sources.ebpf.complete import complete_accept, complete_change, complete_exec
 from agent.sources.ebpf.known import KnownSet
-from agent.sources.ebpf.program import CONF_GEN, OUTPUTS
+from agent.sources.ebpf.program import OUTPUTS
 
 log = structlog.get_logger("agent.sources.ebpf")
 
@@ -159,50 +158,3 @@ class Reader:
                 publish(ev)
         self.delivered.update(counts)
         return sum(counts.values())
-
-
-class SyscallCounts:
-    """The ``syscalls`` probe's per-cgroup transition counts: flip the generation the probes
-    write, read and delete the previous one, one ``SyscallWindow`` per cgroup."""
-
-    def __init__(self, lock: threading.Lock) -> None:
-        self.lock = lock
-        self.gen = 0
-        self.window_start = time.time()
-        self.windows_published = 0
-        self.syscalls_counted = 0
-        self.count_map_full = 0
-
-    def flush(self, bpf: Any, publish: Publish | None) -> list[SyscallWindow]:
-        """Flip the count generation, read and delete the old one, publish per-cgroup windows."""
-        with self.lock:
-            old = self.gen
-            self.gen ^= 1
-            bpf[b"rg_conf"][ctypes.c_int(CONF_GEN)] = ctypes.c_ulonglong(self.gen)
-            start, end = self.window_start, time.time()
-            self.window_start = end
-        # Programs that read the old generation just before the flip finish within
-        # microseconds (they run with preemption disabled); give them a moment.
-        time.sleep(0.002)
-        per_cg: dict[int, tuple[dict[int, int], dict[tuple[int, int], int]]] = {}
-        trans = bpf[b"rg_sc_trans"]
-        for k, v in list(trans.items()):
-            if k.gen != old:
-                continue
-            n = sum(v)
-            del trans[k]
-            counts, tr = per_cg.setdefault(k.cgroup_id, ({}, {}))
-            tr[(k.prev, k.cur)] = tr.get((k.prev, k.cur), 0) + n
-            # count(nr) is the sum of the transitions into nr (probes/syscalls.bpf.c).
-            counts[k.cur] = counts.get(k.cur, 0) + n
-            self.syscalls_counted += n
-        full = bpf[b"rg_sc_full"]
-        self.count_map_full = sum(full[ctypes.c_int(0)])
-        out = []
-        for cg, (c, t) in per_cg.items():
-            w = SyscallWindow(ts=end, cgroup_id=cg, start=start, end=end, counts=c, transitions=t)
-            out.append(w)
-            if publish is not None:
-                publish(w)
-        self.windows_published += len(out)
-        return out

@@ -7,6 +7,8 @@
   arrives; a prefix too short for the filter turns it off and its opens still arrive.
 - The filter's answer cached in a monitored task's storage (probes/task.h rg_wanted_task): a task
   that keeps running is no longer counted once its container leaves the filter.
+- The sys_exit shortcut (probes/task.h rg_pending_n): while no task has an event staged, sys_exit
+  leaves before the task-storage lookup; a staged event still gets its result.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from agent.events import FileOpen, ProcessExec
 from agent.sources.ebpf.loader import HINT_BITS
 from agent.syscall_table import syscall_number
 from tests.privileged.ebpf.harness import Agent
+from tests.support import wait_for
 
 SYS_READ = syscall_number("read")
 # A long syscall loop in b that keeps its task (and its task-storage entry) across the test.
@@ -97,3 +100,26 @@ def test_a_running_task_is_not_counted_once_its_container_leaves_the_filter(agen
         assert _b_reads(agent) > 1000, "dd is counted again once b is back"
     finally:
         subprocess.run(["docker", "exec", agent.b.id, "sh", "-c", "kill $(cat /tmp/dd.pid)"], timeout=30)
+
+
+def _pending(agent: Agent) -> int:
+    return int(agent.source.bpf[b"rg_pending_n"][ctypes.c_int(0)].value)
+
+
+def test_sys_exit_skips_the_task_lookup_only_while_nothing_is_staged(agent: Agent) -> None:
+    """probes/task.h rg_pending_n: sys_exit looks up the task's storage only while some task has
+    an event staged. A reader blocked opening a FIFO under a sensitive prefix is staged (1); once
+    a writer opens it both opens complete with their results, and nothing is staged (0)."""
+    fifo = "/root/.ssh/rg-fifo"
+    agent.exec_a("sh", "-c", f"mkdir -p /root/.ssh && rm -f {fifo} && mkfifo {fifo}")
+    assert _pending(agent) == 0
+    subprocess.run(["docker", "exec", "-d", agent.a.id, "cat", fifo], check=True, timeout=30)
+    try:
+        wait_for(lambda: _pending(agent) == 1, what="the blocked open of the FIFO staged")
+    finally:
+        agent.exec_a("sh", "-c", f"echo x > {fifo}")
+    opens = agent.wait(FileOpen, lambda e: e.path == fifo and e.comm == "cat", "the reader's open, completed")
+    assert opens[0].ret >= 0 and not opens[0].write
+    agent.wait(FileOpen, lambda e: e.path == fifo and e.write, "the writer's open")
+    wait_for(lambda: _pending(agent) == 0, what="nothing staged once both opens returned")
+    agent.exec_a("rm", "-f", fifo)

@@ -45,7 +45,7 @@ def test_every_probe_ships_with_header_comment_hooks_and_maps() -> None:
 
 def test_program_text_inlines_headers_once_and_starts_with_the_cflags() -> None:
     text = program_text(["exec", "net"], cflags(EbpfSettings(), ringbuf=True))
-    assert text.splitlines()[1:10] == [
+    assert text.splitlines()[1:12] == [
         "#define RG_ARGV_MAX 16",
         "#define RG_MAX_CGROUPS 4096",
         # the namespace-escape syscalls of the in-kernel response (probes/priv.bpf.c)
@@ -55,6 +55,9 @@ def test_program_text_inlines_headers_once_and_starts_with_the_cflags() -> None:
         "#define RG_RB_GAP_NS 5000000ULL",  # one reader wakeup per 5 ms gap at most (poll_interval_ms)
         "#define RG_RINGBUF 1",
         "#define RG_RINGBUF_PAGES 64",
+        # the syscall transition cells (probes/syscalls.h, mirrored by agent/sources/ebpf/counts.py)
+        "#define RG_TR_GROUP_BITS 7",
+        "#define RG_TR_SLOTS 64",
         "",
     ]
     eager = program_text(["exec"], cflags(EbpfSettings(poll_interval_ms=0), ringbuf=True, task_storage=True))
