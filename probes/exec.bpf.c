@@ -18,6 +18,9 @@
  * inode, dev, links), read with bpf_probe_read_kernel at offsets from the running kernel's BTF
  * (-D RG_OFF_*; without BTF the fields stay empty): a fork-only parent (busybox httpd's
  * per-request child) that exits within milliseconds is still known by its executable.
+ * Stdio (RG_EXE_STDIO, same offsets): the type and inode (or device) of fds 0-2 of a record
+ * that is sent, so the agent names a socket, pipe or terminal without three /proc readlinks
+ * per exec, and knows them for a process that is gone before /proc could be read.
  * In-kernel response (act.h): an exec below an rg_exec_stop prefix stops the new program before
  * its first instruction in a cgroup that enforces RG_RULE_EXEC.
  * Caveats: ppid comes from the fork seen by this probe (all forks are recorded, see below); for
@@ -126,6 +129,69 @@ static __always_inline int rg_exe_of(const char *task, char *name, u64 *ino, u32
             bpf_probe_read_kernel(dev, sizeof(*dev), sb + RG_OFF_SB_DEV);
     }
     return 1;
+}
+#endif
+
+#if defined(RG_OFF_TASK_MM) && defined(RG_OFF_TASK_FILES)
+#define RG_S_IFMT 0170000
+#define RG_S_IFSOCK 0140000
+#define RG_S_IFIFO 0010000
+#define RG_S_IFCHR 0020000
+#define RG_PIPEFS_MAGIC 0x50495045
+
+/* fds 0-2 of task (the new program: close-on-exec has run) into stdio_kind/stdio_ino:
+ * task->files->fdt->fd[i]->f_inode's type, inode number or device, and for a FIFO whether it
+ * is an anonymous pipe (pipefs) or a named one (a path: RG_FD_OTHER). Sets RG_EXE_STDIO. */
+static __always_inline void rg_stdio_of(const char *task, struct rg_exec_event *ev)
+{
+    const char *files = 0, *fdt = 0, *fds = 0;
+    const char *fp[3] = {};
+    u32 max = 0;
+    if (!task || bpf_probe_read_kernel(&files, sizeof(files), task + RG_OFF_TASK_FILES) || !files)
+        return;
+    if (bpf_probe_read_kernel(&fdt, sizeof(fdt), files + RG_OFF_FILES_FDT) || !fdt)
+        return;
+    if (bpf_probe_read_kernel(&max, sizeof(max), fdt + RG_OFF_FDT_MAX_FDS) ||
+        bpf_probe_read_kernel(&fds, sizeof(fds), fdt + RG_OFF_FDT_FD) || !fds)
+        return;
+    if (max >= 3 && bpf_probe_read_kernel(fp, sizeof(fp), fds))
+        return;
+#pragma unroll
+    for (int i = 0; i < 3; i++) {
+        const char *inode = 0, *sb = 0;
+        u16 mode = 0;
+        u32 rdev = 0;
+        u64 ino = 0, magic = 0;
+        ev->stdio_kind[i] = RG_FD_CLOSED;
+        ev->stdio_ino[i] = 0;
+        if ((u32)i >= max || !fp[i])
+            continue;
+        ev->stdio_kind[i] = RG_FD_OTHER;
+        if (bpf_probe_read_kernel(&inode, sizeof(inode), fp[i] + RG_OFF_FILE_INODE) || !inode ||
+            bpf_probe_read_kernel(&mode, sizeof(mode), inode + RG_OFF_INODE_MODE) ||
+            bpf_probe_read_kernel(&ino, sizeof(ino), inode + RG_OFF_INODE_INO))
+            continue;
+        switch (mode & RG_S_IFMT) {
+        case RG_S_IFSOCK:
+            ev->stdio_kind[i] = RG_FD_SOCKET;
+            ev->stdio_ino[i] = ino;
+            break;
+        case RG_S_IFIFO:
+            if (!bpf_probe_read_kernel(&sb, sizeof(sb), inode + RG_OFF_INODE_SB) && sb &&
+                !bpf_probe_read_kernel(&magic, sizeof(magic), sb + RG_OFF_SB_MAGIC) && magic == RG_PIPEFS_MAGIC) {
+                ev->stdio_kind[i] = RG_FD_PIPE;
+                ev->stdio_ino[i] = ino;
+            }
+            break;
+        case RG_S_IFCHR:
+            if (!bpf_probe_read_kernel(&rdev, sizeof(rdev), inode + RG_OFF_INODE_RDEV)) {
+                ev->stdio_kind[i] = RG_FD_CHR;
+                ev->stdio_ino[i] = rdev;
+            }
+            break;
+        }
+    }
+    ev->exe_flags |= RG_EXE_STDIO;
 }
 #endif
 
@@ -259,6 +325,13 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         rg_known_pid.delete(&tgid);
     }
     if (!known && rg_rate_ok(cg, RG_PROBE_EXEC)) {
+        ev->stdio_kind[3] = 0;
+#if defined(RG_OFF_TASK_MM) && defined(RG_OFF_TASK_FILES)
+        rg_stdio_of((const char *)bpf_get_current_task(), ev);
+#else
+        ev->stdio_kind[0] = ev->stdio_kind[1] = ev->stdio_kind[2] = 0;
+        ev->stdio_ino[0] = ev->stdio_ino[1] = ev->stdio_ino[2] = 0;
+#endif
         u32 size = offsetof(struct rg_exec_event, args) + (ev->args_size & (RG_ARGS_BYTES - 1));
         if (ev->args_size >= RG_ARGS_BYTES)
             size = offsetof(struct rg_exec_event, args) + RG_ARGS_BYTES;

@@ -15,6 +15,14 @@
 #define RG_NEW_ARGS 128
 #define RG_EXE_PARENT 1   /* exe_flags: the parent's executable was read */
 #define RG_EXE_SELF 2     /* exe_flags: the new program's executable was read */
+#define RG_EXE_STDIO 4    /* exe_flags: the new program's fds 0-2 were read (stdio_kind) */
+/* stdio_kind: what each of fds 0, 1, 2 is, so the agent names it without /proc/<pid>/fd. */
+#define RG_FD_CLOSED 0    /* not open */
+#define RG_FD_SOCKET 1    /* a socket: stdio_ino is its inode ("socket:[ino]") */
+#define RG_FD_PIPE 2      /* an anonymous pipe (pipefs): stdio_ino is its inode ("pipe:[ino]") */
+#define RG_FD_CHR 3       /* a character device: stdio_ino is its kernel dev_t (major << 20 | minor) */
+#define RG_FD_OTHER 4     /* a file, directory, named FIFO or anonymous inode: its path is read
+                           * from /proc by the agent */
 
 struct rg_exec_event {
     struct rg_hdr h;
@@ -35,6 +43,11 @@ struct rg_exec_event {
     u32 parent_dev;   /* its filesystem's kernel dev_t (major << 20 | minor) */
     u32 pad;
     char parent_exe[RG_EXE_NAME_LEN];  /* basename of the parent's executable */
+    /* fds 0-2 of the new program (RG_EXE_STDIO): a shell whose stdin/stdout is a socket is a
+     * reverse shell, a pipe links two processes of one pipeline. Read only for a record that is
+     * sent (not for a known exec). */
+    u32 stdio_kind[4];                 /* RG_FD_* of fds 0, 1, 2 (the fourth: padding) */
+    u64 stdio_ino[3];
     char exe_name[RG_EXE_NAME_LEN];    /* basename of the new program's executable */
     /* The first bytes of argv as the new program sees it (mm->arg_start, read in its own
      * address space): for a script the kernel's rewrite, "interpreter [arg] script args…",

@@ -14,8 +14,9 @@ import os
 import socket
 import struct
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from agent.decoders.ebpf_stdio import stdio_name
 from agent.events import Event, FileChange, FileOpen, NetConnect, PrivilegeEvent, ProcessExec, ProcessExit
 from agent.syscall_table import syscall_name, syscall_number
 
@@ -37,11 +38,11 @@ PROBE_OF_TYPE: Mapping[int, str] = {
 HDR = struct.Struct("<IIQQII16s")
 # struct rg_exec_event after the header: u32 ppid, argc, args_size, truncated; char
 # parent_comm[16]; char filename[256]; u32 exe_flags, exe_nlink; u64 parent_ino; u32
-# parent_dev, pad; char parent_exe[32], exe_name[32]; u32 new_args_size, pad2; char
-# new_args[128]; then args (variable length).
-EXEC = struct.Struct("<IIII16s256sIIQII32s32sII128s")
+# parent_dev, pad; char parent_exe[32]; u32 stdio_kind[4]; u64 stdio_ino[3]; char
+# exe_name[32]; u32 new_args_size, pad2; char new_args[128]; then args (variable length).
+EXEC = struct.Struct("<IIII16s256sIIQII32s4I3Q32sII128s")
 NEW_ARGS = 128
-EXE_PARENT, EXE_SELF = 1, 2  # exe_flags (probes/exec.h)
+EXE_PARENT, EXE_SELF, EXE_STDIO = 1, 2, 4  # exe_flags (probes/exec.h)
 # struct rg_net_event after the header.
 NET = struct.Struct("<HHHH16s16sBBBBi")
 # struct rg_open_event after the header: s32 ret, u32 flags, u32 match, u32 ppid, char path[256].
@@ -163,8 +164,10 @@ def _op(names: Mapping[int, str], op: int, what: str) -> str:
 
 
 def _addr(family: int, raw: bytes) -> str:
+    # IPv4 through inet_ntoa (the same text, a fifth of the cost); IPv6 through ipaddress, whose
+    # text (an IPv4-mapped address as "::ffff:7f00:1") baselines and allowances already hold.
     if family == socket.AF_INET:
-        return str(ipaddress.IPv4Address(raw[:4]))
+        return socket.inet_ntoa(raw[:4])
     if family == socket.AF_INET6:
         return str(ipaddress.IPv6Address(raw[:16]))
     return ""
@@ -173,28 +176,31 @@ def _addr(family: int, raw: bytes) -> str:
 def decode_exec(h: Header, raw: bytes, ts: float) -> ProcessExec:
     base = HDR.size
     _need(raw, base + EXEC.size, "exec")
-    (
-        ppid,
-        argc,
-        args_size,
-        truncated,
-        pcomm,
-        filename,
-        exe_flags,
-        nlink,
-        pino,
-        pdev,
-        _pad,
-        pexe,
-        exe,
-        nsize,
-        _p2,
-        new,
-    ) = EXEC.unpack_from(raw, base)
+    f = EXEC.unpack_from(raw, base)
+    ppid, argc, args_size, truncated, pcomm, filename, exe_flags, nlink = f[:8]
+    pino, pdev, _pad, pexe = f[8:12]
+    (k0, k1, k2), (i0, i1, i2) = f[12:15], f[16:19]  # stdio_kind[0..2] (f[15]: padding), stdio_ino
+    exe, nsize, _pad2, new = f[19:]
     args_raw = raw[base + EXEC.size : base + EXEC.size + args_size]
     argv = tuple(a.decode("utf-8", "replace") for a in args_raw.split(b"\0")[:argc])
     if truncated:
         argv = (*argv, "...")
+    exe_name = exe_origin = parent_exe = ""
+    parent_dev = 0
+    if exe_flags & EXE_SELF:
+        exe_name = _cstr(exe)
+        if exe_name.startswith("memfd:"):
+            exe_origin = "memfd"
+        elif nlink == 0:
+            exe_origin = "deleted"
+    if exe_flags & EXE_PARENT:
+        # The kernel's dev_t is major << 20 | minor; stat() reports os.makedev's encoding.
+        parent_exe, parent_dev = _cstr(pexe), os.makedev(pdev >> 20, pdev & 0xFFFFF)
+    else:
+        pino = 0
+    stdio: tuple[str, ...] = ()
+    if exe_flags & EXE_STDIO and (k0 or k1 or k2):
+        stdio = (stdio_name(k0, i0), stdio_name(k1, i1), stdio_name(k2, i2))
     return ProcessExec(
         ts=ts,
         cgroup_id=h.cgroup_id,
@@ -205,8 +211,13 @@ def decode_exec(h: Header, raw: bytes, ts: float) -> ProcessExec:
         filename=_cstr(filename),
         argv=argv,
         parent_comm=_cstr(pcomm),
+        exe_origin=exe_origin,
+        stdio=stdio,
+        exe_name=exe_name,
         exec_argv=_new_argv(new, nsize),
-        **_exe_fields(exe_flags, nlink, exe, pexe, pino, pdev),
+        parent_exe=parent_exe,
+        parent_exe_ino=pino,
+        parent_exe_dev=parent_dev,
     )
 
 
@@ -217,21 +228,6 @@ def _new_argv(raw: bytes, size: int) -> tuple[str, ...]:
     parts = raw[: min(size, NEW_ARGS)].split(b"\0")
     parts.pop()  # after the last NUL: "" or a string the 128 bytes cut
     return tuple(a.decode("utf-8", "replace") for a in parts)
-
-
-def _exe_fields(flags: int, nlink: int, exe: bytes, pexe: bytes, pino: int, pdev: int) -> dict[str, Any]:
-    """The executables the probe read (ProcessExec.exe_name, exe_origin, parent_exe …)."""
-    out: dict[str, Any] = {}
-    if flags & EXE_SELF:
-        out["exe_name"] = name = _cstr(exe)
-        if name.startswith("memfd:"):
-            out["exe_origin"] = "memfd"
-        elif nlink == 0:
-            out["exe_origin"] = "deleted"
-    if flags & EXE_PARENT:
-        # The kernel's dev_t is major << 20 | minor; stat() reports os.makedev's encoding.
-        out.update(parent_exe=_cstr(pexe), parent_exe_ino=pino, parent_exe_dev=os.makedev(pdev >> 20, pdev & 0xFFFFF))
-    return out
 
 
 def decode_net(h: Header, raw: bytes, ts: float) -> NetConnect:

@@ -4,10 +4,11 @@
 The probes are compiled by bcc against whatever kernel headers the host has (Debian 6.1 headers
 on the lab's 6.18 kernel), so a struct read through those headers would use wrong offsets. The
 few struct walks the exec probe makes (the parent's and the new program's executable:
-``task->mm->exe_file``) use offsets read here from the kernel's own type information and passed
-as ``-D`` constants; without BTF, or when a member is missing, the walk is not compiled in and
-the record's fields stay empty. A small reader of the BTF format (include/uapi/linux/btf.h):
-types only, no strings beyond names, no relocation."""
+``task->mm->exe_file``; the new program's fds 0-2: ``task->files->fdt->fd[i]``) use offsets
+read here from the kernel's own type information and passed as ``-D`` constants; without BTF,
+or when a member is missing, the walk is not compiled in and the record's fields stay empty. A
+small reader of the BTF format (include/uapi/linux/btf.h): types only, no strings beyond
+names, no relocation."""
 
 from __future__ import annotations
 
@@ -41,6 +42,18 @@ EXE_OFFSETS: Mapping[str, str] = {
     "RG_OFF_INODE_SB": "inode.i_sb",
     "RG_OFF_INODE_NLINK": "inode.i_nlink",
     "RG_OFF_SB_DEV": "super_block.s_dev",
+}
+# The new program's fds 0-2 (task->files->fdt->fd[i]->f_inode): their type, inode or device,
+# and a FIFO's filesystem (pipefs or a named one). Used with EXE_OFFSETS; a set of its own, so a
+# kernel that renamed one of these keeps the executables.
+STDIO_OFFSETS: Mapping[str, str] = {
+    "RG_OFF_TASK_FILES": "task_struct.files",
+    "RG_OFF_FILES_FDT": "files_struct.fdt",
+    "RG_OFF_FDT_MAX_FDS": "fdtable.max_fds",
+    "RG_OFF_FDT_FD": "fdtable.fd",
+    "RG_OFF_INODE_MODE": "inode.i_mode",
+    "RG_OFF_INODE_RDEV": "inode.i_rdev",
+    "RG_OFF_SB_MAGIC": "super_block.s_magic",
 }
 
 
@@ -125,10 +138,17 @@ class Btf:
 
 
 def exe_offsets(vmlinux: Path) -> dict[str, str]:
-    """The ``-D`` offsets of ``EXE_OFFSETS`` from the kernel's BTF; ``{}`` when the file is
-    missing or any member is absent (the probes then leave the executable fields empty)."""
+    """The ``-D`` offsets of ``EXE_OFFSETS`` and ``STDIO_OFFSETS`` from the kernel's BTF; ``{}``
+    when the file is missing or any member of ``EXE_OFFSETS`` is absent (the probes then leave
+    the executable fields empty), without ``STDIO_OFFSETS`` when one of those is absent (the
+    agent then reads stdio from /proc)."""
     try:
         btf = Btf(vmlinux.read_bytes())
-        return {define: str(btf.offset(path)) for define, path in EXE_OFFSETS.items()}
+        out = {define: str(btf.offset(path)) for define, path in EXE_OFFSETS.items()}
     except (OSError, BtfError, IndexError, struct.error):
         return {}
+    try:
+        out.update({define: str(btf.offset(path)) for define, path in STDIO_OFFSETS.items()})
+    except (BtfError, IndexError, struct.error):
+        pass
+    return out

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Completing kernel records from /proc, best effort (the process may be gone): exec stdio,
-ppid and exe origin; an accepted connection's addresses; the paths of file changes (relative or
-directory-fd paths resolved against the task's, or its shell's, cwd; the watched set applied
-again)."""
+"""Completing kernel records from /proc, best effort (the process may be gone): the exec stdio
+the probe could not name, ppid and exe origin; an accepted connection's addresses; the paths of
+file changes (relative or directory-fd paths resolved against the task's, or its shell's, cwd;
+the watched set applied again)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.decoders.ebpf_stdio import STDIO_FROM_PROC
 from agent.events import FileChange, NetConnect, ProcessExec
 from agent.hostfs import HostPaths
 from agent.runtime.cgroups import ProcessGone, cgroup_id_of, read_proc_cgroup
@@ -48,15 +49,27 @@ def _comm_of(paths: HostPaths, pid: int) -> str:
 
 
 def complete_exec(ev: ProcessExec, paths: HostPaths) -> ProcessExec:
-    """Fill what the kernel record lacks from /proc, best effort (the process may be gone):
-    stdio targets, ppid and parent comm when the probe did not see the fork, exe origin (when
-    the probe could not read the executable)."""
-    # Plain strings, not Path joins: this runs for every exec that reaches Python.
-    fd_dir = f"{paths.pid_dir(ev.pid)}/fd/"
-    stdio = (_read_link(fd_dir + "0"), _read_link(fd_dir + "1"), _read_link(fd_dir + "2"))
+    """Fill what the kernel record lacks from /proc, best effort (the process may be gone): the
+    stdio targets the probe could not name (a file's path; all three when the probe read none),
+    ppid and parent comm when the probe did not see the fork, exe origin (when the probe could
+    not read the executable). The event itself when nothing was missing: this runs for every
+    exec that reaches Python, and with the probe's stdio, executables and fork parent it reads
+    nothing and allocates nothing."""
+    stdio = ev.stdio
+    if stdio and STDIO_FROM_PROC not in stdio and ev.ppid and ev.parent_comm and ev.exe_name:
+        return ev
     changes: dict[str, Any] = {}
-    if any(stdio):
-        changes["stdio"] = stdio
+    if not stdio or STDIO_FROM_PROC in stdio:
+        # Plain strings, not Path joins. Only the fds the kernel could not name (all when the
+        # record has none); one gone meanwhile is "".
+        fd_dir = f"{paths.pid_dir(ev.pid)}/fd/"
+        read = tuple(
+            _read_link(fd_dir + str(i)) if not stdio or t == STDIO_FROM_PROC else t
+            for i, t in enumerate(stdio or ("", "", ""))
+        )
+        named = read if any(read) else ()
+        if named != stdio:
+            changes["stdio"] = named
     ppid = ev.ppid or _ppid_of(paths, ev.pid)
     if ppid != ev.ppid:
         changes["ppid"] = ppid

@@ -3,8 +3,8 @@
 
 Run: ``.venv/bin/python tests/unit/ebpf/capture_records.py``. It starts a busybox container,
 loads the probes, runs ls, cat /etc/shadow, a write below /etc, nc listen/connect/accept,
-unshare, rm and mv below /var/log, touch -d, cat /proc/1/cmdline and a shell that exits 3, and
-writes one JSON object per record: probe name and the record bytes in hex. The
+unshare, rm and mv below /var/log, touch -d, cat /proc/1/cmdline, a shell that exits 3 and a cat
+whose stdout is a file, and writes one JSON object per record: probe name and the record bytes in hex. The
 unit tests decode these bytes; re-run this when a record layout in probes/*.h changes.
 """
 
@@ -84,6 +84,7 @@ def main() -> int:
             ["sh", "-c", "echo x > /tmp/rg-t && touch -d '2020-01-01 00:00:00' /tmp/rg-t"],
             ["cat", "/proc/1/cmdline"],
             ["sh", "-c", "sleep 0.1; exit 3"],
+            ["sh", "-c", "cat /etc/hostname > /tmp/rg-out; true"],
         ):
             subprocess.run(["docker", "exec", c.id, *cmd], capture_output=True, timeout=30)
         time.sleep(0.5)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sources.ebpf.btf import EXE_OFFSETS, Btf, BtfError, exe_offsets
+from agent.sources.ebpf.btf import EXE_OFFSETS, STDIO_OFFSETS, Btf, BtfError, exe_offsets
 
 
 def _blob() -> bytes:
@@ -62,5 +62,47 @@ def test_the_running_kernels_btf_has_every_member_the_exec_probe_reads() -> None
     if not vmlinux.exists():
         pytest.skip("This kernel exposes no BTF (/sys/kernel/btf/vmlinux).")
     got = exe_offsets(vmlinux)
-    assert set(got) == set(EXE_OFFSETS)
+    assert set(got) == set(EXE_OFFSETS) | set(STDIO_OFFSETS)
     assert all(0 <= int(v) < 8192 for v in got.values()), got
+
+
+def _blob_of(paths: list[str]) -> bytes:
+    """A BTF blob whose structs have exactly the members ``paths`` name (``struct.a.b``: member
+    ``a`` a struct with member ``b``), each at offset 8 x its position, every leaf an int."""
+    tree: dict[str, dict] = {}
+    for path in paths:
+        node = tree
+        for part in path.split("."):
+            node = node.setdefault(part, {})
+    strings = bytearray(b"\0")
+    types: list[bytes] = []
+
+    def name(s: str) -> int:
+        strings.extend(s.encode() + b"\0")
+        return len(strings) - len(s) - 1
+
+    types.append(struct.pack("<IIII", name("int"), 1 << 24, 8, 64))  # type 1: int
+
+    def add(sname: str, members: dict[str, dict]) -> int:
+        ids = {m: add(f"{sname}_{m}", sub) if sub else 1 for m, sub in members.items()}
+        body = b"".join(struct.pack("<III", name(m), ids[m], 64 * i) for i, m in enumerate(members))
+        types.append(struct.pack("<III", name(sname), (4 << 24) | len(members), 8 * len(members)) + body)
+        return len(types)
+
+    for sname, members in tree.items():
+        add(sname, members)
+    blob = b"".join(types)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(blob), len(blob), len(strings))
+    return hdr + blob + bytes(strings)
+
+
+def test_a_kernel_without_one_stdio_member_keeps_the_executables(tmp_path: Path) -> None:
+    full = [*EXE_OFFSETS.values(), *STDIO_OFFSETS.values()]
+    (tmp_path / "full").write_bytes(_blob_of(full))
+    assert set(exe_offsets(tmp_path / "full")) == set(EXE_OFFSETS) | set(STDIO_OFFSETS)
+    # fdtable.max_fds renamed: no stdio walk, the executables' walk stays
+    (tmp_path / "no_fdt").write_bytes(_blob_of([p for p in full if p != "fdtable.max_fds"]))
+    assert set(exe_offsets(tmp_path / "no_fdt")) == set(EXE_OFFSETS)
+    # an executable member missing: nothing at all (the stdio walk needs file.f_inode too)
+    (tmp_path / "no_exe").write_bytes(_blob_of([p for p in full if p != "mm_struct.exe_file"]))
+    assert exe_offsets(tmp_path / "no_exe") == {}

@@ -116,6 +116,9 @@ def test_priv_record_keeps_only_the_syscall_arity(events: list[object]) -> None:
     assert un and un[0].args == (0x00020000,) and un[0].ret == -1
 
 
+NO_STDIO = (0, 0, 0, 0, 0, 0, 0)  # stdio_kind[4], stdio_ino[3]: not read
+
+
 def _hdr(type_: int) -> bytes:
     return HDR.pack(type_, 42, 7777, 5_000_000_000, 43, 1000, b"evil\0")
 
@@ -162,7 +165,11 @@ def test_exit_record_without_an_exit_call() -> None:
 
 def test_synthetic_exec_with_truncated_argv_and_bad_utf8() -> None:
     args = b"a\xffb\0second\0"
-    raw = _hdr(1) + EXEC.pack(1, 2, len(args), 1, b"parent\0", b"/bin/x\0", 0, 0, 0, 0, 0, b"", b"", 0, 0, b"") + args
+    raw = (
+        _hdr(1)
+        + EXEC.pack(1, 2, len(args), 1, b"parent\0", b"/bin/x\0", 0, 0, 0, 0, 0, b"", *NO_STDIO, b"", 0, 0, b"")
+        + args
+    )
     ev = decode_record(raw, mono_offset=0.0)
     assert isinstance(ev, ProcessExec)
     assert ev.argv == ("a\ufffdb", "second", "...")
@@ -175,18 +182,19 @@ def test_synthetic_exec_with_truncated_argv_and_bad_utf8() -> None:
 def test_exec_record_with_the_executables_the_kernel_read() -> None:
     # The kernel's rewrite for a script, 128 bytes of it: the last string cut.
     new = (b"/bin/sh\0status.cgi\0" + b"QUERY" * 40)[:128]
-    body = EXEC.pack(
-        1, 0, 0, 0, b"httpd\0", b"status.cgi\0", 3, 1, 4242, (8 << 20) | 3, 0, b"busybox\0", b"busybox\0", 128, 0, new
-    )
+    exe = (3, 1, 4242, (8 << 20) | 3, 0, b"busybox\0")  # flags, links, parent ino, dev, pad, parent exe
+    body = EXEC.pack(1, 0, 0, 0, b"httpd\0", b"status.cgi\0", *exe, *NO_STDIO, b"busybox\0", 128, 0, new)
     ev = decode_record(_hdr(1) + body)
     assert isinstance(ev, ProcessExec)
     assert (ev.exe_name, ev.parent_exe, ev.parent_exe_ino) == ("busybox", "busybox", 4242)
     assert ev.parent_exe_dev == os.makedev(8, 3) and ev.exe_origin == ""
     assert ev.exec_argv == ("/bin/sh", "status.cgi")
     # Links 0: the executable was deleted; a memfd's name.
-    deleted = decode_record(_hdr(1) + EXEC.pack(1, 0, 0, 0, b"", b"/x\0", 2, 0, 0, 0, 0, b"", b"x\0", 0, 0, b""))
+    deleted = decode_record(
+        _hdr(1) + EXEC.pack(1, 0, 0, 0, b"", b"/x\0", 2, 0, 0, 0, 0, b"", *NO_STDIO, b"x\0", 0, 0, b"")
+    )
     memfd = decode_record(
-        _hdr(1) + EXEC.pack(1, 0, 0, 0, b"", b"/dev/fd/3\0", 2, 1, 0, 0, 0, b"", b"memfd:x\0", 0, 0, b"")
+        _hdr(1) + EXEC.pack(1, 0, 0, 0, b"", b"/dev/fd/3\0", 2, 1, 0, 0, 0, b"", *NO_STDIO, b"memfd:x\0", 0, 0, b"")
     )
     assert isinstance(deleted, ProcessExec) and deleted.exe_origin == "deleted"
     assert isinstance(memfd, ProcessExec) and memfd.exe_origin == "memfd"
@@ -217,7 +225,8 @@ def test_record_layouts_match_the_c_structs() -> None:
     assert HDR.size + CHANGE.size == 48 + 24 + 2 * 256
     assert HDR.size + EXIT.size == 48 + 8
     # struct rg_exec_event: ppid..truncated, parent_comm, filename, exe_flags, exe_nlink,
-    # parent_ino (8-aligned at 344), parent_dev, pad, parent_exe[32], exe_name[32],
-    # new_args_size, pad2, new_args[128]; args at 560.
-    assert struct.calcsize("@IIII16s256sIIQII32s32sII128s") == EXEC.size
-    assert HDR.size + EXEC.size == 560  # offsetof(struct rg_exec_event, args)
+    # parent_ino (8-aligned at 344), parent_dev, pad, parent_exe[32], stdio_kind[4],
+    # stdio_ino[3] (8-aligned at 408), exe_name[32], new_args_size, pad2, new_args[128];
+    # args at 600.
+    assert struct.calcsize("@IIII16s256sIIQII32s4I3Q32sII128s") == EXEC.size
+    assert HDR.size + EXEC.size == 600  # offsetof(struct rg_exec_event, args)

@@ -36,6 +36,10 @@ def _curl_connect(sport: int, dport: int, state: str) -> NetConnect:
     )
 
 
+# parent_ino, parent_dev, pad, parent_exe, stdio_kind[4], stdio_ino[3]; new_args_size, pad2, new_args
+NO_PARENT, NO_NEW = (0, 0, 0, b"", 0, 0, 0, 0, 0, 0, 0), (0, 0, b"")
+
+
 def _raw(
     path: bytes,
     args: bytes,
@@ -49,7 +53,7 @@ def _raw(
     hdr = HDR.pack(1, 42, 7, 1, 43, 0, b"x")
     return (
         hdr
-        + EXEC.pack(1, args.count(b"\0"), len(args), truncated, pcomm, path, flags, nlink, 0, 0, 0, b"", exe, 0, 0, b"")
+        + EXEC.pack(1, args.count(b"\0"), len(args), truncated, pcomm, path, flags, nlink, *NO_PARENT, exe, *NO_NEW)
         + args
     )
 
