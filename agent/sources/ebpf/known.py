@@ -7,22 +7,23 @@ recorded in the exact form the kernel compares: an exec as (path, parent comm, h
 bytes), a connect as (family, address, port). Once the image has learned, those entries go into
 the kernel's maps under the image's slot, and each of the image's cgroups gets that slot: a
 matching exec or connect is then counted in ``rg_known_hits`` and never reaches Python. Every
-``SYNC_SECONDS`` the counts are read (deltas, nothing deleted, so nothing is lost between a read
-and a delete) and published as ``KnownActivity`` per cgroup, which the window aggregator folds
-like the events they stand for: behaviour windows keep their exec and connect counts, binaries,
-peers and ports.
+``SYNC_SECONDS`` the counts are read (deltas; a key is deleted only after its final read) and
+published as ``KnownActivity`` per cgroup, which the window aggregator folds like the events
+they stand for: behaviour windows keep their exec and connect counts, binaries, peers and
+ports. The maps' lifecycle (room, pruning gone images, slot reuse, refusals) is
+known_kernel.py's; an image whose baseline learns again after it had learned (relearn, reset)
+forgets its entries and learns them anew.
 
 Never learned as known (they always reach the detectors): shells and interpreters (by path or
 by the executable the kernel ran: a script's interpreter), paths below the detectors' writable
 directories or in /proc, /dev, memfd; relative paths; truncated argv; failed connects. The
 learned entries are stored (table ``ebpf_known``), so a restart does not relearn them; at most
-``MAX_PER_IMAGE`` per image and kind, ``MAX_ENTRIES`` in the kernel.
+``MAX_PER_IMAGE`` per image and kind, ``max_entries`` in the kernel.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import ipaddress
 import os
 import posixpath
@@ -38,6 +39,7 @@ import structlog
 
 from agent.decoders.ebpf import EXEC, HDR
 from agent.events import ContainerRef, KnownActivity, NetConnect
+from agent.sources.ebpf.known_kernel import GRACE_SECONDS, MAX_ENTRIES, KnownKernel
 from agent.store import Store
 from agent.vuln.rootfs import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
@@ -45,7 +47,6 @@ log = structlog.get_logger("agent.sources.ebpf")
 
 SYNC_SECONDS = 2.0
 MAX_PER_IMAGE = 1024
-MAX_ENTRIES = 16384  # RG_KNOWN_MAX in probes/known.h
 KNOWN_PATH = 128  # RG_KNOWN_PATH
 ARGS_BYTES = 2048  # RG_ARGS_BYTES in probes/exec.h
 _FNV_OFFSET = 14695981039346656037
@@ -122,6 +123,8 @@ class KnownSet:
         max_per_image: int = MAX_PER_IMAGE,
         key_of: Callable[[ContainerRef], str] = lambda c: c.image or c.image_id or "unknown",
         root_of: Callable[[int], Path | None] = lambda _cg: None,
+        max_entries: int = MAX_ENTRIES,
+        grace_seconds: float = GRACE_SECONDS,
     ) -> None:
         self.store = store
         self.learning = learning
@@ -142,10 +145,11 @@ class KnownSet:
         self.conns: dict[str, dict[ConnEntry, int]] = {}
         self.info: dict[int, tuple[str, str, int]] = {}  # id -> ("exec", path, 0) / ("conn", addr, port)
         self._next_id = 1
-        self._slots: dict[str, int] = {}
-        self._installed: dict[str, int] = {}  # key -> entries written to the kernel
-        self._slot_of_cg: dict[int, int] = {}
-        self._totals: dict[tuple[int, int], int] = {}
+        # The kernel's maps (known_kernel.py): ``max_entries`` in total, an image's entries
+        # pruned ``grace_seconds`` after its last container went.
+        self.kernel = KnownKernel(max_entries, grace_seconds)
+        self._learned_keys: set[str] = set()  # keys seen learned (stored: a later learning is a relearn)
+        self._retired: set[int] = set()  # ids of forgotten entries, until their hits' final read
         self.counted = {"execs": 0, "connects": 0}
         self.refused = 0
         if store is not None:
@@ -160,6 +164,8 @@ class KnownSet:
             self._add_exec(key, (path, pcomm, int.from_bytes(h, "little")))
         elif kind == "conn" and len(blob) == 20:
             self._add_conn(key, (int.from_bytes(blob[:2], "little"), blob[2:18], int.from_bytes(blob[18:], "little")))
+        elif kind == "learned":
+            self._learned_keys.add(key)
 
     def _new_id(self, kind: str, what: str, port: int) -> int:
         i = self._next_id
@@ -264,120 +270,72 @@ class KnownSet:
 
     # --- kernel ------------------------------------------------------------------------
     def sync(self, bpf: Any, now: float, publish: Callable[[KnownActivity], object] | None) -> list[KnownActivity]:
-        """Refresh the learning state, install what images have learned, read the counts."""
+        """Refresh the learning state, make the kernel's maps follow it (known_kernel.py), read
+        the counts."""
         with self._lock:
             cgroups = dict(self.cgroups)
         keys = set(cgroups.values())
         learning = {k for k in keys if self.learning(k, now)}
+        for key in sorted(learning & self._learned_keys):
+            self._relearn(bpf, key)
+        for key in sorted(keys - learning - self._learned_keys):
+            self._learned_keys.add(key)
+            if self.store is not None:
+                self._save(key, "learned", b"", now)
         self._learning_keys = learning
         self.learning_cgroups = frozenset(cg for cg, k in cgroups.items() if k in learning)
-        for key in sorted(keys - learning):
-            self._install(bpf, key)
-        slots = bpf[b"rg_known_slot"]
-        for cg, key in cgroups.items():
-            want = 0 if key in learning else self._slots.get(key, 0)
-            if self._slot_of_cg.get(cg, 0) != want:
-                if want:
-                    slots[ctypes.c_ulonglong(cg)] = ctypes.c_uint(want)
-                else:
-                    _delete(slots, ctypes.c_ulonglong(cg))
-                self._slot_of_cg[cg] = want
-        for cg in [c for c in self._slot_of_cg if c not in cgroups]:
-            _delete(slots, ctypes.c_ulonglong(cg))
-            del self._slot_of_cg[cg]
-        return self.read(bpf, now, publish, set(cgroups))
+        with self._read_lock:  # the maps' state is the read's as well (a window's drain)
+            self.kernel.sync(bpf, now, cgroups, learning, self._entries)
+            return self._read(bpf, now, publish)
 
-    def _install(self, bpf: Any, key: str) -> None:
+    def _entries(self, key: str) -> dict[tuple[str, Any], int]:
         with self._lock:  # the reader thread adds entries
-            execs, conns = dict(self.execs.get(key, {})), dict(self.conns.get(key, {}))
-        if self._installed.get(key) == len(execs) + len(conns):
-            return
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = self._slots[key] = len(self._slots) + 1
-        total = sum(self._installed.values())
-        table = bpf[b"rg_known_exec"]
-        for (path, pcomm, h), i in execs.items():
-            if total >= MAX_ENTRIES:
-                break
-            k = table.Key()
-            k.slot, k.argv_hash = slot, h
-            k.pcomm, k.path = pcomm, path
-            table[k] = ctypes.c_uint(i)
-            total += 1
-        ctable = bpf[b"rg_known_conn"]
-        for (family, addr, port), i in conns.items():
-            if total >= MAX_ENTRIES:
-                break
-            k = ctable.Key()
-            k.slot, k.family, k.port = slot, family, port
-            ctypes.memmove(ctypes.addressof(k.addr), addr, 16)
-            ctable[k] = ctypes.c_uint(i)
-            total += 1
-        self._installed[key] = len(execs) + len(conns)
-        log.info("ebpf_known_installed", image=key, slot=slot, execs=len(execs), connects=len(conns))
+            out: dict[tuple[str, Any], int] = {("exec", e): i for e, i in self.execs.get(key, {}).items()}
+            out.update({("conn", e): i for e, i in self.conns.get(key, {}).items()})
+        return out
+
+    def _relearn(self, bpf: Any, key: str) -> None:
+        """``key``'s baseline learns again (relearned, reset, unfrozen within its period): its
+        entries leave the kernel and the store; what it learns now is installed once learned."""
+        with self._lock:
+            ids = [*self.execs.pop(key, {}).values(), *self.conns.pop(key, {}).values()]
+        with self._read_lock:
+            self.kernel.uninstall(bpf, key, "relearning", retire=ids)
+        self._retired.update(ids)
+        self._learned_keys.discard(key)
+        if self.store is not None:
+            self.store.execute("DELETE FROM ebpf_known WHERE image = ?", (key,))
+        log.info("ebpf_known_relearning", image=key, entries_forgotten=len(ids))
 
     def drain(self, bpf: Any, now: float) -> list[KnownActivity]:
         """The hits since the last read, returned (not published): the window aggregator asks
         just before it closes a window, so counts made in a window land in that window instead
         of up to ``SYNC_SECONDS`` later (a short window would read 0 connects, then twice as many)."""
-        with self._lock:
-            live = set(self.cgroups)
-        return self.read(bpf, now, None, live)
+        return self.read(bpf, now, None)
 
-    def read(
-        self, bpf: Any, now: float, publish: Callable[[KnownActivity], object] | None, live: set[int]
-    ) -> list[KnownActivity]:
+    def read(self, bpf: Any, now: float, publish: Callable[[KnownActivity], object] | None) -> list[KnownActivity]:
         """The hits since the last read, one ``KnownActivity`` per cgroup that had any."""
         with self._read_lock:  # the sync thread and a window's drain: each hit counted once
-            return self._read(bpf, now, publish, live)
+            return self._read(bpf, now, publish)
 
-    def _read(
-        self, bpf: Any, now: float, publish: Callable[[KnownActivity], object] | None, live: set[int]
-    ) -> list[KnownActivity]:
-        per_cg: dict[int, tuple[list[int], set[str], set[str], set[int]]] = {}
-        hits = bpf[b"rg_known_hits"]
-        for k, v in list(hits.items()):
-            cg, i = k.cgroup_id, k.id
-            if cg not in live:
-                _delete(hits, k)
-                self._totals.pop((cg, i), None)
-                continue
-            total = sum(v)
-            delta = total - self._totals.get((cg, i), 0)
-            self._totals[(cg, i)] = total
-            what = self.info.get(i)
-            if delta <= 0 or what is None:
-                continue
-            acc = per_cg.setdefault(cg, ([0, 0], set(), set(), set()))
-            if what[0] == "exec":
-                acc[0][0] += delta
-                acc[1].add(what[1])
-            else:
-                acc[0][1] += delta
-                acc[2].add(what[1])
-                acc[3].add(what[2])
-        out = []
-        for cg, ((execs, conns), binaries, peers, ports) in per_cg.items():
-            ev = KnownActivity(
-                ts=now,
-                cgroup_id=cg,
-                execs=execs,
-                connects=conns,
-                binaries=frozenset(binaries),
-                peers=frozenset(peers),
-                dst_ports=frozenset(ports),
-            )
-            self.counted["execs"] += execs
-            self.counted["connects"] += conns
-            out.append(ev)
+    def _read(self, bpf: Any, now: float, publish: Callable[[KnownActivity], object] | None) -> list[KnownActivity]:
+        out = self.kernel.read(bpf, now, self.info)
+        if self._retired:  # their hits had their final read: their ids can go
+            done = self._retired - self.kernel.settled_ids()
+            with self._lock:
+                for i in done:
+                    self.info.pop(i, None)
+            self._retired -= done
+        for ev in out:
+            self.counted["execs"] += ev.execs
+            self.counted["connects"] += ev.connects
             if publish is not None:
                 publish(ev)
         return out
 
     def status(self) -> dict[str, Any]:
         return {
-            "images_installed": len(self._installed),
+            **self.kernel.status(),
             "entries": sum(len(t) for t in self.execs.values()) + sum(len(t) for t in self.conns.values()),
             "learning_cgroups": len(self.learning_cgroups),
             "counted": dict(self.counted),
@@ -410,10 +368,3 @@ def _head(root: Path, path: str) -> bytes | None:
             return f.read(2)
         except OSError:
             return None
-
-
-def _delete(table: Any, key: Any) -> None:
-    try:
-        del table[key]
-    except KeyError:
-        pass
