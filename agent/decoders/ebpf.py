@@ -9,6 +9,7 @@ clock minus monotonic clock, seconds) turns them into Unix seconds.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -169,8 +170,13 @@ def _addr(family: int, raw: bytes) -> str:
     if family == socket.AF_INET:
         return socket.inet_ntoa(raw[:4])
     if family == socket.AF_INET6:
-        return str(ipaddress.IPv6Address(raw[:16]))
+        return _v6_text(raw[:16])
     return ""
+
+
+@functools.lru_cache(maxsize=1024)  # a host's peers repeat ("::", ::ffff: mapped clients): 0.1 us, not 7
+def _v6_text(packed: bytes) -> str:
+    return str(ipaddress.IPv6Address(packed))
 
 
 def decode_exec(h: Header, raw: bytes, ts: float) -> ProcessExec:
