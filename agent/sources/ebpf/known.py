@@ -334,8 +334,10 @@ class KnownSet:
         return out
 
     def status(self) -> dict[str, Any]:
+        with self._read_lock:  # the sync thread changes the kernel side's tables
+            kernel = self.kernel.status()
         return {
-            **self.kernel.status(),
+            **kernel,
             "entries": sum(len(t) for t in self.execs.values()) + sum(len(t) for t in self.conns.values()),
             "learning_cgroups": len(self.learning_cgroups),
             "counted": dict(self.counted),
