@@ -19,12 +19,18 @@ The rules look at the first ``SCAN_TOKENS`` whitespace tokens, each classified o
 
 The rules depend only on character classes and on letters, never on digit values, so two lines
 that are equal after mapping every digit to ``0`` split at the same offset (the miner's line-shape
-cache relies on this).
+cache relies on this). They run on that zeroed line, and their answer is memoised by the kind
+sequence of the first ``SCAN_TOKENS`` tokens and the zeroed line up to one past the last
+character a rule read (its end included when a rule saw it): a later line equal on both would
+make every rule read and decide the same, so it gets the same split. A header format's lines
+share that prefix whatever their messages say, as long as the kinds of the message's first
+tokens (mostly plain words) are the same.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 
 SCAN_TOKENS = 14
@@ -89,24 +95,31 @@ _STRONG = frozenset({"thread", "component"})
 TS, NUM, DASH, LEVEL, TAG, OTHER = "T", "N", "-", "L", "G", "W"
 
 
+_ZMAP = str.maketrans("123456789", "000000000")
 _ZERO = bytes.maketrans(b"123456789", b"000000000")
-_KINDS: dict[bytes, str] = {}
+_KIND_OF: dict[str, str] = {}  # token with its digits as 0 → kind
 _RULES: dict[str, tuple[int, int, int]] = {}  # kind sequence → (level, tag, extent) token index
-_KINDS_BY_TOKEN: dict[str, str] = {}  # tokens as written (words, levels, brackets repeat verbatim)
+# Splits by (kind sequence, bound, the digit-zeroed line up to that bound: one past the last
+# character a rule read), and the (token, characters past its start) places such a bound fell at
+# before, by kind sequence.
+_MEMO: dict[tuple[str, int, str], Split] = {}
+_PLANS: dict[str, list[tuple[int, int]]] = {}
+MEMO_MAX = 50_000
+PLANS_PER_SIG = 6
 
 
 def classify(token: str) -> str:
     """The kind of one header token (cached by the token's digit shape: kinds ignore digit values)."""
-    key = token.encode("utf-8", "surrogatepass").translate(_ZERO)
-    kind = _KINDS.get(key)
-    if kind is None:
-        kind = _classify(token)
-        if len(_KINDS) >= 50_000:
-            _KINDS.clear()
-        _KINDS[key] = kind
-    if len(_KINDS_BY_TOKEN) >= 50_000:
-        _KINDS_BY_TOKEN.clear()
-    _KINDS_BY_TOKEN[token] = kind
+    z = zeroed(token)
+    return _KIND_OF.get(z) or _kind(z)
+
+
+def _kind(ztoken: str) -> str:
+    """``_classify`` of a digit-zeroed token, cached (the same kind as any token of that shape)."""
+    kind = _classify(ztoken)
+    if len(_KIND_OF) >= 50_000:
+        _KIND_OF.clear()
+    _KIND_OF[ztoken] = kind
     return kind
 
 
@@ -181,64 +194,99 @@ def _skip_ws(line: str, i: int) -> int:
     return i
 
 
-def _after_level(line: str, pos: int, spans: list[tuple[str, int, int]]) -> int:
-    """Consume thread, component, padded column and separator after a level; the message start."""
+def _after_level(line: str, pos: int, spans: list[tuple[str, int, int]]) -> tuple[int, int]:
+    """Consume thread, component, padded column and separator after a level: the message start,
+    and the end of what was read (one past the last character looked at; may pass the line's end)."""
     i = _skip_ws(line, pos)
+    read = i + 1
     if i < len(line) and line[i] == "[":
         end = _bracket_end(line, i)
         if end > 0:
             spans.append(("thread", i + 1, end - 1))
             i = _skip_ws(line, end)
+            read = i + 1
+        else:
+            read = min(len(line) + 1, i + 256)  # scanned to the bound, or saw the line end
     m = _WS.match(line, i)
     if m is not None:
         tok = m.group(0)
+        read = max(read, m.end() + 1)
         if _QUALIFIED.fullmatch(tok):
             spans.append(("component", m.start(), m.end() - 1))
             i = _skip_ws(line, m.end())
-        elif line.startswith("  ", m.end()) and tok.isalpha():
+            read = i + 1
+        elif tok.isalpha() and line.startswith("  ", m.end()):
             spans.append(("component", m.start(), m.end()))
             i = _skip_ws(line, m.end())
+            read = i + 1
+        elif tok.isalpha() and line.startswith(" ", m.end()):
+            read = m.end() + 2  # looked for a second space after it
+    # The separator test reads a second character only after a "-" or ":".
+    read = max(read, i + 2 if line.startswith(("-", ":"), i) else i + 1)
     if line.startswith(("- ", ": "), i):
         i = _skip_ws(line, i + 2)
-    return i
+        read = i + 1
+    return i, read
+
+
+def zeroed(line: str) -> str:
+    """``line`` with every ASCII digit as ``0`` (header rules and masks ignore digit values)."""
+    if line.isascii():
+        return line.encode("ascii").translate(_ZERO).decode("ascii")  # a quarter of str.translate's time
+    return line.translate(_ZMAP)
 
 
 def split_header(line: str) -> Split:
     """The header/message split of one raw line (``Split(0)`` when no header is recognised)."""
+    return split_zeroed(zeroed(line))
+
+
+def split_zeroed(zl: str) -> Split:
+    """``split_header`` of a line given as ``zeroed(line)``.
+
+    The rules are run on the line with its digits as ``0`` (they ignore digit values), and their
+    answer is memoised by the kind sequence of the first ``SCAN_TOKENS`` tokens and the zeroed
+    line up to the last character any rule read: a line equal on both is split alike.
+    """
     # One C-level split instead of a regex match object per token: ``str.split()`` and the
     # ``\S+`` of ``_WS`` cut at the same characters (both use ``str.isspace``).
-    words = line.split(None, SCAN_TOKENS)
+    words = zl.split(None, SCAN_TOKENS)
     if len(words) > SCAN_TOKENS:
         words.pop()
-    by_token = _KINDS_BY_TOKEN
-    # Fast path: timestamp tokens, then a level followed by a thread or component (most
-    # application logs) decide the split without classifying the rest of the line.
-    kinds: list[str] = []
-    level_at = -1
-    seen_ts = False
-    for w in words:
-        kind = by_token.get(w) or classify(w)
-        kinds.append(kind)
-        if kind == LEVEL:
-            level_at = len(kinds) - 1
-            break
-        if kind == TS:
-            seen_ts = True
-    level: tuple[int, int, list[tuple[str, int, int]]] | None = None
-    starts: list[int] = []
-    if level_at >= 0 and seen_ts:
-        # The level rule stops at the first level word after a timestamp: this one, whatever
-        # the remaining tokens are.
-        _starts(line, words, starts, level_at + 1)
-        after: list[tuple[str, int, int]] = []
-        pos = _after_level(line, starts[level_at] + len(words[level_at]), after)
-        level = (pos, level_at, after)
-        if pos < len(line) and after:
-            return _level_split(line, words, starts, kinds, level)
-    if len(kinds) < len(words):
-        kinds += [by_token.get(w) or classify(w) for w in words[len(kinds) :]]
-    # The three rules look at token kinds only: their token indices, by kind sequence.
+    get = _KIND_OF.get
+    kinds = [get(w) or _kind(w) for w in words]
     sig = "".join(kinds)
+    starts: list[int] = []
+    plans = _PLANS.get(sig)
+    if plans is not None:
+        for n, (k, c) in enumerate(plans):
+            if k >= 0:
+                if len(starts) <= k:
+                    _starts(zl, words, starts, k + 1)
+                c += starts[k]
+            got = _MEMO.get((sig, c, zl[:c]))
+            if got is not None:
+                if n:
+                    plans.insert(0, plans.pop(n))
+                return got
+    split, read = _split(zl, words, starts, kinds, sig)
+    # The read prefix as (token, characters past its start): the last token starting before it.
+    _starts(zl, words, starts, len(words))
+    k = bisect_left(starts, read) - 1
+    plan = (k, read - starts[k]) if k >= 0 else (-1, read)
+    if len(_MEMO) >= MEMO_MAX:
+        _MEMO.clear()
+        _PLANS.clear()
+    _MEMO[sig, read, zl[:read]] = split  # the bound too: a prefix cut at the line end is not its line
+    plans = _PLANS.setdefault(sig, [])
+    if plan not in plans:
+        plans.insert(0, plan)
+        del plans[PLANS_PER_SIG:]
+    return split
+
+
+def _split(zl: str, words: list[str], starts: list[int], kinds: list[str], sig: str) -> tuple[Split, int]:
+    """The rules on a digit-zeroed line: its split, and one past the last character read."""
     rules = _RULES.get(sig)
     if rules is None:
         rules = _level_index(kinds), _tag_rule(kinds), _extent_rule(kinds)
@@ -246,36 +294,41 @@ def split_header(line: str) -> Split:
             _RULES.clear()
         _RULES[sig] = rules
     j, tag, end = rules
-    if level is None and j >= 0:
-        _starts(line, words, starts, j + 1)
-        after = []
-        level = (_after_level(line, starts[j] + len(words[j]), after), j, after)
-        if level[0] < len(line) and after:
-            return _level_split(line, words, starts, kinds, level)
+    read = 0
+    level: tuple[int, int, list[tuple[str, int, int]]] | None = None
+    if j >= 0:
+        _starts(zl, words, starts, j + 1)
+        after: list[tuple[str, int, int]] = []
+        pos, read = _after_level(zl, starts[j] + len(words[j]), after)
+        level = (pos, j, after)
+        if pos < len(zl) and after:
+            return _level_split(words, starts, kinds, level), read
     # Each rule's message start first; the header spans only for the winner (ties: the first).
     best = -1
     best_start = -1
-    if level is not None and level[0] < len(line):
+    if level is not None and level[0] < len(zl):
         best, best_start = 0, level[0]
     if tag >= 0:
-        _starts(line, words, starts, tag + 1)
-        tag_start = _skip_ws(line, starts[tag] + len(words[tag]))
-        if tag_start < len(line) and tag_start > best_start:
+        _starts(zl, words, starts, tag + 1)
+        tag_start = _skip_ws(zl, starts[tag] + len(words[tag]))
+        read = max(read, tag_start + 1)
+        if tag_start < len(zl) and tag_start > best_start:
             best, best_start = 1, tag_start
     if end >= 0:
-        _starts(line, words, starts, end + 1)
+        _starts(zl, words, starts, end + 1)
+        read = max(read, starts[end] + 1)
         if starts[end] > best_start:  # a token's start is always inside the line
             best, best_start = 2, starts[end]
     if best == 0:
         assert level is not None
-        return _level_split(line, words, starts, kinds, level)
+        return _level_split(words, starts, kinds, level), read
     if best == 1:
-        return _tag_split(line, words, starts, kinds, tag, best_start)
+        return _tag_split(words, starts, kinds, tag, best_start), read
     if best == 2:
         spans: list[tuple[str, int, int]] = []
         _header_spans(words, starts, kinds, end, spans)
-        return Split(best_start, tuple(spans))
-    return Split(0)
+        return Split(best_start, tuple(spans)), read
+    return Split(0), read
 
 
 def _starts(line: str, words: list[str], starts: list[int], n: int) -> None:
@@ -302,7 +355,6 @@ def _level_index(kinds: list[str]) -> int:
 
 
 def _level_split(
-    line: str,
     words: list[str],
     starts: list[int],
     kinds: list[str],
@@ -329,7 +381,7 @@ def _tag_rule(kinds: list[str]) -> int:
     return -1
 
 
-def _tag_split(line: str, words: list[str], starts: list[int], kinds: list[str], j: int, start: int) -> Split:
+def _tag_split(words: list[str], starts: list[int], kinds: list[str], j: int, start: int) -> Split:
     spans: list[tuple[str, int, int]] = []
     tag = words[j]
     a = starts[j]

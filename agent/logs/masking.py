@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import re
 
+from agent.logs.header import zeroed
+
 VARIABLE_PREFIX = "<"
 WILDCARD = "<*>"
 TYPES = ("<TIME>", "<DATE>", "<UUID>", "<IP>", "<MAC>", "<HEX>", "<DUR>", "<NUM>", "<PATH>", "<ID>", "<VAL>", WILDCARD)
@@ -120,34 +122,49 @@ def _mask_parts(core: str) -> str:
 
 
 class Masker:
-    """``mask(message)`` → masked tokens; constant tokens are cached (bounded)."""
+    """``mask(message)`` → masked tokens, ``key(message)`` → the same with runs of variables
+    collapsed; each token's answer is cached (bounded) by its digit shape (masks ignore digit
+    values)."""
 
     def __init__(self, max_cache: int = 100_000) -> None:
-        self._cache: dict[str, str] = {}
-        self._shapes: dict[bytes, str] = {}
+        self._kinds: dict[str, tuple[str, bool]] = {}  # token's digit shape → (mask, variable?)
         self.max_cache = max_cache
+
+    def key(self, message: str, zmessage: str | None = None) -> tuple[str, ...]:
+        """``mask(message)`` with each run of adjacent equal variables kept as one, as a tuple
+        (``miner.collapse`` of the mask, in one pass: a token's mask and variable-ness come from
+        one cache lookup). ``zmessage``, when the caller has it, is ``zeroed(message)``."""
+        kinds = self._kinds
+        out: list[str] = []
+        prev = ""  # the variable the last kept token is (a run's first), "" after a constant
+        raw: list[str] | None = None
+        for n, z in enumerate((zeroed(message) if zmessage is None else zmessage).split()):
+            got = kinds.get(z)
+            if got is None:
+                if raw is None:
+                    raw = message.split()  # the same cuts: zeroing keeps every space
+                got = self._kind(z, raw[n])
+            masked, var = got
+            if var:
+                if masked == prev:  # the run of one variable goes on
+                    continue
+                prev = masked
+            else:
+                prev = ""
+            out.append(masked)
+        return tuple(out)
+
+    def _kind(self, ztok: str, tok: str) -> tuple[str, bool]:
+        """``(mask, is a variable)`` of ``tok``, cached under its digit shape ``ztok``."""
+        m = mask_token(tok)
+        got = (m, is_variable(m))
+        if len(self._kinds) >= self.max_cache:
+            self._kinds.clear()
+        self._kinds[ztok] = got
+        return got
 
     def mask(self, message: str) -> list[str]:
         """The message's whitespace tokens, variables replaced by their type."""
-        cache = self._cache
-        shapes = self._shapes
-        out: list[str] = []
-        for tok in message.split():
-            got = cache.get(tok)
-            if got is None:
-                # Masks depend on character classes only: tokens of one digit shape mask alike.
-                shape = tok.encode("utf-8", "surrogatepass").translate(_ZERO)
-                got = shapes.get(shape)
-                if got is None:
-                    got = mask_token(tok)
-                    if got == tok:
-                        if len(cache) >= self.max_cache:
-                            cache.clear()
-                        cache[tok] = got
-                        out.append(got)
-                        continue
-                    if len(shapes) >= self.max_cache:
-                        shapes.clear()
-                    shapes[shape] = got
-            out.append(got)
-        return out
+        kinds = self._kinds
+        zs = zeroed(message).split()
+        return [(kinds.get(z) or self._kind(z, tok))[0] for z, tok in zip(zs, message.split(), strict=True)]

@@ -6,10 +6,13 @@ Per line (``TemplateMiner.add``):
 1. **Line-shape cache.** The line's UTF-8 bytes with every digit mapped to ``0`` (one
    ``bytes.translate``) key an LRU of (header split, template). Header rules and masks depend
    only on character classes, so a hit gives the same answer the full path would.
-2. **Header.** ``header.split_header`` finds the message start and the header fields.
-3. **Masks.** ``masking.Masker`` types the variables of the message; a run of adjacent variables
-   is collapsed into one (a variable that spans a varying number of tokens, such as a list of
-   numbers, keeps one template).
+2. **Header.** ``header.split_zeroed`` finds the message start and the header fields on the
+   zeroed line (memoised by the kind sequence of its first tokens and the prefix its rules read,
+   so lines of one header format mostly skip the rules even when their messages differ).
+3. **Masks.** ``masking.Masker.key`` types the variables of the message (each token's mask
+   cached by its digit shape); a run of adjacent variables is collapsed into one (a variable that
+   spans a varying number of tokens, such as a list of numbers, keeps one template). The zeroed
+   message keys its masked tokens.
 4. **Masked-text cache.** The masked token tuple keys the template it joined before.
 5. **Tree** (He et al., "Drain", ICWS 2017): messages are routed by token count, then by their
    first ``depth`` tokens (1 by default: a second token is often an unmasked variable such as a
@@ -32,7 +35,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from agent.logs.header import Split, split_header
+from agent.logs.header import Split, split_header, split_zeroed, zeroed
 from agent.logs.masking import VARIABLE_PREFIX, WILDCARD, Masker, is_variable
 
 OVERFLOW = "<TEMPLATE-LIMIT>"  # the one template of messages past max_clusters with no near template
@@ -120,7 +123,7 @@ class TemplateMiner:
         self._rank: dict[int, int] = {}  # cluster id → its index in its _by_len list
         self._shapes: OrderedDict[bytes | tuple[bool, int, bytes], tuple[int, Split]] = OrderedDict()
         self._masked: dict[tuple[str, ...], int] = {}
-        self._messages: dict[bytes, tuple[str, ...]] = {}  # message digit shape → masked tokens
+        self._messages: dict[str, tuple[str, ...]] = {}  # zeroed message → masked tokens
         self._next_id = 1
         self._live = 0
         self.hits = 0
@@ -156,18 +159,22 @@ class TemplateMiner:
                 c = self.resolve(cid)
                 c.size += 1
                 return c, split
-        split = split_header(line) if header else Split(0)
+        # Header rules and masks depend on digit shapes only: they read the zeroed line.
+        zl = shape.decode("ascii") if line.isascii() else zeroed(line)
+        split = split_zeroed(zl) if header else Split(0)
         if min_start > split.start:
             split = Split(min_start, split.spans)
-        # Masks depend on digit shapes only: the message's shape keys its masked tokens.
-        message = line[split.start :]
-        mshape = shape[split.start :] if line.isascii() else line_shape(message)
-        key = self._messages.get(mshape)
+        zmessage = zl[split.start :]
+        key = self._messages.get(zmessage)
         if key is None:
-            key = tuple(collapse(self.masker.mask(message)))
+            message = line[split.start :]
+            if COLLAPSE == "same":
+                key = self.masker.key(message, zmessage)
+            else:
+                key = tuple(collapse(self.masker.mask(message)))
             if len(self._messages) >= self.max_shapes // 4:  # a quarter: bounds its memory
                 self._messages.clear()
-            self._messages[mshape] = key
+            self._messages[zmessage] = key
         cid2 = self._masked.get(key)
         c2 = self.clusters.get(cid2) if cid2 is not None else None
         if c2 is not None:

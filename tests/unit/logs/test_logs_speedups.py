@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from agent.logs import header
-from agent.logs.header import split_header
-from agent.logs.miner import Cluster, TemplateMiner
+from agent.logs.header import Split, split_header
+from agent.logs.masking import Masker, mask_token
+from agent.logs.miner import Cluster, TemplateMiner, collapse
 from agent.logs.structure import _PREFILTERS, ALIASES, MAX_FIELDS, MAX_VALUE, Structurer, clean_fields, clean_key
 
 DEV = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "loghub-dev"
@@ -126,17 +127,63 @@ def test_merge_index_finds_what_a_scan_finds(seed: int) -> None:
     assert sum(1 for c in fast.clusters.values() if c.alias) > 0  # merges happened
 
 
-def test_header_rules_memo_splits_as_the_rules_do() -> None:
-    lines = FORMATS + _dev_lines(200) + _generated(200, 3)
-    warm = [split_header(line) for line in lines]
-    for cache in (header._RULES, header._KINDS, header._KINDS_BY_TOKEN):
+def _cold_split(line: str) -> Split:
+    """``split_header`` with every header cache empty: the rules themselves."""
+    for cache in (header._RULES, header._KIND_OF, header._MEMO, header._PLANS):
         cache.clear()
-    cold = []
+    return split_header(line)
+
+
+# Tails that change what the rules read right after a header: spaces of several kinds, a level,
+# a timestamp, a program tag, brackets, separators, a padded column, the line's end.
+_TAILS = [" ", "  ", "\t", "\u00a0", "\u2003x", " INFO", " ERROR x", " 12:00:01", " foo:", " 2026-01-01", " [x]",
+          "]", "[", " - ", ": ", "  x", " a.b:", " x  y", "\x1c", " 123", " -", "|"]  # fmt: skip
+
+
+def _near_misses(lines: list[str], seed: int) -> list[str]:
+    """Each line, and four copies cut somewhere in their first 80 characters with a tail put in
+    (the rest of the line kept or not), shuffled: lines that share a header's prefix and differ
+    right where a memo that read too little would go wrong."""
+    rnd = random.Random(seed)
+    out: list[str] = []
     for line in lines:
-        cold.append(split_header(line))
-        header._RULES.clear()
-    assert cold == warm
-    assert any(s.start for s in warm)
+        out.append(line)
+        for _ in range(4):
+            cut = rnd.randrange(0, min(len(line), 80) + 1)
+            rest = line[cut:] if rnd.random() < 0.5 else ""
+            out.append(line[:cut] + rnd.choice(_TAILS) * rnd.randrange(1, 3) + rest)
+    rnd.shuffle(out)
+    return out
+
+
+def test_header_memo_splits_as_the_rules_do() -> None:
+    """The memo (by kind sequence and the zeroed prefix the rules read) answers what the rules
+    answer on each line alone, cold: on every format, the dev set, and near misses of them."""
+    lines = _near_misses(FORMATS + _dev_lines(150) + _generated(150, 3), seed=4)
+    cold = [_cold_split(line) for line in lines]
+    for cache in (header._MEMO, header._PLANS):
+        cache.clear()
+    warm = [split_header(line) for line in lines]
+    again = [split_header(line) for line in lines]
+    assert warm == cold
+    assert again == cold
+    assert any(s.start for s in cold)
+    assert sum(1 for s in cold if s.start) < len(cold)  # and lines with no header among them
+
+
+def test_header_memo_tells_a_cut_prefix_from_its_line() -> None:
+    """Lines equal up to where one ends: what the rules read of a line that ended right after
+    its level (they saw its end) must not answer for a longer line whose level is followed by a
+    message, even when another line's memo cuts the longer line exactly there."""
+    shorter = "2016-09-28 04:30:31, Info  "
+    short = "2016-09-28 04:30:31, Info    "
+    longer = short + "\u00a0"
+    assert _cold_split(longer).start == len(short)  # the level rule: the message is the last char
+    assert _cold_split(short).start == _cold_split(shorter).start == short.index("Info")  # no message
+    header._MEMO.clear()
+    header._PLANS.clear()
+    assert split_header(shorter).start == split_header(short).start == short.index("Info")
+    assert split_header(longer).start == len(short)
 
 
 def _clean_fields_loop(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,3 +212,16 @@ def test_field_plans_clean_as_the_loop_did() -> None:
             keys += [f"k{i}" for i in range(70)]
         raw = {k: rnd.choice(["200", "/p?q=1", "v" * 1100, 7, None]) for k in keys}
         assert list(clean_fields(raw).items()) == list(_clean_fields_loop(raw).items()), keys
+
+
+def test_masker_key_is_the_collapsed_mask() -> None:
+    """``Masker.key`` (one pass, cached by digit shape) gives the typed masks of each token,
+    adjacent equal variables collapsed, as masking every token afresh does."""
+    masker = Masker()
+    messages = [line.split(" ", 3)[-1] for line in FORMATS + _dev_lines(150) + _generated(300, 5)]
+    messages += ["a 1 2 3 b", "ids 0x1f 0x2e 12 x=1 x=2", "ip 10.0.0.1 10.0.0.2 10.0.0.3", ""]
+    for message in messages + messages:  # the second time from the cache
+        fresh = tuple(collapse([mask_token(tok) for tok in message.split()]))
+        assert masker.key(message) == fresh, message
+        assert masker.mask(message) == [mask_token(tok) for tok in message.split()]
+    assert masker.key("a 1 2 3 b") == ("a", "<NUM>", "b")
