@@ -74,13 +74,19 @@ class Activity:
         # (rule, container, pid) -> events a rule judges once that pid's exec arrives or their
         # deadline passes (unlike ``pending``, never dropped: overflow and expiry hand them back).
         self.deferred: OrderedDict[tuple[str, str, int], list[Event]] = OrderedDict()
+        # The last exec recorded and its record (several rules record the same exec in a row).
+        self._last: tuple[object, tuple[str, int], RecentExec | None] = (None, ("", 0), None)
 
     # --- execs ---------------------------------------------------------------------------
     def observe_exec(self, ev: ProcessExec) -> RecentExec:
         """Record ``ev`` (idempotent: several rules see the same exec) and return its record."""
+        last, key, rec = self._last
+        if last is ev and rec is not None and self.execs.get(key) is rec:
+            return rec
         key = (container_key(ev), ev.pid)
         known = self.execs.get(key)
         if known is not None and known.ts == ev.ts and known.argv == ev.argv:
+            self._last = (ev, key, known)
             return known
         prog, args = program_names(ev)
         rec = RecentExec(key[0], ev.pid, ev.ppid, ev.ts, prog, tuple(args), ev.argv, ev.stdio, ev.parent_comm)
@@ -88,8 +94,12 @@ class Activity:
             self._unlink(known)
         self.execs[key] = rec
         self.execs.move_to_end(key)
-        self.children.setdefault((key[0], ev.ppid), OrderedDict())[ev.pid] = None
+        kids = self.children.get((key[0], ev.ppid))
+        if kids is None:
+            kids = self.children[(key[0], ev.ppid)] = OrderedDict()
+        kids[ev.pid] = None
         self._expire(ev.ts)
+        self._last = (ev, key, rec)
         return rec
 
     def exec_of(self, container: str, pid: int) -> RecentExec | None:
@@ -195,6 +205,8 @@ class Activity:
 
     def take_parked(self, rule: str, ev: ProcessExec) -> list[Event]:
         """The events parked by ``rule`` for ``ev``'s process (removed), recent ones only."""
+        if not self.pending:
+            return []
         waiting = self.pending.pop((rule, container_key(ev), ev.pid), [])
         return [w for w in waiting if abs(ev.ts - w.ts) <= PENDING_SECONDS]
 
@@ -220,9 +232,9 @@ class Activity:
 
     def overdue(self, rule: str, now: float, wait: float) -> list[Event]:
         """The events ``rule`` deferred more than ``wait`` seconds before ``now`` (removed)."""
-        out: list[Event] = []
         if not self.deferred:
-            return out
+            return []
+        out: list[Event] = []
         for key in [k for k, evs in self.deferred.items() if k[0] == rule and evs[0].ts < now - wait]:
             out += self.deferred.pop(key)
         return out

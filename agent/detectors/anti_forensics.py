@@ -74,16 +74,18 @@ def evaluate_with_lineage(
     rule: str,
     ev: Event,
     state: DetectorState,
-    judge: Callable[[Event, Lineage], Finding | None],
+    judge: Callable[[Event, Lineage, DetectorState], Finding | None],
 ) -> Finding | None:
-    """``judge(event, lineage)``: now if the process is known, else when its exec arrives."""
+    """``judge(event, lineage, state)``: now if the process is known, else when its exec arrives."""
     act = activity(state)
     if isinstance(ev, ProcessExec):
         act.observe_exec(ev)
+        if not act.pending:
+            return None  # nothing waits for an exec
         for parked in act.take_parked(rule, ev):
             found = lineage(state, parked)
             if found is not None:
-                f = judge(parked, found)
+                f = judge(parked, found, state)
                 if f is not None:
                     return f
         return None
@@ -91,4 +93,4 @@ def evaluate_with_lineage(
     if found is None:
         act.park(rule, ev)
         return None
-    return judge(ev, found)
+    return judge(ev, found, state)

@@ -48,4 +48,5 @@ SPEC = Detector(
     "Learned: nothing. Tuned: disable RG-0010 for observability and networking agents shipped "
     "as containers (Cilium, Falco, this agent itself if containerised).",
     evaluate=evaluate,
+    syscalls=frozenset({"bpf"}),
 )

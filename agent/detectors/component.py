@@ -22,8 +22,8 @@ from agent.context import AgentContext
 from agent.detectors.activity import activity
 from agent.detectors.lineage_allowances import AllowanceReview
 from agent.detectors.registry import BY_ID, enabled
-from agent.detectors.spec import Detector, DetectorState, container_key
-from agent.events import Event, NetConnect, ProcessExec, ProcessExit
+from agent.detectors.spec import Detector, DetectorState, container_key, syscall_name
+from agent.events import Event, NetConnect, PrivilegeEvent, ProcessExec, ProcessExit
 from agent.findings import Finding
 from agent.runtime.model import Container
 from agent.settings.detectors import DetectorsSettings
@@ -65,10 +65,16 @@ class DetectorsComponent:
         self.settings = settings
         self.detectors = detectors
         self.state = DetectorState(settings=settings)
-        self._by_type: dict[type[Event], list[Detector]] = {}
+        by_type: dict[type[Event], list[Detector]] = {}
         for d in detectors:
             for t in d.events:
-                self._by_type.setdefault(t, []).append(d)
+                by_type.setdefault(t, []).append(d)
+        # Dispatch: the rules of an event type; of a PrivilegeEvent, those that judge its syscall
+        # (by raw name). Each group counts the events it ran on (``evaluated`` sums them).
+        self._groups: list[_Group] = []
+        self._by_type: dict[type[Event], _Group] = {t: self._group(tuple(ds)) for t, ds in by_type.items()}
+        self._none = self._group(())
+        self._by_syscall: dict[str, _Group] = {}
         self._last: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self.findings: Counter[str] = Counter()
         self.suppressed: Counter[str] = Counter()
@@ -76,7 +82,6 @@ class DetectorsComponent:
         # (detector, container) -> (minute of event time, findings reported in it)
         self._minute: dict[tuple[str, str], tuple[int, int]] = {}
         self.errors: Counter[str] = Counter()
-        self.evaluated: Counter[str] = Counter()
         self._ctx: AgentContext | None = None
         self._m_findings: PromCounter | None = None
         self._m_suppressed: PromCounter | None = None
@@ -158,25 +163,61 @@ class DetectorsComponent:
             },
         }
 
+    @property
+    def evaluated(self) -> Counter[str]:
+        """Events each detector was run on."""
+        out: Counter[str] = Counter()
+        for g in self._groups:
+            if g.runs:
+                for d in g.detectors:
+                    out[d.id] += g.runs
+        return out
+
     def describe(self) -> list[dict[str, Any]]:
         """Every known detector with whether it runs and what it found so far."""
         on = {d.id for d in self.detectors}
         return [{**d.describe(), "enabled": d.id in on, "findings": self.findings[d.id]} for d in BY_ID.values()]
 
     # --- event path ----------------------------------------------------------------------
+    def _group(self, detectors: tuple[Detector, ...]) -> _Group:
+        g = _Group(detectors)
+        self._groups.append(g)
+        return g
+
+    def _for_syscall(self, syscall: str) -> _Group:
+        """The PrivilegeEvent rules that judge ``syscall`` (raw name), computed once per name."""
+        found = self._by_syscall.get(syscall)
+        if found is None:
+            every = self._by_type.get(PrivilegeEvent, self._none)
+            if len(self._by_syscall) >= 4096:  # not a kernel's syscall names: every rule looks
+                return every
+            call = syscall_name(syscall)
+            found = self._by_syscall[syscall] = self._group(
+                tuple(d for d in every.detectors if not d.syscalls or call in d.syscalls)
+            )
+        return found
+
     def handle(self, event: Event) -> None:
         """Evaluate the detectors that need ``event`` and report what they find."""
         while self._new_inits:
             cid, pid = self._new_inits.popleft()
             if self.state.lineage.get(cid, pid) is None:
                 self.state.lineage.fill_from_proc(cid, pid)
+        is_exec = False
         if isinstance(event, ProcessExec):
             # Lineage first: a rule evaluating this exec sees the process it starts.
             self.state.remember_exec(event)
-        for d in self._by_type.get(type(event), ()):
-            self.evaluated[d.id] += 1
+            group = self._by_type.get(type(event), self._none)
+            is_exec = True
+        elif isinstance(event, PrivilegeEvent):
+            group = self._for_syscall(event.syscall)
+        else:
+            group = self._by_type.get(type(event), self._none)
+        group.runs += 1
+        state = self.state
+        for d in group.detectors:
             try:
-                finding = d.evaluate(event, self.state)
+                finding = d.evaluate(event, state)
             except Exception as exc:  # a faulty rule must not stop the others
                 self.errors[d.id] += 1
                 if self._m_errors is not None:
@@ -185,8 +226,8 @@ class DetectorsComponent:
                 continue
             if finding is not None:
                 self._emit(self._reviewed(d, event, finding))
-        if self.state.late:
-            for earlier, finding in self.state.take_late():
+        if state.late:
+            for earlier, finding in state.take_late():
                 late = BY_ID.get(finding.detector_id)
                 self._emit(self._reviewed(late, earlier, finding) if late is not None else finding)
         if self.review is not None:
@@ -194,7 +235,7 @@ class DetectorsComponent:
                 self.review.observe(event)
             except sqlite3.Error as exc:  # the store is busy or full: detection goes on
                 self._allowance_failed(exc)
-        if isinstance(event, ProcessExec):
+        if is_exec:
             now = time.monotonic()
             if now >= self._next_prune and self._ctx is not None:
                 self._next_prune = now + self.prune_seconds
@@ -285,6 +326,16 @@ class DetectorsComponent:
             return False
         self._minute[key] = (start, count + 1)
         return True
+
+
+class _Group:
+    """Rules run on the same events, and how many events they ran on."""
+
+    __slots__ = ("detectors", "runs")
+
+    def __init__(self, detectors: tuple[Detector, ...]) -> None:
+        self.detectors = detectors
+        self.runs = 0
 
 
 def build(ctx: AgentContext) -> DetectorsComponent | None:

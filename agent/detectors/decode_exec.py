@@ -46,8 +46,12 @@ def decoder(rec: RecentExec, state: DetectorState) -> str:
     return ""
 
 
+def _is_decoder(rec: RecentExec, state: DetectorState) -> bool:
+    return bool(decoder(rec, state))
+
+
 def evaluate(ev: ProcessExec, state: DetectorState) -> Finding | None:
-    pairs = pairs_at_exec(ev, state, SPEC.id, lambda rec: bool(decoder(rec, state)))
+    pairs = pairs_at_exec(ev, state, SPEC.id, _is_decoder)
     if not pairs:
         return None
     pair = pairs[0]

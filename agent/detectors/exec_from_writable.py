@@ -33,9 +33,9 @@ _FD_EXEC = re.compile(r"/(dev|proc/self|proc/\d+)/fd/\d+")
 def _why(path: str, origin: str, state: DetectorState) -> str:
     if origin == "memfd" or _memfd(path):
         return "memfd"
-    if _FD_EXEC.fullmatch(path):
+    if path.startswith(("/dev/", "/proc/")) and _FD_EXEC.fullmatch(path):
         return "fd_exec"
-    if any(path.startswith(d) for d in state.settings.writable_exec_dirs):
+    if path.startswith(state.settings.writable_exec_dirs):
         return "writable_dir"
     if origin == "deleted" or path.endswith(" (deleted)"):
         return "deleted"

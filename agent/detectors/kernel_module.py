@@ -60,4 +60,5 @@ SPEC = Detector(
     "the exec finding to LOW; the syscalls never. Tuned: detectors.module_loaders; disable "
     "RG-0009 for infrastructure containers that load drivers (storage/CNI plugins, GPU drivers).",
     evaluate=evaluate,
+    syscalls=frozenset({"init_module", "finit_module"}),
 )

@@ -105,17 +105,22 @@ class ProcessTree:
     # (container key, pid) -> what the process ran before its latest exec (an entrypoint script
     # that exec'd its server): rules judging an event from before that exec ask for it.
     previous: dict[tuple[str, int], ProcInfo] = field(default_factory=dict)
+    # The last exec recorded: (event, procs key, entry).
+    _last: tuple[object, tuple[str, int], ProcInfo | None] = (None, ("", 0), None)
 
     # --- events ----------------------------------------------------------------------
     def on_exec(self, ev: ProcessExec) -> ProcInfo:
         """Record the program ``ev`` starts (its script's interpreter read from the container)."""
-        key = container_key(ev)
-        name, _args = program_names(ev)
+        key = ev.container.id if ev.container is not None else ""
+        name = program_names(ev)[0]
         exe = ev.filename
         interpreter = ""
         program = name
-        head = self._read_head(key, ev.pid, ev.filename)
-        resolved = head is not None or self.paths is None or ev.filename.startswith(("/proc/", "/dev/fd/"))
+        if self.paths is None:
+            head, resolved = None, True
+        else:
+            head = self._read_head(key, ev.pid, exe)
+            resolved = head is not None or exe.startswith(("/proc/", "/dev/fd/"))
         if head is not None:
             interp, prog = parse_shebang(head)
             if interp:
@@ -135,27 +140,18 @@ class ProcessTree:
             script = script_arg(ev.argv)
         if script:
             role = role_of(program, self.settings, script=script, exe=exe)
-        info = ProcInfo(
-            pid=ev.pid,
-            ppid=ev.ppid,
-            exe=exe,
-            interpreter=interpreter,
-            program=program,
-            argv=tuple(ev.argv),
-            role=role,
-            stdio=tuple(ev.stdio),
-            start_ts=ev.ts,
-            script=script,
-            source="exec",
-            resolved=resolved,
-        )
-        old = self.procs.get((key, ev.pid))
-        if old is not None and old.start_ts <= ev.ts and (old.exe, old.argv) != (info.exe, info.argv):
+        argv = ev.argv if type(ev.argv) is tuple else tuple(ev.argv)
+        stdio = ev.stdio if type(ev.stdio) is tuple else tuple(ev.stdio)
+        info = ProcInfo(ev.pid, ev.ppid, exe, interpreter, program, argv, role, stdio, ev.ts, script, "exec", resolved)
+        k = (key, ev.pid)
+        old = self.procs.get(k)
+        if old is not None and old.start_ts <= ev.ts and (old.exe != exe or old.argv != argv):
             if len(self.previous) >= self.max_names:
                 self.previous.clear()
-            self.previous[(key, ev.pid)] = old
-        self._put(key, info)
-        self._count("execs")
+            self.previous[k] = old
+        self._put(key, info, k)
+        self._last = (ev, k, info)
+        self.counters["execs"] = self.counters.get("execs", 0) + 1
         return info
 
     def on_exit(self, ev: ProcessExit) -> None:
@@ -176,6 +172,10 @@ class ProcessTree:
     # --- queries ---------------------------------------------------------------------
     def info_for(self, ev: ProcessExec) -> ProcInfo:
         """The lineage entry made from ``ev`` (recorded now if it was not yet)."""
+        last = self._last
+        mine = last[2]
+        if last[0] is ev and mine is not None and self.procs.get(last[1]) is mine:
+            return mine  # several rules ask about the exec just recorded
         info = self.procs.get((container_key(ev), ev.pid))
         if (
             info is not None
@@ -341,8 +341,9 @@ class ProcessTree:
         return len(dead)
 
     # --- helpers ---------------------------------------------------------------------
-    def _put(self, key: str, info: ProcInfo) -> None:
-        k = (key, info.pid)
+    def _put(self, key: str, info: ProcInfo, k: tuple[str, int] | None = None) -> None:
+        if k is None:
+            k = (key, info.pid)
         self.procs[k] = info
         self.procs.move_to_end(k)
         while len(self.procs) > self.max_entries:

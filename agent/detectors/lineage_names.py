@@ -24,13 +24,17 @@ ROLES = (
 _VERSION = re.compile(r"[\d.]+$")
 
 
+def _globs(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n for n in names if "*" in n or "?" in n)
+
+
 def _matches(name: str, names: tuple[str, ...]) -> bool:
     """``name`` is one of ``names`` (or their 15-character comm form) or fits one of its globs."""
     if not name:
         return False
     if name in name_set(names):
         return True
-    globs = derived(names, "globs", lambda: tuple(n for n in names if "*" in n or "?" in n))
+    globs = derived(names, "globs", _globs)
     return any(fnmatch.fnmatchcase(name, g) for g in globs)
 
 

@@ -107,7 +107,7 @@ def _judge(ev: Event, lin: Lineage, state: DetectorState) -> Finding | None:
 def evaluate(ev: FileChange | FileOpen | ProcessExec, state: DetectorState) -> Finding | None:
     if not isinstance(ev, ProcessExec) and tampering(ev, state) is None:
         return None  # cheap test first: most file events are not about logs
-    return evaluate_with_lineage(SPEC.id, ev, state, lambda e, lin: _judge(e, lin, state))
+    return evaluate_with_lineage(SPEC.id, ev, state, _judge)
 
 
 SPEC = Detector(

@@ -22,12 +22,39 @@ def _dns_word(word: str, name: str) -> bool:
     return name.startswith(word) or f".{word}" in name
 
 
+# Command lines already judged, per miner_words tuple: the processes of an image run the same
+# few command lines again and again. Bounded; a command line is judged again after a clear.
+WORDS_CACHE_ENTRIES = 1024
+
+
+def _new_cache(_words: tuple[str, ...]) -> dict[object, tuple[str, ...]]:
+    return {}
+
+
+def _lowered(words: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(w.lower() for w in words)
+
+
+def _miner_words(ev: ProcessExec, words: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``words`` in ``ev``'s command line (its filename when it has none), ignoring case."""
+    argv = ev.argv
+    # " ".join(argv) is empty only for () and ("",): then the filename is the text.
+    key: object = argv if len(argv) > 1 or (argv and argv[0]) else ev.filename
+    cache = derived(words, "cmdlines", _new_cache)
+    hit = cache.get(key)
+    if hit is None:
+        text = (argv_text(ev) or ev.filename).lower()
+        hit = tuple(w for w, low in zip(words, derived(words, "lower", _lowered), strict=True) if low in text)
+        if len(cache) >= WORDS_CACHE_ENTRIES:
+            cache.clear()
+        cache[key] = hit
+    return hit
+
+
 def evaluate(ev: ProcessExec | NetConnect | FlowWindow, state: DetectorState) -> Finding | None:
     s = state.settings
     if isinstance(ev, ProcessExec):
-        text = (argv_text(ev) or ev.filename).lower()
-        lowered = derived(s.miner_words, "lower", lambda: tuple(w.lower() for w in s.miner_words))
-        words = [w for w, low in zip(s.miner_words, lowered, strict=True) if low in text]
+        words = list(_miner_words(ev, s.miner_words))
         if not words:
             return None
         return SPEC.finding(
@@ -43,7 +70,7 @@ def evaluate(ev: ProcessExec | NetConnect | FlowWindow, state: DetectorState) ->
             subject=f"exec:{ev.filename}",
         )
     if isinstance(ev, NetConnect):
-        if ev.op != "connect" or ev.dport not in derived(s.miner_ports, "set", lambda: frozenset(s.miner_ports)):
+        if ev.op != "connect" or ev.dport not in derived(s.miner_ports, "set", frozenset):
             return None
         peer = f"{ev.daddr}:{ev.dport}"
         return SPEC.finding(

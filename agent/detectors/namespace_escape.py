@@ -66,4 +66,5 @@ SPEC = Detector(
     "kaniko, FUSE workloads).",
     always=True,
     evaluate=evaluate,
+    syscalls=frozenset(_CALLS),
 )

@@ -18,10 +18,16 @@ from agent.findings import Finding, Severity
 def _from_connects(ev: NetConnect, state: DetectorState) -> Finding | None:
     s = state.settings
     since = ev.ts - s.scan_window_seconds
-    recent = [(daddr, dport) for ts, daddr, dport in state.connects.get(container_key(ev), ()) if ts >= since]
     # Fire when this event is the target that brings a burst to the threshold (each event adds
     # at most one), not on every later connect while the window still holds the burst.
-    ports = {dport for daddr, dport in recent if daddr == ev.daddr}
+    ports: set[int] = set()
+    hosts: set[str] = set()
+    for ts, daddr, dport in state.connects.get(container_key(ev), ()):
+        if ts >= since:
+            if daddr == ev.daddr:
+                ports.add(dport)
+            if dport == ev.dport:
+                hosts.add(daddr)
     if ev.dport not in ports and len(ports) + 1 == s.scan_min_targets:
         ports.add(ev.dport)
         return SPEC.finding(
@@ -30,7 +36,6 @@ def _from_connects(ev: NetConnect, state: DetectorState) -> Finding | None:
             {"comm": ev.comm, "kind": "port_scan", "target": ev.daddr, "ports": sorted(ports), "count": len(ports)},
             subject=f"scan:{ev.daddr}",
         )
-    hosts = {daddr for daddr, dport in recent if dport == ev.dport}
     if ev.daddr not in hosts and len(hosts) + 1 == s.scan_min_targets:
         hosts.add(ev.daddr)
         return SPEC.finding(

@@ -17,11 +17,16 @@ from agent.detectors.pipes import Pair, finish, is_reader, pairs_at_exec
 from agent.detectors.spec import Detector, DetectorState, container_key, derived, name_set
 from agent.events import NetConnect, ProcessExec
 from agent.findings import Finding, Severity
+from agent.settings.detectors import DetectorsSettings
+
+
+def _relay_names(s: DetectorsSettings) -> frozenset[str]:
+    return name_set(s.netcat_names) | name_set(s.network_relays)
 
 
 def _is_relay(rec: RecentExec, state: DetectorState) -> bool:
     s = state.settings
-    relays = derived(s, "pipe_relays", lambda: name_set(s.netcat_names) | name_set(s.network_relays))
+    relays = derived(s, "pipe_relays", _relay_names)
     if rec.program in relays:
         return True
     return rec.program == "openssl" and "s_client" in rec.args
@@ -48,14 +53,14 @@ def _finding(ev: ProcessExec | NetConnect, pair: Pair, state: DetectorState) -> 
     )
 
 
+def _is_feeder(rec: RecentExec, state: DetectorState) -> bool:
+    return _is_relay(rec, state) or activity(state).connection_of(rec.container, rec.pid) is not None
+
+
 def evaluate(ev: ProcessExec | NetConnect, state: DetectorState) -> Finding | None:
     act = activity(state)
-
-    def is_feeder(rec: RecentExec) -> bool:
-        return _is_relay(rec, state) or act.connection_of(rec.container, rec.pid) is not None
-
     if isinstance(ev, ProcessExec):
-        pairs = pairs_at_exec(ev, state, SPEC.id, is_feeder, both_ways=True)
+        pairs = pairs_at_exec(ev, state, SPEC.id, _is_feeder, both_ways=True)
     else:
         if not act.observe_connect(ev):
             return None
@@ -63,6 +68,8 @@ def evaluate(ev: ProcessExec | NetConnect, state: DetectorState) -> Finding | No
         if feeder is None:
             return None
         readers = [r for r in act.siblings(feeder, state.settings.pipe_pair_seconds) if is_reader(r, state)]
+        if not readers:
+            return None
         pairs = finish(state, SPEC.id, [(r, feeder) for r in readers], both_ways=True)
     return _finding(ev, pairs[0], state) if pairs else None
 

@@ -14,13 +14,14 @@ them, or a terminal on the interpreter's stdin, rules the pair out.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agent.detectors.activity import RecentExec, activity
 from agent.detectors.spec import DetectorState, derived, name_set
 from agent.events import ProcessExec
+from agent.settings.detectors import DetectorsSettings
 
 # Options of shells and interpreters that take the next argument as their value (so it is not
 # a script name), and those that name inline code or a module (so stdin is not the program).
@@ -28,6 +29,7 @@ _VALUE_OPTS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file", "-W"
 _INLINE_OPTS = frozenset({"-c", "-e", "-E", "-m", "--eval", "--command", "--print"})
 _TERMINALS = ("/dev/pts/", "/dev/tty", "/dev/console")
 _VERSION = re.compile(r"[\d.]+$")
+_VERSION_END = frozenset("0123456789.")
 
 
 def reads_stdin(args: tuple[str, ...] | list[str]) -> bool:
@@ -58,13 +60,28 @@ def reads_stdin(args: tuple[str, ...] | list[str]) -> bool:
     return True
 
 
+# The last answer of is_reader: (record, settings, answer); RG-0014 and RG-0015 ask in a row.
+_last_reader: tuple[object, object, bool] = (None, None, False)
+
+
 def is_reader(rec: RecentExec, state: DetectorState) -> bool:
     """``rec`` is a shell (or a script interpreter) that reads its program from stdin."""
+    global _last_reader
     s = state.settings
-    known = derived(s, "pipe_readers", lambda: name_set(s.shells) | name_set(interpreter_names(state)))
+    last = _last_reader
+    if last[0] is rec and last[1] is s:
+        return last[2]
+    known = derived(s, "pipe_readers", _reader_names)
+    prog = rec.program
     # python3.11, perl5.36: a trailing version is not part of the name
-    named = rec.program in known or _VERSION.sub("", rec.program) in known
-    return named and reads_stdin(rec.args)
+    named = prog in known or (prog[-1:] in _VERSION_END and _VERSION.sub("", prog) in known)
+    answer = named and reads_stdin(rec.args)
+    _last_reader = (rec, s, answer)
+    return answer
+
+
+def _reader_names(s: DetectorsSettings) -> frozenset[str]:
+    return name_set(s.shells) | name_set(s.interpreters)
 
 
 def interpreter_names(state: DetectorState) -> tuple[str, ...]:
@@ -125,23 +142,27 @@ def pairs_at_exec(
     ev: ProcessExec,
     state: DetectorState,
     rule: str,
-    is_feeder: Callable[[RecentExec], bool],
+    is_feeder: Callable[[RecentExec, DetectorState], bool],
     both_ways: bool = False,
-) -> list[Pair]:
+) -> Sequence[Pair]:
     """The (reader, feeder) pairs that ``ev`` completes, each reported once per rule."""
     act = activity(state)
     rec = act.observe_exec(ev)
     window = state.settings.pipe_pair_seconds
     found: list[tuple[RecentExec, RecentExec]] = []
     if is_reader(rec, state):
-        found += [(rec, sib) for sib in act.siblings(rec, window) if is_feeder(sib)]
-    if is_feeder(rec):
+        found += [(rec, sib) for sib in act.siblings(rec, window) if is_feeder(sib, state)]
+    if is_feeder(rec, state):
         found += [(sib, rec) for sib in act.siblings(rec, window) if is_reader(sib, state)]
-    return finish(state, rule, found, both_ways)
+    return finish(state, rule, found, both_ways) if found else ()
 
 
-def finish(state: DetectorState, rule: str, found: list[tuple[RecentExec, RecentExec]], both_ways: bool) -> list[Pair]:
+def finish(
+    state: DetectorState, rule: str, found: list[tuple[RecentExec, RecentExec]], both_ways: bool
+) -> Sequence[Pair]:
     """Keep the linked pairs not reported before (marking them reported)."""
+    if not found:
+        return ()
     act = activity(state)
     out = []
     for reader, feeder in found:

@@ -25,19 +25,15 @@ _ID_CALLS = {
 }
 
 
+def _evidence(ev: PrivilegeEvent, call: str, ok: bool) -> dict[str, object]:
+    return {"comm": ev.comm, "syscall": call, "args": list(ev.args), "uid": ev.uid, "ret": ev.ret, "succeeded": ok}
+
+
 def evaluate(ev: PrivilegeEvent, state: DetectorState) -> Finding | None:
     call = syscall_name(ev.syscall)
     if (call not in _ID_CALLS and call != "capset") or comm_matches(ev.comm, state.settings.runtime_comms):
         return None
     ok = ev.ret >= 0
-    base = {
-        "comm": ev.comm,
-        "syscall": call,
-        "args": list(ev.args),
-        "uid": ev.uid,
-        "ret": ev.ret,
-        "succeeded": ok,
-    }
     if call in _ID_CALLS:
         if ev.uid == 0:
             return None
@@ -49,7 +45,7 @@ def evaluate(ev: PrivilegeEvent, state: DetectorState) -> Finding | None:
             ev,
             f"{ev.comm} (uid {ev.uid}) called {call}({', '.join(map(str, ids))})"
             + ("" if ok else f" and failed ({ev.ret})"),
-            base,
+            _evidence(ev, call, ok),
             subject=f"{call}:{ev.comm}",
             severity=SPEC.severity if ok else Severity.MEDIUM,
         )
@@ -57,7 +53,7 @@ def evaluate(ev: PrivilegeEvent, state: DetectorState) -> Finding | None:
         return SPEC.finding(
             ev,
             f"{ev.comm} (uid {ev.uid}) changed its capabilities",
-            base,
+            _evidence(ev, call, ok),
             subject=f"capset:{ev.comm}",
             severity=Severity.LOW,
         )
@@ -78,4 +74,5 @@ SPEC = Detector(
     "shape). Tuned: disable RG-0006 for images whose non-root users run su/sudo/newgrp on "
     "purpose (reported high; a failed attempt medium).",
     evaluate=evaluate,
+    syscalls=frozenset([*_ID_CALLS, "capset"]),
 )

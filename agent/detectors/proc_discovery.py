@@ -26,6 +26,8 @@ _PROC_FILE = re.compile(r"/proc/(\d+)/(cmdline|environ)")
 
 
 def evaluate(ev: FileOpen, state: DetectorState) -> Finding | None:
+    if not ev.path.startswith("/proc/"):
+        return None
     m = _PROC_FILE.fullmatch(ev.path)
     if m is None or ev.ret < 0:
         return None

@@ -62,4 +62,5 @@ SPEC = Detector(
     "calls. Learned: nothing. Tuned: disable RG-0007 for debugging images whose debuggers and "
     "profilers (gdb, strace, py-spy) attach on purpose.",
     evaluate=evaluate,
+    syscalls=frozenset({"ptrace"}),
 )

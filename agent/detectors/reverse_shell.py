@@ -32,17 +32,20 @@ def _nc_exec_arg(args: list[str]) -> str:
     return ""
 
 
+def _base(ev: ProcessExec) -> dict[str, object]:
+    return {"comm": ev.comm, "filename": ev.filename, "argv": list(ev.argv), "uid": ev.uid, "ppid": ev.ppid}
+
+
 def evaluate(ev: ProcessExec, state: DetectorState) -> Finding | None:
     s = state.settings
     prog, args = program_names(ev)
-    base = {"comm": ev.comm, "filename": ev.filename, "argv": list(ev.argv), "uid": ev.uid, "ppid": ev.ppid}
     if is_named(ev, s.netcat_names):
         how = _nc_exec_arg(args)
         if how:
             return SPEC.finding(
                 ev,
                 f"{prog} runs a program on a network connection ({how})",
-                {**base, "how": how, "parent": state.parent_comm(ev)},
+                {**_base(ev), "how": how, "parent": state.parent_comm(ev)},
                 subject=f"nc:{argv_text(ev)}",
             )
     if prog == "socat" or comm_matches(ev.comm, ("socat",)):
@@ -51,16 +54,21 @@ def evaluate(ev: ProcessExec, state: DetectorState) -> Finding | None:
             return SPEC.finding(
                 ev,
                 f"socat runs a program on a connection ({hit})",
-                {**base, "how": hit, "parent": state.parent_comm(ev)},
+                {**_base(ev), "how": hit, "parent": state.parent_comm(ev)},
                 subject=f"socat:{argv_text(ev)}",
             )
-    if is_named(ev, s.shells):
-        sockets = [f"fd{i}={t}" for i, t in enumerate(ev.stdio[:2]) if t.startswith("socket:[")]
+    stdio = ev.stdio
+    # stdin or stdout a socket (checked first: most execs have none, and naming costs more)
+    on_socket = bool(stdio) and (
+        stdio[0].startswith("socket:[") or (len(stdio) > 1 and stdio[1].startswith("socket:["))
+    )
+    if on_socket and is_named(ev, s.shells):
+        sockets = [f"fd{i}={t}" for i, t in enumerate(stdio[:2]) if t.startswith("socket:[")]
         if sockets:
             return SPEC.finding(
                 ev,
                 f"shell {prog} has its stdio on a socket ({', '.join(sockets)})",
-                {**base, "stdio": list(ev.stdio), "parent": state.parent_comm(ev)},
+                {**_base(ev), "stdio": list(ev.stdio), "parent": state.parent_comm(ev)},
                 subject=f"shell-socket:{ev.pid}",
                 severity=Severity.CRITICAL,
             )

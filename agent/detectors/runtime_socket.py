@@ -47,6 +47,13 @@ def _candidates(ev: FileOpen | NetConnect | AuditEvent) -> tuple[str, str, list[
 
 
 def evaluate(ev: FileOpen | NetConnect | AuditEvent, state: DetectorState) -> Finding | None:
+    # The common cases first, without building the candidates: an open whose basename is no
+    # runtime socket, a connect that is not AF_UNIX.
+    if isinstance(ev, FileOpen):
+        if basename(ev.path) not in state.settings.runtime_sockets:
+            return None
+    elif isinstance(ev, NetConnect) and ev.family != socket.AF_UNIX:
+        return None
     comm, how, paths = _candidates(ev)
     for path in paths:
         name = basename(path)

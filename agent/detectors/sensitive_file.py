@@ -39,10 +39,11 @@ import posixpath
 from agent.detectors.activity import activity
 from agent.detectors.anti_forensics import Lineage, lineage
 from agent.detectors.lineage import ProcInfo
-from agent.detectors.spec import Detector, DetectorState, basename, container_key, name_set, path_matcher
+from agent.detectors.spec import Detector, DetectorState, basename, container_key, derived, name_set, path_matcher
 from agent.detectors.startup import startup_entry
 from agent.events import AuditEvent, Event, FileOpen, ProcessExec
 from agent.findings import Finding, Severity
+from agent.settings.detectors import DetectorsSettings
 
 DEFER_SECONDS = 1.0
 _CREDENTIALS = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
@@ -93,9 +94,27 @@ def _audit_write(ev: AuditEvent) -> bool:
     return bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC))
 
 
+CLASS_CACHE_ENTRIES = 8192
+
+
+def _class_caches(_s: DetectorsSettings) -> tuple[dict[str, str], dict[str, str]]:
+    return {}, {}
+
+
 def classify(path: str, write: bool, state: DetectorState) -> str:
-    """``"identity"``, ``"secret"``, ``"config"`` or "" (not sensitive) for an open of ``path``."""
+    """``"identity"``, ``"secret"``, ``"config"`` or "" (not sensitive) for an open of ``path``
+    (remembered per settings: a container opens the same few paths again and again)."""
     s = state.settings
+    cache = derived(s, "file_classes", _class_caches)[1 if write else 0]
+    klass = cache.get(path)
+    if klass is None:
+        if len(cache) >= CLASS_CACHE_ENTRIES:
+            cache.clear()
+        klass = cache[path] = _classify(path, write, s)
+    return klass
+
+
+def _classify(path: str, write: bool, s: DetectorsSettings) -> str:
     name = basename(path)
     if name in name_set(s.runtime_sockets):
         return ""
@@ -126,21 +145,27 @@ def _candidates(ev: FileOpen | AuditEvent) -> tuple[list[tuple[str, bool, int]],
 
 def evaluate(ev: FileOpen | AuditEvent | ProcessExec, state: DetectorState) -> Finding | None:
     act = activity(state)
-    waited = act.overdue(SPEC.id, ev.ts, DEFER_SECONDS)
     if isinstance(ev, ProcessExec):
         act.observe_exec(ev)  # its parent's comm names a parent gone before lineage saw it
-        waited += act.release(SPEC.id, ev)
+        if act.deferred:  # events waiting for an ancestor's exec: due now, or released by this one
+            _judge_late(act.overdue(SPEC.id, ev.ts, DEFER_SECONDS) + act.release(SPEC.id, ev), state)
+        return None
+    if act.deferred:
+        _judge_late(act.overdue(SPEC.id, ev.ts, DEFER_SECONDS), state)
+    return _evaluate(ev, state, final=False)
+
+
+def _judge_late(waited: list[Event], state: DetectorState) -> None:
     for earlier in waited:
         assert isinstance(earlier, (FileOpen, AuditEvent))
         f = _evaluate(earlier, state, final=True)
         if f is not None:
             state.late.append((earlier, f))
-    if isinstance(ev, ProcessExec):
-        return None
-    return _evaluate(ev, state, final=False)
 
 
 def _evaluate(ev: FileOpen | AuditEvent, state: DetectorState, *, final: bool) -> Finding | None:
+    if isinstance(ev, FileOpen) and not classify(ev.path, ev.write, state):
+        return None  # the common case, decided without building the candidates
     candidates, extra = _candidates(ev)
     for path, write, ret in candidates:
         klass = classify(path, write, state)

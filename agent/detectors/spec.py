@@ -58,7 +58,10 @@ class DetectorState:
 
     def remember_connect(self, ev: NetConnect, horizon: float) -> None:
         """Record a connect attempt of ``ev``'s container; forget those older than ``horizon`` s."""
-        recent = self.connects.setdefault(container_key(ev), deque(maxlen=self.max_connects))
+        key = container_key(ev)
+        recent = self.connects.get(key)
+        if recent is None:
+            recent = self.connects[key] = deque(maxlen=self.max_connects)
         recent.append((ev.ts, ev.daddr, ev.dport))
         while recent and recent[0][0] < ev.ts - horizon:
             recent.popleft()
@@ -112,6 +115,9 @@ class Detector:
     # a ProcessExec), "path" (the evidence's ``path``: a file the image opened while learning)
     # or "" (nothing). A finding whose evidence has ``always: True`` is never lowered.
     learns: str = "exec"
+    # The PrivilegeEvent syscalls (named as ``syscall_name`` names them) the rule can judge; ()
+    # for all. A dispatch hint: the component hands it no other syscall; it still checks itself.
+    syscalls: frozenset[str] = frozenset()
 
     def finding(
         self,
@@ -169,29 +175,41 @@ def basename(path: str) -> str:
     return path[path.rfind("/") + 1 :]
 
 
+_S = TypeVar("_S")
 _T = TypeVar("_T")
-# Derived values of settings tuples (name sets, compiled patterns), keyed by the identity of the
-# tuple: settings are frozen, so a tuple object never changes; the tuple is kept alive with its
-# value so its id cannot be reused.
-_DERIVED: dict[tuple[int, str], tuple[object, object]] = {}
+# Derived values of settings tuples (name sets, compiled patterns): kind -> id of the tuple ->
+# (the tuple, its value). Settings are frozen, so a tuple object never changes; the tuple is kept
+# alive with its value so its id cannot be reused. Keyed in two steps: a lookup allocates nothing.
+_DERIVED: dict[str, dict[int, tuple[object, object]]] = {}
+_NAME_SETS: dict[int, tuple[object, frozenset[str]]] = {}
 
 
-def derived(source: object, kind: str, build: Callable[[], _T]) -> _T:
-    """``build()`` computed once per ``(source object, kind)``."""
-    key = (id(source), kind)
-    hit = _DERIVED.get(key)
+def derived(source: _S, kind: str, build: Callable[[_S], _T]) -> _T:
+    """``build(source)`` computed once per ``(source object, kind)`` (``build`` is best a
+    module-level function: a lambda made at each call costs an allocation)."""
+    values = _DERIVED.get(kind)
+    if values is None:
+        values = _DERIVED[kind] = {}
+    hit = values.get(id(source))
     if hit is not None and hit[0] is source:
         return hit[1]  # type: ignore[return-value]
-    value = build()
-    if len(_DERIVED) > 4096:  # many short-lived settings objects (tests): start over
-        _DERIVED.clear()
-    _DERIVED[key] = (source, value)
+    value = build(source)
+    if len(values) > 4096:  # many short-lived settings objects (tests): start over
+        values.clear()
+    values[id(source)] = (source, value)
     return value
 
 
 def name_set(names: Iterable[str]) -> frozenset[str]:
     """``names`` plus their kernel-truncated forms (comm is TASK_COMM_LEN - 1 characters)."""
-    return derived(names, "names", lambda: frozenset(names) | frozenset(n[:COMM_LEN] for n in names))
+    hit = _NAME_SETS.get(id(names))
+    if hit is not None and hit[0] is names:
+        return hit[1]
+    value = frozenset(names) | frozenset(n[:COMM_LEN] for n in names)
+    if len(_NAME_SETS) > 4096:
+        _NAME_SETS.clear()
+    _NAME_SETS[id(names)] = (names, value)
+    return value
 
 
 def comm_matches(comm: str, names: Iterable[str]) -> bool:
@@ -201,14 +219,14 @@ def comm_matches(comm: str, names: Iterable[str]) -> bool:
 
 def path_matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
     """One compiled regex for a tuple of fnmatch patterns (case-sensitive, like paths)."""
+    return derived(patterns, "fnmatch", _compile_patterns)
 
-    def build() -> Callable[[str], bool]:
-        if not patterns:
-            return lambda _p: False
-        rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
-        return lambda path: rx.match(path) is not None
 
-    return derived(patterns, "fnmatch", build)
+def _compile_patterns(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    if not patterns:
+        return lambda _p: False
+    rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+    return lambda path: rx.match(path) is not None
 
 
 # Busybox ash built with FEATURE_SH_STANDALONE (Debian's busybox-static) runs its applets by
@@ -253,7 +271,17 @@ def _program_names(ev: ProcessExec) -> tuple[str, list[str]]:
 def is_named(ev: ProcessExec, names: Iterable[str]) -> bool:
     """The process is one of ``names`` by comm, executable basename or busybox applet."""
     known = name_set(names)
-    return ev.comm in known or program_names(ev)[0] in known or basename(ev.filename) in known
+    if ev.comm in known:
+        return True
+    global _last_names
+    last = _last_names
+    if last[0] is not ev:
+        last = _last_names = (ev, program_names(ev)[0], basename(ev.filename))
+    return last[1] in known or last[2] in known
+
+
+# The last event's program and executable basename (several detectors name the same exec).
+_last_names: tuple[object, str, str] = (None, "", "")
 
 
 def argv_text(ev: ProcessExec) -> str:

@@ -57,7 +57,7 @@ def _judge(ev: Event, lin: Lineage, state: DetectorState) -> Finding | None:
 def evaluate(ev: FileChange | ProcessExec, state: DetectorState) -> Finding | None:
     if isinstance(ev, FileChange) and not candidate(ev, state):
         return None
-    return evaluate_with_lineage(SPEC.id, ev, state, lambda e, lin: _judge(e, lin, state))
+    return evaluate_with_lineage(SPEC.id, ev, state, _judge)
 
 
 SPEC = Detector(
