@@ -24,7 +24,8 @@
  * In-kernel response (act.h): an exec below an rg_exec_stop prefix stops the new program before
  * its first instruction in a cgroup that enforces RG_RULE_EXEC.
  * Caveats: ppid comes from the fork seen by this probe (all forks are recorded, see below); for
- * processes forked before the probe was loaded it is 0 and the agent fills it from /proc. argv
+ * processes forked before the probe was loaded it is the task's real parent and its comm (read
+ * at BTF offsets; without BTF it is 0 and the agent fills it from /proc). argv
  * is capped at RG_ARGV_MAX arguments of RG_ARG_LEN bytes each (truncated = 1 then). Failed
  * execs leave no event. An exit is reported when the thread-group leader exits (the process
  * ends, or, rarely, its leader thread ends first); the status is -1 when the process made no
@@ -294,8 +295,12 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         if (!bpf_probe_read_kernel(&parent, sizeof(parent), task + RG_OFF_TASK_REAL_PARENT) && parent &&
             !bpf_probe_read_kernel(&ptgid, sizeof(ptgid), parent + RG_OFF_TASK_TGID) &&
             (ptgid == ev->ppid || !ev->ppid)) {
-            if (!ev->ppid)
+            if (!ev->ppid) {
+                /* a fork this probe did not see (before it was loaded, or evicted from the
+                 * LRU): the parent and its comm from the task itself, not from /proc */
                 ev->ppid = ptgid;
+                bpf_probe_read_kernel_str(ev->parent_comm, sizeof(ev->parent_comm), parent + RG_OFF_TASK_COMM);
+            }
             if (rg_exe_of(parent, ev->parent_exe, &ev->parent_ino, &ev->parent_dev, &nlink))
                 ev->exe_flags |= RG_EXE_PARENT;
         }

@@ -31,6 +31,7 @@ _FIXED = {KIND_INT: 4, KIND_ARRAY: 12, KIND_VAR: 4, KIND_DECL_TAG: 4}
 EXE_OFFSETS: Mapping[str, str] = {
     "RG_OFF_TASK_REAL_PARENT": "task_struct.real_parent",
     "RG_OFF_TASK_TGID": "task_struct.tgid",
+    "RG_OFF_TASK_COMM": "task_struct.comm",
     "RG_OFF_TASK_MM": "task_struct.mm",
     "RG_OFF_MM_EXE_FILE": "mm_struct.exe_file",
     "RG_OFF_MM_ARG_START": "mm_struct.arg_start",

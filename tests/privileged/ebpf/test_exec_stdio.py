@@ -7,7 +7,9 @@ name an event carries came from the kernel; the test itself reads the real /proc
 processes and expects the same names. A file is named by its path, which the kernel record does
 not carry: left to /proc (so empty here). Then the detection that needs it, RG-0005's shell
 with its stdio on a socket, fires from the kernel's stdio alone, and its benign twins (a shell
-on pipes, a shell on a terminal, a non-shell on a socket) give no such finding.
+on pipes, a shell on a terminal, a non-shell on a socket) give no such finding. A process forked
+before the probes loaded (the container's init) gets its parent and parent comm from the
+kernel too.
 """
 
 from __future__ import annotations
@@ -66,13 +68,18 @@ class Chain:
             return [f for f in self.findings if f.detector_id == "RG-0005"]
 
 
+_INIT = "while [ ! -e /tmp/go ]; do sleep 0.2; done; exec sleep 900"
+
+
 @pytest.fixture(scope="module")
 def chain(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     need_root()
     state = tmp_path_factory.mktemp("rg-stdio")
     no_proc = tmp_path_factory.mktemp("no-proc")  # the agent reads no /proc: stdio from the kernel only
     ctx = AgentContext.in_state(state, paths=HostPaths(proc=no_proc))
-    c = run_container(docker_client, "rgtest-stdio", ["sleep", "900"])
+    # The container's init is forked before the probes load; it execs ``sleep 900`` once /tmp/go
+    # exists (test_a_fork_before_the_probes_loaded_...).
+    c = run_container(docker_client, "rgtest-stdio", ["sh", "-c", _INIT])
     comps: list[Any] = []
     try:
         register(ctx, c)
@@ -158,3 +165,14 @@ def test_a_shell_on_a_socket_is_rg0005_from_the_kernel_stdio_and_its_twins_are_n
     shells = [x for x in chain.rg0005() if "stdio" in x.evidence]
     assert len(shells) == 1, [x.summary for x in shells]  # not the piped shell, the terminal's, or cat
     assert Path(chain.ctx.paths.proc).is_dir() and not any(Path(chain.ctx.paths.proc).iterdir())
+
+
+def test_a_fork_before_the_probes_loaded_has_its_parent_from_the_kernel(chain: Chain) -> None:
+    # The container's init was forked (by the runtime) before the probes loaded: its exec has no
+    # fork record, so the probe reads the real parent (containerd-shim) and its comm itself.
+    docker_exec(chain.c, "touch", "/tmp/go")
+    ev = chain.exec_of("sleep", "900")
+    status = Path(f"/proc/{ev.pid}/status").read_text()
+    ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    assert ev.ppid == ppid and ev.parent_comm == Path(f"/proc/{ppid}/comm").read_text().strip()
+    assert ev.parent_comm.startswith("containerd-shim"), ev
