@@ -165,7 +165,10 @@ def main() -> int:
     # One log line per finding would measure the console, not the rules.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     for label, events in (("benign", benign_mix(a.events)), ("all-matching", malicious_mix(a.events))):
-        base, det, cpu, found = [], [], [], 0
+        base: list[float] = []
+        det: list[float] = []
+        cpu: list[float] = []
+        found = 0
         run_baseline(events)  # warm-up
         run_detectors(events)
         for _ in range(a.runs):  # interleaved
