@@ -19,12 +19,13 @@ The rules look at the first ``SCAN_TOKENS`` whitespace tokens, each classified o
 
 The rules depend only on character classes and on letters, never on digit values, so two lines
 that are equal after mapping every digit to ``0`` split at the same offset (the miner's line-shape
-cache relies on this). They run on that zeroed line, and their answer is memoised by the kind
-sequence of the first ``SCAN_TOKENS`` tokens and the zeroed line up to one past the last
-character a rule read (its end included when a rule saw it): a later line equal on both would
-make every rule read and decide the same, so it gets the same split. A header format's lines
-share that prefix whatever their messages say, as long as the kinds of the message's first
-tokens (mostly plain words) are the same.
+cache relies on this). They run on that zeroed line, and their answer is memoised by a group and
+the zeroed line up to one past the last character a rule read (its end included when a rule saw
+it). The group is the kinds up to the level word when the level rule decides alone (a thread or
+component follows it: nothing later matters), else the token indices the three rules pick from
+the kinds of the first ``SCAN_TOKENS`` tokens (the split depends on the kinds through them only).
+A later line of the same group and prefix makes every rule read and decide the same, so it gets
+the same split; the lines of one header format share both whatever their messages say.
 """
 
 from __future__ import annotations
@@ -90,21 +91,19 @@ _TAG_PID = re.compile(r"\[(\d+)\]:$")
 _QUALIFIED = re.compile(r"[A-Za-z_][\w$@./\[\]-]*[.$@/][\w$@./\[\]-]*:")
 _WS = re.compile(r"\S+")
 
-_STRONG = frozenset({"thread", "component"})
 # Token kinds.
 TS, NUM, DASH, LEVEL, TAG, OTHER = "T", "N", "-", "L", "G", "W"
-
 
 _ZMAP = str.maketrans("123456789", "000000000")
 _ZERO = bytes.maketrans(b"123456789", b"000000000")
 _KIND_OF: dict[str, str] = {}  # token with its digits as 0 → kind
 _RULES: dict[str, tuple[int, int, int]] = {}  # kind sequence → (level, tag, extent) token index
-# Splits by (kind sequence, bound, the digit-zeroed line up to that bound: one past the last
-# character a rule read), and the (token, characters past its start) places such a bound fell at
-# before, by kind sequence.
-_MEMO: dict[tuple[str, int, str], Split] = {}
-_PLANS: dict[str, list[tuple[int, int]]] = {}
-MEMO_MAX = 50_000
+# Splits by (group, bound, the digit-zeroed line up to that bound: one past the last character a
+# rule read), and the (token, characters past its start) places such a bound fell at before, by
+# group (the kinds up to a deciding level word, else the three rules' token indices).
+_MEMO: dict[tuple[str | tuple[int, int, int], int, str], Split] = {}
+_PLANS: dict[str | tuple[int, int, int], list[tuple[int, int]]] = {}
+MEMO_MAX = 20_000  # entries of about 200 bytes: ~4 MB at most
 PLANS_PER_SIG = 6
 
 
@@ -221,8 +220,7 @@ def _after_level(line: str, pos: int, spans: list[tuple[str, int, int]]) -> tupl
             read = i + 1
         elif tok.isalpha() and line.startswith(" ", m.end()):
             read = m.end() + 2  # looked for a second space after it
-    # The separator test reads a second character only after a "-" or ":".
-    read = max(read, i + 2 if line.startswith(("-", ":"), i) else i + 1)
+    read = max(read, i + 2 if line.startswith(("-", ":"), i) else i + 1)  # a 2nd char after - or :
     if line.startswith(("- ", ": "), i):
         i = _skip_ws(line, i + 2)
         read = i + 1
@@ -242,12 +240,7 @@ def split_header(line: str) -> Split:
 
 
 def split_zeroed(zl: str) -> Split:
-    """``split_header`` of a line given as ``zeroed(line)``.
-
-    The rules are run on the line with its digits as ``0`` (they ignore digit values), and their
-    answer is memoised by the kind sequence of the first ``SCAN_TOKENS`` tokens and the zeroed
-    line up to the last character any rule read: a line equal on both is split alike.
-    """
+    """``split_header`` of a line given as ``zeroed(line)`` (memoised: see the module's docstring)."""
     # One C-level split instead of a regex match object per token: ``str.split()`` and the
     # ``\S+`` of ``_WS`` cut at the same characters (both use ``str.isspace``).
     words = zl.split(None, SCAN_TOKENS)
@@ -257,19 +250,22 @@ def split_zeroed(zl: str) -> Split:
     kinds = [get(w) or _kind(w) for w in words]
     sig = "".join(kinds)
     starts: list[int] = []
-    plans = _PLANS.get(sig)
-    if plans is not None:
-        for n, (k, c) in enumerate(plans):
-            if k >= 0:
-                if len(starts) <= k:
-                    _starts(zl, words, starts, k + 1)
-                c += starts[k]
-            got = _MEMO.get((sig, c, zl[:c]))
-            if got is not None:
-                if n:
-                    plans.insert(0, plans.pop(n))
-                return got
-    split, read = _split(zl, words, starts, kinds, sig)
+    at = sig.find(LEVEL)
+    fast = sig[: at + 1] if at > 0 and TS in sig[:at] else ""  # the first level, after a timestamp
+    if fast:
+        got = _recall(fast, zl, words, starts)
+        if got is not None:
+            return got
+    rules = _RULES.get(sig)
+    if rules is None:
+        rules = _level_index(kinds), _tag_rule(kinds), _extent_rule(kinds)
+        if len(_RULES) >= 50_000:
+            _RULES.clear()
+        _RULES[sig] = rules
+    got = _recall(rules, zl, words, starts)
+    if got is not None:
+        return got
+    split, read, early = _split(zl, words, starts, kinds, rules)
     # The read prefix as (token, characters past its start): the last token starting before it.
     _starts(zl, words, starts, len(words))
     k = bisect_left(starts, read) - 1
@@ -277,22 +273,40 @@ def split_zeroed(zl: str) -> Split:
     if len(_MEMO) >= MEMO_MAX:
         _MEMO.clear()
         _PLANS.clear()
-    _MEMO[sig, read, zl[:read]] = split  # the bound too: a prefix cut at the line end is not its line
-    plans = _PLANS.setdefault(sig, [])
+    group: str | tuple[int, int, int] = fast if early and fast else rules
+    _MEMO[group, read, zl[:read]] = split  # the bound too: a prefix cut at the line end is not its line
+    plans = _PLANS.setdefault(group, [])
     if plan not in plans:
         plans.insert(0, plan)
         del plans[PLANS_PER_SIG:]
     return split
 
 
-def _split(zl: str, words: list[str], starts: list[int], kinds: list[str], sig: str) -> tuple[Split, int]:
-    """The rules on a digit-zeroed line: its split, and one past the last character read."""
-    rules = _RULES.get(sig)
-    if rules is None:
-        rules = _level_index(kinds), _tag_rule(kinds), _extent_rule(kinds)
-        if len(_RULES) >= 50_000:
-            _RULES.clear()
-        _RULES[sig] = rules
+def _recall(group: str | tuple[int, int, int], zl: str, words: list[str], starts: list[int]) -> Split | None:
+    """The memoised split of a line of ``group`` whose read prefix was seen, else None."""
+    plans = _PLANS.get(group)
+    if plans is None:
+        return None
+    for n, (k, c) in enumerate(plans):
+        if k >= 0:
+            if len(starts) <= k:
+                if k >= len(words):
+                    continue  # the line has fewer tokens: not that prefix
+                _starts(zl, words, starts, k + 1)
+            c += starts[k]
+        got = _MEMO.get((group, c, zl[:c]))
+        if got is not None:
+            if n:
+                plans.insert(0, plans.pop(n))
+            return got
+    return None
+
+
+def _split(
+    zl: str, words: list[str], starts: list[int], kinds: list[str], rules: tuple[int, int, int]
+) -> tuple[Split, int, bool]:
+    """The rules on a digit-zeroed line: its split, one past the last character read, and whether
+    the level rule decided alone (a level followed by a thread or component)."""
     j, tag, end = rules
     read = 0
     level: tuple[int, int, list[tuple[str, int, int]]] | None = None
@@ -302,7 +316,7 @@ def _split(zl: str, words: list[str], starts: list[int], kinds: list[str], sig: 
         pos, read = _after_level(zl, starts[j] + len(words[j]), after)
         level = (pos, j, after)
         if pos < len(zl) and after:
-            return _level_split(words, starts, kinds, level), read
+            return _level_split(words, starts, kinds, level), read, True
     # Each rule's message start first; the header spans only for the winner (ties: the first).
     best = -1
     best_start = -1
@@ -321,14 +335,14 @@ def _split(zl: str, words: list[str], starts: list[int], kinds: list[str], sig: 
             best, best_start = 2, starts[end]
     if best == 0:
         assert level is not None
-        return _level_split(words, starts, kinds, level), read
+        return _level_split(words, starts, kinds, level), read, False
     if best == 1:
-        return _tag_split(words, starts, kinds, tag, best_start), read
+        return _tag_split(words, starts, kinds, tag, best_start), read, False
     if best == 2:
         spans: list[tuple[str, int, int]] = []
         _header_spans(words, starts, kinds, end, spans)
-        return Split(best_start, tuple(spans)), read
-    return Split(0), read
+        return Split(best_start, tuple(spans)), read, False
+    return Split(0), read, False
 
 
 def _starts(line: str, words: list[str], starts: list[int], n: int) -> None:

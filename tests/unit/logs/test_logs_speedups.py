@@ -214,6 +214,20 @@ def test_field_plans_clean_as_the_loop_did() -> None:
         assert list(clean_fields(raw).items()) == list(_clean_fields_loop(raw).items()), keys
 
 
+def test_header_memo_keeps_the_kinds_after_a_level_that_did_not_decide() -> None:
+    """A level with no thread or component after it does not end the header alone: a timestamp
+    word opening the message ("Sun") moves the split, so the memo of a line that opened with
+    another word of the same first letter must not answer for it."""
+    words = "2026-11-05 08:08:15,762 - WARNING - Suns are up"
+    day = "2026-11-05 08:08:15,762 - WARNING - Sun rises"
+    assert _cold_split(words).start == words.index("Suns")
+    assert _cold_split(day).start == day.index("rises")
+    header._MEMO.clear()
+    header._PLANS.clear()
+    assert split_header(words).start == words.index("Suns")
+    assert split_header(day).start == day.index("rises")
+
+
 def test_masker_key_is_the_collapsed_mask() -> None:
     """``Masker.key`` (one pass, cached by digit shape) gives the typed masks of each token,
     adjacent equal variables collapsed, as masking every token afresh does."""
