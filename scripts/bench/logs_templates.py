@@ -342,7 +342,7 @@ def cold_caches() -> None:
     as a fresh process (as the ``--before`` child does) and later runs do not reuse earlier ones."""
     for mod in (header, masking):
         for name, value in vars(mod).items():
-            if name.startswith("_") and isinstance(value, dict):
+            if name.startswith("_") and not name.startswith("__") and isinstance(value, dict):
                 value.clear()
 
 
