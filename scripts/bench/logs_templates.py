@@ -340,10 +340,9 @@ def loghub() -> dict[str, tuple[list[str], list[str]]]:
 def cold_caches() -> None:
     """Empty the module-level memos of header rules and masks, so that every run starts as cold
     as a fresh process (as the ``--before`` child does) and later runs do not reuse earlier ones."""
-    for mod in (header, masking):
-        for name, value in vars(mod).items():
-            if name.startswith("_") and not name.startswith("__") and isinstance(value, dict):
-                value.clear()
+    for mod, names in ((header, ("_KIND_OF", "_RULES", "_MEMO", "_PLANS")), (masking, ("_VARIABLE",))):
+        for name in names:
+            getattr(mod, name).clear()
 
 
 def rate(fn: Callable[[list[str]], object], lines: list[str]) -> float:
