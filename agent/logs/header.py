@@ -267,7 +267,8 @@ def split_zeroed(zl: str) -> Split:
         return got
     split, read, early = _split(zl, words, starts, kinds, rules)
     # The read prefix as (token, characters past its start): the last token starting before it.
-    _starts(zl, words, starts, len(words))
+    while len(starts) < len(words) and (not starts or starts[-1] < read):
+        _starts(zl, words, starts, len(starts) + 1)
     k = bisect_left(starts, read) - 1
     plan = (k, read - starts[k]) if k >= 0 else (-1, read)
     if len(_MEMO) >= MEMO_MAX:
