@@ -123,7 +123,7 @@ class TemplateMiner:
         self._rank: dict[int, int] = {}  # cluster id → its index in its _by_len list
         self._shapes: OrderedDict[bytes | tuple[bool, int, bytes], tuple[int, Split]] = OrderedDict()
         self._masked: dict[tuple[str, ...], int] = {}
-        self._messages: dict[str, tuple[str, ...]] = {}  # zeroed message → masked tokens
+        self._messages: dict[bytes, tuple[str, ...]] = {}  # message digit shape → masked tokens
         self._next_id = 1
         self._live = 0
         self.hits = 0
@@ -160,12 +160,14 @@ class TemplateMiner:
                 c.size += 1
                 return c, split
         # Header rules and masks depend on digit shapes only: they read the zeroed line.
-        zl = shape.decode("ascii") if line.isascii() else zeroed(line)
+        is_ascii = line.isascii()
+        zl = shape.decode("ascii") if is_ascii else zeroed(line)
         split = split_zeroed(zl) if header else Split(0)
         if min_start > split.start:
             split = Split(min_start, split.spans)
         zmessage = zl[split.start :]
-        key = self._messages.get(zmessage)
+        mshape = shape[split.start :] if is_ascii else line_shape(zmessage)  # bytes: smaller keys than str
+        key = self._messages.get(mshape)
         if key is None:
             message = line[split.start :]
             if COLLAPSE == "same":
@@ -174,7 +176,7 @@ class TemplateMiner:
                 key = tuple(collapse(self.masker.mask(message)))
             if len(self._messages) >= self.max_shapes // 4:  # a quarter: bounds its memory
                 self._messages.clear()
-            self._messages[zmessage] = key
+            self._messages[mshape] = key
         cid2 = self._masked.get(key)
         c2 = self.clusters.get(cid2) if cid2 is not None else None
         if c2 is not None:
