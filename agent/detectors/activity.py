@@ -127,6 +127,22 @@ class Activity:
                 out.append(other)
         return sorted(out, key=lambda r: r.ts)
 
+    def may_have_siblings(self, rec: RecentExec, within: float) -> bool:
+        """False when ``siblings(rec, within)`` is surely empty: ``rec`` is its parent's newest
+        child and the one before it was exec'd too long before (most execs: decided without
+        asking whether either could be half of a pipeline)."""
+        kids = self.children.get((rec.container, rec.ppid))
+        if not kids:
+            return False
+        newest = reversed(kids)
+        if next(newest) != rec.pid:
+            return True
+        before = next(newest, None)
+        if before is None:
+            return False
+        other = self.execs.get((rec.container, before))
+        return other is None or other.ts >= rec.ts - within - ORDER_SLACK
+
     def _unlink(self, rec: RecentExec) -> None:
         kids = self.children.get((rec.container, rec.ppid))
         if kids is not None:

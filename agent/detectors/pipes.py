@@ -149,6 +149,8 @@ def pairs_at_exec(
     act = activity(state)
     rec = act.observe_exec(ev)
     window = state.settings.pipe_pair_seconds
+    if not act.may_have_siblings(rec, window):
+        return ()
     found: list[tuple[RecentExec, RecentExec]] = []
     if is_reader(rec, state):
         found += [(rec, sib) for sib in act.siblings(rec, window) if is_feeder(sib, state)]

@@ -112,3 +112,25 @@ def test_a_reader_is_judged_with_the_settings_asked_about() -> None:
     versioned = RecentExec(C.id, 6, 1, 1.0, "python3.11", (), ("python3.11",), ())
     assert is_reader(versioned, DetectorState())
     assert not is_reader(RecentExec(C.id, 7, 1, 1.0, "ls", (), ("ls",), ()), DetectorState())
+
+
+def pipeline_exec(comm: str, argv: tuple[str, ...], pid: int, ts: float, stdio: tuple[str, ...]) -> ProcessExec:
+    return ProcessExec(
+        ts=ts, pid=pid, container=C, ppid=50, uid=0, comm=comm, filename=f"/bin/{comm}", argv=argv, stdio=stdio
+    )
+
+
+@pytest.mark.parametrize(
+    ("nc_ts", "sh_ts", "paired"),
+    [
+        (100.2, 100.0, True),  # nc H P | sh: siblings within detectors.pipe_pair_seconds
+        (103.0, 100.0, False),  # its benign twin: the same two processes, 3 s apart
+        (100.0, 100.3, True),  # the shell's record came first, stamped later (per-CPU buffers)
+        (100.0, 102.0, False),
+    ],
+)
+def test_a_lone_exec_is_not_looked_at_as_half_of_a_pipeline(nc_ts: float, sh_ts: float, paired: bool) -> None:
+    comp = DetectorsComponent(DetectorsSettings(), DETECTORS)
+    comp.handle(pipeline_exec("sh", ("sh",), 11, sh_ts, ("pipe:[7]", "pipe:[8]", "")))
+    comp.handle(pipeline_exec("nc", ("nc", "h", "1"), 12, nc_ts, ("pipe:[8]", "pipe:[7]", "")))
+    assert (comp.findings["RG-0014"] == 1) is paired
