@@ -21,12 +21,8 @@ run: setup ## run the agent in the foreground (embedded default config unless CO
 	$(VENV)/bin/riskguard-agent run $(if $(CONFIG),--config $(CONFIG))
 
 .PHONY: test
-test: setup ## run every test: lint, unit, privileged (root, kernel, Docker), e2e
-	$(VENV)/bin/ruff check agent tests scripts
-	$(VENV)/bin/mypy
-	$(PYTEST) tests/unit -q -p no:cacheprovider
-	$(PYTEST) tests/privileged -q -p no:cacheprovider
-	$(PYTEST) tests/e2e -q -p no:cacheprovider
+test: setup ## run every test: lint, unit, privileged (root, kernel, Docker), e2e; the agent image builds meanwhile
+	@bash scripts/run-tests.sh
 
 .PHONY: test-unit
 test-unit: setup ## the unit tier only (no root needed once set up)
@@ -57,4 +53,4 @@ install: setup ## install as a systemd service: /opt/riskguard (venv), /etc/risk
 
 .PHONY: clean
 clean: ## remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info .test-runs

@@ -41,10 +41,18 @@ fi
 
 ctx=$(mktemp -d /tmp/riskguard-image.XXXXXX)
 trap 'rm -rf "$ctx"' EXIT
+trap 'exit 143' TERM  # `make test` stops a background build this way: the EXIT trap still cleans up
+trap 'exit 130' INT
+# The agent's wheel is built from a copy of its (hashed) sources, not in the checkout: pip's
+# in-tree build would write build/ and riskguard_agent.egg-info there while the tests run from it
+# (`make test` builds the image in the background, scripts/run-tests.sh), and two builds at once
+# would share them.
+mkdir -p "$ctx/src"
+git ls-files -z -c -o --exclude-standard -- agent pyproject.toml README.md | xargs -0 cp --parents -t "$ctx/src"
 log "building wheels (agent $VERSION + dependencies) in $ctx/wheels"
 "$PY" -m venv "$ctx/pyenv"
-"$ctx/pyenv/bin/pip" wheel -q --wheel-dir "$ctx/wheels" "$ROOT[$EXTRAS]" >&2
-rm -rf "$ctx/pyenv" "$ROOT/build"
+"$ctx/pyenv/bin/pip" wheel -q --wheel-dir "$ctx/wheels" "$ctx/src[$EXTRAS]" >&2
+rm -rf "$ctx/pyenv" "$ctx/src"
 mkdir -p "$ctx/share"
 cp -r config probes "$ctx/share/"
 cp config/agent.yaml "$ctx/agent.yaml"
@@ -52,7 +60,7 @@ cp scripts/setup-host.sh "$ctx/setup-host.sh"
 cp Dockerfile "$ctx/Dockerfile"
 
 log "docker build $TAG from $BASE_IMAGE"
-DOCKER_BUILDKIT=0 docker build -q --network host \
+DOCKER_BUILDKIT=0 docker build -q --force-rm --network host \
   --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg VERSION="$VERSION" \
   --build-arg TREE_HASH="$TREE" --build-arg EXTRAS="$EXTRAS" \
   -t "$TAG" -t "riskguard-agent:$VERSION" "$ctx" >&2
