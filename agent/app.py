@@ -221,12 +221,13 @@ def teardown(state: AppState) -> None:
             log.warning("teardown_step_slow", step=name, seconds=round(took, 2))
 
 
-# Libraries the daemon loads only where a feature needs them (each costs 10-100 MiB resident):
+# Libraries the daemon loads only where a feature needs them (3-100 MiB resident each):
 # the Kubernetes and GVM clients (kubernetes.enabled, vuln.gmp.enabled), pyroute2 (a container
 # wired by the agent), scikit-learn and scipy (only in the behaviour fit child, unless
 # behavior.fit_in_subprocess is off), paramiko (never: ssh:// Docker hosts are refused), scapy and
-# tqdm (tests and the CLI). ``status`` lists those loaded.
-OPTIONAL_LIBRARIES = ("kubernetes", "gvm", "pyroute2", "sklearn", "scipy", "paramiko", "scapy", "tqdm")
+# tqdm (tests and the CLI), rich (the CLI's tables; structlog is imported without it) and pySigma
+# (the Sigma rule files are read in a child process). ``status`` lists those loaded.
+OPTIONAL_LIBRARIES = ("kubernetes", "gvm", "pyroute2", "sklearn", "scipy", "paramiko", "scapy", "tqdm", "rich", "sigma")
 
 
 def process_status() -> dict[str, Any]:

@@ -107,7 +107,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = CLI_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="riskguard-agent", description="riskguard-agent: the container security daemon and its offline tools."
     )
@@ -130,12 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update", metavar="DOC", help="rewrite the generated tables between DOC's markers instead")
     p.set_defaults(func=cmd_pipeline)
 
-    register_modules(sub, CLI_MODULES)
+    register_modules(sub, modules)
     return parser
 
 
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser for ``argv``: without the offline tools' sub-commands for ``run``.
+
+    Registering them imports their modules (the vulnerability database and scanners, model
+    fitting, the console tables with rich …), which would then stay in the daemon's memory for
+    nothing: ``run`` is always the first argument (the only top-level options are ``--help`` and
+    ``--version``)."""
+    return build_parser(() if list(argv[:1]) == ["run"] else CLI_MODULES)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = parser_for(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
