@@ -65,7 +65,9 @@ class LogAnalyzer:
             for where, why in self.rule_errors.items():
                 log.error("sequence_rule_rejected", rule=where, reason=why[:300])
         self.sigma = (
-            SigmaEngine.load((DEFAULT_SIGMA_DIR, *settings.sigma_rule_dirs)) if settings.sigma else SigmaEngine()
+            SigmaEngine.load_isolated((DEFAULT_SIGMA_DIR, *settings.sigma_rule_dirs))
+            if settings.sigma
+            else SigmaEngine()
         )
         for where, why in self.sigma.unsupported.items():
             log.warning("sigma_rule_unsupported", rule=where, reason=why[:300])

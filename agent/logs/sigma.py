@@ -7,45 +7,36 @@ A rule is *loaded* only when every field it names maps to one of ours and every 
 modifier is one this evaluator implements; anything else is listed as *unsupported* with the
 reason — never dropped silently. Matching follows Sigma semantics: strings are
 case-insensitive with ``*``/``?`` wildcards unless ``|cased``; ``|re`` is a search.
+
+The rule files are read by pySigma in ``agent.logs.sigma_ir``, which turns them into plain data;
+this module builds the matchers from that data and never imports pySigma itself. The daemon reads
+the files in a short-lived child process (``SigmaEngine.load_isolated``): pySigma, pyparsing and
+re2 stay out of its memory (about 5.5 MiB resident).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sigma.collection import SigmaCollection
-from sigma.conditions import (
-    ConditionAND,
-    ConditionFieldEqualsValueExpression,
-    ConditionNOT,
-    ConditionOR,
-    ConditionValueExpression,
-)
-from sigma.exceptions import SigmaError
-from sigma.rule import SigmaRule
-from sigma.types import (
-    CompareOperators,
-    SigmaBool,
-    SigmaCasedString,
-    SigmaCIDRExpression,
-    SigmaCompareExpression,
-    SigmaExists,
-    SigmaNull,
-    SigmaNumber,
-    SigmaRegularExpression,
-    SigmaString,
-)
+import structlog
 
 from agent.events import AuditEvent, Event, NetConnect, ProcessExec
 from agent.findings import Severity
 from agent.resources import data_dir
 
 DEFAULT_SIGMA_DIR = data_dir("config", "rules", "sigma")
+PARSE_TIMEOUT = 120.0  # seconds the rule-reading child may take
+_CHILD = "from agent.logs.sigma_ir import main; main()"
+
+log = structlog.get_logger("agent.logs")
 
 FieldValue = str | int | float | bool | None | tuple[Any, ...]
 Getter = Callable[[Any], FieldValue]
@@ -170,87 +161,51 @@ class SigmaMatch:
     event: Event
 
 
-def _mitre(tags: Iterable[Any]) -> str:
-    for t in tags:
-        ns, name = getattr(t, "namespace", ""), getattr(t, "name", "")
-        if ns == "attack" and re.fullmatch(r"t\d{4}(\.\d{3})?", name):
-            return name.upper()
-    return ""
-
-
 def _values(v: FieldValue) -> tuple[Any, ...]:
     if isinstance(v, tuple):
         return v
     return (v,)
 
 
-def _value_matcher(value: Any) -> Callable[[FieldValue], bool]:
-    """A predicate over one field value for a pySigma value type (raises ``Unsupported``)."""
-    if isinstance(value, SigmaString):
-        if value.contains_placeholder():
-            raise Unsupported("placeholders (%name%) need a processing pipeline")
-        flags = 0 if isinstance(value, SigmaCasedString) else re.IGNORECASE
-        rx = re.compile(str(value.to_regex().regexp), flags | re.DOTALL)
+def _number_matcher(want: float, op: Callable[[float], bool] | None = None) -> Callable[[FieldValue], bool]:
+    def m_num(v: FieldValue) -> bool:
+        for x in _values(v):
+            try:
+                if x is not None and (op(float(str(x))) if op is not None else float(str(x)) == want):
+                    return True
+            except ValueError:
+                continue
+        return False
 
-        def m_str(v: FieldValue) -> bool:
-            return any(x is not None and rx.fullmatch(str(x)) is not None for x in _values(v))
+    return m_num
 
-        return m_str
-    if isinstance(value, SigmaRegularExpression):
-        flags = 0
-        for f in value.flags:
-            flags |= SigmaRegularExpression.sigma_to_python_flags.get(f, 0)
-        if value.flags - set(SigmaRegularExpression.sigma_to_python_flags):
-            raise Unsupported(f"regex flags {value.flags}")
-        rx = re.compile(str(value.regexp), flags)
 
-        def m_re(v: FieldValue) -> bool:
-            return any(x is not None and rx.search(str(x)) is not None for x in _values(v))
-
-        return m_re
-    if isinstance(value, SigmaBool):
-        want = value.boolean
-
-        def m_bool(v: FieldValue) -> bool:
-            return any(str(x).lower() in (("true", "1", "yes") if want else ("false", "0", "no")) for x in _values(v))
-
-        return m_bool
-    if isinstance(value, SigmaNumber):
-        num = value.number
-
-        def m_num(v: FieldValue) -> bool:
-            for x in _values(v):
-                try:
-                    if x is not None and float(str(x)) == float(num):
-                        return True
-                except ValueError:
-                    continue
-            return False
-
-        return m_num
-    if isinstance(value, SigmaCompareExpression):
-        n = float(value.number.number)
-        ops: dict[CompareOperators, Callable[[float], bool]] = {
-            CompareOperators.LT: lambda x: x < n,
-            CompareOperators.LTE: lambda x: x <= n,
-            CompareOperators.GT: lambda x: x > n,
-            CompareOperators.GTE: lambda x: x >= n,
-            CompareOperators.NEQ: lambda x: x != n,
+def _value_matcher(value: Mapping[str, Any]) -> Callable[[FieldValue], bool]:
+    """A predicate over one field value for a value in ``sigma_ir``'s plain form."""
+    kind = value["type"]
+    if kind in ("str", "re"):
+        if kind == "str":
+            rx = re.compile(value["regex"], (0 if value["cased"] else re.IGNORECASE) | re.DOTALL)
+            return lambda v: any(x is not None and rx.fullmatch(str(x)) is not None for x in _values(v))
+        rx = re.compile(value["regex"], value["flags"])
+        return lambda v: any(x is not None and rx.search(str(x)) is not None for x in _values(v))
+    if kind == "bool":
+        accepted = ("true", "1", "yes") if value["value"] else ("false", "0", "no")
+        return lambda v: any(str(x).lower() in accepted for x in _values(v))
+    if kind == "num":
+        return _number_matcher(float(value["value"]))
+    if kind == "cmp":
+        n = float(value["value"])
+        ops: dict[str, Callable[[float], bool]] = {
+            "lt": lambda x: x < n,
+            "lte": lambda x: x <= n,
+            "gt": lambda x: x > n,
+            "gte": lambda x: x >= n,
+            "neq": lambda x: x != n,
         }
-        op = ops[value.op]
-
-        def m_cmp(v: FieldValue) -> bool:
-            for x in _values(v):
-                try:
-                    if x is not None and op(float(str(x))):
-                        return True
-                except ValueError:
-                    continue
-            return False
-
-        return m_cmp
-    if isinstance(value, SigmaCIDRExpression):
-        net = value.network
+        return _number_matcher(n, ops[value["op"]])
+    if kind == "cidr":
+        net = ipaddress.ip_network(value["network"])
 
         def m_cidr(v: FieldValue) -> bool:
             for x in _values(v):
@@ -262,47 +217,31 @@ def _value_matcher(value: Any) -> Callable[[FieldValue], bool]:
             return False
 
         return m_cidr
-    if isinstance(value, SigmaNull):
+    if kind == "null":
         return lambda v: all(x in (None, "") for x in _values(v))
-    if isinstance(value, SigmaExists):
-        want_exists = value.exists
+    if kind == "exists":
+        want_exists = bool(value["value"])
         return lambda v: (v not in (None, "", ())) == want_exists
-    raise Unsupported(f"value type {type(value).__name__}")
+    raise Unsupported(f"value type {kind}")
 
 
-def _compile(node: Any, fields: Mapping[str, Getter]) -> Matcher:
-    if isinstance(node, ConditionAND):
-        parts = [_compile(a, fields) for a in node.args]
+def _compile(node: Mapping[str, Any], fields: Mapping[str, Getter]) -> Matcher:
+    if "and" in node:
+        parts = [_compile(a, fields) for a in node["and"]]
         return lambda e: all(p(e) for p in parts)
-    if isinstance(node, ConditionOR):
-        parts = [_compile(a, fields) for a in node.args]
+    if "or" in node:
+        parts = [_compile(a, fields) for a in node["or"]]
         return lambda e: any(p(e) for p in parts)
-    if isinstance(node, ConditionNOT):
-        inner = _compile(node.args[0], fields)
+    if "not" in node:
+        inner = _compile(node["not"], fields)
         return lambda e: not inner(e)
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        getter = fields.get(node.field)
-        if getter is None:
-            raise Unsupported(f"field {node.field!r} has no equivalent in our events")
-        vm = _value_matcher(node.value)
+    if "field" in node:
+        getter = fields[node["field"]]
+        vm = _value_matcher(node["value"])
         return lambda e: vm(getter(e))
-    if isinstance(node, ConditionValueExpression):
-        # A keyword: matches when any field value matches.
-        vm = _value_matcher(node.value)
-        getters = list(fields.values())
-        return lambda e: any(vm(g(e)) for g in getters)
-    raise Unsupported(f"condition node {type(node).__name__}")
-
-
-def _logsource_key(rule: SigmaRule) -> str:
-    ls = rule.logsource
-    if (ls.product or "").lower() != "linux":
-        raise Unsupported(f"logsource product {ls.product!r} (only linux)")
-    if ls.service and ls.service.lower() == "auditd":
-        return "auditd"
-    if ls.category and ls.category.lower() in LOGSOURCES:
-        return ls.category.lower()
-    raise Unsupported(f"logsource category={ls.category!r} service={ls.service!r}")
+    vm = _value_matcher(node["keyword"])  # a keyword: matches when any field value matches
+    getters = list(fields.values())
+    return lambda e: any(vm(g(e)) for g in getters)
 
 
 class SigmaEngine:
@@ -315,41 +254,58 @@ class SigmaEngine:
 
     @classmethod
     def load(cls, dirs: Iterable[Path] = (DEFAULT_SIGMA_DIR,)) -> SigmaEngine:
+        """Parse the rule files in this process (imports pySigma)."""
+        from agent.logs.sigma_ir import parse_dirs
+
+        return cls.from_data(parse_dirs(dirs))
+
+    @classmethod
+    def load_isolated(cls, dirs: Iterable[Path] = (DEFAULT_SIGMA_DIR,), timeout: float = PARSE_TIMEOUT) -> SigmaEngine:
+        """Parse the rule files in a short-lived child process, so that pySigma never stays in
+        this one (the daemon); if the child cannot do it, parse here (and say why)."""
+        names = [str(d) for d in dirs]
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-B", "-c", _CHILD],
+                input=json.dumps(names),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
+            return cls.from_data(json.loads(proc.stdout))
+        except (OSError, subprocess.SubprocessError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+            log.warning("sigma_child_failed", error=str(exc)[:300], fallback="in-process")
+            return cls.load([Path(d) for d in names])
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> SigmaEngine:
+        """The engine for ``sigma_ir.parse_dirs``' result."""
         eng = cls()
-        for d in dirs:
-            d = Path(d)
-            files = sorted([*d.rglob("*.yml"), *d.rglob("*.yaml")]) if d.is_dir() else [d]
-            for f in files:
-                eng.add_file(f)
+        for rule in data["rules"]:
+            eng._add(rule)
+        eng.unsupported.update(data["unsupported"])
         return eng
 
     def add_file(self, path: Path) -> None:
-        try:
-            text = path.read_text(encoding="utf-8")
-            collection = SigmaCollection.from_yaml(text, collect_errors=True)
-        except Exception as exc:
-            self.unsupported[str(path)] = f"cannot parse: {str(exc)[:300]}"
-            return
-        for rule in collection.rules:
-            label = f"{path.name}:{rule.id or rule.title}"
-            if not isinstance(rule, SigmaRule):
-                self.unsupported[label] = f"{type(rule).__name__} (correlation/filter rules are not evaluated)"
-                continue
-            errors = getattr(rule, "errors", None)
-            if errors:
-                self.unsupported[label] = "; ".join(str(e) for e in errors)[:500]
-                continue
-            try:
-                self.add_rule(rule, str(path))
-            except Unsupported as exc:
-                self.unsupported[label] = str(exc)
-            except SigmaError as exc:
-                self.unsupported[label] = f"invalid: {exc}"
+        from agent.logs.sigma_ir import parse_file
 
-    def add_rule(self, rule: SigmaRule, source_file: str = "") -> LoadedRule:
-        key = _logsource_key(rule)
-        event_type, fields = LOGSOURCES[key]
-        matchers = [_compile(c.parsed, fields) for c in rule.detection.parsed_condition]
+        rules: list[dict[str, Any]] = []
+        parse_file(path, rules, self.unsupported)
+        for rule in rules:
+            self._add(rule)
+
+    def add_rule(self, rule: Any, source_file: str = "") -> LoadedRule:
+        """Load one pySigma ``SigmaRule`` (raises ``Unsupported`` or pySigma's ``SigmaError``)."""
+        from agent.logs.sigma_ir import rule_data
+
+        return self._add(rule_data(rule, source_file))
+
+    def _add(self, rule: Mapping[str, Any]) -> LoadedRule:
+        event_type, fields = LOGSOURCES[rule["logsource"]]
+        matchers = [_compile(c, fields) for c in rule["conditions"]]
         if len(matchers) == 1:
             matcher = matchers[0]
         else:
@@ -357,16 +313,15 @@ class SigmaEngine:
             def matcher(e: Any, ms: list[Matcher] = matchers) -> bool:
                 return any(m(e) for m in ms)
 
-        level = str(rule.level.name).lower() if rule.level else "medium"
         loaded = LoadedRule(
-            id=str(rule.id or rule.title),
-            title=str(rule.title),
-            logsource=key,
+            id=rule["id"],
+            title=rule["title"],
+            logsource=rule["logsource"],
             event_type=event_type,
-            severity=_LEVELS.get(level, Severity.MEDIUM),
-            mitre=_mitre(rule.tags or ()),
+            severity=_LEVELS.get(rule["level"], Severity.MEDIUM),
+            mitre=rule["mitre"],
             matcher=matcher,
-            source_file=source_file,
+            source_file=rule["source_file"],
         )
         self.rules.append(loaded)
         self._by_type.setdefault(event_type, []).append(loaded)

@@ -150,3 +150,60 @@ def test_shipped_rules_pass_pysigma_validators() -> None:
     assert len(offline) > 20
     issues = SigmaValidator(offline.values()).validate_rules(SigmaCollection.load_ruleset([DEFAULT_SIGMA_DIR]))
     assert [(type(i).__name__, [r.title for r in i.rules]) for i in issues] == []
+
+
+def _summary(eng: SigmaEngine) -> tuple[list[tuple[str, str, str, str]], dict[str, str]]:
+    return [(r.title, r.logsource, r.severity.name, r.mitre) for r in eng.rules], eng.unsupported
+
+
+def test_rules_read_in_a_child_process_match_as_read_in_process(tmp_path: Path) -> None:
+    """The daemon reads the rule files in a child (pySigma stays out of its memory): the same
+    rules, the same reasons for the rest, the same matches for every value type."""
+    det = {
+        "cased": "    sel:\n        CommandLine|cased|contains: 'RunMe'\n    condition: sel",
+        "regex": "    sel:\n        CommandLine|re: '--port[= ]4[0-9]{3}'\n    condition: sel",
+        "number": "    sel:\n        ProcessId: 4242\n    condition: sel",
+        "compare": "    sel:\n        ProcessId|gt: 5000\n    condition: sel",
+        "empty": "    sel:\n        Image|endswith: '/id'\n        ParentImage: null\n    condition: sel",
+        "not": "    sel:\n        Image|endswith: '/ls'\n    f:\n        User: '0'\n    condition: sel and not f",
+        "keyword": "    keywords:\n        - '*secret*'\n    condition: keywords",
+    }
+    for name, d in det.items():
+        write(tmp_path, f"{name}.yml", name, LINUX_PC, d)
+    write(
+        tmp_path,
+        "cidr.yml",
+        "cidr",
+        "    product: linux\n    category: network_connection",
+        "    sel:\n        DestinationIp|cidr: 10.0.0.0/8\n        Initiated: 'true'\n    condition: sel",
+    )
+    write(tmp_path, "bad.yml", "unknown field", LINUX_PC, "    sel:\n        OriginalFileName: x\n    condition: sel")
+    here, child = SigmaEngine.load([tmp_path]), SigmaEngine.load_isolated([tmp_path])
+    assert _summary(child) == _summary(here)
+    assert len(child.rules) == 8 and [k.split(":")[0] for k in child.unsupported] == ["bad.yml"]
+    events: list[tuple[Event, set[str]]] = [
+        (proc("/bin/x", "x", "RunMe"), {"cased"}),
+        (proc("/bin/x", "x", "runme"), set()),
+        (proc("/bin/nc", "nc", "--port=4444"), {"regex"}),
+        (ProcessExec(ts=0, pid=4242, ppid=1, uid=1, comm="a", filename="/a", argv=("a",)), {"number"}),
+        (ProcessExec(ts=0, pid=6000, ppid=1, uid=1, comm="a", filename="/a", argv=("a",)), {"compare"}),
+        (ProcessExec(ts=0, pid=99, ppid=1, uid=1, comm="id", filename="/usr/bin/id", argv=("id",)), {"empty"}),
+        (proc("/bin/ls", "ls"), {"not"}),
+        (ProcessExec(ts=0, pid=99, ppid=1, uid=0, comm="ls", filename="/bin/ls", argv=("ls",)), set()),
+        (proc("/bin/cat", "cat", "/run/secret/token"), {"keyword"}),
+    ]
+    net = dict(ts=0, comm="sh", family=2, protocol="tcp", saddr="10.1.1.1", sport=1, dport=80)
+    events.append((NetConnect(op="connect", daddr="10.2.3.4", **net), {"cidr"}))  # type: ignore[arg-type]
+    events.append((NetConnect(op="connect", daddr="192.168.1.1", **net), set()))  # type: ignore[arg-type]
+    for event, want in events:
+        for eng in (here, child):
+            assert {m.rule.title for m in eng.evaluate(event)} == want, (event, eng is child)
+
+
+def test_a_failed_child_falls_back_to_reading_in_process() -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        eng = SigmaEngine.load_isolated(timeout=0.001)  # the child cannot start in time
+    assert _summary(eng) == _summary(SigmaEngine.load())
+    assert [e["fallback"] for e in logs if e["event"] == "sigma_child_failed"] == ["in-process"]
