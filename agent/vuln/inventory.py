@@ -14,9 +14,9 @@ import email.parser
 import posixpath
 import re
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import structlog
-from debian.deb822 import Deb822
 
 from agent.vuln.limits import (
     MAX_METADATA_BYTES,
@@ -31,6 +31,9 @@ from agent.vuln.pkgmodel import Inventory, OsRelease, Package
 from agent.vuln.pkgmodel import purl as _purl
 from agent.vuln.rootfs import Root, RootError, walk
 from agent.vuln.rpmdb import RPMDB_PATHS, read_rpm
+
+if TYPE_CHECKING:
+    from debian.deb822 import Deb822
 
 __all__ = [
     "APK_INSTALLED",
@@ -77,7 +80,13 @@ _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
 def _deb822_paragraphs(text: str, skipped: dict[str, int]) -> Iterator[Deb822]:
     """The paragraphs of a deb822 file, each parsed on its own: a paragraph python-debian refuses
-    (a blank continuation line, a lone surrogate) is counted and skipped, the rest go on."""
+    (a blank continuation line, a lone surrogate) is counted and skipped, the rest go on.
+
+    python-debian's deb822 (with charset_normalizer: 2 MiB resident) is imported here, not with
+    the module: the daemon only matches inventories, the package databases are read by the scan's
+    child process (``scanner.read_inventory_isolated``)."""
+    from debian.deb822 import Deb822
+
     for block in _PARAGRAPH_BREAK.split(text):
         if not block.strip():
             continue
