@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ class Daemon:
         tmp.mkdir(parents=True, exist_ok=True)
         self.config = tmp / "agent.yaml"
         self.socket = tmp / "run" / "agent.sock"
+        self.audit_key = "rg-e2e-" + hashlib.sha1(str(tmp.resolve()).encode()).hexdigest()[:12]
         self.write_config(config_text)
         self.notify_path = tmp / "notify.sock"
         self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -37,6 +39,11 @@ class Daemon:
         self._stop = threading.Event()
 
     def write_config(self, text: str) -> None:
+        # The e2e tier runs in two lanes at once (tests/e2e/conftest.py): each agent tags its
+        # audit rules with a key of its own, so one agent's start (which clears its key's rules)
+        # or stop never removes another's. Derived from the state dir: a restart keeps it.
+        if not any(line.startswith("audit:") for line in text.splitlines()):
+            text += f"\naudit: {{rule_key: {self.audit_key}}}\n"
         self.config.write_text(f"state: {{dir: {self.tmp}/state}}\ncontrol: {{socket: {self.socket}}}\n{text}")
         self.config.chmod(0o600)
 
