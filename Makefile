@@ -25,8 +25,8 @@ test: setup ## run every test: lint, unit, privileged (root, kernel, Docker), e2
 	@bash scripts/run-tests.sh
 
 .PHONY: test-unit
-test-unit: setup ## the unit tier only (no root needed once set up)
-	$(PYTEST) tests/unit -q
+test-unit: setup ## the unit tier only (no root needed once set up), on two workers (pytest-xdist)
+	$(PYTEST) tests/unit -q -n 2
 
 .PHONY: fuzz
 fuzz: setup ## the property-based fuzzers (tests/unit/fuzz) with many more examples; FUZZ_EXAMPLES=N to change

@@ -62,7 +62,7 @@ log "building the agent image in the background (log: $build/log)"
 step() { printf '%s\n' "$*"; "$@"; }  # each tier's command, as make would echo it
 step "$VENV/bin/ruff" check agent tests scripts
 step "$VENV/bin/mypy"
-step "${PYTEST[@]}" tests/unit
+step "${PYTEST[@]}" -n 2 tests/unit  # pytest-xdist: the tier mostly waits (threads, children, sockets)
 step "${PYTEST[@]}" tests/privileged
 # The e2e tier starts once the build is over (its result is test_image's to report); a build
 # that still runs IMAGE_BUILD_TIMEOUT s after it started is stopped, and test_image says so.

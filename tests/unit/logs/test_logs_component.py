@@ -50,11 +50,15 @@ def test_structures_reports_and_restarts(make_ctx: Callable[..., AgentContext], 
             fh.write(cri(f"Failed password for root from 10.1.1.1 port {4000 + i} ssh2"))
     comp = build(ctx)
     assert comp is not None
-    attach(ctx, comp)
+    # Subscribed before it starts: its tail thread polls once at start (then every hour), and
+    # lines it read before on_log was on the bus would never reach the sequence rules
+    # (``attach`` starts first; a race that CPU contention, e.g. pytest-xdist, made visible).
+    attach(ctx, comp, start=False)
+    comp.start(ctx)
     comp.poll_once()
     with log.open("ab") as fh:
         fh.write(cri("Accepted password for root from 10.1.1.1 port 4100 ssh2"))
-    comp.stop()  # the tail thread is idle (poll_seconds=3600): nothing read concurrently
+    comp.stop()  # the tail thread is idle after its first poll (poll_seconds=3600)
     # A new instance over the same store picks up exactly where the first stopped.
     ctx2 = ctx
     ctx2.control_methods.clear()
