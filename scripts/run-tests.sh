@@ -72,4 +72,5 @@ if [ ! -e "$build/rc" ] && kill -0 "$bg" 2>/dev/null; then
   echo "run-tests: still building ${SECONDS}s after it started: stopped (IMAGE_BUILD_TIMEOUT)" >>"$build/log"
 fi
 stop_build
-step "${PYTEST[@]}" tests/e2e
+# Two lanes (tests/e2e/conftest.py): the five-minute benign corpus beside everything else.
+step "${PYTEST[@]}" -n 2 --dist loadgroup tests/e2e
