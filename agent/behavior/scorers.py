@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
     Array = npt.NDArray[Any]
 
+# ECOD: relative distance under which a value ties with a training value (floating-point noise).
+TIE_RTOL = 1e-9
 _CHUNK = 256  # rows per traversal chunk: keeps the (rows x trees) index arrays in cache
 
 
@@ -188,10 +190,15 @@ class EcodScorer:
         n = self.sorted.shape[0]
         le = np.empty(x.shape)
         ge = np.empty(x.shape)
+        # Values within TIE_RTOL of a training value count as equal to it: most features are
+        # transformed counts (log1p of a small integer), so a probe equals training values
+        # exactly, and the last bit of log1p differs between numpy builds. Without the margin a
+        # baseline stored by one build and scored by another moved a window's score by +24.
+        slack = TIE_RTOL * np.maximum(np.abs(x), 1.0)
         for j in range(x.shape[1]):
             col = self.sorted[:, j]
-            le[:, j] = np.searchsorted(col, x[:, j], side="right")
-            ge[:, j] = n - np.searchsorted(col, x[:, j], side="left")
+            le[:, j] = np.searchsorted(col, x[:, j] + slack[:, j], side="right")
+            ge[:, j] = n - np.searchsorted(col, x[:, j] - slack[:, j], side="left")
         u_l = -np.log((le + 1.0) / (n + 1.0))
         u_r = -np.log((ge + 1.0) / (n + 1.0))
         u_skew = u_l * -1 * np.sign(self.skew_sign - 1) + u_r * np.sign(self.skew_sign + 1)
