@@ -322,9 +322,11 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     }
 #endif
     u32 known = rg_exec_known(cg, ev);
+    /* A hit the full rg_known_hits map could not count is sent instead (known.h). */
+    if (known && rg_known_count(cg, known))
+        known = 0;
     if (known) {
         u8 one = 1;
-        rg_known_count(cg, known);
         rg_known_pid.update(&tgid, &one);
     } else {
         rg_known_pid.delete(&tgid);

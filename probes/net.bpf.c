@@ -141,10 +141,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
             struct rg_known_conn_key k = {.slot = slot, .family = ev->family, .port = ev->dport};
             __builtin_memcpy(k.addr, ev->daddr, 16);
             u32 *id = rg_known_conn.lookup(&k);
-            if (id) {
-                rg_known_count(ev->h.cgroup_id, *id);
+            /* counted, or sent when the full rg_known_hits map could not count it (known.h) */
+            if (id && !rg_known_count(ev->h.cgroup_id, *id))
                 return 0;
-            }
         }
     }
     if (ev->op == RG_NET_LISTEN && ev->fd >= 0) {
