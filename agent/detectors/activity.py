@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from agent.detectors.lineage import ProcInfo, role_of
@@ -62,6 +63,13 @@ class Activity:
         self.execs: OrderedDict[tuple[str, int], RecentExec] = OrderedDict()
         # (container, parent pid) -> its children's pids in exec order (oldest first)
         self.children: dict[tuple[str, int], OrderedDict[int, None]] = {}
+        # The same children split by whether ``reader_siblings``'s test said they read their
+        # stdin (each asked once): those not asked yet, and the readers, in exec order.
+        self._unasked: dict[tuple[str, int], OrderedDict[int, None]] = {}
+        self._readers: dict[tuple[str, int], OrderedDict[int, None]] = {}
+        # Stats: sibling records looked at, and children the reader test was asked about.
+        self.sibling_visits = 0
+        self.reader_tests = 0
         # (container, pid) -> (ts, "connect"/"accept", peer)
         self.connected: OrderedDict[tuple[str, int], tuple[float, str, str]] = OrderedDict()
         # (container, reader pid) -> {(target pid, file): ts}
@@ -98,6 +106,7 @@ class Activity:
         if kids is None:
             kids = self.children[(key[0], ev.ppid)] = OrderedDict()
         kids[ev.pid] = None
+        self._unasked.setdefault((key[0], ev.ppid), OrderedDict())[ev.pid] = None
         self._expire(ev.ts)
         self._last = (ev, key, rec)
         return rec
@@ -114,10 +123,38 @@ class Activity:
 
     def siblings(self, rec: RecentExec, within: float) -> list[RecentExec]:
         """Other processes exec'd by ``rec``'s parent within ``within`` seconds of ``rec``."""
+        return self._near(rec, within, self.children.get((rec.container, rec.ppid), {}))
+
+    def reader_siblings(
+        self, rec: RecentExec, within: float, is_reader: Callable[[RecentExec], bool]
+    ) -> list[RecentExec]:
+        """``siblings(rec, within)`` that ``is_reader``: each child is tested once, when the
+        first question about its parent's children after its exec comes, and the readers are
+        kept apart, so a loop exec'ing hundreds of non-readers a second costs nothing per
+        question. ``is_reader`` must answer the same for a record every time (the pipe rules'
+        test depends on the program, its arguments and the settings of this state only). The
+        walk stops at the first reader older than the window (``siblings`` at the first child):
+        they differ only when exec records arrive out of time order by more than
+        ``ORDER_SLACK``, and then this finds the reader ``siblings`` would have missed."""
+        parent = (rec.container, rec.ppid)
+        unasked = self._unasked.pop(parent, None)
+        readers = self._readers.get(parent)
+        if unasked:
+            for pid in unasked:
+                other = self.execs.get((rec.container, pid))
+                self.reader_tests += 1
+                if other is not None and is_reader(other):
+                    if readers is None:
+                        readers = self._readers[parent] = OrderedDict()
+                    readers[pid] = None
+        return self._near(rec, within, readers or {})
+
+    def _near(self, rec: RecentExec, within: float, kids: OrderedDict[int, None] | dict[int, None]) -> list[RecentExec]:
         out = []
         # Newest first, stopping well before the window: a script's loop can have thousands of
         # recent children, and only the few around ``rec`` matter (exec order is nearly ts order).
-        for pid in reversed(self.children.get((rec.container, rec.ppid), {})):
+        for pid in reversed(kids):
+            self.sibling_visits += 1
             other = self.execs.get((rec.container, pid))
             if other is None or pid == rec.pid:
                 continue
@@ -144,11 +181,13 @@ class Activity:
         return other is None or other.ts >= rec.ts - within - ORDER_SLACK
 
     def _unlink(self, rec: RecentExec) -> None:
-        kids = self.children.get((rec.container, rec.ppid))
-        if kids is not None:
-            kids.pop(rec.pid, None)
-            if not kids:
-                del self.children[(rec.container, rec.ppid)]
+        parent = (rec.container, rec.ppid)
+        for table in (self.children, self._unasked, self._readers):
+            kids = table.get(parent)
+            if kids is not None:
+                kids.pop(rec.pid, None)
+                if not kids:
+                    del table[parent]
 
     def _expire(self, now: float) -> None:
         while self.execs:

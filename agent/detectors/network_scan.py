@@ -10,6 +10,8 @@ distinct destination ports reach the same threshold with most SYNs unanswered.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from agent.detectors.spec import Detector, DetectorState, container_key
 from agent.events import FlowWindow, NetConnect
 from agent.findings import Finding, Severity
@@ -19,29 +21,35 @@ def _from_connects(ev: NetConnect, state: DetectorState) -> Finding | None:
     s = state.settings
     since = ev.ts - s.scan_window_seconds
     # Fire when this event is the target that brings a burst to the threshold (each event adds
-    # at most one), not on every later connect while the window still holds the burst.
-    ports: set[int] = set()
-    hosts: set[str] = set()
-    for ts, daddr, dport in state.connects.get(container_key(ev), ()):
-        if ts >= since:
-            if daddr == ev.daddr:
-                ports.add(dport)
-            if dport == ev.dport:
-                hosts.add(daddr)
+    # at most one), not on every later connect while the window still holds the burst. The
+    # counts are kept on insert (``agent.detectors.connects``): no walk of the window. Dropping
+    # the attempts older than the window here drops what ``remember_connect`` drops right after.
+    recent = state.connects.get(container_key(ev))
+    if recent is None:
+        return _judge(ev, state, (), ())
+    recent.expire(since)
+    ports, hosts = recent.targets(ev.daddr, ev.dport, since)
+    return _judge(ev, state, ports, hosts)
+
+
+def _judge(ev: NetConnect, state: DetectorState, ports: Collection[int], hosts: Collection[str]) -> Finding | None:
+    s = state.settings
     if ev.dport not in ports and len(ports) + 1 == s.scan_min_targets:
-        ports.add(ev.dport)
+        all_ports = sorted([*ports, ev.dport])
+        n = len(all_ports)
         return SPEC.finding(
             ev,
-            f"{ev.comm} probed {len(ports)} ports of {ev.daddr} within {s.scan_window_seconds:g}s",
-            {"comm": ev.comm, "kind": "port_scan", "target": ev.daddr, "ports": sorted(ports), "count": len(ports)},
+            f"{ev.comm} probed {n} ports of {ev.daddr} within {s.scan_window_seconds:g}s",
+            {"comm": ev.comm, "kind": "port_scan", "target": ev.daddr, "ports": all_ports, "count": n},
             subject=f"scan:{ev.daddr}",
         )
     if ev.daddr not in hosts and len(hosts) + 1 == s.scan_min_targets:
-        hosts.add(ev.daddr)
+        all_hosts = sorted([*hosts, ev.daddr])
+        n = len(all_hosts)
         return SPEC.finding(
             ev,
-            f"{ev.comm} probed port {ev.dport} on {len(hosts)} hosts within {s.scan_window_seconds:g}s",
-            {"comm": ev.comm, "kind": "host_sweep", "port": ev.dport, "hosts": sorted(hosts), "count": len(hosts)},
+            f"{ev.comm} probed port {ev.dport} on {n} hosts within {s.scan_window_seconds:g}s",
+            {"comm": ev.comm, "kind": "host_sweep", "port": ev.dport, "hosts": all_hosts, "count": n},
             subject=f"sweep:{ev.dport}",
         )
     return None

@@ -13,7 +13,7 @@ connected or accepted a connection (``NetConnect``): a downloader piped into a s
 from __future__ import annotations
 
 from agent.detectors.activity import RecentExec, activity
-from agent.detectors.pipes import Pair, finish, is_reader, pairs_at_exec
+from agent.detectors.pipes import Pair, finish, pairs_at_exec, reader_siblings
 from agent.detectors.spec import Detector, DetectorState, container_key, derived, name_set
 from agent.events import NetConnect, ProcessExec
 from agent.findings import Finding, Severity
@@ -67,7 +67,7 @@ def evaluate(ev: ProcessExec | NetConnect, state: DetectorState) -> Finding | No
         feeder = act.exec_of(container_key(ev), ev.pid)
         if feeder is None:
             return None
-        readers = [r for r in act.siblings(feeder, state.settings.pipe_pair_seconds) if is_reader(r, state)]
+        readers = reader_siblings(feeder, state)
         if not readers:
             return None
         pairs = finish(state, SPEC.id, [(r, feeder) for r in readers], both_ways=True)

@@ -80,6 +80,12 @@ def is_reader(rec: RecentExec, state: DetectorState) -> bool:
     return answer
 
 
+def reader_siblings(rec: RecentExec, state: DetectorState) -> list[RecentExec]:
+    """The siblings of ``rec`` exec'd within ``detectors.pipe_pair_seconds`` that are readers
+    (each sibling tested once, the readers kept apart: ``Activity.reader_siblings``)."""
+    return activity(state).reader_siblings(rec, state.settings.pipe_pair_seconds, lambda r: is_reader(r, state))
+
+
 def _reader_names(s: DetectorsSettings) -> frozenset[str]:
     return name_set(s.shells) | name_set(s.interpreters)
 
@@ -155,7 +161,7 @@ def pairs_at_exec(
     if is_reader(rec, state):
         found += [(rec, sib) for sib in act.siblings(rec, window) if is_feeder(sib, state)]
     if is_feeder(rec, state):
-        found += [(sib, rec) for sib in act.siblings(rec, window) if is_reader(sib, state)]
+        found += [(sib, rec) for sib in reader_siblings(rec, state)]
     return finish(state, rule, found, both_ways) if found else ()
 
 

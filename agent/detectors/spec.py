@@ -13,11 +13,11 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agent.detectors.connects import RecentConnects
 from agent.events import Event, NetConnect, ProcessExec
 from agent.findings import Finding, Severity, Source
 from agent.settings.detectors import DetectorsSettings
@@ -44,9 +44,9 @@ class DetectorState:
     # Findings a rule made about an earlier event it had to wait on (RG-0002 waits for the
     # exec of a missing ancestor): (that event, finding); the component reports them.
     late: list[tuple[Event, Finding]] = field(default_factory=list)
-    # container id -> recent connect attempts (ts, daddr, dport), oldest first, bounded: what
-    # the scan rule (RG-0013) counts.
-    connects: dict[str, deque[tuple[float, str, int]]] = field(default_factory=dict)
+    # container id -> recent connect attempts (ts, daddr, dport), oldest first, bounded, with
+    # their per-host and per-port target counts: what the scan rule (RG-0013) counts.
+    connects: dict[str, RecentConnects] = field(default_factory=dict)
     max_connects: int = 4096
 
     def __post_init__(self) -> None:
@@ -61,10 +61,9 @@ class DetectorState:
         key = container_key(ev)
         recent = self.connects.get(key)
         if recent is None:
-            recent = self.connects[key] = deque(maxlen=self.max_connects)
-        recent.append((ev.ts, ev.daddr, ev.dport))
-        while recent and recent[0][0] < ev.ts - horizon:
-            recent.popleft()
+            recent = self.connects[key] = RecentConnects(self.max_connects)
+        recent.add(ev.ts, ev.daddr, ev.dport)
+        recent.expire(ev.ts - horizon)
 
     def take_late(self) -> list[tuple[Event, Finding]]:
         """The late findings (removed)."""

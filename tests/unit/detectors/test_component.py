@@ -42,6 +42,8 @@ _INFRA = {
     "activity",
     "pipes",
     "anti_forensics",
+    # the recent connect attempts and their target counts (RG-0013)
+    "connects",
     # the container's start-up scripts (RG-0002, RG-0017)
     "startup",
 }
