@@ -97,7 +97,8 @@ class RuntimeCollector(Collector):
             "Events a component lost (components without a loss metric of their own), per source",
             labels=["source"],
         )
-        for name, st in sorted(self.peers().items()):
+        peers = self.peers()
+        for name, st in sorted(peers.items()):
             if name == self.own or name in OWN_LOSS_METRICS:
                 continue
             for key in LOST_KEYS:
@@ -105,6 +106,21 @@ class RuntimeCollector(Collector):
                     for label, value in _numbers(name, st[key]):
                         lost.add_metric([label], value)
         yield lost
+        known = peers.get("ebpf", {}).get("known")
+        if isinstance(known, Mapping) and known:
+            # The kernel-side filter of known execs/connects out of room: more CPU, nothing lost.
+            images = GaugeMetricFamily(
+                "riskguard_ebpf_known_images_refused",
+                "Images whose known execs and connects do not fit in the kernel's maps (their events are all sent)",
+            )
+            images.add_metric([], float(known.get("images_refused", 0)))
+            yield images
+            hits = CounterMetricFamily(
+                "riskguard_ebpf_known_hits_refused",
+                "Known execs and connects the full kernel hits map could not count (sent as events instead)",
+            )
+            hits.add_metric([], float(known.get("hits_refused", 0)))
+            yield hits
         depth = GaugeMetricFamily("riskguard_queue_depth", "Items waiting in a queue", labels=["queue"])
         depth.add_metric(["events"], float(self.ctx.events.queue.qsize()))
         depth.add_metric(["findings"], float(self.ctx.findings.queue.qsize()))

@@ -152,3 +152,25 @@ def test_ecs_file_output(tmp_path: Path) -> None:
     [doc] = [json.loads(line) for line in path.read_text().splitlines()]
     assert doc["event"]["category"] == ["vulnerability", "package"] and doc["event"]["severity"] == 21
     assert "container" not in doc and "threat" not in doc
+
+
+def test_known_filter_out_of_room_is_exported(tmp_path: Path) -> None:
+    # The eBPF source's known-event filter reports images it could not install and hits the full
+    # kernel map could not count; without an eBPF known filter there is no such metric at all.
+    settings = OutputsSettings(alerts_file=None, metrics=MetricsSettings(port=0))
+    ctx = small_ctx(tmp_path, settings)
+    known = {"images_refused": 2, "entries_refused": 900, "hits_refused": 5, "images_installed": 3}
+    peers: dict[str, Any] = {"ebpf": {"known": known}}
+    out = build(ctx, peers=lambda: peers)
+    attach(ctx, out)
+    try:
+        assert out.metrics_server is not None
+        m = scrape(out.metrics_server.url)
+        assert m[("riskguard_ebpf_known_images_refused", ())] == 2
+        assert m[("riskguard_ebpf_known_hits_refused_total", ())] == 5
+        peers["ebpf"] = {"known": {}}
+        m = scrape(out.metrics_server.url)
+        assert not any(k[0].startswith("riskguard_ebpf_known") for k in m)
+    finally:
+        out.stop()
+    ctx.store.close()
