@@ -2,19 +2,20 @@
 """Per-container traffic capture: one AF_PACKET socket inside each container's network namespace,
 a kernel BPF filter, flow features per window (``FlowWindow``), optional rolling pcap evidence.
 
-Each container gets a dedicated thread that enters the container's netns with ``setns(2)``
-(pyroute2): for CLONE_NEWNET the switch affects only the calling thread, so the socket it opens
-sees the container's interfaces and the rest of the agent stays in the host namespace. Loopback
+Each container gets a dedicated thread that enters the container's netns with libc's ``setns(2)``:
+for CLONE_NEWNET the switch affects only the calling thread, so the socket it opens sees the
+container's interfaces and the rest of the agent stays in the host namespace. Loopback
 traffic inside the container is not counted (it never leaves the container). Containers sharing
 the host's netns (``--network host``) or with no network are skipped: capturing there would
 account host traffic to a container.
 
 The filter is compiled by libpcap (``pcap_compile``, called through ctypes) and attached with
-SO_ATTACH_FILTER, so the kernel drops uninteresting packets before they reach us.
+SO_ATTACH_FILTER (frames queued before that are dropped unread, as libpcap does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -212,6 +213,9 @@ class ContainerCapture:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             attach_filter(sock, self.settings.bpf_filter)
             sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):  # queued before the filter (a DAD probe from ::)
+                while True:
+                    sock.recv(1)
             self.ready.set()
             self._loop(sock)
         except Exception as exc:  # a broken capture must be visible in status, not kill the agent
