@@ -56,13 +56,15 @@ LOAD = "while true; do wget -q -O /dev/null http://web:8080/ 2>/dev/null; ls / >
 
 
 def tree_usage(proc: psutil.Process) -> tuple[float, float]:
-    """(CPU seconds, RSS bytes) of the agent and its children (fit processes, tcpdump)."""
+    """(CPU seconds, RSS bytes) of the agent and its children (fit processes, tcpdump). A live
+    process counts its own CPU and that of the children it has reaped, so a child that exits
+    between two readings moves its CPU into its parent's sum instead of taking it away."""
     procs = [proc, *proc.children(recursive=True)]
     cpu = rss = 0.0
     for p in procs:
         try:
             t = p.cpu_times()
-            cpu += t.user + t.system
+            cpu += t.user + t.system + t.children_user + t.children_system
             rss += p.memory_info().rss
         except psutil.NoSuchProcess:
             continue
