@@ -30,6 +30,7 @@ from agent.events import Event
 from agent.findings import Finding
 from agent.hostfs import HostPaths
 from agent.pipeline import Bus
+from agent.resources import HEAP_TRIMS, release_free_heap
 from agent.runtime.discovery import Discovery
 from agent.runtime.enrich import Enricher
 from agent.runtime.model import ContainerRegistry
@@ -232,25 +233,6 @@ OPTIONAL_LIBRARIES = ("kubernetes", "gvm", "pyroute2", "sklearn", "scipy", "para
 
 # How often the main loop gives the heap that was freed back to the kernel.
 TRIM_SECONDS = 60.0
-_trims: dict[str, float] = {"count": 0, "last_ms": 0.0}
-
-
-def release_free_heap() -> bool:
-    """glibc's ``malloc_trim(0)``: return the free pages inside every malloc arena (the threads'
-    too) to the kernel. Python and the libraries it calls free memory that glibc keeps resident
-    for reuse: after start-up, a model fit, a scan or a burst of events, 6 MiB on the demo host.
-    Takes about a millisecond; False where the C library has no ``malloc_trim`` (musl)."""
-    import ctypes
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    t0 = time.monotonic()
-    trim(0)
-    _trims["count"] += 1
-    _trims["last_ms"] = round((time.monotonic() - t0) * 1000, 2)
-    return True
 
 
 def process_status() -> dict[str, Any]:
@@ -259,8 +241,8 @@ def process_status() -> dict[str, Any]:
         "rss_mib": round(psutil.Process().memory_info().rss / 2**20, 1),
         "threads": threading.active_count(),
         "optional_libraries": sorted(m for m in OPTIONAL_LIBRARIES if m in sys.modules),
-        "heap_trims": int(_trims["count"]),
-        "heap_trim_last_ms": _trims["last_ms"],
+        "heap_trims": int(HEAP_TRIMS["count"]),
+        "heap_trim_last_ms": HEAP_TRIMS["last_ms"],
     }
 
 

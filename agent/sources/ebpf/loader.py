@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 
 from agent.hostfs import HostPaths
+from agent.resources import release_free_heap
 from agent.settings.sources import EbpfSettings
 from agent.sources.ebpf.btf import exe_offsets
 from agent.sources.ebpf.program import (
@@ -141,11 +142,8 @@ def release_compiler_memory(paths: HostPaths) -> int:
     """
     me = psutil.Process()
     before = me.memory_info().rss
+    release_free_heap()
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    try:
-        libc.malloc_trim(0)
-    except AttributeError:  # not glibc
-        pass
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     try:
         maps = (paths.proc / "self" / "maps").read_text().splitlines()

@@ -99,7 +99,8 @@ def anon():
     for line in open("/proc/self/smaps_rollup"):
         if line.startswith("Anonymous:"):
             return int(line.split()[1]) / 1024
-from agent.app import process_status, release_free_heap
+from agent.app import process_status
+from agent.resources import release_free_heap
 blocks = [bytes(64 * 1024) for _ in range(800)]  # 50 MiB of heap, under glibc's mmap threshold
 del blocks[:-1]  # the last block pins the heap's top: free() alone gives nothing back
 before = anon()
