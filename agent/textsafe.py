@@ -161,7 +161,7 @@ def guard_terminal(args: argparse.Namespace) -> Iterator[None]:
     operator's terminal. Machine output (``--json``, ``--format json``, exports) stays exact."""
     saved = sys.stdout
     if not machine_output(args) and not isinstance(saved, TerminalSafeWriter):
-        sys.stdout = TerminalSafeWriter(saved)  # type: ignore[assignment]
+        sys.stdout = TerminalSafeWriter(saved)
     try:
         yield
     finally:

@@ -383,7 +383,7 @@ class Live:
 def live_for(base: AgentContext) -> Live:
     """Register the live collector and the container fan-out on ``base`` (once per agent)."""
     live = Live(LiveMetrics(), ContainerFanout(), threading.Lock())
-    base.metrics.register(live.metrics)  # type: ignore[arg-type]
+    base.metrics.register(live.metrics)
     base.registry.add_listener(live.containers)
     return live
 

@@ -431,7 +431,7 @@ def decode_record(raw: bytes, mono_offset: float = 0.0) -> Event:
     fn = _DECODERS.get(h.type)
     if fn is None:
         raise DecodeError(f"unknown record type {h.type}")
-    return fn(h, raw, h.ts_ns / 1e9 + mono_offset)  # type: ignore[operator]
+    return fn(h, raw, h.ts_ns / 1e9 + mono_offset)
 
 
 def syscall_window_rows(

@@ -61,7 +61,7 @@ class Match:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Match:
-        return cls(**{k: d[k] for k in cls.__slots__ if k in d})  # type: ignore[attr-defined]
+        return cls(**{k: d[k] for k in cls.__slots__ if k in d})
 
 
 def in_range(scheme: str, version: str, rng: dict[str, Any]) -> tuple[bool, str]:

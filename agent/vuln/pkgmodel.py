@@ -65,7 +65,7 @@ class Package:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Package:
-        return cls(**{k: str(d.get(k, "")) for k in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{k: str(d.get(k, "")) for k in cls.__slots__})
 
 
 @dataclass

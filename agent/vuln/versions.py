@@ -111,9 +111,9 @@ def key(scheme: str, version: str) -> Comparable:
         if scheme == "apk":
             return apk_key(text)
         if scheme == "rpm":
-            return RpmVersion(text)  # type: ignore[no-any-return]
+            return RpmVersion(text)
         if scheme == "semver":
-            return SemverVersion(text.lstrip("v"))  # type: ignore[no-any-return]
+            return SemverVersion(text.lstrip("v"))
     except (InvalidVersion, ValueError, TypeError) as exc:
         raise VersionError(f"{version!r} is not a valid {scheme} version: {exc}") from None
     raise VersionError(f"no version scheme {scheme!r}")
