@@ -20,8 +20,9 @@ import json
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,34 @@ def _summary(stats: ReadStats) -> None:
         )
 
 
+_json_str = encode_basestring  # what JSONEncoder(ensure_ascii=False) does with a str
+
+
+def _remember(texts: dict[str, str], text: str) -> str:
+    if len(texts) >= 65_536:
+        texts.clear()
+    got = texts[text] = _json_str(text)
+    return got
+
+
+def encode_fields(fields: dict[str, Any], encode: Callable[[Any], str]) -> str:
+    """``encode(fields)`` (a ``JSONEncoder(ensure_ascii=False).encode`` with its default
+    separators), written directly for the common case of str keys and str/int values (the
+    encoder's Python layer costs more than the strings); anything else goes to ``encode``."""
+    parts = []
+    for k, v in fields.items():
+        t = type(v)
+        if type(k) is not str:
+            return encode(fields)
+        if t is str:
+            parts.append(f"{_json_str(k)}: {_json_str(v)}")
+        elif t is int:
+            parts.append(f"{_json_str(k)}: {int.__repr__(v)}")
+        else:
+            return encode(fields)
+    return "{" + ", ".join(parts) + "}"
+
+
 def cmd_parse(args: argparse.Namespace) -> int:
     """Structure every line; rows go through a spool file so memory holds templates, not rows.
 
@@ -93,13 +122,19 @@ def cmd_parse(args: argparse.Namespace) -> int:
     stats = ReadStats()
     structurer = Structurer()
     encode = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps builds per call
+    texts: dict[str, str] = {}  # template or pattern text → its JSON (a few thousand distinct)
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
         try:
             for raw in _lines(args.file, stats):
                 r = structurer.structure(raw)
-                spool.write(
-                    f"{r.template_id}\t{encode(r.line)}\t{encode(r.template)}\t{encode(r.fields)}\t{encode(r.pattern)}\n"
-                )
+                etemplate = texts.get(r.template)
+                if etemplate is None:
+                    etemplate = _remember(texts, r.template)
+                epattern = texts.get(r.pattern)
+                if epattern is None:
+                    epattern = _remember(texts, r.pattern)
+                efields = encode_fields(r.fields, encode)
+                spool.write(f"{r.template_id}\t{_json_str(r.line)}\t{etemplate}\t{efields}\t{epattern}\n")
         except OSError as exc:
             return _err(f"cannot read {args.file}: {exc.strerror}")
         spool.seek(0)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SCAN_TOKENS = 14
 EXTENT_TOKENS = 7
@@ -140,10 +140,16 @@ def _classify(token: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """Where the message starts, and the header's fields as character spans of the line."""
+    """Where the message starts, and the header's fields as character spans of the line.
+
+    ``joined``, when known, is ``spans`` with each run of same-named spans one space apart as
+    one span (a timestamp written in three tokens), each name once: what ``add_fields`` joins,
+    as plain slices of the line. None when a name repeats otherwise (then the spans are joined
+    one by one)."""
 
     start: int
     spans: tuple[tuple[str, int, int], ...] = ()
+    joined: tuple[tuple[str, int, int], ...] | None = field(default=None, compare=False, repr=False)
 
     def add_fields(self, line: str, out: dict[str, object], cap: int) -> None:
         """Add the header fields of ``line`` to ``out`` (as ``fields``, capped at ``cap`` chars),
@@ -151,12 +157,21 @@ class Split:
         spans = self.spans
         if not spans:
             return
-        held = {name for name, _, _ in spans if name in out} if out else ()
-        for name, a, b in spans:
-            if name in held:
-                continue
-            old = out.get(name)
-            out[name] = line[a:b] if old is None else f"{old} {line[a:b]}"
+        held: set[str] = set()
+        if out:
+            held = {name for name, _, _ in spans if name in out}
+            for name, a, b in spans:
+                if name not in held:
+                    old = out.get(name)
+                    out[name] = line[a:b] if old is None else f"{old} {line[a:b]}"
+        elif self.joined is not None:
+            for name, a, b in self.joined:
+                out[name] = line[a:b]
+        else:
+            get = out.get
+            for name, a, b in spans:
+                old = get(name)
+                out[name] = line[a:b] if old is None else f"{old} {line[a:b]}"
         if len(line) > cap:  # a joined value is never longer than the line
             for name, _, _ in spans:
                 value = out[name]
@@ -247,15 +262,25 @@ def split_zeroed(zl: str) -> Split:
     if len(words) > SCAN_TOKENS:
         words.pop()
     get = _KIND_OF.get
-    kinds = [get(w) or _kind(w) for w in words]
-    sig = "".join(kinds)
+    # The kinds up to the first level word first: after a timestamp, they may decide alone (the
+    # message's tokens, whose shapes rarely repeat, are then never classified).
+    kinds: list[str] = []
+    fast = ""
+    for w in words:
+        kind = get(w) or _kind(w)
+        kinds.append(kind)
+        if kind == LEVEL:
+            if TS in kinds:
+                fast = "".join(kinds)  # the kinds through the first level, which follows a timestamp
+            break
     starts: list[int] = []
-    at = sig.find(LEVEL)
-    fast = sig[: at + 1] if at > 0 and TS in sig[:at] else ""  # the first level, after a timestamp
     if fast:
         got = _recall(fast, zl, words, starts)
         if got is not None:
             return got
+    if len(kinds) < len(words):
+        kinds.extend(get(w) or _kind(w) for w in words[len(kinds) :])
+    sig = "".join(kinds)
     rules = _RULES.get(sig)
     if rules is None:
         rules = _level_index(kinds), _tag_rule(kinds), _extent_rule(kinds)
@@ -266,6 +291,8 @@ def split_zeroed(zl: str) -> Split:
     if got is not None:
         return got
     split, read, early = _split(zl, words, starts, kinds, rules)
+    if split.spans:
+        split = Split(split.start, split.spans, _joined(zl, split.spans))
     # The read prefix as (token, characters past its start): the last token starting before it.
     while len(starts) < len(words) and (not starts or starts[-1] < read):
         _starts(zl, words, starts, len(starts) + 1)
@@ -281,6 +308,20 @@ def split_zeroed(zl: str) -> Split:
         plans.insert(0, plan)
         del plans[PLANS_PER_SIG:]
     return split
+
+
+def _joined(zl: str, spans: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, int, int], ...] | None:
+    """``Split.joined`` of ``spans`` of the (digit-zeroed) line ``zl``: a name's parts one space
+    apart become one slice (equal to joining them with a space: zeroing keeps every non-digit)."""
+    out: list[tuple[str, int, int]] = []
+    for name, a, b in spans:
+        if out and out[-1][0] == name and zl[out[-1][2] : a] == " ":
+            out[-1] = (name, out[-1][1], b)
+        elif any(name == held for held, _, _ in out):
+            return None
+        else:
+            out.append((name, a, b))
+    return tuple(out)
 
 
 def _recall(group: str | tuple[int, int, int], zl: str, words: list[str], starts: list[int]) -> Split | None:

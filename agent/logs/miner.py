@@ -150,21 +150,15 @@ class TemplateMiner:
         memo: bytes | tuple[bool, int, bytes] = shape
         if not header or min_start:
             memo = (header, min_start, shape)  # hashes from the shape's cached hash, no copy
-        got = self._shapes.get(memo)
-        if got is not None:
-            cid, split = got
-            c = self.clusters.get(cid)
-            if c is not None:
-                self.hits += 1
-                c = self.resolve(cid)
-                c.size += 1
-                return c, split
+        hit = self.hit(memo)
+        if hit is not None:
+            return hit
         # Header rules and masks depend on digit shapes only: they read the zeroed line.
         is_ascii = line.isascii()
         zl = shape.decode("ascii") if is_ascii else zeroed(line)
         split = split_zeroed(zl) if header else Split(0)
         if min_start > split.start:
-            split = Split(min_start, split.spans)
+            split = Split(min_start, split.spans, split.joined)
         zmessage = zl[split.start :]
         mshape = shape[split.start :] if is_ascii else line_shape(zmessage)  # bytes: smaller keys than str
         key = self._messages.get(mshape)
@@ -194,6 +188,23 @@ class TemplateMiner:
             self._shapes.popitem(last=False)
         self._shapes[memo] = (c2.id, split)
         return c2, split
+
+    def hit(self, memo: bytes | tuple[bool, int, bytes]) -> tuple[Cluster, Split] | None:
+        """``add``'s answer from the line-shape cache alone (counted as a hit), else None.
+        ``memo`` is the line's shape (a raw line, header split, no ``min_start``) or the tuple
+        ``add`` keys other calls by."""
+        got = self._shapes.get(memo)
+        if got is None:
+            return None
+        cid, split = got
+        c = self.clusters.get(cid)
+        if c is None:
+            return None
+        self.hits += 1
+        while c.alias:
+            c = self.clusters[c.alias]
+        c.size += 1
+        return c, split
 
     def match(self, line: str, header: bool = True) -> Cluster | None:
         """The template of ``line`` without learning (None when no template fits)."""

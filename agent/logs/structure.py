@@ -269,7 +269,7 @@ def auth_outcome(line: str) -> str:
     return ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Structured:
     """One structured line."""
 
@@ -323,7 +323,10 @@ class Structurer:
         # Servers that log the request and its answer on two lines (busybox httpd: "url:" then
         # "response:") are paired by client address and port, so the answer carries the path.
         self._pending_paths: dict[tuple[str, str, str], str] = {}
-        self._unparsed: dict[tuple[str, bytes], None] = {}
+        # (key, line shape) no parser matched → the auth outcome of its message once structured
+        # ("" none), None until then: such a line's next same-shaped line skips the parsers, and
+        # once its outcome is known, the whole slow path (the miner answers from its shape cache).
+        self._unparsed: dict[tuple[str, bytes], str | None] = {}
         self._auth: dict[bytes, str] = {}  # message digit shape → auth outcome
 
     def _parse_with(self, name: str, line: str) -> dict[str, Any] | None:
@@ -413,6 +416,20 @@ class Structurer:
         """Sanitise, parse and template one line."""
         line = sanitize(raw, self.max_line, self.sanitize_stats)
         shape = line_shape(line) if len(line) <= GROK_MAX_CHARS else None  # computed once, used twice
+        if shape is not None:
+            # A shape no parser matched for this key, mined before: its auth outcome is memoised
+            # here and the miner has its template and header split (unless it evicted them).
+            outcome = self._unparsed.get((key, shape))
+            if outcome is not None:
+                got = self.templates.hit_line(shape) if len(line) <= self.templates.max_line else None
+                if got is not None:
+                    tpl, split = got
+                    fields: dict[str, Any] = {}
+                    split.add_fields(line, fields, MAX_VALUE)
+                    if outcome:
+                        fields["auth_outcome"] = outcome
+                    self.matched["none"] += 1
+                    return Structured(line, tpl.id, tpl.text, fields, "")
         if shape is not None and (key, shape) in self._unparsed:  # parse()'s first answer, inline
             pattern, fields = "", {}
         else:
@@ -442,6 +459,8 @@ class Structurer:
                     self._auth[memo] = outcome
                 if outcome:
                     fields["auth_outcome"] = outcome
+                if not pattern and len(line) <= self.templates.max_line:
+                    self._unparsed[key, shape] = outcome  # parse() recorded the shape: now with its outcome
                 return Structured(line, tpl.id, tpl.text, fields, pattern)
             text = line[split.start :]
         outcome = auth_outcome(text)

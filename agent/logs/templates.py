@@ -81,6 +81,15 @@ class TemplateCache:
         c, split = self.miner.add(line, header=True, min_start=min_start, shape=shape)
         return self._template(c), split
 
+    def hit_line(self, shape: bytes) -> tuple[Template, Split] | None:
+        """``add_line(line, shape=shape)``'s answer when the miner has the line's shape cached
+        (a line of at most ``max_line`` characters), else None (nothing learnt or counted)."""
+        got = self.miner.hit(shape)
+        if got is None:
+            return None
+        c, split = got
+        return self._template(c), split
+
     def resolve(self, template_id: int) -> int:
         """The live id an earlier id stands for (templates merge as they learn)."""
         try:

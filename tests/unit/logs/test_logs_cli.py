@@ -95,3 +95,35 @@ def test_parse_holds_templates_not_rows(tmp_path: Path) -> None:
     # Twenty times the rows: the peak grows by the output buffer and caches, not by the rows
     # (keeping them cost about 1 KiB each, 38 MiB more here).
     assert large - small < 8 * 2**20, (small, large)
+
+
+def test_encode_fields_writes_what_the_json_encoder_writes() -> None:
+    """The rows' direct field encoding is byte-for-byte the encoder's, for every value type a
+    parser or the header can put in ``fields`` (others go to the encoder itself)."""
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    rnd = random.Random(11)
+    values: list[object] = [
+        "",
+        "plain",
+        'quote " and \\ back',
+        "tab\tnew\nline",
+        "\x00\x1f\x7f",
+        "ünï 🐍 \u2028",
+        "\udcff",
+        0,
+        -7,
+        2**70,
+        True,
+        False,
+        None,
+        1.5,
+        float("nan"),
+        float("inf"),
+        [1, "a"],
+        {"k": {"n": 1}},
+    ]
+    keys: list[object] = ["timestamp", "level", "", 'k"ey', "ü", 3]
+    for _ in range(3000):
+        fields = {rnd.choice(keys): rnd.choice(values) for _ in range(rnd.randrange(0, 6))}
+        assert cli.encode_fields(fields, encode) == encode(fields), fields
+    assert cli.encode_fields({}, encode) == "{}"

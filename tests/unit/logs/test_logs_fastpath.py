@@ -7,7 +7,12 @@ Line-shape caches (parse outcome, auth outcome, header split), the clean-line fa
 
 from __future__ import annotations
 
+import os
+import random
 import re
+from pathlib import Path
+
+import pytest
 
 from agent.logs.header import Split, split_header
 from agent.logs.structure import MAX_VALUE, Structurer, auth_outcome, sanitize
@@ -90,3 +95,60 @@ def test_add_fields_equals_fields_then_setdefault() -> None:
     got: dict[str, object] = {}
     split.add_fields(long, got, 16)
     assert got == {"timestamp": "2024-02-02 11111", "thread": "t" * 16}
+
+
+DEV = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "loghub-dev"
+
+
+def _loghub_lines() -> list[str]:
+    """The eight loghub-dev systems' raw lines, interleaved (every header format at once)."""
+    if not DEV.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"loghub-dev data set missing at {DEV}")
+        pytest.skip(f"the loghub-dev data set is not beside the checkout ({DEV})")
+    files = sorted(DEV.glob("*/*_2k.log"))
+    assert len(files) == 8, files
+    per = [f.read_bytes().decode("utf-8", "replace").split("\n")[:2000] for f in files]
+    return [line for group in zip(*per, strict=True) for line in group]
+
+
+def test_joined_spans_give_the_joined_fields() -> None:
+    """``Split.joined`` (slices of the line) fills what joining the spans one by one fills, on
+    every loghub-dev header format, with and without a parser's fields present."""
+    joined = 0
+    for line in _loghub_lines():
+        split = split_header(line)
+        joined += split.joined is not None and len(split.joined) < len(split.spans)
+        plain = Split(split.start, split.spans)
+        for preset in ({}, {"timestamp": "parser"}):
+            want: dict[str, object] = dict(preset)
+            plain.add_fields(line, want, MAX_VALUE)
+            got: dict[str, object] = dict(preset)
+            split.add_fields(line, got, MAX_VALUE)
+            assert got == want, line
+            assert list(got) == list(want), line  # the same key order too (rows are written in it)
+    assert joined > 1000  # multi-token timestamps (HDFS, BGL, Thunderbird ...) took the slices
+
+
+def test_repeated_shapes_take_the_quick_path_with_the_same_answer() -> None:
+    """The second line of a shape no parser matched is answered from the memo (parse outcome,
+    auth outcome, the miner's shape cache) with what the full path gives: a second pass over
+    loghub-dev (digits changed, shapes kept) equals a fresh structurer's answer line by line."""
+    lines = _loghub_lines()
+    warm = Structurer()
+    for line in lines:
+        warm.structure(line)
+    rnd = random.Random(5)
+    again = [re.sub(r"\d", lambda _m: str(rnd.randrange(10)), line) for line in lines]
+    hits = warm.templates.hits
+    second = [warm.structure(line) for line in again]
+    assert warm.templates.hits - hits > 0.9 * len(lines)
+    cold = Structurer()
+    for line in lines:
+        cold.structure(line)
+    cold._unparsed.clear()  # the same state without the memo: each shape's next line goes the long way
+    for line, got in zip(again, second, strict=True):
+        want = cold.structure(line)
+        assert (got.line, got.pattern, got.fields) == (want.line, want.pattern, want.fields), line
+        assert got.template == want.template, line
+    assert len(cold._unparsed) > 1000  # the shapes that went the long way (and were memoised again)
