@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from agent.detectors.dedup import Dedup
 from agent.detectors.lineage import ProcInfo, role_of
 from agent.detectors.spec import DetectorState, container_key, program_names
 from agent.events import Event, NetConnect, ProcessExec
@@ -57,16 +58,19 @@ class RecentExec:
 class Activity:
     """Recent execs by pid and by parent, connected pids, and /proc reads by reader."""
 
-    def __init__(self, horizon: float = HORIZON, max_execs: int = MAX_EXECS) -> None:
+    def __init__(self, horizon: float = HORIZON, max_execs: int = MAX_EXECS, dedup: Dedup | None = None) -> None:
         self.horizon = horizon
         self.max_execs = max_execs
+        # One copy of each program, argv, stdio … the records hold (the lineage's, when shared).
+        self.dedup = Dedup() if dedup is None else dedup
         self.execs: OrderedDict[tuple[str, int], RecentExec] = OrderedDict()
-        # (container, parent pid) -> its children's pids in exec order (oldest first)
-        self.children: dict[tuple[str, int], OrderedDict[int, None]] = {}
+        # (container, parent pid) -> its children's pids in exec order (oldest first; plain
+        # dicts keep insertion order, and a pid exec'd again is unlinked before it is re-added)
+        self.children: dict[tuple[str, int], dict[int, None]] = {}
         # The same children split by whether ``reader_siblings``'s test said they read their
         # stdin (each asked once): those not asked yet, and the readers, in exec order.
-        self._unasked: dict[tuple[str, int], OrderedDict[int, None]] = {}
-        self._readers: dict[tuple[str, int], OrderedDict[int, None]] = {}
+        self._unasked: dict[tuple[str, int], dict[int, None]] = {}
+        self._readers: dict[tuple[str, int], dict[int, None]] = {}
         # Stats: sibling records looked at, and children the reader test was asked about.
         self.sibling_visits = 0
         self.reader_tests = 0
@@ -97,16 +101,27 @@ class Activity:
             self._last = (ev, key, known)
             return known
         prog, args = program_names(ev)
-        rec = RecentExec(key[0], ev.pid, ev.ppid, ev.ts, prog, tuple(args), ev.argv, ev.stdio, ev.parent_comm)
+        d = self.dedup
+        rec = RecentExec(
+            key[0],
+            ev.pid,
+            ev.ppid,
+            ev.ts,
+            d.string(prog),
+            d.strings(tuple(args)),
+            d.strings(ev.argv),
+            d.strings(ev.stdio),
+            d.string(ev.parent_comm),
+        )
         if known is not None:
             self._unlink(known)
         self.execs[key] = rec
         self.execs.move_to_end(key)
         kids = self.children.get((key[0], ev.ppid))
         if kids is None:
-            kids = self.children[(key[0], ev.ppid)] = OrderedDict()
+            kids = self.children[(key[0], ev.ppid)] = {}
         kids[ev.pid] = None
-        self._unasked.setdefault((key[0], ev.ppid), OrderedDict())[ev.pid] = None
+        self._unasked.setdefault((key[0], ev.ppid), {})[ev.pid] = None
         self._expire(ev.ts)
         self._last = (ev, key, rec)
         return rec
@@ -145,11 +160,11 @@ class Activity:
                 self.reader_tests += 1
                 if other is not None and is_reader(other):
                     if readers is None:
-                        readers = self._readers[parent] = OrderedDict()
+                        readers = self._readers[parent] = {}
                     readers[pid] = None
         return self._near(rec, within, readers or {})
 
-    def _near(self, rec: RecentExec, within: float, kids: OrderedDict[int, None] | dict[int, None]) -> list[RecentExec]:
+    def _near(self, rec: RecentExec, within: float, kids: dict[int, None]) -> list[RecentExec]:
         out = []
         # Newest first, stopping well before the window: a script's loop can have thousands of
         # recent children, and only the few around ``rec`` matter (exec order is nearly ts order).
@@ -206,7 +221,7 @@ class Activity:
             return False
         key = (container_key(ev), ev.pid)
         peer = f"{ev.daddr}:{ev.dport}" if ev.op == "connect" else f"{ev.saddr}:{ev.sport}"
-        self.connected[key] = (ev.ts, ev.op, peer)
+        self.connected[key] = (ev.ts, ev.op, self.dedup.string(peer))
         self.connected.move_to_end(key)
         while self.connected and (
             len(self.connected) > MAX_CONNECTED or next(iter(self.connected.values()))[0] < ev.ts - self.horizon
@@ -354,6 +369,6 @@ def activity(state: DetectorState) -> Activity:
     key = id(state)
     found = _BY_STATE.get(key)
     if found is None:
-        found = _BY_STATE[key] = Activity()
+        found = _BY_STATE[key] = Activity(dedup=state.lineage.dedup)
         weakref.finalize(state, _BY_STATE.pop, key, None)
     return found

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.detectors.dedup import Dedup
 from agent.detectors.lineage_exe import parent_by_exe, read_head_in_root
 from agent.detectors.lineage_names import ROLES, busybox_program, parse_shebang, role_of, script_arg
 from agent.detectors.spec import basename, container_key, program_names
@@ -107,13 +108,16 @@ class ProcessTree:
     previous: dict[tuple[str, int], ProcInfo] = field(default_factory=dict)
     # The last exec recorded: (event, procs key, entry).
     _last: tuple[object, tuple[str, int], ProcInfo | None] = (None, ("", 0), None)
+    # One copy of each string and argv/stdio tuple the entries hold (shared with ``Activity``).
+    dedup: Dedup = field(default_factory=Dedup)
 
     # --- events ----------------------------------------------------------------------
     def on_exec(self, ev: ProcessExec) -> ProcInfo:
         """Record the program ``ev`` starts (its script's interpreter read from the container)."""
         key = ev.container.id if ev.container is not None else ""
+        d = self.dedup
         name = program_names(ev)[0]
-        exe = ev.filename
+        exe = d.string(ev.filename)
         interpreter = ""
         program = name
         if self.paths is None:
@@ -140,9 +144,22 @@ class ProcessTree:
             script = script_arg(ev.argv)
         if script:
             role = role_of(program, self.settings, script=script, exe=exe)
-        argv = ev.argv if type(ev.argv) is tuple else tuple(ev.argv)
-        stdio = ev.stdio if type(ev.stdio) is tuple else tuple(ev.stdio)
-        info = ProcInfo(ev.pid, ev.ppid, exe, interpreter, program, argv, role, stdio, ev.ts, script, "exec", resolved)
+        argv = d.strings(ev.argv if type(ev.argv) is tuple else tuple(ev.argv))
+        stdio = d.strings(ev.stdio if type(ev.stdio) is tuple else tuple(ev.stdio))
+        info = ProcInfo(
+            ev.pid,
+            ev.ppid,
+            exe,
+            d.string(interpreter),
+            d.string(program),
+            argv,
+            role,
+            stdio,
+            ev.ts,
+            d.string(script),
+            "exec",
+            resolved,
+        )
         k = (key, ev.pid)
         old = self.procs.get(k)
         if old is not None and old.start_ts <= ev.ts and (old.exe != exe or old.argv != argv):
@@ -301,17 +318,18 @@ class ProcessTree:
         if script:
             interpreter = exe
             role = role_of(program, self.settings, script=script, exe=exe)
+        dedup = self.dedup
         info = ProcInfo(
             pid=pid,
             ppid=ppid,
-            exe=script or exe,
-            interpreter=interpreter,
-            program=program,
-            argv=argv,
+            exe=dedup.string(script or exe),
+            interpreter=dedup.string(interpreter),
+            program=dedup.string(program),
+            argv=dedup.strings(argv),
             role=role,
-            stdio=stdio if any(stdio) else (),
+            stdio=dedup.strings(stdio) if any(stdio) else (),
             start_ts=self._boot_time() + start_ticks / _CLK_TCK,
-            script=script,
+            script=dedup.string(script),
             source="proc",
         )
         self._put(container_key, info)

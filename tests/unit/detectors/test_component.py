@@ -46,6 +46,8 @@ _INFRA = {
     "connects",
     # the container's start-up scripts (RG-0002, RG-0017)
     "startup",
+    # one copy of each string and tuple the lineage and activity tables hold
+    "dedup",
 }
 
 
