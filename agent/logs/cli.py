@@ -98,18 +98,34 @@ def encode_fields(fields: dict[str, Any], encode: Callable[[Any], str]) -> str:
     """``encode(fields)`` (a ``JSONEncoder(ensure_ascii=False).encode`` with its default
     separators), written directly for the common case of str keys and str/int values (the
     encoder's Python layer costs more than the strings); anything else goes to ``encode``."""
+    names = tuple(fields)
+    form = _FORMS.get(names)
+    if form is not None:
+        try:  # every value a str (encode_basestring refuses anything else)
+            return form % tuple(map(_json_str, fields.values()))
+        except TypeError:
+            pass
     parts = []
     for k, v in fields.items():
-        t = type(v)
         if type(k) is not str:
             return encode(fields)
+        t = type(v)
         if t is str:
             parts.append(f"{_json_str(k)}: {_json_str(v)}")
         elif t is int:
             parts.append(f"{_json_str(k)}: {int.__repr__(v)}")
         else:
             return encode(fields)
+    if form is None:
+        if len(_FORMS) >= 4096:
+            _FORMS.clear()
+        _FORMS[names] = "{" + ", ".join(f"{_json_str(k).replace('%', '%%')}: %s" for k in names) + "}"
     return "{" + ", ".join(parts) + "}"
+
+
+# Field names (in order, all str) → the object with a ``%s`` per value: parsers and headers repeat
+# a few name lists, and most of their values are strings.
+_FORMS: dict[tuple[str, ...], str] = {}
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -124,6 +140,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     encode = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps builds per call
     texts: dict[str, str] = {}  # template or pattern text → its JSON (a few thousand distinct)
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        batch: list[str] = []  # rows written 1,024 at a time (a write to a read-write text file costs)
         try:
             for raw in _lines(args.file, stats):
                 r = structurer.structure(raw)
@@ -134,7 +151,11 @@ def cmd_parse(args: argparse.Namespace) -> int:
                 if epattern is None:
                     epattern = _remember(texts, r.pattern)
                 efields = encode_fields(r.fields, encode)
-                spool.write(f"{r.template_id}\t{_json_str(r.line)}\t{etemplate}\t{efields}\t{epattern}\n")
+                batch.append(f"{r.template_id}\t{_json_str(r.line)}\t{etemplate}\t{efields}\t{epattern}\n")
+                if len(batch) >= 1024:
+                    spool.write("".join(batch))
+                    batch.clear()
+            spool.write("".join(batch))
         except OSError as exc:
             return _err(f"cannot read {args.file}: {exc.strerror}")
         spool.seek(0)

@@ -20,11 +20,14 @@ structuring path (``Structurer.structure``: sanitise, parsers, fields, miner; wh
 and the live analyzer run per line), the ``logs parse`` command end to end (reads the file as
 bytes, writes JSON lines to /dev/null) and drain3; with ``--before REV`` a fifth, the structuring
 path of git revision REV (its ``agent/`` and ``config/`` extracted to a temporary folder, timed by
-a child process on the same CPU), to compare before and after in one run. Rates are printed with
+a child process on the same CPU) and its ``logs parse`` command, to compare before and after in
+one run. A fourth corpus, ``long``, is the loghub-dev mix followed by nine more passes with every
+digit drawn anew: the line shapes of a long log of those systems with values never seen
+(``--only CORPUS`` times a subset). Rates are printed with
 ratios to the miner alone and to drain3, since the machine may be shared (the load average is
 printed at the start and the end).
 
-    .venv/bin/python scripts/bench/logs_templates.py [--before REV]
+    .venv/bin/python scripts/bench/logs_templates.py [--before REV] [--only loghub|long|synthetic|varied]
 """
 
 from __future__ import annotations
@@ -399,15 +402,31 @@ print(len(lines) / (time.process_time() - t0))
 """
 
 
-def structurer_at(tree: Path, path: Path) -> Callable[[list[str]], float]:
-    """The structuring path of another checkout (``--before``), in a child process on the same
-    CPU: its lines per CPU-second, measured by the child around the same loop."""
+CHILD_PARSE = """
+import argparse, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from agent.logs.cli import cmd_parse
+n = sum(1 for _ in open(sys.argv[2], "rb"))
+real = sys.stdout
+sys.stdout = open(os.devnull, "w", encoding="utf-8")
+t0 = time.process_time()
+cmd_parse(argparse.Namespace(file=sys.argv[2], format="jsonl"))
+dt = time.process_time() - t0
+sys.stdout = real
+print(n / dt)
+"""
+
+
+def structurer_at(tree: Path, path: Path, child: str = CHILD) -> Callable[[list[str]], float]:
+    """The structuring path (or, with ``CHILD_PARSE``, the ``logs parse`` command) of another
+    checkout (``--before``), in a child process on the same CPU: its lines per CPU-second,
+    measured by the child around the same loop."""
 
     def run(_lines: list[str]) -> float:
         out = subprocess.run(
-            [sys.executable, "-c", CHILD, str(tree), str(path)], check=True, capture_output=True, text=True
+            [sys.executable, "-c", child, str(tree), str(path)], check=True, capture_output=True, text=True
         )
-        return float(out.stdout.strip())
+        return float(out.stdout.strip().splitlines()[-1])
 
     return run
 
@@ -425,6 +444,7 @@ def speed(name: str, lines: list[str], before: Path | None = None) -> None:
         }
         if before is not None:
             paths[f"structuring @{before.name}"] = structurer_at(before, path)
+            paths[f"logs parse @{before.name}"] = structurer_at(before, path, CHILD_PARSE)
         runs: dict[str, list[float]] = {k: [] for k in paths}
         for _ in range(RUNS):
             for k, fn in paths.items():
@@ -452,12 +472,31 @@ def checkout(rev: str, into: Path) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--before", metavar="REV", help="also time the structuring path of git revision REV (same runs)")
+    ap.add_argument(
+        "--only",
+        action="append",
+        choices=("loghub", "long", "synthetic", "varied"),
+        default=[],
+        help="time only these corpora (repeatable; grouping accuracy is always computed)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        return run(checkout(args.before, Path(tmp)) if args.before else None)
+        return run(checkout(args.before, Path(tmp)) if args.before else None, frozenset(args.only))
 
 
-def run(before: Path | None) -> int:
+def longer(lines: list[str], passes: int = 10, seed: int = 3) -> list[str]:
+    """``lines``, then ``passes - 1`` more passes over them with every digit drawn anew: the line
+    shapes of a long log of the same systems (real logs repeat them: 87 % of the loghub-dev mix's
+    lines repeat an earlier line's shape within 2,000 lines per system), values never seen."""
+    rnd = random.Random(seed)
+    digits = "0123456789"
+    out = list(lines)
+    for _ in range(passes - 1):
+        out.extend("".join(rnd.choice(digits) if c.isdigit() else c for c in line) for line in lines)
+    return out
+
+
+def run(before: Path | None, only: frozenset[str] = frozenset()) -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
@@ -475,11 +514,16 @@ def run(before: Path | None) -> int:
         print(f"  {s:<12} {o:7.4f} {d:7.4f}")
     print(f"  {'average':<12} {statistics.mean(ours_all):7.4f} {statistics.mean(drain_all):7.4f}")
     mixed = [data[s][0][i] for i in range(2000) for s in SYSTEMS]
-    speed("(b) loghub-dev, 8 systems interleaved", mixed, before)
+    if not only or "loghub" in only:
+        speed("(b) loghub-dev, 8 systems interleaved", mixed, before)
+    if not only or "long" in only:
+        speed("(b) loghub-dev mix, then 9 more passes with new digits (a long log)", longer(mixed), before)
     synth, labels = synthetic(SYNTH_LINES)
-    speed("(b) synthetic, 30 templates, one header format", synth, before)
+    if not only or "synthetic" in only:
+        speed("(b) synthetic, 30 templates, one header format", synth, before)
     many, many_labels = varied(VARIED_LINES)
-    speed("(b) synthetic varied, 300 templates, 13 formats", many, before)
+    if not only or "varied" in only:
+        speed("(b) synthetic varied, 300 templates, 13 formats", many, before)
     for name, (lines, truth) in (("synthetic", (synth, labels)), ("synthetic varied", (many, many_labels))):
         print(
             f"\n{name} GA: ours {grouping_accuracy(ours_ids(lines), truth):.4f}, "
