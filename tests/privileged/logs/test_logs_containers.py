@@ -137,14 +137,20 @@ def test_rotation_by_json_file_max_size(
 ) -> None:
     n = 1200
     pad = "x" * 60
+    # The lines start once the tailer follows the file (the test touches /tmp/go): three 16 KiB
+    # files hold about 370 lines, so a tailer started late on a loaded machine would find the
+    # first ones deleted by the runtime before it ever saw them (lines no tailer can read).
     c = start(
         run_container,
         container_record,
         harness,
+        "while [ ! -e /tmp/go ]; do usleep 20000; done; "
         f'i=0; while [ $i -lt {n} ]; do echo "rot $i {pad}"; i=$((i+1)); usleep 2000; done; sleep 600',
         log_config={"type": "json-file", "config": {"max-size": "16k", "max-file": "3"}},
     )
     comp = harness.component()
+    harness.poll(comp)
+    assert c.exec_run("touch /tmp/go").exit_code == 0
 
     def done() -> bool:
         harness.poll(comp)
