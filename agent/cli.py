@@ -11,25 +11,35 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.commands import register_modules
-from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, config_path_from_env, load_config
 from agent.logsetup import configure_logging
 from agent.textsafe import guard_terminal
 
+if TYPE_CHECKING:  # the config models load with the commands that read a config (the tools start faster)
+    from agent.config import AgentConfig
+
 # Sub-command groups contributed by subsystems: each module has register(subparsers).
-CLI_MODULES: tuple[str, ...] = (
-    "agent.sources.cli",  # probes
-    "agent.sources.audit_cli",  # audit decode
-    "agent.behavior.cli",  # syscalls fit|score
-    "agent.logs.cli",  # logs parse|fit|score
-    "agent.vuln.cli",  # scan, vulndb
-    "agent.detectors.cli",  # detectors list
-)
+# Each offline sub-command and the module that registers it (its ``register(subparsers)`` adds
+# exactly the names mapped to it here: a test checks). A command line names one, so only that
+# module is imported: ``logs parse`` does not load the scanners, the eBPF tools or numpy.
+CLI_COMMANDS: dict[str, str] = {
+    "probes": "agent.sources.cli",
+    "audit": "agent.sources.audit_cli",
+    "syscalls": "agent.behavior.cli",
+    "logs": "agent.logs.cli",
+    "scan": "agent.vuln.cli",
+    "vulndb": "agent.vuln.cli",
+    "detectors": "agent.detectors.cli",
+}
+CLI_MODULES: tuple[str, ...] = tuple(dict.fromkeys(CLI_COMMANDS.values()))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from agent.config import ConfigError, config_path_from_env
+
     path = config_path_from_env(args.config)
     try:
         config, source = _load(path)
@@ -49,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _load(path: Path | None) -> tuple[AgentConfig, str]:
     """``load_config``, with anything it did not foresee also reported as a ``ConfigError``."""
+    from agent.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError:
@@ -60,6 +72,8 @@ def _load(path: Path | None) -> tuple[AgentConfig, str]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from agent.config import ConfigError, config_path_from_env
+
     path = config_path_from_env(args.config)
     try:
         _config, source = _load(path)
@@ -135,13 +149,18 @@ def build_parser(modules: Sequence[str] = CLI_MODULES) -> argparse.ArgumentParse
 
 
 def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
-    """The parser for ``argv``: without the offline tools' sub-commands for ``run``.
+    """The parser for ``argv``: the core commands, plus the offline tool ``argv`` names (every
+    tool for ``--help``, no command or an unknown one).
 
-    Registering them imports their modules (the vulnerability database and scanners, model
-    fitting, the console tables with rich …), which would then stay in the daemon's memory for
-    nothing: ``run`` is always the first argument (the only top-level options are ``--help`` and
-    ``--version``)."""
-    return build_parser(() if list(argv[:1]) == ["run"] else CLI_MODULES)
+    Registering a tool imports its module (the vulnerability database and scanners, model
+    fitting, the console tables with rich …): for ``run`` that would stay in the daemon's memory
+    for nothing, and for one tool it is start-up time spent on the others. The command is always
+    the first argument (the only top-level options are ``--help`` and ``--version``)."""
+    first = argv[0] if argv else ""
+    if first == "run":
+        return build_parser(())
+    module = CLI_COMMANDS.get(first)
+    return build_parser((module,) if module is not None else CLI_MODULES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,12 +24,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.logs.session_model import SessionModel, SessionParams
 from agent.logs.sessions import event_symbol
 from agent.logs.structure import Structurer
 from agent.logs.templates import TemplateCache
+
+if TYPE_CHECKING:  # numpy comes with the session model: fit and score import it, parse does not
+    from agent.logs.session_model import SessionModel
 
 MODEL_FORMAT = "riskguard-logs-model/2"
 
@@ -241,6 +243,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     _summary(stats)
     if len(sessions) < 2:
         return _err("fewer than two sessions matched --session-key: nothing to learn")
+    from agent.logs.session_model import SessionModel, SessionParams
+
     params = SessionParams(target_fpr=args.target_fpr, folds=args.folds, order=args.order)
     model = SessionModel(params).fit(list(sessions.values()))
     doc = {
@@ -260,6 +264,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def load_model(path: str) -> tuple[SessionModel, TemplateCache]:
     """The session model and templates of a file written by ``logs fit`` (ValueError otherwise)."""
+    from agent.logs.session_model import SessionModel
+
     try:
         doc: Any = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:

@@ -21,7 +21,7 @@ from typing import Any
 from agent.logs.grok import DEFAULT_GROK_DIR, Grok, GrokError, GrokLibrary
 from agent.logs.miner import line_shape
 from agent.logs.templates import TemplateCache
-from agent.settings.logs import DEFAULT_PATTERNS
+from agent.settings.log_patterns import DEFAULT_PATTERNS
 from agent.textsafe import JSONLimitError, loads_json, no_surrogates
 
 # CSI / OSC / other ESC sequences (ECMA-48), then any remaining C0/C1 control except TAB.

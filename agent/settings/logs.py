@@ -9,21 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from agent.settings.base import Section
-
-# The parsers tried by default, in order (JSON, grok pattern names, LOGFMT).
-DEFAULT_PATTERNS: tuple[str, ...] = (
-    "JSON",
-    "COMBINEDAPACHELOG",
-    "NGINXACCESS",
-    "COMMONAPACHELOG",
-    "BUSYBOXHTTPD",
-    "AUTHLINE",
-    "SYSLOGLINE",
-    "SYSLOG5424LINE",
-    "HTTPD_ERRORLOG",
-    "NGINXERROR",
-    "LOGFMT",
-)
+from agent.settings.log_patterns import DEFAULT_PATTERNS
 
 
 class LogsSettings(Section):
