@@ -63,7 +63,7 @@ def _lines(path: str, stats: ReadStats) -> Iterator[bytes]:
         for line in fh:
             line = line.rstrip(b"\r\n")
             stats.lines += 1
-            if is_malformed(line):
+            if b"\x00" in line or (not line.isascii() and is_malformed(line)):  # is_malformed, its ASCII case inline
                 stats.malformed += 1
                 continue
             yield line

@@ -88,6 +88,10 @@ class TemplateCache:
         if got is None:
             return None
         c, split = got
+        if self._tpl_version == self.miner.version:  # _template's common case, inline
+            t = self._tpl.get(c.id)
+            if t is not None:
+                return t, split
         return self._template(c), split
 
     def resolve(self, template_id: int) -> int:
