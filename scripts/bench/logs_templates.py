@@ -23,11 +23,12 @@ path of git revision REV (its ``agent/`` and ``config/`` extracted to a temporar
 a child process on the same CPU) and its ``logs parse`` command, to compare before and after in
 one run. A fourth corpus, ``long``, is the loghub-dev mix followed by nine more passes with every
 digit drawn anew: the line shapes of a long log of those systems with values never seen
-(``--only CORPUS`` times a subset). Rates are printed with
+(``--only CORPUS`` times a subset). (c) times ``riskguard-agent logs parse FILE`` as a user
+would, process start to exit, on each loghub-dev file, the mix and the long log (now and at REV). Rates are printed with
 ratios to the miner alone and to drain3, since the machine may be shared (the load average is
 printed at the start and the end).
 
-    .venv/bin/python scripts/bench/logs_templates.py [--before REV] [--only loghub|long|synthetic|varied]
+    .venv/bin/python scripts/bench/logs_templates.py [--before REV] [--only command|loghub|long|synthetic|varied]
 """
 
 from __future__ import annotations
@@ -475,7 +476,7 @@ def main() -> int:
     ap.add_argument(
         "--only",
         action="append",
-        choices=("loghub", "long", "synthetic", "varied"),
+        choices=("command", "loghub", "long", "synthetic", "varied"),
         default=[],
         help="time only these corpora (repeatable; grouping accuracy is always computed)",
     )
@@ -496,6 +497,39 @@ def longer(lines: list[str], passes: int = 10, seed: int = 3) -> list[str]:
     return out
 
 
+def command_wall(tree: Path, path: Path) -> float:
+    """Seconds from start to exit of ``riskguard-agent logs parse PATH`` (``python -m agent.cli``
+    of ``tree``, JSON lines to /dev/null): what a user who times the command sees, start-up
+    included."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    t0 = time.perf_counter()
+    with Path(os.devnull).open("wb") as sink:
+        subprocess.run(
+            [sys.executable, "-m", "agent.cli", "logs", "parse", str(path)], check=True, stdout=sink, env=env, cwd=tree
+        )
+    return time.perf_counter() - t0
+
+
+def commands(files: dict[str, list[str]], before: Path | None) -> None:
+    """(c) The command as a user runs it, on each loghub-dev file and on the mix: lines per
+    second of wall-clock time from process start to exit (median of ``RUNS``), now and at REV."""
+    trees = {"now": REPO} | ({f"@{before.name}": before} if before is not None else {})
+    print(f"\n(c) riskguard-agent logs parse FILE, start to exit (wall clock, median of {RUNS}; lines/s)")
+    print(f"  {'file':<34} {'lines':>7} " + " ".join(f"{k:>16}" for k in trees))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, lines in files.items():
+            path = Path(tmp) / f"{name}.log"
+            path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            runs: dict[str, list[float]] = {k: [] for k in trees}
+            for _ in range(RUNS):
+                for k, tree in trees.items():
+                    runs[k].append(command_wall(tree, path))
+            cells = " ".join(
+                f"{len(lines) / statistics.median(v):>9,.0f} ({statistics.median(v):4.2f}s)" for v in runs.values()
+            )
+            print(f"  {name:<34} {len(lines):>7,} {cells}")
+
+
 def run(before: Path | None, only: frozenset[str] = frozenset()) -> int:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
@@ -514,6 +548,9 @@ def run(before: Path | None, only: frozenset[str] = frozenset()) -> int:
         print(f"  {s:<12} {o:7.4f} {d:7.4f}")
     print(f"  {'average':<12} {statistics.mean(ours_all):7.4f} {statistics.mean(drain_all):7.4f}")
     mixed = [data[s][0][i] for i in range(2000) for s in SYSTEMS]
+    if not only or "command" in only:
+        files = {f"{s}_2k.log": data[s][0] for s in SYSTEMS} | {"loghub-dev mix": mixed, "long log": longer(mixed)}
+        commands(files, before)
     if not only or "loghub" in only:
         speed("(b) loghub-dev, 8 systems interleaved", mixed, before)
     if not only or "long" in only:
@@ -525,6 +562,8 @@ def run(before: Path | None, only: frozenset[str] = frozenset()) -> int:
     if not only or "varied" in only:
         speed("(b) synthetic varied, 300 templates, 13 formats", many, before)
     for name, (lines, truth) in (("synthetic", (synth, labels)), ("synthetic varied", (many, many_labels))):
+        if only and name.rsplit(" ", 1)[-1] not in only:
+            continue
         print(
             f"\n{name} GA: ours {grouping_accuracy(ours_ids(lines), truth):.4f}, "
             f"drain3 {grouping_accuracy(drain3_ids(lines), truth):.4f}",
