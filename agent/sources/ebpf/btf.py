@@ -8,12 +8,16 @@ few struct walks the exec probe makes (the parent's and the new program's execut
 read here from the kernel's own type information and passed as ``-D`` constants; without BTF,
 or when a member is missing, the walk is not compiled in and the record's fields stay empty. A
 small reader of the BTF format (include/uapi/linux/btf.h): types only, no strings beyond
-names, no relocation."""
+names, no relocation; it reads the file mapped, in place, so the agent's heap never holds the
+kernel's ~5 MiB of BTF nor an object per type."""
 
 from __future__ import annotations
 
+import mmap
 import struct
-from collections.abc import Mapping
+from array import array
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 _HDR = struct.Struct("<HBBIIIII")
@@ -56,67 +60,108 @@ STDIO_OFFSETS: Mapping[str, str] = {
     "RG_OFF_INODE_RDEV": "inode.i_rdev",
     "RG_OFF_SB_MAGIC": "super_block.s_magic",
 }
+_STRUCTS = frozenset(path.split(".", 1)[0] for path in (*EXE_OFFSETS.values(), *STDIO_OFFSETS.values()))
 
 
 class BtfError(ValueError):
     """The BTF blob is malformed or lacks a member asked for."""
 
 
-class Btf:
-    """The types of one BTF blob: struct/union members by name, for offset look-ups."""
+# Every _STRIDE-th type's position is kept; a type between two is found by stepping over the
+# ones before it (a few dozen slots, instead of one per type, for the kernel's ~150,000 types).
+_STRIDE = 64
+_MAX_DEPTH = 32  # nested anonymous members, qualifier chains: a cycle is a malformed blob
 
-    def __init__(self, data: bytes) -> None:
+
+class Btf:
+    """Struct/union members of one BTF blob, for offset look-ups, read from the blob itself
+    (``bytes``, or the kernel's file mapped) when asked for: one pass at construction keeps the
+    type ids of the structs ``structs`` names and the position of every 64th type, so no object
+    is made per type (the whole kernel's types as tuples were tens of MiB of the agent's heap)."""
+
+    def __init__(self, data: bytes | mmap.mmap, structs: Collection[str]) -> None:
         if len(data) < _HDR.size:
             raise BtfError("BTF blob too short")
         magic, _ver, _flags, hdr_len, type_off, type_len, str_off, str_len = _HDR.unpack_from(data)
         if magic != _MAGIC:
             raise BtfError(f"not BTF (magic {magic:#x})")
-        self._strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
-        # type id -> (kind, name offset, size/type, members [(name offset, type, bit offset)])
-        self.types: list[tuple[int, int, int, tuple[tuple[int, int, int], ...]]] = [(0, 0, 0, ())]
+        start, end = hdr_len + type_off, hdr_len + type_off + type_len
+        self._str, self._str_end = hdr_len + str_off, hdr_len + str_off + str_len
+        if end > len(data) or self._str_end > len(data):
+            raise BtfError(f"BTF blob truncated ({len(data)} bytes, sections up to {max(end, self._str_end)})")
+        self._data, self._end = data, end
+        wanted = {name.encode() for name in structs}
         self._structs: dict[str, int] = {}
-        pos, end = hdr_len + type_off, hdr_len + type_off + type_len
-        unpack = _TYPE.unpack_from
+        # type id -> position, for ids 0, _STRIDE, 2 x _STRIDE...; id 0 is void (no bytes).
+        self._marks = array("I", [start])
+        tid, pos, unpack = 1, start, _TYPE.unpack_from
         while pos < end:
-            name_off, info, size_type = unpack(data, pos)
-            pos += 12
-            kind, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
-            members: tuple[tuple[int, int, int], ...] = ()
-            if kind in (KIND_STRUCT, KIND_UNION):
-                ms = []
-                for i in range(vlen):
-                    m_name, m_type, m_off = unpack(data, pos + 12 * i)
-                    ms.append((m_name, m_type, m_off & 0xFFFFFF if kflag else m_off))
-                members = tuple(ms)
-                if name_off and kind == KIND_STRUCT:
-                    self._structs.setdefault(self._name(name_off), len(self.types))
-            pos += _PER_MEMBER.get(kind, 0) * vlen + _FIXED.get(kind, 0)
-            self.types.append((kind, name_off, size_type, members))
+            if tid % _STRIDE == 0:
+                self._marks.append(pos)
+            if pos + _TYPE.size > end:
+                raise BtfError(f"type {tid} truncated")
+            name_off, info, _size_type = unpack(data, pos)
+            kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+            if kind == KIND_STRUCT and name_off and wanted:
+                name = self._name(name_off)
+                if name in wanted:
+                    wanted.discard(name)
+                    self._structs[name.decode()] = tid
+            pos += _TYPE.size + _PER_MEMBER.get(kind, 0) * vlen + _FIXED.get(kind, 0)
+            tid += 1
+        if pos > end:
+            raise BtfError(f"type {tid - 1} truncated")
+        self._count = tid
 
-    def _name(self, off: int) -> str:
-        end = self._strings.find(b"\0", off)
-        return self._strings[off:end].decode("ascii", "replace")
+    def _name(self, off: int) -> bytes:
+        start = self._str + off
+        end = self._data.find(b"\0", start, self._str_end)
+        if off < 0 or end < 0:
+            raise BtfError(f"name offset {off} outside the string section")
+        return self._data[start:end]
+
+    def _type(self, tid: int) -> tuple[int, int, int, int, int]:
+        """(kind, size/type, member count, kind_flag, position of the members) of type ``tid``."""
+        if not 0 < tid < self._count:
+            raise BtfError(f"type id {tid} out of range")
+        pos, unpack = self._marks[tid // _STRIDE], _TYPE.unpack_from
+        for _ in range(tid % _STRIDE - (tid < _STRIDE)):  # the slot of id 0 holds type 1
+            info = unpack(self._data, pos)[1]
+            kind = (info >> 24) & 0x1F
+            pos += _TYPE.size + _PER_MEMBER.get(kind, 0) * (info & 0xFFFF) + _FIXED.get(kind, 0)
+        _name_off, info, size_type = unpack(self._data, pos)
+        return (info >> 24) & 0x1F, size_type, info & 0xFFFF, info >> 31, pos + _TYPE.size
 
     def _resolve(self, tid: int) -> int:
-        for _ in range(32):
-            kind, _n, ref, _m = self.types[tid]
+        for _ in range(_MAX_DEPTH):
+            if tid == 0:
+                return tid
+            kind, ref, _vlen, _kflag, _pos = self._type(tid)
             if kind not in _QUALIFIERS:
                 return tid
             tid = ref
         raise BtfError("type qualifier chain too long")
 
-    def _member(self, tid: int, name: str) -> tuple[int, int] | None:
+    def _member(self, tid: int, name: bytes, depth: int = 0) -> tuple[int, int] | None:
         """(bit offset, type id) of member ``name`` of struct/union ``tid``, looking into
         anonymous members."""
-        for m_name, m_type, m_off in self.types[tid][3]:
+        if depth > _MAX_DEPTH:
+            raise BtfError("anonymous members nested too deep")
+        if tid == 0:
+            return None
+        kind, _size, vlen, kflag, pos = self._type(tid)
+        if kind not in (KIND_STRUCT, KIND_UNION):
+            return None
+        # kind_flag: the member offset's low 24 bits are its bit offset, the high 8 a bitfield size.
+        mask = 0xFFFFFF if kflag else 0xFFFFFFFF
+        for i in range(vlen):
+            m_name, m_type, m_off = _TYPE.unpack_from(self._data, pos + 12 * i)
             if m_name and self._name(m_name) == name:
-                return m_off, m_type
+                return m_off & mask, m_type
             if not m_name:
-                inner = self._resolve(m_type)
-                if self.types[inner][0] in (KIND_STRUCT, KIND_UNION):
-                    hit = self._member(inner, name)
-                    if hit is not None:
-                        return m_off + hit[0], hit[1]
+                hit = self._member(self._resolve(m_type), name, depth + 1)
+                if hit is not None:
+                    return (m_off & mask) + hit[0], hit[1]
         return None
 
     def offset(self, path: str) -> int:
@@ -127,7 +172,7 @@ class Btf:
             raise BtfError(f"struct {struct_name} not in BTF")
         total = 0
         for i, name in enumerate(names):
-            hit = self._member(tid, name)
+            hit = self._member(tid, name.encode())
             if hit is None:
                 raise BtfError(f"{path}: no member {name}")
             total += hit[0]
@@ -138,18 +183,36 @@ class Btf:
         return total // 8
 
 
+@contextmanager
+def _mapped(path: Path) -> Iterator[bytes | mmap.mmap]:
+    """The file mapped read-only (private: the kernel refuses a shared mapping of its BTF), read
+    where it cannot be mapped (kernels before 6.16, an empty file)."""
+    with path.open("rb") as f:
+        try:
+            data = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+        except (OSError, ValueError):
+            yield f.read()
+            return
+        try:
+            yield data
+        finally:
+            data.close()
+
+
 def exe_offsets(vmlinux: Path) -> dict[str, str]:
     """The ``-D`` offsets of ``EXE_OFFSETS`` and ``STDIO_OFFSETS`` from the kernel's BTF; ``{}``
-    when the file is missing or any member of ``EXE_OFFSETS`` is absent (the probes then leave
-    the executable fields empty), without ``STDIO_OFFSETS`` when one of those is absent (the
-    agent then reads stdio from /proc)."""
+    when the file is missing or malformed or any member of ``EXE_OFFSETS`` is absent (the probes
+    then leave the executable fields empty), without ``STDIO_OFFSETS`` when one of those is
+    absent (the agent then reads stdio from /proc). The file is mapped, not read into the
+    process, and unmapped before returning."""
     try:
-        btf = Btf(vmlinux.read_bytes())
-        out = {define: str(btf.offset(path)) for define, path in EXE_OFFSETS.items()}
-    except (OSError, BtfError, IndexError, struct.error):
+        with _mapped(vmlinux) as data:
+            btf = Btf(data, _STRUCTS)
+            out = {define: str(btf.offset(path)) for define, path in EXE_OFFSETS.items()}
+            try:
+                out.update({define: str(btf.offset(path)) for define, path in STDIO_OFFSETS.items()})
+            except BtfError:
+                pass
+            return out
+    except (OSError, BtfError):
         return {}
-    try:
-        out.update({define: str(btf.offset(path)) for define, path in STDIO_OFFSETS.items()})
-    except (BtfError, IndexError, struct.error):
-        pass
-    return out
