@@ -13,6 +13,10 @@ once, such as ``pipe:[<inode>]``) is emptied and starts again, so the cost is a 
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+T = TypeVar("T")
+
 MAX_STRINGS = 8192
 MAX_TUPLES = 4096
 
@@ -36,29 +40,24 @@ class Dedup:
         """The held string equal to ``value`` (``value`` itself, held from now, if none)."""
         if not value:
             return value
-        table = self._strs
-        held = table.get(value)
-        if held is not None:
-            return held
-        if len(table) >= self.max_strings:
-            table.clear()
-            self.resets += 1
-        table[value] = value
-        return value
+        held = self._strs.get(value)
+        return held if held is not None else self._hold(self._strs, self.max_strings, value)
 
     def strings(self, value: tuple[str, ...]) -> tuple[str, ...]:
         """The held tuple equal to ``value``, its strings held too (a new tuple of held strings,
         held from now, if none)."""
         if not value or type(value) is not tuple:
             return value  # () is one object already; a list is left as it is
-        table = self._tuples
-        held = table.get(value)
+        held = self._tuples.get(value)
         if held is not None:
             return held
-        if len(table) >= self.max_tuples:
+        one = self.string
+        return self._hold(self._tuples, self.max_tuples, tuple(one(v) for v in value))
+
+    def _hold(self, table: dict[T, T], cap: int, value: T) -> T:
+        """Hold ``value`` in ``table`` (emptied first when it has ``cap`` entries)."""
+        if len(table) >= cap:
             table.clear()
             self.resets += 1
-        one = self.string
-        held = tuple(one(v) for v in value)
-        table[held] = held
-        return held
+        table[value] = value
+        return value

@@ -207,48 +207,14 @@ def test_taints_is_the_tainting_sql_for_one_finding(tmp_path: Path) -> None:
     of training: ``taints`` (in memory) and ``TAINTING_SQL`` (the store) agree finding by finding."""
     store = Store(tmp_path / "f.db")
     cases = [
-        Finding(
-            container=REF, source=Source.RULE, detector_id="RG-0002", severity=Severity.HIGH, summary="secret read"
-        ),
+        _finding(Source.RULE, "RG-0002", Severity.HIGH),
         _finding(Source.RULE, "RG-0003", Severity.MEDIUM),
-        Finding(
-            container=REF,
-            source=Source.RULE,
-            detector_id="RG-0003",
-            severity=Severity.LOW,
-            summary="learned",
-            evidence={"allowance": "learned"},
-        ),
-        Finding(
-            container=REF,
-            source=Source.RULE,
-            detector_id="RG-0001",
-            severity=Severity.MEDIUM,
-            summary="allowed",
-            evidence={"allowance": "operator"},
-        ),
+        _finding(Source.RULE, "RG-0003", Severity.LOW, {"allowance": "learned"}),
+        _finding(Source.RULE, "RG-0001", Severity.MEDIUM, {"allowance": "operator"}),
         _finding(Source.VULN, "vuln.image", Severity.CRITICAL),
-        Finding(
-            container=REF,
-            source=Source.NETPOLICY,
-            detector_id="RG-0105",
-            severity=Severity.MEDIUM,
-            summary="NET_RAW kept",
-        ),
-        Finding(
-            container=REF,
-            source=Source.NETPOLICY,
-            detector_id="RG-0201",
-            severity=Severity.HIGH,
-            summary="denied packets",
-        ),
-        Finding(
-            container=REF,
-            source=Source.BEHAVIOR,
-            detector_id="behavior.anomaly",
-            severity=Severity.MEDIUM,
-            summary="window",
-        ),
+        _finding(Source.NETPOLICY, "RG-0105", Severity.MEDIUM),  # posture
+        _finding(Source.NETPOLICY, "RG-0201", Severity.HIGH),
+        _finding(Source.BEHAVIOR, "behavior.anomaly", Severity.MEDIUM),
         _finding(Source.LOGS, "RG-LOG-0001", Severity.INFO),
     ]
     for f in cases:
