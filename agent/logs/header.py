@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from dataclasses import dataclass, field
+
+from agent.logs.split import Split, joined_spans
 
 SCAN_TOKENS = 14
 EXTENT_TOKENS = 7
@@ -136,55 +137,6 @@ def _classify(token: str) -> str:
     if token.endswith(":") and _TAG.fullmatch(token):
         return TAG
     return OTHER
-
-
-@dataclass(frozen=True, slots=True)
-class Split:
-    """Where the message starts, and the header's fields as character spans of the line.
-
-    ``joined``, when known, is ``spans`` with each run of same-named spans one space apart as
-    one span (a timestamp written in three tokens), each name once: what ``add_fields`` joins,
-    as plain slices of the line. None when a name repeats otherwise (then the spans are joined
-    one by one)."""
-
-    start: int
-    spans: tuple[tuple[str, int, int], ...] = ()
-    joined: tuple[tuple[str, int, int], ...] | None = field(default=None, compare=False, repr=False)
-
-    def add_fields(self, line: str, out: dict[str, object], cap: int) -> None:
-        """Add the header fields of ``line`` to ``out`` (as ``fields``, capped at ``cap`` chars),
-        except names ``out`` already holds: a parser's fields keep priority."""
-        spans = self.spans
-        if not spans:
-            return
-        held: set[str] = set()
-        if out:
-            held = {name for name, _, _ in spans if name in out}
-            for name, a, b in spans:
-                if name not in held:
-                    old = out.get(name)
-                    out[name] = line[a:b] if old is None else f"{old} {line[a:b]}"
-        elif self.joined is not None:
-            for name, a, b in self.joined:
-                out[name] = line[a:b]
-        else:
-            get = out.get
-            for name, a, b in spans:
-                old = get(name)
-                out[name] = line[a:b] if old is None else f"{old} {line[a:b]}"
-        if len(line) > cap:  # a joined value is never longer than the line
-            for name, _, _ in spans:
-                value = out[name]
-                if name not in held and isinstance(value, str) and len(value) > cap:
-                    out[name] = value[:cap]
-
-    def fields(self, line: str) -> dict[str, str]:
-        """The header fields of ``line`` (timestamp parts joined by a space)."""
-        out: dict[str, str] = {}
-        for name, a, b in self.spans:
-            value = line[a:b]
-            out[name] = f"{out[name]} {value}" if name in out else value
-        return out
 
 
 def _bracket_end(line: str, at: int) -> int:
@@ -292,7 +244,7 @@ def split_zeroed(zl: str) -> Split:
         return got
     split, read, early = _split(zl, words, starts, kinds, rules)
     if split.spans:
-        split = Split(split.start, split.spans, _joined(zl, split.spans))
+        split = Split(split.start, split.spans, joined_spans(zl, split.spans))
     # The read prefix as (token, characters past its start): the last token starting before it.
     while len(starts) < len(words) and (not starts or starts[-1] < read):
         _starts(zl, words, starts, len(starts) + 1)
@@ -308,20 +260,6 @@ def split_zeroed(zl: str) -> Split:
         plans.insert(0, plan)
         del plans[PLANS_PER_SIG:]
     return split
-
-
-def _joined(zl: str, spans: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, int, int], ...] | None:
-    """``Split.joined`` of ``spans`` of the (digit-zeroed) line ``zl``: a name's parts one space
-    apart become one slice (equal to joining them with a space: zeroing keeps every non-digit)."""
-    out: list[tuple[str, int, int]] = []
-    for name, a, b in spans:
-        if out and out[-1][0] == name and zl[out[-1][2] : a] == " ":
-            out[-1] = (name, out[-1][1], b)
-        elif any(name == held for held, _, _ in out):
-            return None
-        else:
-            out.append((name, a, b))
-    return tuple(out)
 
 
 def _recall(group: str | tuple[int, int, int], zl: str, words: list[str], starts: list[int]) -> Split | None:

@@ -35,8 +35,9 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from agent.logs.header import Split, split_header, split_zeroed, zeroed
+from agent.logs.header import split_header, split_zeroed, zeroed
 from agent.logs.masking import VARIABLE_PREFIX, WILDCARD, Masker, is_variable
+from agent.logs.split import Split
 
 OVERFLOW = "<TEMPLATE-LIMIT>"  # the one template of messages past max_clusters with no near template
 _DIGITS_TO_ZERO_B = bytes.maketrans(b"123456789", b"000000000")

@@ -16,8 +16,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from agent.logs.header import Split
 from agent.logs.miner import Cluster, TemplateMiner
+from agent.logs.split import Split
 
 STATE_FORMAT = "riskguard-templates/2"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.logs.header import Split, split_header
+from agent.logs.header import split_header
+from agent.logs.split import Split
 from agent.logs.structure import MAX_VALUE, Structurer, auth_outcome, sanitize
 from agent.textsafe import no_surrogates
 

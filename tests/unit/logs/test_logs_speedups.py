@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from agent.logs import header
-from agent.logs.header import Split, split_header
+from agent.logs.header import split_header
 from agent.logs.masking import Masker, mask_token
 from agent.logs.miner import Cluster, TemplateMiner, collapse
+from agent.logs.split import Split
 from agent.logs.structure import _PREFILTERS, ALIASES, MAX_FIELDS, MAX_VALUE, Structurer, clean_fields, clean_key
 
 DEV = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "loghub-dev"
