@@ -42,7 +42,8 @@ RAW_TRACEPOINT_PROBE(sys_enter)
         rg_pending_add(-1);
     }
 #ifdef RG_HOOK_SYSCALLS
-    rg_syscalls_count(cg, t->slot, prev, nr);
+    if (!t->runtime) /* runc init setting up a docker exec: the runtime's syscalls (task.h) */
+        rg_syscalls_count(cg, t->slot, prev, nr);
 #endif
 #if defined(RG_HOOK_EXEC) || defined(RG_HOOK_EXIT)
     u32 kind = rg_sys_kind_of(nr);

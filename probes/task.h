@@ -14,7 +14,8 @@
  *   generation + 1 then (rg_wanted_task: a monitored task's next syscalls skip the rg_cgroups
  *   hash lookup until its cgroup or the filter changes); slot = the cgroup's syscall count slot
  *   read from rg_cgroups then (syscalls.bpf.c: the task's transitions index that slot's
- *   per-CPU cells instead of hashing; 0: no slot).
+ *   per-CPU cells instead of hashing; 0: no slot); runtime = 1 while the task runs a container
+ *   runtime's own executable (below).
  *   Task storage (5.11+, BTF) when the kernel has it: only monitored tasks ever get one, so the
  *   sys_exit hook of every other task stops at a NULL pointer. Without it an LRU hash by thread
  *   id (every exit then pays a hash lookup).
@@ -23,6 +24,13 @@
  *   task); only staging (a sensitive open, a privilege call, listen/accept...) moves it.
  * - rg_sys_kind: syscall nr -> RG_KIND_* (an array the loader fills from the x86_64 numbers in
  *   agent/decoders/ebpf.py; 0 for every syscall no probe looks at).
+ * - rg_runtime_exe: the container runtime's executables on the host (inode, kernel dev_t), from
+ *   user space (agent/runtime/executables.py). `docker exec` and every HEALTHCHECK start
+ *   `runc init` inside the container's cgroup: its set-up (capability drops, setns, Go thread
+ *   starts: hundreds of prctl and rt_sigprocmask per exec) is the runtime's, not the container's,
+ *   so a task whose task->mm->exe_file is one of them (read at BTF offsets, RG_OFF_*) is not
+ *   counted; it is checked on every syscall until it execs the command (its answer is never
+ *   cached), which then counts from the execve on. Without BTF offsets nothing is excluded.
  * - Syscall arguments are read from the struct pt_regs the raw tracepoint passes, at the
  *   offsets of the x86_64 ABI (the layout of ptrace's user_regs_struct; stable). Other
  *   architectures are refused at compile time, so these probes report inactive there.
@@ -71,6 +79,12 @@ struct rg_task {
     u64 cg;
     u64 filter;
     u32 slot;
+    u32 runtime;
+};
+
+struct rg_exe_id {
+    u64 ino;
+    u32 dev;
     u32 pad;
 };
 
@@ -80,6 +94,7 @@ BPF_TASK_STORAGE(rg_task_state, struct rg_task);
 BPF_TABLE("lru_hash", u32, struct rg_task, rg_task_state, 65536);
 #endif
 BPF_ARRAY(rg_sys_kind, u32, RG_NSYSCALLS);
+BPF_HASH(rg_runtime_exe, struct rg_exe_id, u8, 16);
 BPF_ARRAY(rg_pending_n, s64, 1);
 
 /* A task's pending flag went from 0 to set (d = 1) or back (d = -1). */
@@ -117,12 +132,39 @@ static __always_inline struct rg_task *rg_task_get(int create)
 #endif
 }
 
+/* Does the current task run one of the runtime's executables (rg_runtime_exe)? */
+static __always_inline u32 rg_runtime_task(void)
+{
+#if defined(RG_OFF_TASK_MM) && defined(RG_OFF_MM_EXE_FILE) && defined(RG_OFF_FILE_INODE) && \
+    defined(RG_OFF_INODE_INO) && defined(RG_OFF_INODE_SB) && defined(RG_OFF_SB_DEV)
+    const char *task = (const char *)bpf_get_current_task();
+    const char *mm = 0, *file = 0, *inode = 0, *sb = 0;
+    struct rg_exe_id id = {};
+    if (bpf_probe_read_kernel(&mm, sizeof(mm), task + RG_OFF_TASK_MM) || !mm)
+        return 0;
+    if (bpf_probe_read_kernel(&file, sizeof(file), mm + RG_OFF_MM_EXE_FILE) || !file)
+        return 0;
+    if (bpf_probe_read_kernel(&inode, sizeof(inode), file + RG_OFF_FILE_INODE) || !inode)
+        return 0;
+    if (bpf_probe_read_kernel(&id.ino, sizeof(id.ino), inode + RG_OFF_INODE_INO))
+        return 0;
+    if (bpf_probe_read_kernel(&sb, sizeof(sb), inode + RG_OFF_INODE_SB) || !sb)
+        return 0;
+    if (bpf_probe_read_kernel(&id.dev, sizeof(id.dev), sb + RG_OFF_SB_DEV))
+        return 0;
+    return rg_runtime_exe.lookup(&id) ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
 /* The current task's cgroup id when it is monitored (else 0), its state in *tp (created, with
- * the cgroup's count slot). With
+ * the cgroup's count slot and whether it runs the runtime's executable). With
  * task storage the filter's answer is kept in the task's own entry: while its cgroup and the
  * filter's generation (rg_conf[RG_CONF_FILTER]) are unchanged, a monitored task's syscall costs
  * one task-storage lookup instead of that and an rg_cgroups hash lookup; any other task pays the
- * task-storage lookup (NULL: it has no entry) before the hash lookup. */
+ * task-storage lookup (NULL: it has no entry) before the hash lookup. A runtime task's answer is
+ * not kept (filter 0), so its exec of the container's command is seen at its next syscall. */
 static __always_inline u64 rg_wanted_task(struct rg_task **tp)
 {
 #ifdef RG_TASK_STORAGE
@@ -140,8 +182,9 @@ static __always_inline u64 rg_wanted_task(struct rg_task **tp)
     t = rg_task_get(1);
     if (!t)
         return 0;
+    t->runtime = rg_runtime_task();
     t->cg = cg;
-    t->filter = filter;
+    t->filter = t->runtime ? 0 : filter;
     t->slot = slot;
     *tp = t;
     return want;
@@ -153,6 +196,12 @@ static __always_inline u64 rg_wanted_task(struct rg_task **tp)
     struct rg_task *t = rg_task_get(1);
     if (!t)
         return 0;
+    /* No cached answer here: the executable is read when the task is new to this cgroup, and
+     * on every syscall while it is the runtime's. */
+    if (t->runtime || t->cg != want) {
+        t->runtime = rg_runtime_task();
+        t->cg = want;
+    }
     t->slot = slot;
     *tp = t;
     return want;

@@ -27,6 +27,7 @@ from agent.events import ProcSnapshot
 from agent.hostfs import HostPaths
 from agent.pipeline import Periodic
 from agent.runtime.cgroups import container_pids
+from agent.runtime.executables import ExeId, is_runtime_process, runtime_executables
 from agent.runtime.model import Container, ContainerRegistry
 from agent.runtime.netns import NetnsError
 from agent.settings.sources import ProcfsSettings
@@ -37,6 +38,7 @@ from agent.textsafe import no_surrogates
 log = structlog.get_logger("agent.sources.procfs")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+RUNTIME_EXES_SECONDS = 60.0
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -145,12 +147,18 @@ def snapshot(
     max_processes: int = 2000,
     now: float | None = None,
     listening: Callable[[int], list[tuple[str, int, str]]] | None = None,
+    runtime_exes: frozenset[ExeId] = frozenset(),
 ) -> ProcSnapshot | None:
     """The /proc view of container ``c`` now; ``None`` when none of its processes is left.
     ``listening(pid)`` lists the sockets listening in that pid's netns (default: from
-    ``/proc/<pid>/net``)."""
+    ``/proc/<pid>/net``). A process running one of ``runtime_exes`` (``runc init`` of a
+    ``docker exec``: agent.runtime.executables) is the runtime's and left out."""
     pids = container_pids(paths, c)[:max_processes]
-    procs = [p for p in (read_process(paths, pid) for pid in pids) if p is not None]
+    procs = [
+        p
+        for p in (read_process(paths, pid) for pid in pids)
+        if p is not None and not is_runtime_process(paths, p.pid, p.comm, runtime_exes)
+    ]
     if not procs:
         return None
     lower = [paths.host(d) for d in c.details.get("lower_dirs", []) if d]
@@ -189,8 +197,11 @@ class ProcfsSource:
         registry: ContainerRegistry,
         publish: Callable[[ProcSnapshot], Any],
         interval: float,
+        runtime_names: Iterable[str] = (),
     ) -> None:
         self.settings = settings
+        self.runtime_names = tuple(runtime_names)
+        self._runtime_exes: tuple[float, frozenset[ExeId]] = (-RUNTIME_EXES_SECONDS, frozenset())
         self.paths = paths
         self.registry = registry
         self._publish = publish
@@ -233,9 +244,20 @@ class ProcfsSource:
     def status(self) -> Mapping[str, Any]:
         return {"interval_seconds": self.interval, **self.counters}
 
+    def runtime_exes(self) -> frozenset[ExeId]:
+        """The runtime's executables on the host, looked up again every RUNTIME_EXES_SECONDS
+        (a runtime upgrade replaces the file)."""
+        at, ids = self._runtime_exes
+        now = time.monotonic()
+        if now - at >= RUNTIME_EXES_SECONDS:
+            ids = runtime_executables(self.paths, self.runtime_names)
+            self._runtime_exes = (now, ids)
+        return ids
+
     def collect(self) -> list[ProcSnapshot]:
         """Snapshot every registered container now and publish the snapshots."""
         out = []
+        runtime_exes = self.runtime_exes()
         containers = self.registry.all()
         for cid in set(self._diag) - {c.id for c in containers}:
             self._diag.pop(cid)[1].close()
@@ -246,6 +268,7 @@ class ProcfsSource:
                     c,
                     self.settings.max_processes_per_container,
                     listening=functools.partial(self._listening, c),
+                    runtime_exes=runtime_exes,
                 )
             except Exception as exc:  # one odd container must not stop the others
                 self.counters["errors"] += 1
@@ -266,7 +289,7 @@ def build(ctx: AgentContext) -> ProcfsSource | None:
     if not settings.enabled:
         return None
     interval = settings.interval_seconds or ctx.config.behavior.window_seconds
-    src = ProcfsSource(settings, ctx.paths, ctx.registry, ctx.publish, interval)
+    src = ProcfsSource(settings, ctx.paths, ctx.registry, ctx.publish, interval, ctx.config.runtime.executables)
     ctx.control("procfs.status", lambda _params: dict(src.status()))
     ctx.metrics.register(
         StatusCollector(

@@ -10,18 +10,17 @@ import ctypes
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from agent.context import AgentContext
 from agent.decoders.ebpf import PROBES
 from agent.events import KnownActivity, SyscallWindow
 from agent.hostfs import HostPaths
+from agent.runtime.executables import runtime_executables
 from agent.runtime.model import Container
 from agent.settings.response import KernelStopSettings
 from agent.settings.sources import EbpfSettings
@@ -34,43 +33,15 @@ from agent.sources.ebpf.loader import (
     detect_support,
     fill_open_hint,
     fill_prefix_trie,
+    fill_runtime_exes,
     release_compiler_memory,
     sensitive_entries,
 )
+from agent.sources.ebpf.metrics import EbpfCollector
 from agent.sources.ebpf.program import CONF_ALL, CONF_GEN, CONF_RATE, OUTPUTS, PROBES_DIR, SYSCALL_KINDS
 from agent.sources.ebpf.reader import Reader
 
 log = structlog.get_logger("agent.sources.ebpf")
-
-
-class _Collector(Collector):
-    def __init__(self, source: EbpfSource) -> None:
-        self.source = source
-
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        lost = CounterMetricFamily(
-            "riskguard_events_lost", "Events lost before user space (buffer full)", labels=["source", "probe"]
-        )
-        limited = CounterMetricFamily(
-            "riskguard_events_rate_limited",
-            "Events dropped by the per-container rate limit",
-            labels=["source", "probe"],
-        )
-        delivered = CounterMetricFamily(
-            "riskguard_events_delivered", "Events decoded and published", labels=["source", "probe"]
-        )
-        active = GaugeMetricFamily("riskguard_probe_active", "1 when the probe is loaded", labels=["probe"])
-        lost_now = self.source.lost_counts()
-        limited_now = self.source.rate_limited_counts()
-        for p in PROBES:
-            lost.add_metric(["ebpf", p], lost_now.get(p, 0))
-            limited.add_metric(["ebpf", p], limited_now.get(p, 0))
-            delivered.add_metric(["ebpf", p], self.source.delivered.get(p, 0))
-            active.add_metric([p], 1.0 if p in self.source.active else 0.0)
-        yield lost
-        yield limited
-        yield delivered
-        yield active
 
 
 class EbpfSource:
@@ -87,8 +58,13 @@ class EbpfSource:
         acts: KernelActs | None = None,
         credential_comms: Sequence[str] = (),
         runtime_comms: Sequence[str] = (),
+        runtime_names: Sequence[str] = (),
     ) -> None:
         self.settings = settings
+        # runtime.executables: their tasks' syscalls are the runtime's (probes/task.h)
+        self.runtime_names = tuple(runtime_names)
+        self.runtime_exes = 0
+        self._runtime_exes_at = -60.0
         # The in-kernel first response (probes/act.h): its tables and must-act reader; acts is
         # the response's fast path (None: the kernel stops nothing); the comms are the detectors'
         # exceptions by name (detectors.credential_consumers, detectors.runtime_comms).
@@ -108,7 +84,7 @@ class EbpfSource:
         self._threads: list[threading.Thread] = []
         self._monitored: set[int] = set()
         self._cgroup_of: dict[str, int] = {}  # container id -> cgroup id in the kernel filter
-        self._collector: _Collector | None = None
+        self._collector: EbpfCollector | None = None
         # "auto" (ring buffer when the kernel has one), "ringbuf" or "perfbuf" (tests, benches).
         self.output = "auto"
         # "auto" (task storage when the kernel has it) or "lru" (the LRU-hash fallback).
@@ -149,7 +125,7 @@ class EbpfSource:
                 self.support.task_storage = False
             self._load(ctx, wanted)
         if self._collector is None:
-            self._collector = _Collector(self)
+            self._collector = EbpfCollector(self)
             ctx.metrics.register(self._collector)
         if "ebpf.status" not in ctx.control_methods:
             ctx.control("ebpf.status", lambda _params: self.status())
@@ -238,6 +214,7 @@ class EbpfSource:
             table = self.bpf[b"rg_sys_kind"]
             for nr, kind in kinds.items():
                 table[ctypes.c_int(nr)] = ctypes.c_uint(kind)
+        self.refresh_runtime_exes()
         if "files" in loaded:
             self.set_sensitive(self.settings.sensitive_paths, self.settings.sensitive_write_prefixes)
             self.set_change_prefixes(self.settings.change_watch_prefixes)
@@ -283,11 +260,21 @@ class EbpfSource:
         self.active = []
 
     # --- container filter ---------------------------------------------------------------
+    def refresh_runtime_exes(self) -> None:
+        """The runtime's executables into the kernel (its syscalls are not the container's),
+        looked up again at most once a minute (a runtime upgrade replaces the file)."""
+        now = time.monotonic()
+        if self.bpf is not None and now - self._runtime_exes_at >= 60:
+            self._runtime_exes_at = now
+            self.runtime_exes = fill_runtime_exes(self.bpf, runtime_executables(self.reader.paths, self.runtime_names))
+
     def on_container(self, what: str, c: Container) -> None:
         """Registry listener: keep the kernel's monitored-cgroup map equal to the registry."""
         bpf = self.bpf
         if bpf is None or (not c.cgroup_id and what != "removed"):
             return
+        if what == "added":
+            self.refresh_runtime_exes()
         with self._lock:
             # An update may move a container to another cgroup: forget the old id first.
             old = self._cgroup_of.pop(c.id, None)
@@ -433,4 +420,5 @@ def build(ctx: AgentContext, acts: KernelActs | None = None) -> EbpfSource | Non
         acts,
         cfg.detectors.credential_consumers,
         cfg.detectors.runtime_comms,
+        cfg.runtime.executables,
     )

@@ -19,6 +19,7 @@ import psutil
 
 from agent.hostfs import HostPaths
 from agent.resources import release_free_heap
+from agent.runtime.executables import kernel_dev
 from agent.settings.sources import EbpfSettings
 from agent.sources.ebpf.btf import exe_offsets
 from agent.sources.ebpf.program import (
@@ -267,3 +268,18 @@ def sensitive_entries(
                     covered |= v
             entries[key] = entries.get(key, 0) | covered | bits
     return entries
+
+
+def fill_runtime_exes(bpf: Any, ids: frozenset[tuple[int, int]]) -> int:
+    """Make ``rg_runtime_exe`` (probes/task.h) hold exactly the runtime's executables ``ids``
+    ((st_dev, st_ino) from agent.runtime.executables); returns how many it holds."""
+    table = bpf[b"rg_runtime_exe"]
+    want = {(ino, kernel_dev(dev)) for dev, ino in ids}
+    for k in list(table.keys()):
+        if (k.ino, k.dev) not in want:
+            del table[k]
+    for ino, dev in sorted(want)[: table.max_entries]:
+        key = table.Key()
+        key.ino, key.dev = ino, dev
+        table[key] = ctypes.c_ubyte(1)
+    return min(len(want), int(table.max_entries))

@@ -9,7 +9,10 @@ so every count is known exactly:
 - a loop through the cells: the exact transition and syscall counts, in ``a``'s window only;
 - the same loop while windows are flushed every 50 ms: the windows add up to the exact totals
   (no increment lost across a generation flip);
-- more distinct transitions than a slot holds: the rest go to the overflow hash, still exact.
+- more distinct transitions than a slot holds: the rest go to the overflow hash, still exact;
+- `docker exec`: runc init's set-up in the container's cgroup (capability drops, Go threads) is
+  the runtime's and not counted, the command is counted from its execve on; a container's own
+  program named like runc's stage is counted (probes/task.h, rg_runtime_exe).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from pathlib import Path
 import pytest
 
 from agent.events import SyscallWindow
+from agent.hostfs import HostPaths
+from agent.runtime.executables import runtime_executables
 from agent.sources.ebpf.counts import GROUPS
+from agent.sources.ebpf.loader import fill_runtime_exes
 from agent.sources.ebpf.program import TR_WAYS
 from tests.privileged.ebpf.harness import Agent
 from tests.support import need, need_tool
@@ -124,3 +130,37 @@ def test_more_transitions_than_cells_are_counted_exactly_in_the_overflow_hash(ag
     assert wa.transitions.get((first + k - 1, first)) == rounds - 1
     assert wa.counts.get(first) == rounds
     assert _overflow_keys(agent, first, first + k) == 0, "the window deleted the hash's entries"
+
+
+PRCTL, EXECVE = 157, 59  # x86_64
+
+
+def _docker_execs(agent: Agent, n: int) -> SyscallWindow:
+    _windows(agent)
+    for _ in range(n):
+        subprocess.run(["docker", "exec", agent.a.id, "true"], check=True, timeout=60)
+    return _windows(agent)[agent.ra.cgroup_id]
+
+
+def test_runc_init_of_docker_exec_is_the_runtimes_not_the_containers(agent: Agent, loop: str) -> None:
+    assert agent.source.runtime_exes >= 1, "the host's runc is in rg_runtime_exe"
+    n = 5
+    wa = _docker_execs(agent, n)
+    # Counted: busybox `true` itself (~16 syscalls, one prctl); runc init makes ~200 (~100 prctl).
+    assert wa.counts.get(PRCTL, 0) <= n, "runc init's capability drops are not the container's"
+    assert sum(wa.counts.values()) <= 40 * n, sorted(wa.counts.items())
+    assert any(prev == EXECVE for prev, _cur in wa.transitions), "`true` is counted from its execve on"
+    # A program of the container's own, called as runc's set-up stage: counted, exactly.
+    subprocess.run(["docker", "exec", agent.a.id, "cp", loop, "/tmp/runc:[2:INIT]"], check=True, timeout=60)
+    _windows(agent)
+    _run(agent, "/tmp/runc:[2:INIT]", 1700, 2, 1000)
+    w = _windows(agent)[agent.ra.cgroup_id]
+    assert w.counts[1700] == 1000 and w.transitions[(1700, 1701)] == 1000
+    # Twin: the kernel without the runtime's executables counts runc init's set-up.
+    fill_runtime_exes(agent.source.bpf, frozenset())
+    try:
+        tw = _docker_execs(agent, n)
+        assert tw.counts.get(PRCTL, 0) >= 20 * n, sorted(tw.counts.items())
+        assert sum(tw.counts.values()) >= 4 * sum(wa.counts.values())
+    finally:
+        fill_runtime_exes(agent.source.bpf, runtime_executables(HostPaths(), agent.ctx.config.runtime.executables))

@@ -242,6 +242,9 @@ def test_fallbacks_perf_buffer_and_lru_previous_syscall(agent: Agent, make_ctx: 
         agent.exec_a("dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=3000")
         w = {x.cgroup_id: x for x in src.flush_window()}[agent.ra.cgroup_id]
         assert w.transitions.get((SYS_READ, SYS_WRITE), 0) >= 2999
+        # runc init of both docker execs (~100 prctl each) is the runtime's here too; busybox
+        # itself makes one prctl per program.
+        assert w.counts.get(157, 0) <= 2, sorted(w.counts.items())
         assert st["lost"] == {p: 0 for p in ("syscalls", "exec", "net", "files", "priv")}
     finally:
         src.stop()

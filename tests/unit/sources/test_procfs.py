@@ -122,3 +122,42 @@ def test_parsers_on_captured_text() -> None:
     udp = (FIX / "proc" / str(init) / "net" / "udp").read_text()
     assert parse_net_table(udp, "udp", False) == [("0.0.0.0", 5353, "udp")]
     assert parse_net_table(udp + "garbage line\n 9: zz:zz 00:00 07\n", "udp", False) == [("0.0.0.0", 5353, "udp")]
+
+
+def _as_process(tree: HostPaths, pid: int, comm: str, exe: Path, threads: int, rss_pages: int) -> None:
+    """Make captured ``pid`` a process called ``comm`` running ``exe`` (a runc init of a
+    ``docker exec``: 6 Go threads, ~10 MiB)."""
+    d = tree.pid_dir(pid)
+    f = (d / "stat").read_text().rpartition(")")[2].split()
+    f[17], f[21] = str(threads), str(rss_pages)
+    (d / "stat").write_text(f"{pid} ({comm}) " + " ".join(f) + "\n")
+    (d / "exe").unlink()
+    (d / "exe").symlink_to(exe)
+
+
+def test_the_runtimes_setup_process_is_not_the_containers(tree: HostPaths) -> None:
+    """runc init of a `docker exec` runs inside the container's cgroup: it is left out of the
+    snapshot when it runs the host's runc (same file), never because of its name alone."""
+    from agent.runtime.executables import runtime_executables
+
+    c = record()
+    before = snapshot(tree, c, now=5.0)
+    assert before is not None
+    runc = tree.host("/usr/sbin/runc")
+    runc.parent.mkdir(parents=True, exist_ok=True)
+    runc.write_bytes(b"\x7fELF runc")
+    ids = runtime_executables(tree, ("runc", "crun"))
+    assert ids == {(runc.stat().st_dev, runc.stat().st_ino)}
+    impostor = tree.host("/var/lib/docker/overlay2/x/merged/usr/sbin/runc")
+    impostor.parent.mkdir(parents=True, exist_ok=True)
+    impostor.write_bytes(b"\x7fELF runc")
+    _as_process(tree, 25419, "runc:[2:INIT]", runc, threads=6, rss_pages=2600)
+    _as_process(tree, 25420, "runc:[2:INIT]", impostor, threads=6, rss_pages=2600)
+    snap = snapshot(tree, c, now=6.0, runtime_exes=ids)
+    assert snap is not None
+    pids = {pid for pid, _ppid, _comm in snap.tree}
+    assert 25419 not in pids, "the host's runc is the runtime's"
+    assert 25420 in pids, "a container's own file named runc:[2:INIT] is the container's"
+    assert snap.processes == before.processes - 1
+    # Twin: without the runtime's executables known, both count (as before this change).
+    assert {pid for pid, _p, _c in snapshot(tree, c, now=6.0).tree} == set(DOC["present"])
