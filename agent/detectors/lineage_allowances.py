@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from agent.detectors.lineage import ProcInfo
+from agent.detectors.lineage_names import unversioned
 from agent.detectors.sensitive_file import classify
 from agent.detectors.spec import Detector, DetectorState, container_key
 from agent.events import Event, FileOpen, NetConnect, ProcessExec
@@ -24,11 +26,27 @@ if TYPE_CHECKING:  # the behaviour subsystem may be left out of a build
     from agent.behavior.allowances import Allowances
 
 
-def exec_pattern(ev: ProcessExec, state: DetectorState) -> str:
-    """``PARENT>CHILD`` program names of an exec (the parent seen through wrappers)."""
+def pattern_name(info: ProcInfo | None, canonical: bool = True) -> str:
+    """A program as an exec pattern names it: an interpreter without its version. The same
+    process is ``python3`` to lineage when its exec was seen (the link it was started by) and
+    ``python3.11`` when lineage read it from /proc (the file it runs): one image, one pattern."""
+    if info is None or not info.program:
+        return "?"
+    if canonical and info.role == "interpreter":
+        return unversioned(info.program)
+    return info.program
+
+
+def exec_pattern(ev: ProcessExec, state: DetectorState, canonical: bool = True) -> str:
+    """``PARENT>CHILD`` program names of an exec (the parent seen through wrappers);
+    ``canonical``: interpreters named without their version (``python>sh``)."""
     me = state.remember_exec(ev)
     parent = state.lineage.effective_parent(ev)
-    return f"{parent.program if parent is not None and parent.program else '?'}>{me.program}"
+    return f"{pattern_name(parent, canonical)}>{pattern_name(me, canonical)}"
+
+
+# Which judgement wins when an exec is judged by both its canonical and its exact pattern.
+_RANK = {"unseen": 0, "learning": 1, "learned": 2, "allowed": 3, "denied": 4}
 
 
 class AllowanceReview:
@@ -68,6 +86,14 @@ class AllowanceReview:
         else:
             return finding
         j = self.allowances.judge(event.container, kind, pattern, event.ts)
+        if kind == "exec" and isinstance(event, ProcessExec):
+            # An operator's entry (or a baseline learned before patterns were canonical) may name
+            # the interpreter with its version: the stronger word of the two wins (deny first).
+            exact = exec_pattern(event, self.state, canonical=False)
+            if exact != pattern:
+                je = self.allowances.judge(event.container, kind, exact, event.ts)
+                if _RANK[je.state] > _RANK[j.state]:
+                    j = je
         if j.severity is None:
             return finding
         # Already at or below what the allowance allows: unchanged, but marked as the image's

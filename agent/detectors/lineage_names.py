@@ -24,6 +24,11 @@ ROLES = (
 _VERSION = re.compile(r"[\d.]+$")
 
 
+def unversioned(program: str) -> str:
+    """``program`` without a trailing version (``python3.11``, ``python3`` → ``python``)."""
+    return _VERSION.sub("", program) or program
+
+
 def _globs(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in names if "*" in n or "?" in n)
 
@@ -70,7 +75,7 @@ def _role_of(program: str, s: DetectorsSettings, script_name: str, runc: bool) -
         return "runtime"
     if _matches(program, s.shells):
         return "shell"
-    if _matches(program, s.interpreters) or _matches(_VERSION.sub("", program), s.interpreters):
+    if _matches(program, s.interpreters) or _matches(unversioned(program), s.interpreters):
         return "interpreter"
     if _matches(program, s.package_managers) or _matches(program, s.language_package_managers):
         return "package_manager"

@@ -89,7 +89,7 @@ def test_learned_pair_lowers_later_findings_of_any_replica(rig: Rig) -> None:
     assert during.evidence["allowance"]["state"] == "learning"
     assert during.evidence["allowance"]["severity_before"] == "high"
     entries = {(e["kind"], e["pattern"]) for e in rig.allowances.entries(IMAGE)}
-    assert ("exec", "python3>sh") in entries and ("exe", "/bin/sh") in entries
+    assert ("exec", "python>sh") in entries and ("exe", "/bin/sh") in entries
     # After the learning period, a replica doing the same: LOW, "learned".
     (after,) = rig.run(execs(C2, T0 + LEARN + 5, "python3", base=200))
     assert after.severity == Severity.LOW and after.evidence["allowance"]["state"] == "learned"
@@ -98,6 +98,28 @@ def test_learned_pair_lowers_later_findings_of_any_replica(rig: Rig) -> None:
     (new,) = rig.run(execs(C2, T0 + LEARN + 6, "perl", base=300))
     assert new.severity == Severity.HIGH and "allowance" not in new.evidence
     assert ("exec", "perl>sh") not in {(e["kind"], e["pattern"]) for e in rig.allowances.entries(IMAGE)}
+
+
+def test_an_interpreter_is_one_program_by_whichever_name_it_was_seen(rig: Rig) -> None:
+    """Lineage names a parent read from /proc by its file (python3.11) and one seen exec'ing by
+    the link it was started by (python3): the image learns one pattern, ``python>sh``."""
+    rig.run(execs(C1, T0, "python3.11"))
+    entries = {e["pattern"] for e in rig.allowances.entries(IMAGE) if e["kind"] == "exec"}
+    assert "python>sh" in entries and "python3.11>sh" not in entries
+    (after,) = rig.run(execs(C2, T0 + LEARN + 5, "python3", base=200))
+    assert after.severity == Severity.LOW and after.evidence["allowance"]["pattern"] == "python>sh"
+    # An operator's deny by the versioned name beats the learned pattern.
+    rig.allowances.set(IMAGE, "exec", "python3>sh", "deny")
+    (denied,) = rig.run(execs(C2, T0 + LEARN + 6, "python3", base=300))
+    assert denied.severity == Severity.HIGH
+    # A baseline learned with versioned names still lowers its exact pattern.
+    other = baseline_key(OTHER, "riskguard.baseline")
+    rig.allowances.learning(other, T0 - 1000)  # learned long ago
+    rig.allowances.set(other, "exec", "python3.11>sh", "allow", origin="learned")
+    (legacy,) = rig.run(execs(OTHER, T0 + 1, "python3.11", base=400))
+    assert legacy.severity == Severity.LOW and legacy.evidence["allowance"]["pattern"] == "python3.11>sh"
+    (unseen,) = rig.run(execs(OTHER, T0 + 2, "python3", base=500))  # not the same file: not lowered
+    assert unseen.severity == Severity.HIGH
 
 
 def test_allowances_are_per_image(rig: Rig) -> None:
