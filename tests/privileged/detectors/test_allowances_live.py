@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -19,11 +19,12 @@ import pytest
 from agent.behavior.allowances import Allowances
 from agent.config import AgentConfig
 from agent.context import AgentContext
+from agent.events import ProcessExec
 from agent.findings import Finding, Severity
 from agent.settings.behavior import BehaviorSettings
 from agent.settings.detectors import DetectorsSettings
 from tests.privileged.harness import ContainerLab, DetectorChain, detector_chain, docker_exec, write_files
-from tests.support import TEST_IMAGE, wait_for
+from tests.support import TEST_IMAGE
 
 LEARN = 8.0
 CGI = """#!/bin/sh
@@ -35,6 +36,8 @@ uptime
 
 @dataclass
 class Lab(ContainerLab):
+    execs: list[ProcessExec] = field(default_factory=list)  # every exec the chain saw (diagnostics)
+
     @property
     def ctx(self) -> AgentContext:
         return self.chain.ctx
@@ -55,8 +58,12 @@ class Lab(ContainerLab):
             found = self.chain.of("RG-0001", c.id)
             return next((f for f in found if f.evidence["parent"] == parent and f.ts >= after), None)
 
-        f = wait_for(hit, timeout=15, what=f"RG-0001 {parent}>sh")
-        assert isinstance(f, Finding)
+        deadline = time.monotonic() + 15
+        while (f := hit()) is None:
+            if time.monotonic() > deadline:  # say what did come, to tell a lost exec from a rule
+                seen = [(e.ts, e.comm, e.filename, e.parent_comm) for e in self.execs if e.ts >= after]
+                pytest.fail(f"no RG-0001 {parent}>sh in 15 s; execs since: {seen}; findings: {self.chain.summaries()}")
+            time.sleep(0.05)
         return f
 
 
@@ -65,7 +72,9 @@ def lab(docker_client: Any) -> Iterator[Lab]:
     labs: list[Lab] = []
 
     def setup(chain: DetectorChain) -> None:
-        labs.append(Lab(chain, docker_client, write_files(chain.state, {"www/cgi-bin/status.cgi": CGI})))
+        lab = Lab(chain, docker_client, write_files(chain.state, {"www/cgi-bin/status.cgi": CGI}))
+        chain.ctx.events.subscribe(lambda ev: lab.execs.append(ev) if isinstance(ev, ProcessExec) else None)
+        labs.append(lab)
 
     config = AgentConfig(behavior=BehaviorSettings(learning_seconds=LEARN))
     with detector_chain("rg-h5-allow-", DetectorsSettings(repeat_suppress_seconds=0), config, before=setup):
