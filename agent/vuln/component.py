@@ -240,8 +240,6 @@ class VulnComponent:
             self.counts["skipped"] += 1
             self._outcome("unchanged")
             return None
-        if not reread:
-            self.counts["rematches"] += 1
         matches = self._matcher.match(inv)
         services = (
             [s.to_dict() for s in listening_services(ctx.paths, c.init_pid)]
@@ -286,6 +284,8 @@ class VulnComponent:
             ),
         )
         self.counts["scans"] += 1
+        if not reread:  # counted once its result is stored: a reader of the count sees the result
+            self.counts["rematches"] += 1
         self._outcome("read" if reread else "rematched")
         self._maybe_gmp(c, services)
         log.info(
