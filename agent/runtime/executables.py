@@ -28,16 +28,21 @@ ExeId = tuple[int, int]  # (st_dev as stat reports it, st_ino)
 
 
 def runtime_executables(paths: HostPaths, names: Iterable[str]) -> frozenset[ExeId]:
-    """(device, inode) of every host file ``names`` resolve to (symlinks followed)."""
+    """(device, inode) of every host file ``names`` resolve to (symlinks followed), seen under
+    ``host.root`` or, where that does not hold the host's binaries (a DaemonSet mounts only
+    /proc, /sys, sockets … below /host), through the root of the host's pid 1."""
     ids: set[ExeId] = set()
+    init_root = paths.pid_root(1)
     for name in names:
         candidates = [name] if name.startswith("/") else [f"{d}/{name}" for d in HOST_DIRS]
         for path in candidates:
-            try:
-                st = paths.host(path).stat()
-            except OSError:
-                continue
-            ids.add((st.st_dev, st.st_ino))
+            for where in (paths.host(path), init_root / path.lstrip("/")):
+                try:
+                    st = where.stat()
+                except OSError:
+                    continue
+                ids.add((st.st_dev, st.st_ino))
+                break
     return frozenset(ids)
 
 

@@ -161,3 +161,15 @@ def test_the_runtimes_setup_process_is_not_the_containers(tree: HostPaths) -> No
     assert snap.processes == before.processes - 1
     # Twin: without the runtime's executables known, both count (as before this change).
     assert {pid for pid, _p, _c in snapshot(tree, c, now=6.0).tree} == set(DOC["present"])
+
+
+def test_the_runtime_is_found_through_the_hosts_init_when_host_root_lacks_it(tree: HostPaths) -> None:
+    """A DaemonSet mounts the host's /proc and /sys below /host but not its /usr: the host's runc
+    is then found through /proc/1/root."""
+    from agent.runtime.executables import runtime_executables
+
+    assert runtime_executables(tree, ("runc",)) == frozenset()
+    runc = tree.pid_root(1) / "usr/bin/runc"
+    runc.parent.mkdir(parents=True)
+    runc.write_bytes(b"\x7fELF runc")
+    assert runtime_executables(tree, ("runc", "/opt/bin/crun")) == {(runc.stat().st_dev, runc.stat().st_ino)}
