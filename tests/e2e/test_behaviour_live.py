@@ -3,7 +3,8 @@
 
 The daemon (default components, observe mode, a 60 s learning period of 2 s windows) learns the
 image from two containers of a small shell-script app (a job script run in a loop, a busybox
-``httpd`` it fetches from) while an operator runs the job by hand through ``docker exec``. Once
+``httpd`` it fetches from) while operators run the job by hand through ``docker exec``, one of
+them staying logged in (the runtime's own set-up of each exec is not the container's). Once
 the baseline is fitted, two FRESH containers of the image start the same app:
 
 - the victim: an operator-like shell already running in it (``docker exec -i … sh``) is taken
@@ -109,11 +110,17 @@ outputs: {{metrics: {{port: 0}}}}
         # set-up inside the container's cgroup (a burst of prctl and friends whose order varies), so
         # learning sees it eight times, not four (four left the twin's first session with unseen
         # transitions now and then).
+        # One operator also stays logged in to each (as on the twin later: a session open for the
+        # whole watch), running the job by hand now and then.
+        resident = [Session(c.id, tmp_path / f"resident{i}.log") for i, c in enumerate(containers)]
+        sessions += resident
         for i, c in enumerate(containers * 4):
             op = Session(c.id, tmp_path / f"operator{i}.log")
             sessions.append(op)
             operate(op, OPERATOR)
             op.close()
+            if i % 2:
+                operate(resident[i % len(resident)], OPERATOR[:1], pause=0)
             time.sleep(2)
 
         def fitted() -> Any:
