@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -42,6 +43,34 @@ class Source(StrEnum):
     RULE = "rule"
     NETPOLICY = "netpolicy"
     OPERATOR = "operator"
+
+
+# Findings that say something about what a container did, and are worth an alert: they keep the
+# behaviour windows around them out of training and take back what the container taught the
+# kernel's known-event filter while its image learned. Posture (network posture RG-01xx:
+# capabilities, namespaces, published ports) and vulnerability findings describe how a container
+# was started or built, so every container of a default Docker host has one (RG-0105, NET_RAW kept).
+NOT_BEHAVIOUR_SOURCES = ("vuln",)
+POSTURE_DETECTORS = "RG-01__"  # SQL LIKE: the network posture checks RG-0101 … RG-0199
+_POSTURE = re.compile("RG-01..")  # the same, for a finding in memory
+TAINT_MIN_SEVERITY = 2  # Severity.MEDIUM: LOW/INFO findings are notes, not suspicion
+TAINTING_SQL = (
+    f"severity >= {TAINT_MIN_SEVERITY} "
+    f"AND source NOT IN ({', '.join(repr(s) for s in NOT_BEHAVIOUR_SOURCES)}) "
+    f"AND NOT (source = 'netpolicy' AND detector_id LIKE '{POSTURE_DETECTORS}') "
+    # A finding lowered by the image's learned allowances describes its normal behaviour.
+    "AND json_extract(evidence, '$.allowance') IS NULL"
+)
+
+
+def taints(f: Finding) -> bool:
+    """``TAINTING_SQL`` for one finding in memory."""
+    return (
+        f.severity >= TAINT_MIN_SEVERITY
+        and str(f.source) not in NOT_BEHAVIOUR_SOURCES
+        and not (f.source == "netpolicy" and _POSTURE.fullmatch(f.detector_id) is not None)
+        and f.evidence.get("allowance") is None
+    )
 
 
 class Action(StrEnum):

@@ -327,6 +327,8 @@ def wire(gen: Generation) -> None:
     )
     if ebpf is not None:
         gen.on_container("ebpf", "ebpf.cgroups", ebpf.on_container)
+        # A finding about a container takes back what it taught the known-event filter while learning.
+        gen.on_finding("ebpf", "ebpf.known_taint", ebpf.on_finding)
         if window is not None:  # the kernel's known-activity counts join the window they happened in
             window.add_drain(ebpf.drain_known)
     # Sources that only publish (``ctx.publish``) are one line; nothing subscribes them.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.behavior.features import FEATURE_VERSION, N_FEATURES
+from agent.findings import TAINTING_SQL
 from agent.store import Store
 
 if TYPE_CHECKING:
@@ -63,20 +64,6 @@ MIGRATIONS: list[str] = [
 ]
 
 KEEP_VERSIONS = 3
-# Findings that say something about what a container did, and are worth an alert: they keep the
-# windows around them out of training. Posture (network posture RG-01xx: capabilities,
-# namespaces, published ports) and vulnerability findings describe how a container was started
-# or built, so every container of a default Docker host has one (RG-0105, NET_RAW kept).
-NOT_BEHAVIOUR_SOURCES = ("vuln",)
-POSTURE_DETECTORS = "RG-01__"  # SQL LIKE: the network posture checks RG-0101 … RG-0199
-TAINT_MIN_SEVERITY = 2  # Severity.MEDIUM: LOW/INFO findings are notes, not suspicion
-TAINTING_SQL = (
-    f"severity >= {TAINT_MIN_SEVERITY} "
-    f"AND source NOT IN ({', '.join(repr(s) for s in NOT_BEHAVIOUR_SOURCES)}) "
-    f"AND NOT (source = 'netpolicy' AND detector_id LIKE '{POSTURE_DETECTORS}') "
-    # A finding lowered by the image's learned allowances describes its normal behaviour.
-    "AND json_extract(evidence, '$.allowance') IS NULL"
-)
 _SELECT = "SELECT image, state, frozen, first_seen, version, fitted FROM behavior_baselines"
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from agent.behavior.allowances import Allowances, baseline_key
-from agent.behavior.baseline import TAINT_MIN_SEVERITY, BaselineStore
+from agent.behavior.baseline import BaselineStore
 from agent.behavior.engine_types import BaselineState, ScoredWindow, explain
 from agent.behavior.features import window_vector
 from agent.behavior.fitproc import fit_models
@@ -39,7 +39,7 @@ from agent.behavior.ngram import ChainHit, NgramError, NgramModel
 from agent.behavior.seqlive import encode_transitions, explanation, score_sequence, summary
 from agent.behavior.seqwindow import TransitionWindowModel, WindowModelError
 from agent.events import BehaviorWindow, ContainerRef
-from agent.findings import Finding, Severity, Source
+from agent.findings import TAINT_MIN_SEVERITY, Finding, Severity, Source
 from agent.settings.behavior import BehaviorSettings
 from agent.store import Store
 

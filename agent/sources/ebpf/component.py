@@ -19,6 +19,7 @@ import structlog
 from agent.context import AgentContext
 from agent.decoders.ebpf import PROBES
 from agent.events import KnownActivity, SyscallWindow
+from agent.findings import Finding, taints
 from agent.hostfs import HostPaths
 from agent.runtime.executables import runtime_executables
 from agent.runtime.model import Container
@@ -293,6 +294,15 @@ class EbpfSource:
             if old is not None and old != c.cgroup_id:
                 self.act.forget(old)
             self.act.update(c, removed=what == "removed")
+
+    def on_finding(self, f: Finding) -> None:
+        """Findings bus: a finding that suggests a container did something wrong (``taints``)
+        takes back what it taught the known-event filter while its image learns."""
+        if self.known is None or f.container is None or not taints(f):
+            return
+        cgroup_id = self._cgroup_of.get(f.container.id)
+        if cgroup_id:
+            self.known.taint(cgroup_id, time.time())
 
     def monitor_cgroup(self, cgroup_id: int, on: bool = True) -> None:
         """Add (or remove) one cgroup id to the kernel filter directly (benchmarks, tests)."""

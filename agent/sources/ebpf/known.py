@@ -152,6 +152,12 @@ class KnownSet:
         self._retired: set[int] = set()  # ids of forgotten entries, until their hits' final read
         self.counted = {"execs": 0, "connects": 0}
         self.refused = 0
+        # While an image learns: the entries each cgroup made (a finding about its container
+        # takes them back, ``taint``), and the cgroups whose container had such a finding (they
+        # teach nothing more until they go).
+        self._made: dict[int, set[tuple[str, ExecEntry | ConnEntry]]] = {}
+        self.tainted: set[int] = set()
+        self.untaught = 0  # entries taken back
         if store is not None:
             store.migrate("ebpf_known", _MIGRATIONS)
             for row in store.query("SELECT image, kind, entry FROM ebpf_known"):
@@ -229,26 +235,58 @@ class KnownSet:
         if key is None or got is None:
             return
         entry, exe, argv0 = got
+        if cgroup_id in self.tainted:
+            return
         if not self.eligible(entry[0], exe, cgroup_id, argv0):
             self.refused += 1
             return
         with self._lock:
             added = self._add_exec(key, entry)
+            self._made_by(cgroup_id, "exec", entry)
         if added and self.store is not None:
-            blob = entry[0].ljust(KNOWN_PATH, b"\0") + entry[1].ljust(16, b"\0") + entry[2].to_bytes(8, "little")
-            self._save(key, "exec", blob, now)
+            self._save(key, "exec", _blob("exec", entry), now)
 
     def learn_conn(self, ev: NetConnect, now: float) -> None:
         """Record an established connect of a learning cgroup."""
         key = self.cgroups.get(ev.cgroup_id)
         entry = conn_entry(ev)
-        if key is None or entry is None:
+        if key is None or entry is None or ev.cgroup_id in self.tainted:
             return
         with self._lock:
             added = self._add_conn(key, entry)
+            self._made_by(ev.cgroup_id, "conn", entry)
         if added and self.store is not None:
-            blob = entry[0].to_bytes(2, "little") + entry[1] + entry[2].to_bytes(2, "little")
-            self._save(key, "conn", blob, now)
+            self._save(key, "conn", _blob("conn", entry), now)
+
+    def _made_by(self, cgroup_id: int, kind: str, entry: ExecEntry | ConnEntry) -> None:
+        made = self._made.setdefault(cgroup_id, set())
+        if len(made) < 2 * self.max_per_image:  # beyond, its image's tables are full anyway
+            made.add((kind, entry))
+
+    def taint(self, cgroup_id: int, now: float) -> int:
+        """A finding suggests that the cgroup's container did something wrong while its image
+        learns: every entry it made is taken back (also when another container made it too: the
+        image learns it again from a clean one) and it teaches nothing more. A compromise during
+        the learning period must not become traffic the kernel counts and the rules never see.
+        Returns the entries taken back (0 when the image is not learning)."""
+        key = self.cgroups.get(cgroup_id)
+        if key is None or not self.learning(key, now):
+            return 0
+        with self._lock:
+            self.tainted.add(cgroup_id)
+            dropped: list[tuple[str, ExecEntry | ConnEntry]] = []
+            for kind, entry in self._made.pop(cgroup_id, ()):
+                table: dict[Any, int] | None = self.execs.get(key) if kind == "exec" else self.conns.get(key)
+                if table is not None and table.pop(entry, None) is not None:
+                    dropped.append((kind, entry))
+            self.untaught += len(dropped)
+        if self.store is not None:
+            for kind, entry in dropped:
+                self.store.execute(
+                    "DELETE FROM ebpf_known WHERE image = ? AND kind = ? AND entry = ?", (key, kind, _blob(kind, entry))
+                )
+        log.warning("ebpf_known_tainted", image=key, cgroup_id=cgroup_id, entries_taken_back=len(dropped))
+        return len(dropped)
 
     def _save(self, key: str, kind: str, blob: bytes, now: float) -> None:
         assert self.store is not None
@@ -263,6 +301,8 @@ class KnownSet:
         with self._lock:
             if key is None:
                 self.cgroups.pop(cgroup_id, None)
+                self._made.pop(cgroup_id, None)
+                self.tainted.discard(cgroup_id)
             else:
                 self.cgroups[cgroup_id] = key
                 if key in self._learning_keys:
@@ -342,6 +382,8 @@ class KnownSet:
             "learning_cgroups": len(self.learning_cgroups),
             "counted": dict(self.counted),
             "refused": self.refused,
+            "tainted_cgroups": len(self.tainted),
+            "entries_taken_back": self.untaught,
         }
 
     def run(self, bpf: Any, stop: threading.Event, publish: Callable[[KnownActivity], object] | None) -> None:
@@ -351,6 +393,13 @@ class KnownSet:
                 self.sync(bpf, time.time(), publish)
             except Exception as exc:  # a bad round must not end the thread
                 log.error("ebpf_known_sync_failed", error=repr(exc))
+
+
+def _blob(kind: str, entry: Any) -> bytes:
+    """An entry as the store keeps it (``_load`` reads it back)."""
+    if kind == "exec":
+        return bytes(entry[0].ljust(KNOWN_PATH, b"\0") + entry[1].ljust(16, b"\0") + entry[2].to_bytes(8, "little"))
+    return bytes(entry[0].to_bytes(2, "little") + entry[1] + entry[2].to_bytes(2, "little"))
 
 
 def _head(root: Path, path: str) -> bytes | None:

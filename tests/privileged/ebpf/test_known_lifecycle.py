@@ -26,6 +26,7 @@ import structlog
 from agent.config import AgentConfig
 from agent.context import AgentContext
 from agent.events import Event, KnownActivity, ProcessExec
+from agent.findings import Finding, Severity, Source
 from agent.sources.ebpf import EbpfSource, build
 from agent.sources.ebpf.known import KnownSet
 from agent.sources.ebpf.known_kernel import SETTLE_SECONDS
@@ -219,3 +220,40 @@ def test_a_set_without_room_is_refused_loudly_its_events_reach_python_and_it_tak
     assert counted(ks.sync(lab.bpf, time.time(), None), cgb) == (2 * N, N)
     assert not lab.execs_sent(cgb, mark)
     lab.stop(ks, cb, cgb)
+
+
+def test_a_finding_while_the_image_learns_keeps_what_the_container_did_visible(lab: Lab) -> None:
+    """A container that had a finding while its image learned taught the kernel nothing: once
+    the image has learned, the same execs and connects still reach Python (none is counted),
+    where the same batch of a clean container is counted in the kernel (the test above)."""
+    ks = lab.known("taint")
+    lab.source.known = ks  # the component's findings handler acts on the known set it runs
+    try:
+        c, cg = lab.start(ks, "timg")
+        lab.learning.add("timg")
+        ks.sync(lab.bpf, time.time(), None)
+        batch(c, 2)
+        wait_for(lambda: len(ks.execs.get("timg", {})) >= 2 and ks.conns.get("timg"), what="timg learns its batch")
+        time.sleep(0.5)
+        rec = lab.ctx.registry.get(c.id)
+        assert rec is not None
+        secret_read = Finding(
+            container=rec.ref(),
+            source=Source.RULE,
+            detector_id="RG-0002",
+            severity=Severity.HIGH,
+            summary="read /etc/shadow",
+        )
+        lab.source.on_finding(secret_read)
+        assert ks.execs["timg"] == {} and ks.conns["timg"] == {}, ks.status()
+        lab.learning.discard("timg")
+        ks.sync(lab.bpf, time.time(), None)
+        assert ks.status()["entries_installed"] == 0, ks.status()
+        mark = time.time()
+        batch(c, N)
+        wait_for(lambda: len(lab.execs_sent(cg, mark)) >= N, what="the tainted container's execs reach Python")
+        acts = ks.sync(lab.bpf, time.time(), None)
+        assert counted(acts, cg) == (0, 0), acts
+        lab.stop(ks, c, cg)
+    finally:
+        lab.source.known = None

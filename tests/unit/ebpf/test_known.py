@@ -6,12 +6,15 @@ tests/privileged/ebpf/test_known_filter.py."""
 
 from __future__ import annotations
 
+import json
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 from agent.behavior.features import window_vector
 from agent.decoders.ebpf import EXEC, HDR
 from agent.events import ContainerRef, KnownActivity, NetConnect, ProcessExec
+from agent.findings import TAINTING_SQL, Finding, Severity, Source, taints
 from agent.sources.ebpf.known import KNOWN_PATH, KnownSet, argv_hash, conn_entry, exec_entry
 from agent.sources.window import WindowAggregator
 from agent.store import Store
@@ -158,3 +161,79 @@ def test_a_window_of_kernel_counts_equals_the_window_of_the_events() -> None:
     )
     assert a.execs == 50 and a.connects == 30
     assert window_vector(a) == window_vector(b)
+
+
+def test_a_finding_takes_back_what_its_container_taught_while_the_image_learned(tmp_path: Path) -> None:
+    """A container that misbehaves while its image learns (a miner connecting out, a dropped
+    tool run from the image's own path) must not teach the kernel filter: its entries go (also
+    from the store), it teaches nothing more, and a clean container's entries stay."""
+    store = Store(tmp_path / "a.db")
+    learning = {"busy:1": True}
+    k = KnownSet(store, lambda key, _t: learning.get(key, False), NEVER)
+    k.track(7, "busy:1")  # the container that will have a finding
+    k.track(8, "busy:1")  # a clean replica of the same image
+    bad = _curl_connect(4000, 3333, "ESTABLISHED")
+    k.learn_exec(7, _raw(b"/usr/bin/curl\0", b"curl\0-s\0", exe=b"curl"), 1.0)
+    k.learn_conn(bad, 1.0)
+    shared = replace(_curl_connect(4001, 8080, "ESTABLISHED"), cgroup_id=8)
+    k.learn_conn(shared, 1.0)
+    k.learn_conn(replace(shared, cgroup_id=7, sport=4002), 1.0)  # made by both
+    assert len(k.execs["busy:1"]) == 1 and len(k.conns["busy:1"]) == 2
+
+    assert k.taint(7, 2.0) == 3  # the exec, the miner's connect, the shared connect
+    assert k.execs["busy:1"] == {} and k.conns["busy:1"] == {}
+    k.learn_conn(bad, 3.0)  # the tainted container teaches nothing more
+    k.learn_exec(7, _raw(b"/usr/bin/curl\0", b"curl\0-s\0", exe=b"curl"), 3.0)
+    k.learn_conn(shared, 3.0)  # the clean one teaches the shared destination again
+    assert list(k.conns["busy:1"]) == [conn_entry(shared)] and k.execs["busy:1"] == {}
+    again = KnownSet(store, lambda _k, _t: True, NEVER)  # the store agrees (a restart)
+    assert list(again.conns["busy:1"]) == [conn_entry(shared)] and again.execs.get("busy:1", {}) == {}
+    assert k.status()["entries_taken_back"] == 3 and k.status()["tainted_cgroups"] == 1
+
+    learning["busy:1"] = False  # learned: nothing is taken back any more (the kernel has it)
+    assert k.taint(8, 4.0) == 0 and list(k.conns["busy:1"]) == [conn_entry(shared)]
+    k.track(7, None)  # the container went: its cgroup id may come back for another one
+    assert 7 not in k.tainted
+
+
+def _finding(source: Source, detector: str, severity: Severity, evidence: dict[str, str] | None = None) -> Finding:
+    return Finding(
+        container=REF, source=source, detector_id=detector, severity=severity, summary="s", evidence=evidence or {}
+    )
+
+
+def test_taints_is_the_tainting_sql_for_one_finding(tmp_path: Path) -> None:
+    """The findings that take known entries back are the ones that keep behaviour windows out
+    of training: ``taints`` (in memory) and ``TAINTING_SQL`` (the store) agree finding by finding."""
+    store = Store(tmp_path / "f.db")
+    cases = [
+        _finding(Source.RULE, "RG-0002", Severity.HIGH),
+        _finding(Source.RULE, "RG-0003", Severity.MEDIUM),
+        _finding(Source.RULE, "RG-0003", Severity.LOW, {"allowance": "learned"}),
+        _finding(Source.RULE, "RG-0001", Severity.MEDIUM, {"allowance": "operator"}),
+        _finding(Source.VULN, "vuln.image", Severity.CRITICAL),
+        _finding(Source.NETPOLICY, "RG-0105", Severity.MEDIUM),  # posture
+        _finding(Source.NETPOLICY, "RG-0201", Severity.HIGH),
+        _finding(Source.BEHAVIOR, "behavior.anomaly", Severity.MEDIUM),
+        _finding(Source.LOGS, "RG-LOG-0001", Severity.INFO),
+    ]
+    for f in cases:
+        store.execute(
+            "INSERT INTO findings(id, ts, container_id, container_name, image, source, detector_id, severity,"
+            " summary, evidence) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                f.id,
+                f.ts,
+                REF.id,
+                REF.name,
+                REF.image,
+                str(f.source),
+                f.detector_id,
+                int(f.severity),
+                f.summary,
+                json.dumps(dict(f.evidence)),
+            ),
+        )
+    by_sql = {str(r[0]) for r in store.query("SELECT id FROM findings WHERE " + TAINTING_SQL)}
+    assert by_sql == {f.id for f in cases if taints(f)}
+    assert [taints(f) for f in cases] == [True, True, False, False, False, False, True, True, False]
