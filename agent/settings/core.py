@@ -60,10 +60,10 @@ class RuntimeSettings(Section):
     # are ignored by every source.
     include_host: bool = False
     # The container runtime's executables on the host: names looked up in the host's sbin/bin
-    # directories, or absolute host paths (under host.root, else through /proc/1/root). `docker exec` and HEALTHCHECK run `runc init` inside
-    # the container's cgroup; a process running one of these files (same inode and device, so a
-    # container cannot pass for it by name) is the runtime's: its syscalls, memory and threads
-    # are not the container's behaviour.
+    # directories, or absolute host paths (under host.root, else through /proc/1/root).
+    # `docker exec` and HEALTHCHECK run `runc init` inside the container's cgroup; a process
+    # running one of these files (same inode and device, so a container cannot pass for it by
+    # name) is the runtime's: its syscalls, memory and threads are not the container's behaviour.
     executables: tuple[str, ...] = ("runc", "crun", "youki", "runsc")
 
     @field_validator("docker_url")
